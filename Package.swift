@@ -1,0 +1,108 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Module map (dependencies run one way):
+//   intnw-lab -> Lab -> Analysis, Capture, Emulation, IntNW
+//   intnw-app -> IntNW
+// IntNW never imports testbed code: it must work on a real laptop with no testbed around.
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v5),
+]
+
+let package = Package(
+    name: "IntNWLab",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "IntNW", targets: ["IntNW"]),
+        .executable(name: "intnw-lab", targets: ["intnw-lab"]),
+        .executable(name: "intnw-app", targets: ["intnw-app"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+    ],
+    targets: [
+        // C glue Swift cannot import directly: setns, TUN ioctls, full struct tcp_info, SIOCOUTQ.
+        .target(name: "CShims"),
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+
+        .target(
+            name: "IntNW",
+            dependencies: [
+                "CShims", "CMnl",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Emulation",
+            dependencies: [
+                "CShims", "CMnl",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Capture",
+            dependencies: [
+                "CPcap", "CShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Analysis",
+            dependencies: [
+                "Capture", "IntNW",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Lab",
+            dependencies: [
+                "Analysis", "Capture", "Emulation", "IntNW", "CShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "intnw-lab",
+            dependencies: [
+                "Lab", "Emulation", "Analysis", "Capture", "IntNW",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "intnw-app",
+            dependencies: [
+                "IntNW",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "intnw-bench",
+            dependencies: [
+                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "CShims",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW"], swiftSettings: swiftSettings),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW"], swiftSettings: swiftSettings),
+        .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
+        // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
+        .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims"], swiftSettings: swiftSettings),
+    ]
+)

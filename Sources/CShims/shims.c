@@ -1,0 +1,129 @@
+#define _GNU_SOURCE
+#include "CShims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+
+// Pin the copied layout to the kernel header this was built against.
+#define PIN(field) _Static_assert(offsetof(struct cshims_tcp_info, field) == offsetof(struct tcp_info, field), #field)
+PIN(tcpi_rto);
+PIN(tcpi_unacked);
+PIN(tcpi_last_data_sent);
+PIN(tcpi_last_ack_recv);
+PIN(tcpi_rtt);
+PIN(tcpi_rttvar);
+PIN(tcpi_snd_cwnd);
+PIN(tcpi_total_retrans);
+PIN(tcpi_pacing_rate);
+PIN(tcpi_bytes_acked);
+PIN(tcpi_notsent_bytes);
+PIN(tcpi_min_rtt);
+PIN(tcpi_delivery_rate);
+PIN(tcpi_busy_time);
+PIN(tcpi_delivered);
+PIN(tcpi_bytes_sent);
+PIN(tcpi_bytes_retrans);
+PIN(tcpi_dsack_dups);
+PIN(tcpi_reord_seen);
+PIN(tcpi_rcv_ooopack);
+PIN(tcpi_snd_wnd);
+#undef PIN
+
+int cshims_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
+
+int cshims_set_timer_slack_ns(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }
+
+uint64_t cshims_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t cshims_realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int cshims_sleep_until_ns(uint64_t deadline_ns) {
+    struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000ull),
+                           .tv_nsec = (long)(deadline_ns % 1000000000ull) };
+    int rc;
+    do {
+        rc = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    } while (rc == EINTR);
+    if (rc != 0) { errno = rc; return -1; }
+    return 0;
+}
+
+int cshims_ppoll_ns(void *fds, unsigned long nfds, int64_t timeout_ns) {
+    if (timeout_ns < 0) return ppoll((struct pollfd *)fds, nfds, NULL, NULL);
+    struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000ll),
+                           .tv_nsec = (long)(timeout_ns % 1000000000ll) };
+    return ppoll((struct pollfd *)fds, nfds, &ts, NULL);
+}
+
+int cshims_tun_open(const char *name, int vnet_hdr) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet_hdr ? IFF_VNET_HDR : 0);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int cshims_tun_set_offload(int fd, int enable) {
+    unsigned long flags = enable ? (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) : 0;
+    return ioctl(fd, TUNSETOFFLOAD, flags);
+}
+
+int cshims_tun_set_vnet_hdr_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
+
+int cshims_tun_set_persist(int fd, int persist) { return ioctl(fd, TUNSETPERSIST, (unsigned long)persist); }
+
+int cshims_get_tcp_info(int fd, struct cshims_tcp_info *info, uint32_t *len_out) {
+    memset(info, 0, sizeof *info);
+    socklen_t len = sizeof *info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) < 0) return -1;
+    if (len_out) *len_out = (uint32_t)len;
+    return 0;
+}
+
+int cshims_siocoutq(int fd) {
+    int n = 0;
+    if (ioctl(fd, SIOCOUTQ, &n) < 0) return -1;
+    return n;
+}
+
+int cshims_siocoutqnsd(int fd) {
+    int n = 0;
+    if (ioctl(fd, SIOCOUTQNSD, &n) < 0) return -1;
+    return n;
+}
+
+size_t cshims_mnl_socket_buffer_size(void) {
+    // libmnl's MNL_SOCKET_BUFFER_SIZE: min(page size, 8192), a macro calling sysconf.
+    long page = sysconf(_SC_PAGESIZE);
+    return (size_t)(page < 8192L ? page : 8192L);
+}

@@ -1,0 +1,7 @@
+import ArgumentParser
+
+/// Every subcommand, one per line so parallel work merges cleanly.
+enum LabSubcommands {
+    static let all: [any ParsableCommand.Type] = [
+    ]
+}
