@@ -23,7 +23,7 @@ public struct SendLimits: Sendable, Equatable {
     /// Must not exceed the receiver's `ReceiveLimits.idWindow`.
     public var idWindow: UInt64
 
-    public init(windowBytes: Int = 16 << 20, maxIROBBytes: Int = 16 << 20, maxChunkBytes: Int = 256 << 10,
+    public init(windowBytes: Int = 16 << 20, maxIROBBytes: Int = 16 << 20, maxChunkBytes: Int = 64 << 10,
                 perIROBOverheadBytes: Int = 128, idWindow: UInt64 = 65_536) {
         precondition(maxChunkBytes > 0 && maxChunkBytes <= Wire.maxDataPayload)
         precondition(maxIROBBytes <= windowBytes)
