@@ -10,8 +10,11 @@ struct Workload {
         var deps: Dependencies
     }
     var items: [Item] = []
+    /// Id the first message will get (dependencies point inside the batch).
+    let firstID: UInt64
 
-    init(count: Int, maxBytes: Int, seed: UInt64) {
+    init(count: Int, maxBytes: Int, seed: UInt64, firstID: UInt64 = 1) {
+        self.firstID = firstID
         var rng = SplitMix64(seed: seed)
         for i in 0..<count {
             let size = 1 + Int(rng.next() % UInt64(maxBytes))
@@ -29,7 +32,7 @@ struct Workload {
             case 0: deps = .allEarlier
             case 1: deps = .none
             default:
-                deps = i == 0 ? .none : .on((0..<(1 + rng.next() % 3)).map { _ in IROBID(1 + rng.next() % UInt64(i)) })
+                deps = i == 0 ? .none : .on((0..<(1 + rng.next() % 3)).map { _ in IROBID(firstID + rng.next() % UInt64(i)) })
             }
             items.append(Item(bytes: bytes, labels: labels, deps: deps))
         }
@@ -37,7 +40,7 @@ struct Workload {
 
     /// Checks what a receiver got: each IROB exactly once, byte-identical, labels intact,
     /// released after all its dependencies. Returns problems found (empty = all good).
-    func verify(_ received: [Message], firstID: UInt64 = 1) -> [String] {
+    func verify(_ received: [Message]) -> [String] {
         var problems: [String] = []
         var position: [UInt64: Int] = [:]
         for (i, m) in received.enumerated() {
