@@ -49,6 +49,8 @@ final class IOLoop: @unchecked Sendable {
     private var dirty: [ObjectIdentifier: IOService] = [:]
     private var afterUnlock: [() -> Void] = []
     private var stopping = false
+    /// A wake-up byte is in the pipe and not yet drained (under the lock): skip writing another.
+    private var wakePending = false
     private var pollFDs: [pollfd] = []
     private var thread: pthread_t?
     let name: String
@@ -181,8 +183,18 @@ final class IOLoop: @unchecked Sendable {
         tasks.append(task)
     }
 
-    /// Any thread: interrupt ppoll.
+    /// Any thread, not holding the lock: interrupt ppoll. Coalesced: at most one wake-up byte
+    /// is outstanding.
     func wake() {
+        lock.lock()
+        wakeLocked()
+        lock.unlock()
+    }
+
+    /// Like `wake`, for callers holding the lock.
+    func wakeLocked() {
+        guard !wakePending && !isLoopThread else { return }
+        wakePending = true
         var one: UInt8 = 1
         _ = Glibc.write(wakeWriteFD, &one, 1)
     }
@@ -256,6 +268,7 @@ final class IOLoop: @unchecked Sendable {
             let woke = cshims_monotonic_ns()
             for p in pollFDs where p.revents != 0 {
                 if p.fd == wakeFD {
+                    wakePending = false
                     var drain = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
                     _ = withUnsafeMutableBytes(of: &drain) { Glibc.read(wakeFD, $0.baseAddress, $0.count) }
                     continue

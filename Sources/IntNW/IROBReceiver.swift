@@ -109,7 +109,8 @@ struct IROBReceiver {
             throw ProtocolError(.receiveBufferExceeded(limitBytes: limits.hardLimitBytes))
         }
         bufferedBytes += c
-        let irob = Incoming(begin: b, buffer: [UInt8](repeating: 0, count: Int(b.length)))
+        // Not zero-filled: an IROB is released only once every byte has been written.
+        let irob = Incoming(begin: b, buffer: [UInt8](unsafeUninitializedCapacity: Int(b.length)) { _, n in n = Int(b.length) })
         if b.length == 0 {
             irob.complete = true
             irob.completedAtNs = nowNs

@@ -59,7 +59,8 @@ public final class MultiSocket: @unchecked Sendable {
         do {
             loop.withLock {
                 if let fixed = options.staticNetworks {
-                    session.networksChanged(fixed, nowNs: cshims_monotonic_ns())
+                    // Sockets are created on the loop thread: it is the one in the right namespace.
+                    loop.execute { session.networksChanged(fixed, nowNs: cshims_monotonic_ns()) }
                 } else {
                     // The monitor's socket must be created on the loop thread (it may be in a namespace).
                     loop.execute {

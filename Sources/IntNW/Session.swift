@@ -514,11 +514,23 @@ final class Session: IOHandler, IOService {
         for c in Array(connsByFD.values) where c.state == .established || c.state == .awaitingHello {
             if c.state == .established {
                 if usable == nil { usable = usableStatuses() }
-                pump(c, usable: usable!, choices: &choices, nowNs: nowNs)
+                // Keep the socket fed while it takes everything; when it stops (EAGAIN), POLLOUT
+                // brings us back. Bounded so reads on other connections are not starved.
+                var rounds = 0
+                while true {
+                    let produced = pump(c, usable: usable!, choices: &choices, nowNs: nowNs)
+                    flush(c, nowNs: nowNs)
+                    rounds += 1
+                    if produced == 0 || c.state == .closed || c.out.pending > 0 { break }
+                    if rounds >= 16 {
+                        loop.markDirty(self)
+                        break
+                    }
+                }
             } else {
                 c.drainControl()
+                flush(c, nowNs: nowNs)
             }
-            flush(c, nowNs: nowNs)
         }
     }
 
@@ -542,11 +554,13 @@ final class Session: IOHandler, IOService {
         }
     }
 
-    /// Fills `c`'s send buffer: control frames, ACKs, then IROB chunks the chooser assigns to its network.
-    private func pump(_ c: Connection, usable: [NetworkStatus], choices: inout [UInt32: UInt32?], nowNs: UInt64) {
+    /// Fills `c`'s send buffer: control frames, ACKs, then IROB chunks the chooser assigns to its
+    /// network. Returns how much IROB data (bytes, +1 per chunk) it queued.
+    private func pump(_ c: Connection, usable: [NetworkStatus], choices: inout [UInt32: UInt32?], nowNs: UInt64) -> Int {
         c.drainControl()
         encodeAcks(c, nowNs: nowNs)
-        guard !c.troubled else { return }
+        guard !c.troubled else { return 0 }
+        var produced = 0
         let nid = c.network.networkID
         var bgAllowance: Int?
         while c.out.pending < Session.outHighWater {
@@ -569,22 +583,23 @@ final class Session: IOHandler, IOService {
                     best = h
                 }
             }
-            guard let pick = best else { return }
+            guard let pick = best else { return produced }
             var maxBytes = options.sendLimits.maxChunkBytes
             if pick.labels.isBackground {
                 // No foreground is waiting for this interface (it would have been picked first).
                 if bgAllowance == nil {
                     bgAllowance = backgroundAllowance(c, usable: usable, nowNs: nowNs)
                 }
-                if bgAllowance! <= 0 { return }
+                if bgAllowance! <= 0 { return produced }
                 maxBytes = min(maxBytes, bgAllowance!)
             }
             let room = Session.outCapacity - c.out.pending - FrameEncoder.dataHeaderLength - 64
                 - BeginIROB.maxEncodedLength - 32
             maxBytes = min(maxBytes, room)
-            if maxBytes <= 0 { return }
-            guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return }
+            if maxBytes <= 0 { return produced }
+            guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return produced }
             guard let chunk = sender.nextChunk(labels: pick.labels, maxBytes: maxBytes, on: c.id, nowNs: nowNs) else { continue }
+            produced += chunk.range.count + 1
             if let b = chunk.begin { _ = c.out.append(.beginIROB(b)) }
             if !chunk.range.isEmpty {
                 sender.withBytes(of: chunk.id) { all in
@@ -601,6 +616,7 @@ final class Session: IOHandler, IOService {
             }
             if pick.labels.isBackground { bgAllowance! -= chunk.range.count }
         }
+        return produced
     }
 
     private func backgroundAllowance(_ c: Connection, usable: [NetworkStatus], nowNs: UInt64) -> Int {
@@ -734,7 +750,7 @@ final class Session: IOHandler, IOService {
         receiver.consumed(length: r.bytes.count)
         if readPaused && receiver.shouldRead {
             loop.markDirty(self)
-            loop.wake()
+            loop.wakeLocked()
         }
         return Message(id: r.id, labels: r.labels, bytes: r.bytes)
     }
