@@ -75,6 +75,9 @@ final class Session: IOHandler, IOService {
     private(set) var peerGoodbye = false
     private var readPaused = false
     private var maintenanceScheduled = false
+    private var nextDataCheckNs: UInt64 = 0
+    /// An IROB fully sent this long ago without an ACK triggers a DATA_CHECK, in seconds.
+    static let dataCheckAfterSeconds = 2.0
 
     // Client side.
     let server: IPv4Endpoint?
@@ -291,6 +294,11 @@ final class Session: IOHandler, IOService {
         connsByID[c.id] = nil
         let nid = c.network.networkID
         if connByNetwork[nid] === c { connByNetwork[nid] = nil }
+        // ACKs that were waiting for this connection go out on another one.
+        if !c.pendingAcks.isEmpty, let other = connByNetwork.values.first(where: { $0.state == .established }) {
+            other.pendingAcks.append(contentsOf: c.pendingAcks)
+        }
+        c.pendingAcks.removeAll()
         let requeued = sender.connectionFailed(c.id)
         if wasEstablished || !requeued.isEmpty {
             log.info("connection closed", metadata: ["interface": "\(c.network.interfaceName)", "reason": "\(reason)",
@@ -679,6 +687,7 @@ final class Session: IOHandler, IOService {
                 }
             }
         }
+        checkStaleIROBs(nowNs: nowNs)
         if changed { loop.markDirty(self) }
         if role == .server, let idle = idleSinceNs, connsByFD.isEmpty, nowNs - idle > idleTimeoutNs {
             log.info("session idle too long, closing")
@@ -686,6 +695,27 @@ final class Session: IOHandler, IOService {
             return
         }
         if !connsByFD.isEmpty || idleSinceNs != nil { scheduleMaintenance(nowNs: nowNs) }
+    }
+
+    /// IROBs fully sent long ago and still not ACKed (an ACK lost with a connection, or a
+    /// connection that silently stopped): ask the receiver with DATA_CHECK on the best network;
+    /// it answers ACK for what it has and RESEND_REQUEST for what it misses.
+    private func checkStaleIROBs(nowNs: UInt64) {
+        guard sender.unackedCount > 0, nowNs >= nextDataCheckNs else { return }
+        let staleNs = UInt64(Session.dataCheckAfterSeconds * 1e9)
+        var ids: [IROBID] = []
+        for (key, irob) in sender.unacked where irob.unsent.isEmpty && !irob.queued && irob.lastSentNs != 0
+            && nowNs &- irob.lastSentNs > staleNs {
+            ids.append(IROBID(key))
+        }
+        guard !ids.isEmpty else { return }
+        let usable = usableStatuses()
+        guard let nid = options.chooser.choose(for: .foreground | .small, among: usable), let c = connByNetwork[nid] else { return }
+        ids.sort()
+        c.control.append(.dataCheck(ids: Array(ids.prefix(Wire.maxListEntries))))
+        nextDataCheckNs = nowNs + staleNs
+        log.debug("DATA_CHECK", metadata: ["count": "\(min(ids.count, Wire.maxListEntries))", "interface": "\(c.network.interfaceName)"])
+        loop.markDirty(self)
     }
 
     // MARK: - Application side (called under the lock)

@@ -1,6 +1,9 @@
 /// IntNW send/receive path benchmark: goodput of one multisocket as a ratio of one plain kernel TCP
-/// connection over the same unshaped veth pair between two namespaces (CPU-bound: measures how
-/// lean the IntNW path is; DESIGN goal ≥ 0.5). Needs root; without it, runs over loopback.
+/// connection over the same veth pair between two namespaces.
+/// - unshaped: CPU-bound, measures how lean the IntNW path is (goal ≥ 0.5);
+/// - shaped (token bucket on the sender's egress): bandwidth-bound, measures protocol overhead
+///   (goal ≥ 0.97).
+/// Needs root; without it, runs unshaped over loopback.
 import Foundation
 import IntNW
 import CShims
@@ -29,8 +32,10 @@ enum IntNWGoodputBench {
         if p.terminationStatus != 0 { throw IntNWError.invalidArgument("ip \(args.joined(separator: " ")) failed") }
     }
 
-    /// Runs both measurements, `seconds` each, `messageBytes` per IROB / write.
-    static func run(seconds: Double = 3, messageBytes: Int = 256 << 10, prefix: String = "inwb") async throws -> Result {
+    /// Runs both measurements, `seconds` each, `messageBytes` per IROB / write; with
+    /// `shapedBytesPerSecond` the client's egress is limited by a `tbf` qdisc.
+    static func run(seconds: Double = 3, messageBytes: Int = 256 << 10, shapedBytesPerSecond: Double? = nil,
+                    prefix: String = "inwb") async throws -> Result {
         let client = "\(prefix)-c", server = "\(prefix)-s"
         let useNetns = geteuid() == 0
         var clientNS: String?, serverNS: String?
@@ -46,6 +51,12 @@ enum IntNWGoodputBench {
                 try ip(["-n", ns, "link", "set", "bench0", "up"])
                 try ip(["-n", ns, "link", "set", "lo", "up"])
             }
+            if let rate = shapedBytesPerSecond {
+                // tbf is in every kernel that has veth; netem may be missing (minimal VM kernels).
+                let bits = Int(rate * 8)
+                try ip(["netns", "exec", client, "tc", "qdisc", "add", "dev", "bench0", "root", "tbf",
+                        "rate", "\(bits)bit", "burst", "16kb", "latency", "100ms"])
+            }
             clientNS = "/var/run/netns/\(client)"
             serverNS = "/var/run/netns/\(server)"
             clientAddr = "198.18.9.2"
@@ -57,7 +68,8 @@ enum IntNWGoodputBench {
                                clientAddr: clientAddr, serverAddr: serverAddr)
         let intnw = try await multisocket(seconds: seconds, messageBytes: messageBytes, clientNS: clientNS, serverNS: serverNS,
                                           clientAddr: clientAddr, serverAddr: serverAddr)
-        return Result(intnwBytesPerSecond: intnw, tcpBytesPerSecond: tcp, path: useNetns ? "veth between namespaces" : "loopback")
+        let path = useNetns ? (shapedBytesPerSecond.map { "veth shaped to \(Int($0)) B/s" } ?? "unshaped veth") : "loopback"
+        return Result(intnwBytesPerSecond: intnw, tcpBytesPerSecond: tcp, path: path)
     }
 
     static func multisocket(seconds: Double, messageBytes: Int, clientNS: String?, serverNS: String?,

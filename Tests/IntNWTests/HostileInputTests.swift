@@ -86,3 +86,61 @@ struct HostileInputTests {
         await server!.close()
     }
 }
+
+@Suite("Server protocol handling over a raw socket", .serialized)
+struct RawProtocolTests {
+    /// Reads frames from a blocking socket until `want` of them arrived (or 5 s passed).
+    private func readFrames(_ fd: Int32, want: Int) throws -> [Frame] {
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var d = FrameDecoder()
+        var out: [Frame] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while out.count < want {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            d.feed(Array(buf[0..<n]))
+            while let f = try d.next() { out.append(f) }
+        }
+        return out
+    }
+
+    @Test("HELLO is answered, a complete IROB is ACKed, DATA_CHECK gets ACK and RESEND_REQUEST, PING gets PONG")
+    func rawSession() async throws {
+        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1")
+        defer { listener.close() }
+        guard let fd = rawConnect(port: listener.localEndpoint.port) else {
+            Issue.record("cannot connect")
+            return
+        }
+        defer { close(fd) }
+        let session = SessionID(high: 1, low: 2)
+        var out: [UInt8] = []
+        out += Frame.hello(Hello(role: .client, session: session, networkID: 4, networkKind: .cellular, interfaceName: "raw0")).encoded()
+        out += Frame.beginIROB(BeginIROB(id: IROBID(1), labels: .foreground, length: 3, dependencies: .allEarlier)).encoded()
+        out += Frame.data(DataChunk(id: IROBID(1), offset: 0, bytes: [7, 8, 9])).encoded()
+        out += Frame.endIROB(id: IROBID(1), length: 3).encoded()
+        out += Frame.beginIROB(BeginIROB(id: IROBID(2), labels: .background, length: 10, dependencies: .allEarlier)).encoded()
+        out += Frame.data(DataChunk(id: IROBID(2), offset: 0, bytes: [1, 2, 3, 4])).encoded()
+        out += Frame.dataCheck(ids: [IROBID(1), IROBID(2), IROBID(3)]).encoded()
+        out += Frame.ping(nonce: 77).encoded()
+        rawSend(fd, out)
+        let server = try await listener.accept()
+        #expect(server.sessionID == session)
+        let m = try await server.receive()
+        #expect(m.bytes == [7, 8, 9] && m.labels == .foreground)
+        let frames = try readFrames(fd, want: 5)
+        guard case .hello(let h)? = frames.first else {
+            Issue.record("no HELLO first: \(frames)")
+            return
+        }
+        #expect(h.role == .server && h.session == session && h.networkID == 4)
+        let acked = frames.compactMap { f -> [IROBID]? in if case .ack(let a) = f { return a.entries.map(\.id) } else { return nil } }.flatMap { $0 }
+        #expect(acked.contains(IROBID(1)) && !acked.contains(IROBID(2)))
+        let resends = frames.compactMap { f -> ResendRequest? in if case .resendRequest(let r) = f { return r } else { return nil } }
+        #expect(resends.contains(ResendRequest(id: IROBID(2), needsBegin: false, offset: 4, length: 6)))
+        #expect(resends.contains(ResendRequest(id: IROBID(3), needsBegin: true, offset: 0, length: 0)))
+        #expect(frames.contains(.pong(nonce: 77, holdMicroseconds: 0)))
+        await server.close(timeoutSeconds: 0)
+    }
+}

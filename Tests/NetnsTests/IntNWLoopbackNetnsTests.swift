@@ -130,11 +130,21 @@ struct IntNWLoopbackNetnsTests {
         try await waitFor("client to notice WiFi loss", timeoutSeconds: 5) {
             !client.networks.contains { $0.kind == .wifi && $0.usable }
         }
+        // No WiFi: a wifi-only message fails on request, or defers to a thunk run when WiFi returns.
+        await #expect(throws: IntNWError.noSuitableNetwork(.wifiOnly)) {
+            try await client.send([1], labels: .wifiOnly, ifNoNetwork: .fail)
+        }
+        let thunkRan = RecoveryTimes()
+        let deferred = try await client.sendOrDefer([1], labels: .wifiOnly) { thunkRan.add(1) }
+        #expect(deferred == nil)
         try await Task.sleep(for: .milliseconds(300))
+        #expect(thunkRan.values.isEmpty)
         let t0 = Date()
         try topo.setServerLink("wifi0", up: true)
         try await waitFor("WiFi back", timeoutSeconds: 5) { client.networks.contains { $0.kind == .wifi && $0.usable } }
-        return Date().timeIntervalSince(t0)
+        let recovered = Date().timeIntervalSince(t0)
+        try await waitFor("the thunk", timeoutSeconds: 2) { !thunkRan.values.isEmpty }
+        return recovered
     }
 
     @Test("1,000 IROBs each way exactly once in dependency order; WiFi carries the traffic; WiFi flaps lose nothing")
