@@ -18,17 +18,20 @@ public struct SyntheticRunSpec: Sendable {
     /// Every Nth BG data segment is retransmitted 3 segments later (0: never).
     public var retransmitEvery = 500
     public var seed: UInt64 = 1
+    /// Write everything into one capture (`all.pcap`), e.g. to compare with other tools on one file.
+    public var singleCapture = false
 
     public init() {}
 }
 
 public enum SyntheticRun {
-    /// Writes `wifi0.pcap`, `cell0.pcap` and `apps.json` into `dir`. Returns the packet count.
+    /// Writes `wifi0.pcap`, `cell0.pcap` (or `all.pcap`) and `apps.json` into `dir`. Returns the
+    /// packet count.
     @discardableResult
     public static func write(_ spec: SyntheticRunSpec, to dir: String) throws -> Int {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let wifi = try SyntheticCapture(path: dir + "/wifi0.pcap", linkType: .raw)
-        let cell = try SyntheticCapture(path: dir + "/cell0.pcap", linkType: .raw)
+        let wifi = try SyntheticCapture(path: dir + (spec.singleCapture ? "/all.pcap" : "/wifi0.pcap"), linkType: .raw)
+        let cell = spec.singleCapture ? wifi : try SyntheticCapture(path: dir + "/cell0.pcap", linkType: .raw)
         let start: UInt64 = 1_763_000_000_000_000_000
         let end = start + UInt64(spec.durationSeconds * 1e9)
         var rng = SplitMix(seed: spec.seed)
@@ -60,11 +63,13 @@ public enum SyntheticRun {
             flows[best].emit()
         }
         for f in flows { f.close(at: end) }
-        let packets = wifi.packetsWritten + cell.packetsWritten
+        let packets = spec.singleCapture ? wifi.packetsWritten : wifi.packetsWritten + cell.packetsWritten
         try wifi.close()
         try cell.close()
-        let meta = RunMetadata(captures: [.init(file: "wifi0.pcap", interface: "wifi0", side: .client),
-                                          .init(file: "cell0.pcap", interface: "cell0", side: .client)], apps: apps)
+        let captures: [RunMetadata.CaptureEntry] = spec.singleCapture
+            ? [.init(file: "all.pcap", interface: "all", side: .client)]
+            : [.init(file: "wifi0.pcap", interface: "wifi0", side: .client), .init(file: "cell0.pcap", interface: "cell0", side: .client)]
+        let meta = RunMetadata(captures: captures, apps: apps)
         try meta.write(to: dir)
         return packets
     }
