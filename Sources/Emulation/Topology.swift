@@ -208,7 +208,27 @@ public struct Topology: Sendable {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = read(fd, &buf, 31)
         guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace }) else { return nil }
-        return kill(pid, 0) == 0 ? pid : nil
+        return isLiveTestbedProcess(pid) ? pid : nil
+    }
+
+    /// A pid file can outlive its process (SIGKILL) and the pid can be reused: only a running, non-zombie
+    /// process of ours counts.
+    static func isLiveTestbedProcess(_ pid: Int32) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 else { return false }
+        func slurp(_ path: String) -> [UInt8] {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return [] }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &buf, buf.count)
+            return n > 0 ? Array(buf[0..<n]) : []
+        }
+        let stat = slurp("/proc/\(pid)/stat")
+        if let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count, stat[close + 2] == UInt8(ascii: "Z") {
+            return false
+        }
+        let cmdline = String(decoding: slurp("/proc/\(pid)/cmdline").map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        return cmdline.contains("intnw")
     }
 
     /// IntNW names its multi-app segments `intnw-u<uid>-n<netns inode>...` (see IntNW's SharedState):
