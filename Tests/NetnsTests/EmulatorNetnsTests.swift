@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CShims
 import Emulation
+import Lab
 import Foundation
 import Logging
 import Testing
@@ -29,7 +30,7 @@ struct EmulatorNetnsTests {
         try await Self.withBed("trtt") { bed in
         bed.startReplay()
         let spec = bed.topology.spec
-        let listener = try TestSocket.listen(ns: spec.serverNamespace, ip: "0.0.0.0", port: 7001)
+        let listener = try NamespaceSocket.listen(ns: spec.serverNamespace, ip: "0.0.0.0", port: 7001)
         defer { close(listener) }
         let acceptor = Thread {
             while true {
@@ -43,10 +44,10 @@ struct EmulatorNetnsTests {
             let c = Self.lab.slices[0].conditions[i]
             var samples: [Double] = []
             for _ in 0..<9 {
-                let fd = try TestSocket.tcp(ns: spec.clientNamespace, source: link.clientAddress)
-                let t0 = TestSocket.nowSeconds()
-                try TestSocket.connect(fd, spec.serviceAddress, 7001)
-                samples.append((TestSocket.nowSeconds() - t0) * 1000)
+                let fd = try NamespaceSocket.tcp(ns: spec.clientNamespace, source: link.clientAddress)
+                let t0 = NamespaceSocket.nowSeconds()
+                try NamespaceSocket.connect(fd, spec.serviceAddress, 7001)
+                samples.append((NamespaceSocket.nowSeconds() - t0) * 1000)
                 close(fd)
                 usleep(20_000)
             }
@@ -69,32 +70,32 @@ struct EmulatorNetnsTests {
     static func goodput(bed: Testbed, link: TopologySpec.Link, uplink: Bool, bytesPerSecond: Double,
                         seconds: Double, port: UInt16) async throws -> Double {
         let spec = bed.topology.spec
-        let listener = try TestSocket.listen(ns: spec.serverNamespace, ip: "0.0.0.0", port: port)
+        let listener = try NamespaceSocket.listen(ns: spec.serverNamespace, ip: "0.0.0.0", port: port)
         defer { close(listener) }
         let total = Int(bytesPerSecond * seconds)
         let server = Task.detached { () throws -> (Int, Double, Double) in
             try await onThread {
                 let c = accept(listener, nil, nil)
-                try TestSocket.check(c, "accept")
+                try NamespaceSocket.check(c, "accept")
                 defer { close(c) }
-                if uplink { return try TestSocket.receiveAll(c) }
-                try TestSocket.sendAll(c, count: total)
+                if uplink { return try NamespaceSocket.receiveAll(c) }
+                try NamespaceSocket.sendAll(c, count: total)
                 shutdown(c, Int32(SHUT_WR))
                 var b = [UInt8](repeating: 0, count: 16)
                 _ = recv(c, &b, 16, 0)
                 return (0, 0, 0)
             }
         }
-        let fd = try TestSocket.tcp(ns: spec.clientNamespace, source: link.clientAddress)
+        let fd = try NamespaceSocket.tcp(ns: spec.clientNamespace, source: link.clientAddress)
         defer { close(fd) }
-        try TestSocket.connect(fd, spec.serviceAddress, port)
+        try NamespaceSocket.connect(fd, spec.serviceAddress, port)
         let measured: (bytes: Int, first: Double, last: Double)
         if uplink {
-            try await onThread { try TestSocket.sendAll(fd, count: total); shutdown(fd, Int32(SHUT_WR)) }
+            try await onThread { try NamespaceSocket.sendAll(fd, count: total); shutdown(fd, Int32(SHUT_WR)) }
             let r = try await server.value
             measured = (r.0, r.1, r.2)
         } else {
-            measured = try await onThread { try TestSocket.receiveAll(fd) }
+            measured = try await onThread { try NamespaceSocket.receiveAll(fd) }
             shutdown(fd, Int32(SHUT_WR))
             _ = try await server.value
         }
@@ -135,12 +136,12 @@ struct EmulatorNetnsTests {
                           durationSeconds: 6, source: "outage-test")
         try await Self.withBed("tout", trace: trace, notifyDelay: 0.8) { bed in
         let spec = bed.topology.spec
-        let rx = try TestSocket.udp(ns: spec.serverNamespace, bindIP: spec.serviceAddress, port: 7200)
+        let rx = try NamespaceSocket.udp(ns: spec.serverNamespace, bindIP: spec.serviceAddress, port: 7200)
         defer { close(rx) }
         // Only packets that crossed the WiFi link reach this socket.
         _ = setsockopt(rx, SOL_SOCKET, SO_BINDTODEVICE, "wifi0", 6)
-        TestSocket.setReceiveTimeout(rx, seconds: 0.5)
-        let tx = try TestSocket.udp(ns: spec.clientNamespace, bindIP: "198.18.1.2", port: 0)
+        NamespaceSocket.setReceiveTimeout(rx, seconds: 0.5)
+        let tx = try NamespaceSocket.udp(ns: spec.clientNamespace, bindIP: "198.18.1.2", port: 0)
         defer { close(tx) }
         bed.startReplay()
         let origin = Double(bed.replayer.startNs) / 1e9
@@ -149,9 +150,9 @@ struct EmulatorNetnsTests {
                 var arrivals: [Double] = []
                 var b = [UInt8](repeating: 0, count: 64)
                 // Timeouts (during the outage) are not the end: listen until the sender has stopped.
-                while TestSocket.nowSeconds() - origin < 5.3 {
+                while NamespaceSocket.nowSeconds() - origin < 5.3 {
                     let n = recv(rx, &b, 64, 0)
-                    if n > 0 { arrivals.append(TestSocket.nowSeconds() - origin) }
+                    if n > 0 { arrivals.append(NamespaceSocket.nowSeconds() - origin) }
                 }
                 return arrivals
             }
@@ -159,13 +160,13 @@ struct EmulatorNetnsTests {
         // Send a probe every 5 ms while watching the carrier (on a plain thread: never block the
         // cooperative pool).
         let (sent, carrierDownAt, carrierUpAt) = try await onThread { () throws -> (Int, Double?, Double?) in
-            var dst = TestSocket.address(spec.serviceAddress, 7200)
+            var dst = NamespaceSocket.address(spec.serviceAddress, 7200)
             var downAt: Double?, upAt: Double?, sent = 0
-            while TestSocket.nowSeconds() - origin < 5.0 {
+            while NamespaceSocket.nowSeconds() - origin < 5.0 {
                 let n = withUnsafePointer(to: &dst) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     sendto(tx, "probe", 5, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
                 if n == 5 { sent += 1 }
-                let t = TestSocket.nowSeconds() - origin
+                let t = NamespaceSocket.nowSeconds() - origin
                 let up = try Self.carrier(ns: spec.clientNamespace, iface: "wifi0")
                 if !up && downAt == nil { downAt = t }
                 if up && downAt != nil && upAt == nil { upAt = t }

@@ -5,14 +5,15 @@ import CShims
 import Emulation
 import Foundation
 
-/// Minimal blocking IPv4 socket helpers for tests; each socket is created inside a namespace.
-enum TestSocket {
-    struct Failure: Error, CustomStringConvertible {
-        var what: String
-        var description: String { what }
+/// Blocking IPv4 socket helpers for tests and benchmarks: each socket is created inside a named
+/// network namespace (on a short-lived thread, see `NetworkNamespace`) and used from anywhere.
+public enum NamespaceSocket {
+    public struct Failure: Error, CustomStringConvertible {
+        public var what: String
+        public var description: String { what }
     }
 
-    static func address(_ ip: String, _ port: UInt16) -> sockaddr_in {
+    public static func address(_ ip: String, _ port: UInt16) -> sockaddr_in {
         var a = sockaddr_in()
         a.sin_family = sa_family_t(AF_INET)
         a.sin_port = port.bigEndian
@@ -20,11 +21,11 @@ enum TestSocket {
         return a
     }
 
-    static func check(_ rc: Int32, _ what: String) throws {
+    public static func check(_ rc: Int32, _ what: String) throws {
         if rc < 0 { throw Failure(what: "\(what): \(String(cString: strerror(errno)))") }
     }
 
-    static func bind(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
+    public static func bind(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
         var a = address(ip, port)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -33,7 +34,7 @@ enum TestSocket {
     }
 
     /// A TCP listener in namespace `ns`.
-    static func listen(ns: String, ip: String, port: UInt16) throws -> Int32 {
+    public static func listen(ns: String, ip: String, port: UInt16) throws -> Int32 {
         try NetworkNamespace.run(in: ns) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             try check(fd, "socket")
@@ -44,7 +45,7 @@ enum TestSocket {
     }
 
     /// A TCP socket in namespace `ns`, bound to `source` (so policy routing picks its link), unconnected.
-    static func tcp(ns: String, source: String) throws -> Int32 {
+    public static func tcp(ns: String, source: String) throws -> Int32 {
         try NetworkNamespace.run(in: ns) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             try check(fd, "socket")
@@ -53,13 +54,13 @@ enum TestSocket {
         }
     }
 
-    static func connect(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
+    public static func connect(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
         var a = address(ip, port)
         try check(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, "connect \(ip):\(port)")
     }
 
-    static func udp(ns: String, bindIP: String, port: UInt16) throws -> Int32 {
+    public static func udp(ns: String, bindIP: String, port: UInt16) throws -> Int32 {
         try NetworkNamespace.run(in: ns) {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             try check(fd, "socket")
@@ -68,15 +69,15 @@ enum TestSocket {
         }
     }
 
-    static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
+    public static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    static func nowSeconds() -> Double { Double(cshims_monotonic_ns()) / 1e9 }
+    public static func nowSeconds() -> Double { Double(cshims_monotonic_ns()) / 1e9 }
 
     /// Sends `count` bytes on `fd` (blocking).
-    static func sendAll(_ fd: Int32, count: Int) throws {
+    public static func sendAll(_ fd: Int32, count: Int) throws {
         let chunk = [UInt8](repeating: 0x5A, count: 64 * 1024)
         var left = count
         while left > 0 {
@@ -87,7 +88,7 @@ enum TestSocket {
     }
 
     /// Receives until EOF; returns (bytes, time of first byte, time of last byte) in monotonic seconds.
-    static func receiveAll(_ fd: Int32) throws -> (bytes: Int, first: Double, last: Double) {
+    public static func receiveAll(_ fd: Int32) throws -> (bytes: Int, first: Double, last: Double) {
         var buf = [UInt8](repeating: 0, count: 256 * 1024)
         var total = 0
         var first = 0.0, last = 0.0
@@ -105,7 +106,7 @@ enum TestSocket {
 }
 
 /// Runs a blocking closure on its own thread and returns its result asynchronously.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { cont in
         Thread { cont.resume(with: Result { try body() }) }.start()
     }
