@@ -11,6 +11,7 @@ public enum NamespaceSocket {
     public struct Failure: Error, CustomStringConvertible {
         public var what: String
         public var description: String { what }
+        public init(what: String) { self.what = what }
     }
 
     public static func address(_ ip: String, _ port: UInt16) -> sockaddr_in {
