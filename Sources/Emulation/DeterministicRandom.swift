@@ -5,12 +5,12 @@
 /// may change between Swift releases) or on the C library's `log`/`exp` (whose last bit can differ
 /// between libm versions and CPUs). Only IEEE-754 `+ - * /` and `squareRoot()`, which are correctly
 /// rounded everywhere, are used; Swift does not fuse or reorder floating-point operations on its own.
-public struct SplitMix64: Sendable {
+public struct DeterministicRNG: Sendable {
     private var state: UInt64
 
     public init(seed: UInt64) { state = seed }
 
-    /// Next 64 random bits (Steele, Lea and Flood's SplitMix64 finalizer).
+    /// Next 64 random bits (Steele, Lea and Flood's SplitMix64 generator).
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

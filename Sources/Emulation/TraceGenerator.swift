@@ -148,7 +148,7 @@ public struct VehicularModel: Sendable, Equatable {
 }
 
 /// Seeded generator of synthetic traces (`intnw-lab trace generate`). The same style, seed and duration
-/// give the same trace, byte for byte, on every machine (see `SplitMix64`).
+/// give the same trace, byte for byte, on every machine (see `DeterministicRNG`).
 public enum TraceGenerator {
     /// Lab WiFi for the `constant` style: 1 250 000 B/s down (10 Mbit/s), 625 000 B/s up, 20 ms RTT.
     public static let labWiFi = LinkConditions(downBytesPerSecond: 1_250_000, upBytesPerSecond: 625_000, rttMilliseconds: 20)
@@ -188,7 +188,11 @@ public enum TraceGenerator {
     /// Canonical text of a generated trace, with comments saying it is synthetic and how to regenerate it.
     /// This is exactly what `intnw-lab trace generate` prints or writes.
     public static func text(style: TraceStyle, seed: UInt64, durationSeconds: Double) throws -> String {
-        let trace = try generate(style: style, seed: seed, durationSeconds: durationSeconds)
+        text(of: try generate(style: style, seed: seed, durationSeconds: durationSeconds), style: style)
+    }
+
+    /// Canonical text of `trace`, as returned by `generate(style:...)` for `style`.
+    public static func text(of trace: Trace, style: TraceStyle) -> String {
         let what: String
         switch style {
         case .annarbor: what = "synthetic Ann Arbor-style vehicular trace (not a measurement)"
@@ -205,9 +209,9 @@ public enum TraceGenerator {
         case connectivity = 1, wifiQuality = 2, cellular = 3
     }
 
-    private static func rng(_ seed: UInt64, _ stream: Stream) -> SplitMix64 {
-        var mixer = SplitMix64(seed: seed ^ (stream.rawValue &* 0xD1B5_4A32_D192_ED03))
-        return SplitMix64(seed: mixer.next())
+    private static func rng(_ seed: UInt64, _ stream: Stream) -> DeterministicRNG {
+        var mixer = DeterministicRNG(seed: seed ^ (stream.rawValue &* 0xD1B5_4A32_D192_ED03))
+        return DeterministicRNG(seed: mixer.next())
     }
 
     private static func vehicular(_ m: VehicularModel, wifi: Bool, seed: UInt64, durationSeconds: Double, source: String) -> Trace {
@@ -223,7 +227,7 @@ public enum TraceGenerator {
     }
 
     /// Encounters as (first slice, length in slices), covering `count` slices.
-    static func encounters(_ m: VehicularModel, rng: inout SplitMix64, count: Int) -> [(start: Int, length: Int)] {
+    static func encounters(_ m: VehicularModel, rng: inout DeterministicRNG, count: Int) -> [(start: Int, length: Int)] {
         func draw(_ median: Double, _ sigma: Double, _ range: ClosedRange<Int>) -> Int {
             let v = rng.logNormal(median: median, sigma: sigma).rounded()
             return Int(min(max(v, Double(range.lowerBound)), Double(range.upperBound)))
@@ -310,13 +314,13 @@ struct AR1 {
     let correlation: Double
     private var x: Double
 
-    init(sigma: Double, correlation: Double, rng: inout SplitMix64) {
+    init(sigma: Double, correlation: Double, rng: inout DeterministicRNG) {
         self.sigma = sigma
         self.correlation = correlation
         x = sigma * rng.normal()
     }
 
-    mutating func next(rng: inout SplitMix64) -> Double {
+    mutating func next(rng: inout DeterministicRNG) -> Double {
         let value = x
         x = correlation * x + (1 - correlation * correlation).squareRoot() * sigma * rng.normal()
         return value

@@ -67,7 +67,7 @@ public enum TraceImport {
             guard let stamps, let period = stamps.last else { return Array(repeating: 0, count: binCount) }
             var counts = [Int](repeating: 0, count: binCount)
             var base = 0
-            loop: while base <= periodMs {
+            loop: while base < periodMs {
                 for t in stamps {
                     let at = base + t
                     if at > periodMs { break loop }

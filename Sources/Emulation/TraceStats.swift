@@ -125,14 +125,14 @@ public struct TraceStats: Sendable, Equatable {
         out += "duration \(fmt(durationSeconds)) s, \(sliceCount) slices\n"
         for link in links {
             if link.kind == .wifi {
-                out += "\(link.name): available \(fmt(link.availableFraction * 100, digits: 1))% of the time\n"
+                out += "\(link.name): available \(fmt(link.availableFraction * 100, digits: 1, fixed: true))% of the time\n"
                 out += "  encounters     \(describe(link.encounters))\n"
                 out += "  disconnections \(describe(link.disconnections))\n"
             } else {
                 out += "\(link.name): always available (cellular)\n"
             }
             if link.meanLossFraction > 0 {
-                out += "  mean loss \(fmt(link.meanLossFraction * 100, digits: 2))% while available\n"
+                out += "  mean loss \(fmt(link.meanLossFraction * 100, digits: 2, fixed: true))% while available\n"
             }
         }
         out += "\npercentiles over time (WiFi: while available); bandwidth in bytes/s, RTT in ms\n"
@@ -168,9 +168,10 @@ public struct TraceStats: Sendable, Equatable {
         return "\(s.count), min \(fmt(s.minSeconds)) s, median \(fmt(s.medianSeconds)) s, max \(fmt(s.maxSeconds)) s"
     }
 
-    /// Fixed-point text without Foundation: integers as is, otherwise rounded to `digits` decimals.
-    private func fmt(_ v: Double, digits: Int = 1) -> String {
-        if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+    /// Fixed-point text without Foundation: rounded to `digits` decimals; integers without decimals
+    /// unless `fixed`.
+    private func fmt(_ v: Double, digits: Int = 1, fixed: Bool = false) -> String {
+        if !fixed, v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let scaled = (v * scale).rounded()

@@ -55,6 +55,11 @@ public enum TraceWriter {
         try TraceInput.writeFile(path, text: text(of: trace, comments: comments))
     }
 
+    /// Writes already-rendered trace text (e.g. `TraceGenerator.text`) to `path`; throws `TraceError`.
+    public static func write(text: String, toFile path: String) throws {
+        try TraceInput.writeFile(path, text: text)
+    }
+
     private static func padded(_ fields: [String], _ widths: [Int]) -> String {
         var line = ""
         for (i, field) in fields.enumerated() {
