@@ -53,6 +53,9 @@ public struct DeterministicRNG: Sendable {
 /// `log` and `exp` from basic arithmetic only, accurate to a few ulps, identical on every IEEE machine.
 public enum DeterministicMath {
     private static let ln2 = 0.693_147_180_559_945_3
+    // ln 2 split so that k * ln2Hi is exact for |k| < 2^20 (Cody and Waite): keeps large arguments accurate.
+    private static let ln2Hi = 6.931_471_803_691_238_164_90e-01
+    private static let ln2Lo = 1.908_214_929_270_587_700_02e-10
     private static let sqrt2 = 1.414_213_562_373_095_1
 
     /// Natural logarithm for finite x > 0 (returns -inf for 0 and NaN for negative or NaN input).
@@ -78,7 +81,7 @@ public enum DeterministicMath {
             sum += term / n
             n += 2
         }
-        return 2 * sum + k * ln2
+        return k * ln2Hi + (2 * sum + k * ln2Lo)
     }
 
     /// e^x (overflows to +inf above ~709.78, underflows to 0 below ~-745).
@@ -88,7 +91,7 @@ public enum DeterministicMath {
         if x < -745.2 { return 0 }
         // x = k ln2 + r, |r| <= ln2/2; e^r by its Taylor series; scaling by 2^k is exact.
         let k = (x / ln2).rounded()
-        let r = x - k * ln2
+        let r = (x - k * ln2Hi) - k * ln2Lo
         var term = 1.0
         var sum = 1.0
         var n = 1.0

@@ -122,7 +122,7 @@ public struct TraceStats: Sendable, Equatable {
     /// The statistics as a readable table; `name` is how the trace is called in the first line.
     public func render(name: String) -> String {
         var out = "trace \(name)\n"
-        out += "duration \(fmt(durationSeconds)) s, \(sliceCount) slices\n"
+        out += "duration \(fmt(durationSeconds)) s, \(sliceCount) slice\(sliceCount == 1 ? "" : "s")\n"
         for link in links {
             if link.kind == .wifi {
                 out += "\(link.name): available \(fmt(link.availableFraction * 100, digits: 1, fixed: true))% of the time\n"

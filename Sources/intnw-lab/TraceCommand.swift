@@ -54,7 +54,7 @@ struct TraceCommand: ParsableCommand {
     }
 
     static func summary(_ trace: Trace) -> String {
-        "\(trace.slices.count) slices, \(seconds(trace.durationSeconds)) s"
+        "\(trace.slices.count) slice\(trace.slices.count == 1 ? "" : "s"), \(seconds(trace.durationSeconds)) s"
     }
 
     static func seconds(_ value: Double) -> String {
@@ -168,7 +168,7 @@ extension TraceCommand {
                 hsdpa: six-column Norway HSDPA / Ghent 4G logs ('unix_s mono_ms lat lon bytes ms': bytes \
                 received in the ms interval). Each line becomes a slice of 'ms' milliseconds at bytes/ms*1000 \
                 bytes/s downlink; the uplink is --up-fraction times that (the logs measure only the downlink).
-                  intnw-lab trace import --format hsdpa report_bus_0001.log --rtt-ms 200
+                  intnw-lab trace import --format hsdpa bus-commute.log --rtt-ms 200
                 The imported rates drive --link (default cellular; WiFi is then absent). With --link wifi, \
                 the cellular link is constant (--cellular-down-Bps, --cellular-up-Bps, --cellular-rtt-ms). \
                 Neither format carries an RTT: --rtt-ms is required. Rates are rounded to whole bytes/s.
