@@ -87,13 +87,13 @@ public enum TraceImport {
                     "\(name) second \(i) has \(TraceInput.format(values[i])) B/s, above the limit of \(TraceInput.format(TraceLimits.maxBytesPerSecond)) B/s"))
             }
         }
-        let names = [("up", uplink), ("down", downlink)].compactMap { name, source -> String? in
+        let names = [("uplink", uplink), ("downlink", downlink)].compactMap { name, source -> String? in
             if case .file(let path) = source { return "\(name) \(path)" }
             return nil
         }
         let starts = (0..<binCount).map { Double($0) * mahimahiSliceSeconds }
         return try assemble(starts: starts, down: down, up: up, durationSeconds: Double(periodMs) / 1000,
-                            mapping: mapping, source: "mahimahi " + names.joined(separator: ", "))
+                            mapping: mapping, source: names.joined(separator: ", "))
     }
 
     /// Reads one Mahimahi file: its timestamps, validated.

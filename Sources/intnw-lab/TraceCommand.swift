@@ -11,14 +11,15 @@ struct TraceCommand: ParsableCommand {
         commandName: "trace",
         abstract: "Validate, summarise, generate and import link traces.",
         discussion: """
-            A trace is a text file with one slice per line:
-              start_s  wifi_down_Bps  wifi_up_Bps  wifi_rtt_ms  cell_down_Bps  cell_up_Bps  cell_rtt_ms  [wifi_loss  cell_loss]
-            Units: start times in seconds from the start of the trace; bandwidth in BYTES per second
-            (1250000 = 10 Mbit/s); round-trip time in milliseconds (split evenly between the directions);
-            loss as a fraction 0-1. A slice lasts until the next one starts; '# duration: S' sets when the
-            last one ends (default: one second after its start). WiFi is out of range in a slice where
-            either WiFi bandwidth is 0; cellular is always present. The format, with '# links:' for more
-            links, is specified in traces/README.md.
+            A trace is a text file with one slice per line, columns:
+              start_s  wifi_down_Bps wifi_up_Bps wifi_rtt_ms
+                       cell_down_Bps cell_up_Bps cell_rtt_ms  [wifi_loss cell_loss]
+            Units: start times in seconds from the start of the trace; bandwidth in BYTES per second \
+            (1250000 = 10 Mbit/s); round-trip time in milliseconds (split evenly between the \
+            directions); loss as a fraction 0-1. A slice lasts until the next one starts; \
+            '# duration: S' sets when the last one ends (default: one second after its start). WiFi is \
+            out of range in a slice where either WiFi bandwidth is 0; cellular is always present. The \
+            format, with '# links:' for more links, is specified in traces/README.md.
             """,
         subcommands: [Validate.self, Show.self, Generate.self, Import.self])
 
@@ -120,7 +121,7 @@ extension TraceCommand {
                 are listed in traces/README.md.
                 """)
 
-        @Option(help: "Model: annarbor, ypsilanti, cellular-only or constant.")
+        @Option(help: "Model of the trace.")
         var style: TraceStyle
 
         @Option(help: "Random seed (unsigned 64-bit integer).")
@@ -174,7 +175,7 @@ extension TraceCommand {
                 Neither format carries an RTT: --rtt-ms is required. Rates are rounded to whole bytes/s.
                 """)
 
-        @Option(help: "Input format: mahimahi or hsdpa.")
+        @Option(help: "Input format.")
         var format: ImportFormat
 
         @Argument(help: "hsdpa: the log file.")
@@ -195,7 +196,7 @@ extension TraceCommand {
         @Option(name: .customLong("up-fraction"), help: "hsdpa: uplink rate as a fraction of the downlink rate (default 1).")
         var upFraction: Double?
 
-        @Option(help: "Link the imported rates drive: wifi or cellular.")
+        @Option(help: "Link the imported rates drive.")
         var link: LinkKind = .cellular
 
         @Option(name: .customLong("rtt-ms"), help: "Round-trip time of that link, milliseconds.")
@@ -273,7 +274,7 @@ extension TraceCommand {
                 TraceCommand.complain("\(error)")
                 throw ExitCode.failure
             }
-            let text = TraceWriter.text(of: trace, comments: ["imported from \(trace.source) (\(format.rawValue)), mapped onto \(link.rawValue), RTT \(TraceCommand.seconds(rttMilliseconds)) ms"])
+            let text = TraceWriter.text(of: trace, comments: ["imported (\(format.rawValue)) from \(trace.source), mapped onto \(link.rawValue), RTT \(TraceCommand.seconds(rttMilliseconds)) ms"])
             try TraceCommand.emit(text, output: output, summary: TraceCommand.summary(trace))
         }
     }
