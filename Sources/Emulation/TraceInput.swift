@@ -113,12 +113,14 @@ enum TraceInput {
     /// is reported as absurdly large. `limit` is the largest acceptable value, rendered with `unit`.
     static func number(_ token: Substring, column: String, limit: Double, unit: String) -> FieldValue {
         let text = String(token)
-        let lower = text.lowercased()
-        let unsigned = lower.hasPrefix("-") || lower.hasPrefix("+") ? String(lower.dropFirst()) : lower
-        if unsigned == "nan" || unsigned == "inf" || unsigned == "infinity" || unsigned.hasPrefix("nan(") {
-            return .bad(.notFinite(column: column, text: text))
+        guard isDecimal(token.utf8) else {
+            let lower = text.lowercased()
+            let unsigned = lower.hasPrefix("-") || lower.hasPrefix("+") ? String(lower.dropFirst()) : lower
+            if unsigned == "nan" || unsigned == "inf" || unsigned == "infinity" || unsigned.hasPrefix("nan(") {
+                return .bad(.notFinite(column: column, text: text))
+            }
+            return .bad(.notANumber(column: column, text: text))
         }
-        guard isDecimal(token.utf8) else { return .bad(.notANumber(column: column, text: text)) }
         guard let value = Double(text) else { return .bad(.notANumber(column: column, text: text)) }
         if value < 0 { return .bad(.negative(column: column, text: text)) }
         if !value.isFinite || value > limit {

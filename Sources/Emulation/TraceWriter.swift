@@ -8,7 +8,8 @@
 /// the generator, or check them with `TraceParser` afterwards.
 public enum TraceWriter {
     /// Canonical text of `trace`. Each of `comments` becomes a `# ` line after the header (line breaks
-    /// inside a comment start a new comment line).
+    /// inside a comment start a new comment line; a line that would read as a directive is prefixed
+    /// with "(comment) ").
     public static func text(of trace: Trace, comments: [String] = []) -> String {
         let withLoss = trace.slices.contains { $0.conditions.contains { $0.lossFraction != 0 } }
         let n = trace.links.count
@@ -35,7 +36,7 @@ public enum TraceWriter {
         var out = "# intnw-trace v1\n"
         for comment in comments {
             for line in comment.split(separator: "\n", omittingEmptySubsequences: false) {
-                out += line.isEmpty ? "#\n" : "# \(line)\n"
+                out += line.isEmpty ? "#\n" : "# \(looksLikeDirective(line) ? "(comment) " : "")\(line)\n"
             }
         }
         if trace.links != TraceParser.defaultLinks {
@@ -58,6 +59,13 @@ public enum TraceWriter {
     /// Writes already-rendered trace text (e.g. `TraceGenerator.text`) to `path`; throws `TraceError`.
     public static func write(text: String, toFile path: String) throws {
         try TraceInput.writeFile(path, text: text)
+    }
+
+    /// Whether a comment line would be read back as a directive (e.g. a file name that contains a
+    /// line break followed by "duration: 5"); such lines get a "(comment) " prefix.
+    private static func looksLikeDirective(_ line: Substring) -> Bool {
+        let text = TraceInput.trimmed(line).lowercased()
+        return text.hasPrefix("intnw-trace") || text.hasPrefix("duration") || text.hasPrefix("links")
     }
 
     private static func padded(_ fields: [String], _ widths: [Int]) -> String {

@@ -282,6 +282,16 @@ func lineWith(_ index: Int, _ value: String, loss: Bool = false) -> String {
         #expect(back == trace)
     }
 
+    @Test func commentsCannotSmuggleDirectives() throws {
+        let trace = try TraceParser.parse(sampleTrace, source: "x")
+        let text = TraceWriter.text(of: trace, comments: ["from file a\nduration: 1", " Links: a b", "intnw-trace v2"])
+        #expect(text.contains("# (comment) duration: 1\n"))
+        #expect(text.contains("# (comment)  Links: a b\n"))
+        var back = try TraceParser.parse(text, source: "x")
+        back.source = trace.source
+        #expect(back == trace)
+    }
+
     // MARK: robustness
 
     /// Thousands of mutated and random inputs: the parser must only ever throw `TraceError`, and whatever
