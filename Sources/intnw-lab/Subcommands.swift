@@ -4,5 +4,6 @@ import ArgumentParser
 enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
         NetCommand.self,
+        TraceCommand.self,
     ]
 }
