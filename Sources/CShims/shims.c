@@ -17,6 +17,7 @@
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
+#include <linux/ethtool.h>
 
 // Pin the copied layout to the kernel header this was built against.
 #define PIN(field) _Static_assert(offsetof(struct cshims_tcp_info, field) == offsetof(struct tcp_info, field), #field)
@@ -126,4 +127,20 @@ size_t cshims_mnl_socket_buffer_size(void) {
     // libmnl's MNL_SOCKET_BUFFER_SIZE: min(page size, 8192), a macro calling sysconf.
     long page = sysconf(_SC_PAGESIZE);
     return (size_t)(page < 8192L ? page : 8192L);
+}
+
+int cshims_unshare_net(void) { return unshare(CLONE_NEWNET); }
+
+int cshims_ethtool_set_offloads(int fd, const char *ifname, int enable) {
+    // The legacy per-feature commands still work and avoid ETHTOOL_SFEATURES' string-set lookup.
+    static const uint32_t cmds[] = { ETHTOOL_SGRO, ETHTOOL_SGSO, ETHTOOL_STSO };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        struct ethtool_value value = { .cmd = cmds[i], .data = enable ? 1 : 0 };
+        struct ifreq ifr;
+        memset(&ifr, 0, sizeof ifr);
+        strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+        ifr.ifr_data = (void *)&value;
+        if (ioctl(fd, SIOCETHTOOL, &ifr) < 0) return -1;
+    }
+    return 0;
 }

@@ -126,4 +126,14 @@ int cshims_siocoutqnsd(int fd);
 /// MNL_SOCKET_BUFFER_SIZE from libmnl (a macro Swift cannot see).
 size_t cshims_mnl_socket_buffer_size(void);
 
+// ---- netem backend (unshare, ethtool) ----------------------------------------------------
+
+/// Moves the calling thread into a new, anonymous network namespace (unshare CLONE_NEWNET). The
+/// namespace disappears with the last thread or socket in it. Returns 0 or -1 (errno set).
+int cshims_unshare_net(void);
+/// Turns GRO, GSO and TSO of device `ifname` on (`enable` != 0) or off with the legacy
+/// ETHTOOL_SGRO/SGSO/STSO ioctls on `fd`, a socket created in the device's namespace.
+/// Returns 0 or -1 (errno set).
+int cshims_ethtool_set_offloads(int fd, const char *ifname, int enable);
+
 #endif
