@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "CShims", "CMnl",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),

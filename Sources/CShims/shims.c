@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <linux/if.h>
@@ -102,6 +103,24 @@ int cshims_tun_set_offload(int fd, int enable) {
 int cshims_tun_set_vnet_hdr_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
 
 int cshims_tun_set_persist(int fd, int persist) { return ioctl(fd, TUNSETPERSIST, (unsigned long)persist); }
+
+int cshims_tun_set_carrier(int fd, int up) {
+    int v = up ? 1 : 0;
+    return ioctl(fd, TUNSETCARRIER, &v);
+}
+
+int cshims_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int cshims_eventfd_kick(int fd) {
+    uint64_t one = 1;
+    return write(fd, &one, sizeof one) == sizeof one ? 0 : -1;
+}
+
+uint64_t cshims_eventfd_drain(int fd) {
+    uint64_t v = 0;
+    if (read(fd, &v, sizeof v) != sizeof v) return 0;
+    return v;
+}
 
 int cshims_get_tcp_info(int fd, struct cshims_tcp_info *info, uint32_t *len_out) {
     memset(info, 0, sizeof *info);

@@ -33,6 +33,14 @@ int cshims_tun_set_offload(int fd, int enable);
 int cshims_tun_set_vnet_hdr_size(int fd, int size);
 /// TUNSETPERSIST.
 int cshims_tun_set_persist(int fd, int persist);
+/// TUNSETCARRIER (Linux 5.0+): the carrier the device's owner reports to the stack.
+int cshims_tun_set_carrier(int fd, int up);
+/// An eventfd (EFD_NONBLOCK|EFD_CLOEXEC) for waking poll loops. Returns the fd or -1.
+int cshims_eventfd(void);
+/// Adds 1 to an eventfd counter (wakes a poller). Returns 0 or -1.
+int cshims_eventfd_kick(int fd);
+/// Reads (and clears) an eventfd counter; returns 0 if nothing was pending.
+uint64_t cshims_eventfd_drain(int fd);
 
 // ---- TCP ---------------------------------------------------------------------------------
 
