@@ -24,9 +24,9 @@ public enum NetemShaperError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The kernel backend (DESIGN.md section 5): one veth pair per link between the two namespaces,
-/// netem as root qdisc on the sending end (uplink: the client end; downlink: the server end),
-/// GRO/GSO/TSO off so netem sees wire-size packets. Every update goes through rtnetlink and
-/// carries the whole parameter set.
+/// netem as root qdisc on the sending end (uplink: the client end; downlink: the server end), GRO
+/// and every segmentation offload (TSO, GSO, ...) off so netem sees wire-size packets. Every update
+/// goes through rtnetlink and carries the whole parameter set.
 ///
 /// Carrier: `setCarrier(link:up:false)` sets the *server* end administratively down, which the
 /// kernel reports on the client end as NO-CARRIER (IFLA_CARRIER 0, operstate LOWERLAYERDOWN)
@@ -69,7 +69,7 @@ public final class NetemShaper: Shaper {
                     throw NetemShaperError.invalidInterfaceName(link.interface)
                 }
             }
-            let serverNamespace = NetworkNamespace.named(topology.serverNamespace)
+            let serverNamespace = NetlinkNamespace.named(topology.serverNamespace)
             let client = try NamespaceControl.open(.named(topology.clientNamespace))
             let server = try NamespaceControl.open(serverNamespace)
             var created: [String] = []
@@ -274,7 +274,7 @@ extension NetemShaper {
             self.ioctlSocket = ioctlSocket
         }
 
-        static func open(_ namespace: NetworkNamespace) throws -> NamespaceControl {
+        static func open(_ namespace: NetlinkNamespace) throws -> NamespaceControl {
             try namespace.run {
                 let netlink = try NetlinkSocket(openingHere: namespace)
                 let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -306,8 +306,8 @@ extension NetemShaper {
         }
 
         func disableOffloads(_ name: String) throws {
-            guard cshims_ethtool_set_offloads(ioctlSocket, name, 0) == 0 else {
-                throw NetlinkError.system(call: "ethtool GRO/GSO/TSO off on \(name)", namespace: netlink.namespace.description, errno: errno)
+            guard cshims_ethtool_disable_offloads(ioctlSocket, name) == 0 else {
+                throw NetlinkError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", namespace: netlink.namespace.description, errno: errno)
             }
         }
     }

@@ -22,7 +22,7 @@ public struct NetemSupport: Sendable, Equatable {
     /// static evidence: /sys/module/sch_netem, the module file, /boot/config-RELEASE.
     public static func probe() -> NetemSupport {
         do {
-            return try NetworkNamespace.scratch.run {
+            return try NetlinkNamespace.scratch.run {
                 let socket = try NetlinkSocket(openingHere: .scratch)
                 guard let reply = try socket.query(RouteMessages.getLink(name: "lo")).first else {
                     throw NetlinkError.malformedReply(operation: "RTM_GETLINK lo", namespace: "scratch namespace", detail: "no reply")

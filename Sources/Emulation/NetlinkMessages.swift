@@ -120,9 +120,10 @@ public enum RouteMessages {
     }
 
     /// RTM_GETQDISC for the root qdisc of interface `index`; the reply is one RTM_NEWQDISC message
-    /// (see `QdiscInfo`).
+    /// (see `QdiscInfo`), or none for a built-in qdisc (noqueue). NLM_F_ECHO: recent kernels (6.18
+    /// here) answer a qdisc GET only to an echo request; older ones answer regardless.
     public static func getRootQdisc(index: Int32, interface: String) -> NetlinkRequest {
-        let bytes = build(type: RTM_GETQDISC, flags: NLM_F_REQUEST | NLM_F_ACK) { nlh in
+        let bytes = build(type: RTM_GETQDISC, flags: NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO) { nlh in
             putQdiscHeader(nlh, index: index, handle: 0)
         }
         return NetlinkRequest(bytes: bytes, operation: "RTM_GETQDISC root on \(interface)")

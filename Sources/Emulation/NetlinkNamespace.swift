@@ -8,7 +8,7 @@ import Glibc
 /// `setns`/`unshare` move only the calling thread, so entering a namespace happens on a fresh
 /// pthread that ends right after (never on a Swift concurrency thread, never on the caller's thread).
 /// Sockets created there stay bound to that namespace and can be used from any thread.
-public enum NetworkNamespace: Sendable, Equatable, CustomStringConvertible {
+public enum NetlinkNamespace: Sendable, Equatable, CustomStringConvertible {
     /// The namespace of the calling process.
     case current
     /// A namespace created by `ip netns add NAME` (bind-mounted at /run/netns/NAME).

@@ -10,7 +10,7 @@ import Glibc
 /// Not thread-safe: one request at a time (NetemShaper serializes with its lock).
 public final class NetlinkSocket {
     /// Where the socket lives, for error messages.
-    public let namespace: NetworkNamespace
+    public let namespace: NetlinkNamespace
     private let socket: OpaquePointer
     private var buffer: [UInt8]
     private var sequence: UInt32
@@ -20,12 +20,12 @@ public final class NetlinkSocket {
     private static let receiveTimeoutSeconds = 5
 
     /// Opens a socket inside `namespace` (entering it on a short-lived thread).
-    public static func open(in namespace: NetworkNamespace) throws -> NetlinkSocket {
+    public static func open(in namespace: NetlinkNamespace) throws -> NetlinkSocket {
         try namespace.run { try NetlinkSocket(openingHere: namespace) }
     }
 
     /// Opens a socket in the calling thread's current namespace, labeled `namespace` in errors.
-    init(openingHere namespace: NetworkNamespace) throws {
+    init(openingHere namespace: NetlinkNamespace) throws {
         self.namespace = namespace
         guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
             throw NetlinkError.system(call: "mnl_socket_open(NETLINK_ROUTE)", namespace: namespace.description, errno: errno)

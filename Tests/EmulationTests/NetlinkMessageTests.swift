@@ -210,10 +210,36 @@ import Testing
         #expect(d.latency64 == 400_000_000_000)
     }
 
+    /// TCA_OPTIONS that iproute2's `tc` (6.1) sent for `tc qdisc replace dev lo root handle 1: netem
+    /// delay 20ms rate 10mbit loss 1% limit 1000`, captured with strace: the qopt and the
+    /// TCA_NETEM_RATE attribute must match byte for byte (tc 6.1 sends no LATENCY64 or seed).
+    static let iproute2Options: [UInt8] = [
+        0xb4, 0xc4, 0x04, 0x00, 0xe8, 0x03, 0x00, 0x00, 0x29, 0x5c, 0x8f, 0x02,  // latency ticks, limit, loss
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  // gap, duplicate, jitter
+        0x14, 0x00, 0x06, 0x00, 0xd0, 0x12, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00,  // RATE: 1_250_000 B/s
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    ]
+
+    @Test func matchesWhatIproute2Sends() throws {
+        let options = NetemOptions(latencyNanoseconds: 20_000_000, limitPackets: 1000,
+                                   lossProbability: NetemOptions.lossProbability(0.01),
+                                   rateBytesPerSecond: 1_250_000, seed: 1)
+        let request = RouteMessages.replaceNetem(index: 1, interface: "lo", options: options)
+        let m = try message(request)
+        #expect(m.flags == Self.REQUEST | Self.ACK | Self.CREATE | Self.REPLACE)
+        let tca = try m.attributes(afterFixedHeaderOfSize: Self.tcmsgSize)
+        #expect(tca[0].payload == Array("netem\0".utf8))
+        let ours = tca[1].payload
+        #expect(Array(ours.prefix(Self.qoptSize)) == Array(Self.iproute2Options.prefix(Self.qoptSize)))
+        // Ours: qopt, LATENCY64 (12 bytes), RATE (20 bytes), PRNG_SEED (12 bytes).
+        let rateAttribute = Array(ours[(Self.qoptSize + 12)..<(Self.qoptSize + 32)])
+        #expect(rateAttribute == Array(Self.iproute2Options[Self.qoptSize...]))
+    }
+
     @Test func getRootQdiscRequest() throws {
         let m = try message(RouteMessages.getRootQdisc(index: 11, interface: "wifi0"))
         #expect(m.type == Self.RTM_GETQDISC)
-        #expect(m.flags == Self.REQUEST | Self.ACK)
+        #expect(m.flags == Self.REQUEST | Self.ACK | 0x8, "NLM_F_ECHO")
         #expect(m.bytes.count == 16 + Self.tcmsgSize)
         #expect(try m.payload.loadInteger(Int32.self, at: 4) == 11)
         #expect(try m.payload.loadInteger(UInt32.self, at: 8) == 0, "any handle")
