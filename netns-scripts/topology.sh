@@ -84,6 +84,8 @@ configure() {
         ip -n "$S" link set "$ifc" up
         # Per-interface table + source rule: a socket bound to this address leaves on this link.
         ip -n "$C" route replace default via "$saddr" dev "$ifc" table "$table" onlink
+        # Without carrier the route above is ignored; don't let bound sockets leak out of another link.
+        ip -n "$C" route replace unreachable default table "$table" metric 65535
         ip -n "$C" rule del pref "$table" 2>/dev/null || true
         ip -n "$C" rule add pref "$table" from "$caddr" lookup "$table"
         # Main table: WiFi preferred (lower metric) while its carrier is up.

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -49,6 +50,11 @@ PIN(tcpi_snd_wnd);
 int cshims_setns_net(int fd) { return setns(fd, CLONE_NEWNET); }
 
 int cshims_set_timer_slack_ns(unsigned long ns) { return prctl(PR_SET_TIMERSLACK, ns, 0, 0, 0); }
+
+int cshims_set_realtime_priority(int priority) {
+    struct sched_param sp = { .sched_priority = priority };
+    return pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+}
 
 uint64_t cshims_monotonic_ns(void) {
     struct timespec ts;
@@ -121,6 +127,28 @@ uint64_t cshims_eventfd_drain(int fd) {
     uint64_t v = 0;
     if (read(fd, &v, sizeof v) != sizeof v) return 0;
     return v;
+}
+
+int cshims_enable_rx_timestamps(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+}
+
+ssize_t cshims_recv_timestamped(int fd, void *buf, size_t len, uint64_t *rx_realtime_ns) {
+    char control[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control };
+    ssize_t n = recvmsg(fd, &msg, 0);
+    *rx_realtime_ns = 0;
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            *rx_realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+    }
+    return n;
 }
 
 int cshims_get_tcp_info(int fd, struct cshims_tcp_info *info, uint32_t *len_out) {

@@ -90,6 +90,9 @@ public struct Topology: Sendable {
             c.append("link set \(l.interface) up")
             s.append("link set \(l.interface) up")
             c.append("route replace default via \(l.serverAddress) dev \(l.interface) table \(l.routingTable) onlink")
+            // Without carrier the route above is ignored; this keeps a socket bound to the link's address
+            // from leaking out of another link with the wrong source (it gets ENETUNREACH instead).
+            c.append("route replace unreachable default table \(l.routingTable) metric 65535")
             c.append("rule add pref \(l.routingTable) from \(l.clientAddress) lookup \(l.routingTable)")
             c.append("route replace default via \(l.serverAddress) dev \(l.interface) metric \(l.defaultRouteMetric) onlink")
         }
