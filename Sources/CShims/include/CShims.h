@@ -142,4 +142,15 @@ int cshims_siocoutqnsd(int fd);
 /// MNL_SOCKET_BUFFER_SIZE from libmnl (a macro Swift cannot see).
 size_t cshims_mnl_socket_buffer_size(void);
 
+// ---- netem backend (unshare, ethtool) ----------------------------------------------------
+
+/// Moves the calling thread into a new, anonymous network namespace (unshare CLONE_NEWNET). The
+/// namespace disappears with the last thread or socket in it. Returns 0 or -1 (errno set).
+int cshims_unshare_net(void);
+/// Turns off GRO and every segmentation offload (TSO in all its variants, GSO, UDP/SCTP/... GSO) of
+/// device `ifname` with ETHTOOL_SFEATURES, finding the feature bits by name (ETH_SS_FEATURES strings,
+/// whose numbering changes between kernels). `fd` is any socket created in the device's namespace.
+/// Features the device cannot change are left alone. Returns 0 or -1 (errno set).
+int cshims_ethtool_disable_offloads(int fd, const char *ifname);
+
 #endif
