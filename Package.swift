@@ -100,7 +100,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims"], swiftSettings: swiftSettings),
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "IntNWTests", dependencies: ["IntNW"], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),

@@ -6,7 +6,7 @@
 #   topology.sh down    [--prefix P]                       remove namespaces, devices and processes
 #   topology.sh status  [--prefix P]                       show what exists
 #   topology.sh reclaim                                    remove every recorded testbed (make clean)
-#   topology.sh reclaim-tests                              remove testbeds left by test runs
+#   topology.sh reclaim-tests                              remove testbeds left by test runs (prefixes t*)
 #
 # With --links none only the namespaces are created: the user-space emulator (intnw-lab net up) then
 # adds TUN devices named wifi0/cell0 on both sides and calls `configure`. The Swift Topology type
@@ -84,6 +84,8 @@ configure() {
         ip -n "$S" link set "$ifc" up
         # Per-interface table + source rule: a socket bound to this address leaves on this link.
         ip -n "$C" route replace default via "$saddr" dev "$ifc" table "$table" onlink
+        # Without carrier the route above is ignored; don't let bound sockets leak out of another link.
+        ip -n "$C" route replace unreachable default table "$table" metric 65535
         ip -n "$C" rule del pref "$table" 2>/dev/null || true
         ip -n "$C" rule add pref "$table" from "$caddr" lookup "$table"
         # Main table: WiFi preferred (lower metric) while its carrier is up.
@@ -150,7 +152,7 @@ case "$cmd" in
     down) down ;;
     status) status ;;
     reclaim) need_root; reclaim_all '^(intnw|t[a-z0-9]*|i[a-z0-9]*)$' ;;
-    reclaim-tests) need_root; reclaim_all '^(t[a-z0-9]*|i[a-z0-9]*)$' ;;
+    reclaim-tests) need_root; reclaim_all '^t[a-z0-9]*$' ;;
     ""|help) sed -n '2,15p' "$0" ;;
     *) die "unknown command '$cmd' (up, configure, down, status, reclaim, reclaim-tests)" ;;
 esac

@@ -4,19 +4,27 @@ import Foundation
 
 /// Helpers shared by subcommands: user errors become one line on stderr and exit status 1.
 enum LabCLI {
+    /// The trace at `path`, or the shipped constant lab trace (traces/lab-constant.trace when run from
+    /// the repository, otherwise the same conditions built in).
     static func loadTrace(_ path: String?) throws -> Trace {
-        // Until the trace parser lands, only the built-in lab conditions are available.
-        if let path { throw fail("trace files are not supported yet (\(path))") }
-        return Trace.constant(
-            wifi: LinkConditions(downBytesPerSecond: 1_250_000, upBytesPerSecond: 625_000, rttMilliseconds: 20),
-            cellular: LinkConditions(downBytesPerSecond: 125_000, upBytesPerSecond: 62_500, rttMilliseconds: 100),
-            durationSeconds: 120)
+        if let path {
+            do { return try TraceParser.parse(contentsOfFile: path) } catch { throw fail("\(error)") }
+        }
+        let shipped = "traces/lab-constant.trace"
+        if FileManager.default.fileExists(atPath: shipped) {
+            do { return try TraceParser.parse(contentsOfFile: shipped) } catch { throw fail("\(error)") }
+        }
+        return Trace.constant(wifi: TraceGenerator.labWiFi, cellular: TraceGenerator.labCellular, durationSeconds: 120)
     }
 
+    /// Resolves `--shaper`, saying which backend was chosen and why.
     static func resolveShaper(_ choice: ShaperChoice) throws -> ShaperKind {
-        switch choice {
-        case .auto, .userspace: return .userspace
-        case .netem: throw fail("netem requested but this build has no netem backend yet; use --shaper userspace")
+        do {
+            let selection = try ShaperSelection.choose(requested: ShaperRequest(rawValue: choice.rawValue)!)
+            stderr(selection.reason)
+            return selection.kind
+        } catch {
+            throw fail("\(error)")
         }
     }
 

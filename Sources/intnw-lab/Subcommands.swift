@@ -5,5 +5,6 @@ enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
         NetCommand.self,
         AnalyzeCommand.self,
+        TraceCommand.self,
     ]
 }

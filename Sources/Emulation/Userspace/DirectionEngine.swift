@@ -14,7 +14,7 @@ struct DirectionEngine {
     /// Drop-tail limit of the bottleneck queue, bytes.
     var queueLimitBytes: Int
     let ring: PacketRing
-    private var rng: SplitMix64
+    private var rng: DeterministicRNG
     private var linkFreeAtNs: UInt64 = 0
     private var lastDeliverAtNs: UInt64 = 0
     private(set) var counters: DirectionCounters
@@ -26,7 +26,7 @@ struct DirectionEngine {
         self.parameters = parameters
         self.queueLimitBytes = queueLimitBytes
         self.ring = ring
-        self.rng = SplitMix64(seed: seed)
+        self.rng = DeterministicRNG(seed: seed)
         self.counters = DirectionCounters(link: link, direction: direction)
         self.lateness = LatenessHistogram()
     }
@@ -44,7 +44,7 @@ struct DirectionEngine {
             counters.outageDrops += 1
             return .outageDrop
         }
-        if parameters.lossFraction > 0 && rng.nextUnitDouble() < parameters.lossFraction {
+        if parameters.lossFraction > 0 && rng.unit() < parameters.lossFraction {
             counters.lossDrops += 1
             return .lossDrop
         }
@@ -111,21 +111,6 @@ struct DirectionEngine {
         }
         return nil
     }
-}
-
-/// Small deterministic PRNG (SplitMix64) for the loss model: same seed, same drops, on every machine.
-struct SplitMix64 {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextUnitDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }
 
 /// Fixed-size histogram of departure lateness (actual − scheduled), 1 µs buckets up to 100 ms, with an

@@ -22,6 +22,9 @@ final class LinkPipe: @unchecked Sendable {
     private let stopFlag = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     private let eventLog: EventLog?
+    /// SCHED_FIFO priority of emulator threads (needs root; without it they run as normal threads).
+    static let realtimePriority: Int32 = 50
+    private(set) var realtimeGranted = false
     /// Packets read per wake-up at most, so a burst cannot push departures late.
     private let readBatch = 64
 
@@ -77,6 +80,9 @@ final class LinkPipe: @unchecked Sendable {
     private func run() {
         // Default timer slack (50 µs) would blur departures: ask for the tightest wake-ups.
         _ = cshims_set_timer_slack_ns(1)
+        // Packet departures are deadlines: a real-time thread wakes on time even while the machine
+        // builds or runs the endpoints. It always blocks in ppoll, so it cannot starve the system.
+        realtimeGranted = cshims_set_realtime_priority(LinkPipe.realtimePriority) == 0
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: engine.ring.maxPacketBytes, alignment: 64)
         defer { scratch.deallocate() }
         var fds = [pollfd(fd: sourceFD, events: Int16(POLLIN), revents: 0),

@@ -90,6 +90,9 @@ public struct Topology: Sendable {
             c.append("link set \(l.interface) up")
             s.append("link set \(l.interface) up")
             c.append("route replace default via \(l.serverAddress) dev \(l.interface) table \(l.routingTable) onlink")
+            // Without carrier the route above is ignored; this keeps a socket bound to the link's address
+            // from leaking out of another link with the wrong source (it gets ENETUNREACH instead).
+            c.append("route replace unreachable default table \(l.routingTable) metric 65535")
             c.append("rule add pref \(l.routingTable) from \(l.clientAddress) lookup \(l.routingTable)")
             c.append("route replace default via \(l.serverAddress) dev \(l.interface) metric \(l.defaultRouteMetric) onlink")
         }
@@ -208,7 +211,27 @@ public struct Topology: Sendable {
         var buf = [UInt8](repeating: 0, count: 32)
         let n = read(fd, &buf, 31)
         guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace }) else { return nil }
-        return kill(pid, 0) == 0 ? pid : nil
+        return isLiveTestbedProcess(pid) ? pid : nil
+    }
+
+    /// A pid file can outlive its process (SIGKILL) and the pid can be reused: only a running, non-zombie
+    /// process of ours counts.
+    static func isLiveTestbedProcess(_ pid: Int32) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 else { return false }
+        func slurp(_ path: String) -> [UInt8] {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return [] }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &buf, buf.count)
+            return n > 0 ? Array(buf[0..<n]) : []
+        }
+        let stat = slurp("/proc/\(pid)/stat")
+        if let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count, stat[close + 2] == UInt8(ascii: "Z") {
+            return false
+        }
+        let cmdline = String(decoding: slurp("/proc/\(pid)/cmdline").map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        return cmdline.contains("intnw")
     }
 
     /// IntNW names its multi-app segments `intnw-u<uid>-n<netns inode>...` (see IntNW's SharedState):

@@ -51,7 +51,6 @@ public final class Testbed: @unchecked Sendable {
         let shaper: Shaper
         do {
             shaper = try makeShaper(config, logger: logger)
-            if config.shaper == .netem { try await topology.createVeths() }
             try shaper.attach(topology: spec)
             try await topology.configureLinks()
         } catch {
@@ -78,7 +77,7 @@ public final class Testbed: @unchecked Sendable {
         case .userspace:
             return UserspaceShaper(options: config.userspace, logger: logger)
         case .netem:
-            return try NetemShaperFactory.make(logger: logger)
+            return NetemShaper(seed: config.userspace.seed, logger: logger)
         }
     }
 
@@ -102,18 +101,6 @@ public enum TestbedError: Error, CustomStringConvertible {
         case .traceLinks(let have, let need): return "the trace describes \(have) links but the topology needs \(need)"
         }
     }
-}
-
-/// Builds the netem backend once it is present in this module.
-enum NetemShaperFactory {
-    static func make(logger: Logger) throws -> Shaper {
-        throw ShaperUnavailable(reason: "the netem backend is not built into this version; use --shaper userspace")
-    }
-}
-
-public struct ShaperUnavailable: Error, CustomStringConvertible {
-    public var reason: String
-    public var description: String { reason }
 }
 
 extension Testbed {

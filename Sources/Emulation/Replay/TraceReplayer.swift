@@ -121,6 +121,8 @@ public final class TraceReplayer: @unchecked Sendable {
         let plan = timeline()
         let t = Thread { [self] in
             _ = cshims_set_timer_slack_ns(1)
+            // Slice boundaries are due within 1 ms: like the link threads, wake on time under load.
+            _ = cshims_set_realtime_priority(LinkPipe.realtimePriority - 5)
             run(plan)
             finished.signal()
         }

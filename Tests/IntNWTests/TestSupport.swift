@@ -1,0 +1,44 @@
+@testable import IntNW
+
+/// Small, fast, seeded generator so randomized tests are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// One frame of every type, with non-trivial field values.
+func sampleFrames() -> [Frame] {
+    let session = SessionID(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210)
+    return [
+        .hello(Hello(role: .client, session: session, networkID: 7, networkKind: .wifi, interfaceName: "wlan0")),
+        .hello(Hello(version: 9, role: .server, session: session, networkID: 0, networkKind: .cellular, interfaceName: "")),
+        .beginIROB(BeginIROB(id: IROBID(42), labels: .foreground | .small | .wifiOnly, length: 1234,
+                             dependencies: .allEarlier)),
+        .beginIROB(BeginIROB(id: IROBID(43), labels: .background | .large, length: 0,
+                             dependencies: .explicit([IROBID(1), IROBID(40), IROBID(42)]))),
+        .beginIROB(BeginIROB(id: IROBID(2), labels: .none, length: UInt32.max, dependencies: .explicit([]))),
+        .data(DataChunk(id: IROBID(42), offset: 1000, bytes: [1, 2, 3, 4, 5, 250])),
+        .data(DataChunk(id: IROBID(1), offset: 0, bytes: [])),
+        .endIROB(id: IROBID(42), length: 1234),
+        .ack(Ack(cumulative: 40, entries: [AckEntry(id: IROBID(42), holdMicroseconds: 17),
+                                           AckEntry(id: IROBID(41), holdMicroseconds: 0)])),
+        .ack(Ack(cumulative: 0, entries: [])),
+        .resendRequest(ResendRequest(id: IROBID(42), needsBegin: true, offset: 10, length: 90)),
+        .resendRequest(ResendRequest(id: IROBID(5), needsBegin: false, offset: 0, length: 0)),
+        .dataCheck(ids: [IROBID(3), IROBID(99)]),
+        .newInterface(InterfaceInfo(networkID: 3, kind: .cellular, ipv4Address: 0xC612_0202, name: "cell0")),
+        .downInterface(networkID: 3),
+        .goodbye(Goodbye(reason: .closed, lastID: 1000)),
+        .goodbye(Goodbye(reason: .abandoned, lastID: 0)),
+        .ping(nonce: 0xDEAD_BEEF),
+        .pong(nonce: 0xDEAD_BEEF, holdMicroseconds: 12),
+        .extension(type: 0x80, body: [9, 8, 7]),
+    ]
+}
