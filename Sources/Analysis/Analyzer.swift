@@ -257,13 +257,11 @@ public enum Analyzer {
 
     static func makeConsumer(_ conn: TCPConnection, fromA: Bool, forced: StreamProtocol?, log: MessageLog,
                              registry: IntNWSessionRegistry, options: AnalyzerOptions) -> DetectingConsumer {
-        let context = conn.intnwContext
         return DetectingConsumer(
             forced: forced, intnw: options.intnw,
             makeToy: { ToyStreamConsumer(log: log, connection: conn.id, fromA: fromA) },
             makeIntNW: { parser in
-                IntNWStreamConsumer(parser: parser, registry: registry, context: context, log: log,
-                                    connection: conn.id, fromA: fromA)
+                IntNWStreamConsumer(parser: parser, registry: registry, log: log, connection: conn.id, fromA: fromA)
             })
     }
 
