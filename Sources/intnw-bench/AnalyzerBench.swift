@@ -24,6 +24,7 @@ func runAnalyzerBench() throws -> [String] {
     spec.bgApps = 2
     spec.bgBytesPerSecond = 8_000_000
     spec.singleCapture = true
+    spec.mixIntNW = true  // one FG and one BG app speak IntNW, the others plain TCP
     spec.durationSeconds = Double(target) / 16_500 + 1
     let run = dir + "/run"
     let pcap = run + "/all.pcap"
@@ -34,8 +35,8 @@ func runAnalyzerBench() throws -> [String] {
         packets = try SyntheticRun.write(spec, to: run)
     }
     let size = (try? FileManager.default.attributesOfItem(atPath: pcap)[.size] as? Int) ?? 0
-    lines.append(String(format: "analyzer: synthesized %d packets (%.0f MB, %d flows) in %.1f s", packets, Double(size) / 1e6,
-                        spec.fgApps + spec.bgApps, Date().timeIntervalSince(t)))
+    lines.append(String(format: "analyzer: synthesized %d packets (%.0f MB, %d flows: FG+BG, plain TCP and IntNW) in %.1f s",
+                        packets, Double(size) / 1e6, spec.fgApps + spec.bgApps, Date().timeIntervalSince(t)))
 
     // In-process: the analysis itself (no report files).
     t = Date()

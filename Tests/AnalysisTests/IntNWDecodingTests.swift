@@ -107,3 +107,87 @@ import ToyProtocol
         toy(.fgRequest, app: 1, seq: 1, payload: 0).withUnsafeBytes { #expect(IntNWWireDecoding.recognizesHello($0) == false) }
     }
 }
+
+@Suite struct IntNWAdapterTests {
+    /// A stream with every frame type, DATA of several sizes (0 bytes, under and over 24 bytes).
+    static func stream() -> (bytes: [UInt8], frames: [Frame]) {
+        let s = SessionID(high: 1, low: 2)
+        var frames: [Frame] = [
+            .hello(Hello(role: .client, session: s, networkID: 7, networkKind: .wifi, interfaceName: "wifi0")),
+            .beginIROB(BeginIROB(id: IROBID(1), labels: .background, length: 30, dependencies: .explicit([]))),
+            .data(DataChunk(id: IROBID(1), offset: 0, bytes: Array(0 ..< 10))),
+            .data(DataChunk(id: IROBID(1), offset: 10, bytes: Array(10 ..< 30))),
+            .endIROB(id: IROBID(1), length: 30),
+            .ping(nonce: 9), .pong(nonce: 9, holdMicroseconds: 5),
+            .ack(Ack(cumulative: 2, entries: [AckEntry(id: IROBID(1), holdMicroseconds: 3)])),
+            .data(DataChunk(id: IROBID(2), offset: 5, bytes: [])),
+            .resendRequest(ResendRequest(id: IROBID(2), needsBegin: true, offset: 0, length: 4)),
+            .dataCheck(ids: [IROBID(1), IROBID(2)]),
+            .downInterface(networkID: 7),
+            .goodbye(Goodbye(reason: .closed, lastID: 2)),
+        ]
+        frames.insert(.data(DataChunk(id: IROBID(3), offset: 0, bytes: (0 ..< 5000).map { UInt8(truncatingIfNeeded: $0) })), at: 5)
+        return (frames.flatMap { $0.encoded() }, frames)
+    }
+
+    @Test(arguments: [1, 2, 3, 5, 16, 17, 18, 100, 100_000])
+    func anyChunkingGivesTheSameFramesAndOffsets(chunk: Int) {
+        let (bytes, frames) = Self.stream()
+        let adapter = IntNWFrameDecoderAdapter()
+        var events: [(String, UInt64, UInt64)] = []
+        bytes.withUnsafeBytes { raw in
+            var i = 0
+            while i < raw.count {
+                let n = min(chunk, raw.count - i)
+                let err = adapter.consume(UnsafeRawBufferPointer(rebasing: raw[i ..< i + n])) { e, s, end in
+                    switch e {
+                    case .data(let id, let o, let len, let p): events.append(("data \(id) \(o) \(len) \(Array(p.prefix(3)))", s, end))
+                    case .hello(_, let low, let c): events.append(("hello \(low) \(c)", s, end))
+                    case .beginIROB(let id, let fg, let l): events.append(("begin \(id) \(String(describing: fg)) \(String(describing: l))", s, end))
+                    case .endIROB(let id, let l): events.append(("end \(id) \(l)", s, end))
+                    case .other(let name): events.append((name, s, end))
+                    }
+                }
+                #expect(err == nil)
+                i += n
+            }
+        }
+        #expect(events.count == frames.count)
+        var pos: UInt64 = 0
+        for (k, f) in frames.enumerated() where k < events.count {
+            #expect(events[k].1 == pos)
+            pos += UInt64(f.encodedLength)
+            #expect(events[k].2 == pos)
+        }
+        #expect(events.map(\.0).contains("data 3 0 5000 [0, 1, 2]"))
+        #expect(events.map(\.0).contains("data 2 5 0 []"))
+        #expect(events.map(\.0).contains("begin 1 Optional(false) Optional(30)"))
+        #expect(events.map(\.0).contains("hello 2 true"))
+    }
+
+    @Test func hostileBytesFailOnceAndStayFailed() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0 ..< 300 {
+            let adapter = IntNWFrameDecoderAdapter()
+            var bytes = (0 ..< 300).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }
+            bytes[0] = 0; bytes[1] = 0  // plausible lengths so bodies get parsed
+            bytes[4] = UInt8.random(in: 1 ... 12, using: &rng)
+            var results: [String?] = []
+            bytes.withUnsafeBytes { raw in
+                for k in stride(from: 0, to: 300, by: 7) {
+                    results.append(adapter.consume(UnsafeRawBufferPointer(rebasing: raw[k ..< min(k + 7, 300)]), { _, _, _ in }))
+                }
+            }
+            // Once an error is reported, every later call reports the same one.
+            if let first = results.firstIndex(where: { $0 != nil }) {
+                #expect(results[first...].allSatisfy { $0 == results[first] })
+            }
+        }
+        // A length field beyond the protocol limit is always an error.
+        let adapter = IntNWFrameDecoderAdapter()
+        let huge: [UInt8] = [0x7F, 0xFF, 0xFF, 0xFF, 3]
+        huge.withUnsafeBytes { raw in
+            #expect(adapter.consume(raw) { _, _, _ in }?.contains("out of range") == true)
+        }
+    }
+}

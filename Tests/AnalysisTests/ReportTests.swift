@@ -15,6 +15,7 @@ import Testing
         spec.bgApps = 2
         spec.bgBytesPerSecond = 400_000
         spec.seed = seed
+        spec.mixIntNW = true
         let run = (keep ?? dir) + "/" + name
         try SyntheticRun.write(spec, to: run)
         return run
@@ -33,7 +34,14 @@ import Testing
         for t in results.trials {
             #expect(Set(t.apps.map(\.name)) == ["fg1", "fg2", "bg1", "bg2"])
             #expect(t.apps.first { $0.name == "fg1" }?.fg?.unanswered ?? 99 <= 1)
-            #expect(t.connections.allSatisfy { $0.protocol == .toy && $0.framingErrors == 0 && $0.uplink.gaps == 0 })
+            #expect(t.connections.allSatisfy { $0.framingErrors == 0 && $0.uplink.gaps == 0 })
+            // fg2 and bg2 are the IntNW apps: decoded from IROBs, with their labels.
+            #expect(t.connections.filter { $0.protocol == .intnw }.compactMap(\.app).sorted() == ["bg2", "fg2"])
+            #expect(t.connections.filter { $0.protocol == .toy }.compactMap(\.app).sorted() == ["bg1", "fg1"])
+            let fg2 = try #require(t.apps.first { $0.name == "fg2" })
+            #expect(fg2.variant == .intnw && fg2.labeledForeground == 2 * (fg2.fg?.requests ?? 0) && fg2.labelMismatches == 0)
+            #expect(t.apps.first { $0.name == "bg2" }.map { $0.labeledBackground > 0 && ($0.bg?.completeChunks ?? 0) > 0 } == true)
+            #expect(t.intnwConnections == 2)
         }
         let agg = try #require(results.aggregate.apps.first { $0.name == "fg1" })
         #expect(agg.trials == 3 && agg.fgLatencyMeanMs?.halfWidth != nil)

@@ -1,5 +1,6 @@
 import Capture
 import Foundation
+import IntNW
 import ToyProtocol
 
 /// A synthetic run directory: realistic plain-TCP FG and BG toy-app traffic written as pcaps
@@ -20,6 +21,8 @@ public struct SyntheticRunSpec: Sendable {
     public var seed: UInt64 = 1
     /// Write everything into one capture (`all.pcap`), e.g. to compare with other tools on one file.
     public var singleCapture = false
+    /// Make every second app of each role an IntNW app (toy messages inside IROBs).
+    public var mixIntNW = false
 
     public init() {}
 }
@@ -42,8 +45,10 @@ public enum SyntheticRun {
             let port = UInt16(7000 + i)
             let f = SyntheticFlow(capture: wifi, client: (parseIPv4("198.18.1.2")!, UInt16(41000 + i)), server: (server, port),
                                   clientISN: UInt32(truncatingIfNeeded: rng.next()), serverISN: UInt32(truncatingIfNeeded: rng.next()))
-            flows.append(FGGenerator(flow: f, appID: UInt32(1 + i), start: start + UInt64(i) * 7_000_000, spec: spec, rng: SplitMix(seed: rng.next())))
-            apps.append(.init(name: "fg\(i + 1)", role: .fg, variant: .plain, appId: UInt32(1 + i), serverPorts: [port]))
+            let intnw = spec.mixIntNW && i % 2 == 1
+            flows.append(FGGenerator(flow: f, appID: UInt32(1 + i), start: start + UInt64(i) * 7_000_000, spec: spec,
+                                     rng: SplitMix(seed: rng.next()), framing: WireFraming(intnw: intnw, rng: &rng)))
+            apps.append(.init(name: "fg\(i + 1)", role: .fg, variant: intnw ? .intnw : .plain, appId: UInt32(1 + i), serverPorts: [port]))
         }
         for i in 0 ..< spec.bgApps {
             let port = UInt16(8000 + i)
@@ -51,8 +56,10 @@ public enum SyntheticRun {
             let f = SyntheticFlow(capture: onWifi ? wifi : cell,
                                   client: (parseIPv4(onWifi ? "198.18.1.2" : "198.18.2.2")!, UInt16(42000 + i)), server: (server, port),
                                   clientISN: UInt32(truncatingIfNeeded: rng.next()), serverISN: UInt32(truncatingIfNeeded: rng.next()))
-            flows.append(BGGenerator(flow: f, appID: UInt32(100 + i), start: start + UInt64(i) * 3_000_000, spec: spec))
-            apps.append(.init(name: "bg\(i + 1)", role: .bg, variant: .plain, appId: UInt32(100 + i), serverPorts: [port]))
+            let intnw = spec.mixIntNW && i % 2 == 1
+            flows.append(BGGenerator(flow: f, appID: UInt32(100 + i), start: start + UInt64(i) * 3_000_000, spec: spec,
+                                     framing: WireFraming(intnw: intnw, rng: &rng)))
+            apps.append(.init(name: "bg\(i + 1)", role: .bg, variant: intnw ? .intnw : .plain, appId: UInt32(100 + i), serverPorts: [port]))
         }
         // Emit in global time order: always advance the flow with the earliest next packet.
         while true {
@@ -89,6 +96,41 @@ struct SplitMix {
     mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
 
+/// Puts toy messages on the wire: as they are (plain TCP) or each inside one IROB (IntNW:
+/// BEGIN_IROB, DATA frames of at most 64 KiB, END_IROB, after a HELLO in each direction).
+final class WireFraming {
+    let intnw: Bool
+    let session: SessionID
+    private var nextID: [Bool: UInt64] = [true: 1, false: 1]
+
+    init(intnw: Bool, rng: inout SplitMix) {
+        self.intnw = intnw
+        session = SessionID(high: rng.next(), low: rng.next())
+    }
+
+    func hello(fromClient: Bool) -> [UInt8] {
+        guard intnw else { return [] }
+        return Frame.hello(Hello(role: fromClient ? .client : .server, session: session, networkID: 1, networkKind: .wifi,
+                                 interfaceName: "wifi0")).encoded()
+    }
+
+    func wrap(_ message: [UInt8], fromClient: Bool, background: Bool) -> [UInt8] {
+        guard intnw else { return message }
+        let id = IROBID(nextID[fromClient]!)
+        nextID[fromClient]! += 1
+        var out = Frame.beginIROB(BeginIROB(id: id, labels: background ? .background : .foreground | .small,
+                                            length: UInt32(message.count), dependencies: .allEarlier)).encoded()
+        var o = 0
+        while o < message.count {
+            let n = min(65_536, message.count - o)
+            out += Frame.data(DataChunk(id: id, offset: UInt32(o), bytes: Array(message[o ..< o + n]))).encoded()
+            o += n
+        }
+        out += Frame.endIROB(id: id, length: UInt32(message.count)).encoded()
+        return out
+    }
+}
+
 protocol SyntheticAppFlow: AnyObject {
     var nextTime: UInt64 { get }
     func emit()
@@ -105,13 +147,15 @@ final class FGGenerator: SyntheticAppFlow {
     private var seq: UInt64 = 0
     private var requestTime: UInt64 = 0
     private let start: UInt64
+    private let framing: WireFraming
 
-    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec, rng: SplitMix) {
+    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec, rng: SplitMix, framing: WireFraming) {
         self.flow = flow
         self.appID = appID
         self.spec = spec
         self.rng = rng
         self.start = start
+        self.framing = framing
         nextTime = start
     }
 
@@ -119,11 +163,16 @@ final class FGGenerator: SyntheticAppFlow {
         switch phase {
         case 0:
             flow.handshake(at: nextTime, rttNanoseconds: 2_000_000)
+            if framing.intnw {
+                flow.send(fromClient: true, bytes: framing.hello(fromClient: true), at: nextTime + 2_000_000)
+                flow.send(fromClient: false, bytes: framing.hello(fromClient: false), at: nextTime + 3_000_000)
+            }
             phase = 1
             nextTime += 5_000_000
         case 1:
             requestTime = nextTime
-            flow.send(fromClient: true, bytes: ToyHeader(kind: .fgRequest, appID: appID, sequence: seq, payloadLength: 104).encodedMessage(), at: nextTime)
+            let request = ToyHeader(kind: .fgRequest, appID: appID, sequence: seq, payloadLength: 104).encodedMessage()
+            flow.send(fromClient: true, bytes: framing.wrap(request, fromClient: true, background: false), at: nextTime)
             let t = Double(nextTime - start) / 1e9
             // A slow wave (like a shared queue filling and draining) plus noise and rare spikes.
             var lat = spec.fgBaseLatencyMilliseconds * (1 + 0.5 * sin(t / 3)) + 4 * rng.unit()
@@ -131,7 +180,8 @@ final class FGGenerator: SyntheticAppFlow {
             nextTime += UInt64(min(lat, spec.fgIntervalMilliseconds * 0.9) * 1e6)
             phase = 2
         default:
-            flow.send(fromClient: false, bytes: ToyHeader(kind: .fgReply, appID: appID, sequence: seq, payloadLength: 40).encodedMessage(), at: nextTime)
+            let reply = ToyHeader(kind: .fgReply, appID: appID, sequence: seq, payloadLength: 40).encodedMessage()
+            flow.send(fromClient: false, bytes: framing.wrap(reply, fromClient: false, background: false), at: nextTime)
             flow.ack(fromClient: true, at: nextTime + 100_000)
             seq += 1
             nextTime = requestTime + UInt64(spec.fgIntervalMilliseconds * 1e6)
@@ -158,19 +208,30 @@ final class BGGenerator: SyntheticAppFlow {
     private var segments = 0
     private var retransmit: (offset: UInt64, bytes: [UInt8], due: Int)?
     private let gap: UInt64
+    private let framing: WireFraming
 
-    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec) {
+    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec, framing: WireFraming) {
         self.flow = flow
         self.appID = appID
         self.spec = spec
+        self.framing = framing
         nextTime = start
-        chunk = ToyHeader(kind: .bgChunk, appID: appID, sequence: 0, payloadLength: UInt32(spec.bgChunkBytes - ToyWire.headerLength)).encodedMessage()
+        chunk = []
         gap = UInt64(Double(flow.mss) / spec.bgBytesPerSecond * 1e9)
+        chunk = framing.hello(fromClient: true) + unit(0)
+    }
+
+    /// The wire bytes of chunk `seq`.
+    private func unit(_ seq: UInt64) -> [UInt8] {
+        let message = ToyHeader(kind: .bgChunk, appID: appID, sequence: seq,
+                                payloadLength: UInt32(spec.bgChunkBytes - ToyWire.headerLength)).encodedMessage()
+        return framing.wrap(message, fromClient: true, background: true)
     }
 
     func emit() {
         if !started {
             flow.handshake(at: nextTime, rttNanoseconds: 2_000_000)
+            if framing.intnw { flow.send(fromClient: false, bytes: framing.hello(fromClient: false), at: nextTime + 1_000_000) }
             started = true
             nextTime += 2_000_000
             return
@@ -196,13 +257,12 @@ final class BGGenerator: SyntheticAppFlow {
             flow.ack(fromClient: false, upTo: flow.clientOffset > 65_536 ? flow.clientOffset - 65_536 : 0, at: nextTime + 1000)
         }
         if chunkOffset == chunk.count {
-            flow.send(fromClient: false, bytes: ToyHeader(kind: .bgAck, appID: appID, sequence: chunkSeq, payloadLength: 0).encodedMessage(),
-                      at: nextTime + 2000)
+            let ack = ToyHeader(kind: .bgAck, appID: appID, sequence: chunkSeq, payloadLength: 0).encodedMessage()
+            flow.send(fromClient: false, bytes: framing.wrap(ack, fromClient: false, background: true), at: nextTime + 2000)
             chunkSeq += 1
             chunkStreamStart += UInt64(chunk.count)
             chunkOffset = 0
-            ToyHeader(kind: .bgChunk, appID: appID, sequence: chunkSeq, payloadLength: UInt32(spec.bgChunkBytes - ToyWire.headerLength))
-                .encoded.withUnsafeBytes { h in chunk.withUnsafeMutableBytes { $0.copyMemory(from: h) } }
+            chunk = unit(chunkSeq)
         }
         nextTime += gap
     }
