@@ -82,6 +82,28 @@ import ToyProtocol
         #expect(a.warnings.contains { $0.contains("labeled differently") })
     }
 
+    @Test func frameSpreadOverSegmentsIsDatedByItsFirstByte() throws {
+        let path = dir + "/spread.pcap"
+        let cap = try SyntheticCapture(path: path)
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40300), server: (serverIP, 9200))
+        f.mss = 10  // every frame spans three or more segments
+        f.handshake(at: t0)
+        f.send(fromClient: true, bytes: hello(.client, network: 1, kind: .wifi), at: t0 + ms, gapNanoseconds: ms)
+        f.send(fromClient: false, bytes: hello(.server, network: 1, kind: .wifi), at: t0 + 10 * ms, gapNanoseconds: ms)
+        let r = irob(1, labels: .foreground, message: toy(.fgRequest, app: 8, seq: 0, payload: 104))
+        let last = f.send(fromClient: true, bytes: r.begin + r.data[0] + r.end, at: t0 + 100 * ms, gapNanoseconds: 5 * ms)
+        let p = irob(1, labels: .foreground, message: toy(.fgReply, app: 8, seq: 0, payload: 40))
+        let replyStart = last + 20 * ms
+        f.send(fromClient: false, bytes: p.begin + p.data[0] + p.end, at: replyStart, gapNanoseconds: 2 * ms)
+        try cap.close()
+        let a = try Analyzer.analyze(TrialInput(name: "s", captures: [CaptureInput(path: path)]))
+        #expect(a.latencies.count == 1)
+        // From the request's first segment to the segment carrying the reply's last DATA byte.
+        let lastDataByte = p.begin.count + p.data[0].count - 1
+        let replyDone = replyStart + UInt64(lastDataByte / 10) * 2 * ms
+        #expect(a.latencies.first?.latencyNanoseconds == replyDone - (t0 + 100 * ms))
+    }
+
     @Test func corruptIntNWStreamIsReportedNotFatal() throws {
         let path = dir + "/bad.pcap"
         let cap = try SyntheticCapture(path: path)

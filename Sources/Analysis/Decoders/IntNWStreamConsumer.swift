@@ -155,7 +155,9 @@ final class IntNWStreamConsumer: StreamConsumer {
     func consume(_ bytes: UnsafeRawBufferPointer, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
         guard !failed else { return }
         timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
-        var lastEnd: UInt64 = offset
+        // Chunk times are kept back to the start of the frame in progress: prune only past frames
+        // that completed.
+        var lastEnd: UInt64?
         let error = parser.consume(bytes) { event, frameStart, frameEnd in
             frames += 1
             lastEnd = frameEnd
@@ -177,7 +179,7 @@ final class IntNWStreamConsumer: StreamConsumer {
                 otherFrames[name, default: 0] += 1
             }
         }
-        timeline.prune(before: lastEnd)
+        if let e = lastEnd { timeline.prune(before: e) }
         if let e = error {
             failed = true
             log.error(connection: connection, "IntNW framing error: \(e)")
