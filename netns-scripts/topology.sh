@@ -80,8 +80,8 @@ configure() {
         ip -n "$C" link show "$ifc" >/dev/null 2>&1 || die "$ifc missing in $C (start the emulator or use --links veth)"
         ip -n "$C" addr replace "$caddr/24" dev "$ifc"
         ip -n "$S" addr replace "$saddr/24" dev "$ifc"
-        ip -n "$C" link set "$ifc" up
-        ip -n "$S" link set "$ifc" up
+        ip -n "$C" link set "$ifc" txqueuelen 5000 up
+        ip -n "$S" link set "$ifc" txqueuelen 5000 up
         # Per-interface table + source rule: a socket bound to this address leaves on this link.
         ip -n "$C" route replace default via "$saddr" dev "$ifc" table "$table" onlink
         # Without carrier the route above is ignored; don't let bound sockets leak out of another link.
