@@ -31,11 +31,14 @@ public struct TrialInput: Sendable {
     public var name: String
     public var captures: [CaptureInput]
     public var metadata: RunMetadata?
+    /// The run directory, when the trial came from one (app log paths are relative to it).
+    public var directory: String?
 
-    public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil) {
+    public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil, directory: String? = nil) {
         self.name = name
         self.captures = captures
         self.metadata = metadata
+        self.directory = directory
     }
 
     /// A run directory: `apps.json` (optional) and its pcaps (listed there, or every `*.pcap`).
@@ -57,7 +60,7 @@ public struct TrialInput: Sendable {
                 .map { CaptureInput(path: (dir as NSString).appendingPathComponent($0)) }
         }
         guard !captures.isEmpty else { throw .noInputs("no pcap files in run directory \(dir)") }
-        return TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta)
+        return TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta, directory: dir)
     }
 }
 
@@ -236,6 +239,7 @@ public enum Analyzer {
 
         var builder = TrialBuilder(input: input, origin: origin, binWidth: options.binWidthNanoseconds,
                                    connections: connections, log: log, captures: captureResults, captureSpans: captureSpans)
+        builder.runDirectory = input.directory
         let built = builder.build()
         warnings += builder.warnings
         if options.intnw == nil && metadata?.apps.contains(where: { $0.variant == .intnw }) == true {

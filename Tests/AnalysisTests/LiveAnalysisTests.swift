@@ -74,7 +74,7 @@ enum AnalysisNetnsGate {
             s.sendall(header(1, 1, seq, 104) + b"q" * 104)
             recvn(s, 24 + 40)
             t1 = time.time_ns()
-            print(json.dumps({"seq": seq, "sent_ns": t0, "received_ns": t1}), flush=True)
+            print(json.dumps({"type": "fg", "app": 1, "seq": seq, "send_ns": t0, "recv_ns": t1}), flush=True)
             time.sleep(0.03)
         s.close()
     elif role == "bg":
@@ -121,7 +121,7 @@ enum AnalysisNetnsGate {
         #expect(stats.kernelDropped == 0)
 
         let meta = RunMetadata(captures: [.init(file: "client-veth.pcap", interface: "veth", side: .client)],
-                               apps: [.init(name: "fg", role: .fg, variant: .plain, appId: 1, serverPorts: [7301]),
+                               apps: [.init(name: "fg", role: .fg, variant: .plain, appId: 1, serverPorts: [7301], logFile: "fg.log"),
                                       .init(name: "bg", role: .bg, variant: .plain, appId: 2, serverPorts: [7302])])
         try meta.write(to: dir)
         let a = try Analyzer.analyze(try TrialInput.runDirectory(dir))
@@ -133,7 +133,7 @@ enum AnalysisNetnsGate {
         #expect(log.count == 30)
         var appLatency: [UInt64: Double] = [:]
         for e in log {
-            if let seq = e["seq"] as? Int, let s0 = e["sent_ns"] as? Int, let s1 = e["received_ns"] as? Int {
+            if let seq = e["seq"] as? Int, let s0 = e["send_ns"] as? Int, let s1 = e["recv_ns"] as? Int {
                 appLatency[UInt64(seq)] = Double(s1 - s0) / 1e6
             }
         }
@@ -146,6 +146,11 @@ enum AnalysisNetnsGate {
         #expect(a.latencies.allSatisfy { $0.latencyNanoseconds >= 12_000_000 })
 
         let fg = try #require(a.result.apps.first { $0.name == "fg" })
+        // The analyzer's own cross-check against the log agrees with the one computed here.
+        let check = try #require(fg.logCheck)
+        #expect(check.matchedRequests == 30 && check.onlyInLog == 0 && check.onlyOnWire == 0)
+        #expect((check.medianAbsDifferenceMs ?? 99) <= 1.0)
+        #expect(abs((check.medianAbsDifferenceMs ?? 99) - median) < 0.05, "analyzer's median \(String(describing: check.medianAbsDifferenceMs)) vs \(median)")
         let bg = try #require(a.result.apps.first { $0.name == "bg" })
         #expect(fg.throughput.uplinkBytes == 30 * 128 && fg.throughput.downlinkBytes == 30 * 64)
         #expect(bg.throughput.uplinkBytes == 6 * 65536 && bg.throughput.downlinkBytes == 6 * 24)

@@ -145,14 +145,15 @@ public struct ReportWriter {
             out.append(Table(
                 title: "Apps\(name)",
                 header: ["app", "role", "variant", "requests", "replies", "unanswered", "p50 ms", "p95 ms", "p99 ms", "mean ms",
-                         "BG chunks", "uplink", "downlink", "throughput"],
+                         "BG chunks", "uplink", "downlink", "throughput", "log Δ ms"],
                 rows: t.apps.map { a in
                     [a.name, a.role.rawValue, a.variant.rawValue,
                      a.fg.map { String($0.requests) } ?? "–", a.fg.map { String($0.replies) } ?? "–",
                      a.fg.map { String($0.unanswered) } ?? "–",
                      ms(a.fg?.latencyMs?.p50Ms), ms(a.fg?.latencyMs?.p95Ms), ms(a.fg?.latencyMs?.p99Ms), ms(a.fg?.latencyMs?.meanMs),
                      a.bg.map { "\($0.completeChunks)/\($0.chunks)" } ?? "–",
-                     "\(a.throughput.uplinkBytes) B", "\(a.throughput.downlinkBytes) B", rate(a.throughput.totalBytesPerSecond)]
+                     "\(a.throughput.uplinkBytes) B", "\(a.throughput.downlinkBytes) B", rate(a.throughput.totalBytesPerSecond),
+                     ms(a.logCheck?.medianAbsDifferenceMs)]
                 }))
             out.append(Table(
                 title: "Interfaces\(name)",
