@@ -89,8 +89,8 @@ public struct ReportWriter {
         for t in trials {
             let o = t.result.originNanoseconds
             for l in t.latencies {
-                s += "\(csv(t.result.name)),\(csv(l.app)),\(l.sequence),\(fmt(Double(l.requestNanoseconds - o) / 1e9, 9)),"
-                s += "\(fmt(Double(l.replyNanoseconds - o) / 1e9, 9)),\(fmt(Double(l.latencyNanoseconds) / 1e6, 6))\n"
+                s += "\(csv(t.result.name)),\(csv(l.app)),\(l.sequence),\(fmt(secondsBetween(o, l.requestNanoseconds), 9)),"
+                s += "\(fmt(secondsBetween(o, l.replyNanoseconds), 9)),\(fmt(Double(l.latencyNanoseconds) / 1e6, 6))\n"
             }
         }
         return s

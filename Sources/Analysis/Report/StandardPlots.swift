@@ -7,7 +7,7 @@ public enum StandardPlots {
     public static func latencyOverTime(_ t: TrialAnalysis) -> PlotSpec {
         let origin = t.result.originNanoseconds
         let series = groupByApp(t.latencies).map { app, samples in
-            PlotSeries(name: app, x: samples.map { Double($0.requestNanoseconds - origin) / 1e9 },
+            PlotSeries(name: app, x: samples.map { secondsBetween(origin, $0.requestNanoseconds) },
                        y: samples.map { Double($0.latencyNanoseconds) / 1e6 }, style: .points)
         }
         var spec = PlotSpec(title: "FG request latency over time", xLabel: "time since capture start (s)",
@@ -102,4 +102,10 @@ public enum StandardPlots {
         }
         return order.map { ($0, by[$0]!) }
     }
+}
+
+/// Signed seconds from `origin` to `time` (both ns since the epoch); a capture whose packets are
+/// not in time order can put a time before the origin.
+func secondsBetween(_ origin: UInt64, _ time: UInt64) -> Double {
+    Double(Int64(bitPattern: time &- origin)) / 1e9
 }
