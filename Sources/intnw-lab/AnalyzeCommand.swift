@@ -8,15 +8,11 @@ struct AnalyzeCommand: ParsableCommand {
         commandName: "analyze",
         abstract: "Measure FG latency, throughput and fairness from packet captures.",
         discussion: """
-        Each RUN_DIR is one trial: its apps.json (optional) says which connection belongs to which app, and its
-        pcaps are analyzed together. Several RUN_DIRs are trials of the same configuration: results then include
-        means with 95% confidence intervals across them. Plain .pcap files given directly form one trial, with
-        apps identified from the toy protocol's app ids.
+        Each RUN_DIR is one trial: its apps.json (optional) says which connection belongs to which app, and its pcaps are analyzed together. Several RUN_DIRs are trials of the same configuration: results then include means with 95% confidence intervals across them. Plain .pcap files given directly form one trial, with apps identified from the toy protocol's app ids.
 
-        Latency is measured from the wire (request's first byte leaving the client to the reply's last byte
-        arriving there, in milliseconds); throughput counts distinct TCP payload bytes (bytes per second).
-        Writes results.json, summary.md, latency.csv, throughput_100ms.csv, throughput_1s.csv, plots/*.svg and
-        report.html.
+        Latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there, in milliseconds); throughput counts distinct TCP payload bytes (bytes per second).
+
+        Writes results.json, summary.md, latency.csv, throughput_100ms.csv, throughput_1s.csv, plots/*.svg and report.html.
         """)
 
     @Argument(help: "Run directories and/or pcap files.")
