@@ -18,7 +18,7 @@ public final class Interruption: Sendable {
 public struct TrialOutcome: Sendable {
     public var plan: TrialPlan
     public var directory: String
-    /// Analysis of the captures; nil if it failed (see `problems`).
+    /// Analysis of the captures (filled in by `ExperimentRunner`); nil if it failed (see `problems`).
     public var analysis: TrialAnalysis?
     /// Apps that failed, capture drops, analysis errors: things the reader must know.
     public var problems: [String]
@@ -145,13 +145,7 @@ public struct TrialRunner: Sendable {
                                  logFile: "\($0.name).jsonl")
         })
         try metadata.write(to: dir)
-        var analysis: TrialAnalysis?
-        do {
-            analysis = try Analyzer.analyze(try TrialInput.runDirectory(dir))
-        } catch {
-            problems.append("analysis: \(error)")
-        }
-        return TrialOutcome(plan: plan, directory: dir, analysis: analysis, problems: problems,
+        return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
                             interrupted: interruption.isTriggered)
     }
 
