@@ -4,6 +4,7 @@ import ArgumentParser
 enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
         NetCommand.self,
+        ExperimentCommand.self,
         AnalyzeCommand.self,
         TraceCommand.self,
     ]
