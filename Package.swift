@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "CShims", "CMnl",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
@@ -56,10 +57,12 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
+        // The toy apps' message framing, shared by intnw-app and the analyzer; no dependencies.
+        .target(name: "ToyProtocol", swiftSettings: swiftSettings),
         .target(
             name: "Analysis",
             dependencies: [
-                "Capture", "IntNW",
+                "Capture", "IntNW", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings),
@@ -83,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "intnw-app",
             dependencies: [
-                "IntNW",
+                "IntNW", "ToyProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,10 +100,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims"], swiftSettings: swiftSettings),
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "IntNWTests", dependencies: ["IntNW"], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims"], swiftSettings: swiftSettings),

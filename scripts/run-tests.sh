@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 swift build --build-tests || exit 1
 rc=0
-swift test --skip-build --parallel 2>&1 | tee .build/test-output.log || rc=$?
+swift test --skip-build 2>&1 | tee .build/test-output.log || rc=$?
 # Whatever a crashed test left behind (namespaces with test prefixes) is reclaimed here.
 bash netns-scripts/topology.sh reclaim-tests >/dev/null 2>&1 || true
 exit $rc

@@ -4,3 +4,5 @@
 #include <linux/if_addr.h>
 #include <linux/pkt_sched.h>
 #include <net/if.h>
+#include <linux/veth.h>
+#include <linux/gen_stats.h>

@@ -3,5 +3,9 @@ import ArgumentParser
 /// Every subcommand, one per line so parallel work merges cleanly.
 enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
+        NetCommand.self,
+        ExperimentCommand.self,
+        AnalyzeCommand.self,
+        TraceCommand.self,
     ]
 }

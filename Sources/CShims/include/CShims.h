@@ -13,6 +13,8 @@
 int cshims_setns_net(int fd);
 /// Sets the calling thread's timer slack in nanoseconds (prctl PR_SET_TIMERSLACK).
 int cshims_set_timer_slack_ns(unsigned long ns);
+/// Gives the calling thread SCHED_FIFO at `priority` (1-99). Returns 0 or an errno value.
+int cshims_set_realtime_priority(int priority);
 /// CLOCK_MONOTONIC in nanoseconds.
 uint64_t cshims_monotonic_ns(void);
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
@@ -33,6 +35,20 @@ int cshims_tun_set_offload(int fd, int enable);
 int cshims_tun_set_vnet_hdr_size(int fd, int size);
 /// TUNSETPERSIST.
 int cshims_tun_set_persist(int fd, int persist);
+/// TUNSETCARRIER (Linux 5.0+): the carrier the device's owner reports to the stack.
+int cshims_tun_set_carrier(int fd, int up);
+/// An eventfd (EFD_NONBLOCK|EFD_CLOEXEC) for waking poll loops. Returns the fd or -1.
+int cshims_eventfd(void);
+/// Adds 1 to an eventfd counter (wakes a poller). Returns 0 or -1.
+int cshims_eventfd_kick(int fd);
+/// Reads (and clears) an eventfd counter; returns 0 if nothing was pending.
+uint64_t cshims_eventfd_drain(int fd);
+
+/// Enables SO_TIMESTAMPNS on a datagram socket. Returns 0 or -1.
+int cshims_enable_rx_timestamps(int fd);
+/// recvmsg that also returns the kernel's receive timestamp (CLOCK_REALTIME ns, 0 if absent).
+/// Returns recvmsg's result.
+ssize_t cshims_recv_timestamped(int fd, void *buf, size_t len, uint64_t *rx_realtime_ns);
 
 // ---- TCP ---------------------------------------------------------------------------------
 
@@ -125,5 +141,16 @@ int cshims_siocoutqnsd(int fd);
 
 /// MNL_SOCKET_BUFFER_SIZE from libmnl (a macro Swift cannot see).
 size_t cshims_mnl_socket_buffer_size(void);
+
+// ---- netem backend (unshare, ethtool) ----------------------------------------------------
+
+/// Moves the calling thread into a new, anonymous network namespace (unshare CLONE_NEWNET). The
+/// namespace disappears with the last thread or socket in it. Returns 0 or -1 (errno set).
+int cshims_unshare_net(void);
+/// Turns off GRO and every segmentation offload (TSO in all its variants, GSO, UDP/SCTP/... GSO) of
+/// device `ifname` with ETHTOOL_SFEATURES, finding the feature bits by name (ETH_SS_FEATURES strings,
+/// whose numbering changes between kernels). `fd` is any socket created in the device's namespace.
+/// Features the device cannot change are left alone. Returns 0 or -1 (errno set).
+int cshims_ethtool_disable_offloads(int fd, const char *ifname);
 
 #endif

@@ -1,0 +1,218 @@
+import ToyProtocol
+
+/// IROBs of one direction of one multisocket session, which may arrive over several TCP
+/// connections (one per network) and be re-sent on another network after trouble.
+final class IROBTable {
+    struct IROB {
+        var foreground: Bool?
+        var startNanoseconds: UInt64
+        var header = [UInt8](repeating: 0, count: ToyWire.headerLength)
+        /// Received payload ranges, sorted and merged.
+        var ranges: [Range<UInt64>] = []
+        var totalLength: UInt64?
+        var lastAvailableNanoseconds: UInt64 = 0
+        var reported = false
+        var connection: Int
+        var fromA: Bool
+
+        var headerBytesKnown: Int {
+            guard let first = ranges.first, first.lowerBound == 0 else { return 0 }
+            return Int(min(first.upperBound, UInt64(ToyWire.headerLength)))
+        }
+
+        var isComplete: Bool {
+            guard let t = totalLength else { return false }
+            if t == 0 { return true }
+            return ranges.count == 1 && ranges[0].lowerBound == 0 && ranges[0].upperBound >= t
+        }
+
+        mutating func add(_ r: Range<UInt64>) {
+            guard !r.isEmpty else { return }
+            var lo = r.lowerBound, hi = r.upperBound
+            var out: [Range<UInt64>] = []
+            out.reserveCapacity(ranges.count + 1)
+            var placed = false
+            for x in ranges {
+                if x.upperBound < lo {
+                    out.append(x)
+                } else if x.lowerBound > hi {
+                    if !placed { out.append(lo ..< hi); placed = true }
+                    out.append(x)
+                } else {
+                    lo = min(lo, x.lowerBound)
+                    hi = max(hi, x.upperBound)
+                }
+            }
+            if !placed { out.append(lo ..< hi) }
+            ranges = out
+        }
+    }
+
+    var irobs: [UInt64: IROB] = [:]
+    let log: MessageLog
+
+    init(log: MessageLog) { self.log = log }
+
+    func begin(id: UInt64, foreground: Bool?, length: UInt64?, start: UInt64, connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
+        var i = irobs[id] ?? IROB(foreground: foreground, startNanoseconds: start, connection: connection, fromA: fromA)
+        i.foreground = i.foreground ?? foreground
+        i.startNanoseconds = min(i.startNanoseconds, start)
+        if i.totalLength == nil { i.totalLength = length }
+        irobs[id] = i
+    }
+
+    /// IROBs already reported complete: later copies (re-sends on another network) are ignored.
+    private var completed = Set<UInt64>()
+
+    func data(id: UInt64, offset: UInt64, length: Int, prefix: UnsafeRawBufferPointer, start: UInt64, end: UInt64,
+              connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
+        var i = irobs[id] ?? IROB(foreground: nil, startNanoseconds: start, connection: connection, fromA: fromA)
+        i.startNanoseconds = min(i.startNanoseconds, start)
+        if offset < UInt64(ToyWire.headerLength) {
+            let n = min(ToyWire.headerLength - Int(offset), prefix.count, length)
+            if n > 0 {
+                for k in 0 ..< n { i.header[Int(offset) + k] = prefix[k] }
+            }
+        }
+        i.add(offset ..< offset + UInt64(max(length, 0)))
+        i.lastAvailableNanoseconds = max(i.lastAvailableNanoseconds, end)
+        irobs[id] = i
+        completeIfDone(id)
+    }
+
+    func end(id: UInt64, totalLength: UInt64, at end: UInt64, connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
+        var i = irobs[id] ?? IROB(foreground: nil, startNanoseconds: end, connection: connection, fromA: fromA)
+        i.totalLength = totalLength
+        i.lastAvailableNanoseconds = max(i.lastAvailableNanoseconds, end)
+        irobs[id] = i
+        completeIfDone(id)
+    }
+
+    private func completeIfDone(_ id: UInt64) {
+        guard let i = irobs[id], !i.reported, i.isComplete else { return }
+        report(id, i, complete: true)
+        irobs[id] = nil
+        completed.insert(id)
+    }
+
+    private func report(_ id: UInt64, _ i: IROB, complete: Bool) {
+        guard i.headerBytesKnown == ToyWire.headerLength else {
+            log.error(connection: i.connection, "IROB \(id) ended without a complete toy header")
+            return
+        }
+        switch i.header.withUnsafeBytes({ ToyHeader.decodeResult($0) }) {
+        case .success(let h):
+            log.append(MessageRecord(connection: i.connection, fromA: i.fromA, header: h,
+                                     startNanoseconds: i.startNanoseconds,
+                                     endNanoseconds: complete ? i.lastAvailableNanoseconds : nil,
+                                     damaged: false, irobID: id, irobForeground: i.foreground))
+        case .failure(let e):
+            log.error(connection: i.connection, "IROB \(id) payload is not a toy message: \(e)")
+        }
+    }
+
+    /// End of capture: IROBs that started but never completed are reported as incomplete.
+    func finish() {
+        for (id, i) in irobs where !i.reported && i.headerBytesKnown == ToyWire.headerLength {
+            report(id, i, complete: false)
+        }
+        irobs.removeAll()
+    }
+}
+
+/// Decodes one direction of an IntNW connection: frames → IROBs → toy messages.
+final class IntNWStreamConsumer: StreamConsumer {
+    private let parser: any IntNWFrameParser
+    private var timeline = ChunkTimeline()
+    private let registry: IntNWSessionRegistry
+    /// Set by this direction's HELLO: the session and whether this direction is client → server.
+    private var sessionTable: IROBTable?
+    private(set) var fromClient: Bool?
+    private let log: MessageLog
+    private let connection: Int
+    private let fromA: Bool
+    private var failed = false
+    private var ownTable: IROBTable
+    private(set) var frames = 0
+    private(set) var otherFrames: [String: Int] = [:]
+
+    init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool) {
+        self.parser = parser
+        self.registry = registry
+        self.log = log
+        self.connection = connection
+        self.fromA = fromA
+        self.ownTable = IROBTable(log: log)
+    }
+
+    /// The session's table when a HELLO named it, otherwise this direction's own (a capture
+    /// that started after the HELLO).
+    private var table: IROBTable { sessionTable ?? ownTable }
+
+    func consume(_ bytes: UnsafeRawBufferPointer, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        guard !failed else { return }
+        timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        // Chunk times are kept back to the start of the frame in progress: prune only past frames
+        // that completed.
+        var lastEnd: UInt64?
+        let error = parser.consume(bytes) { event, frameStart, frameEnd in
+            frames += 1
+            lastEnd = frameEnd
+            let start = timeline.firstSeen(at: frameStart) ?? firstSeenNanoseconds
+            switch event {
+            case .hello(let high, let low, let client):
+                if sessionTable == nil {
+                    sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client)
+                    fromClient = client
+                }
+            case .beginIROB(let id, let fg, let length):
+                table.begin(id: id, foreground: fg, length: length, start: start, connection: connection, fromA: fromA)
+            case .data(let id, let o, let length, let prefix):
+                table.data(id: id, offset: o, length: length, prefix: prefix, start: start, end: availableNanoseconds,
+                           connection: connection, fromA: fromA)
+            case .endIROB(let id, let total):
+                table.end(id: id, totalLength: total, at: availableNanoseconds, connection: connection, fromA: fromA)
+            case .other(let name):
+                otherFrames[name, default: 0] += 1
+            }
+        }
+        if let e = lastEnd { timeline.prune(before: e) }
+        if let e = error {
+            failed = true
+            log.error(connection: connection, "IntNW framing error: \(e)")
+        }
+    }
+
+    func gap(length: UInt64, offset: UInt64, availableNanoseconds: UInt64) {
+        // Frames carry no resynchronization marker: after a hole the rest of this direction is
+        // counted as bytes only.
+        if !failed { log.error(connection: connection, "capture gap of \(length) bytes at offset \(offset); IntNW decoding stops") }
+        failed = true
+    }
+
+    func finish(atNanoseconds: UInt64) {
+        ownTable.finish()
+    }
+}
+
+/// IROB tables per (session, direction) for the whole analysis.
+final class IntNWSessionRegistry {
+    private var tables: [Key: IROBTable] = [:]
+    private let log: MessageLog
+    private struct Key: Hashable { var high: UInt64; var low: UInt64; var fromClient: Bool }
+
+    init(log: MessageLog) { self.log = log }
+
+    func table(sessionHigh: UInt64, sessionLow: UInt64, fromClient: Bool) -> IROBTable {
+        let k = Key(high: sessionHigh, low: sessionLow, fromClient: fromClient)
+        if let t = tables[k] { return t }
+        let t = IROBTable(log: log)
+        tables[k] = t
+        return t
+    }
+
+    func finish() { for t in tables.values { t.finish() } }
+}

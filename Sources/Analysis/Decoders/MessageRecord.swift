@@ -1,0 +1,59 @@
+import ToyProtocol
+
+/// One toy message seen on the wire.
+public struct MessageRecord: Sendable, Equatable {
+    /// Index of the connection (in `ConnectionTable.connections`) that carried it.
+    public var connection: Int
+    /// True when sent from the connection's canonical endpoint A to B.
+    public var fromA: Bool
+    public var header: ToyHeader
+    /// First capture of the message's first byte, ns since the epoch (IntNW: of the IROB's first frame).
+    public var startNanoseconds: UInt64
+    /// When its last byte became available in order at the capture point; nil when the message
+    /// never completed in the capture.
+    public var endNanoseconds: UInt64?
+    /// True when bytes of the message were never captured.
+    public var damaged: Bool
+    /// IntNW only: the IROB that carried the message and whether its labels said foreground.
+    public var irobID: UInt64?
+    public var irobForeground: Bool?
+
+    public init(connection: Int, fromA: Bool, header: ToyHeader, startNanoseconds: UInt64, endNanoseconds: UInt64?,
+                damaged: Bool, irobID: UInt64? = nil, irobForeground: Bool? = nil) {
+        self.connection = connection
+        self.fromA = fromA
+        self.header = header
+        self.startNanoseconds = startNanoseconds
+        self.endNanoseconds = endNanoseconds
+        self.damaged = damaged
+        self.irobID = irobID
+        self.irobForeground = irobForeground
+    }
+}
+
+/// Collects what the stream decoders find. One per analysis; not thread-safe.
+public final class MessageLog {
+    public private(set) var records: [MessageRecord] = []
+    /// Framing problems per connection (desyncs, protocol errors).
+    public private(set) var errorsByConnection: [Int: Int] = [:]
+    public private(set) var firstErrorByConnection: [Int: String] = [:]
+
+    public init() {}
+
+    public func append(_ r: MessageRecord) { records.append(r) }
+
+    public func error(connection: Int, _ text: @autoclosure () -> String) {
+        errorsByConnection[connection, default: 0] += 1
+        if firstErrorByConnection[connection] == nil { firstErrorByConnection[connection] = text() }
+    }
+}
+
+/// Which application protocol a stream carried.
+public enum StreamProtocol: String, Codable, Sendable {
+    /// Toy messages straight on TCP (the plain-TCP app variant).
+    case toy
+    /// IntNW frames (the IntNW app variant).
+    case intnw
+    /// Neither was recognized (or no payload).
+    case unknown
+}

@@ -1,0 +1,230 @@
+/// Reassembles one direction of a TCP connection into an ordered byte stream.
+///
+/// Handles retransmissions and overlaps (bytes already seen are counted, not re-delivered),
+/// out-of-order segments (buffered as copies until the hole fills), SYN/FIN/RST, 32-bit sequence
+/// wrap (offsets are 64-bit), and holes that will never fill: when the peer acknowledges bytes the
+/// capture never saw, or at the end of the capture, the hole is reported to the consumer as a gap
+/// and the stream goes on. In-order data, the common case, is handed to the consumer straight
+/// from the packet buffer with no copy.
+final class StreamReassembler {
+    private struct Pending {
+        var offset: UInt64
+        var bytes: [UInt8]
+        var firstSeen: UInt64
+        var end: UInt64 { offset + UInt64(bytes.count) }
+    }
+
+    /// Out-of-order data above this many bytes forces the oldest hole to be declared a gap, so a
+    /// hostile or broken capture cannot grow memory without bound.
+    static let maxPendingBytes = 64 << 20
+
+    private(set) var started = false
+    private var baseSequence: UInt32 = 0
+    private(set) var nextOffset: UInt64 = 0
+    private var pending: [Pending] = []
+    private var pendingBytes = 0
+    private var finOffset: UInt64?
+    private(set) var finished = false
+    var stats = DirectionStats()
+    var consumer: StreamConsumer?
+    /// Distinct payload bytes per time bin (by first capture), and all payload bytes per bin.
+    var uniqueBytesPerBin: [UInt64] = []
+    var wireBytesPerBin: [UInt64] = []
+    /// Time bins: bin i covers [origin + i·binWidth, origin + (i+1)·binWidth), nanoseconds.
+    let originNanoseconds: UInt64
+    let binWidthNanoseconds: UInt64
+
+    init(originNanoseconds: UInt64, binWidthNanoseconds: UInt64) {
+        self.originNanoseconds = originNanoseconds
+        self.binWidthNanoseconds = binWidthNanoseconds
+    }
+
+    /// Stream offset for a sequence number, unwrapped around the next expected offset.
+    @inline(__always)
+    private func offset(of seq: UInt32) -> Int64 {
+        let expected = baseSequence &+ UInt32(truncatingIfNeeded: nextOffset)
+        return Int64(nextOffset) + Int64(Int32(bitPattern: seq &- expected))
+    }
+
+    @inline(__always)
+    private func add(_ bins: inout [UInt64], _ n: Int, at time: UInt64) {
+        let bin = time > originNanoseconds ? Int((time - originNanoseconds) / binWidthNanoseconds) : 0
+        if bin >= bins.count { bins.append(contentsOf: repeatElement(0, count: bin + 1 - bins.count)) }
+        bins[bin] &+= UInt64(n)
+    }
+
+    /// A SYN from this direction's sender: data starts one after its sequence number.
+    func syn(sequence: UInt32) {
+        stats.synSeen = true
+        if !started || (nextOffset == 0 && pending.isEmpty && stats.uniqueBytes == 0) {
+            baseSequence = sequence &+ 1
+            started = true
+            stats.midstream = false
+        }
+    }
+
+    /// One segment's payload (possibly empty) and FIN flag.
+    /// `payload` holds the captured bytes; `fullLength` is the length the IP header claims.
+    func segment(sequence: UInt32, payload: UnsafeRawBufferPointer, fullLength: Int, fin: Bool, rst: Bool, time: UInt64) {
+        stats.packets += 1
+        if rst { stats.rstSeen = true }
+        if !started {
+            guard fullLength > 0 || fin else { return }
+            // Capture began mid-connection: the first byte we see is offset 0.
+            baseSequence = sequence
+            started = true
+            stats.midstream = true
+        }
+        if fin {
+            stats.finSeen = true
+            let o = offset(of: sequence) + Int64(fullLength)
+            if o >= 0 { finOffset = UInt64(o) }
+        }
+        guard fullLength > 0 else {
+            if finOffset == nextOffset, pending.isEmpty { finishStream(time) }
+            return
+        }
+        stats.payloadBytes += UInt64(fullLength)
+        add(&wireBytesPerBin, fullLength, at: time)
+        if stats.firstPayloadNanoseconds == 0 { stats.firstPayloadNanoseconds = time }
+        stats.lastPayloadNanoseconds = max(stats.lastPayloadNanoseconds, time)
+
+        let start = offset(of: sequence)
+        // Only the captured prefix is usable; a snapped tail becomes a hole that a later ACK or the
+        // end of the capture turns into a gap.
+        var bytes = payload
+        if start < 0 {
+            // Before the stream start (e.g. retransmitted SYN data with mid-stream base): ignore it.
+            let skip = Int(min(Int64(bytes.count), -start))
+            stats.retransmittedBytes += UInt64(skip)
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[skip...])
+            if bytes.isEmpty { return }
+        }
+        var o = UInt64(max(start, 0))
+        let end = o + UInt64(bytes.count)
+        if end <= nextOffset {
+            stats.retransmittedBytes += UInt64(fullLength)
+            return
+        }
+        if o < nextOffset {
+            let dup = Int(nextOffset - o)
+            stats.retransmittedBytes += UInt64(dup)
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[dup...])
+            o = nextOffset
+        }
+        if o == nextOffset {
+            deliverInOrder(bytes, at: o, time: time)
+        } else {
+            buffer(bytes, at: o, time: time)
+        }
+        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+    }
+
+    /// The peer acknowledged everything before `acknowledgement`: holes below it will never be
+    /// filled from this capture, so they become gaps.
+    func acknowledged(_ acknowledgement: UInt32, time: UInt64) {
+        guard started, !finished else { return }
+        var target = offset(of: acknowledgement)
+        if let f = finOffset, target > Int64(f) { target = Int64(f) }
+        // Ignore implausible jumps (a corrupt ACK field): more than 1 GiB ahead.
+        guard target > Int64(nextOffset), target - Int64(nextOffset) < 1 << 30 else { return }
+        skipHoles(upTo: UInt64(target), time: time)
+        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+    }
+
+    /// End of capture: declare every remaining hole a gap, deliver what is buffered, finish.
+    func finish(time: UInt64) {
+        guard !finished else { return }
+        if let last = pending.last { skipHoles(upTo: last.end, time: time) }
+        finishStream(time)
+    }
+
+    private func finishStream(_ time: UInt64) {
+        guard !finished else { return }
+        finished = true
+        consumer?.finish(atNanoseconds: time)
+    }
+
+    private func skipHoles(upTo target: UInt64, time: UInt64) {
+        while nextOffset < target {
+            let holeEnd = min(target, pending.first?.offset ?? target)
+            if holeEnd > nextOffset {
+                let length = holeEnd - nextOffset
+                stats.gapBytes += length
+                stats.gaps += 1
+                consumer?.gap(length: length, offset: nextOffset, availableNanoseconds: time)
+                nextOffset = holeEnd
+            }
+            drainPending(time: time)
+        }
+    }
+
+    @inline(__always)
+    private func emit(_ bytes: UnsafeRawBufferPointer, at o: UInt64, firstSeen: UInt64, time: UInt64) {
+        stats.uniqueBytes += UInt64(bytes.count)
+        add(&uniqueBytesPerBin, bytes.count, at: firstSeen)
+        consumer?.consume(bytes, offset: o, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+        nextOffset = o + UInt64(bytes.count)
+    }
+
+    private func deliverInOrder(_ bytes: UnsafeRawBufferPointer, at start: UInt64, time: UInt64) {
+        if pending.isEmpty {
+            emit(bytes, at: start, firstSeen: time, time: time)
+            return
+        }
+        // Buffered data seen earlier may overlap this segment: those bytes keep their earlier
+        // first-seen time, and only the rest counts as new.
+        let end = start + UInt64(bytes.count)
+        var cur = start
+        while cur < end {
+            if let p = pending.first, p.offset <= cur {
+                drainPending(time: time)
+                // This segment's bytes that buffered data already supplied are repeats.
+                if nextOffset > cur { stats.retransmittedBytes += min(end, nextOffset) - cur }
+                cur = max(cur, nextOffset)
+                continue
+            }
+            let limit = min(end, pending.first?.offset ?? end)
+            let lo = Int(cur - start), hi = Int(limit - start)
+            emit(UnsafeRawBufferPointer(rebasing: bytes[lo ..< hi]), at: cur, firstSeen: time, time: time)
+            cur = limit
+        }
+        drainPending(time: time)
+    }
+
+    /// Delivers buffered segments that now touch `nextOffset`.
+    private func drainPending(time: UInt64) {
+        while let p = pending.first, p.offset <= nextOffset {
+            pending.removeFirst()
+            pendingBytes -= p.bytes.count
+            if p.end <= nextOffset {
+                stats.retransmittedBytes += UInt64(p.bytes.count)
+                continue
+            }
+            let skip = Int(nextOffset - p.offset)
+            stats.retransmittedBytes += UInt64(skip)
+            p.bytes.withUnsafeBytes { raw in
+                emit(UnsafeRawBufferPointer(rebasing: raw[skip...]), at: nextOffset, firstSeen: p.firstSeen, time: time)
+            }
+        }
+    }
+
+    private func buffer(_ bytes: UnsafeRawBufferPointer, at o: UInt64, time: UInt64) {
+        stats.outOfOrderSegments += 1
+        // Sorted insert; an exact repeat of a buffered segment is a retransmission.
+        var lo = 0, hi = pending.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if pending[mid].offset < o { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < pending.count, pending[lo].offset == o, pending[lo].bytes.count >= bytes.count {
+            stats.retransmittedBytes += UInt64(bytes.count)
+            return
+        }
+        pending.insert(Pending(offset: o, bytes: Array(bytes), firstSeen: time), at: lo)
+        pendingBytes += bytes.count
+        if pendingBytes > Self.maxPendingBytes, let first = pending.first {
+            skipHoles(upTo: first.offset, time: time)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+
+/// The whole emulated testbed: namespaces, shaped links and the trace replayer, brought up and torn
+/// down as one. Used by `intnw-lab net up`, the experiment harness and the namespace tests.
+public final class Testbed: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var prefix = "intnw"
+        public var trace: Trace
+        public var shaper: ShaperKind = .userspace
+        /// Seconds between WiFi disappearing and its carrier going down (DESIGN.md section 3).
+        public var notifyDelaySeconds = 2.0
+        /// Replay length in seconds; nil = the trace's duration (longer loops the trace).
+        public var durationSeconds: Double?
+        public var userspace = UserspaceShaper.Options()
+        /// Raise the namespaces' TCP buffer maxima (tcp_rmem/tcp_wmem third value), bytes.
+        public var tcpBufferBytes: Int?
+        /// JSON-lines record of every slice/carrier event applied.
+        public var replayLogPath: String?
+
+        public init(trace: Trace) { self.trace = trace }
+    }
+
+    public let configuration: Configuration
+    public let topology: Topology
+    public let shaper: Shaper
+    public let replayer: TraceReplayer
+    private let logger: Logger
+    private var isDown = false
+
+    private init(configuration: Configuration, topology: Topology, shaper: Shaper, replayer: TraceReplayer, logger: Logger) {
+        self.configuration = configuration
+        self.topology = topology
+        self.shaper = shaper
+        self.replayer = replayer
+        self.logger = logger
+    }
+
+    /// Brings the testbed up with the trace's first slice applied; `startReplay` starts the clock.
+    /// On failure everything created so far is removed again.
+    public static func up(_ config: Configuration, logger: Logger) async throws -> Testbed {
+        let spec = TopologySpec(prefix: config.prefix)
+        guard config.trace.links.count >= spec.links.count else {
+            throw TestbedError.traceLinks(have: config.trace.links.count, need: spec.links.count)
+        }
+        let topology = Topology(spec: spec)
+        try await topology.create(tcpBufferBytes: config.tcpBufferBytes, logger: logger)
+        let shaper: Shaper
+        do {
+            shaper = try makeShaper(config, logger: logger)
+            try shaper.attach(topology: spec)
+            try await topology.configureLinks()
+        } catch {
+            await topology.destroy(logger: logger)
+            throw error
+        }
+        Topology.writeOwner(prefix: spec.prefix, pid: getpid())
+        let replayer = TraceReplayer(trace: config.trace, linkNames: spec.links.map(\.name), shaper: shaper,
+                                     notifyDelaySeconds: config.notifyDelaySeconds,
+                                     durationSeconds: config.durationSeconds,
+                                     eventLogPath: config.replayLogPath, logger: logger)
+        let bed = Testbed(configuration: config, topology: topology, shaper: shaper, replayer: replayer, logger: logger)
+        do {
+            try replayer.applyInitial()
+        } catch {
+            await bed.down()
+            throw error
+        }
+        return bed
+    }
+
+    static func makeShaper(_ config: Configuration, logger: Logger) throws -> Shaper {
+        switch config.shaper {
+        case .userspace:
+            return UserspaceShaper(options: config.userspace, logger: logger)
+        case .netem:
+            return NetemShaper(seed: config.userspace.seed, logger: logger)
+        }
+    }
+
+    public func startReplay() { replayer.start() }
+
+    /// Stops replay, removes the links and namespaces. Safe to call more than once.
+    public func down() async {
+        guard !isDown else { return }
+        isDown = true
+        replayer.stop()
+        shaper.detach()
+        await topology.destroy(logger: logger)
+        Topology.clearOwner(prefix: topology.spec.prefix)
+    }
+}
+
+public enum TestbedError: Error, CustomStringConvertible {
+    case traceLinks(have: Int, need: Int)
+    public var description: String {
+        switch self {
+        case .traceLinks(let have, let need): return "the trace describes \(have) links but the topology needs \(need)"
+        }
+    }
+}
+
+extension Testbed {
+    /// Suspends until the replay has run its duration or was stopped (without blocking the caller's
+    /// executor: the blocking wait happens on a plain thread).
+    public func waitForReplay() async {
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            let r = replayer
+            let t = Thread { r.wait(); cont.resume() }
+            t.start()
+        }
+    }
+}

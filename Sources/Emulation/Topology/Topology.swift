@@ -1,0 +1,258 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// Problems a user can hit bringing the testbed up, each a one-line message with what to do.
+public enum TopologyError: Error, CustomStringConvertible {
+    case notRoot
+    case toolMissing(String)
+    case namespacesUnsupported(String)
+    case inUse(prefix: String, pid: Int32)
+    case invalidPrefix(String)
+
+    public var description: String {
+        switch self {
+        case .notRoot:
+            return "must run as root: network namespaces and TUN devices need CAP_NET_ADMIN (try sudo)"
+        case .toolMissing(let tool):
+            return "'\(tool)' not found in PATH: run `make setup` (installs iproute2 and friends)"
+        case .namespacesUnsupported(let why):
+            return "this kernel or container does not support network namespaces: \(why)"
+        case .inUse(let prefix, let pid):
+            return "testbed '\(prefix)' is in use by running process \(pid): stop it or run `intnw-lab net down --prefix \(prefix)`"
+        case .invalidPrefix(let p):
+            return "prefix '\(p)' must be 1-8 lowercase letters/digits starting with a letter"
+        }
+    }
+}
+
+/// Creates and destroys the two-namespace testbed of DESIGN.md section 3 from Swift. The commands are
+/// the ones `netns-scripts/topology.sh` runs; they are built by pure functions so tests can read them.
+public struct Topology: Sendable {
+    public let spec: TopologySpec
+    /// Where running testbeds record themselves (shared with netns-scripts/topology.sh).
+    public static let stateDirectory = "/run/intnw-lab"
+
+    public init(spec: TopologySpec) { self.spec = spec }
+
+    /// txqueuelen of the link devices (packets).
+    public static let deviceQueuePackets = 5000
+
+    // MARK: - Preflight
+
+    /// Checks root, `ip` and namespace support; throws a `TopologyError` a user can act on.
+    public static func preflight() throws {
+        guard geteuid() == 0 else { throw TopologyError.notRoot }
+        guard which("ip") != nil else { throw TopologyError.toolMissing("ip") }
+        guard access("/proc/self/ns/net", F_OK) == 0 else {
+            throw TopologyError.namespacesUnsupported("/proc/self/ns/net is missing")
+        }
+    }
+
+    /// First match of `tool` in PATH.
+    static func which(_ tool: String) -> String? {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(tool)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    // MARK: - Pure command builders
+
+    /// `sysctl` settings per namespace: ignore routes over links without carrier in the client (so the
+    /// main table falls back to cellular once the OS notices WiFi is gone), no reverse-path filtering.
+    public func sysctls(forClient client: Bool, tcpBufferBytes: Int? = nil) -> [String] {
+        // IPv6 off: the testbed is IPv4-only, and link-local chatter would only add noise to captures.
+        var s = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                 "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+        if client {
+            s += ["net.ipv4.conf.all.ignore_routes_with_linkdown=1",
+                  "net.ipv4.conf.default.ignore_routes_with_linkdown=1"]
+        }
+        if let b = tcpBufferBytes {
+            s += ["net.ipv4.tcp_rmem=4096 131072 \(b)", "net.ipv4.tcp_wmem=4096 16384 \(b)"]
+        }
+        return s
+    }
+
+    /// `ip -batch` lines run in the server namespace at creation.
+    public func serverBaseCommands() -> [String] {
+        ["link set lo up", "addr replace \(spec.serviceAddress)/32 dev lo"]
+    }
+
+    /// `ip -batch` lines that give the link devices addresses and routes (client side, server side).
+    public func linkCommands() -> (client: [String], server: [String]) {
+        var c: [String] = ["link set lo up"]
+        var s: [String] = []
+        for l in spec.links {
+            c.append("addr replace \(l.clientAddress)/\(l.prefixLength) dev \(l.interface)")
+            s.append("addr replace \(l.serverAddress)/\(l.prefixLength) dev \(l.interface)")
+            // A long device queue absorbs bursts while the emulator thread is busy writing: with the
+            // default 500 the user-space emulator lost packets (and throughput) at >1 Gbit/s.
+            c.append("link set \(l.interface) txqueuelen \(Topology.deviceQueuePackets) up")
+            s.append("link set \(l.interface) txqueuelen \(Topology.deviceQueuePackets) up")
+            c.append("route replace default via \(l.serverAddress) dev \(l.interface) table \(l.routingTable) onlink")
+            // Without carrier the route above is ignored; this keeps a socket bound to the link's address
+            // from leaking out of another link with the wrong source (it gets ENETUNREACH instead).
+            c.append("route replace unreachable default table \(l.routingTable) metric 65535")
+            c.append("rule add pref \(l.routingTable) from \(l.clientAddress) lookup \(l.routingTable)")
+            c.append("route replace default via \(l.serverAddress) dev \(l.interface) metric \(l.defaultRouteMetric) onlink")
+        }
+        return (c, s)
+    }
+
+    /// `ip -batch` lines creating one unshaped veth pair per link (the netem backend shapes them).
+    public func vethCommands() -> [String] {
+        spec.links.map {
+            "link add \($0.interface) netns \(spec.clientNamespace) type veth peer name \($0.interface) netns \(spec.serverNamespace)"
+        }
+    }
+
+    // MARK: - Actions
+
+    /// Whether both namespaces exist.
+    public var exists: Bool {
+        access("/run/netns/\(spec.clientNamespace)", F_OK) == 0 || access("/run/netns/\(spec.serverNamespace)", F_OK) == 0
+    }
+
+    /// Creates the namespaces (reclaiming leftovers of a crashed run with the same prefix first).
+    /// Link devices come from the shaper; call `configureLinks` once they exist.
+    public func create(tcpBufferBytes: Int? = nil, logger: Logger) async throws {
+        try Topology.preflight()
+        guard TopologySpec.isValidPrefix(spec.prefix), spec.prefix == spec.prefix.lowercased() else {
+            throw TopologyError.invalidPrefix(spec.prefix)
+        }
+        if let pid = Topology.ownerPID(prefix: spec.prefix), pid != getpid() {
+            throw TopologyError.inUse(prefix: spec.prefix, pid: pid)
+        }
+        if exists {
+            logger.notice("reclaiming leftovers of an earlier testbed '\(spec.prefix)'")
+            await destroy(logger: logger)
+        }
+        Topology.record(prefix: spec.prefix)
+        for ns in [spec.clientNamespace, spec.serverNamespace] {
+            do {
+                try await CommandRunner.run(["ip", "netns", "add", ns])
+            } catch let e as CommandError {
+                throw TopologyError.namespacesUnsupported(e.description)
+            }
+        }
+        try await CommandRunner.run(["ip", "-n", spec.serverNamespace, "-batch", "-"],
+                                    input: serverBaseCommands().joined(separator: "\n") + "\n")
+        try await CommandRunner.run(["ip", "netns", "exec", spec.clientNamespace, "sysctl", "-qw"]
+                                    + sysctls(forClient: true, tcpBufferBytes: tcpBufferBytes))
+        try await CommandRunner.run(["ip", "netns", "exec", spec.serverNamespace, "sysctl", "-qw"]
+                                    + sysctls(forClient: false, tcpBufferBytes: tcpBufferBytes))
+        logger.info("namespaces \(spec.clientNamespace) and \(spec.serverNamespace) created")
+    }
+
+    /// Creates unshaped veth pairs for every link (used by the netem backend and for plain runs).
+    public func createVeths() async throws {
+        try await CommandRunner.run(["ip", "-batch", "-"], input: vethCommands().joined(separator: "\n") + "\n")
+    }
+
+    /// Assigns addresses and routes once the link devices exist in both namespaces.
+    public func configureLinks() async throws {
+        let (c, s) = linkCommands()
+        // `ip rule add` is not idempotent: drop our rules first, ignoring "not found".
+        let deletes = spec.links.map { "rule del pref \($0.routingTable)" }.joined(separator: "\n") + "\n"
+        _ = try? await CommandRunner.run(["ip", "-force", "-n", spec.clientNamespace, "-batch", "-"], input: deletes)
+        try await CommandRunner.run(["ip", "-n", spec.clientNamespace, "-batch", "-"], input: c.joined(separator: "\n") + "\n")
+        try await CommandRunner.run(["ip", "-n", spec.serverNamespace, "-batch", "-"], input: s.joined(separator: "\n") + "\n")
+    }
+
+    /// Removes everything the testbed created: processes inside the namespaces, the namespaces (and with
+    /// them every device in them), IntNW shared-memory segments of the client namespace, state files.
+    /// Never throws: teardown must go as far as it can.
+    public func destroy(logger: Logger) async {
+        for ns in [spec.clientNamespace, spec.serverNamespace] where access("/run/netns/\(ns)", F_OK) == 0 {
+            Topology.removeSharedMemory(namespacePath: "/run/netns/\(ns)")
+            if let out = try? await CommandRunner.run(["ip", "netns", "pids", ns]) {
+                for pid in out.split(whereSeparator: \.isNewline).compactMap({ Int32($0) }) where pid != getpid() {
+                    kill(pid, SIGKILL)
+                }
+            }
+            do {
+                try await CommandRunner.run(["ip", "netns", "del", ns])
+            } catch {
+                logger.warning("could not delete namespace \(ns): \(error)")
+            }
+        }
+        unlink("\(Topology.stateDirectory)/prefixes/\(spec.prefix)")
+        unlink("\(Topology.stateDirectory)/\(spec.prefix).json")
+    }
+
+    // MARK: - State shared with netns-scripts/topology.sh
+
+    static func record(prefix: String) {
+        mkdir(stateDirectory, 0o755)
+        mkdir("\(stateDirectory)/prefixes", 0o755)
+        let fd = open("\(stateDirectory)/prefixes/\(prefix)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Records `pid` as the owner of testbed `prefix` (the emulator process).
+    public static func writeOwner(prefix: String, pid: Int32) {
+        mkdir(stateDirectory, 0o755)
+        let path = "\(stateDirectory)/\(prefix).pid"
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        let text = "\(pid)\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+    }
+
+    public static func clearOwner(prefix: String) { unlink("\(stateDirectory)/\(prefix).pid") }
+
+    /// The live process that owns testbed `prefix`, if any (a stale pid file is ignored).
+    public static func ownerPID(prefix: String) -> Int32? {
+        let path = "\(stateDirectory)/\(prefix).pid"
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = read(fd, &buf, 31)
+        guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace }) else { return nil }
+        return isLiveTestbedProcess(pid) ? pid : nil
+    }
+
+    /// A pid file can outlive its process (SIGKILL) and the pid can be reused: only a running, non-zombie
+    /// process of ours counts.
+    static func isLiveTestbedProcess(_ pid: Int32) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 else { return false }
+        func slurp(_ path: String) -> [UInt8] {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return [] }
+            defer { close(fd) }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &buf, buf.count)
+            return n > 0 ? Array(buf[0..<n]) : []
+        }
+        let stat = slurp("/proc/\(pid)/stat")
+        if let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count, stat[close + 2] == UInt8(ascii: "Z") {
+            return false
+        }
+        let cmdline = String(decoding: slurp("/proc/\(pid)/cmdline").map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        return cmdline.contains("intnw")
+    }
+
+    /// IntNW names its multi-app segments `intnw-u<uid>-n<netns inode>...` (see IntNW's SharedState):
+    /// remove those belonging to the namespace bound at `namespacePath`.
+    static func removeSharedMemory(namespacePath: String) {
+        var st = stat()
+        guard stat(namespacePath, &st) == 0 else { return }
+        let marker = "-n\(st.st_ino)"
+        guard let dir = opendir("/dev/shm") else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name.hasPrefix("intnw-"), name.contains(marker) { unlink("/dev/shm/\(name)") }
+        }
+    }
+}
+

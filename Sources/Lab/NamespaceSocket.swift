@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Emulation
+import Foundation
+
+/// Blocking IPv4 socket helpers for tests and benchmarks: each socket is created inside a named
+/// network namespace (on a short-lived thread, see `NetworkNamespace`) and used from anywhere.
+public enum NamespaceSocket {
+    public struct Failure: Error, CustomStringConvertible {
+        public var what: String
+        public var description: String { what }
+        public init(what: String) { self.what = what }
+    }
+
+    public static func address(_ ip: String, _ port: UInt16) -> sockaddr_in {
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        inet_pton(AF_INET, ip, &a.sin_addr)
+        return a
+    }
+
+    public static func check(_ rc: Int32, _ what: String) throws {
+        if rc < 0 { throw Failure(what: "\(what): \(String(cString: strerror(errno)))") }
+    }
+
+    public static func bind(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
+        var a = address(ip, port)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        try check(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, "bind \(ip):\(port)")
+    }
+
+    /// A TCP listener in namespace `ns`.
+    public static func listen(ns: String, ip: String, port: UInt16) throws -> Int32 {
+        try NetworkNamespace.run(in: ns) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try check(fd, "socket")
+            try bind(fd, ip, port)
+            try check(Glibc.listen(fd, 64), "listen")
+            return fd
+        }
+    }
+
+    /// A TCP socket in namespace `ns`, bound to `source` (so policy routing picks its link), unconnected.
+    public static func tcp(ns: String, source: String) throws -> Int32 {
+        try NetworkNamespace.run(in: ns) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try check(fd, "socket")
+            try bind(fd, source, 0)
+            return fd
+        }
+    }
+
+    public static func connect(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
+        var a = address(ip, port)
+        try check(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, "connect \(ip):\(port)")
+    }
+
+    public static func udp(ns: String, bindIP: String, port: UInt16) throws -> Int32 {
+        try NetworkNamespace.run(in: ns) {
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            try check(fd, "socket")
+            try bind(fd, bindIP, port)
+            return fd
+        }
+    }
+
+    public static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    public static func nowSeconds() -> Double { Double(cshims_monotonic_ns()) / 1e9 }
+
+    /// Sends `count` bytes on `fd` (blocking).
+    public static func sendAll(_ fd: Int32, count: Int) throws {
+        let chunk = [UInt8](repeating: 0x5A, count: 64 * 1024)
+        var left = count
+        while left > 0 {
+            let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, min(left, $0.count), Int32(MSG_NOSIGNAL)) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(what: "send: \(String(cString: strerror(errno)))") }
+            left -= n
+        }
+    }
+
+    /// Receives until EOF; returns (bytes, time of first byte, time of last byte) in monotonic seconds.
+    public static func receiveAll(_ fd: Int32) throws -> (bytes: Int, first: Double, last: Double) {
+        var buf = [UInt8](repeating: 0, count: 256 * 1024)
+        var total = 0
+        var first = 0.0, last = 0.0
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 { if errno == EINTR { continue }; throw Failure(what: "recv: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            let t = nowSeconds()
+            if total == 0 { first = t }
+            last = t
+            total += n
+        }
+        return (total, first, last)
+    }
+}
+
+/// Runs a blocking closure on its own thread and returns its result asynchronously.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        Thread { cont.resume(with: Result { try body() }) }.start()
+    }
+}

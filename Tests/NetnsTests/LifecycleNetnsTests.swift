@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Emulation
+import Foundation
+import Lab
+import Testing
+
+/// `intnw-lab net up` killed at a bad moment leaves nothing behind once `net up` runs again or the
+/// topology script reclaims; the shell script and the Swift code build the same topology.
+@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+struct LifecycleNetnsTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var lab: String { repo.appendingPathComponent(".build/debug/intnw-lab").path }
+
+    static func namespaces(_ prefix: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix("\(prefix)-") }
+    }
+
+    /// Interfaces named wifi0/cell0 in the root namespace or in any of the prefix's namespaces.
+    static func devices(_ prefix: String) -> [String] {
+        namespaces(prefix).flatMap { ns -> [String] in
+            let out = (try? Self.capture(["ip", "-n", ns, "-o", "link"])) ?? ""
+            return out.split(separator: "\n").compactMap { line in
+                let name = line.split(separator: ":").dropFirst().first?.trimmingCharacters(in: .whitespaces)
+                return name.flatMap { $0.hasPrefix("wifi0") || $0.hasPrefix("cell0") ? "\(ns)/\($0)" : nil }
+            }
+        }
+    }
+
+    static func capture(_ argv: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = argv
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Starts `net up` and waits until its topology exists.
+    static func startNetUp(_ prefix: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: lab)
+        p.arguments = ["net", "up", "--prefix", prefix, "--duration", "60"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if Topology.ownerPID(prefix: prefix) == p.processIdentifier && devices(prefix).count == 4 { return p }
+            usleep(100_000)
+        }
+        p.terminate()
+        throw NamespaceSocket.Failure(what: "net up --prefix \(prefix) did not come up within 20 s")
+    }
+
+    @Test("SIGINT: net up tears everything down itself")
+    func sigint() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.lab), "build intnw-lab first (make test does)")
+        let p = try Self.startNetUp("tsig")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(Self.namespaces("tsig").isEmpty)
+        #expect(Topology.ownerPID(prefix: "tsig") == nil)
+    }
+
+    @Test("SIGKILL: devices die with the process; the next net up reclaims the namespaces")
+    func sigkill() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.lab), "build intnw-lab first (make test does)")
+        let p = try Self.startNetUp("tkill")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        usleep(200_000)
+        // TUN devices are not persistent: they vanished with the process's descriptors.
+        #expect(Self.devices("tkill").isEmpty)
+        #expect(Self.namespaces("tkill").count == 2, "namespaces stay until reclaimed")
+        // The next run reclaims them and works.
+        let again = try Self.startNetUp("tkill")
+        kill(again.processIdentifier, SIGTERM)
+        again.waitUntilExit()
+        #expect(Self.namespaces("tkill").isEmpty)
+        // And the script's teardown (what `make clean` runs per testbed) removes what a killed run left.
+        // Only this prefix: other tests' testbeds run in parallel with this one.
+        let third = try Self.startNetUp("tkill")
+        kill(third.processIdentifier, SIGKILL)
+        third.waitUntilExit()
+        _ = try Self.capture(["bash", Self.repo.appendingPathComponent("netns-scripts/topology.sh").path, "down", "--prefix", "tkill"])
+        #expect(Self.namespaces("tkill").isEmpty)
+        let leftovers = try Self.capture(["pgrep", "-f", "net up --prefix tkill"])
+        #expect(leftovers.isEmpty, "no process left: \(leftovers)")
+    }
+
+    /// Addresses, routes and rules of one namespace with the prefix's names normalised away.
+    static func state(_ ns: String) throws -> String {
+        let parts = [["ip", "-n", ns, "-4", "-o", "addr"], ["ip", "-n", ns, "route", "show", "table", "all"],
+                     ["ip", "-n", ns, "rule"]]
+        return try parts.map { try capture($0) }.joined()
+            .split(separator: "\n")
+            .map { $0.replacingOccurrences(of: #"^\d+:\s+"#, with: "", options: .regularExpression)
+                     .replacingOccurrences(of: #"\s+"#, with: " ", options: .regularExpression) }
+            .filter { !$0.contains("fe80") && !$0.contains("table local") }
+            .sorted().joined(separator: "\n")
+    }
+
+    @Test("netns-scripts/topology.sh and the Swift Topology build the same namespaces")
+    func scriptMatchesSwift() async throws {
+        let script = Self.repo.appendingPathComponent("netns-scripts/topology.sh").path
+        _ = try Self.capture(["bash", script, "up", "--prefix", "tshell"])
+        let swift = Topology(spec: TopologySpec(prefix: "tswift"))
+        let logger = Logging.Logger(label: "test")
+        do {
+            try await swift.create(logger: logger)
+            try await swift.createVeths()
+            try await swift.configureLinks()
+            for side in ["client", "server"] {
+                let a = try Self.state("tshell-\(side)"), b = try Self.state("tswift-\(side)")
+                #expect(!a.isEmpty)
+                #expect(a == b, "\(side) differs:\nscript:\n\(a)\nswift:\n\(b)")
+            }
+        } catch {
+            Issue.record(error)
+        }
+        await swift.destroy(logger: logger)
+        _ = try Self.capture(["bash", script, "down", "--prefix", "tshell"])
+        #expect(Self.namespaces("tshell").isEmpty && Self.namespaces("tswift").isEmpty)
+    }
+}
+
+import Logging
