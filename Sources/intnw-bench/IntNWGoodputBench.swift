@@ -19,6 +19,21 @@ enum IntNWGoodputBench {
         var ratio: Double { intnwBytesPerSecond / tcpBytesPerSecond }
     }
 
+    /// The `make bench` section: unshaped (CPU-bound) and shaped (bandwidth-bound) ratios.
+    static func report(seconds: Double) async throws -> [String] {
+        var lines: [String] = []
+        let t = min(seconds, 4)
+        let cpu = try await run(seconds: t, prefix: "inwb")
+        lines.append(String(format: "intnw: one multisocket over %@: %.0f MB/s vs kernel TCP %.0f MB/s, ratio %.3f (goal >= 0.5)",
+                            cpu.path, cpu.intnwBytesPerSecond / 1e6, cpu.tcpBytesPerSecond / 1e6, cpu.ratio))
+        print(lines.last!)
+        let bw = try await run(seconds: max(seconds, 5), shapedBytesPerSecond: 2_500_000, prefix: "inwb")
+        lines.append(String(format: "intnw: one multisocket over %@: %.3f MB/s vs kernel TCP %.3f MB/s, ratio %.3f (goal >= 0.97)",
+                            bw.path, bw.intnwBytesPerSecond / 1e6, bw.tcpBytesPerSecond / 1e6, bw.ratio))
+        print(lines.last!)
+        return lines
+    }
+
     static let ipTool = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "ip"
 
     static func ip(_ args: [String]) throws {

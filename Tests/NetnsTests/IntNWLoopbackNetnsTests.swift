@@ -2,16 +2,6 @@ import Testing
 import Foundation
 @testable import IntNW
 
-/// Whether namespace tests can run here; with INTNW_REQUIRE_NETNS=1 a missing capability fails.
-enum INWNetnsGate {
-    static var required: Bool { ProcessInfo.processInfo.environment["INTNW_REQUIRE_NETNS"] == "1" }
-    static var available: Bool {
-        geteuid() == 0 && FileManager.default.isExecutableFile(atPath: INWTopology.ip)
-            && (try? INWTopology.run(["netns", "list"])) != nil
-    }
-    static var shouldRun: Bool { available || required }
-}
-
 final class RecoveryTimes: @unchecked Sendable {
     private let lock = NSLock()
     private var v: [Double] = []
@@ -80,7 +70,7 @@ struct INWTopology {
     }
 }
 
-@Suite("IntNW over two veth links in namespaces", .serialized, .enabled(if: INWNetnsGate.shouldRun))
+@Suite("IntNW over two veth links in namespaces", .serialized, .enabled(if: NetnsGate.available))
 struct IntNWLoopbackNetnsTests {
     let topo = INWTopology()
 
@@ -149,10 +139,6 @@ struct IntNWLoopbackNetnsTests {
 
     @Test("1,000 IROBs each way exactly once in dependency order; WiFi carries the traffic; WiFi flaps lose nothing")
     func twoLinks() async throws {
-        guard INWNetnsGate.available else {
-            Issue.record("INTNW_REQUIRE_NETNS=1 but root or network namespaces are unavailable")
-            return
-        }
         try topo.setUp()
         defer { topo.teardown() }
 
