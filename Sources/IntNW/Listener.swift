@@ -105,6 +105,10 @@ final class ListenerCore: IOHandler {
         let session: Session
         if let s = sessions[hello.session] {
             session = s
+        } else if sessions.count >= options.maxSessions {
+            Glibc.close(fd)
+            log.warning("refused a new session: \(options.maxSessions) sessions already")
+            return
         } else {
             session = Session(loop: loop, role: .server, sessionID: hello.session, options: options.session, server: nil,
                               idleTimeoutSeconds: options.sessionIdleTimeoutSeconds)

@@ -41,6 +41,13 @@ public final class MultiSocket: @unchecked Sendable {
         self.ownsLoop = ownsLoop
     }
 
+    /// Dropping a multisocket without `close` abandons it: connections are closed at once.
+    deinit {
+        let session = self.session
+        session.loop.withLock { session.fail(.closed, nowNs: cshims_monotonic_ns()) }
+        if ownsLoop { session.loop.stopAndJoin() }
+    }
+
     /// The session id the client chose; the server groups connections by it.
     public var sessionID: SessionID { session.sessionID }
 
@@ -263,6 +270,8 @@ public final class MultiSocketListener: @unchecked Sendable {
         core.loop.withLock { core.shutdown() }
         core.loop.stopAndJoin()
     }
+
+    deinit { close() }
 
     /// Connections that have not yet sent their HELLO.
     public var pendingConnectionCount: Int { core.loop.withLock { core.pending.count } }

@@ -142,12 +142,16 @@ public struct ListenerOptions: Sendable {
     public var maxPendingConnections: Int
     /// A session with no connection for this many seconds is closed.
     public var sessionIdleTimeoutSeconds: Double
+    /// At most this many sessions (accepted or waiting in the accept queue); connections that
+    /// would start another one are refused.
+    public var maxSessions: Int
 
     public init(session: MultiSocketOptions = MultiSocketOptions(), helloTimeoutSeconds: Double = 5,
-                maxPendingConnections: Int = 1024, sessionIdleTimeoutSeconds: Double = 120) {
+                maxPendingConnections: Int = 1024, sessionIdleTimeoutSeconds: Double = 120, maxSessions: Int = 1024) {
         self.session = session
         self.helloTimeoutSeconds = helloTimeoutSeconds
         self.maxPendingConnections = maxPendingConnections
         self.sessionIdleTimeoutSeconds = sessionIdleTimeoutSeconds
+        self.maxSessions = maxSessions
     }
 }
