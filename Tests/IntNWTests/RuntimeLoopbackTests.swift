@@ -171,3 +171,38 @@ struct RuntimeLoopbackTests {
         await #expect(throws: IntNWError.self) { _ = try await MultiSocket.connect(to: "127.0.0.1", port: 1, options: opts) }
     }
 }
+
+@Suite("Runtime backpressure", .serialized)
+struct RuntimeBackpressureTests {
+    @Test("a receiver that does not read stops reading at its bound; the sender blocks; nothing is lost")
+    func backpressure() async throws {
+        var lo = ListenerOptions()
+        lo.session.receiveLimits = ReceiveLimits(bufferBytes: 1 << 20, hardLimitBytes: 4 << 20)
+        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: lo)
+        defer { listener.close() }
+        var co = RuntimeLoopbackTests.clientOptions()
+        co.sendLimits = SendLimits(windowBytes: 2 << 20, maxIROBBytes: 1 << 20)
+        let client = try await MultiSocket.connect(to: "127.0.0.1", port: listener.localEndpoint.port, options: co)
+        let server = try await listener.accept()
+        let w = Workload(count: 200, maxBytes: 64 << 10, seed: 21)
+        let sender = Task {
+            for item in w.items { try await client.send(item.bytes, labels: item.labels, dependsOn: item.deps) }
+        }
+        // Nobody receives for a while: the server must hold at most its hard limit.
+        var peak = 0
+        for _ in 0..<20 {
+            try await Task.sleep(for: .milliseconds(25))
+            peak = max(peak, server.session.loop.withLock { server.session.receiver.bufferedBytes })
+        }
+        // It filled up to its soft bound (and then stopped reading), never past the hard limit,
+        // although the workload (about 6.5 MB) is larger than both.
+        #expect(peak >= 1 << 20 && peak <= 4 << 20, "peak \(peak)")
+        #expect(w.items.reduce(0) { $0 + $1.bytes.count } > 4 << 20)
+        var got: [Message] = []
+        for _ in 0..<w.items.count { got.append(try await server.receive()) }
+        try await sender.value
+        #expect(w.verify(got) == [])
+        await client.close()
+        await server.close()
+    }
+}
