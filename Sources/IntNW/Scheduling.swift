@@ -73,11 +73,29 @@ public enum BackgroundDecision: Sendable, Equatable {
     case wait(untilNs: UInt64?)
 }
 
+/// Foreground activity the runtime reports to the background policy (e.g. so a cross-process
+/// policy can publish it in shared memory: the last-FG timestamp and the FG-outstanding count).
+public enum ForegroundEvent: Sendable, Equatable {
+    /// Foreground bytes of IROB `id` were handed to the connection of `networkID`.
+    case sent(id: IROBID, networkID: UInt32, bytes: Int, nowNs: UInt64)
+    /// Foreground IROB `id` was acknowledged by the peer (its bytes left every socket buffer).
+    case acknowledged(id: IROBID, nowNs: UInt64)
+    /// A foreground IROB arrived from the peer on `networkID`.
+    case received(id: IROBID, networkID: UInt32, nowNs: UInt64)
+}
+
 /// Decides when background data may use a network that foreground traffic also uses. The runtime
 /// already guarantees that background data never enters a socket while foreground data is
-/// waiting for the same interface; a policy only restricts further.
+/// waiting for the same interface (its scheduler always picks foreground first); a policy only
+/// restricts further. Both methods run on the I/O thread: keep them cheap.
 public protocol BackgroundPolicy: Sendable {
     func decide(_ context: BackgroundContext) -> BackgroundDecision
+    /// Observes foreground activity (default: ignored).
+    func observe(_ event: ForegroundEvent)
+}
+
+extension BackgroundPolicy {
+    public func observe(_ event: ForegroundEvent) {}
 }
 
 /// The default: background goes whenever no foreground data waits for the interface.

@@ -430,7 +430,10 @@ final class Session: IOHandler, IOService {
         if !acks.isEmpty { c.pendingAcks.append(contentsOf: acks) }
         let released = receiver.takeReleased()
         if !released.isEmpty {
-            for r in released where r.labels.isForeground { nets[c.network.networkID]?.lastForegroundNs = nowNs }
+            for r in released where r.labels.isForeground {
+                nets[c.network.networkID]?.lastForegroundNs = nowNs
+                options.backgroundPolicy.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs))
+            }
             inbox.append(contentsOf: released)
             deliverToReceivers()
         }
@@ -492,6 +495,9 @@ final class Session: IOHandler, IOService {
                 samples.append(s)
                 holds[e.id] = e.holdMicroseconds
             }
+        }
+        for s in samples where s.labels.isForeground {
+            options.backgroundPolicy.observe(.acknowledged(id: s.id, nowNs: nowNs))
         }
         for s in samples where !s.resent {
             guard let conn = s.connection.flatMap({ connsByID[$0] }), conn === c,
@@ -620,7 +626,10 @@ final class Session: IOHandler, IOService {
             }
             if let net = nets[nid] {
                 net.bytesSent += UInt64(chunk.range.count)
-                if pick.labels.isForeground { net.lastForegroundNs = nowNs }
+                if pick.labels.isForeground {
+                    net.lastForegroundNs = nowNs
+                    options.backgroundPolicy.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs))
+                }
             }
             if pick.labels.isBackground { bgAllowance! -= chunk.range.count }
         }

@@ -206,3 +206,93 @@ struct RuntimeBackpressureTests {
         await server.close()
     }
 }
+
+/// Thread-safe switches and counters for the scheduler-seam tests.
+final class SeamState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _allowBackground = false
+    private var _troubledKind: NetworkKind?
+    private var _events: [ForegroundEvent] = []
+    var allowBackground: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return _allowBackground }
+        set { lock.lock(); _allowBackground = newValue; lock.unlock() }
+    }
+    var troubledKind: NetworkKind? {
+        get { lock.lock(); defer { lock.unlock() }; return _troubledKind }
+        set { lock.lock(); _troubledKind = newValue; lock.unlock() }
+    }
+    var events: [ForegroundEvent] { lock.lock(); defer { lock.unlock() }; return _events }
+    func record(_ e: ForegroundEvent) { lock.lock(); _events.append(e); lock.unlock() }
+}
+
+struct GatedBackgroundPolicy: BackgroundPolicy {
+    let state: SeamState
+    func decide(_ context: BackgroundContext) -> BackgroundDecision {
+        state.allowBackground ? .send(maxBytes: Int.max) : .wait(untilNs: context.nowNs + 20_000_000)
+    }
+    func observe(_ event: ForegroundEvent) { state.record(event) }
+}
+
+struct KindTroubleDetector: TroubleDetector {
+    let state: SeamState
+    func evaluate(_ sample: TroubleSample) -> TroubleVerdict {
+        TroubleVerdict(troubled: sample.network.kind == state.troubledKind)
+    }
+}
+
+@Suite("Scheduler seams", .serialized)
+struct SchedulerSeamTests {
+    @Test("a background policy holds BG back while FG flows, and sees FG activity")
+    func backgroundPolicy() async throws {
+        let state = SeamState()
+        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1")
+        defer { listener.close() }
+        var co = RuntimeLoopbackTests.clientOptions()
+        co.backgroundPolicy = GatedBackgroundPolicy(state: state)
+        let client = try await MultiSocket.connect(to: "127.0.0.1", port: listener.localEndpoint.port, options: co)
+        let server = try await listener.accept()
+        let bg = try await client.send([UInt8](repeating: 2, count: 100_000), labels: .background | .large, dependsOn: .none)
+        let fg = try await client.send([1], labels: .foreground | .small, dependsOn: .none)
+        let first = try await server.receive()
+        #expect(first.id == fg)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(client.unacknowledgedCount == 1)  // the BG IROB is still held back
+        state.allowBackground = true
+        let second = try await server.receive()
+        #expect(second.id == bg && second.bytes.count == 100_000)
+        #expect(state.events.contains { if case .sent(let id, _, _, _) = $0 { id == fg } else { false } })
+        #expect(state.events.contains(where: { if case .acknowledged(let id, _) = $0 { id == fg } else { false } }))
+        await client.close()
+        await server.close()
+    }
+
+    @Test("a troubled network stops carrying data; what it carried is resent elsewhere")
+    func troubleDetector() async throws {
+        let state = SeamState()
+        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1")
+        defer { listener.close() }
+        var co = RuntimeLoopbackTests.clientOptions()
+        co.troubleDetector = KindTroubleDetector(state: state)
+        co.maintenanceIntervalMilliseconds = 20
+        let client = try await MultiSocket.connect(to: "127.0.0.1", port: listener.localEndpoint.port, options: co)
+        let server = try await listener.accept()
+        while client.networks.filter(\.usable).count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        state.troubledKind = .wifi
+        // The detector is consulted for connections with data outstanding: keep some flowing.
+        var sent = 0
+        let deadline = Date().addingTimeInterval(5)
+        while !client.networks.contains(where: { $0.kind == .wifi && $0.troubled }) && Date() < deadline {
+            try await client.send([UInt8](repeating: 3, count: 1000))
+            sent += 1
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(client.networks.contains { $0.kind == .wifi && $0.troubled })
+        let cellBefore = client.networks.first { $0.kind == .cellular }!.bytesSent
+        try await client.send([UInt8](repeating: 4, count: 5000), labels: .foreground)
+        sent += 1
+        for _ in 0..<sent { _ = try await server.receive() }
+        #expect(client.networks.first { $0.kind == .cellular }!.bytesSent >= cellBefore + 5000)
+        await client.close()
+        await server.close()
+    }
+}
