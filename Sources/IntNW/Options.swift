@@ -55,10 +55,12 @@ public struct NetworkClassifier: Sendable, Equatable {
         return NetworkClassifier(explicit: map)
     }
 
-    /// The kind of interface `name`, or nil when it is not used at all (loopback).
+    /// The kind of interface `name`, or nil when it is not used at all (loopback, and host-local
+    /// virtual bridges and container links, which lead nowhere a server could be).
     public func kind(of name: String) -> NetworkKind? {
         if let k = explicit[name] { return k }
         if name == "lo" { return nil }
+        for p in ["docker", "virbr", "br-", "veth", "lxc", "vnet", "cni", "flannel"] where name.hasPrefix(p) { return nil }
         for p in ["wl", "wifi", "ath", "ra"] where name.hasPrefix(p) { return .wifi }
         for p in ["wwan", "rmnet", "cell", "ppp", "usb", "ccmni"] where name.hasPrefix(p) { return .cellular }
         for p in ["eth", "en", "em"] where name.hasPrefix(p) { return .wired }

@@ -13,7 +13,9 @@ struct NetworkViewTests {
         #expect(c.kind(of: "cell0") == .cellular)
         #expect(c.kind(of: "wlan0") == .wifi && c.kind(of: "wlp3s0") == .wifi && c.kind(of: "wifi0") == .wifi)
         #expect(c.kind(of: "wwan0") == .cellular && c.kind(of: "rmnet_data0") == .cellular)
-        #expect(c.kind(of: "eth0") == .wired && c.kind(of: "veth9") == .other)
+        #expect(c.kind(of: "eth0") == .wired && c.kind(of: "tun3") == .other)
+        #expect(c.kind(of: "docker0") == nil && c.kind(of: "veth9") == nil)
+        #expect(NetworkClassifier(explicit: ["veth9": .cellular]).kind(of: "veth9") == .cellular)
         #expect(c.kind(of: "lo") == nil)
         #expect(throws: IntNWError.self) { try NetworkClassifier.parse("satellite:sat0") }
         #expect(throws: IntNWError.self) { try NetworkClassifier.parse("wifi") }
