@@ -48,4 +48,11 @@ public protocol Experiment: Sendable {
     func plans(_ options: ExperimentOptions) throws -> [TrialPlan]
     /// Judges the expectation from the trials' outcomes.
     func evaluate(_ outcomes: [TrialOutcome], options: ExperimentOptions) -> Verdict
+    /// Plots across trials (e.g. a metric against the number of apps), written under `directory`;
+    /// returns their paths relative to it. The per-trial plots come from the analyzer's report.
+    func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String]
+}
+
+extension Experiment {
+    public func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String] { [] }
 }
