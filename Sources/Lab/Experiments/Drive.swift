@@ -57,10 +57,7 @@ public struct DriveExperiment: Experiment {
                                    arguments: ["--chunk-bytes", "65536", "--depth", "4"] + s.appArguments)
                 var plan = TrialPlan(experiment: name, variant: s.rawValue, trial: trial, trace: trace,
                                      durationSeconds: d, apps: [fg, bg])
-                plan.seed = o.seed + UInt64(trial - 1)
-                plan.shaper = o.shaper
-                plan.prefix = o.prefix
-                if let p = o.bgPolicy { plan.environment["INTNW_BG_POLICY"] = p }
+                plan.apply(o)
                 plans.append(plan)
             }
         }

@@ -61,10 +61,7 @@ public struct FairnessExperiment: Experiment {
                     }
                     var plan = TrialPlan(experiment: name, variant: "\(setup.rawValue)-n\(n)", trial: trial,
                                          trace: Self.trace, durationSeconds: duration(o), apps: apps)
-                    plan.seed = o.seed + UInt64(trial - 1)
-                    plan.shaper = o.shaper
-                    plan.prefix = o.prefix
-                    if let p = o.bgPolicy { plan.environment["INTNW_BG_POLICY"] = p }
+                    plan.apply(o)
                     plans.append(plan)
                 }
             }

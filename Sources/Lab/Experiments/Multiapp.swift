@@ -54,10 +54,7 @@ public struct MultiappExperiment: Experiment {
                                      trace: Conditions.cellularOnly(seconds: t.duration + 30),
                                      durationSeconds: t.duration, apps: [fg, bg])
                 plan.notifyDelaySeconds = 0 // WiFi is absent from the start: the OS knows.
-                plan.seed = o.seed + UInt64(trial - 1)
-                plan.shaper = o.shaper
-                plan.prefix = o.prefix
-                if let p = o.bgPolicy { plan.environment["INTNW_BG_POLICY"] = p }
+                plan.apply(o)
                 plans.append(plan)
             }
         }
