@@ -76,6 +76,8 @@ final class Session: IOHandler, IOService {
     private var readPaused = false
     private var maintenanceScheduled = false
     private var nextDataCheckNs: UInt64 = 0
+    /// When a background policy asked to be consulted again (monotonic ns), if it did.
+    private var backgroundWakeNs: UInt64?
     /// An IROB fully sent this long ago without an ACK triggers a DATA_CHECK, in seconds.
     static let dataCheckAfterSeconds = 2.0
 
@@ -182,7 +184,8 @@ final class Session: IOHandler, IOService {
 
     private func retireNetwork(_ nid: UInt32, reason: String, nowNs: UInt64) {
         reconnectPending.remove(nid)
-        if let c = connByNetwork[nid] {
+        // Every connection on it, also those still connecting or waiting for the server's HELLO.
+        for c in Array(connsByFD.values) where c.network.networkID == nid {
             log.info("network retired", metadata: ["interface": "\(c.network.interfaceName)", "reason": "\(reason)"])
             connectionFailed(c, reason: reason, nowNs: nowNs)
         }
@@ -645,9 +648,12 @@ final class Session: IOHandler, IOService {
         switch options.backgroundPolicy.decide(ctx) {
         case .send(let maxBytes): return maxBytes
         case .wait(let until):
-            if let until {
+            // One pending wake-up per session is enough: keep the earliest.
+            if let until, backgroundWakeNs == nil || until < backgroundWakeNs! {
+                backgroundWakeNs = until
                 loop.schedule(atNs: until) { [weak self] in
-                    guard let self else { return }
+                    guard let self, self.backgroundWakeNs == until else { return }
+                    self.backgroundWakeNs = nil
                     self.loop.markDirty(self)
                 }
             }
