@@ -292,7 +292,7 @@ final class Session: IOHandler, IOService {
         guard c.state != .closed else { return }
         let wasEstablished = c.state == .established
         loop.unregister(fd: c.fd)
-        c.closeSocket()
+        c.abortSocket()
         connsByFD[c.fd] = nil
         connsByID[c.id] = nil
         let nid = c.network.networkID
