@@ -502,12 +502,14 @@ final class Session: IOHandler, IOService {
         for s in samples where s.labels.isForeground {
             options.backgroundPolicy.observe(.acknowledged(id: s.id, nowNs: nowNs))
         }
-        for s in samples where !s.resent {
+        for s in samples where !s.resent && s.singleConnection {
             guard let conn = s.connection.flatMap({ connsByID[$0] }), conn === c,
                   let net = nets[c.network.networkID] else { continue }
             let hold = UInt64(holds[s.id] ?? 0) * 1000
             let elapsed = nowNs &- s.firstSentNs
-            if elapsed > hold { net.estimator.addIROBSample(bytes: s.lengthBytes, elapsedNs: elapsed - hold) }
+            if elapsed > hold {
+                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold)
+            }
         }
         if !samples.isEmpty {
             wakeSenders()
@@ -615,7 +617,13 @@ final class Session: IOHandler, IOService {
             maxBytes = min(maxBytes, room)
             if maxBytes <= 0 { return produced }
             guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return produced }
+            // For passive estimation: what is already queued on this connection ahead of a new IROB.
+            var aheadBytes: Int?
+            if let irob = sender.unacked[pick.id.rawValue], irob.firstSentNs == 0 {
+                aheadBytes = max(0, Int(cshims_siocoutq(c.fd))) + c.out.pending
+            }
             guard let chunk = sender.nextChunk(labels: pick.labels, maxBytes: maxBytes, on: c.id, nowNs: nowNs) else { continue }
+            if let aheadBytes { sender.unacked[chunk.id.rawValue]?.queuedAheadBytes = aheadBytes }
             produced += chunk.range.count + 1
             if let b = chunk.begin { _ = c.out.append(.beginIROB(b)) }
             if !chunk.range.isEmpty {
