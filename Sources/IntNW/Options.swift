@@ -140,7 +140,7 @@ public struct ListenerOptions: Sendable {
     public var session: MultiSocketOptions
     /// A connection that has not sent a valid HELLO within this many seconds is closed.
     public var helloTimeoutSeconds: Double
-    /// At most this many connections may be waiting for their HELLO; more are refused.
+    /// At most this many connections may be waiting for their HELLO; beyond it the oldest is closed.
     public var maxPendingConnections: Int
     /// A session with no connection for this many seconds is closed.
     public var sessionIdleTimeoutSeconds: Double

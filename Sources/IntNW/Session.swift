@@ -291,6 +291,7 @@ final class Session: IOHandler, IOService {
     func connectionFailed(_ c: Connection, reason: String, nowNs: UInt64) {
         guard c.state != .closed else { return }
         let wasEstablished = c.state == .established
+        if !wasEstablished { lastConnectError = "\(c.network.interfaceName): \(reason)" }
         loop.unregister(fd: c.fd)
         c.abortSocket()
         connsByFD[c.fd] = nil
