@@ -208,7 +208,11 @@ final class Session: IOHandler, IOService {
         }
         Sockets.configureConnection(fd, notSentLowWatermarkBytes: options.notSentLowWatermarkBytes)
         do {
-            // Bind first so source-based policy routing sends it over this interface.
+            // Bind first so source-based policy routing sends it over this interface; and to the
+            // device itself where allowed, for hosts without policy routing.
+            if options.bindToDevice && !Sockets.bindToDevice(fd, n.interfaceName) {
+                log.debug("SO_BINDTODEVICE refused; relying on source-address routing", metadata: ["interface": "\(n.interfaceName)"])
+            }
             try Sockets.bind(fd, IPv4Endpoint(address: n.address, port: 0))
             let done = try Sockets.startConnect(fd, to: server)
             let c = Connection(id: ConnectionID(nextConnID), fd: fd, state: .connecting, network: n,
