@@ -695,9 +695,10 @@ final class Session: IOHandler, IOService {
             guard cshims_get_tcp_info(c.fd, &info, &len) == 0, let net = nets[c.network.networkID] else { continue }
             net.estimator.addTCPInfo(info)
             guard nowNs >= c.nextTroubleCheckNs else { continue }
+            // Every established connection is offered to the detector (it decides what matters,
+            // e.g. only connections with foreground data outstanding).
             let carried = sender.unackedCarried(by: c.id)
             let fg = carried.filter { sender.unacked[$0.rawValue]?.begin.labels.isForeground ?? false }.count
-            if carried.isEmpty && !c.troubled { continue }
             let v = options.troubleDetector.evaluate(TroubleSample(network: status(of: net), nowNs: nowNs, tcpInfo: info,
                                                                    unackedForegroundIROBs: fg, lastAckNs: c.lastAckReceivedNs))
             c.nextTroubleCheckNs = v.nextCheckNs ?? 0
