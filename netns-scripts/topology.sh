@@ -6,7 +6,7 @@
 #   topology.sh down    [--prefix P]                       remove namespaces, devices and processes
 #   topology.sh status  [--prefix P]                       show what exists
 #   topology.sh reclaim                                    remove every recorded testbed (make clean)
-#   topology.sh reclaim-tests                              remove testbeds left by test runs
+#   topology.sh reclaim-tests                              remove testbeds left by test runs (prefixes t*)
 #
 # With --links none only the namespaces are created: the user-space emulator (intnw-lab net up) then
 # adds TUN devices named wifi0/cell0 on both sides and calls `configure`. The Swift Topology type
@@ -80,8 +80,11 @@ configure() {
         ip -n "$C" link show "$ifc" >/dev/null 2>&1 || die "$ifc missing in $C (start the emulator or use --links veth)"
         ip -n "$C" addr replace "$caddr/24" dev "$ifc"
         ip -n "$S" addr replace "$saddr/24" dev "$ifc"
-        ip -n "$C" link set "$ifc" up
-        ip -n "$S" link set "$ifc" up
+        ip -n "$C" link set "$ifc" txqueuelen 5000 up
+        ip -n "$S" link set "$ifc" txqueuelen 5000 up
+        # A failed ARP lookup during an outage would otherwise wait a full second to retry.
+        ip -n "$C" ntable change name arp_cache dev "$ifc" retrans 50
+        ip -n "$S" ntable change name arp_cache dev "$ifc" retrans 50
         # Per-interface table + source rule: a socket bound to this address leaves on this link.
         ip -n "$C" route replace default via "$saddr" dev "$ifc" table "$table" onlink
         # Without carrier the route above is ignored; don't let bound sockets leak out of another link.
@@ -152,7 +155,7 @@ case "$cmd" in
     down) down ;;
     status) status ;;
     reclaim) need_root; reclaim_all '^(intnw|t[a-z0-9]*|i[a-z0-9]*)$' ;;
-    reclaim-tests) need_root; reclaim_all '^(t[a-z0-9]*|i[a-z0-9]*)$' ;;
+    reclaim-tests) need_root; reclaim_all '^t[a-z0-9]*$' ;;
     ""|help) sed -n '2,15p' "$0" ;;
     *) die "unknown command '$cmd' (up, configure, down, status, reclaim, reclaim-tests)" ;;
 esac

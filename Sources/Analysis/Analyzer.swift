@@ -31,11 +31,14 @@ public struct TrialInput: Sendable {
     public var name: String
     public var captures: [CaptureInput]
     public var metadata: RunMetadata?
+    /// The run directory, when the trial came from one (app log paths are relative to it).
+    public var directory: String?
 
-    public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil) {
+    public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil, directory: String? = nil) {
         self.name = name
         self.captures = captures
         self.metadata = metadata
+        self.directory = directory
     }
 
     /// A run directory: `apps.json` (optional) and its pcaps (listed there, or every `*.pcap`).
@@ -57,7 +60,7 @@ public struct TrialInput: Sendable {
                 .map { CaptureInput(path: (dir as NSString).appendingPathComponent($0)) }
         }
         guard !captures.isEmpty else { throw .noInputs("no pcap files in run directory \(dir)") }
-        return TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta)
+        return TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta, directory: dir)
     }
 }
 
@@ -236,6 +239,7 @@ public enum Analyzer {
 
         var builder = TrialBuilder(input: input, origin: origin, binWidth: options.binWidthNanoseconds,
                                    connections: connections, log: log, captures: captureResults, captureSpans: captureSpans)
+        builder.runDirectory = input.directory
         let built = builder.build()
         warnings += builder.warnings
         if options.intnw == nil && metadata?.apps.contains(where: { $0.variant == .intnw }) == true {
@@ -257,13 +261,11 @@ public enum Analyzer {
 
     static func makeConsumer(_ conn: TCPConnection, fromA: Bool, forced: StreamProtocol?, log: MessageLog,
                              registry: IntNWSessionRegistry, options: AnalyzerOptions) -> DetectingConsumer {
-        let context = conn.intnwContext
         return DetectingConsumer(
             forced: forced, intnw: options.intnw,
             makeToy: { ToyStreamConsumer(log: log, connection: conn.id, fromA: fromA) },
             makeIntNW: { parser in
-                IntNWStreamConsumer(parser: parser, registry: registry, context: context, log: log,
-                                    connection: conn.id, fromA: fromA)
+                IntNWStreamConsumer(parser: parser, registry: registry, log: log, connection: conn.id, fromA: fromA)
             })
     }
 

@@ -11,8 +11,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds per throughput transfer.")
     var seconds = 8.0
 
-    @Option(help: "Comma-separated sections to run: emulator.")
-    var only: String = "emulator"
+    @Option(help: "Comma-separated sections to run: emulator, intnw, analyzer.")
+    var only: String = "emulator,intnw,analyzer"
 
     func run() async throws {
         guard getuid() == 0 else {
@@ -21,6 +21,8 @@ struct Bench: AsyncParsableCommand {
         }
         let sections = Set(only.split(separator: ",").map(String.init))
         if sections.contains("emulator") { _ = try await EmulatorBench.run(seconds: seconds) }
+        if sections.contains("intnw") { _ = try await IntNWGoodputBench.report(seconds: seconds) }
+        if sections.contains("analyzer") { for l in try runAnalyzerBench() { print(l) } }
     }
 }
 

@@ -73,3 +73,11 @@ final class SignalTrap: @unchecked Sendable {
         lock.lock(); handler = h; lock.unlock()
     }
 }
+
+extension LabCLI {
+    /// Directory of this executable: `intnw-app` is built next to it.
+    static var binDirectory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (exe as NSString).deletingLastPathComponent
+    }
+}

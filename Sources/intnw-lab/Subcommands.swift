@@ -4,6 +4,9 @@ import ArgumentParser
 enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
         NetCommand.self,
+        ExperimentCommand.self,
+        RegressCommand.self,
+        AnalyzeCommand.self,
         TraceCommand.self,
     ]
 }

@@ -127,6 +127,23 @@ import ToyProtocol
                 + a.result.captures[0].skippedFragments + a.result.captures[0].tcpPackets == 3054)
     }
 
+    @Test func packetsBeforeTheFirstPacketsTimeAreHandled() throws {
+        // The file's first packet is 1 s later than the traffic after it (captures merged out of
+        // order): times before the origin must not trap anywhere, reports included.
+        let path = dir + "/unordered.pcap"
+        let cap = try SyntheticCapture(path: path)
+        cap.raw(time: t0 + 1000 * ms, bytes: [0x45, 0, 0, 20] + [UInt8](repeating: 0, count: 16))
+        writeFGPlain(cap, clientPort: 40040, serverPort: 7040, app: 4, count: 5, start: t0 + 10 * ms, interval: 100 * ms, base: 5 * ms, step: 0)
+        try cap.close()
+        let (results, trials) = try Analyzer.analyze(trials: [TrialInput(name: "u", captures: [CaptureInput(path: path)])])
+        #expect(trials[0].latencies.count == 5)
+        #expect(trials[0].latencies.allSatisfy { $0.latencyNanoseconds == 5 * ms })
+        let files = try ReportWriter(renderer: BuiltinSVGRenderer()).write(results, trials: trials, to: dir + "/unordered-out")
+        #expect(files.contains("report.html"))
+        let csv = try String(contentsOfFile: dir + "/unordered-out/latency.csv", encoding: .utf8)
+        #expect(csv.contains(",-0.9"))
+    }
+
     @Test func emptyAndTruncatedCapturesGiveClearMessages() throws {
         let empty = dir + "/empty.pcap"
         FileManager.default.createFile(atPath: empty, contents: Data())

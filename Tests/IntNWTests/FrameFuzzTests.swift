@@ -82,3 +82,67 @@ struct FrameFuzzTests {
         }
     }
 }
+
+@Suite("IROB receiver under hostile frames")
+struct ReceiverFuzzTests {
+    @Test("random well-formed but adversarial frames: typed errors only, memory within the hard limit")
+    func adversarialFrames() {
+        var rng = SplitMix64(seed: 0xBAD)
+        let limits = ReceiveLimits(bufferBytes: 64 << 10, hardLimitBytes: 256 << 10, perIROBOverheadBytes: 128, idWindow: 4096)
+        var errors = 0, reactions = 0, released = 0
+        let payload = [UInt8](repeating: 9, count: 4096)
+        for round in 0..<200 {
+            var r = IROBReceiver(limits: limits)
+            var begun: [IROBID] = []
+            var known: [IROBID: BeginIROB] = [:]
+            for step in 0..<1000 {
+                let now = UInt64(round * 1000 + step)
+                // Mostly ids near the floor or already begun, so frames reach deep into the state machine.
+                let id = !begun.isEmpty && rng.next() % 4 != 0 ? begun[Int(rng.next() % UInt64(begun.count))]
+                    : IROBID(r.releaseFloor + rng.next() % (rng.next() & 15 == 0 ? 5000 : 8))
+                if begun.count < 64 { begun.append(id) } else { begun[Int(rng.next() % 64)] = id }
+                do {
+                    switch rng.next() % 4 {
+                    case 0:
+                        let deps: DependencySpec = rng.next() & 1 == 0 ? .allEarlier
+                            : .explicit((0..<(rng.next() % 4)).map { _ in IROBID(1 + rng.next() % max(1, id.rawValue - 1)) }.filter { $0 < id })
+                        let len = rng.next() & 31 == 0 ? UInt32.max - UInt32(rng.next() % 10)
+                            : rng.next() & 7 == 0 ? UInt32(rng.next() % 6_000) : UInt32(rng.next() % 48)
+                        var b = BeginIROB(id: id, labels: Labels(rawValue: UInt32(truncatingIfNeeded: rng.next())),
+                                          length: len, dependencies: deps)
+                        if let k = known[id], rng.next() % 4 != 0 { b = k } else if known[id] == nil { known[id] = b }
+                        if try r.begin(b, nowNs: now) != .none { reactions += 1 }
+                    case 1, 2:
+                        let big = rng.next() & 7 == 0
+                        var off = UInt32(rng.next() % (big ? 6_000 : 48))
+                        var n = Int(rng.next() % (big ? 3000 : 48))
+                        if let k = known[id], k.length < 4096, rng.next() % 4 != 0 {
+                            // In range: usually the whole IROB, sometimes a piece.
+                            off = rng.next() & 1 == 0 ? 0 : UInt32(rng.next() % UInt64(k.length + 1))
+                            n = rng.next() & 1 == 0 ? Int(k.length - off) : Int(rng.next() % UInt64(k.length - off + 1))
+                        }
+                        if try payload.withUnsafeBytes({ try r.data(id: id, offset: off, bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n]), nowNs: now) }) != .none {
+                            reactions += 1
+                        }
+                    default:
+                        _ = try r.end(id: id, length: UInt32(rng.next() % 20_000))
+                    }
+                } catch is ProtocolError {
+                    // The runtime closes that connection; the session's receiver goes on with the others.
+                    errors += 1
+                } catch {
+                    Issue.record("untyped error \(error)")
+                }
+                if r.bufferedBytes > limits.hardLimitBytes { Issue.record("buffered \(r.bufferedBytes) over the hard limit") }
+                // The application consumes now and then.
+                if step % 7 == 0 {
+                    for x in r.takeReleased() {
+                        released += 1
+                        r.consumed(length: x.bytes.count)
+                    }
+                }
+            }
+        }
+        #expect(errors > 0 && released > 1000 && reactions > 100, "errors \(errors) released \(released) reactions \(reactions)")
+    }
+}

@@ -84,11 +84,12 @@ struct LifecycleNetnsTests {
         kill(again.processIdentifier, SIGTERM)
         again.waitUntilExit()
         #expect(Self.namespaces("tkill").isEmpty)
-        // And `make clean`'s reclaim removes what a killed run left.
+        // And the script's teardown (what `make clean` runs per testbed) removes what a killed run left.
+        // Only this prefix: other tests' testbeds run in parallel with this one.
         let third = try Self.startNetUp("tkill")
         kill(third.processIdentifier, SIGKILL)
         third.waitUntilExit()
-        _ = try Self.capture(["bash", Self.repo.appendingPathComponent("netns-scripts/topology.sh").path, "reclaim-tests"])
+        _ = try Self.capture(["bash", Self.repo.appendingPathComponent("netns-scripts/topology.sh").path, "down", "--prefix", "tkill"])
         #expect(Self.namespaces("tkill").isEmpty)
         let leftovers = try Self.capture(["pgrep", "-f", "net up --prefix tkill"])
         #expect(leftovers.isEmpty, "no process left: \(leftovers)")

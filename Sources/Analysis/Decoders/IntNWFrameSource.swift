@@ -4,10 +4,13 @@
 /// `FrameDecoder` turns decoded frames into these events. Keeping the seam this small means a wire
 /// format change touches the adapter only.
 public enum IntNWWireEvent {
-    /// Connection greeting: the multisocket session it belongs to.
-    case hello(sessionID: UInt64)
-    /// An IROB starts. `foreground` is the FG/BG label (nil when the frame carries neither).
-    case beginIROB(id: UInt64, foreground: Bool?)
+    /// Connection greeting: the multisocket session (128-bit id) and whether the sender is the
+    /// client. IROB ids are per session and direction, so this keys IROB reassembly across the
+    /// session's connections.
+    case hello(sessionHigh: UInt64, sessionLow: UInt64, fromClient: Bool)
+    /// An IROB starts. `foreground` is the FG/BG label (nil when the frame carries neither);
+    /// `length` is its payload length in bytes when the frame states it.
+    case beginIROB(id: UInt64, foreground: Bool?, length: UInt64?)
     /// Bytes `irobOffset ..< irobOffset + length` of an IROB's payload. `prefix` holds at least the
     /// first min(length, 24) of them (all of them is fine): enough for the toy header.
     case data(id: UInt64, irobOffset: UInt64, length: Int, prefix: UnsafeRawBufferPointer)

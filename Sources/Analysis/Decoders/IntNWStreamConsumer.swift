@@ -53,18 +53,21 @@ final class IROBTable {
 
     init(log: MessageLog) { self.log = log }
 
-    func begin(id: UInt64, foreground: Bool?, start: UInt64, connection: Int, fromA: Bool) {
-        if var i = irobs[id] {
-            i.foreground = i.foreground ?? foreground
-            i.startNanoseconds = min(i.startNanoseconds, start)
-            irobs[id] = i
-        } else {
-            irobs[id] = IROB(foreground: foreground, startNanoseconds: start, connection: connection, fromA: fromA)
-        }
+    func begin(id: UInt64, foreground: Bool?, length: UInt64?, start: UInt64, connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
+        var i = irobs[id] ?? IROB(foreground: foreground, startNanoseconds: start, connection: connection, fromA: fromA)
+        i.foreground = i.foreground ?? foreground
+        i.startNanoseconds = min(i.startNanoseconds, start)
+        if i.totalLength == nil { i.totalLength = length }
+        irobs[id] = i
     }
+
+    /// IROBs already reported complete: later copies (re-sends on another network) are ignored.
+    private var completed = Set<UInt64>()
 
     func data(id: UInt64, offset: UInt64, length: Int, prefix: UnsafeRawBufferPointer, start: UInt64, end: UInt64,
               connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
         var i = irobs[id] ?? IROB(foreground: nil, startNanoseconds: start, connection: connection, fromA: fromA)
         i.startNanoseconds = min(i.startNanoseconds, start)
         if offset < UInt64(ToyWire.headerLength) {
@@ -80,6 +83,7 @@ final class IROBTable {
     }
 
     func end(id: UInt64, totalLength: UInt64, at end: UInt64, connection: Int, fromA: Bool) {
+        if completed.contains(id) { return }
         var i = irobs[id] ?? IROB(foreground: nil, startNanoseconds: end, connection: connection, fromA: fromA)
         i.totalLength = totalLength
         i.lastAvailableNanoseconds = max(i.lastAvailableNanoseconds, end)
@@ -91,6 +95,7 @@ final class IROBTable {
         guard let i = irobs[id], !i.reported, i.isComplete else { return }
         report(id, i, complete: true)
         irobs[id] = nil
+        completed.insert(id)
     }
 
     private func report(_ id: UInt64, _ i: IROB, complete: Bool) {
@@ -118,19 +123,14 @@ final class IROBTable {
     }
 }
 
-/// Shared by the two directions of one IntNW connection: which side greeted first, and the
-/// session, so IROBs of a session are assembled across its connections.
-final class IntNWConnectionContext {
-    var helloSenderIsA: Bool?
-    var sessionID: UInt64?
-}
-
 /// Decodes one direction of an IntNW connection: frames → IROBs → toy messages.
 final class IntNWStreamConsumer: StreamConsumer {
     private let parser: any IntNWFrameParser
     private var timeline = ChunkTimeline()
     private let registry: IntNWSessionRegistry
-    private let context: IntNWConnectionContext
+    /// Set by this direction's HELLO: the session and whether this direction is client → server.
+    private var sessionTable: IROBTable?
+    private(set) var fromClient: Bool?
     private let log: MessageLog
     private let connection: Int
     private let fromA: Bool
@@ -139,39 +139,37 @@ final class IntNWStreamConsumer: StreamConsumer {
     private(set) var frames = 0
     private(set) var otherFrames: [String: Int] = [:]
 
-    init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, context: IntNWConnectionContext,
-         log: MessageLog, connection: Int, fromA: Bool) {
+    init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool) {
         self.parser = parser
         self.registry = registry
-        self.context = context
         self.log = log
         self.connection = connection
         self.fromA = fromA
         self.ownTable = IROBTable(log: log)
     }
 
-    /// The session's table when a HELLO named it, otherwise this direction's own.
-    private var table: IROBTable {
-        guard let s = context.sessionID, let helloA = context.helloSenderIsA else { return ownTable }
-        return registry.table(session: s, fromGreeter: helloA == fromA)
-    }
+    /// The session's table when a HELLO named it, otherwise this direction's own (a capture
+    /// that started after the HELLO).
+    private var table: IROBTable { sessionTable ?? ownTable }
 
     func consume(_ bytes: UnsafeRawBufferPointer, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
         guard !failed else { return }
         timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
-        var lastEnd: UInt64 = offset
+        // Chunk times are kept back to the start of the frame in progress: prune only past frames
+        // that completed.
+        var lastEnd: UInt64?
         let error = parser.consume(bytes) { event, frameStart, frameEnd in
             frames += 1
             lastEnd = frameEnd
             let start = timeline.firstSeen(at: frameStart) ?? firstSeenNanoseconds
             switch event {
-            case .hello(let session):
-                if context.sessionID == nil {
-                    context.sessionID = session
-                    context.helloSenderIsA = fromA
+            case .hello(let high, let low, let client):
+                if sessionTable == nil {
+                    sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client)
+                    fromClient = client
                 }
-            case .beginIROB(let id, let fg):
-                table.begin(id: id, foreground: fg, start: start, connection: connection, fromA: fromA)
+            case .beginIROB(let id, let fg, let length):
+                table.begin(id: id, foreground: fg, length: length, start: start, connection: connection, fromA: fromA)
             case .data(let id, let o, let length, let prefix):
                 table.data(id: id, offset: o, length: length, prefix: prefix, start: start, end: availableNanoseconds,
                            connection: connection, fromA: fromA)
@@ -181,7 +179,7 @@ final class IntNWStreamConsumer: StreamConsumer {
                 otherFrames[name, default: 0] += 1
             }
         }
-        timeline.prune(before: lastEnd)
+        if let e = lastEnd { timeline.prune(before: e) }
         if let e = error {
             failed = true
             log.error(connection: connection, "IntNW framing error: \(e)")
@@ -204,12 +202,12 @@ final class IntNWStreamConsumer: StreamConsumer {
 final class IntNWSessionRegistry {
     private var tables: [Key: IROBTable] = [:]
     private let log: MessageLog
-    private struct Key: Hashable { var session: UInt64; var fromGreeter: Bool }
+    private struct Key: Hashable { var high: UInt64; var low: UInt64; var fromClient: Bool }
 
     init(log: MessageLog) { self.log = log }
 
-    func table(session: UInt64, fromGreeter: Bool) -> IROBTable {
-        let k = Key(session: session, fromGreeter: fromGreeter)
+    func table(sessionHigh: UInt64, sessionLow: UInt64, fromClient: Bool) -> IROBTable {
+        let k = Key(high: sessionHigh, low: sessionLow, fromClient: fromClient)
         if let t = tables[k] { return t }
         let t = IROBTable(log: log)
         tables[k] = t

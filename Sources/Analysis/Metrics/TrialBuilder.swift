@@ -13,6 +13,8 @@ struct TrialBuilder {
     private(set) var warnings: [String] = []
     private(set) var latencies: [LatencySample] = []
     private(set) var series: [ThroughputSeries] = []
+    /// Where relative app log paths are resolved (the run directory), if known.
+    var runDirectory: String?
 
     init(input: TrialInput, origin: UInt64, binWidth: UInt64, connections: [TCPConnection], log: MessageLog,
          captures: [CaptureResult], captureSpans: [(UInt64, UInt64)]) {
@@ -32,6 +34,7 @@ struct TrialBuilder {
         var role: AppRole
         var variant: AppVariant
         var appId: UInt32?
+        var logFile: String?
         var connections: [Int] = []
     }
 
@@ -61,7 +64,7 @@ struct TrialBuilder {
         func isUplink(_ conn: Int, fromA: Bool) -> Bool { (clientIsA[conn]?.0 ?? true) == fromA }
 
         // 2. Which app owns each connection.
-        var apps: [AppInfo] = meta?.apps.map { AppInfo(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId) } ?? []
+        var apps: [AppInfo] = meta?.apps.map { AppInfo(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId, logFile: $0.logFile) } ?? []
         var appOfConn: [Int: Int] = [:]
         for c in connections {
             let aIsClient = clientIsA[c.id]!.0
@@ -144,10 +147,21 @@ struct TrialBuilder {
                 }
             }
             var lat: [UInt64] = []
+            var appSamples: [LatencySample] = []
             for (seq, start) in reqStart.sorted(by: { $0.key < $1.key }) {
                 guard let end = repEnd[seq], end >= start else { continue }
                 lat.append(end - start)
-                latencies.append(LatencySample(app: app.name, sequence: seq, requestNanoseconds: start, replyNanoseconds: end))
+                appSamples.append(LatencySample(app: app.name, sequence: seq, requestNanoseconds: start, replyNanoseconds: end))
+            }
+            latencies += appSamples
+            var logCheck: AppLogCheck?
+            if let file = app.logFile, let dir = runDirectory {
+                let path = file.hasPrefix("/") ? file : (dir as NSString).appendingPathComponent(file)
+                logCheck = AppLogReader.check(file: file, path: path, appID: app.appId, wire: appSamples)
+                if logCheck == nil { warnings.append("app '\(app.name)': log \(file) is missing or unreadable; no cross-check") }
+                if let d = logCheck?.medianAbsDifferenceMs, d > 1 {
+                    warnings.append("app '\(app.name)': wire latency differs from its own log by \(String(format: "%.2f", d)) ms (median)")
+                }
             }
             if mismatches > 0 { warnings.append("app '\(app.name)': \(mismatches) IROBs labeled differently from the toy message kind they carry") }
 
@@ -186,7 +200,8 @@ struct TrialBuilder {
                                                               acks: seqs[.bgAck]?.count ?? 0, chunkPayloadBytes: chunkBytes) : nil,
                 throughput: ThroughputResult(uplinkBytes: upBytes, downlinkBytes: downBytes, activeSeconds: active,
                                              uplinkBytesPerSecond: rate(upBytes), downlinkBytesPerSecond: rate(downBytes),
-                                             totalBytesPerSecond: rate(upBytes + downBytes))))
+                                             totalBytesPerSecond: rate(upBytes + downBytes)),
+                logCheck: logCheck))
             _ = ai
         }
         latencies.sort { ($0.app, $0.requestNanoseconds) < ($1.app, $1.requestNanoseconds) }

@@ -83,6 +83,8 @@ public struct AppResult: Codable, Sendable {
     public var fg: FGResult?
     public var bg: BGResult?
     public var throughput: ThroughputResult
+    /// Wire numbers against the app's own log, when the metadata names one.
+    public var logCheck: AppLogCheck?
 }
 
 public struct FGResult: Codable, Sendable {

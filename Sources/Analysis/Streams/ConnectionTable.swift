@@ -33,7 +33,6 @@ public final class TCPConnection {
     public internal(set) var lastNanoseconds: UInt64
     var consumerA: DetectingConsumer?
     var consumerB: DetectingConsumer?
-    let intnwContext = IntNWConnectionContext()
 
     init(id: Int, capture: Int, key: ConnectionKey, time: UInt64, origin: UInt64, binWidth: UInt64) {
         self.id = id

@@ -1,0 +1,110 @@
+import Foundation
+
+/// Renders plots with gnuplot (SVG terminal; PNG via pngcairo or png for previews). Data go
+/// into inline datablocks, so no temporary files are left behind.
+public struct GnuplotRenderer: PlotRenderer {
+    public var name: String { "gnuplot" }
+    public let executable: String
+
+    public init(executable: String) { self.executable = executable }
+
+    /// gnuplot on PATH with an SVG terminal, or nil.
+    public static func detect() -> GnuplotRenderer? {
+        let env = ProcessInfo.processInfo.environment
+        if env["INTNW_NO_GNUPLOT"] == "1" { return nil }
+        for dir in (env["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/gnuplot"
+            if FileManager.default.isExecutableFile(atPath: p) { return GnuplotRenderer(executable: p) }
+        }
+        return nil
+    }
+
+    public func renderSVG(_ spec: PlotSpec, to path: String) throws {
+        try run(script(spec, terminal: "svg size \(spec.widthPixels),\(spec.heightPixels) dynamic enhanced font 'Helvetica,13' background rgb 'white'", output: path))
+    }
+
+    /// Renders a PNG (pngcairo when available, else png) — for previews and checks.
+    public func renderPNG(_ spec: PlotSpec, to path: String) throws {
+        do {
+            try run(script(spec, terminal: "pngcairo size \(spec.widthPixels),\(spec.heightPixels) enhanced font 'Helvetica,11' background rgb 'white'", output: path))
+        } catch {
+            try run(script(spec, terminal: "png size \(spec.widthPixels),\(spec.heightPixels)", output: path))
+        }
+    }
+
+    static let palette = BuiltinSVGRenderer.palette
+
+    func script(_ spec: PlotSpec, terminal: String, output: String) -> String {
+        var s = "set terminal \(terminal)\nset output '\(output.replacingOccurrences(of: "'", with: "''"))'\n"
+        s += "set title \(q(spec.title)) font ',15'\nset xlabel \(q(spec.xLabel))\nset ylabel \(q(spec.yLabel))\n"
+        s += "set grid lc rgb '#dddddd'\nset border lw 1\nset key outside right top vertical Left reverse\nset datafile missing 'NaN'\n"
+        if spec.integerX { s += "set xtics 1\n" }
+        let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
+        if let r = spec.xRange { s += "set xrange [\(r.lowerBound):\(r.upperBound)]\n" }
+        if let r = spec.yRange {
+            s += "set yrange [\(r.lowerBound):\(r.upperBound)]\n"
+        } else if (allY.filter(\.isFinite).min() ?? 0) >= 0 {
+            s += "set yrange [0:*]\n"
+        }
+        s += "set autoscale xfix\nset offsets 0, 0, graph 0.05, 0\n"
+        var plots: [String] = []
+        for (i, series) in spec.series.enumerated() {
+            s += "$d\(i) << EOD\n"
+            let errors = series.yLow != nil && series.yHigh != nil
+            for k in 0 ..< series.x.count {
+                if errors {
+                    s += "\(num(series.x[k])) \(num(series.y[k])) \(num(series.yLow![k])) \(num(series.yHigh![k]))\n"
+                } else {
+                    s += "\(num(series.x[k])) \(num(series.y[k]))\n"
+                }
+            }
+            s += "EOD\n"
+            let color = "lc rgb '\(Self.palette[i % Self.palette.count])'"
+            let style: String
+            if errors {
+                style = "using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 0.8"
+            } else {
+                switch series.style {
+                case .line: style = "using 1:2 with lines lw 2"
+                case .steps: style = "using 1:2 with steps lw 2"
+                case .points: style = "using 1:2 with points pt 7 ps 0.5"
+                case .linePoints: style = "using 1:2 with linespoints lw 2 pt 7 ps 0.8"
+                }
+            }
+            plots.append("$d\(i) \(style) \(color) title \(q(series.name))")
+        }
+        if plots.isEmpty {
+            s += "set label 1 'no data' at graph 0.5, graph 0.5 center\nset xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n"
+        } else {
+            s += "plot " + plots.joined(separator: ", \\\n     ") + "\n"
+        }
+        return s
+    }
+
+    private func q(_ s: String) -> String {
+        // Single-quoted gnuplot strings take '' for a quote; enhanced-text specials are escaped.
+        var t = s.replacingOccurrences(of: "'", with: "''")
+        for c in ["_", "^", "{", "}", "@", "&", "~"] { t = t.replacingOccurrences(of: c, with: "\\" + c) }
+        return "'\(t)'"
+    }
+
+    private func num(_ v: Double) -> String { v.isFinite ? String(v) : "NaN" }
+
+    private func run(_ script: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        let input = Pipe(), err = Pipe()
+        p.standardInput = input
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        input.fileHandleForWriting.write(script.data(using: .utf8)!)
+        try input.fileHandleForWriting.close()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: e, as: UTF8.self)
+        if p.terminationStatus != 0 {
+            throw AnalysisError.output(path: "gnuplot", detail: text.split(separator: "\n").last.map(String.init) ?? "exit \(p.terminationStatus)")
+        }
+    }
+}

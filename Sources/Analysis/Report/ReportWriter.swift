@@ -1,0 +1,247 @@
+import Foundation
+
+/// Writes an analysis to a directory:
+///
+/// | file | content |
+/// |---|---|
+/// | `results.json` | `AnalysisResults` (stable keys, `schemaVersion`) |
+/// | `summary.md` | tables per trial, aggregate across trials, warnings |
+/// | `latency.csv` | `trial,app,sequence,request_time_s,reply_time_s,latency_ms` |
+/// | `throughput_100ms.csv`, `throughput_1s.csv` | `trial,kind,name,direction,time_s,bytes,bytes_per_second` |
+/// | `plots/*.svg` | latency over time, latency CDF, throughput per app, throughput per interface |
+/// | `report.html` | everything above on one page |
+///
+/// Times in CSVs are seconds since the trial's origin (its first captured packet).
+public struct ReportWriter {
+    public var renderer: any PlotRenderer
+
+    public init(renderer: any PlotRenderer = PlotRenderers.best()) { self.renderer = renderer }
+
+    /// Names of the files written, relative to `directory`.
+    @discardableResult
+    public func write(_ results: AnalysisResults, trials: [TrialAnalysis], to directory: String) throws(AnalysisError) -> [String] {
+        let fm = FileManager.default
+        let plotsDir = (directory as NSString).appendingPathComponent("plots")
+        do {
+            try fm.createDirectory(atPath: plotsDir, withIntermediateDirectories: true)
+        } catch {
+            throw .output(path: directory, detail: "\(error)")
+        }
+        var written: [String] = []
+        func put(_ name: String, _ text: String) throws(AnalysisError) {
+            let path = (directory as NSString).appendingPathComponent(name)
+            do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+                throw .output(path: path, detail: "\(error)")
+            }
+            written.append(name)
+        }
+
+        try put("results.json", Self.json(results))
+        try put("latency.csv", Self.latencyCSV(trials))
+        try put("throughput_100ms.csv", Self.throughputCSV(trials, factor: 1))
+        try put("throughput_1s.csv", Self.throughputCSV(trials, factor: 10))
+
+        var plots: [(trial: String, title: String, file: String)] = []
+        var plotErrors: [String] = []
+        for t in trials {
+            let prefix = trials.count > 1 ? Self.safe(t.result.name) + "-" : ""
+            let specs: [(String, PlotSpec)] = [
+                ("latency_over_time", StandardPlots.latencyOverTime(t)),
+                ("latency_cdf", StandardPlots.latencyCDF(t)),
+                ("throughput_apps", StandardPlots.appThroughput(t)),
+                ("throughput_interfaces", StandardPlots.interfaceThroughput(t)),
+            ]
+            for (name, spec) in specs {
+                let file = "plots/\(prefix)\(name).svg"
+                do {
+                    try renderer.renderSVG(spec, to: (directory as NSString).appendingPathComponent(file))
+                } catch {
+                    // gnuplot failing must not lose the plot: fall back to the built-in writer.
+                    plotErrors.append("\(file): \(renderer.name) failed (\(error)); used the built-in SVG writer")
+                    do { try BuiltinSVGRenderer().renderSVG(spec, to: (directory as NSString).appendingPathComponent(file)) } catch {
+                        throw .output(path: file, detail: "\(error)")
+                    }
+                }
+                written.append(file)
+                plots.append((t.result.name, spec.title, file))
+            }
+        }
+        try put("summary.md", Self.summary(results, notes: plotErrors))
+        try put("report.html", Self.html(results, plots: plots, renderer: renderer.name, notes: plotErrors))
+        return written
+    }
+
+    static func safe(_ s: String) -> String {
+        String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+    }
+
+    public static func json(_ results: AnalysisResults) throws(AnalysisError) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do { return String(decoding: try enc.encode(results), as: UTF8.self) + "\n" } catch {
+            throw .output(path: "results.json", detail: "\(error)")
+        }
+    }
+
+    static func latencyCSV(_ trials: [TrialAnalysis]) -> String {
+        var s = "trial,app,sequence,request_time_s,reply_time_s,latency_ms\n"
+        for t in trials {
+            let o = t.result.originNanoseconds
+            for l in t.latencies {
+                s += "\(csv(t.result.name)),\(csv(l.app)),\(l.sequence),\(fmt(secondsBetween(o, l.requestNanoseconds), 9)),"
+                s += "\(fmt(secondsBetween(o, l.replyNanoseconds), 9)),\(fmt(Double(l.latencyNanoseconds) / 1e6, 6))\n"
+            }
+        }
+        return s
+    }
+
+    static func throughputCSV(_ trials: [TrialAnalysis], factor: Int) -> String {
+        var s = "trial,kind,name,direction,time_s,bytes,bytes_per_second\n"
+        for t in trials {
+            for series in t.series {
+                let r = factor == 1 ? series : series.rebinned(by: factor)
+                let w = Double(r.binWidthNanoseconds) / 1e9
+                let head = "\(csv(t.result.name)),\(series.kind.rawValue),\(csv(series.name)),\(series.direction),"
+                for (i, b) in r.bytesPerBin.enumerated() {
+                    s += head + "\(fmt(Double(i) * w, 3)),\(b),\(fmt(Double(b) / w, 1))\n"
+                }
+            }
+        }
+        return s
+    }
+
+    static func csv(_ s: String) -> String {
+        s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    static func fmt(_ v: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", v) }
+
+    static func ms(_ v: Double?) -> String { v.map { String(format: "%.2f", $0) } ?? "–" }
+
+    static func rate(_ bytesPerSecond: Double) -> String {
+        if bytesPerSecond >= 1e6 { return String(format: "%.2f MB/s", bytesPerSecond / 1e6) }
+        if bytesPerSecond >= 1e3 { return String(format: "%.1f kB/s", bytesPerSecond / 1e3) }
+        return String(format: "%.0f B/s", bytesPerSecond)
+    }
+
+    static func ci(_ c: MeanWithCI?, _ f: (Double) -> String) -> String {
+        guard let c else { return "–" }
+        if let hw = c.halfWidth { return "\(f(c.mean)) ± \(f(hw))" }
+        return f(c.mean)
+    }
+
+    /// Table rows shared by the Markdown and HTML outputs.
+    struct Table {
+        var title: String
+        var header: [String]
+        var rows: [[String]]
+    }
+
+    static func tables(_ r: AnalysisResults) -> [Table] {
+        var out: [Table] = []
+        for t in r.trials {
+            let name = r.trials.count > 1 ? " — \(t.name)" : ""
+            out.append(Table(
+                title: "Apps\(name)",
+                header: ["app", "role", "variant", "requests", "replies", "unanswered", "p50 ms", "p95 ms", "p99 ms", "mean ms",
+                         "BG chunks", "uplink", "downlink", "throughput", "log Δ ms"],
+                rows: t.apps.map { a in
+                    [a.name, a.role.rawValue, a.variant.rawValue,
+                     a.fg.map { String($0.requests) } ?? "–", a.fg.map { String($0.replies) } ?? "–",
+                     a.fg.map { String($0.unanswered) } ?? "–",
+                     ms(a.fg?.latencyMs?.p50Ms), ms(a.fg?.latencyMs?.p95Ms), ms(a.fg?.latencyMs?.p99Ms), ms(a.fg?.latencyMs?.meanMs),
+                     a.bg.map { "\($0.completeChunks)/\($0.chunks)" } ?? "–",
+                     "\(a.throughput.uplinkBytes) B", "\(a.throughput.downlinkBytes) B", rate(a.throughput.totalBytesPerSecond),
+                     ms(a.logCheck?.medianAbsDifferenceMs)]
+                }))
+            out.append(Table(
+                title: "Interfaces\(name)",
+                header: ["capture", "interface", "side", "packets", "TCP packets", "kernel drops", "uplink bytes", "downlink bytes",
+                         "retransmitted", "mean uplink", "mean downlink"],
+                rows: t.interfaces.enumerated().map { i, f in
+                    let c = t.captures[i]
+                    return [f.capture, f.interface, f.side, String(c.packets), String(c.tcpPackets),
+                            c.kernelDropped.map { String($0) } ?? "n/a", String(f.uplinkBytes), String(f.downlinkBytes),
+                            String(f.retransmittedBytes), rate(f.meanUplinkBytesPerSecond), rate(f.meanDownlinkBytesPerSecond)]
+                }))
+            out.append(Table(
+                title: "Connections\(name)",
+                header: ["id", "interface", "client", "server", "app", "protocol", "up bytes", "down bytes", "retransmitted", "gaps", "framing errors"],
+                rows: t.connections.map { c in
+                    [String(c.id), c.interface, c.client, c.server, c.app ?? "–", c.protocol.rawValue,
+                     String(c.uplink.uniqueBytes), String(c.downlink.uniqueBytes),
+                     String(c.uplink.retransmittedBytes + c.downlink.retransmittedBytes),
+                     String(c.uplink.gaps + c.downlink.gaps), String(c.framingErrors)]
+                }))
+            let f = t.fairness
+            out.append(Table(title: "Fairness (Jain's index)\(name)", header: ["measure", "index"],
+                             rows: [["BG apps' throughput", f.bgThroughputJain.map { String(format: "%.4f", $0) } ?? "–"],
+                                    ["all apps' throughput", f.allAppsThroughputJain.map { String(format: "%.4f", $0) } ?? "–"],
+                                    ["FG apps' mean latency", f.fgLatencyJain.map { String(format: "%.4f", $0) } ?? "–"]]))
+        }
+        if r.trials.count > 1 {
+            out.append(Table(
+                title: "Across \(r.aggregate.trials) trials (mean ± 95% CI)",
+                header: ["app", "role", "variant", "trials", "mean latency ms", "p50 ms", "p95 ms", "p99 ms", "throughput"],
+                rows: r.aggregate.apps.map { a in
+                    [a.name, a.role.rawValue, a.variant.rawValue, String(a.trials),
+                     ci(a.fgLatencyMeanMs) { String(format: "%.2f", $0) }, ci(a.fgLatencyP50Ms) { String(format: "%.2f", $0) },
+                     ci(a.fgLatencyP95Ms) { String(format: "%.2f", $0) }, ci(a.fgLatencyP99Ms) { String(format: "%.2f", $0) },
+                     ci(a.totalBytesPerSecond) { rate($0) }]
+                }))
+        }
+        return out
+    }
+
+    static func summary(_ r: AnalysisResults, notes: [String]) -> String {
+        var s = "# IntNW Lab analysis\n\n"
+        s += "Trials: \(r.trials.map(\.name).joined(separator: ", ")). Latency is measured from the wire: the request's first byte leaving the client to the reply's last byte arriving there. Throughput counts distinct TCP payload bytes.\n\n"
+        for t in tables(r) {
+            s += "## \(t.title)\n\n| " + t.header.joined(separator: " | ") + " |\n|" + t.header.map { _ in "---" }.joined(separator: "|") + "|\n"
+            for row in t.rows { s += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
+            s += "\n"
+        }
+        let w = r.warnings + notes
+        if !w.isEmpty {
+            s += "## Warnings\n\n" + w.map { "- \($0)\n" }.joined() + "\n"
+        }
+        return s
+    }
+
+    static func html(_ r: AnalysisResults, plots: [(trial: String, title: String, file: String)], renderer: String, notes: [String]) -> String {
+        func e(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        var h = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>IntNW Lab analysis</title>
+        <style>
+        body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+        table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+        th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+        .warn{background:#fff4e0;border-left:4px solid #f0a000;padding:0.5em 1em}
+        figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
+        </style></head><body>
+        <h1>IntNW Lab analysis</h1>
+        <p>Trials: \(e(r.trials.map(\.name).joined(separator: ", "))). FG latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there); throughput counts distinct TCP payload bytes. Plots drawn with \(e(renderer)).
+        Data: <a href="results.json">results.json</a>, <a href="summary.md">summary.md</a>, <a href="latency.csv">latency.csv</a>, <a href="throughput_100ms.csv">throughput_100ms.csv</a>, <a href="throughput_1s.csv">throughput_1s.csv</a>.</p>
+
+        """
+        let w = r.warnings + notes
+        if !w.isEmpty {
+            h += "<div class=\"warn\"><strong>Warnings</strong><ul>" + w.map { "<li>\(e($0))</li>" }.joined() + "</ul></div>\n"
+        }
+        h += "<h2>Plots</h2>\n"
+        for p in plots {
+            h += "<figure><img src=\"\(e(p.file))\" alt=\"\(e(p.title))\"><figcaption>\(e(r.trials.count > 1 ? p.trial + ": " : ""))\(e(p.title)) (<a href=\"\(e(p.file))\">SVG</a>)</figcaption></figure>\n"
+        }
+        for t in tables(r) {
+            h += "<h2>\(e(t.title))</h2>\n<table><tr>" + t.header.map { "<th>\(e($0))</th>" }.joined() + "</tr>\n"
+            for row in t.rows { h += "<tr>" + row.map { "<td>\(e($0))</td>" }.joined() + "</tr>\n" }
+            h += "</table>\n"
+        }
+        h += "</body></html>\n"
+        return h
+    }
+}

@@ -1,0 +1,100 @@
+/// Passive per-network bandwidth and RTT estimation, the numbers the schedulers choose by.
+import CShims
+
+/// Where an estimate came from.
+public enum EstimateSource: String, Sendable {
+    /// Nothing measured yet: a prior for the network kind.
+    case prior
+    /// Measured passively from IROB ACK timing and TCP_INFO.
+    case measured
+    /// Set by the application ("oracle" mode, for comparison experiments).
+    case oracle
+}
+
+/// One network's current estimates.
+public struct NetworkEstimate: Sendable, Equatable {
+    public var rttMilliseconds: Double
+    public var bandwidthBytesPerSecond: Double
+    public var source: EstimateSource
+    public init(rttMilliseconds: Double, bandwidthBytesPerSecond: Double, source: EstimateSource) {
+        self.rttMilliseconds = rttMilliseconds
+        self.bandwidthBytesPerSecond = bandwidthBytesPerSecond
+        self.source = source
+    }
+
+    /// Starting points before any measurement (typical WiFi hotspot vs 3G, per the scenario).
+    public static func prior(for kind: NetworkKind) -> NetworkEstimate {
+        switch kind {
+        case .wifi: NetworkEstimate(rttMilliseconds: 50, bandwidthBytesPerSecond: 1_000_000, source: .prior)
+        case .cellular: NetworkEstimate(rttMilliseconds: 200, bandwidthBytesPerSecond: 50_000, source: .prior)
+        case .wired: NetworkEstimate(rttMilliseconds: 10, bandwidthBytesPerSecond: 10_000_000, source: .prior)
+        case .other: NetworkEstimate(rttMilliseconds: 100, bandwidthBytesPerSecond: 500_000, source: .prior)
+        }
+    }
+}
+
+/// EWMA estimator fed by IROB ACK samples and TCP_INFO snapshots.
+///
+/// An IROB ACK sample measures `ackArrival - firstByteSent - receiverHold`, which is one RTT plus
+/// the time to push the IROB through the bottleneck (plus queueing). Small IROBs therefore sample
+/// RTT; large ones, after subtracting the RTT, sample bandwidth. TCP_INFO adds the kernel's minimum
+/// RTT and, when the sender was not application-limited, its delivery rate.
+struct NetworkEstimator {
+    private(set) var estimate: NetworkEstimate
+    private var rttSamples = 0
+    private var bwSamples = 0
+    var oracle: NetworkEstimate?
+    /// EWMA gain for new samples.
+    let gain = 0.25
+
+    init(kind: NetworkKind) { estimate = .prior(for: kind) }
+
+    var current: NetworkEstimate { oracle ?? estimate }
+
+    mutating func addRTT(ms: Double) {
+        guard ms.isFinite, ms > 0 else { return }
+        estimate.rttMilliseconds = rttSamples == 0 ? ms : estimate.rttMilliseconds * (1 - gain) + ms * gain
+        rttSamples += 1
+        estimate.source = .measured
+    }
+
+    mutating func addBandwidth(bytesPerSecond: Double) {
+        guard bytesPerSecond.isFinite, bytesPerSecond > 0 else { return }
+        estimate.bandwidthBytesPerSecond = bwSamples == 0
+            ? bytesPerSecond : estimate.bandwidthBytesPerSecond * (1 - gain) + bytesPerSecond * gain
+        bwSamples += 1
+        estimate.source = .measured
+    }
+
+    /// An IROB of `bytes`, sent behind `queuedAheadBytes` already queued on the connection, took
+    /// `elapsedNs` from its first byte being queued to its ACK, less the receiver's hold. That is
+    /// one RTT plus the time to push `bytes + queuedAheadBytes` through the bottleneck.
+    mutating func addIROBSample(bytes: Int, queuedAheadBytes: Int = 0, elapsedNs: UInt64) {
+        let elapsedMs = Double(elapsedNs) / 1e6
+        guard elapsedMs > 0 else { return }
+        let total = Double(bytes + queuedAheadBytes)
+        let rtt = estimate.rttMilliseconds
+        let bw = estimate.bandwidthBytesPerSecond
+        if total <= 4_096 {
+            // Latency-bound: subtract the (small) serialization time at the current bandwidth.
+            let rttSample = elapsedMs - total / bw * 1e3
+            if rttSample > elapsedMs * 0.25 { addRTT(ms: rttSample) }
+        } else if total >= 16_384, elapsedMs > rtt * 1.5 {
+            addBandwidth(bytesPerSecond: total / ((elapsedMs - rtt) / 1e3))
+        }
+    }
+
+    /// Kernel view: min RTT is a clean RTT floor; delivery rate counts only when not app-limited.
+    mutating func addTCPInfo(_ info: cshims_tcp_info) {
+        if info.tcpi_rtt > 0 {
+            // Smoothed RTT swells under queueing; blend towards min_rtt when it is known.
+            let srtt = Double(info.tcpi_rtt) / 1000
+            let minRTT = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? Double(info.tcpi_min_rtt) / 1000 : srtt
+            addRTT(ms: (srtt + minRTT) / 2)
+        }
+        let appLimited = info.tcpi_app_limited_flags & 1 != 0
+        if !appLimited, info.tcpi_delivery_rate > 0 {
+            addBandwidth(bytesPerSecond: Double(info.tcpi_delivery_rate))
+        }
+    }
+}

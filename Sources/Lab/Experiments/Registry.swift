@@ -1,0 +1,10 @@
+/// Every experiment `intnw-lab experiment` knows, in `list` order.
+public enum ExperimentRegistry {
+    public static let all: [any Experiment] = [
+        MultiappExperiment(),
+        FairnessExperiment(),
+        DriveExperiment(),
+    ]
+
+    public static func named(_ name: String) -> (any Experiment)? { all.first { $0.name == name } }
+}

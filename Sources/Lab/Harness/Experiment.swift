@@ -1,0 +1,77 @@
+import Analysis
+import Emulation
+import Foundation
+
+/// Options every experiment understands (`intnw-lab experiment NAME --help`).
+public struct ExperimentOptions: Sendable, Codable {
+    /// Trials per variant; each uses its own seed (`seed + trial - 1`).
+    public var trials = 1
+    public var seed: UInt64 = 1
+    public var shaper: ShaperKind = .userspace
+    /// Namespace prefix of the testbed.
+    public var prefix = "intnw"
+    /// Shorter runs for CI (`make test` runs the quick form of some experiments).
+    public var quick = false
+    /// Largest number of apps in scaling experiments (fairness).
+    public var maxApps = 8
+    /// BG policy for IntNW apps, when the experiment does not vary it (INTNW_BG_POLICY).
+    public var bgPolicy: String?
+    /// Root of run directories.
+    public var runsRoot = "runs"
+
+    public init() {}
+}
+
+/// Whether an experiment's stated expectation held, with the evidence.
+public struct Verdict: Sendable, Codable {
+    public var held: Bool
+    public var lines: [String]
+    public init(held: Bool, lines: [String]) {
+        self.held = held
+        self.lines = lines
+    }
+}
+
+/// A named, versioned recipe (DESIGN.md section 8).
+public protocol Experiment: Sendable {
+    /// Command-line name, e.g. `multiapp`.
+    var name: String { get }
+    /// Bumped whenever the recipe changes in a way that changes results.
+    var version: Int { get }
+    /// One line for `experiment list`.
+    var summary: String { get }
+    /// What the run should show, stated before it runs.
+    var expectation: String { get }
+    /// Expected wall-clock time of the runs (after the build), seconds.
+    func expectedSeconds(_ options: ExperimentOptions) -> Double
+    /// Every trial to run, in order.
+    func plans(_ options: ExperimentOptions) throws -> [TrialPlan]
+    /// Judges the expectation from the trials' outcomes.
+    func evaluate(_ outcomes: [TrialOutcome], options: ExperimentOptions) -> Verdict
+    /// Plots across trials (e.g. a metric against the number of apps), written under `directory`;
+    /// returns their paths relative to it. The per-trial plots come from the analyzer's report.
+    func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String]
+    /// The numbers regression checks watch (mean over trials where there are several).
+    func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric]
+}
+
+extension Experiment {
+    public func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String] { [] }
+    public func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric] { [] }
+}
+
+/// A number a regression check compares with its baseline.
+public struct KeyMetric: Sendable, Codable, Equatable {
+    public enum Better: String, Sendable, Codable { case lower, higher }
+    /// Stable name, e.g. `multiapp.one-multisocket.fg_p95_ms`.
+    public var name: String
+    public var value: Double
+    public var unit: String
+    public var better: Better
+    public init(name: String, value: Double, unit: String, better: Better) {
+        self.name = name
+        self.value = value
+        self.unit = unit
+        self.better = better
+    }
+}

@@ -1,0 +1,226 @@
+import Analysis
+import Capture
+import Emulation
+import Foundation
+import Logging
+import Synchronization
+
+/// Set when the user asks the run to stop (Ctrl-C): trials end early but still tear down and keep
+/// what they collected.
+public final class Interruption: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func trigger() { flag.store(true, ordering: .releasing) }
+    public var isTriggered: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// What one trial left behind.
+public struct TrialOutcome: Sendable {
+    public var plan: TrialPlan
+    public var directory: String
+    /// Analysis of the captures (filled in by `ExperimentRunner`); nil if it failed (see `problems`).
+    public var analysis: TrialAnalysis?
+    /// Apps that failed, capture drops, analysis errors: things the reader must know.
+    public var problems: [String]
+    public var interrupted: Bool
+}
+
+/// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
+/// Whatever happens (an app failing, Ctrl-C, an error), everything started is stopped and the
+/// testbed removed before this returns or throws.
+public struct TrialRunner: Sendable {
+    public var binDirectory: String
+    public var logger: Logger
+    public var interruption: Interruption
+
+    public init(binDirectory: String, logger: Logger, interruption: Interruption) {
+        self.binDirectory = binDirectory
+        self.logger = logger
+        self.interruption = interruption
+    }
+
+    var appBinary: String { "\(binDirectory)/intnw-app" }
+
+    public func run(_ plan: TrialPlan, in run: RunDirectory, progress: Progress) async throws -> TrialOutcome {
+        let dir = try run.subdirectory("\(plan.variant)/trial-\(plan.trial)")
+        let label = "\(plan.variant) trial \(plan.trial)"
+        var problems: [String] = []
+        guard FileManager.default.isExecutableFile(atPath: appBinary) else {
+            throw LabError.missingBinary(appBinary)
+        }
+
+        var config = Testbed.Configuration(trace: plan.trace)
+        config.prefix = plan.prefix
+        config.shaper = plan.shaper
+        config.notifyDelaySeconds = plan.notifyDelaySeconds
+        config.durationSeconds = plan.durationSeconds + 10 // covers start-up and shutdown
+        config.userspace.seed = plan.seed
+        config.replayLogPath = "\(dir)/replay.jsonl"
+        progress.note("\(label): bringing the testbed up")
+        let bed = try await Testbed.up(config, logger: logger)
+
+        var captures: [(LiveCapture, RunMetadata.CaptureEntry)] = []
+        var servers: [ManagedProcess] = []
+        var apps: [ManagedProcess] = []
+        func teardown() async {
+            for a in apps { await a.stop() }
+            for s in servers { await s.stop() }
+            for (c, entry) in captures {
+                do {
+                    let stats = try c.stop()
+                    if stats.kernelDropped > 0 { problems.append("capture \(entry.file): kernel dropped \(stats.kernelDropped) packets") }
+                } catch {
+                    problems.append("capture \(entry.file): \(error)")
+                }
+            }
+            await bed.down()
+        }
+
+        do {
+            let spec = bed.topology.spec
+            var sides: [(String, RunMetadata.Side)] = [(spec.clientNamespace, .client)]
+            if plan.captureServer { sides.append((spec.serverNamespace, .server)) }
+            for (ns, side) in sides {
+                for link in spec.links {
+                    let file = "\(side.rawValue)-\(link.interface).pcap"
+                    let options = LiveCaptureOptions(interface: link.interface, namespace: ns, outputPath: "\(dir)/\(file)")
+                    let c = try LiveCapture.start(options)
+                    captures.append((c, .init(file: file, interface: link.interface, side: side)))
+                }
+            }
+
+            var env = plan.environment
+            env["INTNW_SEED"] = String(plan.seed)
+            for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
+                let port = TrialPlan.serverPort[variant]!
+                servers.append(try ManagedProcess(
+                    name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
+                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)],
+                    stdoutPath: "\(dir)/server-\(variant.rawValue).log", stderrPath: "\(dir)/server-\(variant.rawValue).err",
+                    environment: env))
+            }
+            try await waitForListeners(ns: spec.serverNamespace, ports: servers.isEmpty ? [] :
+                                        Set(plan.apps.map { TrialPlan.serverPort[$0.variant]! }), servers: servers)
+
+            bed.startReplay()
+            for (processName, group) in Self.processes(plan.apps) {
+                let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
+                                                        durationSeconds: plan.durationSeconds)
+                apps.append(try ManagedProcess(name: processName, namespace: spec.clientNamespace, argv: argv,
+                                               stdoutPath: "\(dir)/\(processName).out", stderrPath: "\(dir)/\(processName).err",
+                                               environment: env))
+            }
+
+            // Wait for the apps' duration (they stop by themselves), watching for failures and Ctrl-C.
+            let started = Date()
+            var lastNote = -10.0
+            while true {
+                let elapsed = Date().timeIntervalSince(started)
+                if interruption.isTriggered { problems.append("interrupted at \(Int(elapsed)) s"); break }
+                if apps.allSatisfy(\.hasEnded) { break }
+                if let failed = apps.first(where: { $0.hasEnded && !($0.exitStatus?.isSuccess ?? false) }) {
+                    problems.append("\(failed.name) exited early (\(failed.exitStatus.map { "\($0)" } ?? failed.startError ?? "?")); see \(failed.name).err")
+                    break
+                }
+                if elapsed > plan.durationSeconds + 30 { problems.append("apps still running \(Int(elapsed)) s after start; stopped"); break }
+                if elapsed - lastNote >= 5 {
+                    progress.note("\(label): apps running \(Int(elapsed))/\(Int(plan.durationSeconds)) s")
+                    lastNote = elapsed
+                }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+            for a in apps where a.hasEnded && !(a.exitStatus?.isSuccess ?? false) && !problems.contains(where: { $0.hasPrefix(a.name) }) {
+                problems.append("\(a.name) failed (\(a.exitStatus.map { "\($0)" } ?? a.startError ?? "?")); see \(a.name).err")
+            }
+        } catch {
+            progress.note("\(label): \(error); tearing down")
+            await teardown()
+            throw error
+        }
+        progress.note("\(label): stopping and tearing down")
+        await teardown()
+
+        let metadata = RunMetadata(captures: captures.map(\.1), apps: plan.apps.map {
+            RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
+                                 logFile: Self.logFile(for: $0))
+        })
+        try metadata.write(to: dir)
+        return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
+                            interrupted: interruption.isTriggered)
+    }
+
+    /// Groups apps into processes (apps sharing a `process` name run together).
+    static func processes(_ apps: [AppLaunch]) -> [(String, [AppLaunch])] {
+        var order: [String] = []
+        var groups: [String: [AppLaunch]] = [:]
+        for a in apps {
+            let key = a.process ?? a.name
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(a)
+        }
+        return order.map { ($0, groups[$0]!) }
+    }
+
+    /// The log file an app writes (apps sharing a process share its log).
+    static func logFile(for app: AppLaunch) -> String { "\(app.process ?? app.name).jsonl" }
+
+    /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
+    /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
+    static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
+        precondition(!group.isEmpty)
+        let first = group[0]
+        func common(_ a: AppLaunch, startDelay: Double) -> [String] {
+            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort[a.variant]!),
+             "--app-id", String(a.appId), "--start-delay", String(startDelay),
+             "--duration", String(max(0.1, durationSeconds - startDelay)),
+             "--log", "\(dir)/\(logFile(for: a))"]
+        }
+        if group.count == 1 {
+            return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
+        }
+        precondition(group.count == 2 && Set(group.map(\.kind)) == [.fgClient, .bgClient],
+                     "a process hosts one app or one FG app and one BG app")
+        let fg = group.first { $0.kind == .fgClient }!, bg = group.first { $0.kind == .bgClient }!
+        let start = min(fg.startDelaySeconds, bg.startDelaySeconds)
+        var argv = ["fg-bg-client"] + common(fg, startDelay: start)
+            + ["--bg-app-id", String(bg.appId), "--multisockets", group.contains(where: \.shareMultisocket) ? "1" : "2"]
+        if fg.startDelaySeconds > start { argv += ["--fg-start-delay", String(fg.startDelaySeconds - start)] }
+        if bg.startDelaySeconds > start { argv += ["--bg-start-delay", String(bg.startDelaySeconds - start)] }
+        return argv + fg.arguments + bg.arguments
+    }
+
+    /// Waits until every port listens in `ns` (or a server died).
+    func waitForListeners(ns: String, ports: Set<UInt16>, servers: [ManagedProcess]) async throws {
+        let deadline = Date().addingTimeInterval(15)
+        while Date() < deadline {
+            if let dead = servers.first(where: \.hasEnded) {
+                throw LabError.serverFailed(dead.name, dead.startError ?? dead.exitStatus.map { "\($0)" } ?? "?")
+            }
+            let out = (try? await CommandRunner.run(["ip", "netns", "exec", ns, "ss", "-Hltn"])) ?? ""
+            let listening = Set(out.split(separator: "\n").compactMap { line -> UInt16? in
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count >= 4, let port = fields[3].split(separator: ":").last else { return nil }
+                return UInt16(port)
+            })
+            if ports.isSubset(of: listening) { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LabError.serverFailed("servers", "not listening on \(ports.sorted()) after 15 s")
+    }
+}
+
+public enum LabError: Error, CustomStringConvertible {
+    case missingBinary(String)
+    case serverFailed(String, String)
+    case unknownExperiment(String)
+    case interrupted
+
+    public var description: String {
+        switch self {
+        case .missingBinary(let p): return "\(p) not found: build first (make release)"
+        case .serverFailed(let n, let why): return "\(n) did not start: \(why)"
+        case .unknownExperiment(let n): return "no experiment named '\(n)' (intnw-lab experiment list)"
+        case .interrupted: return "interrupted"
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Testing
+@testable import IntNW
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Network classification, interface table, and the default chooser")
+struct NetworkViewTests {
+    @Test("explicit configuration beats name heuristics; loopback is ignored")
+    func classifier() throws {
+        let c = NetworkClassifier(explicit: try NetworkClassifier.parse("wifi:eth1, cellular:cell0"))
+        #expect(c.kind(of: "eth1") == .wifi)
+        #expect(c.kind(of: "cell0") == .cellular)
+        #expect(c.kind(of: "wlan0") == .wifi && c.kind(of: "wlp3s0") == .wifi && c.kind(of: "wifi0") == .wifi)
+        #expect(c.kind(of: "wwan0") == .cellular && c.kind(of: "rmnet_data0") == .cellular)
+        #expect(c.kind(of: "eth0") == .wired && c.kind(of: "tun3") == .other)
+        #expect(c.kind(of: "docker0") == nil && c.kind(of: "veth9") == nil)
+        #expect(NetworkClassifier(explicit: ["veth9": .cellular]).kind(of: "veth9") == .cellular)
+        #expect(c.kind(of: "lo") == nil)
+        #expect(throws: IntNWError.self) { try NetworkClassifier.parse("satellite:sat0") }
+        #expect(throws: IntNWError.self) { try NetworkClassifier.parse("wifi") }
+    }
+
+    @Test("interfaces are usable with up, carrier and an IPv4 address")
+    func table() {
+        let up = UInt32(IFF_UP) | UInt32(IFF_RUNNING) | InterfaceState.lowerUp
+        var t = InterfaceTable()
+        let c = NetworkClassifier()
+        t.link(index: 1, name: "lo", flags: up | UInt32(IFF_LOOPBACK), removed: false)
+        t.address(index: 1, address: 0x7F00_0001, removed: false)
+        t.link(index: 5, name: "wifi0", flags: up, removed: false)
+        t.link(index: 6, name: "cell0", flags: up, removed: false)
+        #expect(t.usableNetworks(classifier: c, only: nil).isEmpty)
+        t.address(index: 5, address: 0xC612_0102, removed: false)
+        t.address(index: 6, address: 0xC612_0202, removed: false)
+        #expect(t.usableNetworks(classifier: c, only: nil).map(\.interfaceName) == ["wifi0", "cell0"])
+        #expect(t.usableNetworks(classifier: c, only: ["cell0"]).map(\.kind) == [.cellular])
+        // Carrier loss (peer down: IFF_RUNNING and IFF_LOWER_UP clear) retires the network.
+        t.link(index: 5, name: nil, flags: UInt32(IFF_UP), removed: false)
+        #expect(t.usableNetworks(classifier: c, only: nil).map(\.interfaceName) == ["cell0"])
+        t.link(index: 5, name: nil, flags: up, removed: false)
+        #expect(t.usableNetworks(classifier: c, only: nil).count == 2)
+        t.address(index: 6, address: 0xC612_0202, removed: true)
+        #expect(t.usableNetworks(classifier: c, only: nil).map(\.interfaceName) == ["wifi0"])
+        t.link(index: 5, name: nil, flags: 0, removed: true)
+        #expect(t.usableNetworks(classifier: c, only: nil).isEmpty)
+    }
+
+    private func net(_ id: UInt32, _ kind: NetworkKind, rtt: Double, bw: Double) -> NetworkStatus {
+        NetworkStatus(networkID: id, kind: kind, interfaceName: "n\(id)", usable: true, troubled: false,
+                      estimate: NetworkEstimate(rttMilliseconds: rtt, bandwidthBytesPerSecond: bw, source: .measured),
+                      bytesSent: 0, bytesReceived: 0, lastForegroundActivityNs: 0)
+    }
+
+    @Test("WiFi dominates; otherwise FG/small → lowest RTT, BG/large → highest bandwidth; restrictions hold")
+    func chooser() {
+        let ch = DefaultNetworkChooser()
+        let wifi = net(1, .wifi, rtt: 300, bw: 10_000)
+        let fastCell = net(2, .cellular, rtt: 50, bw: 5_000)
+        let fatCell = net(3, .cellular, rtt: 400, bw: 500_000)
+        #expect(ch.choose(for: .foreground, among: [wifi, fastCell, fatCell]) == 1)
+        #expect(ch.choose(for: .background | .large, among: [wifi, fastCell, fatCell]) == 1)
+        #expect(ch.choose(for: .foreground | .small, among: [fastCell, fatCell]) == 2)
+        #expect(ch.choose(for: .background | .large, among: [fastCell, fatCell]) == 3)
+        #expect(ch.choose(for: .background | .small, among: [fastCell, fatCell]) == 2)
+        #expect(ch.choose(for: .foreground | .large, among: [fastCell, fatCell]) == 3)
+        #expect(ch.choose(for: .cellularOnly, among: [wifi, fastCell]) == 2)
+        #expect(ch.choose(for: .wifiOnly, among: [fastCell, fatCell]) == nil)
+        #expect(ch.choose(for: .wifiPreferred | .background, among: [fastCell, fatCell]) == 3)
+        #expect(ch.choose(for: .none, among: []) == nil)
+    }
+
+    @Test("passive estimator: small IROBs sample RTT, large ones bandwidth; oracle overrides")
+    func estimator() {
+        var e = NetworkEstimator(kind: .cellular)
+        #expect(e.current.source == .prior)
+        // 100 B at the 50 KB/s prior take 2 ms to serialize: 82 ms elapsed → 80 ms RTT.
+        e.addIROBSample(bytes: 100, elapsedNs: 82_000_000)
+        #expect(abs(e.current.rttMilliseconds - 80) < 1e-9 && e.current.source == .measured)
+        // 100 KB behind 900 KB already queued, 80 ms RTT + 1 s transfer → about 1 MB/s.
+        e.addIROBSample(bytes: 100_000, queuedAheadBytes: 900_000, elapsedNs: 1_080_000_000)
+        #expect(abs(e.current.bandwidthBytesPerSecond - 1_000_000) < 1)
+        // A small IROB stuck behind a queue is not an RTT sample.
+        e.addIROBSample(bytes: 100, queuedAheadBytes: 500_000, elapsedNs: 600_000_000)
+        #expect(abs(e.current.rttMilliseconds - 80) < 1e-9)
+        e.oracle = NetworkEstimate(rttMilliseconds: 5, bandwidthBytesPerSecond: 7, source: .oracle)
+        #expect(e.current.rttMilliseconds == 5)
+    }
+}
