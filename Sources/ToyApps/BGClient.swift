@@ -111,7 +111,7 @@ final class BGClient: AnswerConsumer, @unchecked Sendable {
             condition.unlock()
 
             let sentNs: UInt64
-            do {
+            do throws(ToyAppError) {
                 sentNs = try connection.send(ToyHeader(kind: .bgChunk, appID: appID, sequence: sequence, payloadLength: payload))
             } catch {
                 failure = error

@@ -48,7 +48,7 @@ final class ClientChannel: @unchecked Sendable {
             var endError: ToyAppError?
             while true {
                 let m: ReceivedMessage?
-                do {
+                do throws(ToyAppError) {
                     m = try connection.receive()
                 } catch {
                     endError = error

@@ -140,7 +140,7 @@ public final class ClientSession: @unchecked Sendable {
             var started = 0
             for group in configuration.connections {
                 let connection: ToyConnection
-                do {
+                do throws(ToyAppError) {
                     connection = try transport.connect(host: configuration.host, port: configuration.port,
                                                        timeoutSeconds: configuration.connectTimeoutSeconds, stop: stopToken)
                 } catch {

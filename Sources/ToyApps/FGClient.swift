@@ -125,7 +125,7 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
             condition.unlock()
 
             let sentNs: UInt64
-            do {
+            do throws(ToyAppError) {
                 sentNs = try connection.send(ToyHeader(kind: .fgRequest, appID: appID, sequence: sequence, payloadLength: payload))
             } catch {
                 condition.lock()

@@ -19,19 +19,23 @@ public struct PlainTCPTransport: ToyTransport {
     public func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection {
         let remote = try IPv4SocketAddress.resolve(host, port: port)
         let deadline = AppClock.monotonicNs() + AppClock.nanoseconds(seconds: timeoutSeconds)
+        // The most telling error so far: a last attempt cut short by our own deadline times out,
+        // but the user needs to hear that the server refused.
+        var reported: Int32?
         while true {
             let now = AppClock.monotonicNs()
-            do {
+            do throws(ToyAppError) {
                 let s = try TCPSocket.connect(to: remote, timeoutNs: deadline > now ? deadline - now : 1)
                 return PlainConnection(socket: s, peer: remote.description)
             } catch {
                 guard case .system(_, let e) = error, Self.retryableConnectErrors.contains(e) else {
                     throw .connectFailed(endpoint: remote.description, reason: "\(error)")
                 }
-                let retryAt = AppClock.monotonicNs() + 100_000_000
-                if retryAt >= deadline || !stop.sleep(untilMonotonicNs: retryAt) {
+                if e != ETIMEDOUT || reported == nil { reported = e }
+                let now = AppClock.monotonicNs()
+                if now >= deadline || !stop.sleep(untilMonotonicNs: min(now + 100_000_000, deadline)) {
                     throw .connectFailed(endpoint: remote.description,
-                                         reason: "\(errnoText(e)) (gave up after \(JSONLine.fixed(timeoutSeconds, decimals: 1)) s)")
+                                         reason: "\(errnoText(reported ?? e)) (gave up after \(JSONLine.fixed(timeoutSeconds, decimals: 1)) s)")
                 }
             }
         }
@@ -41,7 +45,7 @@ public struct PlainTCPTransport: ToyTransport {
         guard let local = IPv4SocketAddress.parse(address, port: port) else {
             throw .invalidArgument("listen address '\(address)' is not an IPv4 address")
         }
-        do {
+        do throws(ToyAppError) {
             let s = try TCPSocket.listen(on: local)
             return PlainListener(socket: s, port: s.localAddress?.port ?? port)
         } catch {
@@ -103,9 +107,10 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
         headerBytes.withUnsafeMutableBytes { header.encode(into: $0) }
         var remaining = Int(header.payloadLength)
         let sentAt = AppClock.realtimeNs()
-        do {
-            try headerBytes.withUnsafeBytes { (h) throws(ToyAppError) in
-                try Self.filler.withUnsafeBytes { (f) throws(ToyAppError) in
+        // The buffer closures are `rethrows` (untyped), so errors come out as a Result.
+        let result: Result<Void, ToyAppError> = headerBytes.withUnsafeBytes { h in
+            Self.filler.withUnsafeBytes { f in
+                do throws(ToyAppError) {
                     let first = min(remaining, f.count)
                     try socket.sendAll(h, UnsafeRawBufferPointer(rebasing: f[0 ..< first]))
                     remaining -= first
@@ -114,11 +119,13 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
                         try socket.sendAll(UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(rebasing: f[0 ..< n]))
                         remaining -= n
                     }
+                    return .success(())
+                } catch {
+                    return .failure(error)
                 }
             }
-        } catch {
-            throw mapIOError(error)
         }
+        if case .failure(let error) = result { throw mapIOError(error) }
         return sentAt
     }
 
@@ -134,11 +141,13 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
             }
             ready.removeAll(keepingCapacity: true)
             readyIndex = 0
+            let received: Result<Int, ToyAppError> = receiveBuffer.withUnsafeMutableBytes { b in
+                do throws(ToyAppError) { return .success(try socket.receive(into: b)) } catch { return .failure(error) }
+            }
             let n: Int
-            do {
-                n = try receiveBuffer.withUnsafeMutableBytes { (b) throws(ToyAppError) in try socket.receive(into: b) }
-            } catch {
-                throw mapIOError(error)
+            switch received {
+            case .success(let count): n = count
+            case .failure(let error): throw mapIOError(error)
             }
             if n == 0 {
                 if socket.wasShutDown { throw .closed }

@@ -122,7 +122,7 @@ final class TCPSocket: @unchecked Sendable {
             var sa = sockaddr_in()
             var len = socklen_t(MemoryLayout<sockaddr_in>.size)
             let c = withUnsafeMutablePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept4(fd, $0, &len, Int32(SOCK_CLOEXEC.rawValue)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.accept(fd, $0, &len) }
             }
             if c >= 0 {
                 let s = TCPSocket(fd: c)

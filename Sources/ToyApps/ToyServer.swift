@@ -62,7 +62,7 @@ public final class ToyServer: @unchecked Sendable {
     private func acceptLoop(_ l: ToyListener) {
         while true {
             let c: ToyConnection?
-            do {
+            do throws(ToyAppError) {
                 c = try l.accept()
             } catch {
                 if !isStopping { warn("accepting connections failed: \(error); the server stops accepting") }
@@ -94,7 +94,7 @@ public final class ToyServer: @unchecked Sendable {
         var failure: ToyAppError?
         while true {
             let m: ReceivedMessage?
-            do {
+            do throws(ToyAppError) {
                 m = try c.receive()
             } catch {
                 failure = error
@@ -107,7 +107,7 @@ public final class ToyServer: @unchecked Sendable {
             }
             let response = ToyHeader(kind: kind, appID: m.header.appID, sequence: m.header.sequence,
                                      payloadLength: kind == .fgReply ? replyPayload : 0)
-            do {
+            do throws(ToyAppError) {
                 _ = try c.send(response)
             } catch {
                 failure = error

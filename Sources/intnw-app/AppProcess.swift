@@ -86,7 +86,7 @@ enum AppProcess {
         let deadline = common.durationSeconds > 0 ? started + AppClock.nanoseconds(seconds: common.durationSeconds) : nil
         let session = ClientSession(configuration: configuration, transport: transport(common), sink: sink,
                                     warn: { printError("warning: \($0)") })
-        session.start(onFinished: Signals.wakeMain)
+        session.start(onFinished: { Signals.wakeMain() })
         let reason = mainLoop(deadlineNs: deadline, tick: { session.reportProgress() }, isDone: { session.isFinished })
         let summaries = session.stop()
         for s in summaries { sink.write(line: s.jsonLine) }

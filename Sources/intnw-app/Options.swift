@@ -1,7 +1,7 @@
 import ArgumentParser
 import ToyApps
 
-extension ToyVariant: @retroactive ExpressibleByArgument {}
+extension ToyVariant: ExpressibleByArgument {}
 
 /// Options every role has.
 struct CommonOptions: ParsableArguments {
