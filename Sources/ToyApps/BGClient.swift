@@ -8,11 +8,14 @@ public struct BGClientSettings: Sendable, Equatable {
     public var chunkBytes: Int
     /// Chunks in flight (sent and not yet acknowledged) at most.
     public var depth: Int
+    /// Seconds after the session starts before the first chunk.
+    public var startDelaySeconds: Double
 
-    public init(appID: UInt32, chunkBytes: Int = 262_144, depth: Int = 4) {
+    public init(appID: UInt32, chunkBytes: Int = 262_144, depth: Int = 4, startDelaySeconds: Double = 0) {
         self.appID = appID
         self.chunkBytes = chunkBytes
         self.depth = depth
+        self.startDelaySeconds = startDelaySeconds
     }
 
     public func validate() throws(ToyAppError) {

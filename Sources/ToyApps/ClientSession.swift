@@ -13,10 +13,21 @@ public enum ClientApp: Sendable, Equatable {
         }
     }
 
+    /// Seconds after the session starts before this app starts.
+    public var startDelaySeconds: Double {
+        switch self {
+        case .fg(let s): return s.startDelaySeconds
+        case .bg(let s): return s.startDelaySeconds
+        }
+    }
+
     public func validate() throws(ToyAppError) {
         switch self {
         case .fg(let s): try s.validate()
         case .bg(let s): try s.validate()
+        }
+        guard startDelaySeconds.isFinite, startDelaySeconds >= 0 else {
+            throw .invalidArgument("an app's start delay must be zero or a positive number of seconds")
         }
     }
 }
@@ -107,6 +118,7 @@ public final class ClientSession: @unchecked Sendable {
     private var firstFailure: ToyAppError?
     private var closing = false
     private var finished = false
+    private var started = 0
 
     private let setupThreads = ThreadGroup()
     private let appThreads = ThreadGroup()
@@ -134,63 +146,84 @@ public final class ClientSession: @unchecked Sendable {
         return finished
     }
 
-    /// Connects (on a thread) and starts the apps.
+    /// Apps whose thread has started (after their start delay and their connection's connect).
+    public var startedApps: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return started
+    }
+
+    /// Connects and starts the apps, each connection on a thread of its own (so several
+    /// multisockets connect in parallel). A connection is opened when the first of its apps is due;
+    /// each app starts after its own `startDelaySeconds`.
     public func start(onFinished: @escaping @Sendable () -> Void) {
-        setupThreads.spawn("toy-setup") { [self] in
-            var started = 0
-            for group in configuration.connections {
-                let connection: ToyConnection
-                do throws(ToyAppError) {
-                    connection = try transport.connect(host: configuration.host, port: configuration.port,
-                                                       timeoutSeconds: configuration.connectTimeoutSeconds, stop: stopToken)
-                } catch {
-                    fail(stopToken.isStopped ? nil : error)
-                    break
-                }
-                let channel = ClientChannel(connection: connection, warn: warn)
-                var apps: [() -> ToyAppError?] = []
-                var fgs: [FGClient] = []
-                var bgs: [BGClient] = []
-                for app in group {
-                    switch app {
-                    case .fg(let s):
-                        let c = FGClient(settings: s, connection: connection, sink: sink, stop: stopToken, warn: warn)
-                        channel.register(c)
-                        fgs.append(c)
-                        apps.append(c.run)
-                    case .bg(let s):
-                        let c = BGClient(settings: s, connection: connection, sink: sink, stop: stopToken, warn: warn)
-                        channel.register(c)
-                        bgs.append(c)
-                        apps.append(c.run)
-                    }
-                }
-                lock.lock()
-                if closing {
-                    lock.unlock()
-                    connection.close()
-                    break
-                }
-                channels.append(channel)
-                fgClients += fgs
-                bgClients += bgs
-                lock.unlock()
-                channel.startReader(in: readerThreads)
-                for run in apps {
-                    started += 1
-                    appThreads.spawn("toy-app") { [self] in
-                        if let e = run() { fail(e) }
-                    }
-                }
+        let origin = AppClock.monotonicNs()
+        for group in configuration.connections {
+            setupThreads.spawn("toy-connect") { [self] in
+                let due = origin + AppClock.nanoseconds(seconds: group.map(\.startDelaySeconds).min() ?? 0)
+                guard stopToken.sleep(untilMonotonicNs: due) else { return }
+                setUp(group, origin: origin)
             }
-            // Every app ended (or none started): the process has nothing left to do.
-            Thread { [self] in
-                appThreads.wait()
+        }
+        // When every app has ended (or none could start), the process has nothing left to do.
+        Thread { [self] in
+            setupThreads.wait()
+            appThreads.wait()
+            lock.lock()
+            finished = true
+            lock.unlock()
+            onFinished()
+        }.start()
+    }
+
+    /// Connects one group's connection and starts its apps. Runs on a setup thread.
+    private func setUp(_ group: [ClientApp], origin: UInt64) {
+        let connection: ToyConnection
+        do throws(ToyAppError) {
+            connection = try transport.connect(host: configuration.host, port: configuration.port,
+                                               timeoutSeconds: configuration.connectTimeoutSeconds, stop: stopToken)
+        } catch {
+            fail(stopToken.isStopped ? nil : error)
+            return
+        }
+        let channel = ClientChannel(connection: connection, warn: warn)
+        var apps: [(due: UInt64, run: () -> ToyAppError?)] = []
+        var fgs: [FGClient] = []
+        var bgs: [BGClient] = []
+        for app in group {
+            let due = origin + AppClock.nanoseconds(seconds: app.startDelaySeconds)
+            switch app {
+            case .fg(let s):
+                let c = FGClient(settings: s, connection: connection, sink: sink, stop: stopToken, warn: warn)
+                channel.register(c)
+                fgs.append(c)
+                apps.append((due, c.run))
+            case .bg(let s):
+                let c = BGClient(settings: s, connection: connection, sink: sink, stop: stopToken, warn: warn)
+                channel.register(c)
+                bgs.append(c)
+                apps.append((due, c.run))
+            }
+        }
+        lock.lock()
+        if closing {
+            lock.unlock()
+            connection.close()
+            return
+        }
+        channels.append(channel)
+        fgClients += fgs
+        bgClients += bgs
+        lock.unlock()
+        channel.startReader(in: readerThreads)
+        for app in apps {
+            appThreads.spawn("toy-app") { [self] in
+                guard stopToken.sleep(untilMonotonicNs: app.due) else { return }
                 lock.lock()
-                finished = true
+                started += 1
                 lock.unlock()
-                onFinished()
-            }.start()
+                if let e = app.run() { fail(e) }
+            }
         }
     }
 
@@ -219,7 +252,9 @@ public final class ClientSession: @unchecked Sendable {
     public func stop() -> [AppSummary] {
         stopToken.stop()
         let drainDeadline = AppClock.monotonicNs() + AppClock.nanoseconds(seconds: configuration.drainSeconds)
-        setupThreads.wait()
+        // A connect still in progress is not waited for beyond the drain period (an IntNW connect
+        // cannot be interrupted): its thread closes the connection if it ever completes.
+        setupThreads.wait(untilMonotonicNs: drainDeadline)
         appThreads.wait(untilMonotonicNs: drainDeadline)
         lock.lock()
         closing = true

@@ -8,11 +8,14 @@ public struct FGClientSettings: Sendable, Equatable {
     public var requestBytes: Int
     /// Seconds between request sends (the grid of `RequestSchedule`).
     public var intervalSeconds: Double
+    /// Seconds after the session starts before the first request.
+    public var startDelaySeconds: Double
 
-    public init(appID: UInt32, requestBytes: Int = 128, intervalSeconds: Double = 1) {
+    public init(appID: UInt32, requestBytes: Int = 128, intervalSeconds: Double = 1, startDelaySeconds: Double = 0) {
         self.appID = appID
         self.requestBytes = requestBytes
         self.intervalSeconds = intervalSeconds
+        self.startDelaySeconds = startDelaySeconds
     }
 
     public func validate() throws(ToyAppError) {

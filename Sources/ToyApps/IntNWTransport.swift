@@ -18,13 +18,42 @@ public enum IntNWBackgroundPolicy {
     }
 }
 
+/// How the IntNW variant labels the IROBs of the messages it originates (answers copy the labels
+/// of what they answer).
+public struct MessageLabeling: Sendable, Equatable {
+    /// False sends IROBs without FG/BG and size labels (IntNW then treats everything alike), as an
+    /// application unaware of IntNW's hints would.
+    public var labeled: Bool
+    /// Network restriction added to every IROB.
+    public var restriction: NetworkRestriction
+
+    public init(labeled: Bool = true, restriction: NetworkRestriction = .any) {
+        self.labeled = labeled
+        self.restriction = restriction
+    }
+
+    /// Labels of an IROB carrying a message of `kind`: requests foreground+small, chunks
+    /// background+large (answers, when no request is at hand, like their requests).
+    public func labels(for kind: ToyMessageKind) -> Labels {
+        var l = Labels.none
+        if labeled { l = kind.isForeground ? Labels.foreground | Labels.small : Labels.background | Labels.large }
+        return restriction == .any ? l : l | Labels.restricted(restriction)
+    }
+
+    /// Names accepted by `--restrict`.
+    public static let restrictionNames: [String: NetworkRestriction] = [
+        "any": .any, "wifi-only": .wifiOnly, "cellular-only": .cellularOnly, "wifi-preferred": .wifiPreferred,
+    ]
+}
+
 /// The IntNW variant: one multisocket per connection; each toy message is the whole payload of one
 /// IROB.
 ///
-/// Labels follow the message kind: fgRequest and fgReply are foreground+small, bgChunk and bgAck
-/// background+large (an answer is labelled like what it answers). Messages are independent
-/// (`dependsOn: .none`): the apps pair answers by sequence number and never need IntNW's ordering,
-/// and an FG request must not wait behind BG chunks sent earlier on a shared multisocket.
+/// Labels come from `MessageLabeling` (by default fgRequest foreground+small, bgChunk
+/// background+large); the server labels each answer like the IROB it answers. Messages are
+/// independent (`dependsOn: .none`): the apps pair answers by sequence number and never need
+/// IntNW's ordering, and an FG request must not wait behind BG chunks sent earlier on a shared
+/// multisocket.
 public struct IntNWTransport: ToyTransport {
     /// Options for client multisockets (the connect timeout is set per call).
     public var options: MultiSocketOptions
@@ -34,10 +63,13 @@ public struct IntNWTransport: ToyTransport {
     public var backgroundPolicy: String?
     /// Seconds `close` waits for the peer to acknowledge what was sent.
     public var closeTimeoutSeconds: Double
+    public var labeling: MessageLabeling
 
-    public init(backgroundPolicy: String? = nil, options: MultiSocketOptions = MultiSocketOptions(),
+    public init(backgroundPolicy: String? = nil, labeling: MessageLabeling = MessageLabeling(),
+                options: MultiSocketOptions = MultiSocketOptions(),
                 listenerOptions: ListenerOptions = ListenerOptions(), closeTimeoutSeconds: Double = 0.5) {
         self.backgroundPolicy = backgroundPolicy
+        self.labeling = labeling
         self.options = options
         self.listenerOptions = listenerOptions
         self.closeTimeoutSeconds = closeTimeoutSeconds
@@ -45,10 +77,8 @@ public struct IntNWTransport: ToyTransport {
 
     public var variant: ToyVariant { .intnw }
 
-    /// Labels of an IROB carrying a message of `kind`.
-    public static func labels(for kind: ToyMessageKind) -> Labels {
-        kind.isForeground ? Labels.foreground | Labels.small : Labels.background | Labels.large
-    }
+    /// Default labels of an IROB carrying a message of `kind`.
+    public static func labels(for kind: ToyMessageKind) -> Labels { MessageLabeling().labels(for: kind) }
 
     public func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection {
         var o = options
@@ -56,7 +86,7 @@ public struct IntNWTransport: ToyTransport {
         let opts = o
         do {
             let socket = try blockingAwait { try await MultiSocket.connect(to: host, port: port, options: opts) }
-            return IntNWConnection(socket: socket, peer: "\(host):\(port)", closeTimeoutSeconds: closeTimeoutSeconds)
+            return IntNWConnection(socket: socket, peer: "\(host):\(port)", labeling: labeling, closeTimeoutSeconds: closeTimeoutSeconds)
         } catch let e as IntNWError {
             throw .connectFailed(endpoint: "\(host):\(port)", reason: e.description)
         } catch {
@@ -67,7 +97,7 @@ public struct IntNWTransport: ToyTransport {
     public func listen(address: String, port: UInt16) throws(ToyAppError) -> ToyListener {
         do {
             let l = try MultiSocketListener(port: port, address: address, options: listenerOptions)
-            return IntNWListener(listener: l, closeTimeoutSeconds: closeTimeoutSeconds)
+            return IntNWListener(listener: l, labeling: labeling, closeTimeoutSeconds: closeTimeoutSeconds)
         } catch let e as IntNWError {
             var hint = ""
             if case .system(_, let errno) = e, errno == EADDRINUSE { hint = " (another server is using the port?)" }
@@ -82,11 +112,13 @@ public struct IntNWTransport: ToyTransport {
 final class IntNWListener: ToyListener, @unchecked Sendable {
     private let listener: MultiSocketListener
     private let closeTimeoutSeconds: Double
+    private let labeling: MessageLabeling
     private let lock = NSLock()
     private var closed = false
 
-    init(listener: MultiSocketListener, closeTimeoutSeconds: Double) {
+    init(listener: MultiSocketListener, labeling: MessageLabeling, closeTimeoutSeconds: Double) {
         self.listener = listener
+        self.labeling = labeling
         self.closeTimeoutSeconds = closeTimeoutSeconds
     }
 
@@ -96,7 +128,8 @@ final class IntNWListener: ToyListener, @unchecked Sendable {
         let l = listener
         do {
             let s = try blockingAwait { try await l.accept() }
-            return IntNWConnection(socket: s, peer: "session \(s.sessionID)", closeTimeoutSeconds: closeTimeoutSeconds)
+            return IntNWConnection(socket: s, peer: "session \(s.sessionID)", labeling: labeling,
+                                   closeTimeoutSeconds: closeTimeoutSeconds)
         } catch IntNWError.listenerClosed {
             return nil
         } catch {
@@ -125,14 +158,16 @@ final class IntNWConnection: ToyConnection, @unchecked Sendable {
     private let socket: MultiSocket
     let peerDescription: String
     private let closeTimeoutSeconds: Double
+    private let labeling: MessageLabeling
     private let buffers = MessageBufferPool()
     private let lock = NSLock()
     private var closed = false
     var variant: ToyVariant { .intnw }
 
-    init(socket: MultiSocket, peer: String, closeTimeoutSeconds: Double) {
+    init(socket: MultiSocket, peer: String, labeling: MessageLabeling = MessageLabeling(), closeTimeoutSeconds: Double) {
         self.socket = socket
         self.peerDescription = peer
+        self.labeling = labeling
         self.closeTimeoutSeconds = closeTimeoutSeconds
     }
 
@@ -142,9 +177,9 @@ final class IntNWConnection: ToyConnection, @unchecked Sendable {
         return closed
     }
 
-    func send(_ header: ToyHeader) throws(ToyAppError) -> UInt64 {
+    func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64 {
         let message = buffers.message(for: header)
-        let labels = IntNWTransport.labels(for: header.kind)
+        let labels = request?.labels ?? labeling.labels(for: header.kind)
         let s = socket
         do {
             let sentAt = try blockingAwait { () async throws -> UInt64 in
@@ -184,7 +219,7 @@ final class IntNWConnection: ToyConnection, @unchecked Sendable {
             throw .protocolViolation("IROB \(got.0.id) from \(peerDescription) holds \(bytes.count) bytes, "
                                      + "but its toy header says \(header.messageLength): one IROB must carry exactly one message")
         }
-        return ReceivedMessage(header: header, receivedNs: got.1)
+        return ReceivedMessage(header: header, receivedNs: got.1, labels: got.0.labels)
     }
 
     private func mapError(_ error: Error, during op: String) -> ToyAppError {

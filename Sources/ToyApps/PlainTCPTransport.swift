@@ -101,7 +101,7 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
         self.peerDescription = peer
     }
 
-    func send(_ header: ToyHeader) throws(ToyAppError) -> UInt64 {
+    func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64 {
         sendLock.lock()
         defer { sendLock.unlock() }
         headerBytes.withUnsafeMutableBytes { header.encode(into: $0) }

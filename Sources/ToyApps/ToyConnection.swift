@@ -1,3 +1,4 @@
+import IntNW
 import ToyProtocol
 
 /// A toy message that arrived, with the time it was complete.
@@ -5,10 +6,13 @@ public struct ReceivedMessage: Sendable, Equatable {
     public var header: ToyHeader
     /// CLOCK_REALTIME ns when the last byte of the message had been received.
     public var receivedNs: UInt64
+    /// The IntNW labels of the IROB that carried it (nil for plain TCP).
+    public var labels: Labels?
 
-    public init(header: ToyHeader, receivedNs: UInt64) {
+    public init(header: ToyHeader, receivedNs: UInt64, labels: Labels? = nil) {
         self.header = header
         self.receivedNs = receivedNs
+        self.labels = labels
     }
 }
 
@@ -21,10 +25,11 @@ public protocol ToyConnection: AnyObject, Sendable {
     /// The peer, for log and error lines.
     var peerDescription: String { get }
 
-    /// Sends one message: `header` followed by `header.payloadLength` filler bytes.
+    /// Sends one message: `header` followed by `header.payloadLength` filler bytes. An answer
+    /// names the `request` it answers, so it can be labelled like it.
     /// - Returns: CLOCK_REALTIME ns read just before the first byte was handed to the socket
     ///   (plain) or the multisocket (IntNW).
-    func send(_ header: ToyHeader) throws(ToyAppError) -> UInt64
+    func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64
 
     /// Blocks until the next whole message arrived. Returns nil at an orderly end of stream.
     /// Payload bytes are discarded: the toy protocol gives them no meaning.
@@ -53,6 +58,13 @@ public protocol ToyTransport: Sendable {
     func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection
     /// Listens on `address:port` (port 0: any free port).
     func listen(address: String, port: UInt16) throws(ToyAppError) -> ToyListener
+}
+
+extension ToyConnection {
+    /// Sends a message that answers nothing (a request or a chunk).
+    public func send(_ header: ToyHeader) throws(ToyAppError) -> UInt64 {
+        try send(header, inReplyTo: nil)
+    }
 }
 
 extension ToyMessageKind {

@@ -26,7 +26,8 @@ public struct ServerSettings: Sendable, Equatable {
 }
 
 /// The server side of both apps: answers each fgRequest with an fgReply and acknowledges each
-/// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number.
+/// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number (and,
+/// over IntNW, its labels).
 /// One thread per connection (multisocket); a bad client only loses its own connection.
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
@@ -108,7 +109,7 @@ public final class ToyServer: @unchecked Sendable {
             let response = ToyHeader(kind: kind, appID: m.header.appID, sequence: m.header.sequence,
                                      payloadLength: kind == .fgReply ? replyPayload : 0)
             do throws(ToyAppError) {
-                _ = try c.send(response)
+                _ = try c.send(response, inReplyTo: m)
             } catch {
                 failure = error
                 break

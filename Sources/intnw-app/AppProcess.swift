@@ -28,10 +28,10 @@ enum AppProcess {
         }
     }
 
-    static func transport(_ common: CommonOptions) -> ToyTransport {
+    static func transport(_ common: CommonOptions, labeling: MessageLabeling = MessageLabeling()) -> ToyTransport {
         switch common.variant {
         case .plain: return PlainTCPTransport()
-        case .intnw: return IntNWTransport(backgroundPolicy: common.bgPolicy)
+        case .intnw: return IntNWTransport(backgroundPolicy: common.bgPolicy, labeling: labeling)
         }
     }
 
@@ -76,7 +76,8 @@ enum AppProcess {
     }
 
     /// Runs client apps until the duration ends, a signal arrives, or they all fail.
-    static func runClients(role: String, common: CommonOptions, configuration: ClientSessionConfiguration) throws {
+    static func runClients(role: String, common: CommonOptions, labeling: MessageLabeling,
+                           configuration: ClientSessionConfiguration) throws {
         let sink = try openSink(common.log)
         if let s = startDelay(common.startDelaySeconds) {
             printError("\(role) (\(common.variant)): stopped by \(Signals.name(s)) during the start delay; nothing was sent")
@@ -84,17 +85,22 @@ enum AppProcess {
         }
         let started = AppClock.monotonicNs()
         let deadline = common.durationSeconds > 0 ? started + AppClock.nanoseconds(seconds: common.durationSeconds) : nil
-        let session = ClientSession(configuration: configuration, transport: transport(common), sink: sink,
+        let session = ClientSession(configuration: configuration, transport: transport(common, labeling: labeling), sink: sink,
                                     warn: { printError("warning: \($0)") })
         session.start(onFinished: { Signals.wakeMain() })
         let reason = mainLoop(deadlineNs: deadline, tick: { session.reportProgress() }, isDone: { session.isFinished })
+        let elapsed = AppClock.monotonicNs() - started
         let summaries = session.stop()
         for s in summaries { sink.write(line: s.jsonLine) }
-        let elapsed = AppClock.monotonicNs() - started
-        if let failure = session.failure { printError("error: \(failure)") }
-        printError("summary: \(role) (\(common.variant)) \(describe(reason, elapsedNs: elapsed)); "
-                   + summaries.map(\.text).joined(separator: "; "))
-        if session.failure != nil { throw ExitCode.failure }
+        var failure = session.failure
+        if failure == nil, reason == .duration, session.startedApps == 0 {
+            failure = .connectFailed(endpoint: "\(configuration.host):\(configuration.port)",
+                                     reason: "not connected when the \(JSONLine.fixed(common.durationSeconds, decimals: 1)) s duration ended")
+        }
+        if let failure { printError("error: \(failure)") }
+        let apps = summaries.isEmpty ? "no app ran" : summaries.map(\.text).joined(separator: "; ")
+        printError("summary: \(role) (\(common.variant)) \(describe(reason, elapsedNs: elapsed)); \(apps)")
+        if failure != nil { throw ExitCode.failure }
     }
 
     /// Runs a server until the duration ends or a signal arrives.
@@ -117,8 +123,9 @@ enum AppProcess {
         let started = AppClock.monotonicNs()
         let deadline = common.durationSeconds > 0 ? started + AppClock.nanoseconds(seconds: common.durationSeconds) : nil
         let reason = mainLoop(deadlineNs: deadline)
+        let elapsed = AppClock.monotonicNs() - started
         let summary = server.stop()
         sink.write(line: summary.jsonLine)
-        printError("summary: server (\(common.variant)) \(describe(reason, elapsedNs: AppClock.monotonicNs() - started)); \(summary.text)")
+        printError("summary: server (\(common.variant)) \(describe(reason, elapsedNs: elapsed)); \(summary.text)")
     }
 }

@@ -53,12 +53,15 @@ struct FGClientCommand: ParsableCommand {
         return c
     }
 
-    func validate() throws { _ = try sessionConfiguration() }
+    func validate() throws {
+        try common.checkIntNWOnly(client)
+        _ = try sessionConfiguration()
+    }
 
     func run() throws {
         Signals.prepare()
         IntNWBackgroundPolicy.export(common.bgPolicy)
-        try AppProcess.runClients(role: "fg-client", common: common, configuration: sessionConfiguration())
+        try AppProcess.runClients(role: "fg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
 
@@ -86,12 +89,15 @@ struct BGClientCommand: ParsableCommand {
         return c
     }
 
-    func validate() throws { _ = try sessionConfiguration() }
+    func validate() throws {
+        try common.checkIntNWOnly(client)
+        _ = try sessionConfiguration()
+    }
 
     func run() throws {
         Signals.prepare()
         IntNWBackgroundPolicy.export(common.bgPolicy)
-        try AppProcess.runClients(role: "bg-client", common: common, configuration: sessionConfiguration())
+        try AppProcess.runClients(role: "bg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
 
@@ -112,6 +118,12 @@ struct FGBGClientCommand: ParsableCommand {
     var multisockets: Int?
     @Flag(name: .customLong("share-multisocket"), help: "Same as --multisockets 1.")
     var shareMultisocket = false
+    @Option(name: .customLong("fg-start-delay"),
+            help: ArgumentHelp("Seconds after --start-delay before the FG app starts (fractions allowed).", valueName: "seconds"))
+    var fgStartDelaySeconds: Double = 0
+    @Option(name: .customLong("bg-start-delay"),
+            help: ArgumentHelp("Seconds after --start-delay before the BG app starts (fractions allowed).", valueName: "seconds"))
+    var bgStartDelaySeconds: Double = 0
 
     func sessionConfiguration() throws -> ClientSessionConfiguration {
         if shareMultisocket, let m = multisockets, m != 1 {
@@ -125,8 +137,13 @@ struct FGBGClientCommand: ParsableCommand {
         } else {
             bgID = try appIDs(from: client.appID, count: 2)[1]
         }
-        let fgApp = ClientApp.fg(FGClientSettings(appID: client.appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))
-        let bgApp = ClientApp.bg(BGClientSettings(appID: bgID, chunkBytes: bg.chunkBytes, depth: bg.depth))
+        for (name, v) in [("--fg-start-delay", fgStartDelaySeconds), ("--bg-start-delay", bgStartDelaySeconds)] where !(v.isFinite && v >= 0) {
+            throw ValidationError("\(name) must be zero or a positive number of seconds")
+        }
+        let fgApp = ClientApp.fg(FGClientSettings(appID: client.appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds,
+                                                  startDelaySeconds: fgStartDelaySeconds))
+        let bgApp = ClientApp.bg(BGClientSettings(appID: bgID, chunkBytes: bg.chunkBytes, depth: bg.depth,
+                                                  startDelaySeconds: bgStartDelaySeconds))
         let c = ClientSessionConfiguration(
             host: client.server, port: common.resolvedPort,
             connections: count == 1 ? [[fgApp, bgApp]] : [[fgApp], [bgApp]],
@@ -135,12 +152,15 @@ struct FGBGClientCommand: ParsableCommand {
         return c
     }
 
-    func validate() throws { _ = try sessionConfiguration() }
+    func validate() throws {
+        try common.checkIntNWOnly(client)
+        _ = try sessionConfiguration()
+    }
 
     func run() throws {
         Signals.prepare()
         IntNWBackgroundPolicy.export(common.bgPolicy)
-        try AppProcess.runClients(role: "fg-bg-client", common: common, configuration: sessionConfiguration())
+        try AppProcess.runClients(role: "fg-bg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
 

@@ -30,6 +30,13 @@ struct CommonOptions: ParsableArguments {
 
     var resolvedPort: UInt16 { port ?? variant.defaultPort }
 
+    /// Rejects IntNW-only client options with the plain variant (they would silently do nothing).
+    func checkIntNWOnly(_ client: ClientOptions) throws {
+        guard variant == .plain else { return }
+        if client.unlabeled { throw ValidationError("--unlabeled needs --variant intnw (plain TCP has no labels)") }
+        if client.restrict != nil { throw ValidationError("--restrict needs --variant intnw (plain TCP follows the routing table)") }
+    }
+
     func validate() throws {
         guard startDelaySeconds.isFinite, startDelaySeconds >= 0 else {
             throw ValidationError("--start-delay must be zero or a positive number of seconds")
@@ -62,7 +69,21 @@ struct ClientOptions: ParsableArguments {
             help: ArgumentHelp("On shutdown, seconds to wait for replies and acks still in flight.", valueName: "seconds"))
     var drainSeconds: Double = 1
 
+    @Flag(help: "IntNW only: send IROBs without FG/BG and size labels (an app that gives IntNW no hints). Answers are labelled like what they answer.")
+    var unlabeled = false
+
+    @Option(help: ArgumentHelp("IntNW only: network restriction label on every IROB: \(MessageLabeling.restrictionNames.keys.sorted().joined(separator: ", ")).",
+                               valueName: "restriction"))
+    var restrict: String?
+
+    var labeling: MessageLabeling {
+        MessageLabeling(labeled: !unlabeled, restriction: restrict.flatMap { MessageLabeling.restrictionNames[$0] } ?? .any)
+    }
+
     func validate() throws {
+        if let r = restrict, MessageLabeling.restrictionNames[r] == nil {
+            throw ValidationError("--restrict '\(r)' is not one of \(MessageLabeling.restrictionNames.keys.sorted().joined(separator: ", "))")
+        }
         guard connectTimeoutSeconds.isFinite, connectTimeoutSeconds > 0 else {
             throw ValidationError("--connect-timeout must be a positive number of seconds")
         }

@@ -25,15 +25,33 @@ struct IntNWLoopbackTests {
             let l = IntNWTransport.labels(for: kind)
             #expect(l.isBackground && l.isLarge && !l.isSmall)
         }
+        // The drive experiment's strategies: no hints, and a network restriction on top.
+        let bare = MessageLabeling(labeled: false).labels(for: .bgChunk)
+        #expect(bare == .none)
+        let cell = MessageLabeling(labeled: true, restriction: .cellularOnly).labels(for: .fgRequest)
+        #expect(cell.restriction == .cellularOnly && cell.isForeground && cell.isSmall)
+        let pref = MessageLabeling(labeled: false, restriction: .wifiPreferred).labels(for: .bgChunk)
+        #expect(pref.restriction == .wifiPreferred && pref.rawValue & (Labels.foregroundBit | Labels.backgroundBit) == 0)
+    }
+
+    @Test("answers carry the labels of what they answer")
+    func answersCopyLabels() async throws {
+        let transport = IntNWTransport(labeling: MessageLabeling(labeled: false, restriction: .wifiPreferred),
+                                       options: Self.transport.options)
+        let r = try await runLoopback(transport: transport,
+                                      connections: [[.fg(FGClientSettings(appID: 1, intervalSeconds: 0.05)),
+                                                     .bg(BGClientSettings(appID: 2, chunkBytes: 65_536, depth: 2))]],
+                                      seconds: 0.6)
+        try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 5, variant: .intnw)
     }
 
     @Test("FG and BG on two multisockets: every request answered, every chunk acked, counts agree")
     func separate() async throws {
         let r = try await runLoopback(transport: Self.transport,
                                 connections: [[.fg(FGClientSettings(appID: 1, intervalSeconds: 0.05))],
-                                              [.bg(BGClientSettings(appID: 2, chunkBytes: 65_536, depth: 4))]],
+                                              [.bg(BGClientSettings(appID: 2, chunkBytes: 262_144, depth: 4))]],
                                 seconds: 1.5)
-        try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 10, variant: .intnw)
+        try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 10, variant: .intnw, chunkBytes: 262_144)
         #expect(r.server.connections == 2)
     }
 
@@ -41,9 +59,9 @@ struct IntNWLoopbackTests {
     func shared() async throws {
         let r = try await runLoopback(transport: Self.transport,
                                 connections: [[.fg(FGClientSettings(appID: 1, intervalSeconds: 0.05)),
-                                               .bg(BGClientSettings(appID: 2, chunkBytes: 65_536, depth: 4))]],
+                                               .bg(BGClientSettings(appID: 2, chunkBytes: 262_144, depth: 4))]],
                                 seconds: 1.5)
-        try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 10, variant: .intnw)
+        try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 10, variant: .intnw, chunkBytes: 262_144)
         #expect(r.server.connections == 1)
     }
 

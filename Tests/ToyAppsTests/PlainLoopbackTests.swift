@@ -11,7 +11,7 @@ import ToyProtocol
 struct PlainLoopbackTests {
     /// Checks what every variant must satisfy; shared with the IntNW loopback tests.
     static func checkRun(_ r: LoopbackRun,
-                         fgApp: Int, bgApp: Int, minRequests: Int, variant: ToyVariant) throws {
+                         fgApp: Int, bgApp: Int, minRequests: Int, variant: ToyVariant, chunkBytes: Int = 65_536) throws {
         #expect(r.failure == nil)
         #expect(r.warnings.isEmpty, "\(r.warnings)")
         let fg = r.clientLog.ofType("fg", app: fgApp)
@@ -44,7 +44,7 @@ struct PlainLoopbackTests {
         #expect(Int(fgSum.requestsAnswered) == fg.count)
         #expect(bgSum.chunksAcked == bgSum.chunksSent)
         #expect(Int(bgSum.chunksAcked) == chunks.count)
-        #expect(bgSum.bytesAcked == UInt64(chunks.count) * 65_536)
+        #expect(bgSum.bytesAcked == UInt64(chunks.count * chunkBytes))
         // The server saw exactly what the clients sent.
         #expect(r.server.fgRequestsAnswered == fgSum.requestsAnswered)
         #expect(r.server.bgChunksAcked == bgSum.chunksAcked)
@@ -71,6 +71,20 @@ struct PlainLoopbackTests {
                                 seconds: 1.0)
         try Self.checkRun(r, fgApp: 10, bgApp: 11, minRequests: 10, variant: .plain)
         #expect(r.server.connections == 1)
+    }
+
+    @Test("per-app start delays: the FG app on a shared connection starts after its delay")
+    func startDelays() async throws {
+        let before = AppClock.realtimeNs()
+        let r = try await runLoopback(transport: PlainTCPTransport(),
+                                      connections: [[.fg(FGClientSettings(appID: 1, intervalSeconds: 0.05, startDelaySeconds: 0.5)),
+                                                     .bg(BGClientSettings(appID: 2, chunkBytes: 65_536, depth: 2))]],
+                                      seconds: 1.0)
+        try Self.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 5, variant: .plain)
+        let firstFG = try #require(r.clientLog.ofType("fg", app: 1).first?.u64("send_ns"))
+        let firstBG = try #require(r.clientLog.ofType("bg_chunk", app: 2).first?.u64("send_ns"))
+        #expect(firstFG >= before + 500_000_000)
+        #expect(firstBG < before + 400_000_000)
     }
 
     @Test("connection refused gives one clear error within the connect timeout")
