@@ -131,18 +131,20 @@ final class BGClient: AnswerConsumer, @unchecked Sendable {
         condition.lock()
         while !table.isEmpty && !ended && failure == nil { condition.wait() }
         if failure == nil && ended && !stop.isStopped {
-            failure = endError ?? .peerClosed("\(connection.peerDescription) ended the connection")
+            failure = endError ?? .peerClosed("\(connection.peerDescription) closed the connection")
         }
         condition.unlock()
         return stop.isStopped ? nil : failure
     }
 
-    /// Logs a progress line (called once a second by the owner).
+    /// Logs a progress line (called once a second by the owner); nothing before the first chunk
+    /// (a BG app with a start delay has no progress to report yet).
     func reportProgress() {
         condition.lock()
-        let r = stats.progress(appID: appID, variant: variant, inFlight: table.count, nowNs: AppClock.realtimeNs())
+        let r = stats.chunksSent == 0 ? nil
+            : stats.progress(appID: appID, variant: variant, inFlight: table.count, nowNs: AppClock.realtimeNs())
         condition.unlock()
-        sink.write(line: r.jsonLine)
+        if let r { sink.write(line: r.jsonLine) }
     }
 
     var summary: BGSummary {

@@ -120,7 +120,7 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
             guard sleep(untilMonotonicNs: due) else {
                 condition.lock()
                 defer { condition.unlock() }
-                return ended ? failure(endError ?? .peerClosed("\(connection.peerDescription) ended the connection")) : nil
+                return ended ? failure(endError ?? .peerClosed("\(connection.peerDescription) closed the connection")) : nil
             }
             condition.lock()
             answered = nil
@@ -153,7 +153,7 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
             guard let e = entry else {
                 sink.write(line: FGUnansweredRecord(appID: appID, sequence: sequence, sendNs: sentNs,
                                                     requestBytes: settings.requestBytes, variant: variant).jsonLine)
-                return failure(error ?? .peerClosed("\(connection.peerDescription) ended the connection"))
+                return failure(error ?? .peerClosed("\(connection.peerDescription) closed the connection"))
             }
             sink.write(line: FGRequestRecord(appID: appID, sequence: sequence, sendNs: sentNs, receiveNs: e.answerNs!,
                                              requestBytes: settings.requestBytes, replyBytes: e.answerBytes ?? 0,

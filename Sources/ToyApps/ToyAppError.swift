@@ -28,7 +28,7 @@ public enum ToyAppError: Error, Equatable, Sendable, CustomStringConvertible {
         case .system(let call, let e): return "\(call) failed: \(errnoText(e))"
         case .connectFailed(let ep, let why): return "cannot connect to \(ep): \(why)"
         case .listenFailed(let ep, let why): return "cannot listen on \(ep): \(why)"
-        case .peerClosed(let s): return "peer closed the connection: \(s)"
+        case .peerClosed(let s): return "connection lost: \(s)"
         case .closed: return "connection closed by this side"
         case .protocolViolation(let s): return "protocol violation: \(s)"
         case .intnw(let s): return "IntNW: \(s)"

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import ArgumentParser
+import IntNW
+import Logging
 import ToyApps
 
 /// The process life cycle shared by all roles: signals, start delay, duration, progress ticks,
@@ -28,10 +30,24 @@ enum AppProcess {
         }
     }
 
+    /// Process set-up every role does first, before any thread exists: signals, the BG policy for
+    /// the IntNW library, and library diagnostics on stderr (stdout may carry the JSON log).
+    static func prepare(_ common: CommonOptions) {
+        Signals.prepare()
+        IntNWBackgroundPolicy.export(common.bgPolicy)
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    }
+
     static func transport(_ common: CommonOptions, labeling: MessageLabeling = MessageLabeling()) -> ToyTransport {
         switch common.variant {
-        case .plain: return PlainTCPTransport()
-        case .intnw: return IntNWTransport(backgroundPolicy: common.bgPolicy, labeling: labeling)
+        case .plain:
+            return PlainTCPTransport()
+        case .intnw:
+            var logger = Logger(label: "intnw")
+            logger.logLevel = common.loggerLevel
+            let options = MultiSocketOptions(logger: logger)
+            return IntNWTransport(backgroundPolicy: common.bgPolicy, labeling: labeling, options: options,
+                                  listenerOptions: ListenerOptions(session: options))
         }
     }
 

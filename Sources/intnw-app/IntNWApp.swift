@@ -59,8 +59,7 @@ struct FGClientCommand: ParsableCommand {
     }
 
     func run() throws {
-        Signals.prepare()
-        IntNWBackgroundPolicy.export(common.bgPolicy)
+        AppProcess.prepare(common)
         try AppProcess.runClients(role: "fg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
@@ -95,8 +94,7 @@ struct BGClientCommand: ParsableCommand {
     }
 
     func run() throws {
-        Signals.prepare()
-        IntNWBackgroundPolicy.export(common.bgPolicy)
+        AppProcess.prepare(common)
         try AppProcess.runClients(role: "bg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
@@ -158,8 +156,7 @@ struct FGBGClientCommand: ParsableCommand {
     }
 
     func run() throws {
-        Signals.prepare()
-        IntNWBackgroundPolicy.export(common.bgPolicy)
+        AppProcess.prepare(common)
         try AppProcess.runClients(role: "fg-bg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
     }
 }
@@ -184,8 +181,7 @@ struct ServerCommand: ParsableCommand {
     }
 
     func run() throws {
-        Signals.prepare()
-        IntNWBackgroundPolicy.export(common.bgPolicy)
+        AppProcess.prepare(common)
         try AppProcess.runServer(common: common, settings: settings)
     }
 }

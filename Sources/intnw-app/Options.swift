@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import ToyApps
 
 extension ToyVariant: ExpressibleByArgument {}
@@ -28,7 +29,14 @@ struct CommonOptions: ParsableArguments {
                                valueName: "name"))
     var bgPolicy: String?
 
+    @Option(name: .customLong("log-level"),
+            help: ArgumentHelp("Level of the IntNW library's diagnostics on stderr: trace, debug, info, notice, warning, error, critical.",
+                               valueName: "level"))
+    var logLevel: String = "notice"
+
     var resolvedPort: UInt16 { port ?? variant.defaultPort }
+
+    var loggerLevel: Logger.Level { Logger.Level(rawValue: logLevel) ?? .notice }
 
     /// Rejects IntNW-only client options with the plain variant (they would silently do nothing).
     func checkIntNWOnly(_ client: ClientOptions) throws {
@@ -48,6 +56,9 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("--bg-policy '\(p)' is not one of \(IntNWBackgroundPolicy.names.joined(separator: ", "))")
         }
         if port == 0 { throw ValidationError("--port must be between 1 and 65535") }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
     }
 }
 
