@@ -35,7 +35,9 @@ struct IntNWEmulatedNetnsTests {
         var config = Testbed.Configuration(trace: Self.flappingTrace())
         config.prefix = "tinw"
         config.notifyDelaySeconds = 1
+        debugLine("starting")
         try await withTestbed(config) { bed in
+            debugLine("testbed up")
             let spec = bed.topology.spec
             var serverOpts = ListenerOptions()
             serverOpts.session.networkNamespacePath = "/var/run/netns/\(spec.serverNamespace)"
@@ -44,20 +46,28 @@ struct IntNWEmulatedNetnsTests {
             var clientOpts = MultiSocketOptions(classifier: NetworkClassifier(), interfaces: ["wifi0", "cell0"])
             clientOpts.networkNamespacePath = "/var/run/netns/\(spec.clientNamespace)"
             clientOpts.logger.logLevel = .warning
+            debugLine("listening")
             let client = try await MultiSocket.connect(to: spec.serviceAddress, port: listener.localEndpoint.port, options: clientOpts)
+            debugLine("client connected")
             let server = try await listener.accept()
+            debugLine("connected")
             try await waitFor("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
+            debugLine("both networks")
             bed.startReplay()
 
             // Paced so each direction spans outages: ~1,000 sends over ~10 s.
             func run(_ w: INWWorkload, from: MultiSocket, to: MultiSocket) async throws -> [String] {
                 async let received: [Message] = {
                     var out: [Message] = []
-                    for _ in 0..<w.items.count { out.append(try await to.receive()) }
+                    for i in 0..<w.items.count {
+                        out.append(try await to.receive())
+                        if i % 100 == 0 { debugLine("recv \(i)") }
+                    }
                     return out
                 }()
-                for item in w.items {
+                for (i, item) in w.items.enumerated() {
                     try await from.send(item.bytes, labels: item.labels, dependsOn: item.deps)
+                    if i % 100 == 0 { debugLine("sent \(i) nets \(from.networks.map { "\($0.kind) usable=\($0.usable) sent=\($0.bytesSent)" })") }
                     try await Task.sleep(for: .milliseconds(10))
                 }
                 return w.verify(try await received)
@@ -145,3 +155,5 @@ struct IntNWEmulatedNetnsTests {
         }
     }
 }
+
+func debugLine(_ s: String) { FileHandle.standardError.write("DEBUG \(Date()) \(s)\n".data(using: .utf8)!) }
