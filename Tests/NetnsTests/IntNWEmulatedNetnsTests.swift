@@ -35,9 +35,7 @@ struct IntNWEmulatedNetnsTests {
         var config = Testbed.Configuration(trace: Self.flappingTrace())
         config.prefix = "tinw"
         config.notifyDelaySeconds = 1
-        debugLine("starting")
         try await withTestbed(config) { bed in
-            debugLine("testbed up")
             let spec = bed.topology.spec
             var serverOpts = ListenerOptions()
             serverOpts.session.networkNamespacePath = "/var/run/netns/\(spec.serverNamespace)"
@@ -46,28 +44,22 @@ struct IntNWEmulatedNetnsTests {
             var clientOpts = MultiSocketOptions(classifier: NetworkClassifier(), interfaces: ["wifi0", "cell0"])
             clientOpts.networkNamespacePath = "/var/run/netns/\(spec.clientNamespace)"
             clientOpts.logger.logLevel = .warning
-            debugLine("listening")
             let client = try await MultiSocket.connect(to: spec.serviceAddress, port: listener.localEndpoint.port, options: clientOpts)
-            debugLine("client connected")
             let server = try await listener.accept()
-            debugLine("connected")
             try await waitFor("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
-            debugLine("both networks")
             bed.startReplay()
 
             // Paced so each direction spans outages: ~1,000 sends over ~10 s.
             func run(_ w: INWWorkload, from: MultiSocket, to: MultiSocket) async throws -> [String] {
                 async let received: [Message] = {
                     var out: [Message] = []
-                    for i in 0..<w.items.count {
+                    for _ in 0..<w.items.count {
                         out.append(try await to.receive())
-                        if i % 100 == 0 { debugLine("recv \(i)") }
                     }
                     return out
                 }()
-                for (i, item) in w.items.enumerated() {
+                for item in w.items {
                     try await from.send(item.bytes, labels: item.labels, dependsOn: item.deps)
-                    if i % 100 == 0 { debugLine("sent \(i) nets \(from.networks.map { "\($0.kind) usable=\($0.usable) sent=\($0.bytesSent)" })") }
                     try await Task.sleep(for: .milliseconds(10))
                 }
                 return w.verify(try await received)
@@ -75,7 +67,8 @@ struct IntNWEmulatedNetnsTests {
             let up = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 301)
             let p1 = try await run(up, from: client, to: server)
             #expect(p1.isEmpty, "client to server: \(p1.count) problems: \(p1.prefix(5))")
-            let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 302, firstID: 1001)
+            // IROB ids are per direction, from 1: the server has sent nothing yet.
+            let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 302)
             let p2 = try await run(down, from: server, to: client)
             #expect(p2.isEmpty, "server to client: \(p2.count) problems: \(p2.prefix(5))")
 
@@ -92,7 +85,8 @@ struct IntNWEmulatedNetnsTests {
                 client.networks.contains { $0.kind == .wifi && $0.usable }
             }
             let before = client.networks
-            let tail = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 2001)
+            // The client's ids continue after its first 1,000.
+            let tail = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 1001)
             let p3 = try await run(tail, from: client, to: server)
             #expect(p3.isEmpty)
             var wifiBytes: UInt64 = 0, total: UInt64 = 0
@@ -155,5 +149,3 @@ struct IntNWEmulatedNetnsTests {
         }
     }
 }
-
-func debugLine(_ s: String) { FileHandle.standardError.write("DEBUG \(Date()) \(s)\n".data(using: .utf8)!) }
