@@ -114,6 +114,23 @@ public struct TroubleSample: Sendable {
     public var unackedForegroundIROBs: Int
     /// Monotonic ns of the last IntNW ACK received on this connection (0: none yet).
     public var lastAckNs: UInt64
+    /// Monotonic ns since which foreground data has been outstanding on it without a break (0: none
+    /// outstanding): a stall cannot have started before this.
+    public var foregroundOutstandingSinceNs: UInt64
+    /// Monotonic ns when this side declared the network troubled (0: it is not troubled here).
+    /// `network.troubled` is this side's own verdict, not the peer's.
+    public var troubledSinceNs: UInt64
+
+    public init(network: NetworkStatus, nowNs: UInt64, tcpInfo: cshims_tcp_info, unackedForegroundIROBs: Int,
+                lastAckNs: UInt64, foregroundOutstandingSinceNs: UInt64 = 0, troubledSinceNs: UInt64 = 0) {
+        self.network = network
+        self.nowNs = nowNs
+        self.tcpInfo = tcpInfo
+        self.unackedForegroundIROBs = unackedForegroundIROBs
+        self.lastAckNs = lastAckNs
+        self.foregroundOutstandingSinceNs = foregroundOutstandingSinceNs
+        self.troubledSinceNs = troubledSinceNs
+    }
 }
 
 public struct TroubleVerdict: Sendable, Equatable {
