@@ -20,10 +20,12 @@ import Testing
     }
 
     func sample(unacked: UInt32, lastAckAgoMs: UInt32, fgSinceAgoMs: UInt64?, rttMs: Double = 40,
-                kernelSRTTMs: UInt32 = 40, troubledAgoMs: UInt64? = nil, intnwAckAgoMs: UInt64? = nil) -> TroubleSample {
+                kernelSRTTMs: UInt32 = 40, troubledAgoMs: UInt64? = nil, intnwAckAgoMs: UInt64? = nil,
+                lastDataReceivedAgoMs: UInt32 = 100_000) -> TroubleSample {
         var info = cshims_tcp_info()
         info.tcpi_unacked = unacked
         info.tcpi_last_ack_recv = lastAckAgoMs
+        info.tcpi_last_data_recv = lastDataReceivedAgoMs
         info.tcpi_rtt = kernelSRTTMs * 1000
         return TroubleSample(network: status(rttMs: rttMs, troubled: troubledAgoMs != nil), nowNs: Self.now, tcpInfo: info,
                              unackedForegroundIROBs: fgSinceAgoMs == nil ? 0 : 1,
@@ -90,6 +92,17 @@ import Testing
     @Test func anIntNWAckCountsAsProgress() {
         let (v, _) = detector.decide(sample(unacked: 1, lastAckAgoMs: 600, fgSinceAgoMs: 700, intnwAckAgoMs: 100))
         #expect(!v.troubled)
+    }
+
+    @Test func dataFromThePeerIsAnAck() {
+        // The kernel's fast path leaves last_ack_recv stale while the peer's bulk data arrives (its
+        // ACK for our reply is queued behind that data): that is progress, not a stall.
+        let (v, d) = detector.decide(sample(unacked: 1, lastAckAgoMs: 700, fgSinceAgoMs: 700, lastDataReceivedAgoMs: 5))
+        #expect(!v.troubled && d.stallMilliseconds == 5 && d.lastDataReceivedMilliseconds == 5)
+        // And it ends a trouble like an ACK does.
+        let (back, _) = detector.decide(sample(unacked: 2, lastAckAgoMs: 900, fgSinceAgoMs: nil, troubledAgoMs: 300,
+                                               lastDataReceivedAgoMs: 10))
+        #expect(!back.troubled)
     }
 
     @Test func troubleClearsOnlyWhenAnAckArrivesAfterTheDeclaration() {

@@ -2,6 +2,13 @@
 /// foreground data outstanding has unACKed segments and has received no ACK for longer than
 /// `ack_timeout = max(floor, multiplier × max(delayed-ACK bound, RTT))`, RTT being IntNW's own
 /// estimate (the kernel's smoothed RTT swells on stalled and bloated connections).
+///
+/// "An ACK" is any segment from the peer: every TCP segment after the handshake carries one, but
+/// Linux's receive fast path does not stamp `tcpi_last_ack_recv` for a data segment whose ACK number
+/// does not advance. So on a connection that receives bulk data while its own small reply waits for
+/// an ACK queued behind that data, `tcpi_last_ack_recv` ages although segments keep arriving; the
+/// later of `tcpi_last_ack_recv` and `tcpi_last_data_recv` is the time of the last ACK. (Measured:
+/// without this, 3G under bulk upload declared false trouble 1-3 times a minute on the server side.)
 import CShims
 import Logging
 
@@ -74,9 +81,10 @@ public struct TroubleDecision: Sendable, Equatable, Codable {
     public var networkID: UInt32
     public var interfaceName: String
     public var kind: String
-    /// Kernel: segments unACKed, ms since the last ACK and since the last data sent.
+    /// Kernel: segments unACKed, ms since the last ACK, the last data received and the last data sent.
     public var unackedPackets: UInt32
     public var lastAckReceivedMilliseconds: UInt32
+    public var lastDataReceivedMilliseconds: UInt32
     public var lastDataSentMilliseconds: UInt32
     /// Kernel smoothed RTT and variance, ms (inputs to nothing; recorded for comparison).
     public var kernelRTTMilliseconds: Double
@@ -84,8 +92,8 @@ public struct TroubleDecision: Sendable, Equatable, Codable {
     /// IntNW's RTT estimate for the network and the ACK timeout derived from it, ms.
     public var rttEstimateMilliseconds: Double
     public var ackTimeoutMilliseconds: Double
-    /// Time without progress: since the later of the last ACK and the start of the outstanding
-    /// foreground data, ms (since the last ACK alone while troubled).
+    /// Time without progress: since the later of the last ACK (or segment) from the peer and the start
+    /// of the outstanding foreground data, ms (since the last ACK alone while troubled).
     public var stallMilliseconds: Double
     public var unackedForegroundIROBs: Int
     /// When the next check is due, ms from now.
@@ -129,8 +137,8 @@ public struct AckTimeoutTroubleDetector: TroubleDetector {
         let rtt = s.network.estimate.rttMilliseconds
         let timeoutMs = parameters.ackTimeoutMilliseconds(rttMilliseconds: rtt)
         let timeoutNs = UInt64(timeoutMs * 1e6)
-        // Progress evidence: the kernel's last ACK (any segment from the peer) or an IntNW ACK.
-        let kernelAck = now &- min(now, UInt64(info.tcpi_last_ack_recv) * 1_000_000)
+        // Progress evidence: the last segment from the peer (see above) or an IntNW ACK.
+        let kernelAck = now &- min(now, UInt64(min(info.tcpi_last_ack_recv, info.tcpi_last_data_recv)) * 1_000_000)
         let lastAck = max(kernelAck, s.lastAckNs)
         let outcome: TroubleDecision.Outcome
         let troubled: Bool
@@ -168,7 +176,8 @@ public struct AckTimeoutTroubleDetector: TroubleDetector {
         let d = TroubleDecision(
             outcome: outcome, nowNs: now, networkID: s.network.networkID, interfaceName: s.network.interfaceName,
             kind: "\(s.network.kind)", unackedPackets: info.tcpi_unacked,
-            lastAckReceivedMilliseconds: info.tcpi_last_ack_recv, lastDataSentMilliseconds: info.tcpi_last_data_sent,
+            lastAckReceivedMilliseconds: info.tcpi_last_ack_recv, lastDataReceivedMilliseconds: info.tcpi_last_data_recv,
+            lastDataSentMilliseconds: info.tcpi_last_data_sent,
             kernelRTTMilliseconds: Double(info.tcpi_rtt) / 1000, kernelRTTVarianceMilliseconds: Double(info.tcpi_rttvar) / 1000,
             rttEstimateMilliseconds: rtt, ackTimeoutMilliseconds: timeoutMs, stallMilliseconds: Double(stallNs) / 1e6,
             unackedForegroundIROBs: s.unackedForegroundIROBs, nextCheckInMilliseconds: Double(next &- now) / 1e6)
@@ -188,6 +197,7 @@ public struct AckTimeoutTroubleDetector: TroubleDetector {
         logger.log(level: level, message, metadata: [
             "interface": "\(d.interfaceName)", "kind": "\(d.kind)",
             "unacked": "\(d.unackedPackets)", "last_ack_ms": "\(d.lastAckReceivedMilliseconds)",
+            "last_data_recv_ms": "\(d.lastDataReceivedMilliseconds)",
             "last_data_sent_ms": "\(d.lastDataSentMilliseconds)",
             "stall_ms": "\(Self.fmt(d.stallMilliseconds))", "timeout_ms": "\(Self.fmt(d.ackTimeoutMilliseconds))",
             "rtt_ms": "\(Self.fmt(d.rttEstimateMilliseconds))", "kernel_srtt_ms": "\(Self.fmt(d.kernelRTTMilliseconds))",

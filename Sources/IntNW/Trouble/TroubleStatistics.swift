@@ -109,6 +109,7 @@ public final class TroubleStatistics: Sendable {
             ("monotonic_ns", String(d.nowNs)), ("outcome", str(d.outcome.rawValue)),
             ("network_id", String(d.networkID)), ("interface", str(d.interfaceName)), ("kind", str(d.kind)),
             ("unacked", String(d.unackedPackets)), ("last_ack_ms", String(d.lastAckReceivedMilliseconds)),
+            ("last_data_recv_ms", String(d.lastDataReceivedMilliseconds)),
             ("last_data_sent_ms", String(d.lastDataSentMilliseconds)),
             ("kernel_srtt_ms", num(d.kernelRTTMilliseconds)), ("kernel_rttvar_ms", num(d.kernelRTTVarianceMilliseconds)),
             ("rtt_ms", num(d.rttEstimateMilliseconds)), ("timeout_ms", num(d.ackTimeoutMilliseconds)),
