@@ -104,7 +104,10 @@ public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }
 }
 
-/// What a trouble detector sees about one connection with data outstanding.
+/// What a trouble detector sees about one connection that has foreground data outstanding or that
+/// this side found troubled: as soon as foreground data goes on it, then at the time the detector
+/// asked for with `TroubleVerdict.nextCheckNs` (the maintenance period if nil). Connections with
+/// only background data outstanding are not checked (see the trouble-detection note).
 public struct TroubleSample: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
