@@ -5,6 +5,7 @@ import CShims
 import Emulation
 import Foundation
 import IntNW
+import Lab
 import Logging
 import Testing
 
@@ -253,32 +254,6 @@ struct TroubleBlackoutNetnsTests {
 struct FalseTroubleNetnsTests {
     static let seconds = 60.0
 
-    /// 3G at 200 ms RTT, the RTT drawn afresh every 0.5 s slice within ±50% (seeded).
-    static func variable3G(seconds: Double, seed: UInt64) -> Trace {
-        var rng = SplitMix(seed: seed)
-        var slices: [TraceSlice] = []
-        var t = 0.0
-        while t < seconds {
-            var c = TroubleBed.cellular
-            c.rttMilliseconds = 200 * (0.5 + rng.unit())
-            slices.append(TraceSlice(startSeconds: t, conditions: [TroubleBed.wifi, c]))
-            t += 0.5
-        }
-        return Trace(slices: slices, durationSeconds: seconds, source: "3G 200 ms ±50% per 0.5 s slice, seed \(seed)")
-    }
-
-    struct SplitMix {
-        var state: UInt64
-        init(seed: UInt64) { state = seed }
-        mutating func unit() -> Double {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
-        }
-    }
-
     struct Rates {
         var client: TroubleStatistics.Counts
         var server: TroubleStatistics.Counts
@@ -349,8 +324,9 @@ struct FalseTroubleNetnsTests {
 
     @Test("3G at 200 ms RTT varying ±50% per slice: at most one declaration per minute")
     func variable3G() async throws {
-        let r = try await Self.run(prefix: "itb4", trace: Self.variable3G(seconds: Self.seconds + 15, seed: 5),
-                                   interfaces: ["cell0"])
+        let trace = TroubleExperiment.variableRTTCellular(seconds: Self.seconds + 15, cellular: TroubleBed.cellular,
+                                                          wifi: TroubleBed.wifi, seed: 5)
+        let r = try await Self.run(prefix: "itb4", trace: trace, interfaces: ["cell0"])
         Self.report("3G 200 ms ±50%", r)
         #expect(r.checks > 10, "the detector was consulted")
         #expect(r.perMinute <= 1)
