@@ -51,6 +51,22 @@ import Testing
         #expect(custom.ackTimeoutMilliseconds(rttMilliseconds: 200) == 600)
     }
 
+    @Test func varianceWidensOnlySlowVariableLinks() throws {
+        let p = TroubleParameters()
+        // WiFi: RTT plus 4 x its variance stays under the delayed-ACK bound, nothing changes.
+        #expect(p.ackTimeoutMilliseconds(rttMilliseconds: 48, rttVarianceMilliseconds: 22) == 400)
+        // Variable 3G (values measured in the trouble experiment): the margin grows with the variance.
+        #expect(p.ackTimeoutMilliseconds(rttMilliseconds: 216, rttVarianceMilliseconds: 81) == 2 * (216 + 4 * 81))
+        // rttvar_k=0 is the note's formula verbatim.
+        let note = try TroubleParameters.parse("rttvar_k=0")
+        #expect(note.ackTimeoutMilliseconds(rttMilliseconds: 216, rttVarianceMilliseconds: 81) == 432)
+        // The detector takes the variance from TCP_INFO.
+        var s = sample(unacked: 2, lastAckAgoMs: 464, fgSinceAgoMs: 470, rttMs: 216)
+        s.tcpInfo.tcpi_rttvar = 81_000
+        #expect(!detector.decide(s).0.troubled)
+        #expect(AckTimeoutTroubleDetector(parameters: note, logger: Self.quiet).decide(s).0.troubled)
+    }
+
     @Test func stalledForegroundIsDeclared() {
         let (v, d) = detector.decide(sample(unacked: 2, lastAckAgoMs: 450, fgSinceAgoMs: 500))
         #expect(v.troubled)

@@ -18,7 +18,7 @@ import Testing
         #expect(plans.count == TroubleExperiment.Variant.allCases.count * 2)
         for p in plans {
             let v = try #require(TroubleExperiment.Variant(rawValue: p.variant))
-            #expect(p.environment["INTNW_TROUBLE"] == (v.detection ? "on" : "off"))
+            #expect(p.environment["INTNW_TROUBLE"] == (v == .false3GNote ? "on,rttvar_k=0" : v.detection ? "on" : "off"))
             #expect(p.environment["INTNW_TROUBLE_LOG"] == "{trial}/trouble-%p.jsonl")
             #expect(p.apps.contains { $0.kind == .fgClient && $0.arguments.contains("0.2") })
             #expect(p.trace.durationSeconds >= p.durationSeconds)
@@ -32,7 +32,7 @@ import Testing
                 #expect(mid.lossFraction > 0 && mid.hasBandwidth)
             case .falseWiFi:
                 #expect(p.apps.count == 2 && p.trace.slices[0].conditions[0].rttMilliseconds == 50)
-            case .false3G:
+            case .false3G, .false3GNote:
                 #expect(p.apps.count == 2 && p.notifyDelaySeconds == 0)
                 let rtts = p.trace.slices.map { $0.conditions[1].rttMilliseconds }
                 #expect(rtts.allSatisfy { $0 >= 100 && $0 <= 300 } && Set(rtts).count > 10)

@@ -106,13 +106,15 @@ enum TroubleBed {
 }
 
 /// An IntNW server in the server namespace: answers each FG request with an FG reply carrying its
-/// sequence number, swallows BG data, and records how often each request arrived.
+/// sequence number, swallows BG data, and records how often each request arrived (any number of
+/// client multisockets).
 final class TroubleEchoServer: @unchecked Sendable {
     let listener: MultiSocketListener
     private let lock = NSLock()
     private var arrivals: [UInt64: Int] = [:]
     private var bgBytes = 0
-    private var session: MultiSocket?
+    private var sessions: [MultiSocket] = []
+    private var tasks: [Task<Void, Never>] = []
     private var task: Task<Void, Never>?
 
     init(_ bed: Testbed, detector: any TroubleDetector) throws {
@@ -121,19 +123,27 @@ final class TroubleEchoServer: @unchecked Sendable {
         o.session.networkNamespacePath = "/run/netns/\(bed.topology.spec.serverNamespace)"
         listener = try MultiSocketListener(port: TroubleBed.port, address: bed.topology.spec.serviceAddress, options: o)
         task = Task.detached { [self] in
-            guard let s = try? await listener.accept() else { return }
-            lock.withLock { session = s }
-            while let m = try? await s.receive() {
-                if m.labels.isBackground {
-                    lock.withLock { bgBytes += m.bytes.count }
-                    continue
+            while let s = try? await listener.accept() {
+                let t = Task.detached { await self.serve(s) }
+                lock.withLock {
+                    sessions.append(s)
+                    tasks.append(t)
                 }
-                let seq = m.bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                lock.withLock { arrivals[seq, default: 0] += 1 }
-                var reply = [UInt8](repeating: 0x0F, count: TroubleBed.replyBytes)
-                for i in 0..<8 { reply[i] = m.bytes[i] }
-                _ = try? await s.send(reply, labels: .foreground | .small, dependsOn: .none)
             }
+        }
+    }
+
+    private func serve(_ s: MultiSocket) async {
+        while let m = try? await s.receive() {
+            if m.labels.isBackground {
+                lock.withLock { bgBytes += m.bytes.count }
+                continue
+            }
+            let seq = m.bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            lock.withLock { arrivals[seq, default: 0] += 1 }
+            var reply = [UInt8](repeating: 0x0F, count: TroubleBed.replyBytes)
+            for i in 0..<8 { reply[i] = m.bytes[i] }
+            _ = try? await s.send(reply, labels: .foreground | .small, dependsOn: .none)
         }
     }
 
@@ -142,10 +152,11 @@ final class TroubleEchoServer: @unchecked Sendable {
     var backgroundBytes: Int { lock.withLock { bgBytes } }
 
     func stop() async {
-        let s = lock.withLock { session }
-        if let s { await s.close(timeoutSeconds: 0.5) }
+        let (ss, ts) = lock.withLock { (sessions, tasks) }
+        for s in ss { await s.close(timeoutSeconds: 0.5) }
         listener.close()
         await task?.value
+        for t in ts { await t.value }
     }
 }
 
@@ -265,7 +276,9 @@ struct FalseTroubleNetnsTests {
         var perCheck: Double { checks == 0 ? 0 : Double(declarations) / Double(checks) }
     }
 
-    /// `seconds` of bulk upload (BG) plus FG requests every 200 ms on `interfaces`.
+    /// `seconds` of bulk upload (BG) plus FG requests every 200 ms on `interfaces`, from two client
+    /// multisockets (as two apps would: their connections share the links' queues, so the FG
+    /// connection's ACKs wait behind the bulk data of the other one).
     static func run(prefix: String, trace: Trace, interfaces: [String]) async throws -> Rates {
         var rates: Rates?
         try await TroubleBed.withBed(prefix, trace: trace, notifyDelay: 2) { bed in
@@ -275,13 +288,14 @@ struct FalseTroubleNetnsTests {
             let origin = bed.replayer.startNs
             let options = TroubleBed.clientOptions(bed, interfaces: interfaces, detector: clientDetector, windowBytes: 1 << 20)
             let client = try await MultiSocket.connect(to: bed.topology.spec.serviceAddress, port: TroubleBed.port, options: options)
+            let bulkClient = try await MultiSocket.connect(to: bed.topology.spec.serviceAddress, port: TroubleBed.port, options: options)
             let start = TroubleBed.since(origin) + 0.5
             let end = start + seconds
             let bulk = Task {
                 var n = 0
                 let chunk = [UInt8](repeating: 0xB6, count: 64 << 10)
                 while TroubleBed.since(origin) < end {
-                    try await client.send(chunk, labels: .background | .large, dependsOn: .none)
+                    try await bulkClient.send(chunk, labels: .background | .large, dependsOn: .none)
                     n += chunk.count
                 }
                 return n
@@ -289,6 +303,7 @@ struct FalseTroubleNetnsTests {
             let requests = try await TroubleBed.foregroundLoop(client, originNs: origin, start: start, period: 0.2, until: end)
             let bulkBytes = try await bulk.value
             await client.close(timeoutSeconds: 1)
+            await bulkClient.close(timeoutSeconds: 1)
             await server.stop()
             #expect(server.backgroundBytes > 0, "the bulk upload reached the server")
             let declared = [("client", clientDetector.statistics), ("server", serverDetector.statistics)].flatMap { side, st in
