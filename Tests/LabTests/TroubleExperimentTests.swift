@@ -83,7 +83,7 @@ import Testing
         #expect(m.problems.isEmpty)
         #expect(abs(m.detectSeconds! - 0.39) < 1e-6)
         #expect(abs(m.failoverSeconds! - 0.62) < 1e-6)
-        #expect(abs(m.recoverySeconds! - 0.2) < 1e-6)
+        #expect(abs(m.recoverySeconds! - 0.24) < 1e-6)
         #expect(m.declarations == 1 && m.checks == 2)
         let v = e.evaluate([t], options: ExperimentOptions())
         #expect(v.held, "\(v.lines)")

@@ -12,8 +12,8 @@ import Foundation
 /// - detect: first trouble declaration on WiFi (client or server) after the failure began;
 /// - failover: when the first FG request answered after the failure began was answered (a request in
 ///   flight at the failure, or the next one), counted from the failure's start;
-/// - recovery: first FG request after WiFi returned whose latency is below the cellular RTT (so it
-///   cannot have used cellular), counted from WiFi's return;
+/// - recovery: when the first FG request answered after WiFi returned with a latency below the
+///   cellular RTT (so it cannot have used cellular) was answered, counted from WiFi's return;
 /// - false trouble: declarations per minute and per check over the whole run.
 public struct TroubleExperiment: Experiment {
     public let name = "trouble"
@@ -225,7 +225,8 @@ public struct TroubleExperiment: Experiment {
         }
         if let back = wifiReturnSeconds(variant) {
             let cellRTT = cellular.rttMilliseconds / 1000
-            m.recoverySeconds = m.requests.first { $0.sentAt >= back && ($0.latency ?? .infinity) < cellRTT }.map { $0.sentAt - back }
+            m.recoverySeconds = m.requests.first { ($0.answeredAt ?? 0) >= back && ($0.latency ?? .infinity) < cellRTT }
+                .flatMap { $0.answeredAt.map { $0 - back } }
         }
         return m
     }
