@@ -7,7 +7,7 @@ import Testing
 /// the trouble clears. (Real stalls, on the emulated links, are in NetnsTests/TroubleNetnsTests.)
 @Suite("Trouble response", .serialized)
 struct TroubleRuntimeTests {
-    func waitFor(_ what: String, seconds: Double = 5, _ cond: () -> Bool) async throws {
+    func waitFor(_ what: String, seconds: Double = 20, _ cond: () -> Bool) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while !cond() {
             if Date() > deadline {
