@@ -19,9 +19,12 @@ struct ConnectionTrouble {
     var foregroundSinceNs: UInt64 = 0
     /// When the detector wants to look again (monotonic ns; 0 = not scheduled).
     var nextCheckNs: UInt64 = 0
+    /// Foreground data went on the connection and the detector has not looked since: it does, even
+    /// if the data was ACKed meanwhile (on a fast path the ACK can beat the first check).
+    var checkPending = false
 
     /// Whether the detector has anything to judge on this connection.
-    var watched: Bool { local || !foregroundInFlight.isEmpty }
+    var watched: Bool { local || checkPending || !foregroundInFlight.isEmpty }
 }
 
 /// NETWORK_TROUBLE, an optional extension frame (docs/wire-protocol.md): "my side sees no progress on
@@ -58,6 +61,7 @@ extension Session {
             // with the earliest time it could expire.
             if !c.trouble.local {
                 c.trouble.nextCheckNs = nowNs
+                c.trouble.checkPending = true
                 armTroubleTimer(atNs: nowNs)
             }
         }
@@ -104,6 +108,7 @@ extension Session {
                                        lastAckNs: c.lastAckReceivedNs,
                                        foregroundOutstandingSinceNs: c.trouble.foregroundSinceNs,
                                        troubledSinceNs: c.trouble.sinceNs)
+            c.trouble.checkPending = false
             let v = options.troubleDetector.evaluate(sample)
             let fallback = nowNs + UInt64(max(1, options.maintenanceIntervalMilliseconds)) * 1_000_000
             c.trouble.nextCheckNs = max(nowNs + 1, v.nextCheckNs ?? fallback)
