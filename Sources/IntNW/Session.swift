@@ -64,8 +64,10 @@ final class Session: IOHandler, IOService {
     // Application-facing state.
     private var inbox: [ReceivedIROB] = []
     private var inboxHead = 0
-    private var receiveWaiters: [CheckedContinuation<Message, Error>] = []
-    private var sendWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Suspended `receive` / `send` calls, each with a token so a cancelled task can take its own back out.
+    private var receiveWaiters: [(token: UInt64, c: CheckedContinuation<Message, Error>)] = []
+    private var sendWaiters: [(token: UInt64, c: CheckedContinuation<Void, Never>)] = []
+    private var nextWaiterToken: UInt64 = 1
     private var closeWaiters: [CheckedContinuation<CloseReport, Never>] = []
     private var establishWaiters: [CheckedContinuation<Void, Error>] = []
     private var thunks: [(restriction: NetworkRestriction, thunk: @Sendable () -> Void)] = []
@@ -767,13 +769,26 @@ final class Session: IOHandler, IOService {
         return nil
     }
 
-    func addSendWaiter(_ c: CheckedContinuation<Void, Never>) { sendWaiters.append(c) }
+    /// A token for `addSendWaiter` / `addReceiveWaiter` and the matching `cancel...Waiter`.
+    func makeWaiterToken() -> UInt64 {
+        nextWaiterToken += 1
+        return nextWaiterToken
+    }
+
+    func addSendWaiter(_ c: CheckedContinuation<Void, Never>, token: UInt64) { sendWaiters.append((token, c)) }
+
+    /// The task waiting for send-window space was cancelled: let it go (it enqueued nothing).
+    func cancelSendWaiter(_ token: UInt64) {
+        guard let i = sendWaiters.firstIndex(where: { $0.token == token }) else { return }
+        let w = sendWaiters.remove(at: i).c
+        loop.deferAfterUnlock { w.resume() }
+    }
 
     private func wakeSenders() {
         guard !sendWaiters.isEmpty else { return }
         let w = sendWaiters
         sendWaiters.removeAll()
-        for c in w { loop.deferAfterUnlock { c.resume() } }
+        for c in w { loop.deferAfterUnlock { c.c.resume() } }
     }
 
     /// Takes one received message if there is one (and frees its buffer space).
@@ -806,17 +821,25 @@ final class Session: IOHandler, IOService {
         return nil
     }
 
-    func addReceiveWaiter(_ c: CheckedContinuation<Message, Error>) { receiveWaiters.append(c) }
+    func addReceiveWaiter(_ c: CheckedContinuation<Message, Error>, token: UInt64) { receiveWaiters.append((token, c)) }
+
+    /// The task waiting in `receive` was cancelled: it gets `CancellationError`. Only waiters not
+    /// yet handed a message are here, so no message is lost.
+    func cancelReceiveWaiter(_ token: UInt64) {
+        guard let i = receiveWaiters.firstIndex(where: { $0.token == token }) else { return }
+        let w = receiveWaiters.remove(at: i).c
+        loop.deferAfterUnlock { w.resume(throwing: CancellationError()) }
+    }
 
     private func deliverToReceivers() {
         while !receiveWaiters.isEmpty {
             if let m = takeMessage() {
-                let w = receiveWaiters.removeFirst()
+                let w = receiveWaiters.removeFirst().c
                 loop.deferAfterUnlock { w.resume(returning: m) }
             } else if let e = receiveEndError {
                 let w = receiveWaiters
                 receiveWaiters.removeAll()
-                for c in w { loop.deferAfterUnlock { c.resume(throwing: e) } }
+                for c in w { loop.deferAfterUnlock { c.c.resume(throwing: e) } }
             } else {
                 return
             }
@@ -890,7 +913,7 @@ final class Session: IOHandler, IOService {
         deliverToReceivers()
         let w = receiveWaiters
         receiveWaiters.removeAll()
-        for c in w { loop.deferAfterUnlock { c.resume(throwing: self.fatalError ?? error) } }
+        for c in w { loop.deferAfterUnlock { c.c.resume(throwing: self.fatalError ?? error) } }
         thunks.removeAll()
         listener?.sessionClosed(self)
         if role == .client { loop.requestStop() }

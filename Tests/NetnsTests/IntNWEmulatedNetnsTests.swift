@@ -53,7 +53,9 @@ struct IntNWEmulatedNetnsTests {
             func run(_ w: INWWorkload, from: MultiSocket, to: MultiSocket) async throws -> [String] {
                 async let received: [Message] = {
                     var out: [Message] = []
-                    for _ in 0..<w.items.count { out.append(try await to.receive()) }
+                    for _ in 0..<w.items.count {
+                        out.append(try await to.receive())
+                    }
                     return out
                 }()
                 for item in w.items {
@@ -65,7 +67,8 @@ struct IntNWEmulatedNetnsTests {
             let up = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 301)
             let p1 = try await run(up, from: client, to: server)
             #expect(p1.isEmpty, "client to server: \(p1.count) problems: \(p1.prefix(5))")
-            let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 302, firstID: 1001)
+            // IROB ids are per direction, from 1: the server has sent nothing yet.
+            let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 302)
             let p2 = try await run(down, from: server, to: client)
             #expect(p2.isEmpty, "server to client: \(p2.count) problems: \(p2.prefix(5))")
 
@@ -82,7 +85,8 @@ struct IntNWEmulatedNetnsTests {
                 client.networks.contains { $0.kind == .wifi && $0.usable }
             }
             let before = client.networks
-            let tail = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 2001)
+            // The client's ids continue after its first 1,000.
+            let tail = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 1001)
             let p3 = try await run(tail, from: client, to: server)
             #expect(p3.isEmpty)
             var wifiBytes: UInt64 = 0, total: UInt64 = 0

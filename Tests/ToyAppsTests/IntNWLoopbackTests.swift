@@ -41,7 +41,8 @@ struct IntNWLoopbackTests {
         let r = try await runLoopback(transport: transport,
                                       connections: [[.fg(FGClientSettings(appID: 1, intervalSeconds: 0.05)),
                                                      .bg(BGClientSettings(appID: 2, chunkBytes: 65_536, depth: 2))]],
-                                      seconds: 0.6)
+                                      // Long enough to connect and exchange on a loaded 2-core machine.
+                                      seconds: 2.0)
         try PlainLoopbackTests.checkRun(r, fgApp: 1, bgApp: 2, minRequests: 5, variant: .intnw)
     }
 
