@@ -77,6 +77,8 @@ final class Session: IOHandler, IOService {
     private(set) var peerGoodbye = false
     private var readPaused = false
     private var maintenanceScheduled = false
+    /// Deadline of the earliest armed trouble-check timer (0: none); see Trouble/SessionTrouble.swift.
+    var troubleTimerNs: UInt64 = 0
     private var nextDataCheckNs: UInt64 = 0
     /// When a background policy asked to be consulted again (monotonic ns), if it did.
     private var backgroundWakeNs: UInt64?
@@ -491,8 +493,8 @@ final class Session: IOHandler, IOService {
             c.control.append(.pong(nonce: nonce, holdMicroseconds: 0))
         case .pong:
             break
-        case .extension:
-            break  // optional extensions this version does not use
+        case .extension(let type, let body):
+            handleExtensionFrame(type: type, body: body, on: c, nowNs: nowNs)
         }
     }
 
@@ -508,6 +510,7 @@ final class Session: IOHandler, IOService {
         }
         for s in samples where s.labels.isForeground {
             options.backgroundPolicy.observe(.acknowledged(id: s.id, nowNs: nowNs))
+            troubleForegroundAcknowledged(s.id)
         }
         for s in samples where !s.resent && s.singleConnection {
             guard let conn = s.connection.flatMap({ connsByID[$0] }), conn === c,
@@ -645,6 +648,7 @@ final class Session: IOHandler, IOService {
             if let net = nets[nid] {
                 net.bytesSent += UInt64(chunk.range.count)
                 if pick.labels.isForeground {
+                    troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
                     options.backgroundPolicy.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs))
                 }
@@ -690,36 +694,15 @@ final class Session: IOHandler, IOService {
 
     private func maintain(nowNs: UInt64) {
         guard phase != .closed else { return }
-        var changed = false
         for c in Array(connByNetwork.values) where c.state == .established {
             var info = cshims_tcp_info()
             var len: UInt32 = 0
             guard cshims_get_tcp_info(c.fd, &info, &len) == 0, let net = nets[c.network.networkID] else { continue }
             net.estimator.addTCPInfo(info)
-            guard nowNs >= c.nextTroubleCheckNs else { continue }
-            // Every established connection is offered to the detector (it decides what matters,
-            // e.g. only connections with foreground data outstanding).
-            let carried = sender.unackedCarried(by: c.id)
-            let fg = carried.filter { sender.unacked[$0.rawValue]?.begin.labels.isForeground ?? false }.count
-            let v = options.troubleDetector.evaluate(TroubleSample(network: status(of: net), nowNs: nowNs, tcpInfo: info,
-                                                                   unackedForegroundIROBs: fg, lastAckNs: c.lastAckReceivedNs))
-            c.nextTroubleCheckNs = v.nextCheckNs ?? 0
-            if v.troubled != c.troubled {
-                c.troubled = v.troubled
-                changed = true
-                log.notice("network trouble \(v.troubled ? "detected" : "cleared")",
-                           metadata: ["interface": "\(c.network.interfaceName)", "rtt_us": "\(info.tcpi_rtt)",
-                                      "unacked": "\(info.tcpi_unacked)", "last_ack_recv_ms": "\(info.tcpi_last_ack_recv)"])
-                if v.troubled {
-                    // Resend elsewhere what it carried; the receiver drops whatever arrives twice.
-                    sender.connectionFailed(c.id)
-                } else {
-                    runThunks()
-                }
-            }
         }
+        // Trouble checks run on their own timer (Trouble/SessionTrouble.swift), at the earliest
+        // moment a timeout could expire rather than on this period.
         checkStaleIROBs(nowNs: nowNs)
-        if changed { loop.markDirty(self) }
         if role == .server, let idle = idleSinceNs, connsByFD.isEmpty, nowNs - idle > idleTimeoutNs {
             log.info("session idle too long, closing")
             fail(.closed, nowNs: nowNs)
@@ -751,7 +734,7 @@ final class Session: IOHandler, IOService {
 
     // MARK: - Application side (called under the lock)
 
-    private func runThunks() {
+    func runThunks() {
         guard !thunks.isEmpty else { return }
         var keep: [(restriction: NetworkRestriction, thunk: @Sendable () -> Void)] = []
         for t in thunks {

@@ -4,6 +4,7 @@ public enum ExperimentRegistry {
         MultiappExperiment(),
         FairnessExperiment(),
         DriveExperiment(),
+        TroubleExperiment(),
     ]
 
     public static func named(_ name: String) -> (any Experiment)? { all.first { $0.name == name } }
