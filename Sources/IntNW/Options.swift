@@ -94,7 +94,12 @@ public struct MultiSocketOptions: Sendable {
     /// Period of TCP_INFO sampling and housekeeping, in milliseconds.
     public var maintenanceIntervalMilliseconds: Int
     public var chooser: any NetworkChooser
+    /// When background data may use a network (default: the policy `INTNW_BG_POLICY` names, else
+    /// permissive; see `BackgroundPolicyName` and docs/scheduling.md).
     public var backgroundPolicy: any BackgroundPolicy
+    /// Where client multisockets share foreground state with other processes (multi-app
+    /// enforcement); default: the per-user, per-network-namespace segment.
+    public var sharedSchedulingSegment: SharedSchedulingSegment = .perNamespace
     public var troubleDetector: any TroubleDetector
     public var logger: Logger
 
@@ -109,7 +114,7 @@ public struct MultiSocketOptions: Sendable {
                 notSentLowWatermarkBytes: Int = 256 << 10,
                 maintenanceIntervalMilliseconds: Int = 250,
                 chooser: any NetworkChooser = DefaultNetworkChooser(),
-                backgroundPolicy: any BackgroundPolicy = PermissiveBackgroundPolicy(),
+                backgroundPolicy: any BackgroundPolicy = BackgroundPolicies.fromEnvironment(),
                 troubleDetector: any TroubleDetector = NoTroubleDetector(),
                 logger: Logger? = nil) {
         self.classifier = classifier

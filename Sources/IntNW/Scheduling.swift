@@ -63,6 +63,27 @@ public struct BackgroundContext: Sendable {
     /// Bytes in the kernel send queue not yet sent (SIOCOUTQNSD) and not yet ACKed (SIOCOUTQ).
     public var kernelUnsentBytes: Int
     public var kernelUnackedBytes: Int
+    /// Other multisockets (of this process or of other processes, through the shared segment)
+    /// with foreground data enqueued or not yet acknowledged on this interface.
+    public var foregroundElsewhere: Int
+    /// The kernel's smoothed and minimum RTT of this connection (TCP_INFO), microseconds; 0 = unknown.
+    public var kernelSmoothedRTTMicroseconds: UInt32
+    public var kernelMinRTTMicroseconds: UInt32
+
+    /// A context, for policy tests and for callers that evaluate policies themselves.
+    public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,
+                kernelUnsentBytes: Int = 0, kernelUnackedBytes: Int = 0, foregroundElsewhere: Int = 0,
+                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0) {
+        self.network = network
+        self.nowNs = nowNs
+        self.lastForegroundActivityNs = lastForegroundActivityNs
+        self.otherUsableNetworks = otherUsableNetworks
+        self.kernelUnsentBytes = kernelUnsentBytes
+        self.kernelUnackedBytes = kernelUnackedBytes
+        self.foregroundElsewhere = foregroundElsewhere
+        self.kernelSmoothedRTTMicroseconds = kernelSmoothedRTTMicroseconds
+        self.kernelMinRTTMicroseconds = kernelMinRTTMicroseconds
+    }
 }
 
 /// Decision of a background policy.

@@ -1,0 +1,189 @@
+import Testing
+import Foundation
+@testable import IntNW
+
+/// A controllable clock and network for policy decisions: every test states "now", the last
+/// foreground activity and the kernel's queue counts, and checks the decision.
+struct PolicyBench {
+    var rttMilliseconds = 200.0
+    var bandwidthBytesPerSecond = 64_000.0
+    var kind = NetworkKind.cellular
+    /// A fixed origin so times read as seconds since "boot".
+    static let t0: UInt64 = 1_000_000_000_000
+
+    func status() -> NetworkStatus {
+        NetworkStatus(networkID: 2, kind: kind, interfaceName: "cell0", usable: true, troubled: false,
+                      estimate: NetworkEstimate(rttMilliseconds: rttMilliseconds, bandwidthBytesPerSecond: bandwidthBytesPerSecond,
+                                                source: .measured),
+                      bytesSent: 0, bytesReceived: 0, lastForegroundActivityNs: 0)
+    }
+
+    /// Context at `now` seconds with the last FG activity at `lastFG` seconds (nil: never).
+    func context(now: Double, lastFG: Double?, unsent: Int = 0, unacked: Int = 0, srttMs: Double = 0,
+                 minRTTMs: Double = 0) -> BackgroundContext {
+        BackgroundContext(network: status(), nowNs: Self.at(now), lastForegroundActivityNs: lastFG.map(Self.at) ?? 0,
+                          kernelUnsentBytes: unsent, kernelUnackedBytes: max(unacked, unsent),
+                          kernelSmoothedRTTMicroseconds: UInt32(srttMs * 1000), kernelMinRTTMicroseconds: UInt32(minRTTMs * 1000))
+    }
+
+    static func at(_ seconds: Double) -> UInt64 { t0 + UInt64((seconds * 1e9).rounded()) }
+}
+
+@Suite("Background policies")
+struct BackgroundPolicyTests {
+    let bench = PolicyBench()
+
+    @Test("anticipatory waits until the link has been FG-idle for more than 4 x RTT, then wakes exactly then")
+    func anticipatoryIdleWait() {
+        let p = AnticipatoryBackgroundPolicy()
+        // RTT 200 ms: the wait is 800 ms after the last FG activity at t = 10 s.
+        for now in [10.0, 10.2, 10.799, 10.8] {
+            let v = p.verdict(bench.context(now: now, lastFG: 10))
+            #expect(v == .hold(.foregroundRecent, untilNs: PolicyBench.at(10.8) + 1), "at \(now) s")
+        }
+        #expect(p.verdict(bench.context(now: 10.801, lastFG: 10)).reason == nil)
+        // The wait follows the RTT estimate.
+        var fast = bench
+        fast.rttMilliseconds = 50
+        #expect(p.verdict(fast.context(now: 10.199, lastFG: 10)).reason == .foregroundRecent)
+        #expect(p.verdict(fast.context(now: 10.201, lastFG: 10)).reason == nil)
+    }
+
+    @Test("anticipatory chunk: bandwidth/16 per whole idle period of 4 x RTT, floor 64 bytes, capped at one second's worth")
+    func anticipatoryChunkRamp() {
+        let p = AnticipatoryBackgroundPolicy()
+        // 64,000 B/s: the smallest chunk is 4,000 B (62.5 ms worth); 0.8 s periods.
+        let expected: [(Double, Int)] = [(0.81, 4_000), (1.59, 4_000), (1.61, 8_000), (2.41, 12_000), (8.1, 40_000),
+                                         (12.81, 64_000), (100, 64_000)]
+        for (idle, bytes) in expected {
+            #expect(p.verdict(bench.context(now: 20 + idle, lastFG: 20)) == .send(maxBytes: bytes), "idle \(idle) s")
+        }
+        // Never any foreground: the largest chunk at once.
+        #expect(p.verdict(bench.context(now: 5, lastFG: nil)) == .send(maxBytes: 64_000))
+        // A very slow link: bandwidth/16 = 31 B, so the 64-byte floor applies; the cap (500 B) still holds.
+        var slow = bench
+        slow.bandwidthBytesPerSecond = 500
+        #expect(p.verdict(slow.context(now: 20.81, lastFG: 20)) == .send(maxBytes: 64))
+        #expect(p.verdict(slow.context(now: 20 + 0.8 * 3 + 0.01, lastFG: 20)) == .send(maxBytes: 192))
+        #expect(p.verdict(slow.context(now: 80, lastFG: 20)) == .send(maxBytes: 500))
+    }
+
+    @Test("anticipatory sends only into an empty socket: unsent bytes by default, unacknowledged bytes when configured")
+    func anticipatorySocketEmpty() {
+        let p = AnticipatoryBackgroundPolicy()
+        let busy = p.verdict(bench.context(now: 30, lastFG: 20, unsent: 1))
+        #expect(busy == .hold(.socketBusy, untilNs: PolicyBench.at(30) + 10_000_000))
+        // In flight but all sent: the default test passes it.
+        #expect(p.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 9_000)).reason == nil)
+        var strict = AnticipatoryBackgroundPolicy.Parameters()
+        strict.emptySocketTest = .nothingUnacknowledged
+        let q = AnticipatoryBackgroundPolicy(parameters: strict)
+        #expect(q.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 9_000)).reason == .socketBusy)
+        #expect(q.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 0)).reason == nil)
+    }
+
+    @Test("anticipatory constants are parameters: a 2 x RTT wait and 1/8 s chunks")
+    func anticipatoryParameters() {
+        var params = AnticipatoryBackgroundPolicy.Parameters()
+        params.idleRTTMultiple = 2
+        params.minimumChunkSeconds = 0.125
+        params.maximumChunkSeconds = 0.25
+        let p = AnticipatoryBackgroundPolicy(parameters: params)
+        #expect(p.verdict(bench.context(now: 10.39, lastFG: 10)).reason == .foregroundRecent)
+        #expect(p.verdict(bench.context(now: 10.41, lastFG: 10)) == .send(maxBytes: 8_000))
+        #expect(p.verdict(bench.context(now: 10.81, lastFG: 10)) == .send(maxBytes: 16_000))
+        #expect(p.verdict(bench.context(now: 15, lastFG: 10)) == .send(maxBytes: 16_000))
+    }
+
+    @Test("trickle: 50 ms worth while the kernel queue is below one chunk; one second's worth after 5 s without FG")
+    func trickle() {
+        let p = TrickleBackgroundPolicy()
+        // FG 1 s ago: chunk = 64,000 x 0.05 = 3,200 B; no idle wait at all.
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 10.001, lastFG: 10)) == .send(maxBytes: 3_200))
+        // The kernel queue counts every byte not yet acknowledged, sent or not.
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unacked: 3_199)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unacked: 3_200)) == .hold(.socketBusy, untilNs: PolicyBench.at(11) + 10_000_000))
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unsent: 5_000)).reason == .socketBusy)
+        // The switch at 5 s of FG silence.
+        #expect(p.verdict(bench.context(now: 14.999, lastFG: 10)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10)) == .send(maxBytes: 64_000))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10, unacked: 50_000)) == .send(maxBytes: 64_000))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10, unacked: 64_000)).reason == .socketBusy)
+        #expect(p.verdict(bench.context(now: 3, lastFG: nil)) == .send(maxBytes: 64_000))
+        // Tiny bandwidth: the 64-byte floor.
+        var slow = bench
+        slow.bandwidthBytesPerSecond = 100
+        #expect(p.verdict(slow.context(now: 11, lastFG: 10)) == .send(maxBytes: 64))
+    }
+
+    @Test("exclusive never uses cellular (no timed retry: a new network is what changes the answer); other kinds are free")
+    func exclusive() {
+        let p = ExclusiveBackgroundPolicy()
+        #expect(p.verdict(bench.context(now: 100, lastFG: nil)) == .hold(.excludedNetwork, untilNs: nil))
+        var wifi = bench
+        wifi.kind = .wifi
+        #expect(p.verdict(wifi.context(now: 100, lastFG: 99.9)) == .send(maxBytes: Int.max))
+        #expect(p.honorsForegroundBarrier)
+    }
+
+    @Test("permissive always sends and ignores the multi-app barrier")
+    func permissive() {
+        let p = PermissiveBackgroundPolicy()
+        #expect(p.verdict(bench.context(now: 10, lastFG: 10, unsent: 100_000)) == .send(maxBytes: Int.max))
+        #expect(!p.honorsForegroundBarrier)
+        #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
+    }
+
+    @Test("delay-target: the window grows by a BDP per RTT under the target, shrinks above it, stays within its caps")
+    func delayTarget() {
+        let p = DelayTargetBackgroundPolicy()  // 25 ms target
+        // min RTT 200 ms, 64,000 B/s: BDP 12,800 B. First decision starts the clock with the minimum window.
+        var now = 1.0
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 2_896))
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 2_000, srttMs: 200, minRTTMs: 200)).reason == .queueingDelay)
+        // No queueing: +1 BDP per RTT, not more often.
+        now += 0.1
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
+        #expect(p.currentWindowBytes == 2_896)
+        now += 0.1
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
+        #expect(p.currentWindowBytes == 2_896 + 12_800)
+        for _ in 0..<10 {
+            now += 0.2
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
+        }
+        #expect(p.currentWindowBytes == 64_000)  // capped at one second's worth
+        // 50 ms of queueing (twice the target): -1 BDP per RTT.
+        now += 0.2
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 250, minRTTMs: 200))
+        #expect(p.currentWindowBytes == 64_000 - 12_800)
+        // Exactly on target: unchanged.
+        now += 0.2
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 225, minRTTMs: 200))
+        #expect(p.currentWindowBytes == 64_000 - 12_800)
+        // Heavy queueing for long: down to the floor, and the window bounds what may be in flight.
+        for _ in 0..<10 {
+            now += 0.2
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200))
+        }
+        #expect(p.currentWindowBytes == 2_896)
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 1_500, srttMs: 1_200, minRTTMs: 200)).reason == .queueingDelay)
+        // Each multisocket gets its own window.
+        let fresh = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(fresh.currentWindowBytes == 2_896 && fresh !== p)
+    }
+
+    @Test("policy names: parse, environment default, unknown names rejected with the list")
+    func names() throws {
+        for n in BackgroundPolicyName.allCases {
+            #expect(try BackgroundPolicyName.parse(n.rawValue) == n)
+            let made = n.makePolicy() as? any ExplainedBackgroundPolicy
+            #expect(made?.name == n.rawValue)
+        }
+        #expect(try BackgroundPolicyName.parse(" Anticipatory ") == .anticipatory)
+        #expect(throws: IntNWError.invalidArgument("background policy 'fast' is not one of exclusive, permissive, anticipatory, trickle, delay-target")) {
+            try BackgroundPolicyName.parse("fast")
+        }
+    }
+}
