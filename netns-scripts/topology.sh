@@ -82,6 +82,9 @@ configure() {
         ip -n "$S" addr replace "$saddr/24" dev "$ifc"
         ip -n "$C" link set "$ifc" txqueuelen 5000 up
         ip -n "$S" link set "$ifc" txqueuelen 5000 up
+        # A failed ARP lookup during an outage would otherwise wait a full second to retry.
+        ip -n "$C" ntable change name arp_cache dev "$ifc" retrans 50
+        ip -n "$S" ntable change name arp_cache dev "$ifc" retrans 50
         # Per-interface table + source rule: a socket bound to this address leaves on this link.
         ip -n "$C" route replace default via "$saddr" dev "$ifc" table "$table" onlink
         # Without carrier the route above is ignored; don't let bound sockets leak out of another link.

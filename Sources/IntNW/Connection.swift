@@ -120,4 +120,15 @@ final class Connection {
             Glibc.close(fd)
         }
     }
+
+    /// Closes with a reset and drops whatever the kernel still holds: the IROBs it carried are
+    /// resent elsewhere, and an orphaned socket retransmitting into a dead link would keep the
+    /// link's ARP entry in resolution and delay the next connection when the link returns.
+    func abortSocket() {
+        if state != .closed {
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+        }
+        closeSocket()
+    }
 }

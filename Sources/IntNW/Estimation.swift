@@ -66,15 +66,21 @@ struct NetworkEstimator {
         estimate.source = .measured
     }
 
-    /// An IROB of `bytes` took `elapsedNs` from first byte sent to ACK, less the receiver's hold.
-    mutating func addIROBSample(bytes: Int, elapsedNs: UInt64) {
+    /// An IROB of `bytes`, sent behind `queuedAheadBytes` already queued on the connection, took
+    /// `elapsedNs` from its first byte being queued to its ACK, less the receiver's hold. That is
+    /// one RTT plus the time to push `bytes + queuedAheadBytes` through the bottleneck.
+    mutating func addIROBSample(bytes: Int, queuedAheadBytes: Int = 0, elapsedNs: UInt64) {
         let elapsedMs = Double(elapsedNs) / 1e6
         guard elapsedMs > 0 else { return }
+        let total = Double(bytes + queuedAheadBytes)
         let rtt = estimate.rttMilliseconds
-        if bytes <= 2_048 {
-            addRTT(ms: elapsedMs)
-        } else if bytes >= 16_384, elapsedMs > rtt * 1.5 {
-            addBandwidth(bytesPerSecond: Double(bytes) / ((elapsedMs - rtt) / 1e3))
+        let bw = estimate.bandwidthBytesPerSecond
+        if total <= 4_096 {
+            // Latency-bound: subtract the (small) serialization time at the current bandwidth.
+            let rttSample = elapsedMs - total / bw * 1e3
+            if rttSample > elapsedMs * 0.25 { addRTT(ms: rttSample) }
+        } else if total >= 16_384, elapsedMs > rtt * 1.5 {
+            addBandwidth(bytesPerSecond: total / ((elapsedMs - rtt) / 1e3))
         }
     }
 

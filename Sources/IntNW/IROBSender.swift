@@ -54,6 +54,9 @@ struct IROBSender {
         var lastConnection: ConnectionID?
         /// How many times bytes were put back for resending.
         var resends = 0
+        /// Bytes queued on the connection (kernel + send buffer) ahead of this IROB's first byte
+        /// when it was first placed: its ACK timing includes sending those too.
+        var queuedAheadBytes = 0
         init(begin: BeginIROB, bytes: [UInt8], unsent: ByteRanges) {
             self.begin = begin
             self.bytes = bytes
@@ -79,6 +82,9 @@ struct IROBSender {
         var lastSentNs: UInt64
         var connection: ConnectionID?
         var resent: Bool
+        var queuedAheadBytes: Int
+        /// Whether every byte went over the connection that carried the last one.
+        var singleConnection: Bool
     }
 
     let limits: SendLimits
@@ -248,7 +254,9 @@ struct IROBSender {
         }
         return AckSample(id: id, labels: irob.begin.labels, lengthBytes: Int(irob.begin.length),
                          firstSentNs: irob.firstSentNs, lastSentNs: irob.lastSentNs,
-                         connection: irob.lastConnection, resent: irob.resends > 0)
+                         connection: irob.lastConnection, resent: irob.resends > 0,
+                         queuedAheadBytes: irob.queuedAheadBytes,
+                         singleConnection: irob.placements.allSatisfy { $0.connection == irob.lastConnection })
     }
 
     /// Every id below `cumulative` was received: acknowledge them all.

@@ -10,6 +10,7 @@ final class ListenerCore: IOHandler {
     struct Pending {
         var decoder: FrameDecoder
         var peer: IPv4Endpoint
+        var acceptedNs: UInt64
     }
 
     let loop: IOLoop
@@ -48,14 +49,15 @@ final class ListenerCore: IOHandler {
     private func acceptPending(nowNs: UInt64) {
         for _ in 0..<64 {
             guard let (fd, peer) = (try? Sockets.accept(listenFD)) ?? nil else { return }
-            if pending.count >= options.maxPendingConnections {
-                // Refuse rather than grow: half-open connections must not starve real clients.
-                Glibc.close(fd)
-                log.debug("refused connection: too many pending", metadata: ["peer": "\(peer)"])
-                continue
+            if pending.count >= options.maxPendingConnections,
+               let oldest = pending.min(by: { $0.value.acceptedNs < $1.value.acceptedNs })?.key {
+                // Evict the oldest silent connection rather than refuse the new one: a real client
+                // sends its HELLO within one RTT, so half-open connections cannot starve it.
+                dropPending(oldest, reason: "evicted: \(options.maxPendingConnections) connections without HELLO")
             }
             Sockets.configureConnection(fd, notSentLowWatermarkBytes: options.session.notSentLowWatermarkBytes)
-            pending[fd] = Pending(decoder: FrameDecoder(maxFrameLength: ListenerCore.helloFrameLimit), peer: peer)
+            pending[fd] = Pending(decoder: FrameDecoder(maxFrameLength: ListenerCore.helloFrameLimit), peer: peer,
+                                  acceptedNs: nowNs)
             loop.register(fd: fd, self)
             let deadline = nowNs + UInt64(options.helloTimeoutSeconds * 1e9)
             loop.schedule(atNs: deadline) { [weak self] in

@@ -104,6 +104,10 @@ public final class MultiSocket: @unchecked Sendable {
 
     /// Sends one message as an IROB and returns its id once it is queued (not yet delivered).
     ///
+    /// With the default `.allEarlier`, the receiver gets messages in send order, so a foreground
+    /// message still waits at the receiver for a large background one sent before it; pass
+    /// `.none` (or explicit ids) to let foreground messages overtake.
+    ///
     /// - Parameters:
     ///   - labels: foreground/background, small/large, network restriction.
     ///   - dependsOn: IROBs that must be released to the receiver first (default: all earlier).

@@ -83,6 +83,9 @@ public struct MultiSocketOptions: Sendable {
     public var staticNetworks: [LocalNetwork]?
     /// Network namespace file (e.g. /var/run/netns/NAME) the I/O thread joins before opening sockets.
     public var networkNamespacePath: String?
+    /// Also bind each connection to its interface (SO_BINDTODEVICE, best effort) besides its
+    /// address, so it leaves on that link on hosts without source-based policy routing.
+    public var bindToDevice: Bool
     /// How long `connect` waits for the first connection, in seconds.
     public var connectTimeoutSeconds: Double
     /// First delay before reconnecting on a network whose connection failed, in seconds (doubles up to 5 s).
@@ -107,6 +110,7 @@ public struct MultiSocketOptions: Sendable {
                 interfaces: [String]? = nil,
                 staticNetworks: [LocalNetwork]? = nil,
                 networkNamespacePath: String? = nil,
+                bindToDevice: Bool = true,
                 connectTimeoutSeconds: Double = 10,
                 reconnectDelaySeconds: Double = 0.25,
                 sendLimits: SendLimits = SendLimits(),
@@ -121,6 +125,7 @@ public struct MultiSocketOptions: Sendable {
         self.interfaces = interfaces
         self.staticNetworks = staticNetworks
         self.networkNamespacePath = networkNamespacePath
+        self.bindToDevice = bindToDevice
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.reconnectDelaySeconds = reconnectDelaySeconds
         self.sendLimits = sendLimits
@@ -145,7 +150,7 @@ public struct ListenerOptions: Sendable {
     public var session: MultiSocketOptions
     /// A connection that has not sent a valid HELLO within this many seconds is closed.
     public var helloTimeoutSeconds: Double
-    /// At most this many connections may be waiting for their HELLO; more are refused.
+    /// At most this many connections may be waiting for their HELLO; beyond it the oldest is closed.
     public var maxPendingConnections: Int
     /// A session with no connection for this many seconds is closed.
     public var sessionIdleTimeoutSeconds: Double

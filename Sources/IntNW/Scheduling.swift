@@ -125,7 +125,8 @@ public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }
 }
 
-/// What a trouble detector sees about one connection with data outstanding.
+/// What a trouble detector sees about one connection, at every maintenance tick (or at the time
+/// it asked for with `TroubleVerdict.nextCheckNs`).
 public struct TroubleSample: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64

@@ -78,6 +78,8 @@ final class Session: IOHandler, IOService {
     private var readPaused = false
     private var maintenanceScheduled = false
     private var nextDataCheckNs: UInt64 = 0
+    /// When a background policy asked to be consulted again (monotonic ns), if it did.
+    private var backgroundWakeNs: UInt64?
     /// An IROB fully sent this long ago without an ACK triggers a DATA_CHECK, in seconds.
     static let dataCheckAfterSeconds = 2.0
 
@@ -185,7 +187,8 @@ final class Session: IOHandler, IOService {
 
     private func retireNetwork(_ nid: UInt32, reason: String, nowNs: UInt64) {
         reconnectPending.remove(nid)
-        if let c = connByNetwork[nid] {
+        // Every connection on it, also those still connecting or waiting for the server's HELLO.
+        for c in Array(connsByFD.values) where c.network.networkID == nid {
             log.info("network retired", metadata: ["interface": "\(c.network.interfaceName)", "reason": "\(reason)"])
             connectionFailed(c, reason: reason, nowNs: nowNs)
         }
@@ -208,7 +211,11 @@ final class Session: IOHandler, IOService {
         }
         Sockets.configureConnection(fd, notSentLowWatermarkBytes: options.notSentLowWatermarkBytes)
         do {
-            // Bind first so source-based policy routing sends it over this interface.
+            // Bind first so source-based policy routing sends it over this interface; and to the
+            // device itself where allowed, for hosts without policy routing.
+            if options.bindToDevice && !Sockets.bindToDevice(fd, n.interfaceName) {
+                log.debug("SO_BINDTODEVICE refused; relying on source-address routing", metadata: ["interface": "\(n.interfaceName)"])
+            }
             try Sockets.bind(fd, IPv4Endpoint(address: n.address, port: 0))
             let done = try Sockets.startConnect(fd, to: server)
             let c = Connection(id: ConnectionID(nextConnID), fd: fd, state: .connecting, network: n,
@@ -291,8 +298,9 @@ final class Session: IOHandler, IOService {
     func connectionFailed(_ c: Connection, reason: String, nowNs: UInt64) {
         guard c.state != .closed else { return }
         let wasEstablished = c.state == .established
+        if !wasEstablished { lastConnectError = "\(c.network.interfaceName): \(reason)" }
         loop.unregister(fd: c.fd)
-        c.closeSocket()
+        c.abortSocket()
         connsByFD[c.fd] = nil
         connsByID[c.id] = nil
         let nid = c.network.networkID
@@ -502,12 +510,14 @@ final class Session: IOHandler, IOService {
         for s in samples where s.labels.isForeground {
             background.observe(.acknowledged(id: s.id, nowNs: nowNs), interface: nil)
         }
-        for s in samples where !s.resent {
+        for s in samples where !s.resent && s.singleConnection {
             guard let conn = s.connection.flatMap({ connsByID[$0] }), conn === c,
                   let net = nets[c.network.networkID] else { continue }
             let hold = UInt64(holds[s.id] ?? 0) * 1000
             let elapsed = nowNs &- s.firstSentNs
-            if elapsed > hold { net.estimator.addIROBSample(bytes: s.lengthBytes, elapsedNs: elapsed - hold) }
+            if elapsed > hold {
+                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold)
+            }
         }
         if !samples.isEmpty {
             wakeSenders()
@@ -615,7 +625,13 @@ final class Session: IOHandler, IOService {
             maxBytes = min(maxBytes, room)
             if maxBytes <= 0 { return produced }
             guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return produced }
+            // For passive estimation: what is already queued on this connection ahead of a new IROB.
+            var aheadBytes: Int?
+            if let irob = sender.unacked[pick.id.rawValue], irob.firstSentNs == 0 {
+                aheadBytes = max(0, Int(cshims_siocoutq(c.fd))) + c.out.pending
+            }
             guard let chunk = sender.nextChunk(labels: pick.labels, maxBytes: maxBytes, on: c.id, nowNs: nowNs) else { continue }
+            if let aheadBytes { sender.unacked[chunk.id.rawValue]?.queuedAheadBytes = aheadBytes }
             produced += chunk.range.count + 1
             if let b = chunk.begin { _ = c.out.append(.beginIROB(b)) }
             if !chunk.range.isEmpty {
@@ -646,9 +662,12 @@ final class Session: IOHandler, IOService {
         switch decision {
         case .send(let maxBytes): return maxBytes
         case .wait(let until):
-            if let until {
+            // One pending wake-up per session is enough: keep the earliest.
+            if let until, backgroundWakeNs == nil || until < backgroundWakeNs! {
+                backgroundWakeNs = until
                 loop.schedule(atNs: until) { [weak self] in
-                    guard let self else { return }
+                    guard let self, self.backgroundWakeNs == until else { return }
+                    self.backgroundWakeNs = nil
                     self.loop.markDirty(self)
                 }
             }
@@ -677,9 +696,10 @@ final class Session: IOHandler, IOService {
             guard cshims_get_tcp_info(c.fd, &info, &len) == 0, let net = nets[c.network.networkID] else { continue }
             net.estimator.addTCPInfo(info)
             guard nowNs >= c.nextTroubleCheckNs else { continue }
+            // Every established connection is offered to the detector (it decides what matters,
+            // e.g. only connections with foreground data outstanding).
             let carried = sender.unackedCarried(by: c.id)
             let fg = carried.filter { sender.unacked[$0.rawValue]?.begin.labels.isForeground ?? false }.count
-            if carried.isEmpty && !c.troubled { continue }
             let v = options.troubleDetector.evaluate(TroubleSample(network: status(of: net), nowNs: nowNs, tcpInfo: info,
                                                                    unackedForegroundIROBs: fg, lastAckNs: c.lastAckReceivedNs))
             c.nextTroubleCheckNs = v.nextCheckNs ?? 0

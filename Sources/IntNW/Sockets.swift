@@ -78,6 +78,15 @@ enum Sockets {
         }
     }
 
+    /// SO_BINDTODEVICE: restricts the socket's route lookups to `interface`, so a connection
+    /// leaves on its link even without source-based policy routing (a laptop's default routes
+    /// via each interface suffice). Needs CAP_NET_RAW on older kernels: best effort.
+    @discardableResult
+    static func bindToDevice(_ fd: Int32, _ interface: String) -> Bool {
+        var name = Array(interface.utf8.prefix(15)) + [0]
+        return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, &name, socklen_t(name.count)) == 0
+    }
+
     static func bind(_ fd: Int32, _ ep: IPv4Endpoint) throws {
         var sa = ep.sockaddr
         _ = try check("bind(\(ep))") {

@@ -16,6 +16,8 @@ enum IntNWGoodputBench {
         var intnwBytesPerSecond: Double
         var tcpBytesPerSecond: Double
         var path: String
+        /// IntNW's passive estimate of the link after the transfer.
+        var estimate: NetworkEstimate?
         var ratio: Double { intnwBytesPerSecond / tcpBytesPerSecond }
     }
 
@@ -28,8 +30,9 @@ enum IntNWGoodputBench {
                             cpu.path, cpu.intnwBytesPerSecond / 1e6, cpu.tcpBytesPerSecond / 1e6, cpu.ratio))
         print(lines.last!)
         let bw = try await run(seconds: max(seconds, 5), shapedBytesPerSecond: 2_500_000, prefix: "inwb")
-        lines.append(String(format: "intnw: one multisocket over %@: %.3f MB/s vs kernel TCP %.3f MB/s, ratio %.3f (goal >= 0.97)",
-                            bw.path, bw.intnwBytesPerSecond / 1e6, bw.tcpBytesPerSecond / 1e6, bw.ratio))
+        lines.append(String(format: "intnw: one multisocket over %@: %.3f MB/s vs kernel TCP %.3f MB/s, ratio %.3f (goal >= 0.97); passive estimate %.3f MB/s, RTT %.1f ms",
+                            bw.path, bw.intnwBytesPerSecond / 1e6, bw.tcpBytesPerSecond / 1e6, bw.ratio,
+                            (bw.estimate?.bandwidthBytesPerSecond ?? 0) / 1e6, bw.estimate?.rttMilliseconds ?? 0))
         print(lines.last!)
         return lines
     }
@@ -81,14 +84,14 @@ enum IntNWGoodputBench {
 
         let tcp = try plainTCP(seconds: seconds, messageBytes: messageBytes, clientNS: clientNS, serverNS: serverNS,
                                clientAddr: clientAddr, serverAddr: serverAddr)
-        let intnw = try await multisocket(seconds: seconds, messageBytes: messageBytes, clientNS: clientNS, serverNS: serverNS,
+        let (intnw, estimate) = try await multisocket(seconds: seconds, messageBytes: messageBytes, clientNS: clientNS, serverNS: serverNS,
                                           clientAddr: clientAddr, serverAddr: serverAddr)
         let path = useNetns ? (shapedBytesPerSecond.map { "veth shaped to \(Int($0)) B/s" } ?? "unshaped veth") : "loopback"
-        return Result(intnwBytesPerSecond: intnw, tcpBytesPerSecond: tcp, path: path)
+        return Result(intnwBytesPerSecond: intnw, tcpBytesPerSecond: tcp, path: path, estimate: estimate)
     }
 
     static func multisocket(seconds: Double, messageBytes: Int, clientNS: String?, serverNS: String?,
-                            clientAddr: String, serverAddr: String) async throws -> Double {
+                            clientAddr: String, serverAddr: String) async throws -> (Double, NetworkEstimate?) {
         var lo = ListenerOptions()
         lo.session.networkNamespacePath = serverNS
         let listener = try MultiSocketListener(port: 0, address: serverAddr, options: lo)
@@ -110,11 +113,12 @@ enum IntNWGoodputBench {
         while Date().timeIntervalSince(start) < seconds {
             try await sock.send(payload, labels: .background | .large)
         }
+        let estimate = sock.networks.first?.estimate
         _ = await sock.close(timeoutSeconds: 30)
         let bytes = await received
         let elapsed = Date().timeIntervalSince(start)
         await peer.close()
-        return Double(bytes) / elapsed
+        return (Double(bytes) / elapsed, estimate)
     }
 
     /// State the two plain-TCP threads share (written before the semaphores they signal).

@@ -5,6 +5,7 @@ enum LabSubcommands {
     static let all: [any ParsableCommand.Type] = [
         NetCommand.self,
         ExperimentCommand.self,
+        RegressCommand.self,
         AnalyzeCommand.self,
         TraceCommand.self,
     ]

@@ -74,11 +74,15 @@ struct NetworkViewTests {
     func estimator() {
         var e = NetworkEstimator(kind: .cellular)
         #expect(e.current.source == .prior)
-        e.addIROBSample(bytes: 100, elapsedNs: 80_000_000)
-        #expect(e.current.rttMilliseconds == 80 && e.current.source == .measured)
-        // 1 MB in 80 ms RTT + 1 s transfer → about 1 MB/s.
-        e.addIROBSample(bytes: 1_000_000, elapsedNs: 1_080_000_000)
+        // 100 B at the 50 KB/s prior take 2 ms to serialize: 82 ms elapsed → 80 ms RTT.
+        e.addIROBSample(bytes: 100, elapsedNs: 82_000_000)
+        #expect(abs(e.current.rttMilliseconds - 80) < 1e-9 && e.current.source == .measured)
+        // 100 KB behind 900 KB already queued, 80 ms RTT + 1 s transfer → about 1 MB/s.
+        e.addIROBSample(bytes: 100_000, queuedAheadBytes: 900_000, elapsedNs: 1_080_000_000)
         #expect(abs(e.current.bandwidthBytesPerSecond - 1_000_000) < 1)
+        // A small IROB stuck behind a queue is not an RTT sample.
+        e.addIROBSample(bytes: 100, queuedAheadBytes: 500_000, elapsedNs: 600_000_000)
+        #expect(abs(e.current.rttMilliseconds - 80) < 1e-9)
         e.oracle = NetworkEstimate(rttMilliseconds: 5, bandwidthBytesPerSecond: 7, source: .oracle)
         #expect(e.current.rttMilliseconds == 5)
     }

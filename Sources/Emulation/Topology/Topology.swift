@@ -94,6 +94,10 @@ public struct Topology: Sendable {
             // default 500 the user-space emulator lost packets (and throughput) at >1 Gbit/s.
             c.append("link set \(l.interface) txqueuelen \(Topology.deviceQueuePackets) up")
             s.append("link set \(l.interface) txqueuelen \(Topology.deviceQueuePackets) up")
+            // On veth links a lookup that failed while the link was out stays stuck until the next ARP
+            // retry (1 s by default): retry every 50 ms so a returning link carries traffic at once.
+            c.append("ntable change name arp_cache dev \(l.interface) retrans 50")
+            s.append("ntable change name arp_cache dev \(l.interface) retrans 50")
             c.append("route replace default via \(l.serverAddress) dev \(l.interface) table \(l.routingTable) onlink")
             // Without carrier the route above is ignored; this keeps a socket bound to the link's address
             // from leaking out of another link with the wrong source (it gets ENETUNREACH instead).

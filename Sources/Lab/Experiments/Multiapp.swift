@@ -54,10 +54,7 @@ public struct MultiappExperiment: Experiment {
                                      trace: Conditions.cellularOnly(seconds: t.duration + 30),
                                      durationSeconds: t.duration, apps: [fg, bg])
                 plan.notifyDelaySeconds = 0 // WiFi is absent from the start: the OS knows.
-                plan.seed = o.seed + UInt64(trial - 1)
-                plan.shaper = o.shaper
-                plan.prefix = o.prefix
-                if let p = o.bgPolicy { plan.environment["INTNW_BG_POLICY"] = p }
+                plan.apply(o)
                 plans.append(plan)
             }
         }
@@ -68,6 +65,25 @@ public struct MultiappExperiment: Experiment {
     static let idleRequestMs = Conditions.cellular.rttMilliseconds
         + Double(128 + 24 + 52) / Conditions.cellular.upBytesPerSecond * 1000
         + Double(64 + 24 + 52) / Conditions.cellular.downBytesPerSecond * 1000
+
+    public func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric] {
+        var out: [KeyMetric] = []
+        for layout in Layout.allCases {
+            let apps = outcomes.filter { $0.plan.variant == layout.rawValue }.compactMap(\.analysis).flatMap(\.result.apps)
+            let p95 = apps.filter { $0.name == "fg" }.compactMap { $0.fg?.latencyMs?.p95Ms }
+            let bg = apps.filter { $0.name == "bg" && $0.throughput.activeSeconds > 0 }
+                .map { Double($0.throughput.uplinkBytes) / $0.throughput.activeSeconds }
+            if !p95.isEmpty {
+                out.append(KeyMetric(name: "multiapp.\(layout.rawValue).fg_p95_ms", value: p95.reduce(0, +) / Double(p95.count),
+                                     unit: "ms", better: .lower))
+            }
+            if !bg.isEmpty {
+                out.append(KeyMetric(name: "multiapp.\(layout.rawValue).bg_bytes_per_s", value: bg.reduce(0, +) / Double(bg.count),
+                                     unit: "B/s", better: .higher))
+            }
+        }
+        return out
+    }
 
     public func evaluate(_ outcomes: [TrialOutcome], options: ExperimentOptions) -> Verdict {
         var held = true

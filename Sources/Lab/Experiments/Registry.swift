@@ -2,6 +2,8 @@
 public enum ExperimentRegistry {
     public static let all: [any Experiment] = [
         MultiappExperiment(),
+        FairnessExperiment(),
+        DriveExperiment(),
     ]
 
     public static func named(_ name: String) -> (any Experiment)? { all.first { $0.name == name } }

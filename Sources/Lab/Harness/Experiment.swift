@@ -48,4 +48,30 @@ public protocol Experiment: Sendable {
     func plans(_ options: ExperimentOptions) throws -> [TrialPlan]
     /// Judges the expectation from the trials' outcomes.
     func evaluate(_ outcomes: [TrialOutcome], options: ExperimentOptions) -> Verdict
+    /// Plots across trials (e.g. a metric against the number of apps), written under `directory`;
+    /// returns their paths relative to it. The per-trial plots come from the analyzer's report.
+    func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String]
+    /// The numbers regression checks watch (mean over trials where there are several).
+    func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric]
+}
+
+extension Experiment {
+    public func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String] { [] }
+    public func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric] { [] }
+}
+
+/// A number a regression check compares with its baseline.
+public struct KeyMetric: Sendable, Codable, Equatable {
+    public enum Better: String, Sendable, Codable { case lower, higher }
+    /// Stable name, e.g. `multiapp.one-multisocket.fg_p95_ms`.
+    public var name: String
+    public var value: Double
+    public var unit: String
+    public var better: Better
+    public init(name: String, value: Double, unit: String, better: Better) {
+        self.name = name
+        self.value = value
+        self.unit = unit
+        self.better = better
+    }
 }

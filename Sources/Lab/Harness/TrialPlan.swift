@@ -68,6 +68,15 @@ public struct TrialPlan: Sendable {
         self.apps = apps
     }
 
+    /// Takes the run-wide options: trial k's seed is `seed + k - 1`; shaper, prefix and (unless the
+    /// experiment varies it) the BG policy for IntNW apps.
+    public mutating func apply(_ o: ExperimentOptions) {
+        seed = o.seed + UInt64(trial - 1)
+        shaper = o.shaper
+        prefix = o.prefix
+        if let p = o.bgPolicy { environment["INTNW_BG_POLICY"] = p }
+    }
+
     /// Server ports per variant; one server process per variant serves every app.
     public static let serverPort: [AppVariant: UInt16] = [.plain: 5000, .intnw: 5001]
 }

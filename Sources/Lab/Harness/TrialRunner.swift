@@ -142,7 +142,7 @@ public struct TrialRunner: Sendable {
 
         let metadata = RunMetadata(captures: captures.map(\.1), apps: plan.apps.map {
             RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
-                                 logFile: "\($0.name).jsonl")
+                                 logFile: Self.logFile(for: $0))
         })
         try metadata.write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
@@ -161,26 +161,32 @@ public struct TrialRunner: Sendable {
         return order.map { ($0, groups[$0]!) }
     }
 
-    /// `intnw-app` arguments for one process running `group`.
+    /// The log file an app writes (apps sharing a process share its log).
+    static func logFile(for app: AppLaunch) -> String { "\(app.process ?? app.name).jsonl" }
+
+    /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
+    /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
     static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
         precondition(!group.isEmpty)
-        func common(_ a: AppLaunch) -> [String] {
+        let first = group[0]
+        func common(_ a: AppLaunch, startDelay: Double) -> [String] {
             ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort[a.variant]!),
-             "--app-id", String(a.appId), "--start-delay", String(a.startDelaySeconds),
-             "--duration", String(max(0.1, durationSeconds - a.startDelaySeconds)),
-             "--log", "\(dir)/\(a.name).jsonl"] + a.arguments
+             "--app-id", String(a.appId), "--start-delay", String(startDelay),
+             "--duration", String(max(0.1, durationSeconds - startDelay)),
+             "--log", "\(dir)/\(logFile(for: a))"]
         }
         if group.count == 1 {
-            let a = group[0]
-            return [a.kind.rawValue] + common(a)
+            return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
         }
-        // Several apps in one process: `intnw-app multi` with one `--app` spec per app.
-        var argv = ["multi"]
-        if group.contains(where: \.shareMultisocket) { argv.append("--share-multisocket") }
-        for a in group {
-            argv += ["--app", ([a.kind.rawValue] + common(a)).joined(separator: " ")]
-        }
-        return argv
+        precondition(group.count == 2 && Set(group.map(\.kind)) == [.fgClient, .bgClient],
+                     "a process hosts one app or one FG app and one BG app")
+        let fg = group.first { $0.kind == .fgClient }!, bg = group.first { $0.kind == .bgClient }!
+        let start = min(fg.startDelaySeconds, bg.startDelaySeconds)
+        var argv = ["fg-bg-client"] + common(fg, startDelay: start)
+            + ["--bg-app-id", String(bg.appId), "--multisockets", group.contains(where: \.shareMultisocket) ? "1" : "2"]
+        if fg.startDelaySeconds > start { argv += ["--fg-start-delay", String(fg.startDelaySeconds - start)] }
+        if bg.startDelaySeconds > start { argv += ["--bg-start-delay", String(bg.startDelaySeconds - start)] }
+        return argv + fg.arguments + bg.arguments
     }
 
     /// Waits until every port listens in `ns` (or a server died).
