@@ -516,7 +516,8 @@ final class Session: IOHandler, IOService {
             let hold = UInt64(holds[s.id] ?? 0) * 1000
             let elapsed = nowNs &- s.firstSentNs
             if elapsed > hold {
-                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold)
+                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold,
+                                            sendSpanNs: s.lastSentNs &- s.firstSentNs)
             }
         }
         if !samples.isEmpty {

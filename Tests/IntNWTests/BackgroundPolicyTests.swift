@@ -68,18 +68,27 @@ struct BackgroundPolicyTests {
         #expect(p.verdict(slow.context(now: 80, lastFG: 20)) == .send(maxBytes: 500))
     }
 
-    @Test("anticipatory sends only into an empty socket: unsent bytes by default, unacknowledged bytes when configured")
+    @Test("anticipatory sends only into an empty enough socket: below one chunk unACKed by default; unsent-only and nothing-unACKed when configured")
     func anticipatorySocketEmpty() {
         let p = AnticipatoryBackgroundPolicy()
-        let busy = p.verdict(bench.context(now: 30, lastFG: 20, unsent: 1))
-        #expect(busy == .hold(.socketBusy, untilNs: PolicyBench.at(30) + 10_000_000))
-        // In flight but all sent: the default test passes it.
-        #expect(p.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 9_000)).reason == nil)
-        var strict = AnticipatoryBackgroundPolicy.Parameters()
-        strict.emptySocketTest = .nothingUnacknowledged
-        let q = AnticipatoryBackgroundPolicy(parameters: strict)
-        #expect(q.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 9_000)).reason == .socketBusy)
-        #expect(q.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 0)).reason == nil)
+        #expect(p.parameters.emptySocketTest == .belowOneChunk)
+        // Idle 1 s: the chunk is 4,000 B; less than that unACKed lets the next one go.
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unacked: 3_999)) == .send(maxBytes: 4_000))
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unacked: 4_000)) == .hold(.socketBusy, untilNs: PolicyBench.at(21) + 10_000_000))
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unsent: 4_000)).reason == .socketBusy)
+        func with(_ t: AnticipatoryBackgroundPolicy.EmptySocketTest) -> AnticipatoryBackgroundPolicy {
+            var params = AnticipatoryBackgroundPolicy.Parameters()
+            params.emptySocketTest = t
+            return AnticipatoryBackgroundPolicy(parameters: params)
+        }
+        // DESIGN.md's reading: only unsent bytes count, whatever is in flight.
+        let unsent = with(.noUnsentBytes)
+        #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 1)).reason == .socketBusy)
+        #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 50_000)).reason == nil)
+        // The strict reading: nothing unACKed at all.
+        let strict = with(.nothingUnacknowledged)
+        #expect(strict.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 1)).reason == .socketBusy)
+        #expect(strict.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 0)).reason == nil)
     }
 
     @Test("anticipatory constants are parameters: a 2 x RTT wait and 1/8 s chunks")
@@ -135,43 +144,42 @@ struct BackgroundPolicyTests {
         #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
     }
 
-    @Test("delay-target: the window grows by a BDP per RTT under the target, shrinks above it, stays within its caps")
+    @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms); halved per RTT above 100 ms of queueing, regrown below")
     func delayTarget() {
-        let p = DelayTargetBackgroundPolicy()  // 25 ms target
-        // min RTT 200 ms, 64,000 B/s: BDP 12,800 B. First decision starts the clock with the minimum window.
+        let p = DelayTargetBackgroundPolicy()
+        // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x 0.225 = 14,400 B.
         var now = 1.0
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 2_896))
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 2_000, srttMs: 200, minRTTMs: 200)).reason == .queueingDelay)
-        // No queueing: +1 BDP per RTT, not more often.
-        now += 0.1
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
-        #expect(p.currentWindowBytes == 2_896)
-        now += 0.1
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
-        #expect(p.currentWindowBytes == 2_896 + 12_800)
-        for _ in 0..<10 {
-            now += 0.2
-            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 200, minRTTMs: 200))
-        }
-        #expect(p.currentWindowBytes == 64_000)  // capped at one second's worth
-        // 50 ms of queueing (twice the target): -1 BDP per RTT.
+        #expect(p.verdict(bench.context(now: now, lastFG: 10, srttMs: 210, minRTTMs: 200)) == .send(maxBytes: 14_400))
+        // It does not care about recent FG (no idle wait); it bounds what is not yet acknowledged.
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 10_000, srttMs: 210, minRTTMs: 200)) == .send(maxBytes: 4_400))
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 13_500, srttMs: 210, minRTTMs: 200))
+                == .hold(.queueingDelay, untilNs: PolicyBench.at(now) + 10_000_000))
+        // 150 ms of measured queueing: halved, at most once per min RTT.
         now += 0.2
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 250, minRTTMs: 200))
-        #expect(p.currentWindowBytes == 64_000 - 12_800)
-        // Exactly on target: unchanged.
-        now += 0.2
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 225, minRTTMs: 200))
-        #expect(p.currentWindowBytes == 64_000 - 12_800)
-        // Heavy queueing for long: down to the floor, and the window bounds what may be in flight.
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350, minRTTMs: 200)) == .send(maxBytes: 7_200))
+        now += 0.1
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350, minRTTMs: 200)) == .send(maxBytes: 7_200))
         for _ in 0..<10 {
             now += 0.2
             _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200))
         }
-        #expect(p.currentWindowBytes == 2_896)
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 1_500, srttMs: 1_200, minRTTMs: 200)).reason == .queueingDelay)
-        // Each multisocket gets its own window.
+        #expect(p.currentScale == 1.0 / 16)  // the floor of the halvings
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200)) == .send(maxBytes: 2_896))  // minimum window
+        // Below the ceiling again: a quarter of the model back per RTT, never above it.
+        for _ in 0..<6 {
+            now += 0.2
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 260, minRTTMs: 200))
+        }
+        #expect(p.currentScale == 1)
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 260, minRTTMs: 200)) == .send(maxBytes: 14_400))
+        // The target is a parameter; without kernel RTTs the estimate's RTT is the base.
+        var params = DelayTargetBackgroundPolicy.Parameters()
+        params.targetQueueingDelayMilliseconds = 50
+        let q = DelayTargetBackgroundPolicy(parameters: params)
+        #expect(q.verdict(bench.context(now: 1, lastFG: nil)) == .send(maxBytes: 16_000))
+        // Each multisocket gets its own scale.
         let fresh = p.makeInstance() as! DelayTargetBackgroundPolicy
-        #expect(fresh.currentWindowBytes == 2_896 && fresh !== p)
+        #expect(fresh.currentScale == 1 && fresh !== p)
     }
 
     @Test("policy names: parse, environment default, unknown names rejected with the list")
@@ -182,6 +190,23 @@ struct BackgroundPolicyTests {
             #expect(made?.name == n.rawValue)
         }
         #expect(try BackgroundPolicyName.parse(" Anticipatory ") == .anticipatory)
+        // Parameters after the name.
+        let a = try #require(try BackgroundPolicies.parse("anticipatory:empty=unacked,idle-rtts=2") as? AnticipatoryBackgroundPolicy)
+        #expect(a.parameters.emptySocketTest == .nothingUnacknowledged && a.parameters.idleRTTMultiple == 2)
+        let d = try #require(try BackgroundPolicies.parse("delay-target:target-ms=50") as? DelayTargetBackgroundPolicy)
+        #expect(d.parameters.targetQueueingDelayMilliseconds == 50)
+        let t = try #require(try BackgroundPolicies.parse("trickle:chunk-s=0.1,idle-after-s=2") as? TrickleBackgroundPolicy)
+        #expect(t.parameters.chunkSeconds == 0.1 && t.parameters.idleAfterSeconds == 2)
+        #expect(throws: IntNWError.invalidArgument("'speed=2' is not a parameter of trickle (valid: chunk-s, idle-after-s, idle-chunk-s)")) {
+            try BackgroundPolicies.parse("trickle:speed=2")
+        }
+        #expect(throws: IntNWError.invalidArgument("anticipatory empty=never: expected unsent, unacked or below-chunk")) {
+            try BackgroundPolicies.parse("anticipatory:empty=never")
+        }
+        #expect(throws: IntNWError.invalidArgument("delay-target target-ms=-5: expected a positive number")) {
+            try BackgroundPolicies.parse("delay-target:target-ms=-5")
+        }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("permissive:x=1") }
         #expect(throws: IntNWError.invalidArgument("background policy 'fast' is not one of exclusive, permissive, anticipatory, trickle, delay-target")) {
             try BackgroundPolicyName.parse("fast")
         }

@@ -112,15 +112,22 @@ public struct ExclusiveBackgroundPolicy: ExplainedBackgroundPolicy {
 /// With the defaults, the first chunk is 1/16 s worth of the link (62.5 ms of delay for a
 /// foreground message that arrives behind it) and no chunk is more than 1 s worth.
 public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
-    /// What "the socket buffer is empty" means.
+    /// What "the socket buffer is empty" means (docs/scheduling.md has the measurements behind
+    /// the default).
     public enum EmptySocketTest: String, Sendable, Equatable {
-        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading.
-        /// Bytes in flight are not counted, so congestion control decides how many chunks are
-        /// in flight at once.
+        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading. Bytes
+        /// in flight are not counted, so congestion control decides how many chunks are in
+        /// flight at once; on a deep bottleneck queue that is most of a second's worth, and the
+        /// next foreground message waits behind it (about 4-5 x FG alone on the 3G link).
         case noUnsentBytes = "unsent"
         /// Nothing unacknowledged (SIOCOUTQ == 0): at most one chunk in flight, which is what
         /// makes the note's "62.5 ms at first, 1 s at most" bound on foreground delay hold.
         case nothingUnacknowledged = "unacked"
+        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test DESIGN.md gives
+        /// trickle: at most two chunks in flight, so the next chunk is on its way while the last
+        /// one is ACKed. The default: foreground delay stays bounded by two chunks, and background
+        /// moves about half again as much as with `nothingUnacknowledged`.
+        case belowOneChunk = "below-chunk"
     }
 
     public struct Parameters: Sendable, Equatable {
@@ -132,7 +139,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
         public var minimumChunkFloorBytes: Int = 64
         /// Largest chunk as seconds' worth of bandwidth (`max_chunksize = bandwidth`), seconds.
         public var maximumChunkSeconds: Double = 1
-        public var emptySocketTest: EmptySocketTest = .noUnsentBytes
+        public var emptySocketTest: EmptySocketTest = .belowOneChunk
         /// How soon to look again while the socket is not empty, milliseconds.
         public var recheckMilliseconds: Double = 10
         /// Lower bound on the RTT the idle wait is computed from, milliseconds.
@@ -165,16 +172,18 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
         if idle <= threshold {
             return .hold(.foregroundRecent, untilNs: context.lastForegroundActivityNs + threshold + 1)
         }
+        let chunk = chunkBytes(bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond,
+                               idleNs: idle, thresholdNs: threshold)
         let busy: Bool
         switch parameters.emptySocketTest {
         case .noUnsentBytes: busy = context.kernelUnsentBytes > 0
         case .nothingUnacknowledged: busy = context.kernelUnackedBytes > 0
+        case .belowOneChunk: busy = context.kernelUnackedBytes >= chunk
         }
         if busy {
             return .hold(.socketBusy, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
-        return .send(maxBytes: chunkBytes(bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond,
-                                          idleNs: idle, thresholdNs: threshold))
+        return .send(maxBytes: chunk)
     }
 }
 
@@ -221,23 +230,26 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 
 // MARK: - delay-target (ours)
 
-/// Our fifth policy, LEDBAT-like (RFC 6817's idea, not its code): background bytes in flight
-/// (SIOCOUTQ) are bounded by a window that grows while the queueing delay the connection measures
-/// (TCP_INFO smoothed RTT minus minimum RTT) is below `targetQueueingDelayMilliseconds` and
-/// shrinks above it, once per RTT by `gain` x (target - delay) / target x one bandwidth-delay
-/// product. Foreground data arriving at the bottleneck therefore waits behind at most about the
-/// target's worth of background bytes, while background keeps the link busy when foreground is
-/// quiet. Each multisocket keeps its own window.
+/// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
+/// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by the link's
+/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth. At most
+/// about that much background data then waits in the bottleneck queue ahead of a foreground
+/// packet, while background keeps the link busy whenever foreground is quiet (no idle wait). The
+/// window rests on the capacity and minimum-RTT estimates; when the queueing delay the connection
+/// measures (TCP_INFO smoothed RTT minus minimum RTT) exceeds `ceilingQueueingDelayMilliseconds`
+/// (LEDBAT's 100 ms) the estimates are too optimistic, and the window is halved once per RTT,
+/// growing back by a quarter of the model per RTT once the delay is below the ceiling again.
+/// Each multisocket keeps its own scale.
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
-        /// Queueing delay background may cause, milliseconds (LEDBAT allows at most 100).
+        /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 25
-        /// Window change per RTT at 100% off target, in bandwidth-delay products.
-        public var gain: Double = 1
+        /// Measured queueing delay above which the window is halved, milliseconds.
+        public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
         public var minimumWindowBytes: Int = 2 * 1448
-        /// Largest window, seconds' worth of bandwidth.
-        public var maximumWindowSeconds: Double = 1
+        /// Smallest fraction of the model window the halvings go down to.
+        public var minimumScale: Double = 1.0 / 16
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
         public init() {}
@@ -245,19 +257,16 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
 
     public let parameters: Parameters
     private let lock = Lock()
-    private var windowBytes: Double
+    private var scale = 1.0
     private var lastUpdateNs: UInt64 = 0
 
-    public init(parameters: Parameters = Parameters()) {
-        self.parameters = parameters
-        self.windowBytes = Double(parameters.minimumWindowBytes)
-    }
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
-    /// The current window, bytes (tests and diagnostics).
-    public var currentWindowBytes: Int { lock.lock(); defer { lock.unlock() }; return Int(windowBytes) }
+    /// The current fraction of the model window (tests and diagnostics).
+    public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
 
     /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, or 0 when unknown.
     static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
@@ -266,28 +275,33 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(0, Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000
     }
 
-    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
-        let bw = context.network.estimate.bandwidthBytesPerSecond
+    /// The window before scaling: bandwidth x (base RTT + target), bytes.
+    public func modelWindowBytes(_ context: BackgroundContext) -> Double {
         let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
             ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
-        let bdp = max(Double(parameters.minimumWindowBytes), bw * baseRTTms / 1000)
-        let maxWindow = max(Double(parameters.minimumWindowBytes), bw * parameters.maximumWindowSeconds)
+        let bytes = context.network.estimate.bandwidthBytesPerSecond * (baseRTTms + parameters.targetQueueingDelayMilliseconds) / 1000
+        return max(Double(parameters.minimumWindowBytes), bytes)
+    }
+
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        let model = modelWindowBytes(context)
+        let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
+            ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
         let qdelay = Self.queueingDelayMilliseconds(context)
         lock.lock()
         defer { lock.unlock() }
-        let period = nanoseconds(milliseconds: max(baseRTTms, 1))
-        if lastUpdateNs == 0 {
-            lastUpdateNs = context.nowNs
-        } else if context.nowNs &- lastUpdateNs >= period {
-            let target = max(parameters.targetQueueingDelayMilliseconds, 0.001)
-            let offTarget = max(-1, min(1, (target - qdelay) / target))
-            windowBytes = max(Double(parameters.minimumWindowBytes),
-                              min(maxWindow, windowBytes + parameters.gain * offTarget * bdp))
+        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(baseRTTms, 1)) || lastUpdateNs == 0 {
+            if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                scale = max(parameters.minimumScale, scale / 2)
+            } else {
+                scale = min(1, scale + 0.25)
+            }
             lastUpdateNs = context.nowNs
         }
-        let room = Int(windowBytes) - context.kernelUnackedBytes
+        let window = max(Double(parameters.minimumWindowBytes), model * scale)
+        let room = Int(window) - context.kernelUnackedBytes
         // Less than a segment of room: wait rather than dribble tiny frames.
-        if room < min(1448, Int(windowBytes) / 2) {
+        if room < min(1448, Int(window) / 2) {
             return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
         return .send(maxBytes: room)
@@ -329,12 +343,16 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         return n
     }
 
-    /// The name `INTNW_BG_POLICY` holds (nil when unset or empty); throws for an unknown name.
-    public static func fromEnvironment() throws -> BackgroundPolicyName? {
-        guard let raw = getenv(environmentVariable) else { return nil }
-        let s = String(cString: raw)
-        if s.trimmingSpaces.isEmpty { return nil }
-        return try parse(s)
+    /// Parameters `BackgroundPolicies.parse` accepts after the name, with their meaning.
+    public var parameterKeys: [String: String] {
+        switch self {
+        case .exclusive, .permissive: [:]
+        case .anticipatory: ["empty": "unsent | unacked | below-chunk", "idle-rtts": "idle wait in RTTs",
+                             "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
+        case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
+                        "idle-after-s": "FG silence before the larger chunk, seconds"]
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms"]
+        }
     }
 }
 
@@ -343,14 +361,70 @@ public enum BackgroundPolicies {
     /// Without configuration: permissive (the runtime's own FG-first ordering only).
     public static let fallback = BackgroundPolicyName.permissive
 
-    /// The policy `INTNW_BG_POLICY` names, else `fallback`. An unknown name falls back too and
-    /// is reported (one error line) by the first multisocket that starts.
+    /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
+    /// back too and is reported (one error line) by the first multisocket that starts.
     public static func fromEnvironment() -> any BackgroundPolicy {
+        guard let raw = getenv(BackgroundPolicyName.environmentVariable), !String(cString: raw).trimmingSpaces.isEmpty else {
+            return fallback.makePolicy()
+        }
         do {
-            return (try BackgroundPolicyName.fromEnvironment() ?? fallback).makePolicy()
+            return try parse(String(cString: raw))
         } catch {
             EnvironmentProblem.record("\(error); using \(fallback.rawValue)")
             return fallback.makePolicy()
+        }
+    }
+
+    /// Parses `name[:key=value,...]`, e.g. `anticipatory`, `anticipatory:empty=unsent`,
+    /// `delay-target:target-ms=50` (keys: `BackgroundPolicyName.parameterKeys`).
+    public static func parse(_ spec: String) throws -> any BackgroundPolicy {
+        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let name = try BackgroundPolicyName.parse(String(parts[0]))
+        var values: [String: String] = [:]
+        if parts.count == 2 {
+            for item in parts[1].split(separator: ",") {
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = kv[0].trimmingSpaces.lowercased()
+                guard kv.count == 2, name.parameterKeys[key] != nil else {
+                    let valid = name.parameterKeys.keys.sorted().joined(separator: ", ")
+                    throw IntNWError.invalidArgument("'\(item)' is not a parameter of \(name.rawValue) (\(valid.isEmpty ? "it has none" : "valid: " + valid))")
+                }
+                values[key] = kv[1].trimmingSpaces
+            }
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let v = values[key] else { return nil }
+            guard let d = Double(v), d.isFinite, d > 0 else {
+                throw IntNWError.invalidArgument("\(name.rawValue) \(key)=\(v): expected a positive number")
+            }
+            return d
+        }
+        switch name {
+        case .exclusive, .permissive:
+            return name.makePolicy()
+        case .anticipatory:
+            var p = AnticipatoryBackgroundPolicy.Parameters()
+            if let e = values["empty"] {
+                guard let t = AnticipatoryBackgroundPolicy.EmptySocketTest(rawValue: e.lowercased()) else {
+                    throw IntNWError.invalidArgument("anticipatory empty=\(e): expected unsent, unacked or below-chunk")
+                }
+                p.emptySocketTest = t
+            }
+            if let v = try number("idle-rtts") { p.idleRTTMultiple = v }
+            if let v = try number("min-chunk-s") { p.minimumChunkSeconds = v }
+            if let v = try number("max-chunk-s") { p.maximumChunkSeconds = v }
+            return AnticipatoryBackgroundPolicy(parameters: p)
+        case .trickle:
+            var p = TrickleBackgroundPolicy.Parameters()
+            if let v = try number("chunk-s") { p.chunkSeconds = v }
+            if let v = try number("idle-chunk-s") { p.idleChunkSeconds = v }
+            if let v = try number("idle-after-s") { p.idleAfterSeconds = v }
+            return TrickleBackgroundPolicy(parameters: p)
+        case .delayTarget:
+            var p = DelayTargetBackgroundPolicy.Parameters()
+            if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
+            if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
+            return DelayTargetBackgroundPolicy(parameters: p)
         }
     }
 }

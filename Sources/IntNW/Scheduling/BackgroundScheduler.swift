@@ -42,6 +42,8 @@ final class BackgroundScheduler {
     static let frameOverheadBytes = 512
     /// Smallest grant worth sending when the kernel has little room, bytes.
     static let minimumUsefulGrantBytes = 1024
+    /// How long a delivery-rate sample counts towards the link's capacity, seconds.
+    static let capacityWindowSeconds = 10.0
     /// SO_MEMINFO (asm-generic/socket.h) and the indices of sk_sndbuf and sk_wmem_queued in it.
     static let soMeminfo: Int32 = 55
     static let meminfoSndbuf = 3
@@ -62,6 +64,8 @@ final class BackgroundScheduler {
     private var perInterface: [String: Int] = [:]
     /// Last foreground activity this multisocket saw per interface (when there is no registry).
     private var ownLastForeground: [String: UInt64] = [:]
+    /// Per interface: the largest recent kernel delivery rate (bytes/s) and when it was seen.
+    private var capacity: [String: (bytesPerSecond: Double, atNs: UInt64)] = [:]
 
     init(options: MultiSocketOptions, role: Role, log: Logger) {
         var p = options.backgroundPolicy
@@ -165,7 +169,7 @@ final class BackgroundScheduler {
                            metadata: ["interface": "\(interface)", "pids": "\(v.reclaimedPIDs)"])
             }
         }
-        let ctx = BackgroundContext(network: network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
+        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs), nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
                                     kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
@@ -199,13 +203,42 @@ final class BackgroundScheduler {
                 "reason": "\(reason.rawValue)", "policy": "\(stats.policy)", "interface": "\(interface)",
                 "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
                 "fg_elsewhere": "\(elsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
-                "rtt_ms": "\(network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(network.estimate.bandwidthBytesPerSecond))",
+                "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
                 "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
                 "kernel_room": "\(room == Int.max ? -1 : room)",
                 "retry_in_ms": "\(until.map { Double($0 &- nowNs) / 1e6 } ?? -1)",
             ])
         }
         return verdict.decision
+    }
+
+    /// The network as policies see it: the RTT is the kernel's minimum RTT of this connection
+    /// (the link's, without the queueing our own background data adds), and the bandwidth the
+    /// larger of the general estimate and the largest delivery rate the kernel measured in the
+    /// last `capacityWindowSeconds`, app-limited samples included (they are lower bounds of the
+    /// capacity, as BBR treats them). A policy that holds background back keeps the connection
+    /// app-limited, so its own samples understate the link; taking the larger keeps the chunks
+    /// from shrinking because they were small. An oracle estimate (experiments) is used as given.
+    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?, nowNs: UInt64) -> NetworkStatus {
+        guard network.estimate.source != .oracle, let info else { return network }
+        var n = network
+        if info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max {
+            n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
+        }
+        let name = network.interfaceName
+        let windowNs = nanoseconds(milliseconds: Self.capacityWindowSeconds * 1000)
+        if info.tcpi_delivery_rate > 0 {
+            let rate = Double(info.tcpi_delivery_rate)
+            if let c = capacity[name], nowNs &- c.atNs < windowNs, c.bytesPerSecond > rate {
+                // Keep the larger, still-recent sample.
+            } else {
+                capacity[name] = (rate, nowNs)
+            }
+        }
+        if let c = capacity[name], nowNs &- c.atNs < windowNs {
+            n.estimate.bandwidthBytesPerSecond = max(n.estimate.bandwidthBytesPerSecond, c.bytesPerSecond)
+        }
+        return n
     }
 
     /// Payload bytes the kernel will surely take at once: below TCP_NOTSENT_LOWAT (the kernel stops
