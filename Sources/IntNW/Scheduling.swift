@@ -55,8 +55,8 @@ public struct DefaultNetworkChooser: NetworkChooser {
 public struct BackgroundContext: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
-    /// Monotonic ns of the last foreground activity on this interface (0: never). A later,
-    /// cross-process implementation reads it from shared memory.
+    /// Monotonic ns of the last foreground activity on this interface (0: never), by this
+    /// multisocket or, through the shared segment, any other multisocket or process.
     public var lastForegroundActivityNs: UInt64
     /// Whether any other usable network could carry this background message.
     public var otherUsableNetworks: Int

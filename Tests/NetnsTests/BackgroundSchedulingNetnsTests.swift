@@ -41,6 +41,8 @@ struct BackgroundSchedulingNetnsTests {
                    100 * bgBytesPerSecond / BackgroundSchedulingNetnsTests.uplinkBytesPerSecond)
                 + (bgStats.map { s in
                     ", holds " + s.holds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
+                        + String(format: ", policy saw RTT %.0f ms, bandwidth %.0f B/s (max %.0f)", s.lastRTTMilliseconds,
+                                 s.lastBandwidthBytesPerSecond, s.maxBandwidthBytesPerSecond)
                 } ?? "")
         }
     }
@@ -120,12 +122,21 @@ struct BackgroundSchedulingNetnsTests {
         return l
     }
 
-    static func clientOptions(_ bed: Testbed, policy: any BackgroundPolicy) -> MultiSocketOptions {
+    /// Client options: the cellular link as a static network, or with `watchAll` every link of the
+    /// testbed through the network monitor (traces where WiFi comes and goes).
+    static func clientOptions(_ bed: Testbed, policy: any BackgroundPolicy, watchAll: Bool = false) -> MultiSocketOptions {
         let spec = bed.topology.spec
         let cell = spec.link(named: "cellular")!
         var o = MultiSocketOptions(staticNetworks: [LocalNetwork(networkID: 2, kind: .cellular, interfaceName: cell.interface,
                                                                  address: IPv4Endpoint.parse(cell.clientAddress)!)],
                                    connectTimeoutSeconds: 10, backgroundPolicy: policy, logger: quiet())
+        if watchAll {
+            o.staticNetworks = nil
+            o.interfaces = spec.links.map(\.interface)
+            o.classifier = NetworkClassifier(explicit: Dictionary(uniqueKeysWithValues: spec.links.map {
+                ($0.interface, $0.kind == .wifi ? NetworkKind.wifi : .cellular)
+            }))
+        }
         o.networkNamespacePath = "/var/run/netns/\(spec.clientNamespace)"
         return o
     }
@@ -183,11 +194,11 @@ struct BackgroundSchedulingNetnsTests {
     }
 
     /// FG alone: the baseline.
-    static func baseline(_ bed: Testbed, port: UInt16) async throws -> Outcome {
+    static func baseline(_ bed: Testbed, port: UInt16, watchAll: Bool = false, count: Int = 8, intervalSeconds: Double = 1) async throws -> Outcome {
         let server = try Server(bed: bed, port: port)
         let fg = Mux(try await MultiSocket.connect(to: bed.topology.spec.serviceAddress, port: port,
-                                                   options: clientOptions(bed, policy: PermissiveBackgroundPolicy())))
-        let lat = try await runForeground(fg, count: 8, intervalSeconds: 1, startDelaySeconds: 0.5)
+                                                   options: clientOptions(bed, policy: PermissiveBackgroundPolicy(), watchAll: watchAll)))
+        let lat = try await runForeground(fg, count: count, intervalSeconds: intervalSeconds, startDelaySeconds: 0.5)
         await fg.socket.close(timeoutSeconds: 0.5)
         await server.close()
         return Outcome(fgLatenciesMs: lat, bgBytes: 0, seconds: 1, bgStats: nil)
@@ -196,10 +207,10 @@ struct BackgroundSchedulingNetnsTests {
     /// BG from t = 0, FG from t = 3 s, every 2 s for `seconds`, in `layout`, with `policy` on the
     /// BG side.
     static func run(_ bed: Testbed, layout: Layout, policy: BackgroundPolicyName, seconds: Double, port: UInt16,
-                    instance: (any BackgroundPolicy)? = nil) async throws -> Outcome {
+                    instance: (any BackgroundPolicy)? = nil, watchAll: Bool = false) async throws -> Outcome {
         let server = try Server(bed: bed, port: port)
         let service = bed.topology.spec.serviceAddress
-        let bg = Mux(try await MultiSocket.connect(to: service, port: port, options: clientOptions(bed, policy: instance ?? policy.makePolicy())))
+        let bg = Mux(try await MultiSocket.connect(to: service, port: port, options: clientOptions(bed, policy: instance ?? policy.makePolicy(), watchAll: watchAll)))
         let fgStart = 3.0
         let count = Int((seconds - fgStart) / 2)
         let started = Date()
@@ -210,7 +221,7 @@ struct BackgroundSchedulingNetnsTests {
         case .sameMultisocket:
             latencies = try await runForeground(bg, count: count, intervalSeconds: 2, startDelaySeconds: fgStart)
         case .twoMultisockets:
-            let fg = Mux(try await MultiSocket.connect(to: service, port: port, options: clientOptions(bed, policy: instance ?? policy.makePolicy())))
+            let fg = Mux(try await MultiSocket.connect(to: service, port: port, options: clientOptions(bed, policy: instance ?? policy.makePolicy(), watchAll: watchAll)))
             latencies = try await runForeground(fg, count: count, intervalSeconds: 2, startDelaySeconds: fgStart - Date().timeIntervalSince(started))
             await fg.socket.close(timeoutSeconds: 0.2)
         case .twoProcesses:
@@ -220,7 +231,8 @@ struct BackgroundSchedulingNetnsTests {
             try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
             let probe = try NetnsProbe(["fg-loop", "--server", service, "--port", "\(port)", "--interface", cell.interface,
                                         "--address", cell.clientAddress, "--netns", "/var/run/netns/\(spec.clientNamespace)",
-                                        "--interval", "2", "--duration", "\(Double(count) * 2 - 1)"])
+                                        "--interval", "2", "--duration", "\(Double(count) * 2 - 1)"]
+                                       + (watchAll ? ["--interfaces", spec.links.map(\.interface).joined(separator: ",")] : []))
             defer { probe.kill() }
             #expect(await probe.waitFor("done", timeoutSeconds: Double(count) * 2 + 30), "probe: \(probe.output.suffix(3))")
             latencies = probe.output.compactMap { $0.hasPrefix("latency_ms ") ? Double($0.dropFirst(11)) : nil }

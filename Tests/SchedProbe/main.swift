@@ -5,6 +5,7 @@
 ///         acknowledged it, and exits when stdin closes.
 ///     intnw-sched-probe fg-loop --server IP --port P --interface NAME --address IP [--netns PATH]
 ///                               [--segment NAME] [--interval S] [--duration S] [--request-bytes N]
+///                               [--interfaces wifi0,cell0]
 ///         sends a foreground request every interval and waits for the reply; prints
 ///         "latency_ms X" per request and "done" at the end.
 ///
@@ -48,6 +49,13 @@ func run() async throws {
     }
     var o = MultiSocketOptions(staticNetworks: [LocalNetwork(networkID: 1, kind: .cellular, interfaceName: v["interface"]!, address: address)],
                                connectTimeoutSeconds: 10)
+    if let list = v["interfaces"] {
+        // Watch these interfaces (wifi0 is WiFi, the rest cellular) instead of one static network.
+        let names = list.split(separator: ",").map(String.init)
+        o.staticNetworks = nil
+        o.interfaces = names
+        o.classifier = NetworkClassifier(explicit: Dictionary(uniqueKeysWithValues: names.map { ($0, $0.hasPrefix("wifi") ? NetworkKind.wifi : .cellular) }))
+    }
     o.networkNamespacePath = v["netns"]
     if let seg = v["segment"] { o.sharedSchedulingSegment = seg == "per-namespace" ? .perNamespace : .named(seg) }
     let socket = try await MultiSocket.connect(to: v["server"]!, port: port, options: o)

@@ -25,6 +25,11 @@ public struct BackgroundSchedulingStats: Sendable, Equatable, Codable {
     public var reclaimedProcesses: UInt64 = 0
     /// Why the shared segment is not used (nil: used, or not asked for).
     public var sharedSegmentError: String?
+    /// The RTT (ms) and bandwidth (bytes/s) the policy was given at its latest decision.
+    public var lastRTTMilliseconds: Double = 0
+    public var lastBandwidthBytesPerSecond: Double = 0
+    /// The largest bandwidth (bytes/s) any decision was given.
+    public var maxBandwidthBytesPerSecond: Double = 0
 
     public init(policy: String) { self.policy = policy }
 
@@ -42,8 +47,6 @@ final class BackgroundScheduler {
     static let frameOverheadBytes = 512
     /// Smallest grant worth sending when the kernel has little room, bytes.
     static let minimumUsefulGrantBytes = 1024
-    /// How long a delivery-rate sample counts towards the link's capacity, seconds.
-    static let capacityWindowSeconds = 10.0
     /// SO_MEMINFO (asm-generic/socket.h) and the indices of sk_sndbuf and sk_wmem_queued in it.
     static let soMeminfo: Int32 = 55
     static let meminfoSndbuf = 3
@@ -64,8 +67,6 @@ final class BackgroundScheduler {
     private var perInterface: [String: Int] = [:]
     /// Last foreground activity this multisocket saw per interface (when there is no registry).
     private var ownLastForeground: [String: UInt64] = [:]
-    /// Per interface: the largest recent kernel delivery rate (bytes/s) and when it was seen.
-    private var capacity: [String: (bytesPerSecond: Double, atNs: UInt64)] = [:]
 
     init(options: MultiSocketOptions, role: Role, log: Logger) {
         var p = options.backgroundPolicy
@@ -169,11 +170,14 @@ final class BackgroundScheduler {
                            metadata: ["interface": "\(interface)", "pids": "\(v.reclaimedPIDs)"])
             }
         }
-        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs), nowNs: nowNs, lastForegroundActivityNs: lastFG,
+        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil), nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
                                     kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
                                     kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0)
+        stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
+        stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
+        stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
         var verdict: BackgroundVerdict
         if elsewhere > 0 && (explained?.honorsForegroundBarrier ?? true) {
             verdict = .hold(.foregroundElsewhere, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
@@ -212,32 +216,19 @@ final class BackgroundScheduler {
         return verdict.decision
     }
 
-    /// The network as policies see it: the RTT is the kernel's minimum RTT of this connection
-    /// (the link's, without the queueing our own background data adds), and the bandwidth the
-    /// larger of the general estimate and the largest delivery rate the kernel measured in the
-    /// last `capacityWindowSeconds`, app-limited samples included (they are lower bounds of the
-    /// capacity, as BBR treats them). A policy that holds background back keeps the connection
-    /// app-limited, so its own samples understate the link; taking the larger keeps the chunks
-    /// from shrinking because they were small. An oracle estimate (experiments) is used as given.
-    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?, nowNs: UInt64) -> NetworkStatus {
-        guard network.estimate.source != .oracle, let info else { return network }
+    /// The network as policies see it: the RTT is the connection's kernel minimum RTT (the link's,
+    /// without the queueing our own background data adds: the smoothed RTT of a connection
+    /// carrying background swells with that background's own queue, which would stretch the idle
+    /// wait further the more background there is). The bandwidth is IntNW's general estimate:
+    /// the kernel's delivery-rate samples overshoot the link when ACKs arrive bunched (up to 2x
+    /// on the emulated 3G link), and a maximum over them made chunks and windows too large.
+    /// An oracle estimate (experiments) is used as given.
+    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?) -> NetworkStatus {
+        guard network.estimate.source != .oracle, let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else {
+            return network
+        }
         var n = network
-        if info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max {
-            n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
-        }
-        let name = network.interfaceName
-        let windowNs = nanoseconds(milliseconds: Self.capacityWindowSeconds * 1000)
-        if info.tcpi_delivery_rate > 0 {
-            let rate = Double(info.tcpi_delivery_rate)
-            if let c = capacity[name], nowNs &- c.atNs < windowNs, c.bytesPerSecond > rate {
-                // Keep the larger, still-recent sample.
-            } else {
-                capacity[name] = (rate, nowNs)
-            }
-        }
-        if let c = capacity[name], nowNs &- c.atNs < windowNs {
-            n.estimate.bandwidthBytesPerSecond = max(n.estimate.bandwidthBytesPerSecond, c.bytesPerSecond)
-        }
+        n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
         return n
     }
 

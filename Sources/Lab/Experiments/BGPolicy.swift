@@ -59,7 +59,7 @@ public struct BGPolicyExperiment: Experiment {
     }
 
     /// `seconds` of `trace` from `from`, starting at 0.
-    static func window(_ trace: Trace, from: Double, seconds: Double) -> Trace {
+    public static func window(_ trace: Trace, from: Double, seconds: Double) -> Trace {
         var slices: [TraceSlice] = []
         let first = trace.sliceIndex(at: from)
         slices.append(TraceSlice(startSeconds: 0, conditions: trace.slices[first].conditions))
