@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module map (dependencies run one way):
 //   intnw-lab -> Lab -> Analysis, Capture, Emulation, IntNW
-//   intnw-app -> IntNW
+//   intnw-app -> ToyApps -> IntNW, ToyProtocol
 // IntNW never imports testbed code: it must work on a real laptop with no testbed around.
 
 let swiftSettings: [SwiftSetting] = [
@@ -59,6 +59,14 @@ let package = Package(
             swiftSettings: swiftSettings),
         // The toy apps' message framing, shared by intnw-app and the analyzer; no dependencies.
         .target(name: "ToyProtocol", swiftSettings: swiftSettings),
+        // The toy FG/BG apps and their server over plain TCP or IntNW (no testbed code).
+        .target(
+            name: "ToyApps",
+            dependencies: [
+                "IntNW", "ToyProtocol",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "Analysis",
             dependencies: [
@@ -86,8 +94,9 @@ let package = Package(
         .executableTarget(
             name: "intnw-app",
             dependencies: [
-                "IntNW", "ToyProtocol",
+                "ToyApps", "IntNW", "ToyProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -109,6 +118,7 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW"], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),

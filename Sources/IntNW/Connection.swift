@@ -94,8 +94,10 @@ final class Connection {
     /// IROBs completed (or re-received) on this connection and not yet acknowledged: (id, ns).
     var pendingAcks: [(id: IROBID, completedAtNs: UInt64)] = []
     var lastAckReceivedNs: UInt64 = 0
-    var troubled = false
-    var nextTroubleCheckNs: UInt64 = 0
+    /// Trouble detection state (Trouble/SessionTrouble.swift).
+    var trouble = ConnectionTrouble()
+    /// Not to be chosen for data: troubled by this side's detector or by the peer's.
+    var troubled: Bool { trouble.local || trouble.peer }
     let openedNs: UInt64
 
     init(id: ConnectionID, fd: Int32, state: State, network: LocalNetwork, outCapacity: Int, nowNs: UInt64) {

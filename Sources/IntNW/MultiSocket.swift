@@ -112,7 +112,8 @@ public final class MultiSocket: @unchecked Sendable {
     ///   - labels: foreground/background, small/large, network restriction.
     ///   - dependsOn: IROBs that must be released to the receiver first (default: all earlier).
     ///   - ifNoNetwork: wait for a suitable network (default) or fail at once.
-    /// Suspends while the send window (`SendLimits.windowBytes`) is full.
+    /// Suspends while the send window (`SendLimits.windowBytes`) is full; throws `CancellationError`
+    /// (sending nothing) if the task is cancelled while suspended.
     @discardableResult
     public func send(_ bytes: [UInt8], labels: Labels = .none, dependsOn: Dependencies = .allEarlier,
                      ifNoNetwork: NoNetworkAction = .wait) async throws -> IROBID {
@@ -161,20 +162,29 @@ public final class MultiSocket: @unchecked Sendable {
                 loop.wake()
                 return result
             }
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                loop.withLock {
-                    if session.sendBlockedError != nil || session.sender.canEnqueue(length: bytes.count) {
-                        loop.deferAfterUnlock { c.resume() }
-                    } else {
-                        session.addSendWaiter(c)
+            // The window is full: wait for ACKs, or for the task to be cancelled (then nothing was sent).
+            let token = loop.withLock { session.makeWaiterToken() }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    loop.withLock {
+                        if Task.isCancelled || session.sendBlockedError != nil || session.sender.canEnqueue(length: bytes.count) {
+                            loop.deferAfterUnlock { c.resume() }
+                        } else {
+                            session.addSendWaiter(c, token: token)
+                        }
                     }
                 }
+            } onCancel: {
+                loop.withLock { session.cancelSendWaiter(token) }
             }
+            try Task.checkCancellation()
         }
     }
 
     /// The next message released to this side, with the sender's labels. Throws
-    /// `IntNWError.endOfStream` after the peer closed and everything it sent was received.
+    /// `IntNWError.endOfStream` after the peer closed and everything it sent was received, and
+    /// `CancellationError` if the task is cancelled while waiting (no message is lost: one that
+    /// arrives later goes to the next `receive`).
     public func receive() async throws -> Message {
         let loop = session.loop
         let session = self.session
@@ -184,16 +194,25 @@ public final class MultiSocket: @unchecked Sendable {
             return nil
         }
         if let ready { return ready }
-        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
-            loop.withLock {
-                if let m = session.takeMessage() {
-                    loop.deferAfterUnlock { c.resume(returning: m) }
-                } else if let e = session.receiveEndError {
-                    loop.deferAfterUnlock { c.resume(throwing: e) }
-                } else {
-                    session.addReceiveWaiter(c)
+        // Without the cancellation handler a receiver whose task is cancelled (e.g. an `async let`
+        // left behind when the sending side throws) would wait forever.
+        let token = loop.withLock { session.makeWaiterToken() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Message, Error>) in
+                loop.withLock {
+                    if let m = session.takeMessage() {
+                        loop.deferAfterUnlock { c.resume(returning: m) }
+                    } else if let e = session.receiveEndError {
+                        loop.deferAfterUnlock { c.resume(throwing: e) }
+                    } else if Task.isCancelled {
+                        loop.deferAfterUnlock { c.resume(throwing: CancellationError()) }
+                    } else {
+                        session.addReceiveWaiter(c, token: token)
+                    }
                 }
             }
+        } onCancel: {
+            loop.withLock { session.cancelReceiveWaiter(token) }
         }
     }
 

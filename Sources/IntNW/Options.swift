@@ -103,6 +103,9 @@ public struct MultiSocketOptions: Sendable {
     /// Where client multisockets share foreground state with other processes (multi-app
     /// enforcement); default: the per-user, per-network-namespace segment.
     public var sharedSchedulingSegment: SharedSchedulingSegment = .perNamespace
+    /// Flags networks that stop making progress. Default: the trouble-detection note's detector, or
+    /// none when `INTNW_TROUBLE=off` (`TroubleDetection.fromEnvironment`); `NoTroubleDetector()`
+    /// turns detection off.
     public var troubleDetector: any TroubleDetector
     public var logger: Logger
 
@@ -119,7 +122,7 @@ public struct MultiSocketOptions: Sendable {
                 maintenanceIntervalMilliseconds: Int = 250,
                 chooser: any NetworkChooser = DefaultNetworkChooser(),
                 backgroundPolicy: any BackgroundPolicy = BackgroundPolicies.fromEnvironment(),
-                troubleDetector: any TroubleDetector = NoTroubleDetector(),
+                troubleDetector: (any TroubleDetector)? = nil,
                 logger: Logger? = nil) {
         self.classifier = classifier
         self.interfaces = interfaces
@@ -134,13 +137,14 @@ public struct MultiSocketOptions: Sendable {
         self.maintenanceIntervalMilliseconds = maintenanceIntervalMilliseconds
         self.chooser = chooser
         self.backgroundPolicy = backgroundPolicy
-        self.troubleDetector = troubleDetector
-        self.logger = logger ?? {
+        let logger = logger ?? {
             // Library default: only what an operator should see; pass a Logger for more.
             var l = Logger(label: "intnw")
             l.logLevel = .notice
             return l
         }()
+        self.logger = logger
+        self.troubleDetector = troubleDetector ?? TroubleDetection.fromEnvironment(logger: logger)
     }
 }
 

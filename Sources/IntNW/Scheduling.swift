@@ -125,8 +125,10 @@ public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }
 }
 
-/// What a trouble detector sees about one connection, at every maintenance tick (or at the time
-/// it asked for with `TroubleVerdict.nextCheckNs`).
+/// What a trouble detector sees about one connection that has foreground data outstanding or that
+/// this side found troubled: as soon as foreground data goes on it, then at the time the detector
+/// asked for with `TroubleVerdict.nextCheckNs` (the maintenance period if nil). Connections with
+/// only background data outstanding are not checked (see the trouble-detection note).
 public struct TroubleSample: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
@@ -136,6 +138,23 @@ public struct TroubleSample: Sendable {
     public var unackedForegroundIROBs: Int
     /// Monotonic ns of the last IntNW ACK received on this connection (0: none yet).
     public var lastAckNs: UInt64
+    /// Monotonic ns since which foreground data has been outstanding on it without a break (0: none
+    /// outstanding): a stall cannot have started before this.
+    public var foregroundOutstandingSinceNs: UInt64
+    /// Monotonic ns when this side declared the network troubled (0: it is not troubled here).
+    /// `network.troubled` is this side's own verdict, not the peer's.
+    public var troubledSinceNs: UInt64
+
+    public init(network: NetworkStatus, nowNs: UInt64, tcpInfo: cshims_tcp_info, unackedForegroundIROBs: Int,
+                lastAckNs: UInt64, foregroundOutstandingSinceNs: UInt64 = 0, troubledSinceNs: UInt64 = 0) {
+        self.network = network
+        self.nowNs = nowNs
+        self.tcpInfo = tcpInfo
+        self.unackedForegroundIROBs = unackedForegroundIROBs
+        self.lastAckNs = lastAckNs
+        self.foregroundOutstandingSinceNs = foregroundOutstandingSinceNs
+        self.troubledSinceNs = troubledSinceNs
+    }
 }
 
 public struct TroubleVerdict: Sendable, Equatable {

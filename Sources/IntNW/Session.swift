@@ -66,8 +66,10 @@ final class Session: IOHandler, IOService {
     // Application-facing state.
     private var inbox: [ReceivedIROB] = []
     private var inboxHead = 0
-    private var receiveWaiters: [CheckedContinuation<Message, Error>] = []
-    private var sendWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Suspended `receive` / `send` calls, each with a token so a cancelled task can take its own back out.
+    private var receiveWaiters: [(token: UInt64, c: CheckedContinuation<Message, Error>)] = []
+    private var sendWaiters: [(token: UInt64, c: CheckedContinuation<Void, Never>)] = []
+    private var nextWaiterToken: UInt64 = 1
     private var closeWaiters: [CheckedContinuation<CloseReport, Never>] = []
     private var establishWaiters: [CheckedContinuation<Void, Error>] = []
     private var thunks: [(restriction: NetworkRestriction, thunk: @Sendable () -> Void)] = []
@@ -77,6 +79,8 @@ final class Session: IOHandler, IOService {
     private(set) var peerGoodbye = false
     private var readPaused = false
     private var maintenanceScheduled = false
+    /// Deadline of the earliest armed trouble-check timer (0: none); see Trouble/SessionTrouble.swift.
+    var troubleTimerNs: UInt64 = 0
     private var nextDataCheckNs: UInt64 = 0
     /// When a background policy asked to be consulted again (monotonic ns), if it did.
     private var backgroundWakeNs: UInt64?
@@ -492,8 +496,8 @@ final class Session: IOHandler, IOService {
             c.control.append(.pong(nonce: nonce, holdMicroseconds: 0))
         case .pong:
             break
-        case .extension:
-            break  // optional extensions this version does not use
+        case .extension(let type, let body):
+            handleExtensionFrame(type: type, body: body, on: c, nowNs: nowNs)
         }
     }
 
@@ -509,6 +513,7 @@ final class Session: IOHandler, IOService {
         }
         for s in samples where s.labels.isForeground {
             background.observe(.acknowledged(id: s.id, nowNs: nowNs), interface: nil)
+            troubleForegroundAcknowledged(s.id)
         }
         for s in samples where !s.resent && s.singleConnection {
             guard let conn = s.connection.flatMap({ connsByID[$0] }), conn === c,
@@ -647,6 +652,7 @@ final class Session: IOHandler, IOService {
             if let net = nets[nid] {
                 net.bytesSent += UInt64(chunk.range.count)
                 if pick.labels.isForeground {
+                    troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
                     background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name)
                 }
@@ -690,36 +696,15 @@ final class Session: IOHandler, IOService {
 
     private func maintain(nowNs: UInt64) {
         guard phase != .closed else { return }
-        var changed = false
         for c in Array(connByNetwork.values) where c.state == .established {
             var info = cshims_tcp_info()
             var len: UInt32 = 0
             guard cshims_get_tcp_info(c.fd, &info, &len) == 0, let net = nets[c.network.networkID] else { continue }
             net.estimator.addTCPInfo(info)
-            guard nowNs >= c.nextTroubleCheckNs else { continue }
-            // Every established connection is offered to the detector (it decides what matters,
-            // e.g. only connections with foreground data outstanding).
-            let carried = sender.unackedCarried(by: c.id)
-            let fg = carried.filter { sender.unacked[$0.rawValue]?.begin.labels.isForeground ?? false }.count
-            let v = options.troubleDetector.evaluate(TroubleSample(network: status(of: net), nowNs: nowNs, tcpInfo: info,
-                                                                   unackedForegroundIROBs: fg, lastAckNs: c.lastAckReceivedNs))
-            c.nextTroubleCheckNs = v.nextCheckNs ?? 0
-            if v.troubled != c.troubled {
-                c.troubled = v.troubled
-                changed = true
-                log.notice("network trouble \(v.troubled ? "detected" : "cleared")",
-                           metadata: ["interface": "\(c.network.interfaceName)", "rtt_us": "\(info.tcpi_rtt)",
-                                      "unacked": "\(info.tcpi_unacked)", "last_ack_recv_ms": "\(info.tcpi_last_ack_recv)"])
-                if v.troubled {
-                    // Resend elsewhere what it carried; the receiver drops whatever arrives twice.
-                    sender.connectionFailed(c.id)
-                } else {
-                    runThunks()
-                }
-            }
         }
+        // Trouble checks run on their own timer (Trouble/SessionTrouble.swift), at the earliest
+        // moment a timeout could expire rather than on this period.
         checkStaleIROBs(nowNs: nowNs)
-        if changed { loop.markDirty(self) }
         if role == .server, let idle = idleSinceNs, connsByFD.isEmpty, nowNs - idle > idleTimeoutNs {
             log.info("session idle too long, closing")
             fail(.closed, nowNs: nowNs)
@@ -751,7 +736,7 @@ final class Session: IOHandler, IOService {
 
     // MARK: - Application side (called under the lock)
 
-    private func runThunks() {
+    func runThunks() {
         guard !thunks.isEmpty else { return }
         var keep: [(restriction: NetworkRestriction, thunk: @Sendable () -> Void)] = []
         for t in thunks {
@@ -794,13 +779,26 @@ final class Session: IOHandler, IOService {
         return nil
     }
 
-    func addSendWaiter(_ c: CheckedContinuation<Void, Never>) { sendWaiters.append(c) }
+    /// A token for `addSendWaiter` / `addReceiveWaiter` and the matching `cancel...Waiter`.
+    func makeWaiterToken() -> UInt64 {
+        nextWaiterToken += 1
+        return nextWaiterToken
+    }
+
+    func addSendWaiter(_ c: CheckedContinuation<Void, Never>, token: UInt64) { sendWaiters.append((token, c)) }
+
+    /// The task waiting for send-window space was cancelled: let it go (it enqueued nothing).
+    func cancelSendWaiter(_ token: UInt64) {
+        guard let i = sendWaiters.firstIndex(where: { $0.token == token }) else { return }
+        let w = sendWaiters.remove(at: i).c
+        loop.deferAfterUnlock { w.resume() }
+    }
 
     private func wakeSenders() {
         guard !sendWaiters.isEmpty else { return }
         let w = sendWaiters
         sendWaiters.removeAll()
-        for c in w { loop.deferAfterUnlock { c.resume() } }
+        for c in w { loop.deferAfterUnlock { c.c.resume() } }
     }
 
     /// Takes one received message if there is one (and frees its buffer space).
@@ -833,17 +831,25 @@ final class Session: IOHandler, IOService {
         return nil
     }
 
-    func addReceiveWaiter(_ c: CheckedContinuation<Message, Error>) { receiveWaiters.append(c) }
+    func addReceiveWaiter(_ c: CheckedContinuation<Message, Error>, token: UInt64) { receiveWaiters.append((token, c)) }
+
+    /// The task waiting in `receive` was cancelled: it gets `CancellationError`. Only waiters not
+    /// yet handed a message are here, so no message is lost.
+    func cancelReceiveWaiter(_ token: UInt64) {
+        guard let i = receiveWaiters.firstIndex(where: { $0.token == token }) else { return }
+        let w = receiveWaiters.remove(at: i).c
+        loop.deferAfterUnlock { w.resume(throwing: CancellationError()) }
+    }
 
     private func deliverToReceivers() {
         while !receiveWaiters.isEmpty {
             if let m = takeMessage() {
-                let w = receiveWaiters.removeFirst()
+                let w = receiveWaiters.removeFirst().c
                 loop.deferAfterUnlock { w.resume(returning: m) }
             } else if let e = receiveEndError {
                 let w = receiveWaiters
                 receiveWaiters.removeAll()
-                for c in w { loop.deferAfterUnlock { c.resume(throwing: e) } }
+                for c in w { loop.deferAfterUnlock { c.c.resume(throwing: e) } }
             } else {
                 return
             }
@@ -918,7 +924,7 @@ final class Session: IOHandler, IOService {
         deliverToReceivers()
         let w = receiveWaiters
         receiveWaiters.removeAll()
-        for c in w { loop.deferAfterUnlock { c.resume(throwing: self.fatalError ?? error) } }
+        for c in w { loop.deferAfterUnlock { c.c.resume(throwing: self.fatalError ?? error) } }
         thunks.removeAll()
         listener?.sessionClosed(self)
         if role == .client { loop.requestStop() }

@@ -35,6 +35,10 @@ struct NetCommand: AsyncParsableCommand {
         @Option(name: .customLong("notify-delay"), help: "Seconds between WiFi vanishing and its carrier going down.")
         var notifyDelay = 2.0
 
+        @Option(help: ArgumentHelp("Fail WiFi on top of the trace (repeatable). \(LinkFailure.syntax)",
+                                   valueName: "blackout@START+DURATION|fade@START+FADE[+OUT]"))
+        var fail: [String] = []
+
         @Option(help: "Drop-tail queue limit per link direction, bytes (userspace; default max(1.5 x BDP, 64 KiB)).")
         var queueBytes: Int?
 
@@ -60,12 +64,16 @@ struct NetCommand: AsyncParsableCommand {
             if let d = duration, !(d > 0 && d.isFinite) { throw ValidationError("--duration must be a positive number of seconds") }
             guard notifyDelay >= 0 && notifyDelay.isFinite else { throw ValidationError("--notify-delay must be >= 0 seconds") }
             if let q = queueBytes, q < 1600 { throw ValidationError("--queue-bytes must hold at least one packet (>= 1600)") }
+            for f in fail {
+                do { _ = try LinkFailure.parse(f) } catch { throw ValidationError("--fail \(error)") }
+            }
         }
 
         func run() async throws {
             var logger = Logger(label: "intnw-lab.net")
             logger.logLevel = verbose ? .debug : .info
-            let t = try LabCLI.loadTrace(trace)
+            var t = try LabCLI.loadTrace(trace)
+            for f in fail { t = try LabCLI.check { try LinkFailure.parse(f).apply(to: t) } }
             let kind = try LabCLI.resolveShaper(shaper)
             var config = Testbed.Configuration(trace: t)
             config.prefix = prefix

@@ -65,31 +65,33 @@ struct TrialBuilder {
 
         // 2. Which app owns each connection.
         var apps: [AppInfo] = meta?.apps.map { AppInfo(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId, logFile: $0.logFile) } ?? []
-        var appOfConn: [Int: Int] = [:]
+        // A connection belongs to one app (port match, or the only app id in its messages) or is shared:
+        // several apps on one multisocket. Messages on a shared connection go to the app in their header.
+        var appsOfConn: [Int: [Int]] = [:]
         for c in connections {
             let aIsClient = clientIsA[c.id]!.0
             let clientPort = aIsClient ? c.key.portA : c.key.portB
             let serverPort = aIsClient ? c.key.portB : c.key.portA
             if let m = meta?.apps.firstIndex(where: { ($0.serverPorts ?? []).contains(serverPort) || ($0.clientPorts ?? []).contains(clientPort) }) {
-                appOfConn[c.id] = m
+                appsOfConn[c.id] = [m]
                 continue
             }
-            // Fall back to the toy header's app id (most frequent on the connection).
             guard let recs = recordsByConn[c.id], !recs.isEmpty else { continue }
             var counts: [UInt32: Int] = [:]
             for r in recs { counts[r.header.appID, default: 0] += 1 }
-            let id = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }!.key
-            if let m = apps.firstIndex(where: { $0.appId == id }) {
-                appOfConn[c.id] = m
-            } else {
-                let fg = recs.contains { $0.header.kind.isForeground }
+            let ids = counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map(\.key)
+            appsOfConn[c.id] = ids.map { id in
+                if let m = apps.firstIndex(where: { $0.appId == id }) { return m }
+                let mine = recs.filter { $0.header.appID == id }
+                let fg = mine.contains { $0.header.kind.isForeground }
                 let proto = c.consumerA?.detectedProtocol == .intnw || c.consumerB?.detectedProtocol == .intnw
                 apps.append(AppInfo(name: "app\(id)", role: fg ? .fg : .bg, variant: proto ? .intnw : .plain, appId: id))
-                appOfConn[c.id] = apps.count - 1
+                return apps.count - 1
             }
         }
-        for (cid, a) in appOfConn { apps[a].connections.append(cid) }
+        for (cid, list) in appsOfConn { for a in list { apps[a].connections.append(cid) } }
         for i in apps.indices { apps[i].connections.sort() }
+        func isShared(_ cid: Int) -> Bool { (appsOfConn[cid]?.count ?? 0) > 1 }
 
         // 3. Connection results.
         var connResults: [ConnectionResult] = []
@@ -108,7 +110,7 @@ struct TrialBuilder {
             connResults.append(ConnectionResult(
                 id: c.id, capture: captures[c.capture].file, interface: captures[c.capture].interface,
                 client: clientEP, server: serverEP, clientFrom: clientIsA[c.id]!.1,
-                app: appOfConn[c.id].map { apps[$0].name }, protocol: proto, uplink: up, downlink: down,
+                app: appsOfConn[c.id].map { $0.map { apps[$0].name }.joined(separator: "+") }, protocol: proto, uplink: up, downlink: down,
                 messagesUp: recs.filter { isUplink(c.id, fromA: $0.fromA) }.count,
                 messagesDown: recs.filter { !isUplink(c.id, fromA: $0.fromA) }.count,
                 framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id]))
@@ -124,7 +126,9 @@ struct TrialBuilder {
         for (ai, app) in apps.enumerated() {
             let conns = app.connections.compactMap { byID[$0] }.filter { clientSide.contains($0.capture) }
             if conns.isEmpty { warnings.append("app '\(app.name)': no connection matched it in the captures") }
-            let recs = conns.flatMap { recordsByConn[$0.id] ?? [] }
+            let recs = conns.flatMap { c in
+                (recordsByConn[c.id] ?? []).filter { !isShared(c.id) || $0.header.appID == app.appId }
+            }
             var reqStart: [UInt64: UInt64] = [:], repEnd: [UInt64: UInt64] = [:]
             var seqs: [ToyMessageKind: Set<UInt64>] = [:]
             var chunkBytes: UInt64 = 0, completeChunks = Set<UInt64>()
@@ -169,7 +173,21 @@ struct TrialBuilder {
             var upBins: [UInt64] = [], downBins: [UInt64] = []
             var upBytes: UInt64 = 0, downBytes: UInt64 = 0
             var firstT = UInt64.max, lastT: UInt64 = 0
-            for c in conns {
+            for c in conns where isShared(c.id) {
+                // Shared connection: count this app's own messages (header + payload) when they complete.
+                for r in recordsByConn[c.id] ?? [] where r.header.appID == app.appId {
+                    let t = r.endNanoseconds ?? r.startNanoseconds
+                    guard t >= origin else { continue }
+                    let bytes = UInt64(r.header.messageLength)
+                    let bin = Int((t - origin) / binWidth)
+                    let up = isUplink(c.id, fromA: r.fromA)
+                    if up { upBytes += bytes } else { downBytes += bytes }
+                    if up { addToBin(&upBins, bin, bytes) } else { addToBin(&downBins, bin, bytes) }
+                    firstT = min(firstT, r.startNanoseconds)
+                    lastT = max(lastT, t)
+                }
+            }
+            for c in conns where !isShared(c.id) {
                 let aIsClient = clientIsA[c.id]!.0
                 let (up, down) = aIsClient ? (c.aToB, c.bToA) : (c.bToA, c.aToB)
                 addBins(&upBins, up.uniqueBytesPerBin)
@@ -263,6 +281,11 @@ struct TrialBuilder {
         return TrialResult(name: input.name, originNanoseconds: origin, durationSeconds: 0, captures: captures,
                            connections: connResults, apps: appResults, interfaces: ifaceResults, fairness: fairness,
                            intnwConnections: intnwCount, toyConnections: toyCount)
+    }
+
+    private func addToBin(_ into: inout [UInt64], _ bin: Int, _ bytes: UInt64) {
+        if bin >= into.count { into += [UInt64](repeating: 0, count: bin + 1 - into.count) }
+        into[bin] += bytes
     }
 
     private func addBins(_ into: inout [UInt64], _ bins: [UInt64]) {

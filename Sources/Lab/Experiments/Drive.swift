@@ -42,7 +42,7 @@ public struct DriveExperiment: Experiment {
 
     public func expectedSeconds(_ o: ExperimentOptions) -> Double {
         let d = (try? TraceParser.parse(contentsOfFile: tracePath)).map { duration(o, trace: $0) } ?? (o.quick ? 90 : 900)
-        return Double(Strategy.allCases.count * o.trials) * (d + 12) + 5
+        return Double(Strategy.allCases.count * o.trials) * (d + 5) + 5
     }
 
     public func plans(_ o: ExperimentOptions) throws -> [TrialPlan] {

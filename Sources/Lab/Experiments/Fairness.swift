@@ -27,7 +27,7 @@ public struct FairnessExperiment: Experiment {
 
     public func expectedSeconds(_ o: ExperimentOptions) -> Double {
         let trials = Double(counts(o).count * Setup.allCases.count * o.trials)
-        return trials * (duration(o) + 12) + 10
+        return trials * (duration(o) + 4) + 10
     }
 
     /// Shared WiFi (cellular present but slower): apps of either kind end up competing on WiFi.

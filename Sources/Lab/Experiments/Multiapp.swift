@@ -30,8 +30,8 @@ public struct MultiappExperiment: Experiment {
     }
 
     public func expectedSeconds(_ o: ExperimentOptions) -> Double {
-        // Per trial: the apps' duration plus about 12 s to bring up, stop and tear down.
-        Double(Layout.allCases.count * o.trials) * (timing(o).duration + 12) + 5
+        // Per trial: the apps' duration plus about 5 s to bring up, stop, tear down and analyse.
+        Double(Layout.allCases.count * o.trials) * (timing(o).duration + 5) + 5
     }
 
     public func plans(_ o: ExperimentOptions) throws -> [TrialPlan] {

@@ -5,6 +5,7 @@ public enum ExperimentRegistry {
         BGPolicyExperiment(),
         FairnessExperiment(),
         DriveExperiment(),
+        TroubleExperiment(),
     ]
 
     public static func named(_ name: String) -> (any Experiment)? { all.first { $0.name == name } }

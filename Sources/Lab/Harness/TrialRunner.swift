@@ -91,6 +91,9 @@ public struct TrialRunner: Sendable {
 
             var env = plan.environment
             env["INTNW_SEED"] = String(plan.seed)
+            for (k, v) in env where v.contains(TrialPlan.trialDirectoryPlaceholder) {
+                env[k] = v.replacingOccurrences(of: TrialPlan.trialDirectoryPlaceholder, with: dir)
+            }
             for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
                 let port = TrialPlan.serverPort[variant]!
                 servers.append(try ManagedProcess(
@@ -103,6 +106,7 @@ public struct TrialRunner: Sendable {
                                         Set(plan.apps.map { TrialPlan.serverPort[$0.variant]! }), servers: servers)
 
             bed.startReplay()
+            try ReplayStartRecord.now(startMonotonicNs: bed.replayer.startNs).write(to: dir)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
                                                         durationSeconds: plan.durationSeconds)

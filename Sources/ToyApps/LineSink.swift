@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Where an app's JSON lines go. Implementations are safe to call from any thread.
+public protocol LineSink: AnyObject, Sendable {
+    /// Writes `line` plus a newline as one unit (lines from different threads never interleave).
+    func write(line: String)
+}
+
+/// Writes lines to a file descriptor (stdout, or a log file opened for appending).
+///
+/// Each line is one `write(2)` while holding a lock, and is flushed at once (no user-space
+/// buffer), so a log survives a killed process and a tailing reader sees whole lines. Files are
+/// opened with O_APPEND, so several processes may share one log.
+public final class FileLineSink: LineSink, @unchecked Sendable {
+    private let fd: Int32
+    private let ownsFD: Bool
+    private let lock = NSLock()
+    private let name: String
+    /// First write error, reported once on stderr (the app keeps running: a full disk must not
+    /// stop the traffic the experiment measures).
+    private var failed = false
+
+    /// Standard output.
+    public static func standardOutput() -> FileLineSink { FileLineSink(fd: STDOUT_FILENO, name: "stdout", owns: false) }
+
+    private init(fd: Int32, name: String, owns: Bool) {
+        self.fd = fd
+        self.name = name
+        self.ownsFD = owns
+    }
+
+    /// Opens (creating if needed, mode 0644) `path` for appending.
+    public convenience init(path: String) throws(ToyAppError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .log(path: path, reason: errnoText(errno)) }
+        self.init(fd: fd, name: path, owns: true)
+    }
+
+    deinit {
+        if ownsFD { close(fd) }
+    }
+
+    public func write(line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(0x0A)
+        lock.lock()
+        defer { lock.unlock() }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if !failed {
+                    failed = true
+                    let msg = "intnw-app: warning: cannot write log \(name): \(errnoText(errno))\n"
+                    _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+                }
+                return
+            }
+            off += n
+        }
+    }
+}
+
+/// Keeps lines in memory (tests).
+public final class MemoryLineSink: LineSink, @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+
+    public init() {}
+
+    public func write(line: String) {
+        lock.lock()
+        stored.append(line)
+        lock.unlock()
+    }
+
+    /// Every line written so far.
+    public var lines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
+}

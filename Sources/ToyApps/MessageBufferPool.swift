@@ -1,0 +1,48 @@
+import Foundation
+import ToyProtocol
+
+/// Whole-message byte arrays for transports that take `[UInt8]` (IntNW's `send`), reused so a
+/// bulk sender does not allocate and fill a fresh 256 KB array per chunk.
+///
+/// The transport may keep a reference to a sent array until the peer acknowledges it; writing the
+/// next header into a still-referenced array would copy it (copy-on-write, correct but slow).
+/// Buffers are therefore handed out oldest-returned first, and a size keeps `depth` of them, so a
+/// buffer is normally reused only after several later messages, by when its send has been
+/// acknowledged.
+final class MessageBufferPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [Int: [[UInt8]]] = [:]
+    private let depth: Int
+    /// Payload filler; the toy protocol gives payload bytes no meaning.
+    static let fill: UInt8 = 0x5A
+
+    /// - Parameter depth: buffers kept per message size.
+    init(depth: Int = 8) {
+        self.depth = max(1, depth)
+    }
+
+    /// A buffer holding `header` followed by `header.payloadLength` filler bytes.
+    func message(for header: ToyHeader) -> [UInt8] {
+        let size = header.messageLength
+        lock.lock()
+        var buffer: [UInt8]
+        if var list = free[size], list.count >= depth {
+            buffer = list.removeFirst()
+            free[size] = list
+        } else {
+            buffer = [UInt8](repeating: Self.fill, count: size)
+        }
+        lock.unlock()
+        buffer.withUnsafeMutableBytes { header.encode(into: $0) }
+        return buffer
+    }
+
+    /// Gives a buffer back after the transport accepted it.
+    func recycle(_ buffer: [UInt8]) {
+        lock.lock()
+        var list = free[buffer.count] ?? []
+        if list.count < depth + 1 { list.append(buffer) }
+        free[buffer.count] = list
+        lock.unlock()
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import ToyProtocol
+
+/// Settings of a server.
+public struct ServerSettings: Sendable, Equatable {
+    /// IPv4 address to listen on ("0.0.0.0": all).
+    public var address: String
+    /// TCP port (0: any free one).
+    public var port: UInt16
+    /// Whole size of each fgReply in bytes, 24-byte header included. The server decides it (the toy
+    /// protocol's request carries no reply size), so one server answers all FG clients alike.
+    public var replyBytes: Int
+
+    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64) {
+        self.address = address
+        self.port = port
+        self.replyBytes = replyBytes
+    }
+
+    public func validate() throws(ToyAppError) {
+        try validateMessageBytes(replyBytes, option: "--reply-bytes")
+        guard IPv4SocketAddress.parse(address, port: port) != nil else {
+            throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
+        }
+    }
+}
+
+/// The server side of both apps: answers each fgRequest with an fgReply and acknowledges each
+/// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number (and,
+/// over IntNW, its labels).
+/// One thread per connection (multisocket); a bad client only loses its own connection.
+public final class ToyServer: @unchecked Sendable {
+    public let settings: ServerSettings
+    private let transport: ToyTransport
+    private let sink: LineSink
+    private let warn: @Sendable (String) -> Void
+
+    private let lock = NSLock()
+    private var listener: ToyListener?
+    private var open: [ObjectIdentifier: ToyConnection] = [:]
+    private var stats: ServerSummary
+    private var stopping = false
+    private let threads = ThreadGroup()
+
+    public init(settings: ServerSettings, transport: ToyTransport, sink: LineSink, warn: @escaping @Sendable (String) -> Void) {
+        self.settings = settings
+        self.transport = transport
+        self.sink = sink
+        self.warn = warn
+        self.stats = ServerSummary(variant: transport.variant)
+    }
+
+    /// Listens and starts accepting. Returns the bound port.
+    public func start() throws(ToyAppError) -> UInt16 {
+        let l = try transport.listen(address: settings.address, port: settings.port)
+        lock.lock()
+        listener = l
+        lock.unlock()
+        threads.spawn("toy-accept") { [self] in acceptLoop(l) }
+        return l.port
+    }
+
+    private func acceptLoop(_ l: ToyListener) {
+        while true {
+            let c: ToyConnection?
+            do throws(ToyAppError) {
+                c = try l.accept()
+            } catch {
+                if !isStopping { warn("accepting connections failed: \(error); the server stops accepting") }
+                return
+            }
+            guard let c else { return }
+            lock.lock()
+            if stopping {
+                lock.unlock()
+                c.close()
+                return
+            }
+            open[ObjectIdentifier(c)] = c
+            stats.connections += 1
+            lock.unlock()
+            threads.spawn("toy-serve") { [self] in serve(c) }
+        }
+    }
+
+    private var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
+
+    private func serve(_ c: ToyConnection) {
+        logConnection(c, event: "open", error: nil)
+        let replyPayload = UInt32(settings.replyBytes - ToyWire.headerLength)
+        var failure: ToyAppError?
+        while true {
+            let m: ReceivedMessage?
+            do throws(ToyAppError) {
+                m = try c.receive()
+            } catch {
+                failure = error
+                break
+            }
+            guard let m else { break }
+            guard let kind = m.header.kind.response else {
+                failure = .protocolViolation("a client sent \(m.header.kind), which only servers send")
+                break
+            }
+            let response = ToyHeader(kind: kind, appID: m.header.appID, sequence: m.header.sequence,
+                                     payloadLength: kind == .fgReply ? replyPayload : 0)
+            do throws(ToyAppError) {
+                _ = try c.send(response, inReplyTo: m)
+            } catch {
+                failure = error
+                break
+            }
+            lock.lock()
+            stats.bytesReceived += UInt64(m.header.messageLength)
+            if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
+            lock.unlock()
+        }
+        c.close()
+        lock.lock()
+        open[ObjectIdentifier(c)] = nil
+        // Errors caused by our own shutdown are not the client's fault; a client that vanishes
+        // (reset, closed mid-message) is logged but is not an error of the server.
+        let real = failure.flatMap { stopping || $0 == .closed ? nil : $0 }
+        var serious = false
+        if let real, case .peerClosed = real {} else if real != nil { serious = true }
+        if serious { stats.connectionErrors += 1 }
+        lock.unlock()
+        if serious, let real { warn("connection from \(c.peerDescription) closed: \(real)") }
+        logConnection(c, event: "close", error: real)
+    }
+
+    private func logConnection(_ c: ToyConnection, event: String, error: ToyAppError?) {
+        var j = JSONLine()
+        j.add("type", "server_connection")
+        j.add("time_ns", AppClock.realtimeNs())
+        j.add("event", event)
+        j.add("peer", c.peerDescription)
+        j.add("variant", c.variant.rawValue)
+        if let error { j.add("error", error.description) }
+        sink.write(line: j.string)
+    }
+
+    /// Stops accepting, closes every connection and waits for the server's threads.
+    @discardableResult
+    public func stop() -> ServerSummary {
+        lock.lock()
+        stopping = true
+        let l = listener
+        let conns = Array(open.values)
+        lock.unlock()
+        l?.close()
+        for c in conns { c.close() }
+        threads.wait()
+        return summary
+    }
+
+    public var summary: ServerSummary {
+        lock.lock()
+        defer { lock.unlock() }
+        return stats
+    }
+}

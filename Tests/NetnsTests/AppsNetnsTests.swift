@@ -1,0 +1,154 @@
+import Emulation
+import Foundation
+import Lab
+import Subprocess
+import Testing
+
+/// `intnw-app` in the emulated testbed: a server in the server namespace, an FG client, a BG client
+/// and a combined FG+BG client (one shared multisocket/connection) in the client namespace, for
+/// several seconds, stopped with SIGTERM. Checked from the apps' own logs: every request answered,
+/// latencies plausible for the trace's RTT, BG bytes acknowledged, clean exits with summaries.
+@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+struct AppsNetnsTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var app: String { repo.appendingPathComponent(".build/debug/intnw-app").path }
+
+    static let wifi = LinkConditions(downBytesPerSecond: 1_250_000, upBytesPerSecond: 625_000, rttMilliseconds: 20)
+    static let trace = Trace.constant(
+        wifi: wifi,
+        cellular: LinkConditions(downBytesPerSecond: 125_000, upBytesPerSecond: 62_500, rttMilliseconds: 100),
+        durationSeconds: 120)
+
+    /// Parsed JSON lines of one log file.
+    static func lines(_ path: String) -> [[String: Any]] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    static func number(_ o: [String: Any], _ k: String) -> Double? { (o[k] as? NSNumber)?.doubleValue }
+
+    static func summary(_ lines: [[String: Any]], app: Int) -> [String: Any]? {
+        lines.first { $0["type"] as? String == "summary" && number($0, "app") == Double(app) }
+    }
+
+    /// Checks one FG app's log lines; returns its latencies in ms.
+    static func checkFG(_ lines: [[String: Any]], app: Int, minRequests: Int, maxUnanswered: Int, variant: String,
+                        file: String) -> [Double] {
+        let fg = lines.filter { $0["type"] as? String == "fg" && number($0, "app") == Double(app) }
+        #expect(fg.count >= minRequests, "\(file): only \(fg.count) answered requests")
+        #expect(fg.compactMap { number($0, "seq").map(Int.init) } == Array(0 ..< fg.count), "\(file): sequence numbers")
+        #expect(fg.allSatisfy { $0["variant"] as? String == variant })
+        let unanswered = lines.filter { $0["type"] as? String == "fg_unanswered" && number($0, "app") == Double(app) }.count
+        #expect(unanswered <= maxUnanswered, "\(file): \(unanswered) requests unanswered at shutdown")
+        if let s = summary(lines, app: app) {
+            #expect(number(s, "requests_answered") == Double(fg.count))
+            #expect(number(s, "requests_sent") == Double(fg.count + unanswered))
+        } else {
+            Issue.record("\(file): no summary line for app \(app)")
+        }
+        return fg.compactMap { number($0, "latency_ms") }
+    }
+
+    static func checkBG(_ lines: [[String: Any]], app: Int, file: String) {
+        let chunks = lines.filter { $0["type"] as? String == "bg_chunk" && number($0, "app") == Double(app) }
+        #expect(!chunks.isEmpty, "\(file): no BG chunk acknowledged")
+        #expect(lines.contains { $0["type"] as? String == "bg_progress" && number($0, "app") == Double(app) })
+        if let s = summary(lines, app: app) {
+            #expect((number(s, "bytes_acked") ?? 0) > 0)
+            #expect(number(s, "chunks_acked") == Double(chunks.count))
+        } else {
+            Issue.record("\(file): no summary line for app \(app)")
+        }
+    }
+
+    func run(variant: String, prefix: String) async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.app), "build intnw-app first: swift build --product intnw-app")
+        let dir = NSTemporaryDirectory() + "\(prefix)-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+
+        var config = Testbed.Configuration(trace: Self.trace)
+        config.prefix = prefix
+        try await withTestbed(config) { bed in
+            let spec = bed.topology.spec
+            var processes: [ManagedProcess] = []
+            func launch(_ name: String, _ ns: String, _ args: [String]) throws -> ManagedProcess {
+                let p = try ManagedProcess(name: name, namespace: ns, argv: [Self.app] + args,
+                                           stdoutPath: "\(dir)/\(name).out", stderrPath: "\(dir)/\(name).err")
+                processes.append(p)
+                return p
+            }
+            do {
+                let server = try launch("server", spec.serverNamespace, ["server", "--variant", variant, "--log", "\(dir)/server.jsonl"])
+                bed.startReplay()
+                let common = ["--variant", variant, "--server", spec.serviceAddress, "--drain", "3"]
+                let clients = [
+                    try launch("fg", spec.clientNamespace, ["fg-client"] + common + ["--app-id", "1", "--interval", "0.2", "--log", "\(dir)/fg.jsonl"]),
+                    try launch("bg", spec.clientNamespace, ["bg-client"] + common + ["--app-id", "2", "--chunk-bytes", "65536",
+                                                                                        "--log", "\(dir)/bg.jsonl"]),
+                    try launch("fgbg", spec.clientNamespace, ["fg-bg-client"] + common + ["--app-id", "3", "--share-multisocket",
+                                                                                             "--interval", "0.25", "--chunk-bytes", "65536",
+                                                                                             "--depth", "2", "--log", "\(dir)/fgbg.jsonl"]),
+                ]
+                try await Task.sleep(for: .seconds(8))
+                for p in processes where p.hasEnded {
+                    let err = (try? String(contentsOfFile: "\(dir)/\(p.name).err", encoding: .utf8)) ?? ""
+                    Issue.record("\(p.name) ended early (\(String(describing: p.exitStatus)), \(p.startError ?? "")): \(err)")
+                }
+                // SIGTERM: each client drains, logs its summary and exits 0.
+                for c in clients {
+                    let status = await c.stop()
+                    #expect(status == .exited(0), "\(c.name) exit status \(String(describing: status))")
+                }
+                let serverStatus = await server.stop()
+                #expect(serverStatus == .exited(0), "server exit status \(String(describing: serverStatus))")
+                processes.removeAll()
+            } catch {
+                for p in processes { await p.stop() }
+                throw error
+            }
+        }
+
+        for name in ["fg", "bg", "fgbg", "server"] {
+            let err = (try? String(contentsOfFile: "\(dir)/\(name).err", encoding: .utf8)) ?? ""
+            #expect(err.contains("intnw-app: summary: "), "\(name) stderr: \(err)")
+            // The summaries are the run's numbers at a glance in the test log.
+            for line in err.split(separator: "\n") where line.contains("summary:") { print("[\(variant)] \(line)") }
+            #expect(!err.contains("error:"), "\(name) stderr: \(err)")
+        }
+        let fg = Self.lines("\(dir)/fg.jsonl"), bg = Self.lines("\(dir)/bg.jsonl"), fgbg = Self.lines("\(dir)/fgbg.jsonl")
+        // 8 s at one request per 0.2 s: allow for connecting and a loaded machine.
+        let latencies = Self.checkFG(fg, app: 1, minRequests: 20, maxUnanswered: 0, variant: variant, file: "fg.jsonl")
+        let rtt = Self.wifi.rttMilliseconds
+        if let lo = latencies.min() { #expect(lo >= rtt - 1, "fastest request \(lo) ms beats the \(rtt) ms RTT") }
+        let sorted = latencies.sorted()
+        if !sorted.isEmpty {
+            // Generous: the BG apps fill the WiFi uplink's queue (about 100 ms at 625 kB/s).
+            #expect(sorted[sorted.count / 2] < 1000, "median FG latency \(sorted[sorted.count / 2]) ms")
+        }
+        Self.checkBG(bg, app: 2, file: "bg.jsonl")
+        // Shared connection: FG requests may queue behind BG chunks, so only completeness is checked.
+        let shared = Self.checkFG(fgbg, app: 3, minRequests: 5, maxUnanswered: 1, variant: variant, file: "fgbg.jsonl")
+        if let lo = shared.min() { #expect(lo >= rtt - 1) }
+        Self.checkBG(fgbg, app: 4, file: "fgbg.jsonl")
+
+        // The server answered what the clients logged.
+        let server = Self.lines("\(dir)/server.jsonl")
+        let s = try #require(server.first { $0["type"] as? String == "summary" }, "no server summary")
+        let answered = fg.filter { $0["type"] as? String == "fg" }.count + fgbg.filter { $0["type"] as? String == "fg" }.count
+        #expect((Self.number(s, "fg_requests_answered") ?? 0) >= Double(answered))
+        #expect(Self.number(s, "connections") == 3)
+        #expect(Self.number(s, "connection_errors") == 0)
+    }
+
+    @Test("plain-TCP apps: server, FG, BG and a shared-connection FG+BG client in the testbed")
+    func plain() async throws {
+        try await run(variant: "plain", prefix: "iapp")
+    }
+
+    @Test("IntNW apps: server, FG, BG and a shared-multisocket FG+BG client in the testbed")
+    func intnw() async throws {
+        try await run(variant: "intnw", prefix: "iapi")
+    }
+}

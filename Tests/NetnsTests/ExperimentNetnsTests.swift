@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+
+/// The short forms of `multiapp` and of `regress` that CI runs: the harness end to end (testbed, apps,
+/// captures, analysis, report) and the regression check against the committed baseline, including that
+/// a deliberately broken scheduler (BG policy forced to `permissive`) fails it.
+@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+struct ExperimentNetnsTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let lab = repo.appendingPathComponent(".build/debug/intnw-lab").path
+
+    static func run(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: lab)
+        p.arguments = args
+        p.currentDirectoryURL = repo
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let outFile = NSTemporaryDirectory() + "exp-\(getpid())-\(UUID().uuidString).out"
+        let errFile = outFile + ".err"
+        FileManager.default.createFile(atPath: outFile, contents: nil)
+        FileManager.default.createFile(atPath: errFile, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: outFile)
+        p.standardError = FileHandle(forWritingAtPath: errFile)
+        try p.run()
+        p.waitUntilExit()
+        let out = (try? String(contentsOfFile: outFile, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
+        return (p.terminationStatus, out, err)
+    }
+
+    @Test("regress --only multiapp: quick multiapp runs end to end and matches the baseline; a forced permissive policy regresses")
+    func quickMultiappAndRegress() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.lab), "build intnw-lab first (make test does)")
+        let runs = NSTemporaryDirectory() + "intnw-runs-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: runs) }
+        let ok = try Self.run(["regress", "--only", "multiapp", "--prefix", "tmulti", "--runs", runs])
+        #expect(ok.status == 0, "regress failed:\n\(ok.stdout)\n\(ok.stderr.suffix(2000))")
+        #expect(ok.stdout.contains("multiapp.one-multisocket.fg_p95_ms"), "table lists the metrics: \(ok.stdout)")
+        #expect(ok.stderr.contains("[multiapp "), "progress on stderr")
+        // The run directory has everything a reader needs.
+        let regressDir = "\(runs)/regress"
+        let stamp = try #require(try FileManager.default.contentsOfDirectory(atPath: regressDir).first)
+        let latest = "\(regressDir)/\(stamp)/multiapp/latest"
+        for file in ["experiment.json", "results.json", "summary.md", "report.html", "latency.csv",
+                     "two-apps/trial-1/client-wifi0.pcap", "two-apps/trial-1/client-cell0.pcap", "two-apps/trial-1/apps.json"] {
+            #expect(FileManager.default.fileExists(atPath: "\(latest)/\(file)"), "missing \(file)")
+        }
+        let plots = (try? FileManager.default.contentsOfDirectory(atPath: "\(latest)/plots")) ?? []
+        #expect(plots.contains { $0.contains("latency_over_time") }, "FG latency over time plotted: \(plots)")
+
+        let broken = try Self.run(["regress", "--only", "multiapp", "--prefix", "tmulti", "--runs", runs],
+                                  environment: ["INTNW_BG_POLICY": "permissive"])
+        #expect(broken.status != 0, "a permissive scheduler must fail the regression check:\n\(broken.stdout)")
+        #expect(broken.stdout.contains("REGRESSED"), "readable diff: \(broken.stdout)")
+    }
+}
