@@ -109,14 +109,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Test helper only (not a product): a second IntNW process for the multi-app scheduling tests.
+        .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",
+                          swiftSettings: swiftSettings),
+
         .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "IntNWTests", dependencies: ["IntNW"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "intnw-sched-probe"], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW"], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
-        .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims"], swiftSettings: swiftSettings),
+        .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),
     ]
 )

@@ -68,8 +68,9 @@ struct NetworkEstimator {
 
     /// An IROB of `bytes`, sent behind `queuedAheadBytes` already queued on the connection, took
     /// `elapsedNs` from its first byte being queued to its ACK, less the receiver's hold. That is
-    /// one RTT plus the time to push `bytes + queuedAheadBytes` through the bottleneck.
-    mutating func addIROBSample(bytes: Int, queuedAheadBytes: Int = 0, elapsedNs: UInt64) {
+    /// one RTT plus the time to push `bytes + queuedAheadBytes` through the bottleneck. Its bytes
+    /// were handed to the connection over `sendSpanNs` (first to last chunk).
+    mutating func addIROBSample(bytes: Int, queuedAheadBytes: Int = 0, elapsedNs: UInt64, sendSpanNs: UInt64 = 0) {
         let elapsedMs = Double(elapsedNs) / 1e6
         guard elapsedMs > 0 else { return }
         let total = Double(bytes + queuedAheadBytes)
@@ -79,7 +80,9 @@ struct NetworkEstimator {
             // Latency-bound: subtract the (small) serialization time at the current bandwidth.
             let rttSample = elapsedMs - total / bw * 1e3
             if rttSample > elapsedMs * 0.25 { addRTT(ms: rttSample) }
-        } else if total >= 16_384, elapsedMs > rtt * 1.5 {
+        } else if total >= 16_384, elapsedMs > rtt * 1.5, sendSpanNs <= elapsedNs / 2 {
+            // An IROB the sender handed over in pieces over most of that time (a background
+            // policy holding it back) measures the sender, not the link.
             addBandwidth(bytesPerSecond: total / ((elapsedMs - rtt) / 1e3))
         }
     }

@@ -154,6 +154,7 @@ public final class MultiSocket: @unchecked Sendable {
                 }
                 guard session.sender.canEnqueue(length: bytes.count) else { return nil }
                 let id = session.sender.enqueue(bytes, labels: labels, dependencies: spec)
+                session.enqueued(id, labels: labels)
                 loop.markDirty(session)
                 return .some(id)
             }
@@ -245,6 +246,10 @@ public final class MultiSocket: @unchecked Sendable {
         session.loop.withLock { session.setOracle(estimate, networkID: nil, kind: kind) }
         session.loop.wake()
     }
+
+    /// Counters of the background policy's decisions (how often and why background data was held
+    /// back), for experiments and tests.
+    public var backgroundStats: BackgroundSchedulingStats { session.loop.withLock { session.background.stats } }
 
     /// IROBs sent and not yet acknowledged by the peer.
     public var unacknowledgedCount: Int { session.loop.withLock { session.sender.unackedCount } }

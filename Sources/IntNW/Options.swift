@@ -97,7 +97,12 @@ public struct MultiSocketOptions: Sendable {
     /// Period of TCP_INFO sampling and housekeeping, in milliseconds.
     public var maintenanceIntervalMilliseconds: Int
     public var chooser: any NetworkChooser
+    /// When background data may use a network (default: the policy `INTNW_BG_POLICY` names, else
+    /// permissive; see `BackgroundPolicyName` and docs/scheduling.md).
     public var backgroundPolicy: any BackgroundPolicy
+    /// Where client multisockets share foreground state with other processes (multi-app
+    /// enforcement); default: the per-user, per-network-namespace segment.
+    public var sharedSchedulingSegment: SharedSchedulingSegment = .perNamespace
     /// Flags networks that stop making progress. Default: the trouble-detection note's detector, or
     /// none when `INTNW_TROUBLE=off` (`TroubleDetection.fromEnvironment`); `NoTroubleDetector()`
     /// turns detection off.
@@ -116,7 +121,7 @@ public struct MultiSocketOptions: Sendable {
                 notSentLowWatermarkBytes: Int = 256 << 10,
                 maintenanceIntervalMilliseconds: Int = 250,
                 chooser: any NetworkChooser = DefaultNetworkChooser(),
-                backgroundPolicy: any BackgroundPolicy = PermissiveBackgroundPolicy(),
+                backgroundPolicy: any BackgroundPolicy = BackgroundPolicies.fromEnvironment(),
                 troubleDetector: (any TroubleDetector)? = nil,
                 logger: Logger? = nil) {
         self.classifier = classifier

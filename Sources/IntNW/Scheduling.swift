@@ -55,14 +55,35 @@ public struct DefaultNetworkChooser: NetworkChooser {
 public struct BackgroundContext: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
-    /// Monotonic ns of the last foreground activity on this interface (0: never). A later,
-    /// cross-process implementation reads it from shared memory.
+    /// Monotonic ns of the last foreground activity on this interface (0: never), by this
+    /// multisocket or, through the shared segment, any other multisocket or process.
     public var lastForegroundActivityNs: UInt64
     /// Whether any other usable network could carry this background message.
     public var otherUsableNetworks: Int
     /// Bytes in the kernel send queue not yet sent (SIOCOUTQNSD) and not yet ACKed (SIOCOUTQ).
     public var kernelUnsentBytes: Int
     public var kernelUnackedBytes: Int
+    /// Other multisockets (of this process or of other processes, through the shared segment)
+    /// with foreground data enqueued or not yet acknowledged on this interface.
+    public var foregroundElsewhere: Int
+    /// The kernel's smoothed and minimum RTT of this connection (TCP_INFO), microseconds; 0 = unknown.
+    public var kernelSmoothedRTTMicroseconds: UInt32
+    public var kernelMinRTTMicroseconds: UInt32
+
+    /// A context, for policy tests and for callers that evaluate policies themselves.
+    public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,
+                kernelUnsentBytes: Int = 0, kernelUnackedBytes: Int = 0, foregroundElsewhere: Int = 0,
+                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0) {
+        self.network = network
+        self.nowNs = nowNs
+        self.lastForegroundActivityNs = lastForegroundActivityNs
+        self.otherUsableNetworks = otherUsableNetworks
+        self.kernelUnsentBytes = kernelUnsentBytes
+        self.kernelUnackedBytes = kernelUnackedBytes
+        self.foregroundElsewhere = foregroundElsewhere
+        self.kernelSmoothedRTTMicroseconds = kernelSmoothedRTTMicroseconds
+        self.kernelMinRTTMicroseconds = kernelMinRTTMicroseconds
+    }
 }
 
 /// Decision of a background policy.

@@ -54,6 +54,8 @@ final class Session: IOHandler, IOService {
 
     var sender: IROBSender
     var receiver: IROBReceiver
+    /// Background admission and this session's share of the multi-app foreground state.
+    let background: BackgroundScheduler
     private(set) var connsByFD: [Int32: Connection] = [:]
     private var connsByID: [ConnectionID: Connection] = [:]
     /// The current connection of each network.
@@ -117,6 +119,7 @@ final class Session: IOHandler, IOService {
         log[metadataKey: "session"] = "\(sessionID)"
         log[metadataKey: "role"] = "\(role == .client ? "client" : "server")"
         self.log = log
+        self.background = BackgroundScheduler(options: options, role: role, log: log)
     }
 
     // MARK: - Network view
@@ -444,7 +447,7 @@ final class Session: IOHandler, IOService {
         if !released.isEmpty {
             for r in released where r.labels.isForeground {
                 nets[c.network.networkID]?.lastForegroundNs = nowNs
-                options.backgroundPolicy.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs))
+                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName)
             }
             inbox.append(contentsOf: released)
             deliverToReceivers()
@@ -509,7 +512,7 @@ final class Session: IOHandler, IOService {
             }
         }
         for s in samples where s.labels.isForeground {
-            options.backgroundPolicy.observe(.acknowledged(id: s.id, nowNs: nowNs))
+            background.observe(.acknowledged(id: s.id, nowNs: nowNs), interface: nil)
             troubleForegroundAcknowledged(s.id)
         }
         for s in samples where !s.resent && s.singleConnection {
@@ -518,7 +521,8 @@ final class Session: IOHandler, IOService {
             let hold = UInt64(holds[s.id] ?? 0) * 1000
             let elapsed = nowNs &- s.firstSentNs
             if elapsed > hold {
-                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold)
+                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold,
+                                            sendSpanNs: s.lastSentNs &- s.firstSentNs)
             }
         }
         if !samples.isEmpty {
@@ -650,7 +654,7 @@ final class Session: IOHandler, IOService {
                 if pick.labels.isForeground {
                     troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
-                    options.backgroundPolicy.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs))
+                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name)
                 }
             }
             if pick.labels.isBackground { bgAllowance! -= chunk.range.count }
@@ -660,11 +664,9 @@ final class Session: IOHandler, IOService {
 
     private func backgroundAllowance(_ c: Connection, usable: [NetworkStatus], nowNs: UInt64) -> Int {
         guard let net = nets[c.network.networkID] else { return 0 }
-        let ctx = BackgroundContext(network: status(of: net), nowNs: nowNs, lastForegroundActivityNs: net.lastForegroundNs,
-                                    otherUsableNetworks: usable.count - 1,
-                                    kernelUnsentBytes: max(0, Int(cshims_siocoutqnsd(c.fd))),
-                                    kernelUnackedBytes: max(0, Int(cshims_siocoutq(c.fd))))
-        switch options.backgroundPolicy.decide(ctx) {
+        let decision = background.decide(network: status(of: net), otherUsableNetworks: usable.count - 1, fd: c.fd,
+                                         userQueuedBytes: c.out.pending, nowNs: nowNs)
+        switch decision {
         case .send(let maxBytes): return maxBytes
         case .wait(let until):
             // One pending wake-up per session is enough: keep the earliest.
@@ -749,6 +751,14 @@ final class Session: IOHandler, IOService {
     }
 
     func addThunk(_ r: NetworkRestriction, _ t: @escaping @Sendable () -> Void) { thunks.append((r, t)) }
+
+    /// The application enqueued IROB `id`: foreground data counts as waiting for the network the
+    /// chooser would give it now (the multi-app barrier starts here, not when it is sent).
+    func enqueued(_ id: IROBID, labels: Labels) {
+        guard labels.isForeground else { return }
+        let nid = options.chooser.choose(for: labels, among: usableStatuses())
+        background.foregroundEnqueued(id, interface: nid.flatMap { nets[$0]?.name })
+    }
 
     func addEstablishWaiter(_ c: CheckedContinuation<Void, Error>) {
         if connByNetwork.values.contains(where: { $0.state == .established }) {
@@ -906,6 +916,7 @@ final class Session: IOHandler, IOService {
     }
 
     private func teardown(error: IntNWError) {
+        background.close()
         monitor?.stop()
         monitor = nil
         failEstablishWaiters(fatalError ?? error)

@@ -38,7 +38,7 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-apps"), help: "Largest number of apps in scaling experiments (fairness).")
     var maxApps = 8
 
-    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps where the experiment does not vary it: exclusive, permissive, anticipatory, trickle.")
+    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
     var bgPolicy: String?
 
     @Option(help: "Directory that holds run directories.")

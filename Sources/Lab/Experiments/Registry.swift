@@ -2,6 +2,7 @@
 public enum ExperimentRegistry {
     public static let all: [any Experiment] = [
         MultiappExperiment(),
+        BGPolicyExperiment(),
         FairnessExperiment(),
         DriveExperiment(),
         TroubleExperiment(),

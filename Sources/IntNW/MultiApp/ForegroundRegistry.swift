@@ -1,0 +1,146 @@
+/// Process-wide foreground state of one network namespace: what every client multisocket of this
+/// process publishes and consults before sending background data on an interface. Backed by the
+/// shared segment (other processes) when it can be used; otherwise by process-local state only.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// Which shared segment client multisockets coordinate through.
+public enum SharedSchedulingSegment: Sendable, Equatable {
+    /// `/intnw-u<uid>-n<inode of the network namespace the multisocket's sockets live in>`.
+    case perNamespace
+    /// A segment of this name (tests, or a deliberate group of processes). Starts with "/".
+    case named(String)
+    /// No cross-process coordination; multisockets of this process still coordinate.
+    case processLocal
+}
+
+final class ForegroundRegistry: @unchecked Sendable {
+    /// What a multisocket sees about an interface before sending background data.
+    struct View {
+        /// Latest foreground activity on the interface by anyone (monotonic ns; 0: never).
+        var lastForegroundNs: UInt64
+        /// Other multisockets of this process with foreground data enqueued or unACKed on it.
+        var otherMultisockets: Int
+        /// Other live processes with foreground data enqueued or unACKed on it.
+        var otherProcesses: Int
+        /// Dead processes whose contributions this look reclaimed.
+        var reclaimedPIDs: [UInt64]
+    }
+
+    private static let registriesLock = Lock()
+    nonisolated(unsafe) private static var registries: [String: ForegroundRegistry] = [:]
+
+    /// The registry of segment `choice` for sockets living in the namespace at `namespacePath`
+    /// (nil: this process's own namespace). One per process and segment; `logger` reports the
+    /// outcome of opening it (once).
+    static func registry(for choice: SharedSchedulingSegment, namespacePath: String?, logger: Logger) -> ForegroundRegistry {
+        let key: String
+        switch choice {
+        case .processLocal:
+            key = ""
+        case .named(let n):
+            key = n
+        case .perNamespace:
+            if let inode = ProcessIdentity.inode(of: namespacePath ?? "/proc/self/ns/net") {
+                key = SharedLayout.segmentName(uid: UInt32(geteuid()), namespaceInode: inode)
+            } else {
+                logger.error("cannot read the network namespace inode of \(namespacePath ?? "/proc/self/ns/net"); background scheduling coordinates within this process only")
+                key = ""
+            }
+        }
+        registriesLock.lock()
+        defer { registriesLock.unlock() }
+        if let r = registries[key] { return r }
+        let r = ForegroundRegistry(segmentName: key.isEmpty ? nil : key, logger: logger)
+        registries[key] = r
+        return r
+    }
+
+    private let lock = Lock()
+    let segment: SharedSegment?
+    /// Why the segment is not used, when a segment was asked for.
+    let segmentError: SharedStateError?
+    private var slots: [String: Int?] = [:]
+    private var sessionsWithForeground: [String: Int] = [:]
+    private var lastForeground: [String: UInt64] = [:]
+    private let logger: Logger
+
+    init(segmentName: String?, logger: Logger) {
+        self.logger = logger
+        guard let segmentName else {
+            segment = nil
+            segmentError = nil
+            return
+        }
+        do {
+            segment = try SharedSegment.open(name: segmentName)
+            segmentError = nil
+            logger.debug("shared scheduling segment opened", metadata: ["segment": "\(segmentName)"])
+        } catch {
+            segment = nil
+            segmentError = error
+            logger.error("\(error); background scheduling coordinates within this process only")
+        }
+    }
+
+    /// The segment slot of `interface` (cached; nil when there is no segment or no free slot).
+    private func slot(_ interface: String) -> Int? {
+        guard let segment else { return nil }
+        if let s = slots[interface] { return s }
+        let s = segment.interfaceSlot(named: interface)
+        if s == nil {
+            logger.warning("shared scheduling segment has no free interface slot; \(interface) coordinates within this process only",
+                           metadata: ["segment": "\(segment.name)"])
+        }
+        slots[interface] = .some(s)
+        return s
+    }
+
+    /// A multisocket starts (`true`) or stops having foreground data enqueued or unACKed on
+    /// `interface`. The process's contribution to the shared count follows the first and last.
+    func setForegroundOutstanding(_ on: Bool, interface: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        let before = sessionsWithForeground[interface, default: 0]
+        let after = max(0, before + (on ? 1 : -1))
+        sessionsWithForeground[interface] = after == 0 ? nil : after
+        if (before == 0) != (after == 0), let s = slot(interface) {
+            segment?.setContribution(after > 0, interface: s)
+        }
+    }
+
+    /// Foreground data was sent or received on `interface` at `nowNs`.
+    func noteForeground(interface: String, nowNs: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        if lastForeground[interface, default: 0] < nowNs { lastForeground[interface] = nowNs }
+        if let s = slot(interface) { segment?.noteForeground(interface: s, nowNs: nowNs) }
+    }
+
+    /// The interface as a multisocket sees it; `selfOutstanding` says whether that multisocket
+    /// itself is one of those with foreground data there (it does not wait for itself).
+    func view(interface: String, selfOutstanding: Bool) -> View {
+        lock.lock()
+        defer { lock.unlock() }
+        var v = View(lastForegroundNs: lastForeground[interface, default: 0],
+                     otherMultisockets: max(0, sessionsWithForeground[interface, default: 0] - (selfOutstanding ? 1 : 0)),
+                     otherProcesses: 0, reclaimedPIDs: [])
+        if let s = slot(interface), let segment {
+            v.lastForegroundNs = max(v.lastForegroundNs, segment.lastForeground(interface: s))
+            let scan = segment.scanOthers(interface: s)
+            v.otherProcesses = scan.others
+            v.reclaimedPIDs = scan.reclaimed
+        }
+        return v
+    }
+
+    /// The segment's published count for `interface` (tests and diagnostics).
+    func publishedCount(interface: String) -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let s = slot(interface), let segment else { return nil }
+        return segment.foregroundCount(interface: s)
+    }
+}

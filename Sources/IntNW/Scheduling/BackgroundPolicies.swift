@@ -1,0 +1,455 @@
+/// The background policies of DESIGN.md section 6 (`seeds/fg-bg-anticipatory-scheduling.txt`):
+/// exclusive, permissive, anticipatory, trickle, plus delay-target (LEDBAT-like, our own). Each
+/// is a pure function of the `BackgroundContext` except delay-target, which keeps a window per
+/// multisocket. See docs/scheduling.md for what each one costs foreground traffic and why.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why background data was held back: the counters of `BackgroundSchedulingStats` and the
+/// `reason` of each debug log line.
+public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
+    /// Another multisocket (this process or another) has foreground data enqueued or not yet
+    /// acknowledged on the interface: the barrier of the multi-app note.
+    case foregroundElsewhere = "foreground-elsewhere"
+    /// The policy never sends background data on this kind of network (exclusive).
+    case excludedNetwork = "excluded-network"
+    /// Foreground activity was too recent (anticipatory: not yet idle for 4 x RTT).
+    case foregroundRecent = "foreground-recent"
+    /// The socket is not empty enough (anticipatory: unsent bytes; trickle: queue >= one chunk).
+    case socketBusy = "socket-busy"
+    /// The background window is full for the queueing delay measured (delay-target).
+    case queueingDelay = "queueing-delay"
+    /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
+    /// of later foreground data (socket-buffer discipline).
+    case kernelBufferFull = "kernel-buffer-full"
+    /// A policy that does not say why (any `BackgroundPolicy` that is not explained).
+    case policy = "policy"
+}
+
+/// A decision with its reason.
+public struct BackgroundVerdict: Sendable, Equatable {
+    public var decision: BackgroundDecision
+    /// Why background waits (nil when it may go).
+    public var reason: BackgroundHoldReason?
+
+    public init(decision: BackgroundDecision, reason: BackgroundHoldReason?) {
+        self.decision = decision
+        self.reason = reason
+    }
+
+    public static func send(maxBytes: Int) -> BackgroundVerdict { BackgroundVerdict(decision: .send(maxBytes: maxBytes), reason: nil) }
+    public static func hold(_ reason: BackgroundHoldReason, untilNs: UInt64?) -> BackgroundVerdict {
+        BackgroundVerdict(decision: .wait(untilNs: untilNs), reason: reason)
+    }
+}
+
+/// A background policy that says why it holds data back, and whether the multi-app barrier
+/// applies to it.
+public protocol ExplainedBackgroundPolicy: BackgroundPolicy {
+    /// Short name for logs and stats (`anticipatory`).
+    var name: String { get }
+    /// Whether background waits while another multisocket has foreground data enqueued or
+    /// unacknowledged on the same interface. Default: true.
+    var honorsForegroundBarrier: Bool { get }
+    func verdict(_ context: BackgroundContext) -> BackgroundVerdict
+}
+
+extension ExplainedBackgroundPolicy {
+    public var honorsForegroundBarrier: Bool { true }
+    public func decide(_ context: BackgroundContext) -> BackgroundDecision { verdict(context).decision }
+}
+
+/// A policy with state of its own: every multisocket (and every session a listener accepts) gets
+/// a fresh instance from `makeInstance()`, so one options value can be shared.
+public protocol StatefulBackgroundPolicy: BackgroundPolicy {
+    func makeInstance() -> any BackgroundPolicy
+}
+
+extension BackgroundContext {
+    /// Nanoseconds since the last foreground activity; `UInt64.max` when there never was any.
+    public var foregroundIdleNs: UInt64 {
+        if lastForegroundActivityNs == 0 { return .max }
+        return nowNs > lastForegroundActivityNs ? nowNs - lastForegroundActivityNs : 0
+    }
+}
+
+@inline(__always) func nanoseconds(milliseconds ms: Double) -> UInt64 { UInt64(max(0, ms) * 1e6) }
+
+// MARK: - permissive
+
+extension PermissiveBackgroundPolicy: ExplainedBackgroundPolicy {
+    public var name: String { "permissive" }
+    /// The straw man of the note: background goes whenever it is ready, whatever other
+    /// multisockets do (only this multisocket's own foreground data goes first).
+    public var honorsForegroundBarrier: Bool { false }
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict { .send(maxBytes: Int.max) }
+}
+
+// MARK: - exclusive
+
+/// Algorithm 1 of the note: never send background data on the excluded kinds of network (by
+/// default cellular); it waits for another network (e.g. WiFi) to appear.
+public struct ExclusiveBackgroundPolicy: ExplainedBackgroundPolicy {
+    /// Kinds of network background data never uses.
+    public var excludedKinds: Set<NetworkKind>
+    public init(excludedKinds: Set<NetworkKind> = [.cellular]) { self.excludedKinds = excludedKinds }
+    public var name: String { "exclusive" }
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        // Nothing to re-check by time: a new network (an event) is what changes the answer.
+        excludedKinds.contains(context.network.kind) ? .hold(.excludedNetwork, untilNs: nil) : .send(maxBytes: Int.max)
+    }
+}
+
+// MARK: - anticipatory
+
+/// The note's final algorithm: background goes only after the link has been foreground-idle for
+/// `idleRTTMultiple` x RTT and the socket is empty; the chunk grows with idle time:
+///
+///     chunk = min(max(bandwidth x minimumChunkSeconds, minimumChunkFloorBytes)
+///                 x floor(idle / (idleRTTMultiple x RTT)),  bandwidth x maximumChunkSeconds)
+///
+/// With the defaults, the first chunk is 1/16 s worth of the link (62.5 ms of delay for a
+/// foreground message that arrives behind it) and no chunk is more than 1 s worth.
+public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
+    /// What "the socket buffer is empty" means (docs/scheduling.md has the measurements behind
+    /// the default).
+    public enum EmptySocketTest: String, Sendable, Equatable {
+        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading. Bytes
+        /// in flight are not counted, so congestion control decides how many chunks are in
+        /// flight at once; on a deep bottleneck queue that is most of a second's worth, and the
+        /// next foreground message waits behind it (about 4-5 x FG alone on the 3G link).
+        case noUnsentBytes = "unsent"
+        /// Nothing unacknowledged (SIOCOUTQ == 0): at most one chunk in flight, which is what
+        /// makes the note's "62.5 ms at first, 1 s at most" bound on foreground delay hold.
+        case nothingUnacknowledged = "unacked"
+        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test DESIGN.md gives
+        /// trickle: at most two chunks in flight, so the next chunk is on its way while the last
+        /// one is ACKed. The default: foreground delay stays bounded by two chunks, and background
+        /// moves about half again as much as with `nothingUnacknowledged`.
+        case belowOneChunk = "below-chunk"
+    }
+
+    public struct Parameters: Sendable, Equatable {
+        /// The idle wait in RTTs (the note's `magic_number = RTT * 4`).
+        public var idleRTTMultiple: Double = 4
+        /// Smallest chunk as seconds' worth of the link's bandwidth (`bandwidth / 16`), seconds.
+        public var minimumChunkSeconds: Double = 1.0 / 16
+        /// Floor of the smallest chunk, bytes (the note's 64).
+        public var minimumChunkFloorBytes: Int = 64
+        /// Largest chunk as seconds' worth of bandwidth (`max_chunksize = bandwidth`), seconds.
+        public var maximumChunkSeconds: Double = 1
+        public var emptySocketTest: EmptySocketTest = .belowOneChunk
+        /// How soon to look again while the socket is not empty, milliseconds.
+        public var recheckMilliseconds: Double = 10
+        /// Lower bound on the RTT the idle wait is computed from, milliseconds.
+        public var minimumRTTMilliseconds: Double = 1
+        public init() {}
+    }
+
+    public var parameters: Parameters
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
+    public var name: String { "anticipatory" }
+
+    /// The idle wait for `context`'s network, ns.
+    public func idleThresholdNs(_ context: BackgroundContext) -> UInt64 {
+        nanoseconds(milliseconds: max(context.network.estimate.rttMilliseconds, parameters.minimumRTTMilliseconds)
+                    * parameters.idleRTTMultiple)
+    }
+
+    /// Chunk size after `idleNs` of foreground silence (threshold `thresholdNs`), bytes.
+    public func chunkBytes(bandwidthBytesPerSecond bw: Double, idleNs: UInt64, thresholdNs: UInt64) -> Int {
+        let minChunk = max(bw * parameters.minimumChunkSeconds, Double(parameters.minimumChunkFloorBytes))
+        let maxChunk = max(bw * parameters.maximumChunkSeconds, minChunk)
+        let steps = idleNs == .max ? Double.infinity : Double(idleNs / max(thresholdNs, 1))
+        return Int(min(minChunk * steps, maxChunk))
+    }
+
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        let threshold = idleThresholdNs(context)
+        let idle = context.foregroundIdleNs
+        // Strictly greater, as in the note's `(now - last_fg) > magic_number`.
+        if idle <= threshold {
+            return .hold(.foregroundRecent, untilNs: context.lastForegroundActivityNs + threshold + 1)
+        }
+        let chunk = chunkBytes(bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond,
+                               idleNs: idle, thresholdNs: threshold)
+        let busy: Bool
+        switch parameters.emptySocketTest {
+        case .noUnsentBytes: busy = context.kernelUnsentBytes > 0
+        case .nothingUnacknowledged: busy = context.kernelUnackedBytes > 0
+        case .belowOneChunk: busy = context.kernelUnackedBytes >= chunk
+        }
+        if busy {
+            return .hold(.socketBusy, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+        }
+        return .send(maxBytes: chunk)
+    }
+}
+
+// MARK: - trickle
+
+/// Trickling without piggybacking (DESIGN.md section 6): `chunkSeconds` worth of background at a
+/// time while the kernel send queue (every byte not yet acknowledged, SIOCOUTQ) is below one
+/// chunk; after `idleAfterSeconds` without foreground activity the chunk becomes
+/// `idleChunkSeconds` worth. Piggybacking background bytes onto foreground sends is not built:
+/// see docs/scheduling.md.
+public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
+    public struct Parameters: Sendable, Equatable {
+        /// Chunk while foreground is around, seconds' worth of bandwidth.
+        public var chunkSeconds: Double = 0.05
+        /// Chunk once foreground has been quiet for `idleAfterSeconds`, seconds' worth.
+        public var idleChunkSeconds: Double = 1
+        /// Foreground silence after which the larger chunk applies, seconds.
+        public var idleAfterSeconds: Double = 5
+        /// Smallest chunk, bytes (slow links).
+        public var minimumChunkBytes: Int = 64
+        /// How soon to look again while the queue is too full, milliseconds.
+        public var recheckMilliseconds: Double = 10
+        public init() {}
+    }
+
+    public var parameters: Parameters
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
+    public var name: String { "trickle" }
+
+    public func chunkBytes(_ context: BackgroundContext) -> Int {
+        let quiet = context.foregroundIdleNs >= nanoseconds(milliseconds: parameters.idleAfterSeconds * 1000)
+        let seconds = quiet ? parameters.idleChunkSeconds : parameters.chunkSeconds
+        return max(parameters.minimumChunkBytes, Int(context.network.estimate.bandwidthBytesPerSecond * seconds))
+    }
+
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        let chunk = chunkBytes(context)
+        if context.kernelUnackedBytes >= chunk {
+            return .hold(.socketBusy, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+        }
+        return .send(maxBytes: chunk)
+    }
+}
+
+// MARK: - delay-target (ours)
+
+/// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
+/// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by the link's
+/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth. At most
+/// about that much background data then waits in the bottleneck queue ahead of a foreground
+/// packet, while background keeps the link busy whenever foreground is quiet (no idle wait). The
+/// window rests on the capacity and minimum-RTT estimates; when the queueing delay the connection
+/// measures (TCP_INFO smoothed RTT minus minimum RTT) exceeds `ceilingQueueingDelayMilliseconds`
+/// (LEDBAT's 100 ms) the estimates are too optimistic, and the window is halved once per RTT,
+/// growing back by a quarter of the model per RTT once the delay is below the ceiling again.
+/// Each multisocket keeps its own scale.
+public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
+    public struct Parameters: Sendable, Equatable {
+        /// Queueing delay background data may add ahead of foreground data, milliseconds.
+        public var targetQueueingDelayMilliseconds: Double = 25
+        /// Measured queueing delay above which the window is halved, milliseconds.
+        public var ceilingQueueingDelayMilliseconds: Double = 100
+        /// Smallest window, bytes (two full segments).
+        public var minimumWindowBytes: Int = 2 * 1448
+        /// Smallest fraction of the model window the halvings go down to.
+        public var minimumScale: Double = 1.0 / 16
+        /// How soon to look again while the window is full, milliseconds.
+        public var recheckMilliseconds: Double = 10
+        public init() {}
+    }
+
+    public let parameters: Parameters
+    private let lock = Lock()
+    private var scale = 1.0
+    private var lastUpdateNs: UInt64 = 0
+
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
+
+    public var name: String { "delay-target" }
+    public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
+
+    /// The current fraction of the model window (tests and diagnostics).
+    public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
+
+    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, or 0 when unknown.
+    static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
+        guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
+              c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
+        return max(0, Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000
+    }
+
+    /// The window before scaling: bandwidth x (base RTT + target), bytes.
+    public func modelWindowBytes(_ context: BackgroundContext) -> Double {
+        let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
+            ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
+        let bytes = context.network.estimate.bandwidthBytesPerSecond * (baseRTTms + parameters.targetQueueingDelayMilliseconds) / 1000
+        return max(Double(parameters.minimumWindowBytes), bytes)
+    }
+
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        let model = modelWindowBytes(context)
+        let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
+            ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
+        let qdelay = Self.queueingDelayMilliseconds(context)
+        lock.lock()
+        defer { lock.unlock() }
+        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(baseRTTms, 1)) || lastUpdateNs == 0 {
+            if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                scale = max(parameters.minimumScale, scale / 2)
+            } else {
+                scale = min(1, scale + 0.25)
+            }
+            lastUpdateNs = context.nowNs
+        }
+        let window = max(Double(parameters.minimumWindowBytes), model * scale)
+        let room = Int(window) - context.kernelUnackedBytes
+        // Less than a segment of room: wait rather than dribble tiny frames.
+        if room < min(1448, Int(window) / 2) {
+            return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+        }
+        return .send(maxBytes: room)
+    }
+}
+
+// MARK: - selection by name
+
+/// The policies by name: `MultiSocketOptions.backgroundPolicy`, the `INTNW_BG_POLICY`
+/// environment variable (for unmodified apps; `intnw-app --bg-policy` sets it) and the
+/// experiments' `--bg-policy`.
+public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
+    case exclusive
+    case permissive
+    case anticipatory
+    case trickle
+    case delayTarget = "delay-target"
+
+    /// The environment variable unmodified apps are configured with.
+    public static let environmentVariable = "INTNW_BG_POLICY"
+
+    /// The policy with its default parameters.
+    public func makePolicy() -> any BackgroundPolicy {
+        switch self {
+        case .exclusive: ExclusiveBackgroundPolicy()
+        case .permissive: PermissiveBackgroundPolicy()
+        case .anticipatory: AnticipatoryBackgroundPolicy()
+        case .trickle: TrickleBackgroundPolicy()
+        case .delayTarget: DelayTargetBackgroundPolicy()
+        }
+    }
+
+    /// Parses a name (case-insensitive); the error lists the valid ones.
+    public static func parse(_ text: String) throws -> BackgroundPolicyName {
+        let t = text.trimmingSpaces.lowercased()
+        guard let n = BackgroundPolicyName(rawValue: t) else {
+            throw IntNWError.invalidArgument("background policy '\(text)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return n
+    }
+
+    /// Parameters `BackgroundPolicies.parse` accepts after the name, with their meaning.
+    public var parameterKeys: [String: String] {
+        switch self {
+        case .exclusive, .permissive: [:]
+        case .anticipatory: ["empty": "unsent | unacked | below-chunk", "idle-rtts": "idle wait in RTTs",
+                             "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
+        case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
+                        "idle-after-s": "FG silence before the larger chunk, seconds"]
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms"]
+        }
+    }
+}
+
+/// Defaults for `MultiSocketOptions.backgroundPolicy`.
+public enum BackgroundPolicies {
+    /// Without configuration: permissive (the runtime's own FG-first ordering only).
+    public static let fallback = BackgroundPolicyName.permissive
+
+    /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
+    /// back too and is reported (one error line) by the first multisocket that starts.
+    public static func fromEnvironment() -> any BackgroundPolicy {
+        guard let raw = getenv(BackgroundPolicyName.environmentVariable), !String(cString: raw).trimmingSpaces.isEmpty else {
+            return fallback.makePolicy()
+        }
+        do {
+            return try parse(String(cString: raw))
+        } catch {
+            EnvironmentProblem.record("\(error); using \(fallback.rawValue)")
+            return fallback.makePolicy()
+        }
+    }
+
+    /// Parses `name[:key=value,...]`, e.g. `anticipatory`, `anticipatory:empty=unsent`,
+    /// `delay-target:target-ms=50` (keys: `BackgroundPolicyName.parameterKeys`).
+    public static func parse(_ spec: String) throws -> any BackgroundPolicy {
+        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let name = try BackgroundPolicyName.parse(String(parts[0]))
+        var values: [String: String] = [:]
+        if parts.count == 2 {
+            for item in parts[1].split(separator: ",") {
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = kv[0].trimmingSpaces.lowercased()
+                guard kv.count == 2, name.parameterKeys[key] != nil else {
+                    let valid = name.parameterKeys.keys.sorted().joined(separator: ", ")
+                    throw IntNWError.invalidArgument("'\(item)' is not a parameter of \(name.rawValue) (\(valid.isEmpty ? "it has none" : "valid: " + valid))")
+                }
+                values[key] = kv[1].trimmingSpaces
+            }
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let v = values[key] else { return nil }
+            guard let d = Double(v), d.isFinite, d > 0 else {
+                throw IntNWError.invalidArgument("\(name.rawValue) \(key)=\(v): expected a positive number")
+            }
+            return d
+        }
+        switch name {
+        case .exclusive, .permissive:
+            return name.makePolicy()
+        case .anticipatory:
+            var p = AnticipatoryBackgroundPolicy.Parameters()
+            if let e = values["empty"] {
+                guard let t = AnticipatoryBackgroundPolicy.EmptySocketTest(rawValue: e.lowercased()) else {
+                    throw IntNWError.invalidArgument("anticipatory empty=\(e): expected unsent, unacked or below-chunk")
+                }
+                p.emptySocketTest = t
+            }
+            if let v = try number("idle-rtts") { p.idleRTTMultiple = v }
+            if let v = try number("min-chunk-s") { p.minimumChunkSeconds = v }
+            if let v = try number("max-chunk-s") { p.maximumChunkSeconds = v }
+            return AnticipatoryBackgroundPolicy(parameters: p)
+        case .trickle:
+            var p = TrickleBackgroundPolicy.Parameters()
+            if let v = try number("chunk-s") { p.chunkSeconds = v }
+            if let v = try number("idle-chunk-s") { p.idleChunkSeconds = v }
+            if let v = try number("idle-after-s") { p.idleAfterSeconds = v }
+            return TrickleBackgroundPolicy(parameters: p)
+        case .delayTarget:
+            var p = DelayTargetBackgroundPolicy.Parameters()
+            if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
+            if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
+            return DelayTargetBackgroundPolicy(parameters: p)
+        }
+    }
+}
+
+/// A configuration problem found while building default options (no logger there yet): the
+/// first background scheduler logs it once.
+enum EnvironmentProblem {
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var pending: String?
+
+    static func record(_ s: String) {
+        lock.lock()
+        pending = s
+        lock.unlock()
+    }
+
+    static func take() -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        let s = pending
+        pending = nil
+        return s
+    }
+}
+
+extension String {
+    var trimmingSpaces: String { Substring(self).trimmingSpaces }
+}

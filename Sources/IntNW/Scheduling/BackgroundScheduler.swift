@@ -1,0 +1,255 @@
+/// Per-multisocket background admission: runs the configured `BackgroundPolicy` with what it
+/// needs (shared last-foreground time, the multi-app barrier, the kernel's queue counts), keeps
+/// background bytes out of kernel buffers they could not leave before later foreground data
+/// (socket-buffer discipline), counts and logs every hold, and publishes this multisocket's
+/// foreground state for the others. Confined to the session's loop lock.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+import Logging
+
+/// Counters of a multisocket's background decisions (`MultiSocket.backgroundStats`).
+public struct BackgroundSchedulingStats: Sendable, Equatable, Codable {
+    /// The policy's name.
+    public var policy: String
+    /// Times background data could have gone on some connection and a decision was taken.
+    public var decisions: UInt64 = 0
+    /// Decisions that let background data go.
+    public var grants: UInt64 = 0
+    /// Sum of the byte limits granted (the pump may use less).
+    public var grantedBytes: UInt64 = 0
+    /// Decisions that held background back, by reason.
+    public var holds: [BackgroundHoldReason: UInt64] = [:]
+    /// Dead processes whose foreground contributions this multisocket reclaimed.
+    public var reclaimedProcesses: UInt64 = 0
+    /// Why the shared segment is not used (nil: used, or not asked for).
+    public var sharedSegmentError: String?
+    /// The RTT (ms) and bandwidth (bytes/s) the policy was given at its latest decision.
+    public var lastRTTMilliseconds: Double = 0
+    public var lastBandwidthBytesPerSecond: Double = 0
+    /// The largest bandwidth (bytes/s) any decision was given.
+    public var maxBandwidthBytesPerSecond: Double = 0
+
+    public init(policy: String) { self.policy = policy }
+
+    public var heldTotal: UInt64 { holds.values.reduce(0, +) }
+    public func held(_ r: BackgroundHoldReason) -> UInt64 { holds[r, default: 0] }
+}
+
+final class BackgroundScheduler {
+    /// How soon to look again while another multisocket's foreground data is outstanding, ms.
+    /// Other processes cannot wake us, so this is a poll; 10 ms is small next to cellular RTTs.
+    static let barrierRecheckMilliseconds = 10.0
+    /// How soon to look again while the kernel cannot take a chunk whole, ms.
+    static let bufferRecheckMilliseconds = 10.0
+    /// Header bytes the frames around a chunk take at most (BEGIN_IROB, DATA, END_IROB).
+    static let frameOverheadBytes = 512
+    /// Smallest grant worth sending when the kernel has little room, bytes.
+    static let minimumUsefulGrantBytes = 1024
+    /// SO_MEMINFO (asm-generic/socket.h) and the indices of sk_sndbuf and sk_wmem_queued in it.
+    static let soMeminfo: Int32 = 55
+    static let meminfoSndbuf = 3
+    static let meminfoWmemQueued = 5
+
+    let policy: any BackgroundPolicy
+    private let explained: (any ExplainedBackgroundPolicy)?
+    /// Shared foreground state; nil on the server side, where a session's interfaces are the
+    /// client's and sessions of different clients share no link.
+    private let registry: ForegroundRegistry?
+    private let notSentLowWatermarkBytes: Int
+    private var log: Logger
+    private(set) var stats: BackgroundSchedulingStats
+
+    /// Foreground IROBs enqueued and not yet acknowledged → interfaces they count on.
+    private var outstanding: [UInt64: [String]] = [:]
+    /// Per interface: how many entries of `outstanding` count on it.
+    private var perInterface: [String: Int] = [:]
+    /// Last foreground activity this multisocket saw per interface (when there is no registry).
+    private var ownLastForeground: [String: UInt64] = [:]
+
+    init(options: MultiSocketOptions, role: Role, log: Logger) {
+        var p = options.backgroundPolicy
+        if let s = p as? any StatefulBackgroundPolicy { p = s.makeInstance() }
+        policy = p
+        explained = p as? any ExplainedBackgroundPolicy
+        notSentLowWatermarkBytes = options.notSentLowWatermarkBytes
+        self.log = log
+        stats = BackgroundSchedulingStats(policy: explained?.name ?? String(describing: type(of: p)))
+        if let problem = EnvironmentProblem.take() { log.error("\(BackgroundPolicyName.environmentVariable): \(problem)") }
+        if role == .client {
+            let r = ForegroundRegistry.registry(for: options.sharedSchedulingSegment,
+                                                namespacePath: options.networkNamespacePath, logger: log)
+            registry = r
+            stats.sharedSegmentError = r.segmentError?.description
+        } else {
+            registry = nil
+        }
+    }
+
+    // MARK: - Foreground bookkeeping
+
+    private func count(_ id: UInt64, on interface: String) {
+        var list = outstanding[id, default: []]
+        guard !list.contains(interface) else { return }
+        list.append(interface)
+        outstanding[id] = list
+        let before = perInterface[interface, default: 0]
+        perInterface[interface] = before + 1
+        if before == 0 { registry?.setForegroundOutstanding(true, interface: interface) }
+    }
+
+    private func release(_ id: UInt64) {
+        guard let list = outstanding.removeValue(forKey: id) else { return }
+        for interface in list {
+            let after = perInterface[interface, default: 1] - 1
+            perInterface[interface] = after > 0 ? after : nil
+            if after <= 0 { registry?.setForegroundOutstanding(false, interface: interface) }
+        }
+    }
+
+    /// A foreground IROB was enqueued; `interface` is where the chooser would put it now (nil:
+    /// no usable network yet; it counts once it is sent somewhere).
+    func foregroundEnqueued(_ id: IROBID, interface: String?) {
+        if let interface { count(id.rawValue, on: interface) } else if outstanding[id.rawValue] == nil { outstanding[id.rawValue] = [] }
+    }
+
+    /// Foreground activity reported by the session; `interface` names the event's network.
+    func observe(_ event: ForegroundEvent, interface: String?) {
+        switch event {
+        case .sent(let id, _, _, let nowNs):
+            if let interface {
+                count(id.rawValue, on: interface)
+                noteActivity(interface, nowNs)
+            }
+        case .received(_, _, let nowNs):
+            if let interface { noteActivity(interface, nowNs) }
+        case .acknowledged(let id, _):
+            release(id.rawValue)
+        }
+        policy.observe(event)
+    }
+
+    private func noteActivity(_ interface: String, _ nowNs: UInt64) {
+        if ownLastForeground[interface, default: 0] < nowNs { ownLastForeground[interface] = nowNs }
+        registry?.noteForeground(interface: interface, nowNs: nowNs)
+    }
+
+    /// The multisocket is gone: whatever it still counted on stops counting.
+    func close() {
+        for interface in perInterface.keys { registry?.setForegroundOutstanding(false, interface: interface) }
+        perInterface.removeAll()
+        outstanding.removeAll()
+    }
+
+    /// Foreground IROBs this multisocket counts as outstanding on `interface` (tests).
+    func outstandingForeground(on interface: String) -> Int { perInterface[interface, default: 0] }
+
+    // MARK: - Decisions
+
+    /// Decides how much background data may go on the connection `fd` of `network` now.
+    /// `userQueuedBytes` is what already waits in the connection's user-space buffer.
+    func decide(network: NetworkStatus, otherUsableNetworks: Int, fd: Int32, userQueuedBytes: Int,
+                nowNs: UInt64) -> BackgroundDecision {
+        stats.decisions += 1
+        let interface = network.interfaceName
+        let unsent = max(0, Int(cshims_siocoutqnsd(fd)))
+        let unacked = max(0, Int(cshims_siocoutq(fd)))
+        var info = cshims_tcp_info()
+        var len: UInt32 = 0
+        let haveInfo = cshims_get_tcp_info(fd, &info, &len) == 0
+        var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[interface, default: 0])
+        var elsewhere = 0
+        if let registry {
+            let v = registry.view(interface: interface, selfOutstanding: perInterface[interface, default: 0] > 0)
+            lastFG = max(lastFG, v.lastForegroundNs)
+            elsewhere = v.otherMultisockets + v.otherProcesses
+            if !v.reclaimedPIDs.isEmpty {
+                stats.reclaimedProcesses += UInt64(v.reclaimedPIDs.count)
+                log.notice("reclaimed the foreground state of exited processes",
+                           metadata: ["interface": "\(interface)", "pids": "\(v.reclaimedPIDs)"])
+            }
+        }
+        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil), nowNs: nowNs, lastForegroundActivityNs: lastFG,
+                                    otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
+                                    kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
+                                    kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
+                                    kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0)
+        stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
+        stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
+        stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
+        var verdict: BackgroundVerdict
+        if elsewhere > 0 && (explained?.honorsForegroundBarrier ?? true) {
+            verdict = .hold(.foregroundElsewhere, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
+        } else if let explained {
+            verdict = explained.verdict(ctx)
+        } else {
+            let d = policy.decide(ctx)
+            verdict = BackgroundVerdict(decision: d, reason: { if case .wait = d { return .policy } else { return nil } }())
+        }
+        var room = Int.max
+        if case .send(let n) = verdict.decision {
+            room = kernelRoom(fd: fd, unsent: unsent, userQueuedBytes: userQueuedBytes)
+            if room < min(n, Self.minimumUsefulGrantBytes) {
+                verdict = .hold(.kernelBufferFull, untilNs: nowNs + nanoseconds(milliseconds: Self.bufferRecheckMilliseconds))
+            } else {
+                verdict.decision = .send(maxBytes: min(n, room))
+            }
+        }
+        switch verdict.decision {
+        case .send(let n):
+            stats.grants += 1
+            stats.grantedBytes += UInt64(n)
+        case .wait(let until):
+            let reason = verdict.reason ?? .policy
+            stats.holds[reason, default: 0] += 1
+            log.debug("background held", metadata: [
+                "reason": "\(reason.rawValue)", "policy": "\(stats.policy)", "interface": "\(interface)",
+                "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
+                "fg_elsewhere": "\(elsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
+                "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
+                "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
+                "kernel_room": "\(room == Int.max ? -1 : room)",
+                "retry_in_ms": "\(until.map { Double($0 &- nowNs) / 1e6 } ?? -1)",
+            ])
+        }
+        return verdict.decision
+    }
+
+    /// The network as policies see it: the RTT is the connection's kernel minimum RTT (the link's,
+    /// without the queueing our own background data adds: the smoothed RTT of a connection
+    /// carrying background swells with that background's own queue, which would stretch the idle
+    /// wait further the more background there is). The bandwidth is IntNW's general estimate:
+    /// the kernel's delivery-rate samples overshoot the link when ACKs arrive bunched (up to 2x
+    /// on the emulated 3G link), and a maximum over them made chunks and windows too large.
+    /// An oracle estimate (experiments) is used as given.
+    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?) -> NetworkStatus {
+        guard network.estimate.source != .oracle, let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else {
+            return network
+        }
+        var n = network
+        n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
+        return n
+    }
+
+    /// Payload bytes the kernel will surely take at once: below TCP_NOTSENT_LOWAT (the kernel stops
+    /// taking data at the low-water mark of unsent bytes) and within the send buffer's free memory
+    /// (counted at twice the payload: each segment's buffer carries overhead), less what already
+    /// waits in user space ahead of it. Bytes it refused would stay in user space, in front of
+    /// any foreground data enqueued later.
+    private func kernelRoom(fd: Int32, unsent: Int, userQueuedBytes: Int) -> Int {
+        var room = notSentLowWatermarkBytes - unsent
+        var mem = (UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0),
+                   UInt32(0), UInt32(0), UInt32(0))
+        var len = socklen_t(MemoryLayout.size(ofValue: mem))
+        let ok = withUnsafeMutableBytes(of: &mem) { getsockopt(fd, SOL_SOCKET, Self.soMeminfo, $0.baseAddress, &len) } == 0
+        if ok && Int(len) >= (Self.meminfoWmemQueued + 1) * 4 {
+            let (sndbuf, queued) = withUnsafeBytes(of: &mem) { b in
+                (Int(b.load(fromByteOffset: Self.meminfoSndbuf * 4, as: UInt32.self)),
+                 Int(b.load(fromByteOffset: Self.meminfoWmemQueued * 4, as: UInt32.self)))
+            }
+            room = min(room, (sndbuf - queued) / 2)
+        }
+        return room - userQueuedBytes - Self.frameOverheadBytes
+    }
+}

@@ -1,0 +1,247 @@
+import Analysis
+import Emulation
+import Foundation
+
+/// The BG policies side by side (DESIGN.md section 8, issue 4): FG latency against BG throughput
+/// for each policy, in the three layouts of the multi-app note (two apps, two multisockets in one
+/// app, one multisocket), on the cellular-only 3G link and on a window of a vehicular trace where
+/// WiFi comes and goes. Every condition also runs the FG app alone: the yardstick for "FG
+/// latency unharmed".
+public struct BGPolicyExperiment: Experiment {
+    public let name = "bgpolicy"
+    public let version = 1
+    public let summary = "BG policies side by side, cellular-only and vehicular: FG latency vs BG throughput in three layouts"
+    public let expectation = "on cellular only, anticipatory keeps FG p95 within 2x of FG alone while BG moves at least 10% of the uplink in every layout, and permissive makes FG p95 at least 3x worse than anticipatory in one multisocket; each policy's distance from the goal (FG p95 within 1.25x of FG alone, BG at least half the capacity FG leaves unused) is reported"
+
+    public init() {}
+
+    /// The policies compared, as INTNW_BG_POLICY values: the four of DESIGN.md, the two other
+    /// readings of anticipatory's "socket buffer is empty", and our delay-target policy.
+    public static let policies = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target",
+                                  "anticipatory:empty=unsent", "anticipatory:empty=unacked"]
+
+    public enum Condition: String, CaseIterable, Sendable {
+        case cellular
+        case vehicular
+    }
+
+    /// Vehicular window: 90 s of the Ann Arbor trace from 295 s, cellular only for 15 s, strong
+    /// WiFi for 55 s, then a gap and a weak WiFi encounter.
+    public var vehicularTracePath = "traces/annarbor.trace"
+    public var vehicularWindow = (fromSeconds: 295.0, seconds: 90.0)
+
+    typealias Layout = MultiappExperiment.Layout
+
+    struct Timing {
+        var fgStart: Double
+        var duration: Double
+    }
+
+    func timing(_ o: ExperimentOptions, _ c: Condition) -> Timing {
+        switch c {
+        case .cellular: o.quick ? Timing(fgStart: 5, duration: 30) : Timing(fgStart: 5, duration: 60)
+        case .vehicular: Timing(fgStart: 5, duration: o.quick ? 45 : vehicularWindow.seconds)
+        }
+    }
+
+    func policies(_ o: ExperimentOptions) -> [String] { o.bgPolicy.map { [$0] } ?? Self.policies }
+
+    /// Variant directory name: `cellular.one-multisocket.anticipatory-empty-unsent`, `cellular.fg-alone`.
+    static func variant(_ c: Condition, _ layout: Layout?, _ policy: String?) -> String {
+        guard let layout, let policy else { return "\(c.rawValue).fg-alone" }
+        let p = policy.map { $0 == ":" || $0 == "=" || $0 == "," ? "-" : $0 }
+        return "\(c.rawValue).\(layout.rawValue).\(String(p))"
+    }
+
+    public func expectedSeconds(_ o: ExperimentOptions) -> Double {
+        let perCondition = Double(Layout.allCases.count * policies(o).count + 1) * Double(o.trials)
+        return Condition.allCases.map { perCondition * (timing(o, $0).duration + 12) }.reduce(5, +)
+    }
+
+    /// `seconds` of `trace` from `from`, starting at 0.
+    public static func window(_ trace: Trace, from: Double, seconds: Double) -> Trace {
+        var slices: [TraceSlice] = []
+        let first = trace.sliceIndex(at: from)
+        slices.append(TraceSlice(startSeconds: 0, conditions: trace.slices[first].conditions))
+        for s in trace.slices[(first + 1)...] where s.startSeconds < from + seconds {
+            slices.append(TraceSlice(startSeconds: s.startSeconds - from, conditions: s.conditions))
+        }
+        return Trace(links: trace.links, slices: slices, durationSeconds: seconds,
+                     source: "\(trace.source), \(Int(from))-\(Int(from + seconds)) s")
+    }
+
+    func trace(_ c: Condition, _ o: ExperimentOptions) throws -> Trace {
+        switch c {
+        case .cellular: return Conditions.cellularOnly(seconds: timing(o, c).duration + 30)
+        case .vehicular:
+            let t = try TraceParser.parse(contentsOfFile: vehicularTracePath)
+            return Self.window(t, from: vehicularWindow.fromSeconds, seconds: vehicularWindow.seconds)
+        }
+    }
+
+    public func plans(_ o: ExperimentOptions) throws -> [TrialPlan] {
+        var plans: [TrialPlan] = []
+        let fgArgs = ["--interval", "2", "--request-bytes", "128"]
+        let bgArgs = ["--chunk-bytes", "262144", "--depth", "4"]
+        for c in Condition.allCases {
+            let t = timing(o, c)
+            let tr = try trace(c, o)
+            func plan(_ variant: String, trial: Int, apps: [AppLaunch], policy: String?) -> TrialPlan {
+                var p = TrialPlan(experiment: name, variant: variant, trial: trial, trace: tr, durationSeconds: t.duration, apps: apps)
+                p.apply(o)
+                // WiFi absent from the start on the 3G link: the OS knows at once.
+                if c == .cellular { p.notifyDelaySeconds = 0 }
+                if let policy { p.environment["INTNW_BG_POLICY"] = policy }
+                return p
+            }
+            for trial in 1...o.trials {
+                let fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, startDelaySeconds: t.fgStart, arguments: fgArgs)
+                plans.append(plan(Self.variant(c, nil, nil), trial: trial, apps: [fg], policy: nil))
+            }
+            for layout in Layout.allCases {
+                for policy in policies(o) {
+                    for trial in 1...o.trials {
+                        var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, startDelaySeconds: t.fgStart,
+                                           arguments: fgArgs)
+                        var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
+                        if layout != .twoApps {
+                            fg.process = "fgbg"
+                            bg.process = "fgbg"
+                            fg.shareMultisocket = layout == .oneMultisocket
+                            bg.shareMultisocket = fg.shareMultisocket
+                        }
+                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: [fg, bg], policy: policy))
+                    }
+                }
+            }
+        }
+        return plans
+    }
+
+    // MARK: - Evaluation
+
+    /// What one variant measured, over its trials.
+    struct Figures {
+        /// FG latencies as the app saw them (its log: send to reply, socket-buffer waits
+        /// included), or on the wire when the log is missing; the first request is left out (it
+        /// meets whatever BG queued before FG existed).
+        var fgMs: [Double]
+        var bgBytesPerSecond: Double
+        var fromLog: Bool
+    }
+
+    /// FG latencies (ms) of app `appId` in an `intnw-app` JSON-lines log, by sequence number.
+    static func loggedLatencies(path: String, appId: UInt32) -> [UInt64: Double]? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        var out: [UInt64: Double] = [:]
+        for line in text.split(separator: "\n") where line.first == "{" {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  obj["type"] as? String == "fg", (obj["app"] as? NSNumber)?.uint32Value == appId,
+                  let seq = (obj["seq"] as? NSNumber)?.uint64Value,
+                  let s = (obj["send_ns"] as? NSNumber)?.uint64Value,
+                  let r = (obj["recv_ns"] as? NSNumber)?.uint64Value, r >= s else { continue }
+            out[seq] = Double(r - s) / 1e6
+        }
+        return out
+    }
+
+    static func figures(_ outcomes: [TrialOutcome], variant: String) -> Figures? {
+        var fg: [Double] = []
+        var bgRates: [Double] = []
+        var fromLog = true
+        var any = false
+        for o in outcomes where o.plan.variant == variant {
+            guard let a = o.analysis else { continue }
+            any = true
+            let fgApp = o.plan.apps.first { $0.kind == .fgClient }
+            let logPath = fgApp.map { "\(o.directory)/\($0.process ?? $0.name).jsonl" }
+            if let fgApp, let logPath, let logged = loggedLatencies(path: logPath, appId: fgApp.appId), !logged.isEmpty {
+                fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
+            } else {
+                fromLog = false
+                let wire = a.latencies.filter { $0.app == "fg" }.sorted { $0.requestNanoseconds < $1.requestNanoseconds }
+                fg += wire.dropFirst().map { Double($0.latencyNanoseconds) / 1e6 }
+            }
+            let bg = a.result.apps.first { $0.name == "bg" }?.bg?.chunkPayloadBytes ?? 0
+            bgRates.append(Double(bg) / o.plan.durationSeconds)
+        }
+        guard any else { return nil }
+        return Figures(fgMs: fg, bgBytesPerSecond: bgRates.isEmpty ? 0 : bgRates.reduce(0, +) / Double(bgRates.count), fromLog: fromLog)
+    }
+
+    /// Mean uplink capacity over a run (bytes/s): cellular plus WiFi where WiFi is usable.
+    static func uplinkCapacity(_ trace: Trace, seconds: Double) -> Double {
+        var total = 0.0
+        for (i, s) in trace.slices.enumerated() where s.startSeconds < seconds {
+            let end = min(seconds, trace.endSeconds(ofSlice: i))
+            let up = s.conditions.enumerated().reduce(0.0) { acc, link in
+                trace.isAvailable(link: link.offset, in: s) ? acc + link.element.upBytesPerSecond : acc
+            }
+            total += up * max(0, end - s.startSeconds)
+        }
+        return total / seconds
+    }
+
+    public func evaluate(_ outcomes: [TrialOutcome], options o: ExperimentOptions) -> Verdict {
+        var lines: [String] = []
+        var held = true
+        for c in Condition.allCases {
+            guard let tr = try? trace(c, o) else {
+                lines.append("\(c.rawValue): trace unavailable")
+                held = false
+                continue
+            }
+            let t = timing(o, c)
+            // FG uses 128 + 24 B every 2 s each way: negligible next to the link.
+            let unused = Self.uplinkCapacity(tr, seconds: t.duration) - 76
+            guard let alone = Self.figures(outcomes, variant: Self.variant(c, nil, nil)), let aloneP95 = alone.fgMs.percentile(0.95) else {
+                lines.append("\(c.rawValue): no FG-alone baseline")
+                held = false
+                continue
+            }
+            lines.append(String(format: "%@: FG alone p50 %.0f ms, p95 %.0f ms; uplink capacity %.0f B/s",
+                                c.rawValue, alone.fgMs.percentile(0.5) ?? 0, aloneP95, unused + 76))
+            var p95: [String: Double] = [:]
+            for layout in Layout.allCases {
+                for policy in policies(o) {
+                    guard let f = Self.figures(outcomes, variant: Self.variant(c, layout, policy)),
+                          let p50 = f.fgMs.percentile(0.5), let p = f.fgMs.percentile(0.95) else {
+                        lines.append("\(c.rawValue) \(layout.rawValue) \(policy): no results")
+                        if c == .cellular && policy == "anticipatory" { held = false }
+                        continue
+                    }
+                    p95["\(layout.rawValue) \(policy)"] = p
+                    let share = f.bgBytesPerSecond / unused
+                    let goal = p <= 1.25 * aloneP95 && share >= 0.5
+                    lines.append(String(format: "%@ %@ %@: FG p50 %.0f ms, p95 %.0f ms (%.2fx alone)%@, BG %.0f B/s (%.0f%% of unused capacity): goal %@",
+                                        c.rawValue, layout.rawValue, policy, p50, p, p / aloneP95, f.fromLog ? "" : " [wire]",
+                                        f.bgBytesPerSecond, share * 100, goal ? "met" : "missed"))
+                    if c == .cellular && policy == "anticipatory" {
+                        let ok = p <= 2 * aloneP95 && f.bgBytesPerSecond >= 0.1 * Conditions.cellular.upBytesPerSecond
+                        held = held && ok
+                    }
+                }
+            }
+            if c == .cellular, let a = p95["\(Layout.oneMultisocket.rawValue) anticipatory"],
+               let perm = p95["\(Layout.oneMultisocket.rawValue) permissive"] {
+                let ok = perm >= 3 * a
+                held = held && ok
+                lines.append(String(format: "cellular one-multisocket: permissive FG p95 is %.1fx anticipatory's%@", perm / a, ok ? "" : " (expected at least 3x)"))
+            }
+        }
+        return Verdict(held: held, lines: lines)
+    }
+
+    public func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric] {
+        var m: [KeyMetric] = []
+        for layout in Layout.allCases {
+            let v = Self.variant(.cellular, layout, "anticipatory")
+            guard let f = Self.figures(outcomes, variant: v) else { continue }
+            if let p = f.fgMs.percentile(0.95) {
+                m.append(KeyMetric(name: "bgpolicy.\(v).fg_p95_ms", value: p, unit: "ms", better: .lower))
+            }
+            m.append(KeyMetric(name: "bgpolicy.\(v).bg_Bps", value: f.bgBytesPerSecond, unit: "B/s", better: .higher))
+        }
+        return m
+    }
+}

@@ -1,0 +1,214 @@
+import Testing
+import Foundation
+@testable import IntNW
+
+/// A controllable clock and network for policy decisions: every test states "now", the last
+/// foreground activity and the kernel's queue counts, and checks the decision.
+struct PolicyBench {
+    var rttMilliseconds = 200.0
+    var bandwidthBytesPerSecond = 64_000.0
+    var kind = NetworkKind.cellular
+    /// A fixed origin so times read as seconds since "boot".
+    static let t0: UInt64 = 1_000_000_000_000
+
+    func status() -> NetworkStatus {
+        NetworkStatus(networkID: 2, kind: kind, interfaceName: "cell0", usable: true, troubled: false,
+                      estimate: NetworkEstimate(rttMilliseconds: rttMilliseconds, bandwidthBytesPerSecond: bandwidthBytesPerSecond,
+                                                source: .measured),
+                      bytesSent: 0, bytesReceived: 0, lastForegroundActivityNs: 0)
+    }
+
+    /// Context at `now` seconds with the last FG activity at `lastFG` seconds (nil: never).
+    func context(now: Double, lastFG: Double?, unsent: Int = 0, unacked: Int = 0, srttMs: Double = 0,
+                 minRTTMs: Double = 0) -> BackgroundContext {
+        BackgroundContext(network: status(), nowNs: Self.at(now), lastForegroundActivityNs: lastFG.map(Self.at) ?? 0,
+                          kernelUnsentBytes: unsent, kernelUnackedBytes: max(unacked, unsent),
+                          kernelSmoothedRTTMicroseconds: UInt32(srttMs * 1000), kernelMinRTTMicroseconds: UInt32(minRTTMs * 1000))
+    }
+
+    static func at(_ seconds: Double) -> UInt64 { t0 + UInt64((seconds * 1e9).rounded()) }
+}
+
+@Suite("Background policies")
+struct BackgroundPolicyTests {
+    let bench = PolicyBench()
+
+    @Test("anticipatory waits until the link has been FG-idle for more than 4 x RTT, then wakes exactly then")
+    func anticipatoryIdleWait() {
+        let p = AnticipatoryBackgroundPolicy()
+        // RTT 200 ms: the wait is 800 ms after the last FG activity at t = 10 s.
+        for now in [10.0, 10.2, 10.799, 10.8] {
+            let v = p.verdict(bench.context(now: now, lastFG: 10))
+            #expect(v == .hold(.foregroundRecent, untilNs: PolicyBench.at(10.8) + 1), "at \(now) s")
+        }
+        #expect(p.verdict(bench.context(now: 10.801, lastFG: 10)).reason == nil)
+        // The wait follows the RTT estimate.
+        var fast = bench
+        fast.rttMilliseconds = 50
+        #expect(p.verdict(fast.context(now: 10.199, lastFG: 10)).reason == .foregroundRecent)
+        #expect(p.verdict(fast.context(now: 10.201, lastFG: 10)).reason == nil)
+    }
+
+    @Test("anticipatory chunk: bandwidth/16 per whole idle period of 4 x RTT, floor 64 bytes, capped at one second's worth")
+    func anticipatoryChunkRamp() {
+        let p = AnticipatoryBackgroundPolicy()
+        // 64,000 B/s: the smallest chunk is 4,000 B (62.5 ms worth); 0.8 s periods.
+        let expected: [(Double, Int)] = [(0.81, 4_000), (1.59, 4_000), (1.61, 8_000), (2.41, 12_000), (8.1, 40_000),
+                                         (12.81, 64_000), (100, 64_000)]
+        for (idle, bytes) in expected {
+            #expect(p.verdict(bench.context(now: 20 + idle, lastFG: 20)) == .send(maxBytes: bytes), "idle \(idle) s")
+        }
+        // Never any foreground: the largest chunk at once.
+        #expect(p.verdict(bench.context(now: 5, lastFG: nil)) == .send(maxBytes: 64_000))
+        // A very slow link: bandwidth/16 = 31 B, so the 64-byte floor applies; the cap (500 B) still holds.
+        var slow = bench
+        slow.bandwidthBytesPerSecond = 500
+        #expect(p.verdict(slow.context(now: 20.81, lastFG: 20)) == .send(maxBytes: 64))
+        #expect(p.verdict(slow.context(now: 20 + 0.8 * 3 + 0.01, lastFG: 20)) == .send(maxBytes: 192))
+        #expect(p.verdict(slow.context(now: 80, lastFG: 20)) == .send(maxBytes: 500))
+    }
+
+    @Test("anticipatory sends only into an empty enough socket: below one chunk unACKed by default; unsent-only and nothing-unACKed when configured")
+    func anticipatorySocketEmpty() {
+        let p = AnticipatoryBackgroundPolicy()
+        #expect(p.parameters.emptySocketTest == .belowOneChunk)
+        // Idle 1 s: the chunk is 4,000 B; less than that unACKed lets the next one go.
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unacked: 3_999)) == .send(maxBytes: 4_000))
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unacked: 4_000)) == .hold(.socketBusy, untilNs: PolicyBench.at(21) + 10_000_000))
+        #expect(p.verdict(bench.context(now: 21, lastFG: 20, unsent: 4_000)).reason == .socketBusy)
+        func with(_ t: AnticipatoryBackgroundPolicy.EmptySocketTest) -> AnticipatoryBackgroundPolicy {
+            var params = AnticipatoryBackgroundPolicy.Parameters()
+            params.emptySocketTest = t
+            return AnticipatoryBackgroundPolicy(parameters: params)
+        }
+        // DESIGN.md's reading: only unsent bytes count, whatever is in flight.
+        let unsent = with(.noUnsentBytes)
+        #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 1)).reason == .socketBusy)
+        #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 50_000)).reason == nil)
+        // The strict reading: nothing unACKed at all.
+        let strict = with(.nothingUnacknowledged)
+        #expect(strict.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 1)).reason == .socketBusy)
+        #expect(strict.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 0)).reason == nil)
+    }
+
+    @Test("anticipatory constants are parameters: a 2 x RTT wait and 1/8 s chunks")
+    func anticipatoryParameters() {
+        var params = AnticipatoryBackgroundPolicy.Parameters()
+        params.idleRTTMultiple = 2
+        params.minimumChunkSeconds = 0.125
+        params.maximumChunkSeconds = 0.25
+        let p = AnticipatoryBackgroundPolicy(parameters: params)
+        #expect(p.verdict(bench.context(now: 10.39, lastFG: 10)).reason == .foregroundRecent)
+        #expect(p.verdict(bench.context(now: 10.41, lastFG: 10)) == .send(maxBytes: 8_000))
+        #expect(p.verdict(bench.context(now: 10.81, lastFG: 10)) == .send(maxBytes: 16_000))
+        #expect(p.verdict(bench.context(now: 15, lastFG: 10)) == .send(maxBytes: 16_000))
+    }
+
+    @Test("trickle: 50 ms worth while the kernel queue is below one chunk; one second's worth after 5 s without FG")
+    func trickle() {
+        let p = TrickleBackgroundPolicy()
+        // FG 1 s ago: chunk = 64,000 x 0.05 = 3,200 B; no idle wait at all.
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 10.001, lastFG: 10)) == .send(maxBytes: 3_200))
+        // The kernel queue counts every byte not yet acknowledged, sent or not.
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unacked: 3_199)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unacked: 3_200)) == .hold(.socketBusy, untilNs: PolicyBench.at(11) + 10_000_000))
+        #expect(p.verdict(bench.context(now: 11, lastFG: 10, unsent: 5_000)).reason == .socketBusy)
+        // The switch at 5 s of FG silence.
+        #expect(p.verdict(bench.context(now: 14.999, lastFG: 10)) == .send(maxBytes: 3_200))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10)) == .send(maxBytes: 64_000))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10, unacked: 50_000)) == .send(maxBytes: 64_000))
+        #expect(p.verdict(bench.context(now: 15.0, lastFG: 10, unacked: 64_000)).reason == .socketBusy)
+        #expect(p.verdict(bench.context(now: 3, lastFG: nil)) == .send(maxBytes: 64_000))
+        // Tiny bandwidth: the 64-byte floor.
+        var slow = bench
+        slow.bandwidthBytesPerSecond = 100
+        #expect(p.verdict(slow.context(now: 11, lastFG: 10)) == .send(maxBytes: 64))
+    }
+
+    @Test("exclusive never uses cellular (no timed retry: a new network is what changes the answer); other kinds are free")
+    func exclusive() {
+        let p = ExclusiveBackgroundPolicy()
+        #expect(p.verdict(bench.context(now: 100, lastFG: nil)) == .hold(.excludedNetwork, untilNs: nil))
+        var wifi = bench
+        wifi.kind = .wifi
+        #expect(p.verdict(wifi.context(now: 100, lastFG: 99.9)) == .send(maxBytes: Int.max))
+        #expect(p.honorsForegroundBarrier)
+    }
+
+    @Test("permissive always sends and ignores the multi-app barrier")
+    func permissive() {
+        let p = PermissiveBackgroundPolicy()
+        #expect(p.verdict(bench.context(now: 10, lastFG: 10, unsent: 100_000)) == .send(maxBytes: Int.max))
+        #expect(!p.honorsForegroundBarrier)
+        #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
+    }
+
+    @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms); halved per RTT above 100 ms of queueing, regrown below")
+    func delayTarget() {
+        let p = DelayTargetBackgroundPolicy()
+        // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x 0.225 = 14,400 B.
+        var now = 1.0
+        #expect(p.verdict(bench.context(now: now, lastFG: 10, srttMs: 210, minRTTMs: 200)) == .send(maxBytes: 14_400))
+        // It does not care about recent FG (no idle wait); it bounds what is not yet acknowledged.
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 10_000, srttMs: 210, minRTTMs: 200)) == .send(maxBytes: 4_400))
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 13_500, srttMs: 210, minRTTMs: 200))
+                == .hold(.queueingDelay, untilNs: PolicyBench.at(now) + 10_000_000))
+        // 150 ms of measured queueing: halved, at most once per min RTT.
+        now += 0.2
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350, minRTTMs: 200)) == .send(maxBytes: 7_200))
+        now += 0.1
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350, minRTTMs: 200)) == .send(maxBytes: 7_200))
+        for _ in 0..<10 {
+            now += 0.2
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200))
+        }
+        #expect(p.currentScale == 1.0 / 16)  // the floor of the halvings
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200)) == .send(maxBytes: 2_896))  // minimum window
+        // Below the ceiling again: a quarter of the model back per RTT, never above it.
+        for _ in 0..<6 {
+            now += 0.2
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 260, minRTTMs: 200))
+        }
+        #expect(p.currentScale == 1)
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 260, minRTTMs: 200)) == .send(maxBytes: 14_400))
+        // The target is a parameter; without kernel RTTs the estimate's RTT is the base.
+        var params = DelayTargetBackgroundPolicy.Parameters()
+        params.targetQueueingDelayMilliseconds = 50
+        let q = DelayTargetBackgroundPolicy(parameters: params)
+        #expect(q.verdict(bench.context(now: 1, lastFG: nil)) == .send(maxBytes: 16_000))
+        // Each multisocket gets its own scale.
+        let fresh = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(fresh.currentScale == 1 && fresh !== p)
+    }
+
+    @Test("policy names: parse, environment default, unknown names rejected with the list")
+    func names() throws {
+        for n in BackgroundPolicyName.allCases {
+            #expect(try BackgroundPolicyName.parse(n.rawValue) == n)
+            let made = n.makePolicy() as? any ExplainedBackgroundPolicy
+            #expect(made?.name == n.rawValue)
+        }
+        #expect(try BackgroundPolicyName.parse(" Anticipatory ") == .anticipatory)
+        // Parameters after the name.
+        let a = try #require(try BackgroundPolicies.parse("anticipatory:empty=unacked,idle-rtts=2") as? AnticipatoryBackgroundPolicy)
+        #expect(a.parameters.emptySocketTest == .nothingUnacknowledged && a.parameters.idleRTTMultiple == 2)
+        let d = try #require(try BackgroundPolicies.parse("delay-target:target-ms=50") as? DelayTargetBackgroundPolicy)
+        #expect(d.parameters.targetQueueingDelayMilliseconds == 50)
+        let t = try #require(try BackgroundPolicies.parse("trickle:chunk-s=0.1,idle-after-s=2") as? TrickleBackgroundPolicy)
+        #expect(t.parameters.chunkSeconds == 0.1 && t.parameters.idleAfterSeconds == 2)
+        #expect(throws: IntNWError.invalidArgument("'speed=2' is not a parameter of trickle (valid: chunk-s, idle-after-s, idle-chunk-s)")) {
+            try BackgroundPolicies.parse("trickle:speed=2")
+        }
+        #expect(throws: IntNWError.invalidArgument("anticipatory empty=never: expected unsent, unacked or below-chunk")) {
+            try BackgroundPolicies.parse("anticipatory:empty=never")
+        }
+        #expect(throws: IntNWError.invalidArgument("delay-target target-ms=-5: expected a positive number")) {
+            try BackgroundPolicies.parse("delay-target:target-ms=-5")
+        }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("permissive:x=1") }
+        #expect(throws: IntNWError.invalidArgument("background policy 'fast' is not one of exclusive, permissive, anticipatory, trickle, delay-target")) {
+            try BackgroundPolicyName.parse("fast")
+        }
+    }
+}

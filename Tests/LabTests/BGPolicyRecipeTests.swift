@@ -1,0 +1,79 @@
+import Emulation
+import Foundation
+@testable import Lab
+import Testing
+
+@Suite("bgpolicy recipe")
+struct BGPolicyRecipeTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func experiment() -> BGPolicyExperiment {
+        var e = BGPolicyExperiment()
+        e.vehicularTracePath = Self.repo.appendingPathComponent("traces/annarbor.trace").path
+        return e
+    }
+
+    @Test("every policy in every layout on both conditions, plus FG alone; the policy reaches the apps as INTNW_BG_POLICY")
+    func plans() throws {
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 2
+        let plans = try experiment().plans(o)
+        let perCondition = 1 + 3 * BGPolicyExperiment.policies.count
+        #expect(plans.count == 2 * perCondition * 2)
+        // Trials of one variant share its name; variant names are unique per (condition, layout, policy).
+        #expect(Set(plans.map(\.variant)).count == 2 * perCondition)
+        #expect(plans.allSatisfy { !$0.variant.contains("/") && !$0.variant.contains(":") && !$0.variant.contains("=") })
+        let alone = plans.filter { $0.variant == "cellular.fg-alone" }
+        #expect(alone.count == 2 && alone.allSatisfy { $0.apps.map(\.kind) == [.fgClient] && $0.environment["INTNW_BG_POLICY"] == nil })
+        let unsent = try #require(plans.first { $0.variant == "cellular.one-multisocket.anticipatory-empty-unsent" })
+        #expect(unsent.environment["INTNW_BG_POLICY"] == "anticipatory:empty=unsent")
+        #expect(unsent.apps.allSatisfy { $0.process == "fgbg" && $0.shareMultisocket })
+        #expect(unsent.notifyDelaySeconds == 0)
+        let twoApps = try #require(plans.first { $0.variant == "vehicular.two-apps.trickle" })
+        #expect(twoApps.apps.allSatisfy { $0.process == nil } && twoApps.notifyDelaySeconds == 2)
+        #expect(plans.map(\.trial).contains(2))
+        // --bg-policy narrows the comparison to one policy (and the baseline).
+        o.bgPolicy = "delay-target"
+        #expect(try experiment().plans(o).count == 2 * (1 + 3) * 2)
+    }
+
+    @Test("the vehicular window starts at 0, keeps the trace's changes, and has WiFi for part of it")
+    func window() throws {
+        let e = experiment()
+        let t = try e.trace(.vehicular, ExperimentOptions())
+        #expect(t.durationSeconds == 90 && t.slices.first?.startSeconds == 0)
+        #expect(t.slices.allSatisfy { $0.startSeconds >= 0 && $0.startSeconds < 90 })
+        #expect(!t.isAvailable(link: 0, in: t.slices[0]))
+        #expect(t.slices.contains { t.isAvailable(link: 0, in: $0) })
+        let capacity = BGPolicyExperiment.uplinkCapacity(t, seconds: 90)
+        #expect(capacity > 100_000)  // WiFi for most of the window
+        let cell = Conditions.cellularOnly(seconds: 60)
+        #expect(abs(BGPolicyExperiment.uplinkCapacity(cell, seconds: 60) - 64_000) < 1)
+    }
+
+    @Test("no outcomes: the verdict says what is missing and does not hold")
+    func evaluateEmpty() {
+        let v = experiment().evaluate([], options: ExperimentOptions())
+        #expect(!v.held && v.lines.contains { $0.contains("no FG-alone baseline") })
+    }
+
+    @Test("FG latencies come from the app's own JSON-lines log when it is there")
+    func logReading() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isc-bgpolicy-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let log = dir.appendingPathComponent("fgbg.jsonl")
+        let lines = [
+            #"{"type":"fg","app":1,"seq":1,"send_ns":1000000000,"recv_ns":1250000000}"#,
+            #"{"type":"fg","app":1,"seq":2,"send_ns":3000000000,"recv_ns":3200000000}"#,
+            #"{"type":"bg_chunk","app":2,"seq":1,"bytes":262144}"#,
+            #"{"type":"fg","app":3,"seq":1,"send_ns":0,"recv_ns":5}"#,
+            "not json",
+        ]
+        try lines.joined(separator: "\n").write(to: log, atomically: true, encoding: .utf8)
+        let got = try #require(BGPolicyExperiment.loggedLatencies(path: log.path, appId: 1))
+        #expect(got == [1: 250, 2: 200])
+        #expect(BGPolicyExperiment.loggedLatencies(path: dir.appendingPathComponent("none").path, appId: 1) == nil)
+    }
+}
