@@ -358,8 +358,10 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
 
 /// Defaults for `MultiSocketOptions.backgroundPolicy`.
 public enum BackgroundPolicies {
-    /// Without configuration: permissive (the runtime's own FG-first ordering only).
-    public static let fallback = BackgroundPolicyName.permissive
+    /// Without configuration: anticipatory, the scheduling note's final algorithm (BG only after the
+    /// link has been FG-idle for 4 x RTT, in chunks that grow with idle time). `permissive` remains one
+    /// `INTNW_BG_POLICY=permissive` away for comparisons.
+    public static let fallback = BackgroundPolicyName.anticipatory
 
     /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
     /// back too and is reported (one error line) by the first multisocket that starts.

@@ -12,11 +12,10 @@ public enum RegressionSuite {
         var quick = base
         quick.quick = true
         quick.trials = 1
-        var entries = [Entry(experiment: "multiapp", options: quick)]
-        for extra in ["bgpolicy", "trouble"] where ExperimentRegistry.named(extra) != nil {
-            entries.append(Entry(experiment: extra, options: quick))
-        }
-        return entries
+        // bgpolicy is left out: even its quick form (four policies x three layouts x two traces) runs
+        // for over half an hour. multiapp covers the scheduler (FG p95 with BG present), trouble the
+        // failover path.
+        return [Entry(experiment: "multiapp", options: quick), Entry(experiment: "trouble", options: quick)]
     }
 
     public static func expectedSeconds(base: ExperimentOptions) -> Double {
