@@ -71,14 +71,22 @@ struct RegressCommand: AsyncParsableCommand {
         if updateBaseline {
             let commit = await VersionRecord.current().gitCommit
             let b = Regression.baseline(from: metrics, previous: previous,
-                                        recorded: "intnw-lab regress --update-baseline at commit \(commit), \(stamp)")
+                                        recorded: "intnw-lab regress --update-baseline at commit \(commit), \(stamp)",
+                                        keepUnmeasured: only != nil)
             try FileManager.default.createDirectory(atPath: (baseline as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try b.write(baseline)
-            print(Regression.table(Regression.compare(metrics, with: b)))
+            let ran = Set(suite.map(\.experiment))
+            var shown = b
+            shown.metrics = b.metrics.filter { ran.contains(String($0.name.prefix { $0 != "." })) }
+            print(Regression.table(Regression.compare(metrics, with: shown)))
             print("baseline written to \(baseline): review the diff and commit it")
             return
         }
-        let rows = Regression.compare(metrics, with: previous!)
+        // A partial run (--only) is compared with the baseline entries of the experiments it ran.
+        var expected = previous!
+        let ran = Set(suite.map(\.experiment))
+        expected.metrics = expected.metrics.filter { ran.contains(String($0.name.prefix { $0 != "." })) }
+        let rows = Regression.compare(metrics, with: expected)
         print(Regression.table(rows))
         if Regression.failed(rows) {
             print("REGRESSION: \(rows.filter { $0.verdict == .regressed || $0.verdict == .missing }.map(\.name).joined(separator: ", "))")

@@ -73,6 +73,13 @@ public struct MultiappExperiment: Experiment {
             let p95 = apps.filter { $0.name == "fg" }.compactMap { $0.fg?.latencyMs?.p95Ms }
             let bg = apps.filter { $0.name == "bg" && $0.throughput.activeSeconds > 0 }
                 .map { Double($0.throughput.uplinkBytes) / $0.throughput.activeSeconds }
+            // Requests answered: latency on the wire cannot see a request held back inside the sender
+            // (behind BG data in its socket), but fewer answered requests shows it.
+            let answered = apps.filter { $0.name == "fg" }.compactMap { $0.fg.map { Double($0.replies) } }
+            if !answered.isEmpty {
+                out.append(KeyMetric(name: "multiapp.\(layout.rawValue).fg_answered", value: answered.reduce(0, +) / Double(answered.count),
+                                     unit: "requests", better: .higher))
+            }
             if !p95.isEmpty {
                 out.append(KeyMetric(name: "multiapp.\(layout.rawValue).fg_p95_ms", value: p95.reduce(0, +) / Double(p95.count),
                                      unit: "ms", better: .lower))

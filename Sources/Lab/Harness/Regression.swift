@@ -47,6 +47,11 @@ public struct Baseline: Codable, Sendable {
     public static func defaultTolerance(for m: KeyMetric) -> (relative: Double, absolute: Double) {
         switch (m.unit, m.better) {
         case ("ms", .lower): return (0.5, 50)
+        // Detection, failover and recovery times: the goals are "well under a second".
+        case ("s", .lower): return (0.5, 0.5)
+        // False trouble: the acceptance bound is one declaration per minute.
+        case ("1/min", .lower): return (0.5, 1)
+        case ("requests", .higher): return (0.2, 2)
         case (_, .higher): return (0.35, 0)
         default: return (0.5, 0)
         }
@@ -115,9 +120,12 @@ public enum Regression {
         }.joined(separator: "\n")
     }
 
-    /// A new baseline from `metrics`, keeping existing tolerances where an entry already exists.
-    public static func baseline(from metrics: [KeyMetric], previous: Baseline?, recorded: String) -> Baseline {
-        Baseline(recorded: recorded, metrics: metrics.map { m in
+    /// A new baseline from `metrics`, keeping existing tolerances where an entry already exists. With
+    /// `keepUnmeasured`, entries this run did not measure (a partial run) stay as they were.
+    public static func baseline(from metrics: [KeyMetric], previous: Baseline?, recorded: String,
+                                keepUnmeasured: Bool = false) -> Baseline {
+        let kept = keepUnmeasured ? (previous?.metrics ?? []).filter { e in !metrics.contains { $0.name == e.name } } : []
+        return Baseline(recorded: recorded, metrics: kept + metrics.map { m in
             if let old = previous?.metrics.first(where: { $0.name == m.name }) {
                 return Baseline.Entry(name: m.name, value: m.value, unit: m.unit, better: m.better,
                                       relativeTolerance: old.relativeTolerance, absoluteTolerance: old.absoluteTolerance)
@@ -125,6 +133,14 @@ public enum Regression {
             let t = Baseline.defaultTolerance(for: m)
             return Baseline.Entry(name: m.name, value: m.value, unit: m.unit, better: m.better,
                                   relativeTolerance: t.relative, absoluteTolerance: t.absolute)
-        }.sorted { $0.name < $1.name })
+        }.sorted { $0.name < $1.name }).sortedByName()
+    }
+}
+
+extension Baseline {
+    func sortedByName() -> Baseline {
+        var b = self
+        b.metrics.sort { $0.name < $1.name }
+        return b
     }
 }
