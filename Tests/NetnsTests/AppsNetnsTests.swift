@@ -74,8 +74,11 @@ struct AppsNetnsTests {
             let spec = bed.topology.spec
             var processes: [ManagedProcess] = []
             func launch(_ name: String, _ ns: String, _ args: [String]) throws -> ManagedProcess {
+                // The clients drain for up to 3 s after SIGTERM (--drain 3): allow well beyond that
+                // before the stop turns into SIGKILL.
                 let p = try ManagedProcess(name: name, namespace: ns, argv: [Self.app] + args,
-                                           stdoutPath: "\(dir)/\(name).out", stderrPath: "\(dir)/\(name).err")
+                                           stdoutPath: "\(dir)/\(name).out", stderrPath: "\(dir)/\(name).err",
+                                           gracePeriod: .seconds(15))
                 processes.append(p)
                 return p
             }
