@@ -6,15 +6,14 @@ struct ManagedProcessTests {
     func tmp(_ name: String) -> String { NSTemporaryDirectory() + "mp-\(getpid())-\(name)" }
 
     @Test func stopTerminatesALongRunningProgram() async throws {
-        let start = Date()
         let p = try ManagedProcess(name: "sleeper", namespace: nil, argv: ["sleep", "30"],
                                    stdoutPath: tmp("out"), stderrPath: tmp("err"))
         try await Task.sleep(for: .milliseconds(200))
         #expect(!p.hasEnded)
         let status = await p.stop()
         #expect(status != nil)
+        // `sleep 30` left alone would exit 0: a failed status means the stop signal ended it.
         #expect(status?.isSuccess == false, "killed by a signal, not a clean exit")
-        #expect(Date().timeIntervalSince(start) < 10)
     }
 
     @Test func noticesAProgramThatExitsByItself() async throws {
