@@ -231,14 +231,19 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 // MARK: - delay-target (ours)
 
 /// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
-/// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by the link's
-/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth. At most
-/// about that much background data then waits in the bottleneck queue ahead of a foreground
-/// packet, while background keeps the link busy whenever foreground is quiet (no idle wait). The
-/// window rests on the capacity and minimum-RTT estimates; when the queueing delay the connection
-/// measures (TCP_INFO smoothed RTT minus minimum RTT) exceeds `ceilingQueueingDelayMilliseconds`
-/// (LEDBAT's 100 ms) the estimates are too optimistic, and the window is halved once per RTT,
-/// growing back by a quarter of the model per RTT once the delay is below the ceiling again.
+/// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by a window: the link's
+/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth, times a scale
+/// the measured queueing delay (TCP_INFO smoothed RTT minus minimum RTT) steers once per RTT.
+/// At most about the target's worth of background data then waits in the bottleneck queue ahead of
+/// a foreground packet, while background keeps the link busy whenever foreground is quiet (no idle
+/// wait). The scale:
+/// - measured delay above `ceilingQueueingDelayMilliseconds` (LEDBAT's 100 ms): halved (the
+///   estimates are too optimistic);
+/// - above the target: back towards 1 (x 0.75 per RTT, not below 1);
+/// - below half the target while background wanted more than the window allowed: + 0.25 per RTT,
+///   up to `maximumScale`, so a bandwidth estimate that is too low (traffic the policy keeps
+///   application-limited never shows the link's rate) does not cap background for good;
+/// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
@@ -248,8 +253,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
         public var minimumWindowBytes: Int = 2 * 1448
-        /// Smallest fraction of the model window the halvings go down to.
+        /// Range of the scale on the model window.
         public var minimumScale: Double = 1.0 / 16
+        public var maximumScale: Double = 16
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
         public init() {}
@@ -259,13 +265,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     private let lock = Lock()
     private var scale = 1.0
     private var lastUpdateNs: UInt64 = 0
+    /// Whether a decision since the last update held background back for lack of window.
+    private var windowLimited = false
 
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
-    /// The current fraction of the model window (tests and diagnostics).
+    /// The current scale on the model window (tests and diagnostics).
     public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
 
     /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, or 0 when unknown.
@@ -275,33 +283,42 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(0, Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000
     }
 
+    static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {
+        c.kernelMinRTTMicroseconds > 0 && c.kernelMinRTTMicroseconds != UInt32.max
+            ? Double(c.kernelMinRTTMicroseconds) / 1000 : c.network.estimate.rttMilliseconds
+    }
+
     /// The window before scaling: bandwidth x (base RTT + target), bytes.
     public func modelWindowBytes(_ context: BackgroundContext) -> Double {
-        let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
-            ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
-        let bytes = context.network.estimate.bandwidthBytesPerSecond * (baseRTTms + parameters.targetQueueingDelayMilliseconds) / 1000
+        let bytes = context.network.estimate.bandwidthBytesPerSecond
+            * (Self.baseRTTMilliseconds(context) + parameters.targetQueueingDelayMilliseconds) / 1000
         return max(Double(parameters.minimumWindowBytes), bytes)
     }
 
     public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
         let model = modelWindowBytes(context)
-        let baseRTTms = context.kernelMinRTTMicroseconds > 0 && context.kernelMinRTTMicroseconds != UInt32.max
-            ? Double(context.kernelMinRTTMicroseconds) / 1000 : context.network.estimate.rttMilliseconds
         let qdelay = Self.queueingDelayMilliseconds(context)
+        let target = parameters.targetQueueingDelayMilliseconds
         lock.lock()
         defer { lock.unlock() }
-        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(baseRTTms, 1)) || lastUpdateNs == 0 {
+        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
             if qdelay > parameters.ceilingQueueingDelayMilliseconds {
                 scale = max(parameters.minimumScale, scale / 2)
-            } else {
+            } else if qdelay > target {
+                if scale > 1 { scale = max(1, scale * 0.75) }
+            } else if qdelay < target / 2 && windowLimited {
+                scale = min(parameters.maximumScale, scale + 0.25)
+            } else if scale < 1 {
                 scale = min(1, scale + 0.25)
             }
             lastUpdateNs = context.nowNs
+            windowLimited = false
         }
         let window = max(Double(parameters.minimumWindowBytes), model * scale)
         let room = Int(window) - context.kernelUnackedBytes
         // Less than a segment of room: wait rather than dribble tiny frames.
         if room < min(1448, Int(window) / 2) {
+            windowLimited = true
             return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
         return .send(maxBytes: room)

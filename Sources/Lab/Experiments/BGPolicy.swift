@@ -9,7 +9,7 @@ import Foundation
 /// latency unharmed".
 public struct BGPolicyExperiment: Experiment {
     public let name = "bgpolicy"
-    public let version = 1
+    public let version = 2
     public let summary = "BG policies side by side, cellular-only and vehicular: FG latency vs BG throughput in three layouts"
     public let expectation = "on cellular only, anticipatory keeps FG p95 within 2x of FG alone while BG moves at least 10% of the uplink in every layout, and permissive makes FG p95 at least 3x worse than anticipatory in one multisocket; each policy's distance from the goal (FG p95 within 1.25x of FG alone, BG at least half the capacity FG leaves unused) is reported"
 
@@ -162,8 +162,13 @@ public struct BGPolicyExperiment: Experiment {
                 let wire = a.latencies.filter { $0.app == "fg" }.sorted { $0.requestNanoseconds < $1.requestNanoseconds }
                 fg += wire.dropFirst().map { Double($0.latencyNanoseconds) / 1e6 }
             }
-            let bg = a.result.apps.first { $0.name == "bg" }?.bg?.chunkPayloadBytes ?? 0
-            bgRates.append(Double(bg) / o.plan.durationSeconds)
+            // BG throughput: everything the client sent (TCP payload on its interfaces, no
+            // retransmissions) less the FG app's bytes. Finer than counting 256 KB chunks, and the
+            // same in every layout (a shared connection carries both apps).
+            let sent = a.result.interfaces.filter { $0.side == "client" }
+                .reduce(UInt64(0)) { $0 + $1.uplinkBytes - min($1.uplinkBytes, $1.retransmittedBytes) }
+            let fgSent = a.result.apps.first { $0.name == "fg" }?.throughput.uplinkBytes ?? 0
+            bgRates.append(Double(sent - min(sent, fgSent)) / o.plan.durationSeconds)
         }
         guard any else { return nil }
         return Figures(fgMs: fg, bgBytesPerSecond: bgRates.isEmpty ? 0 : bgRates.reduce(0, +) / Double(bgRates.count), fromLog: fromLog)
