@@ -54,7 +54,10 @@ struct AnalysisPipelineNetnsTests {
             // chunks still in flight when the app stopped).
             #expect(bg.completeChunks >= check.loggedChunks, "\(name): wire \(bg.completeChunks) complete chunks, log \(check.loggedChunks)")
             #expect(UInt64(bg.chunks) * 65_536 >= check.loggedChunkBytes)
-            #expect(bg.acks == check.loggedChunks, "\(name): \(bg.acks) acks on the wire, \(check.loggedChunks) in the log")
+            // An ack can reach the wire after the app stopped reading (duration over, depth 2 in flight):
+            // the wire may show up to `depth` more acks than the log, never fewer.
+            #expect(bg.acks >= check.loggedChunks && bg.acks <= check.loggedChunks + 2,
+                    "\(name): \(bg.acks) acks on the wire, \(check.loggedChunks) in the log")
         }
     }
 }
