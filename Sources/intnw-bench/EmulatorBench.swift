@@ -8,7 +8,9 @@ import Logging
 enum EmulatorBench {
     static let tcpBufferBytes = 64 << 20
 
-    static func testbed(prefix: String, shaper: ShaperKind, offload: Bool = false) async throws -> Testbed {
+    /// Brings up an unshaped-to-start testbed, runs `body`, tears down whatever happens.
+    static func with<T>(_ prefix: String, _ shaper: ShaperKind, offload: Bool = false,
+                        _ body: (Testbed) async throws -> T) async throws -> T {
         var config = Testbed.Configuration(trace: Trace.constant(
             wifi: LinkConditions(downBytesPerSecond: 1e9, upBytesPerSecond: 1e9, rttMilliseconds: 0),
             cellular: LinkConditions(downBytesPerSecond: 1e9, upBytesPerSecond: 1e9, rttMilliseconds: 0),
@@ -19,21 +21,7 @@ enum EmulatorBench {
         config.tcpBufferBytes = tcpBufferBytes
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
-        return try await Testbed.up(config, logger: logger)
-    }
-
-    /// Brings up a testbed, runs `body`, tears down whatever happens.
-    static func with<T>(_ prefix: String, _ shaper: ShaperKind, offload: Bool = false,
-                        _ body: (Testbed) async throws -> T) async throws -> T {
-        let bed = try await testbed(prefix: prefix, shaper: shaper, offload: offload)
-        do {
-            let r = try await body(bed)
-            await bed.down()
-            return r
-        } catch {
-            await bed.down()
-            throw error
-        }
+        return try await Testbed.with(config, logger: logger, body)
     }
 
     static func unlimited(delayMicroseconds: Double) -> DirectionParameters {

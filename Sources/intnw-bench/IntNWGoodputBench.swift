@@ -52,8 +52,7 @@ enum IntNWGoodputBench {
         config.prefix = "inwbe"
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
-        let bed = try await Testbed.up(config, logger: logger)
-        do {
+        return try await Testbed.with(config, logger: logger) { bed in
             let spec = bed.topology.spec
             let c = "/var/run/netns/\(spec.clientNamespace)", s = "/var/run/netns/\(spec.serverNamespace)"
             let tcp = try plainTCP(seconds: seconds, messageBytes: 256 << 10, clientNS: c, serverNS: s,
@@ -61,12 +60,8 @@ enum IntNWGoodputBench {
             let (intnw, estimate) = try await multisocket(seconds: seconds, messageBytes: 256 << 10, clientNS: c, serverNS: s,
                                                           clientAddr: "198.18.1.2", serverAddr: spec.serviceAddress,
                                                           interface: "wifi0")
-            await bed.down()
             return Result(intnwBytesPerSecond: intnw, tcpBytesPerSecond: tcp,
                           path: "the emulated WiFi link (2.5 MB/s, 20 ms RTT)", estimate: estimate)
-        } catch {
-            await bed.down()
-            throw error
         }
     }
 

@@ -43,12 +43,5 @@ import Logging
 func withTestbed(_ config: Testbed.Configuration, _ body: (Testbed) async throws -> Void) async throws {
     var logger = Logger(label: "test.\(config.prefix)")
     logger.logLevel = .warning
-    let bed = try await Testbed.up(config, logger: logger)
-    do {
-        try await body(bed)
-    } catch {
-        await bed.down()
-        throw error
-    }
-    await bed.down()
+    try await Testbed.with(config, logger: logger, body)
 }

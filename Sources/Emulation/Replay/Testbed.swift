@@ -114,3 +114,18 @@ extension Testbed {
         }
     }
 }
+
+extension Testbed {
+    /// Brings a testbed up, runs `body`, and always tears it down (also when `body` throws).
+    public static func with<T>(_ config: Configuration, logger: Logger, _ body: (Testbed) async throws -> T) async throws -> T {
+        let bed = try await Testbed.up(config, logger: logger)
+        do {
+            let result = try await body(bed)
+            await bed.down()
+            return result
+        } catch {
+            await bed.down()
+            throw error
+        }
+    }
+}
