@@ -41,6 +41,9 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
     var bgPolicy: String?
 
+    @Option(help: "Link estimate the BG policies scale with: measured (the library's own) or oracle (the trace's capacity at each moment).")
+    var estimator: String = "measured"
+
     @Option(help: "Directory that holds run directories.")
     var runs = "runs"
 
@@ -52,6 +55,9 @@ struct ExperimentCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard trials >= 1 && trials <= 100 else { throw ValidationError("--trials must be 1...100") }
+        guard BackgroundEstimates.Estimator(rawValue: estimator) != nil else {
+            throw ValidationError("--estimator must be measured or oracle")
+        }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
         guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
             throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
@@ -80,6 +86,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.quick = quick
         options.maxApps = maxApps
         options.bgPolicy = bgPolicy
+        options.estimator = BackgroundEstimates.Estimator(rawValue: estimator) ?? .measured
         options.runsRoot = runs
 
         var logger = Logger(label: "intnw-lab.experiment")

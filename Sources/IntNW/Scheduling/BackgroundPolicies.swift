@@ -315,7 +315,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             windowLimited = false
         }
         let window = max(Double(parameters.minimumWindowBytes), model * scale)
-        let room = Int(window) - context.kernelUnackedBytes
+        // The window is the interface's: background other connections, multisockets and
+        // processes have in kernel queues there counts against it.
+        let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
         // Less than a segment of room: wait rather than dribble tiny frames.
         if room < min(1448, Int(window) / 2) {
             windowLimited = true
@@ -375,10 +377,11 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
 
 /// Defaults for `MultiSocketOptions.backgroundPolicy`.
 public enum BackgroundPolicies {
-    /// Without configuration: anticipatory, the scheduling note's final algorithm (BG only after the
-    /// link has been FG-idle for 4 x RTT, in chunks that grow with idle time). `permissive` remains one
-    /// `INTNW_BG_POLICY=permissive` away for comparisons.
-    public static let fallback = BackgroundPolicyName.anticipatory
+    /// Without configuration: delay-target, the policy that comes closest to the scheduling note's
+    /// goal (FG unharmed, BG gets the rest; docs/scheduling.md has the measurements). The note's
+    /// own policies (`anticipatory`, `trickle`, ...) and the straw man `permissive` remain one
+    /// `INTNW_BG_POLICY=...` away for comparisons.
+    public static let fallback = BackgroundPolicyName.delayTarget
 
     /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
     /// back too and is reported (one error line) by the first multisocket that starts.

@@ -67,6 +67,18 @@ final class BackgroundScheduler {
     private var perInterface: [String: Int] = [:]
     /// Last foreground activity this multisocket saw per interface (when there is no registry).
     private var ownLastForeground: [String: UInt64] = [:]
+    /// Per connection (fd): its interface, the bytes unacknowledged in its kernel send queue at
+    /// the latest background decision, and when (the interface-wide background budget).
+    private var backgroundByConnection: [Int32: (interface: String, bytes: Int, atNs: UInt64)] = [:]
+    /// The link estimate per interface (delivery rate), and what feeds it: each connection's latest
+    /// TCP_INFO bytes_acked and this multisocket's cumulative acknowledged bytes per interface.
+    private var trackers: [String: LinkRateTracker] = [:]
+    private var ackedByConnection: [Int32: UInt64] = [:]
+    private var ownDelivered: [String: UInt64] = [:]
+    /// The trace's capacity when an experiment gives it (`INTNW_BG_ORACLE`).
+    private let oracle: OracleSchedule?
+    private let side: String
+    private var lastRecordNs: [String: UInt64] = [:]
 
     init(options: MultiSocketOptions, role: Role, log: Logger) {
         var p = options.backgroundPolicy
@@ -77,6 +89,10 @@ final class BackgroundScheduler {
         self.log = log
         stats = BackgroundSchedulingStats(policy: explained?.name ?? String(describing: type(of: p)))
         if let problem = EnvironmentProblem.take() { log.error("\(BackgroundPolicyName.environmentVariable): \(problem)") }
+        let (o, oracleProblem) = OracleSchedule.fromEnvironment()
+        oracle = o
+        if let oracleProblem { log.error("\(oracleProblem)") }
+        side = role == .client ? "client" : "server"
         if role == .client {
             let r = ForegroundRegistry.registry(for: options.sharedSchedulingSegment,
                                                 namespacePath: options.networkNamespacePath, logger: log)
@@ -137,6 +153,8 @@ final class BackgroundScheduler {
 
     /// The multisocket is gone: whatever it still counted on stops counting.
     func close() {
+        registry?.forgetBackground(owner: ObjectIdentifier(self))
+        backgroundByConnection.removeAll()
         for interface in perInterface.keys { registry?.setForegroundOutstanding(false, interface: interface) }
         perInterface.removeAll()
         outstanding.removeAll()
@@ -170,11 +188,31 @@ final class BackgroundScheduler {
                            metadata: ["interface": "\(interface)", "pids": "\(v.reclaimedPIDs)"])
             }
         }
-        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil), nowNs: nowNs, lastForegroundActivityNs: lastFG,
+        // The interface-wide background budget: what this connection has in the kernel now, what
+        // this multisocket's other connections there had at their latest decisions, and what other
+        // multisockets and processes report.
+        backgroundByConnection[fd] = (interface, unacked, nowNs)
+        let freshNs = SharedLayout.backgroundFreshMilliseconds * 1_000_000
+        var ownOnInterface = 0
+        var bgElsewhere = 0
+        for (cfd, e) in backgroundByConnection where e.interface == interface {
+            if nowNs &- e.atNs > freshNs { backgroundByConnection[cfd] = nil; continue }
+            ownOnInterface += e.bytes
+            if cfd != fd { bgElsewhere += e.bytes }
+        }
+        if let registry {
+            registry.reportBackground(owner: ObjectIdentifier(self), interface: interface, bytes: ownOnInterface, nowNs: nowNs)
+            bgElsewhere += registry.backgroundElsewhere(owner: ObjectIdentifier(self), interface: interface, nowNs: nowNs)
+        }
+        if haveInfo { trackLink(interface: interface, fd: fd, info: info, unsent: unsent, nowNs: nowNs) }
+        let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
+        record(view, nowNs: nowNs)
+        let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
                                     kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
-                                    kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0)
+                                    kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0,
+                                    backgroundElsewhereBytes: bgElsewhere)
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
@@ -200,13 +238,20 @@ final class BackgroundScheduler {
         case .send(let n):
             stats.grants += 1
             stats.grantedBytes += UInt64(n)
+            // Count the grant at once, so other multisockets deciding before our bytes reach the
+            // kernel see them (the next decision here replaces it with the kernel's count).
+            if n < Int.max / 2, n > 0 {
+                backgroundByConnection[fd]?.bytes += n
+                registry?.reportBackground(owner: ObjectIdentifier(self), interface: interface,
+                                           bytes: ownOnInterface + n, nowNs: nowNs)
+            }
         case .wait(let until):
             let reason = verdict.reason ?? .policy
             stats.holds[reason, default: 0] += 1
             log.debug("background held", metadata: [
                 "reason": "\(reason.rawValue)", "policy": "\(stats.policy)", "interface": "\(interface)",
                 "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
-                "fg_elsewhere": "\(elsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
+                "fg_elsewhere": "\(elsewhere)", "bg_elsewhere": "\(bgElsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
                 "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
                 "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
                 "kernel_room": "\(room == Int.max ? -1 : room)",
@@ -216,20 +261,55 @@ final class BackgroundScheduler {
         return verdict.decision
     }
 
-    /// The network as policies see it: the RTT is the connection's kernel minimum RTT (the link's,
-    /// without the queueing our own background data adds: the smoothed RTT of a connection
-    /// carrying background swells with that background's own queue, which would stretch the idle
-    /// wait further the more background there is). The bandwidth is IntNW's general estimate:
-    /// the kernel's delivery-rate samples overshoot the link when ACKs arrive bunched (up to 2x
-    /// on the emulated 3G link), and a maximum over them made chunks and windows too large.
-    /// An oracle estimate (experiments) is used as given.
-    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?) -> NetworkStatus {
-        guard network.estimate.source != .oracle, let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else {
-            return network
-        }
+    /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO.
+    private func trackLink(interface: String, fd: Int32, info: cshims_tcp_info, unsent: Int, nowNs: UInt64) {
+        let acked = info.tcpi_bytes_acked
+        if let prev = ackedByConnection[fd], acked >= prev { ownDelivered[interface, default: 0] &+= acked - prev }
+        ackedByConnection[fd] = acked
+        let mine = ownDelivered[interface, default: 0]
+        let total = registry?.reportDelivered(owner: ObjectIdentifier(self), interface: interface, cumulativeBytes: mine) ?? mine
+        let busy = LinkRateTracker.bottleneckBusy(smoothedRTTMicroseconds: info.tcpi_rtt, minRTTMicroseconds: info.tcpi_min_rtt,
+                                                  appLimited: info.tcpi_app_limited_flags & 1 != 0, unsentBytes: unsent)
+        let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
+        trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, busy: busy, minRTTNs: minRTTNs)
+    }
+
+    /// The network as policies see it, and where its estimate came from.
+    /// - With an oracle schedule (experiments): the trace's capacity at this moment in this
+    ///   side's sending direction, and its RTT.
+    /// - An oracle estimate the application set: as given.
+    /// - Otherwise the RTT is the connection's kernel minimum RTT (the link's, without the queueing
+    ///   our own background data adds: the smoothed RTT of a connection carrying background swells
+    ///   with that background's own queue, which would stretch anticipatory's idle wait further the
+    ///   more background there is), and the bandwidth is the interface's delivery-rate estimate
+    ///   (`LinkRateTracker`) once it has a sample, IntNW's general estimate before.
+    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?, nowNs: UInt64) -> (network: NetworkStatus, source: String) {
         var n = network
-        n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
-        return n
+        if let oracle, let p = oracle.point(interface: network.interfaceName, nowNs: nowNs) {
+            n.estimate = NetworkEstimate(rttMilliseconds: max(p.rttMilliseconds, 1),
+                                         bandwidthBytesPerSecond: max(1, side == "client" ? p.upBytesPerSecond : p.downBytesPerSecond),
+                                         source: .oracle)
+            return (n, "oracle")
+        }
+        if network.estimate.source == .oracle { return (n, "oracle") }
+        var source = network.estimate.source.rawValue
+        if let t = trackers[network.interfaceName], t.samples > 0 {
+            n.estimate.bandwidthBytesPerSecond = t.estimateBytesPerSecond
+            source = "tracked"
+        }
+        if let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max {
+            n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
+        }
+        return (n, source)
+    }
+
+    private func record(_ view: (network: NetworkStatus, source: String), nowNs: UInt64) {
+        guard let recorder = EstimateRecorder.shared else { return }
+        let interface = view.network.interfaceName
+        if let last = lastRecordNs[interface], nowNs &- last < EstimateRecorder.periodNs { return }
+        lastRecordNs[interface] = nowNs
+        recorder.record(nowNs: nowNs, side: side, interface: interface, bandwidthBytesPerSecond: view.network.estimate.bandwidthBytesPerSecond,
+                        rttMilliseconds: view.network.estimate.rttMilliseconds, source: view.source)
     }
 
     /// Payload bytes the kernel will surely take at once: below TCP_NOTSENT_LOWAT (the kernel stops

@@ -75,6 +75,7 @@ public struct TrialPlan: Sendable {
         shaper = o.shaper
         prefix = o.prefix
         if let p = o.bgPolicy { environment["INTNW_BG_POLICY"] = p }
+        environment.merge(BackgroundEstimates.environment(o.estimator)) { _, new in new }
     }
 
     /// Server ports per variant; one server process per variant serves every app.
