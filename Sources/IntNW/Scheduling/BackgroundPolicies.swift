@@ -276,11 +276,20 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// The current scale on the model window (tests and diagnostics).
     public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
 
-    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, or 0 when unknown.
+    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
+    /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
+    /// transmission, the minimum RTT is usually a small segment's: on a 64 KB/s link that is 22 ms
+    /// that is not queueing), or 0 when unknown.
     static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
         guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
               c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
-        return max(0, Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000
+        let serializationMs = segmentSerializationMilliseconds(bandwidthBytesPerSecond: c.network.estimate.bandwidthBytesPerSecond)
+        return max(0, (Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000 - serializationMs)
+    }
+
+    /// Transmission time of one full segment (1448 bytes) at `bw`, ms.
+    static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
+        bw > 0 && bw.isFinite ? 1448 / bw * 1000 : 0
     }
 
     static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {

@@ -73,12 +73,14 @@ struct LinkRateTracker {
     }
 
     /// Whether the bottleneck looks busy from one connection's TCP_INFO: a standing queue
-    /// (smoothed RTT above the minimum by 5% of it, at least 5 ms), or unsent data while the
-    /// kernel's last delivery-rate sample was not application-limited (congestion-window-limited).
+    /// (smoothed RTT above the minimum by 5% of it, at least 5 ms, beyond the transmission time of
+    /// one full segment at the current estimate, `serializationMicroseconds`: a full segment's RTT
+    /// includes its own transmission, which is not queueing), or unsent data while the kernel's last
+    /// delivery-rate sample was not application-limited (congestion-window-limited).
     static func bottleneckBusy(smoothedRTTMicroseconds srtt: UInt32, minRTTMicroseconds minRTT: UInt32,
-                               appLimited: Bool, unsentBytes: Int) -> Bool {
+                               appLimited: Bool, unsentBytes: Int, serializationMicroseconds: Double = 0) -> Bool {
         if srtt > 0, minRTT > 0, minRTT != UInt32.max {
-            let threshold = max(5_000.0, 0.05 * Double(minRTT))
+            let threshold = max(5_000.0, 0.05 * Double(minRTT)) + max(0, serializationMicroseconds)
             if Double(srtt) - Double(minRTT) >= threshold { return true }
         }
         return !appLimited && unsentBytes > 0

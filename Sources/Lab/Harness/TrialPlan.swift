@@ -58,6 +58,8 @@ public struct TrialPlan: Sendable {
     public var environment: [String: String] = [:]
     /// Capture the server side too.
     public var captureServer = false
+    /// Extra `intnw-app server` options, e.g. `["--reply-bytes", "16384", "--ack-bytes", "262144"]`.
+    public var serverArguments: [String] = []
 
     public init(experiment: String, variant: String, trial: Int, trace: Trace, durationSeconds: Double, apps: [AppLaunch]) {
         self.experiment = experiment

@@ -98,7 +98,7 @@ public struct TrialRunner: Sendable {
                 let port = TrialPlan.serverPort[variant]!
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
-                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)],
+                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
                     stdoutPath: "\(dir)/server-\(variant.rawValue).log", stderrPath: "\(dir)/server-\(variant.rawValue).err",
                     environment: env))
             }
