@@ -204,7 +204,7 @@ final class BackgroundScheduler {
             registry.reportBackground(owner: ObjectIdentifier(self), interface: interface, bytes: ownOnInterface, nowNs: nowNs)
             bgElsewhere += registry.backgroundElsewhere(owner: ObjectIdentifier(self), interface: interface, nowNs: nowNs)
         }
-        if haveInfo { trackLink(interface: interface, fd: fd, info: info, unsent: unsent, prior: network.estimate, nowNs: nowNs) }
+        if haveInfo { trackLink(interface: interface, fd: fd, info: info, nowNs: nowNs) }
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         record(view, nowNs: nowNs)
         let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
@@ -262,20 +262,14 @@ final class BackgroundScheduler {
     }
 
     /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO.
-    private func trackLink(interface: String, fd: Int32, info: cshims_tcp_info, unsent: Int, prior: NetworkEstimate, nowNs: UInt64) {
+    private func trackLink(interface: String, fd: Int32, info: cshims_tcp_info, nowNs: UInt64) {
         let acked = info.tcpi_bytes_acked
         if let prev = ackedByConnection[fd], acked >= prev { ownDelivered[interface, default: 0] &+= acked - prev }
         ackedByConnection[fd] = acked
         let mine = ownDelivered[interface, default: 0]
         let total = registry?.reportDelivered(owner: ObjectIdentifier(self), interface: interface, cumulativeBytes: mine) ?? mine
-        let tracked = trackers[interface].flatMap { $0.samples > 0 ? $0.estimateBytesPerSecond : nil }
-        let bw = prior.source == .oracle ? prior.bandwidthBytesPerSecond : tracked ?? prior.bandwidthBytesPerSecond
-        let mss = Double(info.tcpi_snd_mss > 0 ? info.tcpi_snd_mss : 1448)
-        let busy = LinkRateTracker.bottleneckBusy(smoothedRTTMicroseconds: info.tcpi_rtt, minRTTMicroseconds: info.tcpi_min_rtt,
-                                                  appLimited: info.tcpi_app_limited_flags & 1 != 0, unsentBytes: unsent,
-                                                  serializationMicroseconds: bw > 0 ? mss / bw * 1e6 : 0)
         let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
-        trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, busy: busy, minRTTNs: minRTTNs)
+        trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
     }
 
     /// The network as policies see it, and where its estimate came from.

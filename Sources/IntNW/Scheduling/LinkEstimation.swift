@@ -1,12 +1,15 @@
 /// The link estimate background policies scale with, kept by each `BackgroundScheduler` per
 /// interface: the interface's delivery rate (bytes acknowledged on every background-sending
-/// connection there, summed across multisockets and processes through the shared segment) over
-/// windows of at least one RTT. A window counts fully when the bottleneck was busy throughout it
-/// (a standing queue: smoothed RTT above the minimum, or the kernel held unsent data while not
-/// application-limited); otherwise the rate is only a lower bound on the link's and raises the
-/// estimate but never lowers it (traffic a policy keeps application-limited shows its own rate,
-/// not the link's). Also: the oracle schedule experiments give (`INTNW_BG_ORACLE`), and the
-/// record of estimates over time (`INTNW_BG_ESTIMATE_LOG`).
+/// connection there, summed across multisockets and processes through the shared segment),
+/// measured over windows of at least two RTTs, and the estimate is the largest window rate of the
+/// last `horizonNs` (a windowed maximum, as BBR's bandwidth filter). A delivery rate never exceeds
+/// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
+/// whenever background filled it at some point, and forgets a rate the link no longer gives
+/// within the horizon. Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
+/// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
+/// used: a policy that keeps background below the link must probe above its estimate
+/// (delay-target does) for the estimate to rise. Also: the oracle schedule experiments give
+/// (`INTNW_BG_ORACLE`), and the record of estimates over time (`INTNW_BG_ESTIMATE_LOG`).
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,73 +20,47 @@ struct LinkRateTracker {
     /// Bytes per second; 0 until the first sample.
     private(set) var estimateBytesPerSecond = 0.0
     private(set) var samples = 0
-    /// Samples taken while the bottleneck was busy (full samples).
-    private(set) var busySamples = 0
+    /// Window rates of the horizon: (end of window, rate).
+    private var recent: [(atNs: UInt64, rate: Double)] = []
     private var windowStartNs: UInt64 = 0
     private var windowStartDelivered: UInt64 = 0
-    private var busyThroughout = true
     private var observations = 0
-    /// EWMA gain of a sample.
-    static let gain = 0.25
+    /// How long a window's rate counts, ns.
+    static let horizonNs: UInt64 = 3_000_000_000
 
-    /// Shortest sampling window for a link of minimum RTT `minRTTNs`: one RTT, at least 200 ms
-    /// (shorter windows on slow links count too few packets).
-    static func windowNs(minRTTNs: UInt64) -> UInt64 { max(minRTTNs, 200_000_000) }
+    /// Shortest sampling window for a link of minimum RTT `minRTTNs`: two RTTs, at least 300 ms
+    /// (on a slow link shorter windows count too few segments: ACKs that arrive bunched would
+    /// read as a rate above the link's).
+    static func windowNs(minRTTNs: UInt64) -> UInt64 { max(2 * minRTTNs, 300_000_000) }
 
-    /// One observation at a decision: the interface's cumulative delivered bytes and whether the
-    /// bottleneck looked busy. Returns whether a sample was taken.
+    /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
+    /// a window ended with a sample.
     @discardableResult
-    mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, busy: Bool, minRTTNs: UInt64) -> Bool {
+    mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
         let window = Self.windowNs(minRTTNs: minRTTNs)
         guard windowStartNs != 0, nowNs > windowStartNs, deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
             return false
         }
-        busyThroughout = busyThroughout && busy
         observations += 1
         let dt = nowNs - windowStartNs
         guard dt >= window else { return false }
         defer { restart(nowNs, deliveredBytes) }
-        // Decisions too sparse to tell whether the link stayed busy (background was idle).
-        guard dt <= 4 * window, observations >= 2 else { return false }
+        // Decisions too sparse to have kept the link busy (background was idle): no sample.
+        guard dt <= 3 * window, observations >= 2 else { return false }
         let rate = Double(deliveredBytes - windowStartDelivered) / (Double(dt) / 1e9)
         guard rate > 0 else { return false }
-        if busyThroughout {
-            add(rate)
-            busySamples += 1
-            return true
-        }
-        if rate > estimateBytesPerSecond {
-            add(rate)
-            return true
-        }
-        return false
-    }
-
-    private mutating func add(_ rate: Double) {
-        estimateBytesPerSecond = samples == 0 ? rate : estimateBytesPerSecond * (1 - Self.gain) + rate * Self.gain
+        recent.append((nowNs, rate))
+        recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
+        estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
         samples += 1
+        return true
     }
 
     private mutating func restart(_ nowNs: UInt64, _ delivered: UInt64) {
         windowStartNs = nowNs
         windowStartDelivered = delivered
-        busyThroughout = true
         observations = 0
-    }
-
-    /// Whether the bottleneck looks busy from one connection's TCP_INFO: a standing queue
-    /// (smoothed RTT above the minimum by 5% of it, at least 5 ms, beyond the transmission time of
-    /// one full segment at the current estimate, `serializationMicroseconds`: a full segment's RTT
-    /// includes its own transmission, which is not queueing), or unsent data while the kernel's last
-    /// delivery-rate sample was not application-limited (congestion-window-limited).
-    static func bottleneckBusy(smoothedRTTMicroseconds srtt: UInt32, minRTTMicroseconds minRTT: UInt32,
-                               appLimited: Bool, unsentBytes: Int, serializationMicroseconds: Double = 0) -> Bool {
-        if srtt > 0, minRTT > 0, minRTT != UInt32.max {
-            let threshold = max(5_000.0, 0.05 * Double(minRTT)) + max(0, serializationMicroseconds)
-            if Double(srtt) - Double(minRTT) >= threshold { return true }
-        }
-        return !appLimited && unsentBytes > 0
     }
 }
 
