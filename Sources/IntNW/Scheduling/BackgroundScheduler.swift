@@ -57,6 +57,12 @@ final class BackgroundScheduler {
     /// Shared foreground state; nil on the server side, where a session's interfaces are the
     /// client's and sessions of different clients share no link.
     private let registry: ForegroundRegistry?
+    /// Where the interface-wide background budget and delivery counters are shared: the client's
+    /// registry; on the server side this process's own, keyed by the client's address on the
+    /// interface (`budgetKey`), so that the sessions of one client sharing a client interface
+    /// (one per client multisocket) share one budget on the downlink.
+    private let budget: ForegroundRegistry?
+    private let role: Role
     private let notSentLowWatermarkBytes: Int
     private var log: Logger
     private(set) var stats: BackgroundSchedulingStats
@@ -97,10 +103,13 @@ final class BackgroundScheduler {
             let r = ForegroundRegistry.registry(for: options.sharedSchedulingSegment,
                                                 namespacePath: options.networkNamespacePath, logger: log)
             registry = r
+            budget = r
             stats.sharedSegmentError = r.segmentError?.description
         } else {
             registry = nil
+            budget = ForegroundRegistry.registry(for: .processLocal, namespacePath: nil, logger: log)
         }
+        self.role = role
     }
 
     // MARK: - Foreground bookkeeping
@@ -153,7 +162,7 @@ final class BackgroundScheduler {
 
     /// The multisocket is gone: whatever it still counted on stops counting.
     func close() {
-        registry?.forgetBackground(owner: ObjectIdentifier(self))
+        budget?.forgetBackground(owner: ObjectIdentifier(self))
         backgroundByConnection.removeAll()
         for interface in perInterface.keys { registry?.setForegroundOutstanding(false, interface: interface) }
         perInterface.removeAll()
@@ -200,11 +209,12 @@ final class BackgroundScheduler {
             ownOnInterface += e.bytes
             if cfd != fd { bgElsewhere += e.bytes }
         }
-        if let registry {
-            registry.reportBackground(owner: ObjectIdentifier(self), interface: interface, bytes: ownOnInterface, nowNs: nowNs)
-            bgElsewhere += registry.backgroundElsewhere(owner: ObjectIdentifier(self), interface: interface, nowNs: nowNs)
+        let key = budgetKey(interface: interface, fd: fd)
+        if let budget {
+            budget.reportBackground(owner: ObjectIdentifier(self), interface: key, bytes: ownOnInterface, nowNs: nowNs)
+            bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: key, nowNs: nowNs)
         }
-        if haveInfo { trackLink(interface: interface, fd: fd, info: info, nowNs: nowNs) }
+        if haveInfo { trackLink(interface: interface, key: key, fd: fd, info: info, nowNs: nowNs) }
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         record(view, nowNs: nowNs)
         let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
@@ -242,7 +252,7 @@ final class BackgroundScheduler {
             // kernel see them (the next decision here replaces it with the kernel's count).
             if n < Int.max / 2, n > 0 {
                 backgroundByConnection[fd]?.bytes += n
-                registry?.reportBackground(owner: ObjectIdentifier(self), interface: interface,
+                budget?.reportBackground(owner: ObjectIdentifier(self), interface: key,
                                            bytes: ownOnInterface + n, nowNs: nowNs)
             }
         case .wait(let until):
@@ -261,13 +271,27 @@ final class BackgroundScheduler {
         return verdict.decision
     }
 
+    /// The budget's name for `interface`: the interface on the client; on the server the client's
+    /// address on it and the client's interface name (sessions of different clients share no link).
+    private func budgetKey(interface: String, fd: Int32) -> String {
+        guard role == .server else { return interface }
+        var addr = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
+        } == 0
+        guard ok, addr.sin_family == sa_family_t(AF_INET) else { return "peer ? \(interface) fd \(fd)" }
+        let ip = UInt32(bigEndian: addr.sin_addr.s_addr)
+        return "peer \(ip >> 24).\(ip >> 16 & 255).\(ip >> 8 & 255).\(ip & 255) \(interface)"
+    }
+
     /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO.
-    private func trackLink(interface: String, fd: Int32, info: cshims_tcp_info, nowNs: UInt64) {
+    private func trackLink(interface: String, key: String, fd: Int32, info: cshims_tcp_info, nowNs: UInt64) {
         let acked = info.tcpi_bytes_acked
         if let prev = ackedByConnection[fd], acked >= prev { ownDelivered[interface, default: 0] &+= acked - prev }
         ackedByConnection[fd] = acked
         let mine = ownDelivered[interface, default: 0]
-        let total = registry?.reportDelivered(owner: ObjectIdentifier(self), interface: interface, cumulativeBytes: mine) ?? mine
+        let total = budget?.reportDelivered(owner: ObjectIdentifier(self), interface: key, cumulativeBytes: mine) ?? mine
         let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
         trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
     }
