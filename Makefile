@@ -57,7 +57,7 @@ regress: release
 
 # Opt-in (not part of `make test`): installs slurm-wlm and munge, starts munged, slurmctld and slurmd on
 # localhost, runs a quick multiapp plan as a job array plus its merge job, and stops them again.
-test-slurm: release
+test-slurm: build
 	bash scripts/test-slurm.sh
 
 clean:

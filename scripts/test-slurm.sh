@@ -19,8 +19,8 @@ if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null || { say "could not install$missing"; exit 1; }
 fi
 
-LAB=$PWD/.build/release/intnw-lab
-[ -x "$LAB" ] || { say "$LAB missing: make release"; exit 1; }
+LAB=${INTNW_LAB:-$PWD/.build/debug/intnw-lab}
+[ -x "$LAB" ] || { say "$LAB missing: make build (or INTNW_LAB=path/to/intnw-lab)"; exit 1; }
 W=$(mktemp -d /tmp/intnw-slurm.XXXXXX)
 chmod 755 "$W"
 NODE=$(hostname -s)
@@ -32,7 +32,10 @@ cleanup() {
     if [ -n "${SLURM_CONF:-}" ]; then scancel --quiet --name=intnw-multiapp --name=intnw-multiapp-merge 2>/dev/null || true; fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    if [ -n "$STARTED_MUNGE" ] && [ -f "$W/munged.pid" ]; then kill "$(cat "$W/munged.pid")" 2>/dev/null || true; fi
+    if [ -n "$STARTED_MUNGE" ]; then
+        if [ -s "$W/munge/munged.pid" ]; then kill "$(cat "$W/munge/munged.pid")" 2>/dev/null || true
+        else say "munged was started but left no pid file: stop it by hand"; fi
+    fi
     if [ "${KEEP:-0}" = 1 ]; then say "kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -74,8 +77,8 @@ if ! munge -n </dev/null >/dev/null 2>&1; then
         (mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null || create-munge-key -f) >/dev/null 2>&1
         chown munge:munge /etc/munge/munge.key 2>/dev/null; chmod 400 /etc/munge/munge.key
     fi
-    mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null
-    if runuser -u munge -- munged --pid-file="$W/munged.pid" 2>"$W/munged.err" || munged --force --pid-file="$W/munged.pid" 2>>"$W/munged.err"; then
+    mkdir -p /run/munge "$W/munge" && chown munge:munge /run/munge "$W/munge" 2>/dev/null
+    if runuser -u munge -- munged --pid-file="$W/munge/munged.pid" 2>"$W/munged.err" || munged --force --pid-file="$W/munge/munged.pid" 2>>"$W/munged.err"; then
         STARTED_MUNGE=1
     fi
     sleep 1

@@ -88,7 +88,9 @@ public struct ExperimentRunner: Sendable {
             for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
             directories.append(dir)
         }
-        return try ExperimentMerger(progress: progress).merge(directories, into: run.path)
+        var result = try ExperimentMerger(progress: progress).merge(directories, into: run.path, plan: specs)
+        result.interrupted = result.interrupted || interruption.isTriggered
+        return result
     }
 
     /// Puts the expectation and whether it held at the top of summary.md and report.html.

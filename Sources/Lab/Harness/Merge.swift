@@ -45,14 +45,16 @@ public struct ExperimentMerger: Sendable {
         return (dirs, unusable)
     }
 
-    public func merge(_ paths: [String], into out: String) throws -> ExperimentRunner.Result {
+    /// `plan`: the plan's specs when the caller has them (a local run): then even a run whose every
+    /// trial is missing (Ctrl-C before the first ended) gets its run directory and verdict.
+    public func merge(_ paths: [String], into out: String, plan: [TrialSpec] = []) throws -> ExperimentRunner.Result {
         let (dirs, unusable) = Self.trialDirectories(paths)
         var bad = unusable
         var records: [(dir: String, record: TrialJobRecord)] = []
         for d in dirs.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) {
             do { records.append((d, try TrialJobRecord.load(directory: d))) } catch { bad.append((d, "\(error)")) }
         }
-        guard let reference = records.first?.record.spec else {
+        guard let reference = records.first?.record.spec ?? plan.first else {
             throw TrialSpecError.invalid("nothing to merge: " + (bad.isEmpty ? "no paths given" : bad.map { "\($0.path) \($0.reason)" }.joined(separator: "; ")))
         }
         let plans = Dictionary(grouping: records, by: { $0.record.spec.planId })

@@ -108,6 +108,7 @@ public struct TrialSpec: Codable, Sendable {
     /// Reads and validates a spec file (at most 64 MiB).
     public static func load(_ path: String) throws -> TrialSpec {
         let data: Data
+        guard FileManager.default.fileExists(atPath: path) else { throw TrialSpecError.unreadable(path, "does not exist") }
         do {
             let attrs = try FileManager.default.attributesOfItem(atPath: path)
             if let size = attrs[.size] as? NSNumber, size.int64Value > 64 << 20 {
