@@ -139,6 +139,28 @@ import Testing
         #expect(summary.contains("NOT HELD") && summary.contains("left out one-multisocket.trial-2"))
     }
 
+    @Test("merge notes trials that ran under different kernels or TCP congestion control")
+    func mergeNotesDifferentHosts() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        let dir = Self.scratch("hosts")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (i, s) in specs.prefix(2).enumerated() {
+            let d = "\(dir)/\(s.id)"
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            var r = TrialJobRecord(spec: s, status: .completed, prefix: "tx\(i)", host: "node\(i)", startedAt: Date(),
+                                   finishedAt: Date(), problems: [])
+            r.versions = VersionRecord(gitCommit: "abc", gitDirty: false, swift: "s", kernel: i == 0 ? "Linux 6.1" : "Linux 6.8", host: "node\(i)")
+            r.tcpCongestionControl = i == 0 ? "cubic" : "bbr"
+            try r.write(directory: d)
+        }
+        let r = try ExperimentMerger().merge([dir], into: "\(dir)/merged")
+        let text = r.verdict.lines.joined(separator: "\n")
+        #expect(text.contains("different kernels: Linux 6.1 (two-apps.trial-1); Linux 6.8 (two-apps.trial-2)"), "\(text)")
+        #expect(text.contains("different TCP congestion control: bbr (two-apps.trial-2); cubic (two-apps.trial-1)"), "\(text)")
+        #expect(!text.contains("different builds"))
+        #expect(!r.verdict.held && r.excluded.count == 4)
+    }
+
     @Test("merge refuses trials of two different plans, and an unknown recipe version")
     func mergeRefusesMixedPlans() throws {
         let (_, specs) = try Self.quickMultiapp()

@@ -115,6 +115,17 @@ public struct ExperimentMerger: Sendable {
                 excluded.append(.init(id: id, reason: "interrupted on \(r.host)", directory: relative))
             }
         }
+        // Trials that ran under different builds, kernels or TCP congestion control are noted.
+        let used = reference.planTrials.compactMap { byId[$0]?.record }.filter { $0.status == .completed }
+        func differing(_ what: String, _ value: (TrialJobRecord) -> String?) {
+            let values = Dictionary(grouping: used, by: { value($0) ?? "unknown" })
+            if values.count > 1 {
+                notes.append("the trials ran with different \(what): " + values.map { "\($0.key) (\($0.value.map(\.spec.id).sorted().joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+            }
+        }
+        differing("builds") { $0.versions.map { "\($0.gitCommit)\($0.gitDirty ? "+dirty" : "")" } }
+        differing("kernels") { $0.versions?.kernel }
+        differing("TCP congestion control") { $0.tcpCongestionControl }
         // Directories that belong to no trial of this plan (unreadable, or not named after a trial).
         for b in bad where !excluded.contains(where: { $0.directory == b.path }) {
             notes.append("ignored \(b.path): \(b.reason)")

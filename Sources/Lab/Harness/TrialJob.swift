@@ -22,6 +22,10 @@ public struct TrialJobRecord: Codable, Sendable {
     public var finishedAt: Date?
     /// Apps that failed, capture drops, the error that stopped the trial: anything here fails the trial.
     public var problems: [String]
+    /// Build and kernel of the host that ran it, and the host's default TCP congestion control (new
+    /// namespaces start with it): the merge notes trials that ran under different ones.
+    public var versions: VersionRecord? = nil
+    public var tcpCongestionControl: String? = nil
 
     public static func load(directory: String) throws -> TrialJobRecord {
         let path = "\(directory)/\(file)"
@@ -102,6 +106,8 @@ public struct TrialJob: Sendable {
         }
         defer { claim.release() }
         record.prefix = claim.prefix
+        record.versions = await VersionRecord.current()
+        record.tcpCongestionControl = (try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_congestion_control", encoding: .utf8))?.trimmed
         try record.write(directory: dir)
         var plan = spec.plan
         plan.prefix = claim.prefix
