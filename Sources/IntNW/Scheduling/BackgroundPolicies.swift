@@ -232,7 +232,8 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 
 /// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
 /// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by a window: the link's
-/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth, times a scale
+/// bandwidth-delay product (with one full segment's transmission) plus `targetQueueingDelayMilliseconds`
+/// worth of bandwidth, times a scale
 /// the measured queueing delay (TCP_INFO smoothed RTT minus minimum RTT) steers once per RTT.
 /// At most about the target's worth of background data then waits in the bottleneck queue ahead of
 /// a foreground packet, while background keeps the link busy whenever foreground is quiet (no idle
@@ -297,10 +298,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             ? Double(c.kernelMinRTTMicroseconds) / 1000 : c.network.estimate.rttMilliseconds
     }
 
-    /// The window before scaling: bandwidth x (base RTT + target), bytes.
+    /// The window before scaling: bandwidth x (base RTT + one full segment's transmission time +
+    /// target), bytes. The minimum RTT is usually a small segment's; a full segment's round trip is
+    /// longer by its own transmission (22 ms on 3G), and a window without it stays below the
+    /// bandwidth-delay product whenever the estimate is below the link (the delivery rate then
+    /// only ever shows the estimate back, and it never rises).
     public func modelWindowBytes(_ context: BackgroundContext) -> Double {
-        let bytes = context.network.estimate.bandwidthBytesPerSecond
-            * (Self.baseRTTMilliseconds(context) + parameters.targetQueueingDelayMilliseconds) / 1000
+        let bw = context.network.estimate.bandwidthBytesPerSecond
+        let bytes = bw * (Self.baseRTTMilliseconds(context) + Self.segmentSerializationMilliseconds(bandwidthBytesPerSecond: bw)
+                          + parameters.targetQueueingDelayMilliseconds) / 1000
         return max(Double(parameters.minimumWindowBytes), bytes)
     }
 
