@@ -18,12 +18,12 @@ struct BackgroundBudgetTests {
     @Test("delay-target's window is the interface's: BG other connections and processes have in the kernel counts against it")
     func delayTargetInterfaceWindow() {
         let p = DelayTargetBackgroundPolicy()
-        // 64 KB/s x (200 + 22.625 + 25) ms = 15,848 bytes.
+        // 64 KB/s x (200 + 22.625 + 10) ms = 14,888 bytes.
         var c = bench.context(now: 1, lastFG: nil, unacked: 4_000, srttMs: 200, minRTTMs: 200)
-        #expect(p.verdict(c).decision == .send(maxBytes: 11_848))
+        #expect(p.verdict(c).decision == .send(maxBytes: 10_888))
         c.backgroundElsewhereBytes = 6_000
-        #expect(p.verdict(c).decision == .send(maxBytes: 5_848))
-        c.backgroundElsewhereBytes = 11_000  // 848 bytes of room: less than a segment
+        #expect(p.verdict(c).decision == .send(maxBytes: 4_888))
+        c.backgroundElsewhereBytes = 10_000  // 888 bytes of room: less than a segment
         #expect(p.verdict(c).reason == .queueingDelay)
         // The note's policies ignore it: anticipatory and trickle decide per connection as defined.
         let a = AnticipatoryBackgroundPolicy()

@@ -145,8 +145,9 @@ struct BackgroundPolicyTests {
     }
 
     @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms) x a scale the measured queueing delay steers per RTT")
-    func delayTarget() {
-        let p = DelayTargetBackgroundPolicy()
+    func delayTarget() throws {
+        // The steering, with the target and probing range of the first version (25 ms, up to 16x):
+        let p = try #require(try BackgroundPolicies.parse("delay-target:target-ms=25,max-scale=16") as? DelayTargetBackgroundPolicy)
         // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x (0.2 + 0.022625 + 0.025) = 15,848 B. A full
         // segment's RTT includes its own serialization (1448 B at 64,000 B/s: 22.6 ms), which is
         // not queueing: the measured delay is smoothed RTT - min RTT - that.
@@ -194,6 +195,15 @@ struct BackgroundPolicyTests {
             _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 50_000, srttMs: 220 + ser, minRTTMs: 200))
         }
         #expect(p.currentScale == 1)
+        // The defaults: a 10 ms target and no probing above the model window.
+        let d = DelayTargetBackgroundPolicy()
+        var t = 1.0
+        #expect(d.verdict(bench.context(now: t, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        for _ in 0..<5 {
+            t += 0.2
+            _ = d.verdict(bench.context(now: t, lastFG: nil, unacked: 20_000, srttMs: 201 + ser, minRTTMs: 200))
+        }
+        #expect(d.currentScale == 1)
         // The target is a parameter; without kernel RTTs the estimate's RTT is the base.
         var params = DelayTargetBackgroundPolicy.Parameters()
         params.targetQueueingDelayMilliseconds = 50

@@ -249,14 +249,17 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
-        public var targetQueueingDelayMilliseconds: Double = 25
+        public var targetQueueingDelayMilliseconds: Double = 10
         /// Measured queueing delay above which the window is halved, milliseconds.
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
         public var minimumWindowBytes: Int = 2 * 1448
         /// Range of the scale on the model window.
         public var minimumScale: Double = 1.0 / 16
-        public var maximumScale: Double = 16
+        /// Largest scale: 1, no probing above the model window (the window's target already
+        /// exceeds the estimate's bandwidth-delay product, which is what lets the delivery-rate
+        /// estimate rise to the link's; a larger scale only lengthens FG's wait).
+        public var maximumScale: Double = 1
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
         public init() {}
@@ -385,7 +388,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                              "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
-        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms"]
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
+                            "max-scale": "largest scale on the model window (probing above the estimate)"]
         }
     }
 }
@@ -461,6 +465,10 @@ public enum BackgroundPolicies {
             var p = DelayTargetBackgroundPolicy.Parameters()
             if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
             if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
+            if let v = try number("max-scale") {
+                guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
+                p.maximumScale = v
+            }
             return DelayTargetBackgroundPolicy(parameters: p)
         }
     }

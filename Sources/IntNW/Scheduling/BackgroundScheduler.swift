@@ -106,8 +106,11 @@ final class BackgroundScheduler {
             budget = r
             stats.sharedSegmentError = r.segmentError?.description
         } else {
-            registry = nil
-            budget = ForegroundRegistry.registry(for: .processLocal, namespacePath: nil, logger: log)
+            // Server: this process's own registry, keyed by client address and interface
+            // (`key(_:fd:)`): the barrier and the budget between the sessions of one client.
+            let r = ForegroundRegistry.registry(for: .processLocal, namespacePath: nil, logger: log)
+            registry = r
+            budget = r
         }
         self.role = role
     }
@@ -133,22 +136,43 @@ final class BackgroundScheduler {
         }
     }
 
+    /// Server side: the key of each client interface name, from the connections seen.
+    private var serverKeys: [String: String] = [:]
+
+    /// The name shared state knows `interface` by: the interface on the client; on the server the
+    /// client's address on it and its name (`budgetKey`), from connection `fd` or, without one,
+    /// from the last connection seen on that interface (nil: none seen yet).
+    private func key(_ interface: String, fd: Int32?) -> String? {
+        guard role == .server else { return interface }
+        if let fd, fd >= 0 {
+            let k = budgetKey(interface: interface, fd: fd)
+            serverKeys[interface] = k
+            return k
+        }
+        return serverKeys[interface]
+    }
+
     /// A foreground IROB was enqueued; `interface` is where the chooser would put it now (nil:
     /// no usable network yet; it counts once it is sent somewhere).
     func foregroundEnqueued(_ id: IROBID, interface: String?) {
-        if let interface { count(id.rawValue, on: interface) } else if outstanding[id.rawValue] == nil { outstanding[id.rawValue] = [] }
+        if let interface, let k = key(interface, fd: nil) {
+            count(id.rawValue, on: k)
+        } else if outstanding[id.rawValue] == nil {
+            outstanding[id.rawValue] = []
+        }
     }
 
-    /// Foreground activity reported by the session; `interface` names the event's network.
-    func observe(_ event: ForegroundEvent, interface: String?) {
+    /// Foreground activity reported by the session; `interface` names the event's network, `fd`
+    /// the connection it happened on (the server side needs it to know the client's address).
+    func observe(_ event: ForegroundEvent, interface: String?, fd: Int32? = nil) {
         switch event {
         case .sent(let id, _, _, let nowNs):
-            if let interface {
-                count(id.rawValue, on: interface)
-                noteActivity(interface, nowNs)
+            if let interface, let k = key(interface, fd: fd) {
+                count(id.rawValue, on: k)
+                noteActivity(k, nowNs)
             }
         case .received(_, _, let nowNs):
-            if let interface { noteActivity(interface, nowNs) }
+            if let interface, let k = key(interface, fd: fd) { noteActivity(k, nowNs) }
         case .acknowledged(let id, _):
             release(id.rawValue)
         }
@@ -180,15 +204,17 @@ final class BackgroundScheduler {
                 nowNs: UInt64) -> BackgroundDecision {
         stats.decisions += 1
         let interface = network.interfaceName
+        // Shared state's name for it (the interface itself on the client).
+        let sharedKey = key(interface, fd: fd) ?? interface
         let unsent = max(0, Int(cshims_siocoutqnsd(fd)))
         let unacked = max(0, Int(cshims_siocoutq(fd)))
         var info = cshims_tcp_info()
         var len: UInt32 = 0
         let haveInfo = cshims_get_tcp_info(fd, &info, &len) == 0
-        var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[interface, default: 0])
+        var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[sharedKey, default: 0])
         var elsewhere = 0
         if let registry {
-            let v = registry.view(interface: interface, selfOutstanding: perInterface[interface, default: 0] > 0)
+            let v = registry.view(interface: sharedKey, selfOutstanding: perInterface[sharedKey, default: 0] > 0)
             lastFG = max(lastFG, v.lastForegroundNs)
             elsewhere = v.otherMultisockets + v.otherProcesses
             if !v.reclaimedPIDs.isEmpty {
@@ -209,12 +235,11 @@ final class BackgroundScheduler {
             ownOnInterface += e.bytes
             if cfd != fd { bgElsewhere += e.bytes }
         }
-        let key = budgetKey(interface: interface, fd: fd)
         if let budget {
-            budget.reportBackground(owner: ObjectIdentifier(self), interface: key, bytes: ownOnInterface, nowNs: nowNs)
-            bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: key, nowNs: nowNs)
+            budget.reportBackground(owner: ObjectIdentifier(self), interface: sharedKey, bytes: ownOnInterface, nowNs: nowNs)
+            bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
         }
-        if haveInfo { trackLink(interface: interface, key: key, fd: fd, info: info, nowNs: nowNs) }
+        if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         record(view, nowNs: nowNs)
         let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
@@ -252,7 +277,7 @@ final class BackgroundScheduler {
             // kernel see them (the next decision here replaces it with the kernel's count).
             if n < Int.max / 2, n > 0 {
                 backgroundByConnection[fd]?.bytes += n
-                budget?.reportBackground(owner: ObjectIdentifier(self), interface: key,
+                budget?.reportBackground(owner: ObjectIdentifier(self), interface: sharedKey,
                                            bytes: ownOnInterface + n, nowNs: nowNs)
             }
         case .wait(let until):
