@@ -13,6 +13,12 @@ struct BackgroundBudgetTests {
         #expect((BackgroundPolicies.fromEnvironment() as? any ExplainedBackgroundPolicy)?.name == "delay-target")
         #expect(BackgroundPolicyName.anticipatory.makePolicy() is AnticipatoryBackgroundPolicy)
         #expect(BackgroundPolicyName.trickle.makePolicy() is TrickleBackgroundPolicy)
+        // Only delay-target scales with the delivery-rate estimate; the note's policies keep the
+        // general estimate they are defined with.
+        for n in BackgroundPolicyName.allCases {
+            let p = n.makePolicy() as? any ExplainedBackgroundPolicy
+            #expect(p?.scalesWithDeliveryRate == (n == .delayTarget), "\(n)")
+        }
     }
 
     @Test("delay-target's window is the interface's: BG other connections and processes have in the kernel counts against it")

@@ -52,11 +52,17 @@ public protocol ExplainedBackgroundPolicy: BackgroundPolicy {
     /// Whether background waits while another multisocket has foreground data enqueued or
     /// unacknowledged on the same interface. Default: true.
     var honorsForegroundBarrier: Bool { get }
+    /// Whether the policy scales with the interface's delivery-rate estimate (`LinkRateTracker`)
+    /// rather than IntNW's general estimate. Only a policy that sends above its estimate when the
+    /// link allows may: the delivery rate of BG kept below the estimate only shows the estimate
+    /// back (anticipatory's chunk of bandwidth/16 would shrink it to nothing). Default: false.
+    var scalesWithDeliveryRate: Bool { get }
     func verdict(_ context: BackgroundContext) -> BackgroundVerdict
 }
 
 extension ExplainedBackgroundPolicy {
     public var honorsForegroundBarrier: Bool { true }
+    public var scalesWithDeliveryRate: Bool { false }
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { verdict(context).decision }
 }
 
@@ -275,6 +281,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
+    /// Its window exceeds the estimate's bandwidth-delay product by the target, so the delivery
+    /// rate rises with the link.
+    public var scalesWithDeliveryRate: Bool { true }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
     /// The current scale on the model window (tests and diagnostics).

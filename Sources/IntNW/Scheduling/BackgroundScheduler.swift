@@ -329,7 +329,8 @@ final class BackgroundScheduler {
     ///   our own background data adds: the smoothed RTT of a connection carrying background swells
     ///   with that background's own queue, which would stretch anticipatory's idle wait further the
     ///   more background there is), and the bandwidth is the interface's delivery-rate estimate
-    ///   (`LinkRateTracker`) once it has a sample, IntNW's general estimate before.
+    ///   (`LinkRateTracker`) once it has a sample, for policies that scale with it
+    ///   (`scalesWithDeliveryRate`: delay-target); IntNW's general estimate otherwise.
     private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?, nowNs: UInt64) -> (network: NetworkStatus, source: String) {
         var n = network
         if let oracle, let p = oracle.point(interface: network.interfaceName, nowNs: nowNs) {
@@ -340,7 +341,7 @@ final class BackgroundScheduler {
         }
         if network.estimate.source == .oracle { return (n, "oracle") }
         var source = network.estimate.source.rawValue
-        if let t = trackers[network.interfaceName], t.samples > 0 {
+        if explained?.scalesWithDeliveryRate == true, let t = trackers[network.interfaceName], t.samples > 0 {
             n.estimate.bandwidthBytesPerSecond = t.estimateBytesPerSecond
             source = "tracked"
         }
