@@ -24,7 +24,9 @@ func shell(_ command: String) -> (status: Int32, out: String, err: String) {
 
 enum AnalysisNetnsGate {
     static let required = ProcessInfo.processInfo.environment["INTNW_REQUIRE_NETNS"] == "1"
-    static let available: Bool = geteuid() == 0 && shell("ip netns list && command -v python3").status == 0
+    /// INTNW_TEST_NO_NETNS=1 pretends namespaces are unavailable (to test this gate).
+    static let available: Bool = ProcessInfo.processInfo.environment["INTNW_TEST_NO_NETNS"] != "1"
+        && geteuid() == 0 && shell("ip netns list && command -v python3").status == 0
     static let shouldRun = available || required
 }
 

@@ -8,7 +8,7 @@ import Testing
 /// and a combined FG+BG client (one shared multisocket/connection) in the client namespace, for
 /// several seconds, stopped with SIGTERM. Checked from the apps' own logs: every request answered,
 /// latencies plausible for the trace's RTT, BG bytes acknowledged, clean exits with summaries.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct AppsNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var app: String { repo.appendingPathComponent(".build/debug/intnw-app").path }

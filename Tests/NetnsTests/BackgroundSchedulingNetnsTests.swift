@@ -11,7 +11,7 @@ import Testing
 /// absent), a BG sender keeping four 256 KB chunks in flight and an FG sender of 128-byte requests
 /// with small replies every 2 s (the multi-app note's test), in the three layouts of the note.
 /// The three layouts run in parallel, each on a testbed of its own.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired)
 struct BackgroundSchedulingNetnsTests {
     static let uplinkBytesPerSecond = 64_000.0
     static let trace = Trace.constant(

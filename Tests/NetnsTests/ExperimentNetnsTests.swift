@@ -4,7 +4,7 @@ import Testing
 /// The short forms of `multiapp` and of `regress` that CI runs: the harness end to end (testbed, apps,
 /// captures, analysis, report) and the regression check against the committed baseline, including that
 /// a deliberately broken scheduler (BG policy forced to `permissive`) fails it.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct ExperimentNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let lab = repo.appendingPathComponent(".build/debug/intnw-lab").path
@@ -52,7 +52,16 @@ struct ExperimentNetnsTests {
 
         let broken = try Self.run(["regress", "--only", "multiapp", "--prefix", "tmulti", "--runs", runs],
                                   environment: ["INTNW_BG_POLICY": "permissive"])
-        #expect(broken.status != 0, "a permissive scheduler must fail the regression check:\n\(broken.stdout)")
-        #expect(broken.stdout.contains("REGRESSED"), "readable diff: \(broken.stdout)")
+        // Negative control. Catches: a check that "fails" for any other reason (a crash, a missing metric,
+        // a run error: exit 1) or on an unrelated metric. Permissive lets BG chunks fill the shared
+        // multisocket's queue, so the regression must be exit 3 and the one-multisocket FG p95 row.
+        #expect(broken.status == 3, "a permissive scheduler must fail the regression check with exit 3 (regressed), got \(broken.status):\n\(broken.stdout)\n\(broken.stderr.suffix(2000))")
+        let row = broken.stdout.split(separator: "\n").first { $0.hasPrefix("multiapp.one-multisocket.fg_p95_ms ") }
+        #expect(row?.hasSuffix("REGRESSED") == true, "the one-multisocket FG p95 row must regress: \(row ?? "no row")")
+        let verdicts = broken.stdout.split(separator: "\n").filter { $0.hasPrefix("multiapp.") }
+        #expect(!verdicts.contains { $0.hasSuffix("missing") }, "every metric measured: \(verdicts)")
+        #expect(broken.stdout.contains("REGRESSION: ") && broken.stdout.split(separator: "\n").contains {
+            $0.hasPrefix("REGRESSION: ") && $0.contains("multiapp.one-multisocket.fg_p95_ms")
+        }, "summary line names the metric: \(broken.stdout)")
     }
 }

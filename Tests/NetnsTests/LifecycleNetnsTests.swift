@@ -8,7 +8,7 @@ import Testing
 
 /// `intnw-lab net up` killed at a bad moment leaves nothing behind once `net up` runs again or the
 /// topology script reclaims; the shell script and the Swift code build the same topology.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct LifecycleNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var lab: String { repo.appendingPathComponent(".build/debug/intnw-lab").path }
