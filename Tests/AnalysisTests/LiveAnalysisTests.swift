@@ -111,7 +111,8 @@ enum AnalysisNetnsGate {
         let capture = try LiveCapture.start(LiveCaptureOptions(interface: "ianav0", namespace: c, outputPath: dir + "/client-veth.pcap"))
         let run = shell("""
         ip netns exec \(s) python3 \(dir)/toyapp.py server & srv=$!
-        sleep 0.5
+        # Wait until the server listens (not a fixed sleep): up to 10 s.
+        for i in $(seq 100); do [ "$(ip netns exec \(s) ss -Hltn | grep -c '198.18.251.2:730[12] ')" = 2 ] && break; sleep 0.1; done
         ip netns exec \(c) python3 \(dir)/toyapp.py fg > \(dir)/fg.log & fg=$!
         ip netns exec \(c) python3 \(dir)/toyapp.py bg; bgrc=$?
         wait $fg; fgrc=$?

@@ -57,7 +57,9 @@ struct TestFailure: Error, CustomStringConvertible {
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("198.18.250.2", 47001)); s.listen(1); s.settimeout(10)
         c, _ = s.accept(); c.settimeout(10); d = c.recv(100); c.sendall(b"pong:" + d); c.close()
-        ' & sleep 0.5
+        ' &
+        # Wait until the listener is up (not a fixed sleep): up to 10 s.
+        for i in $(seq 100); do ip netns exec \(net.b) ss -Hltn | grep -q ':47001 ' && break; sleep 0.1; done
         for i in 1 2 3; do ip netns exec \(net.a) bash -c "echo -n udp-probe-$i > /dev/udp/198.18.250.2/47000"; done
         ip netns exec \(net.a) python3 -c '
         import socket

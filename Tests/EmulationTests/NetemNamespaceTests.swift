@@ -296,11 +296,17 @@ struct TestNamespaces {
             return count
         }
         #expect(sent == 3)
-        usleep(300_000)  // ARP resolution releases the held datagrams through the qdisc
 
         let netlink = try NetlinkSocket.open(in: .named(client))
         let index = try namespaces.link("wifi0", in: client).index
-        let reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        // ARP resolution releases the held datagrams through the qdisc: await it (up to 5 s) instead of
+        // sleeping a fixed 300 ms.
+        var reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        let deadline = Date().addingTimeInterval(5)
+        while (try QdiscInfo(message: reply).stats?.bytes ?? 0) < 3 * 1042 && Date() < deadline {
+            usleep(10_000)
+            reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        }
         let info = try QdiscInfo(message: reply)
         #expect(info.kind == "tbf")
         #expect(info.interfaceIndex == index)

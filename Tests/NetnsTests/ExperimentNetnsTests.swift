@@ -54,14 +54,15 @@ struct ExperimentNetnsTests {
                                   environment: ["INTNW_BG_POLICY": "permissive"])
         // Negative control. Catches: a check that "fails" for any other reason (a crash, a missing metric,
         // a run error: exit 1) or on an unrelated metric. Permissive lets BG chunks fill the shared
-        // multisocket's queue, so the regression must be exit 3 and the one-multisocket FG p95 row.
+        // multisocket's socket buffer (256 KB, about 4 s of the 64 KB/s uplink), so FG requests on that
+        // multisocket starve: the regression must be exit 3 with the one-multisocket FG answered row.
+        // (Its FG p95 is taken over the few answered requests, so it need not regress.)
         #expect(broken.status == 3, "a permissive scheduler must fail the regression check with exit 3 (regressed), got \(broken.status):\n\(broken.stdout)\n\(broken.stderr.suffix(2000))")
-        let row = broken.stdout.split(separator: "\n").first { $0.hasPrefix("multiapp.one-multisocket.fg_p95_ms ") }
-        #expect(row?.hasSuffix("REGRESSED") == true, "the one-multisocket FG p95 row must regress: \(row ?? "no row")")
-        let verdicts = broken.stdout.split(separator: "\n").filter { $0.hasPrefix("multiapp.") }
-        #expect(!verdicts.contains { $0.hasSuffix("missing") }, "every metric measured: \(verdicts)")
-        #expect(broken.stdout.contains("REGRESSION: ") && broken.stdout.split(separator: "\n").contains {
-            $0.hasPrefix("REGRESSION: ") && $0.contains("multiapp.one-multisocket.fg_p95_ms")
-        }, "summary line names the metric: \(broken.stdout)")
+        let metric = "multiapp.one-multisocket.fg_answered"
+        let lines = broken.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let row = lines.first { $0.hasPrefix(metric + " ") }
+        #expect(row?.hasSuffix("REGRESSED") == true, "the one-multisocket FG answered row must regress: \(row ?? "no row")\n\(broken.stdout)")
+        #expect(!lines.contains { $0.hasPrefix("multiapp.") && $0.hasSuffix("missing") }, "every metric measured: \(broken.stdout)")
+        #expect(lines.contains { $0.hasPrefix("REGRESSION: ") && $0.contains(metric) }, "summary line names the metric: \(broken.stdout)")
     }
 }
