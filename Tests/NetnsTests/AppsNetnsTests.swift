@@ -142,16 +142,18 @@ struct AppsNetnsTests {
         // 210 ms at 625 kB/s, plus the bottleneck queues), so each takes at most about 0.5 s: 8 s
         // yields well over a third of the 32 requests of the 0.25 s grid. The old floor was 5.
         let shared = Self.checkFG(fgbg, app: 3, minRequests: 12, maxUnanswered: 1, variant: variant, file: "fgbg.jsonl")
+        print("[\(variant)] shared-connection FG: \(shared.count) answered")
         if let lo = shared.min() { #expect(lo >= rtt - 1) }
         let sharedBG = Self.checkBG(fgbg, app: 4, chunkBytes: 65_536, file: "fgbg.jsonl")
         // BG progress: the two BG apps fill the WiFi uplink, so over the 8 s run they must have moved at
         // least 40% of its capacity (625 kB/s × 8 s = 5 MB; connecting and draining take some of the run),
-        // and neither may starve (each >= 10%). Catches a stalled or throttled BG (the old check was one
-        // chunk / bytes_acked > 0).
+        // and neither may starve (each >= 5%: under IntNW the separate BG app is held while the FG apps
+        // are active, by design; measured about 12% of the capacity for it, 64-76% combined). Catches a
+        // stalled or throttled-to-nothing BG (the old check was one chunk / bytes_acked > 0).
         let capacity = Self.wifi.upBytesPerSecond * 8
         print("[\(variant)] BG acked: bg \(Int(bgBytes)) B, shared \(Int(sharedBG)) B of \(Int(capacity)) B WiFi uplink capacity")
         #expect(bgBytes + sharedBG >= 0.4 * capacity, "BG moved \(Int(bgBytes + sharedBG)) B of \(Int(capacity)) B")
-        #expect(bgBytes >= 0.1 * capacity && sharedBG >= 0.1 * capacity, "a BG app starved: \(Int(bgBytes)) B, \(Int(sharedBG)) B")
+        #expect(bgBytes >= 0.05 * capacity && sharedBG >= 0.05 * capacity, "a BG app starved: \(Int(bgBytes)) B, \(Int(sharedBG)) B")
 
         // The server answered what the clients logged.
         let server = Self.lines("\(dir)/server.jsonl")
