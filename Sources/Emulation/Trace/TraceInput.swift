@@ -39,14 +39,15 @@ enum TraceInput {
     /// it in 64 KiB chunks: memory is bounded by one line plus what `body` keeps, not by the file
     /// size. Rejects invalid UTF-8, NUL and other control characters (tab is allowed), lines longer
     /// than `maxLineBytes` and files larger than `TraceLimits.maxFileBytes`. Returns the number of the
-    /// last line, at least 1 (an empty file is "line 1").
+    /// last line, at least 1 (an empty file is "line 1"). Errors name the file `name` (default: `path`).
     @discardableResult
-    static func forEachLine(path: String, _ body: (Line) throws -> Void) throws -> Int {
+    static func forEachLine(path: String, name: String? = nil, _ body: (Line) throws -> Void) throws -> Int {
+        let label = name ?? path
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(FilePath(path), .readOnly)
         } catch {
-            throw TraceError(file: path, line: nil, problem: .unreadable(reason(error)))
+            throw TraceError(file: label, line: nil, problem: .unreadable(reason(error)))
         }
         defer { try? fd.close() }
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
@@ -58,12 +59,12 @@ enum TraceInput {
             do {
                 n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
             } catch {
-                throw TraceError(file: path, line: nil, problem: .unreadable(reason(error)))
+                throw TraceError(file: label, line: nil, problem: .unreadable(reason(error)))
             }
             if n == 0 { break }
             total += n
             if total > TraceLimits.maxFileBytes {
-                throw TraceError(file: path, line: nil, problem: .fileTooLarge(limitBytes: TraceLimits.maxFileBytes))
+                throw TraceError(file: label, line: nil, problem: .fileTooLarge(limitBytes: TraceLimits.maxFileBytes))
             }
             var start = 0
             var i = 0
@@ -71,11 +72,11 @@ enum TraceInput {
                 if chunk[i] == UInt8(ascii: "\n") {
                     number += 1
                     if carry.isEmpty {
-                        try body(decode(chunk[start..<i], number: number, file: path))
+                        try body(decode(chunk[start..<i], number: number, file: label))
                     } else {
                         carry.append(contentsOf: chunk[start..<i])
-                        try checkLength(carry.count, number: number, file: path)
-                        try body(decode(carry[...], number: number, file: path))
+                        try checkLength(carry.count, number: number, file: label)
+                        try body(decode(carry[...], number: number, file: label))
                         carry.removeAll(keepingCapacity: true)
                     }
                     start = i + 1
@@ -83,11 +84,11 @@ enum TraceInput {
                 i += 1
             }
             carry.append(contentsOf: chunk[start..<n])
-            try checkLength(carry.count, number: number + 1, file: path)
+            try checkLength(carry.count, number: number + 1, file: label)
         }
         if !carry.isEmpty {
             number += 1
-            try body(decode(carry[...], number: number, file: path))
+            try body(decode(carry[...], number: number, file: label))
         }
         return max(1, number)
     }
