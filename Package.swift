@@ -32,13 +32,19 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
 
+        // The Linux entry points every module shares: errno as swift-system's `Errno`, one EINTR
+        // retry helper, network-namespace entry (the only setns), and the one IPv4 endpoint type.
+        .target(
+            name: "LinuxSupport",
+            dependencies: ["CShims", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings),
         // The IntNW wire format: frames, identifiers and labels, encoder, decoder, limits and magic.
         // Pure Swift, no dependencies: IntNW speaks it, the analyzer reads captures with it.
         .target(name: "IntNWWire", swiftSettings: swiftSettings),
         .target(
             name: "IntNW",
             dependencies: [
-                "IntNWWire", "CShims", "CMnl",
+                "IntNWWire", "LinuxSupport", "CShims", "CMnl",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -66,8 +72,9 @@ let package = Package(
         .target(
             name: "ToyApps",
             dependencies: [
-                "IntNW", "ToyProtocol",
+                "IntNW", "LinuxSupport", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -117,11 +124,11 @@ let package = Package(
                           swiftSettings: swiftSettings),
 
         .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "intnw-sched-probe"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
-        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),

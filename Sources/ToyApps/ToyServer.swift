@@ -1,4 +1,6 @@
 import Foundation
+import LinuxSupport
+import SystemPackage
 import ToyProtocol
 
 /// Settings of a server.
@@ -19,7 +21,7 @@ public struct ServerSettings: Sendable, Equatable {
 
     public func validate() throws(ToyAppError) {
         try validateMessageBytes(replyBytes, option: "--reply-bytes")
-        guard IPv4SocketAddress.parse(address, port: port) != nil else {
+        guard IPv4Endpoint(address, port: port) != nil else {
             throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
         }
     }

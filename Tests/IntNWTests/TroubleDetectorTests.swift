@@ -5,6 +5,7 @@ import CShims
 import Foundation
 import Logging
 import Testing
+import SystemPackage
 @testable import IntNW
 
 /// The note's detector as a pure function of its sample, its parameters and switch, and the
@@ -223,6 +224,6 @@ import Testing
         var fds: [Int32] = [0, 0]
         _ = pipe(&fds)
         defer { close(fds[0]); close(fds[1]) }
-        #expect(throws: IntNWError.system(call: "getsockopt(TCP_INFO)", errno: ENOTSOCK)) { try TCPInfoReader.read(fd: fds[0]) }
+        #expect(throws: IntNWError.system(call: "getsockopt(TCP_INFO)", errno: Errno(rawValue: ENOTSOCK))) { try TCPInfoReader.read(fd: fds[0]) }
     }
 }

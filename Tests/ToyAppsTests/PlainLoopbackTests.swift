@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSupport
 import Testing
 import ToyProtocol
 @testable import ToyApps
@@ -136,10 +137,7 @@ struct PlainLoopbackTests {
         let (connected, sent, closedByServer) = try await onThread { () -> (Bool, Int, Bool) in
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
-            var sa = IPv4SocketAddress.parse("127.0.0.1", port: port)!.sockaddr
-            let rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            let rc = IPv4Endpoint("127.0.0.1", port: port)!.withSockaddr { connect(fd, $0, $1) }
             let garbage = [UInt8](repeating: 0xEE, count: 100)
             let n = send(fd, garbage, garbage.count, 0)
             // The server closes the hostile connection: recv sees end of stream (or a reset).
