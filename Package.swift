@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "Emulation",
             dependencies: [
-                "CShims", "CMnl",
+                "CShims", "CMnl", "LinuxSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "Capture",
             dependencies: [
-                "CPcap", "CShims",
+                "CPcap", "CShims", "LinuxSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "Lab",
             dependencies: [
-                "Analysis", "Capture", "Emulation", "IntNW", "CShims",
+                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -113,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "intnw-bench",
             dependencies: [
-                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "CShims",
+                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -123,12 +123,12 @@ let package = Package(
         .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
-        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),

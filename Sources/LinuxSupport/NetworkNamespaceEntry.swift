@@ -28,3 +28,56 @@ public enum NetworkNamespaceEntry {
         guard cshims_unshare_net() == 0 else { throw SystemCallError("unshare(CLONE_NEWNET)", Errno.last) }
     }
 }
+
+extension NetworkNamespaceEntry {
+    /// Where `run` puts its thread.
+    public enum Target: Sendable, Equatable {
+        /// Stay in the caller's namespace.
+        case current
+        /// A namespace by `ip netns` name or absolute path (see `path(of:)`).
+        case named(String)
+        /// A new, empty namespace that ends with the thread (and the sockets made there).
+        case new
+    }
+
+    /// Runs `body` on a new thread that first enters `target`, waits for it and returns its
+    /// result. The thread ends with `body`, taking its namespace with it; descriptors created
+    /// there (sockets, TUN devices) stay bound to that namespace and work from any thread.
+    /// Throws `SystemCallError` if the thread cannot be started or cannot enter `target`.
+    public static func run<T>(in target: Target, _ body: () throws -> T) throws -> T {
+        var result: Result<T, Error>!
+        try withoutActuallyEscaping(body) { escapable in
+            try runOnNewThread {
+                result = Result {
+                    switch target {
+                    case .current: break
+                    case .named(let ns): try enter(ns)
+                    case .new: try enterNew()
+                    }
+                    return try escapable()
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    private final class ThreadBody {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    /// Runs `body` on a new pthread and joins it.
+    private static func runOnNewThread(_ body: @escaping () -> Void) throws(SystemCallError) {
+        let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<ThreadBody>.fromOpaque(context).release()
+            throw SystemCallError("pthread_create", Errno(rawValue: rc))
+        }
+        pthread_join(thread, nil)
+    }
+}

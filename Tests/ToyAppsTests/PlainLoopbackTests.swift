@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LinuxSupport
+import SystemPackage
 import Testing
 import ToyProtocol
 @testable import ToyApps
@@ -144,8 +145,8 @@ struct PlainLoopbackTests {
             var b = [UInt8](repeating: 0, count: 16)
             var tv = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            let r = recv(fd, &b, 16, 0)
-            return (rc == 0, n, r == 0 || (r < 0 && errno == ECONNRESET))
+            let r = Syscall.retrying { recv(fd, &b, 16, 0) }
+            return (rc == 0, n, r == .success(0) || r == .failure(.connectionReset))
         }
         #expect(connected && sent == 100 && closedByServer)
         // A well-behaved client on the other connection is still answered.
