@@ -121,7 +121,8 @@ public final class ToyServer: @unchecked Sendable {
             if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
             lock.unlock()
         }
-        c.close()
+        // Count the error before closing: once the client sees the close it may stop the server,
+        // and an error judged after that would be taken for one our own shutdown caused.
         lock.lock()
         open[ObjectIdentifier(c)] = nil
         // Errors caused by our own shutdown are not the client's fault; a client that vanishes
@@ -132,6 +133,7 @@ public final class ToyServer: @unchecked Sendable {
         if serious { stats.connectionErrors += 1 }
         lock.unlock()
         if serious, let real { warn("connection from \(c.peerDescription) closed: \(real)") }
+        c.close()
         logConnection(c, event: "close", error: real)
     }
 
