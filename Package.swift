@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "intnw-bench",
             dependencies: [
-                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
+                "Lab", "SyntheticTraffic", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -126,6 +126,10 @@ let package = Package(
         .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",
                           swiftSettings: swiftSettings),
 
+        // Synthetic captures and whole synthetic runs (pcap + app logs) for the analyzer's tests and
+        // its benchmark; a fixture, kept out of the Analysis module.
+        .target(name: "SyntheticTraffic", dependencies: ["Analysis", "Capture", "DeterministicRandom", "IntNWWire", "ToyProtocol"],
+                path: "Tests/SyntheticTraffic", swiftSettings: swiftSettings),
         // Fixtures and helpers the test targets share (a seeded IntNW workload); not a product.
         .target(name: "TestSupport", dependencies: ["IntNW", "DeterministicRandom"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
@@ -133,7 +137,7 @@ let package = Package(
         .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "TestSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab", "LinuxSupport"], swiftSettings: swiftSettings),
