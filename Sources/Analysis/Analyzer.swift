@@ -33,6 +33,8 @@ public struct TrialInput: Sendable {
     public var metadata: RunMetadata?
     /// The run directory, when the trial came from one (app log paths are relative to it).
     public var directory: String?
+    /// The experiment variant (layout, policy...) the trial ran; trials are aggregated per variant.
+    public var variant: String?
 
     public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil, directory: String? = nil) {
         self.name = name
@@ -64,7 +66,8 @@ public struct TrialInput: Sendable {
     }
 }
 
-/// One FG request/reply exchange measured from the wire.
+/// One FG request/reply exchange measured from the wire, with the app's own view when its log
+/// has the request.
 public struct LatencySample: Sendable, Equatable {
     public var app: String
     public var sequence: UInt64
@@ -72,7 +75,39 @@ public struct LatencySample: Sendable, Equatable {
     public var requestNanoseconds: UInt64
     /// When the reply's last byte was available at the client, ns since the epoch.
     public var replyNanoseconds: UInt64
+    /// Wire latency.
     public var latencyNanoseconds: UInt64 { replyNanoseconds - requestNanoseconds }
+    /// App-perceived latency (its log: submit to whole reply), when logged.
+    public var appLatencyNanoseconds: UInt64?
+
+    public init(app: String, sequence: UInt64, requestNanoseconds: UInt64, replyNanoseconds: UInt64,
+                appLatencyNanoseconds: UInt64? = nil) {
+        self.app = app
+        self.sequence = sequence
+        self.requestNanoseconds = requestNanoseconds
+        self.replyNanoseconds = replyNanoseconds
+        self.appLatencyNanoseconds = appLatencyNanoseconds
+    }
+}
+
+/// One FG request as the app felt it (from its log): submitted at `sendNanoseconds`, whole reply
+/// at `receiveNanoseconds` (nil: never answered). `wireLatencyNanoseconds` is the same request
+/// measured on the wire, when the capture has it.
+public struct AppLatencySample: Sendable, Equatable {
+    public var app: String
+    public var sequence: UInt64
+    public var sendNanoseconds: UInt64
+    public var receiveNanoseconds: UInt64?
+    public var wireLatencyNanoseconds: UInt64?
+    public var latencyNanoseconds: UInt64? { receiveNanoseconds.map { $0 - sendNanoseconds } }
+
+    public init(app: String, sequence: UInt64, sendNanoseconds: UInt64, receiveNanoseconds: UInt64?, wireLatencyNanoseconds: UInt64?) {
+        self.app = app
+        self.sequence = sequence
+        self.sendNanoseconds = sendNanoseconds
+        self.receiveNanoseconds = receiveNanoseconds
+        self.wireLatencyNanoseconds = wireLatencyNanoseconds
+    }
 }
 
 /// Bytes per fixed-width time bin, bin 0 starting at the trial's origin.
@@ -103,7 +138,11 @@ public struct ThroughputSeries: Sendable, Equatable {
 /// Everything measured for one trial: the JSON part plus what goes into CSVs and plots.
 public struct TrialAnalysis: Sendable {
     public var result: TrialResult
+    /// FG latencies on the wire (with the app's figure where logged).
     public var latencies: [LatencySample]
+    /// FG requests as the apps logged them (answered or not), by app then submit time; empty for
+    /// apps without a readable log.
+    public var appLatencies: [AppLatencySample] = []
     public var series: [ThroughputSeries]
     public var warnings: [String]
 }
@@ -146,7 +185,7 @@ public enum Analyzer {
         }
         if origin == .max { origin = 0 }
 
-        let log = MessageLog()
+        let log = MessageLog(originNanoseconds: origin, binWidthNanoseconds: options.binWidthNanoseconds)
         let registry = IntNWSessionRegistry(log: log)
         var connections: [TCPConnection] = []
         var captureResults: [CaptureResult] = []
@@ -247,7 +286,9 @@ public enum Analyzer {
         }
         var result = built
         result.durationSeconds = Double(lastTime - origin) / 1e9
-        return TrialAnalysis(result: result, latencies: builder.latencies, series: builder.series, warnings: warnings)
+        result.variant = input.variant
+        return TrialAnalysis(result: result, latencies: builder.latencies, appLatencies: builder.appLatencies,
+                             series: builder.series, warnings: warnings)
     }
 
     static func forcedProtocol(_ key: ConnectionKey, _ meta: RunMetadata?) -> StreamProtocol? {
@@ -269,33 +310,37 @@ public enum Analyzer {
             })
     }
 
-    /// Means and 95% confidence intervals across trials, per app name.
+    /// Means and 95% confidence intervals across trials, per (experiment variant, app): trials of
+    /// different variants are never pooled. Every aggregated quantity is non-negative, so its
+    /// interval never reaches below zero (`Statistics.nonNegativeMeanWithCI`).
     static func aggregate(_ trials: [TrialResult]) -> AggregateResult {
-        var order: [String] = []
-        var byName: [String: [AppResult]] = [:]
+        struct Key: Hashable { var variant: String?; var app: String }
+        var order: [Key] = []
+        var byKey: [Key: [AppResult]] = [:]
         for t in trials {
             for a in t.apps {
-                if byName[a.name] == nil { order.append(a.name) }
-                byName[a.name, default: []].append(a)
+                let k = Key(variant: t.variant, app: a.name)
+                if byKey[k] == nil { order.append(k) }
+                byKey[k, default: []].append(a)
             }
         }
-        let apps = order.map { name -> AggregateApp in
-            let rs = byName[name]!
+        let ci = Statistics.nonNegativeMeanWithCI
+        let apps = order.map { key -> AggregateApp in
+            let rs = byKey[key]!
             let lat = rs.compactMap { $0.fg?.latencyMs }
             return AggregateApp(
-                name: name, role: rs[0].role, variant: rs[0].variant, trials: rs.count,
-                fgLatencyMeanMs: Statistics.meanWithCI(lat.map(\.meanMs)),
-                fgLatencyP50Ms: Statistics.meanWithCI(lat.map(\.p50Ms)),
-                fgLatencyP95Ms: Statistics.meanWithCI(lat.map(\.p95Ms)),
-                fgLatencyP99Ms: Statistics.meanWithCI(lat.map(\.p99Ms)),
-                totalBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.totalBytesPerSecond)),
-                uplinkBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.uplinkBytesPerSecond)),
-                downlinkBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.downlinkBytesPerSecond)))
+                name: key.app, experimentVariant: key.variant, role: rs[0].role, variant: rs[0].variant, trials: rs.count,
+                fgLatencyMeanMs: ci(lat.map(\.meanMs)),
+                fgLatencyP50Ms: ci(lat.map(\.p50Ms)),
+                fgLatencyP95Ms: ci(lat.map(\.p95Ms)),
+                fgLatencyP99Ms: ci(lat.map(\.p99Ms)),
+                totalBytesPerSecond: ci(rs.map(\.throughput.totalBytesPerSecond)),
+                uplinkBytesPerSecond: ci(rs.map(\.throughput.uplinkBytesPerSecond)),
+                downlinkBytesPerSecond: ci(rs.map(\.throughput.downlinkBytesPerSecond)))
         }
         return AggregateResult(
             trials: trials.count, apps: apps,
-            bgThroughputJain: Statistics.meanWithCI(trials.compactMap(\.fairness.bgThroughputJain)),
-            allAppsThroughputJain: Statistics.meanWithCI(trials.compactMap(\.fairness.allAppsThroughputJain)),
-            fgLatencyJain: Statistics.meanWithCI(trials.compactMap(\.fairness.fgLatencyJain)))
+            bgThroughputJain: ci(trials.compactMap(\.fairness.bgThroughputJain)),
+            fgLatencyJain: ci(trials.compactMap(\.fairness.fgLatencyJain)))
     }
 }

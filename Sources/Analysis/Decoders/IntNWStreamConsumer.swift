@@ -14,6 +14,10 @@ final class IROBTable {
         var reported = false
         var connection: Int
         var fromA: Bool
+        /// The app id of the toy header, once its 24 bytes are known.
+        var appID: UInt32?
+        /// DATA bytes seen before the header was known: booked to the app once it is.
+        var unbooked: [(connection: Int, fromA: Bool, bytes: UInt64, time: UInt64)] = []
 
         var headerBytesKnown: Int {
             guard let first = ranges.first, first.lowerBound == 0 else { return 0 }
@@ -62,8 +66,31 @@ final class IROBTable {
         irobs[id] = i
     }
 
-    /// IROBs already reported complete: later copies (re-sends on another network) are ignored.
+    /// IROBs already reported complete: later copies (re-sends on another network) are ignored
+    /// for message reassembly (their bytes are still booked to the app: they crossed the wire).
     private var completed = Set<UInt64>()
+    private var completedApp: [UInt64: UInt32] = [:]
+
+    /// Books DATA payload bytes of IROB `id`, first captured at `time` on `connection`, to the app
+    /// named by the IROB's toy header (held until the header is known).
+    func book(id: UInt64, bytes: UInt64, time: UInt64, connection: Int, fromA: Bool) {
+        guard bytes > 0 else { return }
+        if let app = completedApp[id] ?? irobs[id]?.appID {
+            log.bookAppBytes(connection: connection, fromA: fromA, appID: app, bytes: bytes, at: time)
+        } else if irobs[id] != nil {
+            irobs[id]!.unbooked.append((connection, fromA, bytes, time))
+        }
+    }
+
+    private func learnApp(_ i: inout IROB) {
+        guard i.appID == nil, i.headerBytesKnown == ToyWire.headerLength,
+              case .success(let h) = i.header.withUnsafeBytes({ ToyHeader.decodeResult($0) }) else { return }
+        i.appID = h.appID
+        for u in i.unbooked {
+            log.bookAppBytes(connection: u.connection, fromA: u.fromA, appID: h.appID, bytes: u.bytes, at: u.time)
+        }
+        i.unbooked = []
+    }
 
     func data(id: UInt64, offset: UInt64, length: Int, prefix: UnsafeRawBufferPointer, start: UInt64, end: UInt64,
               connection: Int, fromA: Bool) {
@@ -77,6 +104,7 @@ final class IROBTable {
             }
         }
         i.add(offset ..< offset + UInt64(max(length, 0)))
+        learnApp(&i)
         i.lastAvailableNanoseconds = max(i.lastAvailableNanoseconds, end)
         irobs[id] = i
         completeIfDone(id)
@@ -96,6 +124,7 @@ final class IROBTable {
         report(id, i, complete: true)
         irobs[id] = nil
         completed.insert(id)
+        if let app = i.appID { completedApp[id] = app }
     }
 
     private func report(_ id: UInt64, _ i: IROB, complete: Bool) {
@@ -173,6 +202,12 @@ final class IntNWStreamConsumer: StreamConsumer {
             case .data(let id, let o, let length, let prefix):
                 table.data(id: id, offset: o, length: length, prefix: prefix, start: start, end: availableNanoseconds,
                            connection: connection, fromA: fromA)
+                // The payload is the frame's last `length` bytes: booked to the app at the time
+                // each part of it was first captured.
+                let t = table
+                timeline.forEachPart(from: frameEnd - UInt64(length), to: frameEnd) { bytes, time in
+                    t.book(id: id, bytes: bytes, time: time, connection: connection, fromA: fromA)
+                }
             case .endIROB(let id, let total):
                 table.end(id: id, totalLength: total, at: availableNanoseconds, connection: connection, fromA: fromA)
             case .other(let name):
