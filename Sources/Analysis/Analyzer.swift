@@ -225,12 +225,15 @@ public enum Analyzer {
                 })
             var first = UInt64.max, last: UInt64 = 0
             var packets = 0, tcp = 0, notIPv4 = 0, notTCP = 0, frag = 0, malformed = 0, unsupported = false
+            var snapped = 0, snapLength = 0
             do {
                 let reader = try PcapFileReader(path: c.path)
                 let link = reader.linkType
+                snapLength = reader.snapLength
                 cr.linkType = link.description
                 let summary = try reader.forEachPacket(allowTruncation: true) { p in
                     packets += 1
+                    if p.capturedLength < p.originalLength { snapped += 1 }
                     let t = p.timestampNanoseconds
                     if t < first { first = t }
                     if t > last { last = t }
@@ -269,6 +272,11 @@ public enum Analyzer {
             cr.skippedFragments = frag
             cr.skippedMalformed = malformed
             if packets == 0 { warnings.append("\(cr.file) holds no packets") }
+            if snapped > 0 {
+                cr.snapLength = snapLength
+                cr.snappedPackets = snapped
+                warnings.append("\(cr.file): \(snapped) packets were cut by the capture's snap length (\(snapLength) bytes); the bytes cut off count as present at their packet's time, their contents unknown")
+            }
             if malformed > 0 { warnings.append("\(cr.file): \(malformed) malformed packets skipped") }
             lastTime = max(lastTime, last)
             captureSpans.append(first <= last ? (first, last) : (origin, origin))

@@ -114,3 +114,81 @@ import ToyProtocol
         #expect(bad.first?.contains("uplink, bin 1") == true)
     }
 }
+
+/// Bytes cut off by the snap length crossed the wire: present at their packet's time.
+@Suite final class SnaplenTests {
+    let dir = tempDir("snaplen")
+    deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// 96-byte snap length (56 payload bytes per packet); nobody ACKs until the end. The old
+    /// reassembler made every cut tail a hole that closed only at the ACK: latencies of seconds,
+    /// BG bytes lost.
+    @Test func snappedBytesArePresentAtTheirPacketsTime() throws {
+        let path = dir + "/snapped.pcap"
+        let cap = try SyntheticCapture(path: path, snapLength: 96)
+        let fg = SyntheticFlow(capture: cap, client: (clientIP, 40030), server: (serverIP, 7030))
+        let bg = SyntheticFlow(capture: cap, client: (clientIP, 40031), server: (serverIP, 8030))
+        fg.handshake(at: t0)
+        bg.handshake(at: t0)
+        var t = t0 + 10 * ms
+        for seq in 0 ..< 5 {
+            _ = bg.send(fromClient: true, bytes: toy(.bgChunk, app: 2, seq: UInt64(seq), payload: 20_000 - 24), at: t, gapNanoseconds: ms)
+            _ = fg.send(fromClient: true, bytes: toy(.fgRequest, app: 1, seq: UInt64(seq), payload: 104), at: t + 5 * ms)
+            _ = fg.send(fromClient: false, bytes: toy(.fgReply, app: 1, seq: UInt64(seq), payload: 100), at: t + 105 * ms)
+            t += 400 * ms
+        }
+        fg.ack(fromClient: true, at: t + 1000 * ms)
+        fg.ack(fromClient: false, at: t + 1000 * ms)
+        bg.ack(fromClient: false, at: t + 1000 * ms)
+        try cap.close()
+        let meta = RunMetadata(apps: [.init(name: "fg", role: .fg, variant: .plain, appId: 1, serverPorts: [7030]),
+                                      .init(name: "bg", role: .bg, variant: .plain, appId: 2, serverPorts: [8030])])
+        let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "wifi0")], metadata: meta))
+        let f = try #require(a.result.apps.first { $0.name == "fg" })
+        let b = try #require(a.result.apps.first { $0.name == "bg" })
+        #expect(f.fg?.replies == 5)
+        #expect(f.fg?.latencyMs?.maxMs == 100, "reply's last byte at its packet's time, not at the late ACK")
+        #expect(f.fg?.latencyMs?.minMs == 100)
+        #expect(b.throughput.uplinkBytes == 5 * 20_000, "snapped BG bytes still crossed the wire")
+        #expect(a.result.connections.allSatisfy { $0.uplink.gaps == 0 && $0.downlink.gaps == 0 })
+        #expect(a.result.accountingViolations == 0)
+        let snapWarnings = a.warnings.filter { $0.contains("snap length") }
+        #expect(snapWarnings.count == 1, "warned once per capture: \(a.warnings)")
+        #expect(snapWarnings.first?.contains("96 bytes") == true)
+        #expect(a.result.captures.first?.snapLength == 96)
+    }
+
+    /// IntNW: a DATA payload cut off by the snap length is stepped over and still booked.
+    @Test func snappedIntNWDataPayloadIsSteppedOver() throws {
+        let path = dir + "/snapped-intnw.pcap"
+        // Segments of at most 1448 bytes, snap length enough for every frame header here: one
+        // IROB per segment-aligned message keeps headers at segment starts.
+        let cap = try SyntheticCapture(path: path, snapLength: 40 + 200)
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40032), server: (serverIP, 5132))
+        var rng = SplitMix(seed: 3)
+        let framing = WireFraming(intnw: true, rng: &rng)
+        f.handshake(at: t0)
+        var t = t0 + 5 * ms
+        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+        var sent = 0
+        for k in 0 ..< 3 {
+            // BEGIN_IROB + DATA header + 24-byte toy header fit in the first 200 bytes.
+            let m = framing.wrap(toy(.bgChunk, app: 2, seq: UInt64(k), payload: 5000 - 24), fromClient: true, background: true)
+            t = f.send(fromClient: true, bytes: m, at: t, gapNanoseconds: ms) + ms
+            sent += 5000
+        }
+        try cap.close()
+        let meta = RunMetadata(apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5132])])
+        let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "cell0")], metadata: meta))
+        let b = try #require(a.result.apps.first { $0.name == "bg" })
+        // Each message is 4 segments (1448, 1448, 1448, ~716 bytes); the DATA payload cut off in
+        // the first three is stepped over and booked. The END_IROB at the tail of the 4th segment
+        // was cut off: IntNW framing is lost there and decoding stops, after the first chunk.
+        #expect(sent == 15_000)
+        #expect(b.throughput.uplinkBytes == 5000)
+        let c = try #require(a.result.connections.first)
+        #expect(c.framingErrors == 1 && c.firstFramingError?.contains("snap length") == true, "\(String(describing: c.firstFramingError))")
+        #expect(c.uplink.truncatedBytes > 10_000)
+        #expect(a.result.accountingViolations == 0)
+    }
+}

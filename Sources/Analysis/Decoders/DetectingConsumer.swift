@@ -82,6 +82,14 @@ final class DetectingConsumer: StreamConsumer {
         inner?.gap(length: length, offset: offset, availableNanoseconds: availableNanoseconds)
     }
 
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        if chosen == nil {
+            decide(final: true)
+            replay()
+        }
+        inner?.truncated(length: length, offset: offset, firstSeenNanoseconds: firstSeenNanoseconds, availableNanoseconds: availableNanoseconds)
+    }
+
     func finish(atNanoseconds: UInt64) {
         if chosen == nil {
             if heldBytes.isEmpty { chosen = .unknown } else { decide(final: true); replay() }

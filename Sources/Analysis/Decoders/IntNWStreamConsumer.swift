@@ -184,10 +184,22 @@ final class IntNWStreamConsumer: StreamConsumer {
     func consume(_ bytes: UnsafeRawBufferPointer, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
         guard !failed else { return }
         timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        run(firstSeenNanoseconds, availableNanoseconds) { handler in parser.consume(bytes, handler) }
+    }
+
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        guard !failed else { return }
+        // Present on the wire, contents unknown: DATA payload is stepped over (and booked).
+        timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        run(firstSeenNanoseconds, availableNanoseconds) { handler in parser.skip(Int(length), handler) }
+    }
+
+    private func run(_ firstSeenNanoseconds: UInt64, _ availableNanoseconds: UInt64,
+                     _ feed: ((IntNWWireEvent, UInt64, UInt64) -> Void) -> String?) {
         // Chunk times are kept back to the start of the frame in progress: prune only past frames
         // that completed.
         var lastEnd: UInt64?
-        let error = parser.consume(bytes) { event, frameStart, frameEnd in
+        let error = feed { event, frameStart, frameEnd in
             frames += 1
             lastEnd = frameEnd
             let start = timeline.firstSeen(at: frameStart) ?? firstSeenNanoseconds

@@ -54,6 +54,15 @@ final class ToyStreamConsumer: StreamConsumer {
         }
     }
 
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        // Present on the wire (booked with the message), contents unknown.
+        timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        lastAvailable = availableNanoseconds
+        streamEnd = offset + length
+        decoder.skipGap(length) { event in handle(event, now: availableNanoseconds) }
+        timeline.prune(before: current?.startOffset ?? (decoder.offset >= 24 ? decoder.offset - 24 : 0))
+    }
+
     func gap(length: UInt64, offset: UInt64, availableNanoseconds: UInt64) {
         timeline.recordAbsent(offset: offset)
         streamEnd = offset + length

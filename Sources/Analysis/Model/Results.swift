@@ -48,6 +48,9 @@ public struct CaptureResult: Codable, Sendable {
     public var skippedMalformed: Int
     /// libpcap's description when the file ends inside a packet record.
     public var truncation: String?
+    /// Packets shorter than on the wire (cut by the snap length), and the snap length; nil when none.
+    public var snappedPackets: Int?
+    public var snapLength: Int?
     /// Set when the file could not be read at all.
     public var error: String?
     /// From `<file>.stats.json` when the capture wrote one.
