@@ -140,4 +140,20 @@ import Testing
         #expect(value("multiapp.fg-alone.bg_bytes_per_s") == nil)
         #expect(value("multiapp.one-multisocket.fg_p95_ms") == nil, "no trial, no metric")
     }
+
+    @Test func comparativeFiguresShowEveryVariant() throws {
+        let dir = NSTemporaryDirectory() + "multiapp-plots-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var outcomes = [Self.alone]
+        var lost = Self.good
+        lost[3] = nil
+        for l in MultiappExperiment.Layout.allCases { outcomes.append(Self.outcome(l.rawValue, fgMs: l == .oneMultisocket ? lost : Self.good)) }
+        let files = try e.experimentPlots(outcomes, directory: dir)
+        #expect(files == ["plots/multiapp_fg_latency_all.svg", "plots/multiapp_bg_throughput_all.svg"])
+        let fg = try String(contentsOfFile: "\(dir)/\(files[0])", encoding: .utf8)
+        for v in ["two-apps", "two-multisockets", "one-multisocket", "fg-alone"] { #expect(fg.contains(v), "\(v) missing") }
+        #expect(fg.contains("app-perceived"))
+        let bg = try String(contentsOfFile: "\(dir)/\(files[1])", encoding: .utf8)
+        #expect(bg.contains("log") && !bg.contains("fg-alone"))
+    }
 }

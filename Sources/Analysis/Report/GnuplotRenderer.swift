@@ -41,9 +41,10 @@ public struct GnuplotRenderer: PlotRenderer {
         if spec.integerX { s += "set xtics 1\n" }
         let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
         if let r = spec.xRange { s += "set xrange [\(r.lowerBound):\(r.upperBound)]\n" }
+        if spec.logY { s += "set logscale y\n" }
         if let r = spec.yRange {
             s += "set yrange [\(r.lowerBound):\(r.upperBound)]\n"
-        } else if (allY.filter(\.isFinite).min() ?? 0) >= 0 {
+        } else if !spec.logY && (allY.filter(\.isFinite).min() ?? 0) >= 0 {
             s += "set yrange [0:*]\n"
         }
         s += "set autoscale xfix\nset offsets 0, 0, graph 0.05, 0\n"
@@ -55,7 +56,7 @@ public struct GnuplotRenderer: PlotRenderer {
                 if errors {
                     s += "\(num(series.x[k])) \(num(series.y[k])) \(num(series.yLow![k])) \(num(series.yHigh![k]))\n"
                 } else {
-                    s += "\(num(series.x[k])) \(num(series.y[k]))\n"
+                    s += "\(num(series.x[k])) \(spec.logY && !(series.y[k] > 0) ? "NaN" : num(series.y[k]))\n"
                 }
             }
             s += "EOD\n"

@@ -222,6 +222,48 @@ public struct MultiappExperiment: Experiment {
         return Verdict(held: held, lines: lines)
     }
 
+    /// The figures a paper would print, every variant on one plot: FG latency over time as the app
+    /// felt it (trial 1 of each variant; unanswered requests drawn at the top of the axis), and BG
+    /// throughput over time (1 s bins of the BG app's bytes on the wire) on a log axis, so
+    /// starved and healthy BG both show.
+    public func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String] {
+        let variants = Layout.allCases.map(\.rawValue) + [Self.fgAlone]
+        var fgSeries: [PlotSeries] = [], bgSeries: [PlotSeries] = []
+        var top = 0.0
+        for v in variants {
+            guard let o = outcomes.filter({ $0.plan.variant == v }).sorted(by: { $0.plan.trial < $1.plan.trial }).first,
+                  let f = o.analysis.flatMap(Self.figures) else { continue }
+            top = max(top, f.fgMs.filter(\.isFinite).max() ?? 0)
+            fgSeries.append(PlotSeries(name: "\(v) (trial \(o.plan.trial))", x: f.fgSendSeconds, y: f.fgMs, style: .linePoints))
+            if v != Self.fgAlone {
+                let perSecond = stride(from: 0.0, to: Double(f.bgUplinkBins.count) * f.binSeconds, by: 1).map {
+                    (x: $0, y: (f.rate(f.bgUplinkBins, from: $0, to: $0 + 1) ?? 0) / 1000)
+                }
+                bgSeries.append(PlotSeries(name: "\(v) (trial \(o.plan.trial))", x: perSecond.map(\.x), y: perSecond.map(\.y), style: .steps))
+            }
+        }
+        guard !fgSeries.isEmpty else { return [] }
+        // Unanswered requests at the top of the axis instead of dropped.
+        let ceiling = max(top * 1.1, 1)
+        fgSeries = fgSeries.map { s in PlotSeries(name: s.name, x: s.x, y: s.y.map { $0.isFinite ? $0 : ceiling }, style: s.style) }
+        try FileManager.default.createDirectory(atPath: "\(directory)/plots", withIntermediateDirectories: true)
+        let renderer = PlotRenderers.best()
+        var fg = PlotSpec(title: "FG latency over time, app-perceived (its log: submit to reply), every variant",
+                          xLabel: "time since capture start (s)", yLabel: "FG request latency, app-perceived (ms)", series: fgSeries)
+        fg.logY = top > 0 && top / max(fgSeries.flatMap(\.y).filter { $0 > 0 }.min() ?? top, 1) > 20
+        var files: [String] = []
+        try renderer.renderSVG(fg, to: "\(directory)/plots/multiapp_fg_latency_all.svg")
+        files.append("plots/multiapp_fg_latency_all.svg")
+        if !bgSeries.isEmpty {
+            var bg = PlotSpec(title: "BG throughput over time (its bytes on the wire, 1 s bins), every variant, log axis",
+                              xLabel: "time since capture start (s)", yLabel: "BG uplink (kB/s, log scale)", series: bgSeries)
+            bg.logY = true
+            try renderer.renderSVG(bg, to: "\(directory)/plots/multiapp_bg_throughput_all.svg")
+            files.append("plots/multiapp_bg_throughput_all.svg")
+        }
+        return files
+    }
+
     /// Per variant, pooled over its trials: app-perceived FG p95 (requests after the first; the
     /// unanswered ones are counted by `fg_answered`), wire FG p50, BG rate on the wire while FG runs,
     /// FG requests answered per trial.
@@ -232,22 +274,30 @@ public struct MultiappExperiment: Experiment {
             guard !figs.isEmpty else { continue }
             let app = figs.flatMap { $0.fgMs.dropFirst().filter(\.isFinite) }
             let wire = figs.flatMap { $0.fgWireMs.compactMap { $0 } }
-            let answered = Double(figs.map { $0.fgMs.filter(\.isFinite).count }.reduce(0, +)) / Double(figs.count)
-            out.append(KeyMetric(name: "multiapp.\(variant).fg_answered", value: answered, unit: "requests", better: .higher))
+            let perTrial = figs.map { Double($0.fgMs.filter(\.isFinite).count) }
+            out.append(KeyMetric(name: "multiapp.\(variant).fg_answered", value: perTrial.reduce(0, +) / Double(figs.count),
+                                 unit: "requests", better: .higher, samples: perTrial))
             if let p95 = app.percentile(0.95) {
-                out.append(KeyMetric(name: "multiapp.\(variant).fg_p95_ms", value: p95, unit: "ms", better: .lower))
+                out.append(KeyMetric(name: "multiapp.\(variant).fg_p95_ms", value: p95, unit: "ms", better: .lower, samples: app))
             }
             if let p50 = wire.percentile(0.5) {
-                out.append(KeyMetric(name: "multiapp.\(variant).fg_wire_p50_ms", value: p50, unit: "ms", better: .lower))
+                out.append(KeyMetric(name: "multiapp.\(variant).fg_wire_p50_ms", value: p50, unit: "ms", better: .lower, samples: wire))
             }
             guard variant != Self.fgAlone else { continue }
-            let rates = figs.compactMap { f -> Double? in
-                guard let s = f.fgSendSeconds.first, let e = f.fgSendSeconds.last else { return nil }
-                return f.rate(f.bgUplinkBins, from: s, to: e + 1)
+            var rates: [Double] = [], seconds: [Double] = []
+            for f in figs {
+                guard let s = f.fgSendSeconds.first, let e = f.fgSendSeconds.last, let r = f.rate(f.bgUplinkBins, from: s, to: e + 1) else { continue }
+                rates.append(r)
+                // Per-second rates while FG runs: the samples the comparison uses.
+                var t = s
+                while t + 1 <= e + 1 {
+                    if let x = f.rate(f.bgUplinkBins, from: t, to: t + 1) { seconds.append(x) }
+                    t += 1
+                }
             }
             if !rates.isEmpty {
                 out.append(KeyMetric(name: "multiapp.\(variant).bg_bytes_per_s", value: rates.reduce(0, +) / Double(rates.count),
-                                     unit: "B/s", better: .higher))
+                                     unit: "B/s", better: .higher, samples: seconds))
             }
         }
         return out
