@@ -90,6 +90,16 @@ public struct LatencySample: Sendable, Equatable {
     }
 }
 
+/// DATA payload bytes of one IROB on one connection direction.
+public struct IROBBytes: Sendable, Equatable {
+    /// `ConnectionResult.id`.
+    public var connection: Int
+    /// Client → server.
+    public var uplink: Bool
+    public var irob: UInt64
+    public var bytes: UInt64
+}
+
 /// One FG request as the app felt it (from its log): submitted at `sendNanoseconds`, whole reply
 /// at `receiveNanoseconds` (nil: never answered). `wireLatencyNanoseconds` is the same request
 /// measured on the wire, when the capture has it.
@@ -140,11 +150,23 @@ public struct TrialAnalysis: Sendable {
     public var result: TrialResult
     /// FG latencies on the wire (with the app's figure where logged).
     public var latencies: [LatencySample]
+    /// IntNW DATA payload bytes per IROB and connection direction (for cross-checks with other decoders).
+    public var irobBytes: [IROBBytes] = []
     /// FG requests as the apps logged them (answered or not), by app then submit time; empty for
     /// apps without a readable log.
     public var appLatencies: [AppLatencySample] = []
     public var series: [ThroughputSeries]
     public var warnings: [String]
+
+    public init(result: TrialResult, latencies: [LatencySample], appLatencies: [AppLatencySample] = [],
+                irobBytes: [IROBBytes] = [], series: [ThroughputSeries], warnings: [String]) {
+        self.result = result
+        self.latencies = latencies
+        self.appLatencies = appLatencies
+        self.irobBytes = irobBytes
+        self.series = series
+        self.warnings = warnings
+    }
 }
 
 /// Turns captures into results. Single pass over each pcap; memory grows with the number of
@@ -296,7 +318,7 @@ public enum Analyzer {
         result.durationSeconds = Double(lastTime - origin) / 1e9
         result.variant = input.variant
         return TrialAnalysis(result: result, latencies: builder.latencies, appLatencies: builder.appLatencies,
-                             series: builder.series, warnings: warnings)
+                             irobBytes: builder.irobBytes, series: builder.series, warnings: warnings)
     }
 
     static func forcedProtocol(_ key: ConnectionKey, _ meta: RunMetadata?) -> StreamProtocol? {

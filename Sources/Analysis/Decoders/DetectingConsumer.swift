@@ -28,6 +28,7 @@ final class DetectingConsumer: StreamConsumer {
     /// Toy messages decoded, when the stream was toy.
     var toyMessages: Int { (inner as? ToyStreamConsumer)?.messages ?? 0 }
     var intnwFrames: Int { (inner as? IntNWStreamConsumer)?.frames ?? 0 }
+    var intnwFramesByType: [String: Int]? { (inner as? IntNWStreamConsumer)?.framesByType }
 
     private func choose(_ p: StreamProtocol) {
         chosen = p

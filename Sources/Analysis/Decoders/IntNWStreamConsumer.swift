@@ -167,6 +167,8 @@ final class IntNWStreamConsumer: StreamConsumer {
     private var ownTable: IROBTable
     private(set) var frames = 0
     private(set) var otherFrames: [String: Int] = [:]
+    /// Frames decoded, by type name (HELLO, BEGIN_IROB, DATA, END_IROB, ACK, ...).
+    private(set) var framesByType: [String: Int] = [:]
 
     init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool) {
         self.parser = parser
@@ -205,13 +207,17 @@ final class IntNWStreamConsumer: StreamConsumer {
             let start = timeline.firstSeen(at: frameStart) ?? firstSeenNanoseconds
             switch event {
             case .hello(let high, let low, let client):
+                framesByType["HELLO", default: 0] += 1
                 if sessionTable == nil {
                     sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client)
                     fromClient = client
                 }
             case .beginIROB(let id, let fg, let length):
+                framesByType["BEGIN_IROB", default: 0] += 1
                 table.begin(id: id, foreground: fg, length: length, start: start, connection: connection, fromA: fromA)
             case .data(let id, let o, let length, let prefix):
+                framesByType["DATA", default: 0] += 1
+                log.bookIROBBytes(connection: connection, fromA: fromA, irob: id, bytes: UInt64(length))
                 table.data(id: id, offset: o, length: length, prefix: prefix, start: start, end: availableNanoseconds,
                            connection: connection, fromA: fromA)
                 // The payload is the frame's last `length` bytes: booked to the app at the time
@@ -221,9 +227,11 @@ final class IntNWStreamConsumer: StreamConsumer {
                     t.book(id: id, bytes: bytes, time: time, connection: connection, fromA: fromA)
                 }
             case .endIROB(let id, let total):
+                framesByType["END_IROB", default: 0] += 1
                 table.end(id: id, totalLength: total, at: availableNanoseconds, connection: connection, fromA: fromA)
             case .other(let name):
                 otherFrames[name, default: 0] += 1
+                framesByType[name, default: 0] += 1
             }
         }
         if let e = lastEnd { timeline.prune(before: e) }

@@ -57,6 +57,18 @@ public final class MessageLog {
         self.binWidthNanoseconds = max(binWidthNanoseconds, 1)
     }
 
+    /// DATA payload bytes per IROB as seen on each connection direction (cross-checks).
+    public struct IROBBytesKey: Hashable, Sendable {
+        public var connection: Int
+        public var fromA: Bool
+        public var irob: UInt64
+    }
+    public private(set) var irobBytes: [IROBBytesKey: UInt64] = [:]
+
+    public func bookIROBBytes(connection: Int, fromA: Bool, irob: UInt64, bytes: UInt64) {
+        irobBytes[IROBBytesKey(connection: connection, fromA: fromA, irob: irob), default: 0] += bytes
+    }
+
     /// Books `bytes` of app `appID`'s payload on a connection direction at capture time `time`.
     public func bookAppBytes(connection: Int, fromA: Bool, appID: UInt32, bytes: UInt64, at time: UInt64) {
         guard bytes > 0 else { return }

@@ -13,6 +13,7 @@ struct TrialBuilder {
     private(set) var warnings: [String] = []
     private(set) var latencies: [LatencySample] = []
     private(set) var appLatencies: [AppLatencySample] = []
+    private(set) var irobBytes: [IROBBytes] = []
     private(set) var series: [ThroughputSeries] = []
     /// Where relative app log paths are resolved (the run directory), if known.
     var runDirectory: String?
@@ -114,7 +115,9 @@ struct TrialBuilder {
                 app: appsOfConn[c.id].map { $0.map { apps[$0].name }.joined(separator: "+") }, protocol: proto, uplink: up, downlink: down,
                 messagesUp: recs.filter { isUplink(c.id, fromA: $0.fromA) }.count,
                 messagesDown: recs.filter { !isUplink(c.id, fromA: $0.fromA) }.count,
-                framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id]))
+                framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id],
+                intnwFramesUp: proto == .intnw ? ((aIsClient ? c.consumerA : c.consumerB)?.intnwFramesByType ?? [:]) : nil,
+                intnwFramesDown: proto == .intnw ? ((aIsClient ? c.consumerB : c.consumerA)?.intnwFramesByType ?? [:]) : nil))
             if up.gapBytes + down.gapBytes > 0 {
                 warnings.append("connection \(clientEP) → \(serverEP) on \(captures[c.capture].interface): the capture missed \(up.gapBytes + down.gapBytes) bytes in \(up.gaps + down.gaps) holes")
             }
@@ -276,6 +279,9 @@ struct TrialBuilder {
             _ = ai
         }
         latencies.sort { ($0.app, $0.requestNanoseconds) < ($1.app, $1.requestNanoseconds) }
+        irobBytes = log.irobBytes.map { k, v in
+            IROBBytes(connection: k.connection, uplink: isUplink(k.connection, fromA: k.fromA), irob: k.irob, bytes: v)
+        }.sorted { ($0.connection, $0.uplink ? 0 : 1, $0.irob) < ($1.connection, $1.uplink ? 0 : 1, $1.irob) }
 
         // 5. Interfaces: every payload byte captured there, retransmissions included.
         var accountingViolations = 0

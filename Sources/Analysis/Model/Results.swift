@@ -76,6 +76,9 @@ public struct ConnectionResult: Codable, Sendable {
     public var messagesDown: Int
     public var framingErrors: Int
     public var firstFramingError: String?
+    /// IntNW connections: frames decoded per direction, by type name (HELLO, BEGIN_IROB, DATA, ...).
+    public var intnwFramesUp: [String: Int]?
+    public var intnwFramesDown: [String: Int]?
 }
 
 public struct AppResult: Codable, Sendable {
