@@ -4,6 +4,7 @@ import Foundation
 
 extension TraceStyle: ExpressibleByArgument {}
 extension LinkKind: ExpressibleByArgument {}
+extension VnperfImport.Carrier: ExpressibleByArgument {}
 
 /// `intnw-lab trace ...`: check, summarise, generate and import link traces.
 struct TraceCommand: ParsableCommand {
@@ -155,6 +156,7 @@ extension TraceCommand {
     enum ImportFormat: String, CaseIterable, ExpressibleByArgument {
         case mahimahi
         case hsdpa
+        case vnperf
     }
 
     struct Import: ParsableCommand {
@@ -170,15 +172,17 @@ extension TraceCommand {
                 received in the ms interval). Each line becomes a slice of 'ms' milliseconds at bytes/ms*1000 \
                 bytes/s downlink; the uplink is --up-fraction times that (the logs measure only the downlink).
                   intnw-lab trace import --format hsdpa bus-commute.log --rtt-ms 200
+                vnperf: a drive CSV (header vehiclespeed,latitude,longitude,verizon,sprint,xfinitywifi; one                 row per second; RTTs in ms). Both links come from it: WiFi = xfinitywifi, cellular = --carrier                 (verizon or sprint). Outage rule, per second and link: -1 (no measurement) or an RTT of at                 least --queued-ms (default 1000 ms: a probe queued while out of reach and delivered late)                 makes the second unusable; WiFi is then out of range (0 B/s), cellular gets 0 B/s (the                 shaper's 1 kB/s floor) and its last usable RTT. Usable seconds keep the measured RTT. The CSV                 has no bandwidth: WiFi bandwidth is MODELLED as constant --wifi-down-Bps/--wifi-up-Bps                 (default 700000/350000 bytes/s) while usable; cellular capacity is MEASURED from Mahimahi                 files (--cellular-capacity UP,DOWN, looped from their start) or constant                 (--cellular-down-Bps/--cellular-up-Bps). The file header says which numbers are measured.
+                  intnw-lab trace import --format vnperf drive.csv --cellular-capacity evdo.up,evdo.down
                 The imported rates drive --link (default cellular; WiFi is then absent). With --link wifi, \
                 the cellular link is constant (--cellular-down-Bps, --cellular-up-Bps, --cellular-rtt-ms). \
-                Neither format carries an RTT: --rtt-ms is required. Rates are rounded to whole bytes/s.
+                Neither mahimahi nor hsdpa carries an RTT: --rtt-ms is required for them. Rates are rounded                 to whole bytes/s.
                 """)
 
         @Option(help: "Input format.")
         var format: ImportFormat
 
-        @Argument(help: "hsdpa: the log file.")
+        @Argument(help: "hsdpa: the log file; vnperf: the drive CSV.")
         var input: String?
 
         @Option(help: "mahimahi: uplink (client to server) delivery-opportunity file.")
@@ -199,13 +203,28 @@ extension TraceCommand {
         @Option(help: "Link the imported rates drive.")
         var link: LinkKind = .cellular
 
-        @Option(name: .customLong("rtt-ms"), help: "Round-trip time of that link, milliseconds.")
-        var rttMilliseconds: Double
+        @Option(name: .customLong("rtt-ms"), help: "mahimahi/hsdpa: round-trip time of that link, milliseconds (required).")
+        var rttMilliseconds: Double?
 
-        @Option(name: .customLong("cellular-down-Bps"), help: "With --link wifi: cellular downlink, bytes/s.")
+        @Option(help: "vnperf: the cellular carrier column.")
+        var carrier: VnperfImport.Carrier = .verizon
+
+        @Option(name: .customLong("queued-ms"), help: "vnperf: an RTT at or above this (ms) is a queued probe = an outage second.")
+        var queuedMilliseconds: Double = VnperfImport.defaultQueuedMilliseconds
+
+        @Option(name: .customLong("wifi-down-Bps"), help: "vnperf: modelled WiFi downlink while usable, bytes/s.")
+        var wifiDownBytesPerSecond: Double = VnperfImport.defaultWiFiDown
+
+        @Option(name: .customLong("wifi-up-Bps"), help: "vnperf: modelled WiFi uplink while usable, bytes/s.")
+        var wifiUpBytesPerSecond: Double = VnperfImport.defaultWiFiUp
+
+        @Option(name: .customLong("cellular-capacity"), help: "vnperf: Mahimahi files UP,DOWN giving the cellular capacity per second.")
+        var cellularCapacity: String?
+
+        @Option(name: .customLong("cellular-down-Bps"), help: "With --link wifi, or vnperf without --cellular-capacity: cellular downlink, bytes/s.")
         var cellularDownBytesPerSecond: Double = TraceGenerator.labCellular.downBytesPerSecond
 
-        @Option(name: .customLong("cellular-up-Bps"), help: "With --link wifi: cellular uplink, bytes/s.")
+        @Option(name: .customLong("cellular-up-Bps"), help: "With --link wifi, or vnperf without --cellular-capacity: cellular uplink, bytes/s.")
         var cellularUpBytesPerSecond: Double = TraceGenerator.labCellular.upBytesPerSecond
 
         @Option(name: .customLong("cellular-rtt-ms"), help: "With --link wifi: cellular RTT, milliseconds.")
@@ -226,7 +245,8 @@ extension TraceCommand {
                     throw ValidationError("\(name) must be from 0 to \(TraceCommand.seconds(TraceLimits.maxRTTMilliseconds)) ms")
                 }
             }
-            try rtt(rttMilliseconds, "--rtt-ms")
+            if let rttMilliseconds { try rtt(rttMilliseconds, "--rtt-ms") }
+            if format != .vnperf && rttMilliseconds == nil { throw ValidationError("\(format.rawValue) needs --rtt-ms (the format carries no RTT)") }
             try rtt(cellularRTTMilliseconds, "--cellular-rtt-ms")
             try rate(uplinkBytesPerSecond, "--uplink-Bps")
             try rate(downlinkBytesPerSecond, "--downlink-Bps")
@@ -243,6 +263,14 @@ extension TraceCommand {
                 if (downlink == nil) == (downlinkBytesPerSecond == nil) {
                     throw ValidationError("give exactly one of --downlink FILE and --downlink-Bps RATE")
                 }
+            case .vnperf:
+                if input == nil { throw ValidationError("vnperf needs the drive CSV as an argument") }
+                if rttMilliseconds != nil || uplink != nil || downlink != nil || uplinkBytesPerSecond != nil || downlinkBytesPerSecond != nil || upFraction != nil || link != .cellular {
+                    throw ValidationError("vnperf takes the RTTs from the CSV: --rtt-ms/--uplink/--downlink/--uplink-Bps/--downlink-Bps/--up-fraction/--link do not apply")
+                }
+                if let c = cellularCapacity, c.split(separator: ",", omittingEmptySubsequences: false).count != 2 || c.hasPrefix(",") || c.hasSuffix(",") {
+                    throw ValidationError("--cellular-capacity must be UP,DOWN (two Mahimahi files separated by a comma)")
+                }
             case .hsdpa:
                 if input == nil { throw ValidationError("hsdpa needs the log file as an argument") }
                 if uplink != nil || downlink != nil || uplinkBytesPerSecond != nil || downlinkBytesPerSecond != nil {
@@ -257,6 +285,30 @@ extension TraceCommand {
         func run() throws {
             let cellular = LinkConditions(downBytesPerSecond: cellularDownBytesPerSecond, upBytesPerSecond: cellularUpBytesPerSecond,
                                           rttMilliseconds: cellularRTTMilliseconds)
+            if format == .vnperf {
+                var o = VnperfImport.Options()
+                o.carrier = carrier
+                o.queuedMilliseconds = queuedMilliseconds
+                o.wifiDownBytesPerSecond = wifiDownBytesPerSecond
+                o.wifiUpBytesPerSecond = wifiUpBytesPerSecond
+                o.cellularDownBytesPerSecond = cellularDownBytesPerSecond
+                o.cellularUpBytesPerSecond = cellularUpBytesPerSecond
+                if let c = cellularCapacity {
+                    let parts = c.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                    o.cellularCapacity = (parts[0], parts[1])
+                }
+                let result: (trace: Trace, comments: [String])
+                do {
+                    result = try VnperfImport.trace(csv: input ?? "", options: o)
+                } catch {
+                    TraceCommand.complain("\(error)")
+                    throw ExitCode.failure
+                }
+                try TraceCommand.emit(TraceWriter.text(of: result.trace, comments: result.comments), output: output,
+                                      summary: TraceCommand.summary(result.trace))
+                return
+            }
+            let rttMilliseconds = self.rttMilliseconds ?? 0
             let mapping = TraceImport.Mapping(link: link, rttMilliseconds: rttMilliseconds, otherCellular: cellular)
             let trace: Trace
             do {
@@ -267,6 +319,8 @@ extension TraceCommand {
                     }
                     trace = try TraceImport.mahimahi(uplink: source(uplink, uplinkBytesPerSecond),
                                                      downlink: source(downlink, downlinkBytesPerSecond), mapping: mapping)
+                case .vnperf:
+                    return
                 case .hsdpa:
                     trace = try TraceImport.hsdpa(file: input ?? "", mapping: mapping, upFraction: upFraction ?? 1)
                 }
