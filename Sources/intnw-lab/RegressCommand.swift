@@ -14,10 +14,14 @@ struct RegressCommand: AsyncParsableCommand {
         metric with the baseline: a metric with samples (requests' latencies, per-second rates) regresses when a
         one-sided Mann-Whitney U test finds it worse at alpha = 0.01 AND it moved by at least its minimum effect
         (25% for latencies and rates); one-number metrics use a tolerance band at least as wide as the baseline
-        runs' spread (docs/regression.md). Exits 1 on a regression or a missing metric.
+        runs' spread (docs/regression.md). Exits 3 on a regression or a missing metric; other failures (bad
+        options, a run that could not be done) exit 1.
         --update-baseline records the baseline from --baseline-runs runs (default 5) on purpose (review the diff
         before committing; record it on a quiet machine).
         """)
+
+    /// Exit status meaning "ran fine, and a metric regressed" (1 is any other failure).
+    static let regressedExitCode: Int32 = 3
 
     @Option(help: "Baseline file.")
     var baseline = "regress/baseline.json"
@@ -28,7 +32,7 @@ struct RegressCommand: AsyncParsableCommand {
     @Option(help: "Shaping backend: auto, netem, userspace.")
     var shaper: ShaperChoice = .auto
 
-    @Option(help: "Namespace prefix of the testbed.")
+    @Option(help: "Namespace prefix of the testbed (1-8 lowercase letters/digits).")
     var prefix = "intnw"
 
     @Option(help: "Directory that holds run directories.")
@@ -47,6 +51,7 @@ struct RegressCommand: AsyncParsableCommand {
     var bgPolicy: String?
 
     func run() async throws {
+        try NetCommand.validatePrefix(prefix)
         try LabCLI.check { try Topology.preflight() }
         var base = ExperimentOptions()
         base.shaper = try LabCLI.resolveShaper(shaper)
@@ -113,7 +118,7 @@ struct RegressCommand: AsyncParsableCommand {
         print(Regression.table(rows))
         if Regression.failed(rows) {
             print("REGRESSION: \(rows.filter { $0.verdict == .regressed || $0.verdict == .missing }.map(\.name).joined(separator: ", "))")
-            throw ExitCode.failure
+            throw ExitCode(Self.regressedExitCode)
         }
         print("no regression against \(baseline)")
     }

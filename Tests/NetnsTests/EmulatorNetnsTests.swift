@@ -10,7 +10,7 @@ import Testing
 
 /// Issue 2 acceptance on real namespaces: the user-space emulator reproduces the trace's RTT and
 /// bandwidth, blocks WiFi during outages and carries traffic again afterwards.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct EmulatorNetnsTests {
     static let lab = Trace.constant(
         wifi: LinkConditions(downBytesPerSecond: 1_250_000, upBytesPerSecond: 625_000, rttMilliseconds: 20),
