@@ -5,7 +5,7 @@ import Testing
 /// and merged gives the same variants, apps, metrics and verdict computation as the in-process run; a
 /// missing trial is reported, rerunning its spec fills it in; two jobs of one spec started at the same
 /// moment both succeed under distinct prefixes and leave no namespace, claim or process behind.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct ClusterNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let lab = repo.appendingPathComponent(".build/debug/intnw-lab").path
