@@ -32,7 +32,7 @@ public struct Verdict: Sendable, Codable {
     }
 }
 
-/// A named, versioned recipe (DESIGN.md section 8).
+/// A named, versioned recipe (docs/testbed.md, Experiments).
 public protocol Experiment: Sendable {
     /// Command-line name, e.g. `multiapp`.
     var name: String { get }
