@@ -4,6 +4,8 @@ import Foundation
 import Lab
 import Logging
 
+extension TCPSettings.CongestionControl: ExpressibleByArgument {}
+
 /// `intnw-lab experiment NAME` / `experiment list`.
 struct ExperimentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -44,6 +46,18 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(help: "Directory that holds run directories.")
     var runs = "runs"
 
+    @Option(help: "Run every variant on this trace file instead of the experiment's own conditions (drive, bgpolicy, fairness, multiapp, trouble). The file and its FNV-1a hash go into experiment.json.")
+    var trace: String?
+
+    @Option(name: .customLong("trace-start"), help: "With --trace: where in the trace the window starts, seconds.")
+    var traceStart: Double = 0
+
+    @Option(help: "Trial length in seconds (with --trace: the window's length, default the rest of the trace; without: overrides the experiment's own length).")
+    var duration: Double?
+
+    @Option(name: .customLong("tcp-cc"), help: "TCP congestion control pinned in both namespaces: cubic (default: the usual Linux default and the original IntNW evaluation's), bbr or reno. The pinned sysctls are recorded per trial in experiment.json and tcp.json.")
+    var tcpCC: TCPSettings.CongestionControl = .cubic
+
     @Flag(name: .customLong("require-expectation"), help: "Exit 1 when the experiment's expectation does not hold.")
     var requireExpectation = false
 
@@ -53,6 +67,9 @@ struct ExperimentCommand: AsyncParsableCommand {
     func validate() throws {
         guard trials >= 1 && trials <= 100 else { throw ValidationError("--trials must be 1...100") }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
+        guard traceStart.isFinite, traceStart >= 0 else { throw ValidationError("--trace-start must be 0 or more seconds") }
+        if traceStart > 0 && trace == nil { throw ValidationError("--trace-start needs --trace") }
+        if let d = duration, !(d.isFinite && d > 0 && d <= 864_000) { throw ValidationError("--duration must be more than 0 and at most 864000 seconds") }
         guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
             throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
         }
@@ -81,6 +98,10 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.maxApps = maxApps
         options.bgPolicy = bgPolicy
         options.runsRoot = runs
+        options.traceFile = trace
+        options.traceStartSeconds = traceStart
+        options.durationSeconds = duration
+        options.tcp = TCPSettings(congestionControl: tcpCC)
 
         var logger = Logger(label: "intnw-lab.experiment")
         logger.logLevel = verbose ? .debug : .warning

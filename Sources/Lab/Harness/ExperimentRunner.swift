@@ -24,7 +24,12 @@ public struct ExperimentRecord: Codable, Sendable {
         public var apps: [AppLaunch]
         public var environment: [String: String]
         public var problems: [String]
+        /// Congestion control asked for, and the TCP sysctls read back from each namespace.
+        public var tcpCongestionControl: String
+        public var tcpSysctls: [String: [String: String]]
     }
+    /// The user-given trace (`--trace`): file, hash and window; nil for the experiment's own conditions.
+    public var traceOrigin: TraceOrigin?
 }
 
 /// Runs an experiment's trials into one run directory, analyses them together and writes the report.
@@ -48,7 +53,12 @@ public struct ExperimentRunner: Sendable {
     }
 
     public func run(_ experiment: any Experiment, options: ExperimentOptions) async throws -> Result {
-        let plans = try experiment.plans(options)
+        let override = try TraceOverride.load(options)
+        let plans = try experiment.plans(options).map { p -> TrialPlan in
+            var p = p
+            p.applyTraceOverride(override, durationSeconds: options.durationSeconds)
+            return p
+        }
         let run = try RunDirectory.create(experiment: experiment.name, root: options.runsRoot)
         let progress = Progress(experiment: experiment.name, expectedSeconds: experiment.expectedSeconds(options))
         progress.note("run directory \(run.path); \(plans.count) trial(s); expectation: \(experiment.expectation)")
@@ -60,7 +70,7 @@ public struct ExperimentRunner: Sendable {
         var record = ExperimentRecord(experiment: experiment.name, version: experiment.version,
                                       expectation: experiment.expectation, options: options,
                                       versions: await VersionRecord.current(), traces: traces, trials: [],
-                                      verdict: nil, interrupted: false)
+                                      verdict: nil, interrupted: false, traceOrigin: override?.origin)
         try run.writeJSON(record, to: "experiment.json")
 
         let trialRunner = TrialRunner(binDirectory: binDirectory, logger: logger, interruption: interruption)
@@ -74,7 +84,9 @@ public struct ExperimentRunner: Sendable {
             record.trials.append(.init(variant: plan.variant, trial: plan.trial,
                                        directory: String(outcome.directory.dropFirst(run.path.count + 1)),
                                        seed: plan.seed, durationSeconds: plan.durationSeconds, apps: plan.apps,
-                                       environment: plan.environment, problems: outcome.problems))
+                                       environment: plan.environment, problems: outcome.problems,
+                                       tcpCongestionControl: plan.tcp.congestionControl.rawValue,
+                                       tcpSysctls: outcome.tcpSysctls))
             try run.writeJSON(record, to: "experiment.json")
         }
 

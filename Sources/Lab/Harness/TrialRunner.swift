@@ -23,6 +23,8 @@ public struct TrialOutcome: Sendable {
     /// Apps that failed, capture drops, analysis errors: things the reader must know.
     public var problems: [String]
     public var interrupted: Bool
+    /// TCP sysctls read back from the namespaces: "client"/"server" -> key -> value.
+    public var tcpSysctls: [String: [String: String]] = [:]
 }
 
 /// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
@@ -56,8 +58,13 @@ public struct TrialRunner: Sendable {
         config.durationSeconds = plan.durationSeconds + 10 // covers start-up and shutdown
         config.userspace.seed = plan.seed
         config.replayLogPath = "\(dir)/replay.jsonl"
+        config.tcp = plan.tcp
         progress.note("\(label): bringing the testbed up")
         let bed = try await Testbed.up(config, logger: logger)
+        let tcpRecord = bed.tcpRecord
+        if let data = try? JSONSerialization.data(withJSONObject: tcpRecord, options: [.prettyPrinted, .sortedKeys]) {
+            FileManager.default.createFile(atPath: "\(dir)/tcp.json", contents: data)
+        }
 
         var captures: [(LiveCapture, RunMetadata.CaptureEntry)] = []
         var servers: [ManagedProcess] = []
@@ -150,7 +157,7 @@ public struct TrialRunner: Sendable {
         })
         try metadata.write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
-                            interrupted: interruption.isTriggered)
+                            interrupted: interruption.isTriggered, tcpSysctls: tcpRecord)
     }
 
     /// Groups apps into processes (apps sharing a `process` name run together).
@@ -218,6 +225,7 @@ public enum LabError: Error, CustomStringConvertible {
     case serverFailed(String, String)
     case unknownExperiment(String)
     case interrupted
+    case badOption(String)
 
     public var description: String {
         switch self {
@@ -225,6 +233,7 @@ public enum LabError: Error, CustomStringConvertible {
         case .serverFailed(let n, let why): return "\(n) did not start: \(why)"
         case .unknownExperiment(let n): return "no experiment named '\(n)' (intnw-lab experiment list)"
         case .interrupted: return "interrupted"
+        case .badOption(let why): return why
         }
     }
 }
