@@ -6,13 +6,14 @@ NAME ?= multiapp
 ARGS ?=
 N ?= 8
 # Debian packages the project needs: headers for libpcap/libmnl, the tools the topology and
-# analyzer drive (ip, tc, ethtool), tcpdump/tshark for cross-checks, gnuplot for plots.
-DEB_PACKAGES := libpcap-dev libmnl-dev pkg-config iproute2 ethtool tcpdump tshark gnuplot-nox procps psmisc kmod
+# analyzer drive (ip, tc, ethtool), tcpdump/tshark for cross-checks, gnuplot for plots, GNU parallel
+# for trials as jobs (a test runs a plan through it).
+DEB_PACKAGES := libpcap-dev libmnl-dev pkg-config iproute2 ethtool tcpdump tshark gnuplot-nox procps psmisc kmod parallel
 
 RELEASE_BIN = .build/release
 LAB = $(RELEASE_BIN)/intnw-lab
 
-.PHONY: help setup build release test test-unit test-netns bench experiment fairness regress clean fuzz
+.PHONY: help setup build release test test-unit test-netns test-slurm bench experiment fairness regress clean fuzz
 
 help:
 	@echo "make setup                 install the Debian packages the project needs (idempotent)"
@@ -22,6 +23,7 @@ help:
 	@echo "make experiment NAME=...   run one experiment (intnw-lab experiment list)"
 	@echo "make fairness [N=8]        fairness scaling runs"
 	@echo "make regress               regression checks against regress/baseline.json"
+	@echo "make test-slurm            a quick plan as a Slurm job array on a local single-node Slurm"
 	@echo "make clean                 remove build products and leftover namespaces/devices"
 
 setup:
@@ -52,6 +54,11 @@ fairness: release
 
 regress: release
 	$(LAB) regress $(ARGS)
+
+# Not part of `make test` (.ci/run runs it after): installs slurm-wlm and munge, starts munged, slurmctld and slurmd on
+# localhost, runs a quick multiapp plan as a job array plus its merge job, and stops them again.
+test-slurm: build
+	bash scripts/test-slurm.sh
 
 clean:
 	-bash netns-scripts/topology.sh reclaim

@@ -32,10 +32,13 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
 
+        // The IntNW wire format: frames, identifiers and labels, encoder, decoder, limits and magic.
+        // Pure Swift, no dependencies: IntNW speaks it, the analyzer reads captures with it.
+        .target(name: "IntNWWire", swiftSettings: swiftSettings),
         .target(
             name: "IntNW",
             dependencies: [
-                "CShims", "CMnl",
+                "IntNWWire", "CShims", "CMnl",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -70,7 +73,7 @@ let package = Package(
         .target(
             name: "Analysis",
             dependencies: [
-                "Capture", "IntNW", "ToyProtocol",
+                "Capture", "IntNWWire", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings),

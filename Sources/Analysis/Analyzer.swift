@@ -8,6 +8,11 @@ public struct AnalyzerOptions: Sendable {
     public var binWidthNanoseconds: UInt64 = 100_000_000
     /// How to decode IntNW streams; nil treats them as opaque bytes.
     public var intnw: IntNWDecoding? = IntNWWireDecoding.standard
+    /// Most time bins a trial may span (first to last packet of all its captures). Series are sized
+    /// by the span, so a capture with a corrupt or hostile timestamp (1 s and 2^32 s in one file)
+    /// is refused with a clear message instead of allocating terabytes. 1,000,000 bins is 27.8 h
+    /// at the default 100 ms bin width, 11.6 days at 1 s.
+    public var maxBins: UInt64 = 1_000_000
 
     public init() {}
 }
@@ -127,6 +132,9 @@ public enum Analyzer {
         return (results, analyses)
     }
 
+    /// A packet too far after the trial's origin (see `AnalyzerOptions.maxBins`).
+    private struct SpanTooLong: Error { let message: String }
+
     /// Analyzes one trial.
     public static func analyze(_ input: TrialInput, options: AnalyzerOptions = AnalyzerOptions()) throws(AnalysisError) -> TrialAnalysis {
         var warnings: [String] = []
@@ -190,9 +198,16 @@ public enum Analyzer {
                 let reader = try PcapFileReader(path: c.path)
                 let link = reader.linkType
                 cr.linkType = link.description
+                let maxSpan = options.maxBins.multipliedReportingOverflow(by: options.binWidthNanoseconds)
+                let spanLimit = maxSpan.overflow ? UInt64.max : maxSpan.partialValue
                 let summary = try reader.forEachPacket(allowTruncation: true) { p in
                     packets += 1
                     let t = p.timestampNanoseconds
+                    if t > origin, t - origin >= spanLimit {
+                        throw SpanTooLong(message: "\(cr.file): packet \(p.index + 1) is \(Self.seconds(t - origin)) after the trial's first packet; "
+                            + "at most \(options.maxBins) bins of \(options.binWidthNanoseconds / 1_000_000) ms (\(Self.seconds(spanLimit))) are analyzed "
+                            + "-- corrupt timestamps? (a wider --bin-ms allows longer trials)")
+                    }
                     if t < first { first = t }
                     if t > last { last = t }
                     switch PacketParser.parse(p.unsafeBytes, linkType: link) {
@@ -214,6 +229,8 @@ public enum Analyzer {
                     warnings.append("\(cr.file) is truncated after \(summary.packets) complete packets (\(tr)); analyzed those")
                 }
                 if unsupported { warnings.append("\(cr.file): link type \(link) is not supported (expected RAW, EN10MB, LINUX_SLL or LINUX_SLL2)") }
+            } catch let e as SpanTooLong {
+                throw .capture(e.message)
             } catch let e as CaptureError {
                 cr.error = e.description
                 warnings.append(e.description + "; analyzed the packets before it")
@@ -249,6 +266,9 @@ public enum Analyzer {
         result.durationSeconds = Double(lastTime - origin) / 1e9
         return TrialAnalysis(result: result, latencies: builder.latencies, series: builder.series, warnings: warnings)
     }
+
+    /// "12.5 s", for messages.
+    static func seconds(_ ns: UInt64) -> String { String(format: "%.1f s", Double(ns) / 1e9) }
 
     static func forcedProtocol(_ key: ConnectionKey, _ meta: RunMetadata?) -> StreamProtocol? {
         guard let apps = meta?.apps else { return nil }

@@ -155,12 +155,3 @@ final class ListenerCore: IOHandler {
         loop.requestStop()
     }
 }
-
-extension FrameDecoder {
-    /// Removes and returns the bytes fed but not yet decoded (to hand a stream to another decoder).
-    mutating func takeBuffered() -> [UInt8] {
-        let out = Array(storage[readIndex..<writeIndex])
-        reset()
-        return out
-    }
-}

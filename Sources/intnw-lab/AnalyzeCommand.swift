@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import Lab
 
 /// `intnw-lab analyze`: captures in, results/plots/report out.
 struct AnalyzeCommand: ParsableCommand {
@@ -13,13 +14,19 @@ struct AnalyzeCommand: ParsableCommand {
         Latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there, in milliseconds); throughput counts distinct TCP payload bytes (bytes per second).
 
         Writes results.json, summary.md, latency.csv, throughput_100ms.csv, throughput_1s.csv, plots/*.svg and report.html.
+
+        With --merge the inputs are trial directories of one plan (from `intnw-lab trial run`, or directories that hold them, e.g. a Slurm results directory or a run directory): the output is what `intnw-lab experiment` writes for a run, including the recipe's verdict and experiment.json. Trials of the plan that are missing, did not finish, failed or are unreadable are left out of the results and listed in the verdict, which then does not hold; exit status 1 when any is left out. When a trial was run more than once, the latest run is used.
         """)
 
     @Argument(help: "Run directories and/or pcap files.")
     var inputs: [String]
 
-    @Option(name: .shortAndLong, help: "Output directory (default: RUN_DIR/analysis for one run directory, else ./analysis).")
+    @Option(name: [.customShort("o"), .customLong("output"), .customLong("out")],
+            help: "Output directory (default: RUN_DIR/analysis for one run directory, else ./analysis; with --merge required).")
     var output: String?
+
+    @Flag(help: "Merge the trial directories of a plan into one experiment run directory (see above).")
+    var merge = false
 
     @Option(help: "Finest throughput bin in milliseconds (1 s series are sums of these); must divide 1000.")
     var binMs: Int = 100
@@ -34,9 +41,12 @@ struct AnalyzeCommand: ParsableCommand {
 
     func validate() throws {
         guard binMs > 0, 1000 % binMs == 0 else { throw ValidationError("--bin-ms must be a positive divisor of 1000") }
+        if merge && output == nil { throw ValidationError("--merge needs --out DIR") }
+        if merge && (binMs != 100 || plots != .auto) { throw ValidationError("--merge analyses like `experiment` does: no --bin-ms or --plots") }
     }
 
     func run() throws {
+        if merge { return try runMerge() }
         let fm = FileManager.default
         var trials: [TrialInput] = []
         var loose: [String] = []
@@ -88,6 +98,23 @@ struct AnalyzeCommand: ParsableCommand {
                 line += String(format: " throughput %.0f bytes/s", a.throughput.totalBytesPerSecond)
                 print(line)
             }
+        }
+    }
+
+    func runMerge() throws {
+        let result: ExperimentRunner.Result
+        do {
+            result = try ExperimentMerger(progress: quiet ? nil : Progress(experiment: "merge", expectedSeconds: 0)).merge(inputs, into: output!)
+        } catch {
+            throw LabCLI.fail("\(error)")
+        }
+        print(ExperimentTable.render(result))
+        print("expectation \(result.verdict.held ? "HELD" : "NOT HELD")")
+        for l in result.verdict.lines { print("  \(l)") }
+        print("merged \(result.outcomes.count) trial(s) into \(result.directory) (report: \(result.directory)/report.html)")
+        if !result.excluded.isEmpty {
+            stderr("intnw-lab: \(result.excluded.count) trial(s) of the plan left out: \(result.excluded.map(\.id).joined(separator: ", "))")
+            throw ExitCode.failure
         }
     }
 }

@@ -17,6 +17,11 @@ struct ExperimentCommand: AsyncParsableCommand {
         keeps the configuration, trace, seeds, versions, logs, pcaps, results.json, summary.md, plots and
         report.html; runs/<name>/latest points at the newest. Ctrl-C stops early, tears down and keeps what
         was collected.
+
+        A run is plan + run + merge: the trials are written as self-contained specs (RUN/plan/*.json), each
+        runs like `intnw-lab trial run`, and the run directory is what `intnw-lab analyze --merge` makes of
+        the trial directories. With --plan-only only the specs are written (to --out), for GNU parallel,
+        Slurm (--slurm) or any other batch system; see the README's "running a sweep on a cluster".
         """)
 
     @Argument(help: "Experiment name, or `list`.")
@@ -31,8 +36,29 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(help: "Shaping backend: auto, netem, userspace.")
     var shaper: ShaperChoice = .auto
 
-    @Option(help: "Namespace prefix of the testbed (1-8 lowercase letters/digits).")
+    @Option(help: "Namespace prefix of the testbed (1-8 lowercase letters/digits). With --plan-only: the stem (first 6 characters) of the prefixes trial jobs pick, stem0...stem99, the first free one on their host.")
     var prefix = "intnw"
+
+    @Flag(name: .customLong("plan-only"), help: "Only write the trial specs (one JSON file per trial), plan.manifest and specs.txt into --out; run nothing.")
+    var planOnly = false
+
+    @Option(help: "With --plan-only: the directory for the specs (created).")
+    var out: String?
+
+    @Flag(help: "With --plan-only: also write slurm/trials.sbatch (a job array, one task per trial), slurm/merge.sbatch (runs after the array) and slurm/submit.sh.")
+    var slurm = false
+
+    @Option(name: .customLong("slurm-results"), help: "With --slurm: the shared directory the array tasks write trial directories into (default: OUT/results); the merge goes to its sibling `merged`.")
+    var slurmResults: String?
+
+    @Option(name: .customLong("slurm-partition"), help: "With --slurm: the partition to submit to.")
+    var slurmPartition: String?
+
+    @Option(name: .customLong("slurm-cpus"), help: "With --slurm: CPUs per trial task (the emulator and the apps; 2 recommended).")
+    var slurmCpus = 2
+
+    @Option(name: .customLong("slurm-max-parallel"), help: "With --slurm: at most this many trial tasks at once.")
+    var slurmMaxParallel: Int?
 
     @Flag(help: "Shorter runs (what `make test` uses).")
     var quick = false
@@ -73,6 +99,13 @@ struct ExperimentCommand: AsyncParsableCommand {
         guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
             throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
         }
+        if planOnly && out == nil { throw ValidationError("--plan-only needs --out DIR") }
+        if !planOnly && (out != nil || slurm) { throw ValidationError("--out and --slurm go with --plan-only") }
+        if !slurm && (slurmResults != nil || slurmPartition != nil || slurmMaxParallel != nil) {
+            throw ValidationError("--slurm-* options go with --slurm")
+        }
+        guard slurmCpus >= 1 && slurmCpus <= 256 else { throw ValidationError("--slurm-cpus must be 1...256") }
+        if let m = slurmMaxParallel, m < 1 { throw ValidationError("--slurm-max-parallel must be at least 1") }
     }
 
     func run() async throws {
@@ -88,7 +121,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         guard let experiment = ExperimentRegistry.named(name) else {
             throw LabCLI.fail("no experiment named '\(name)'; known: \(ExperimentRegistry.all.map(\.name).joined(separator: ", "))")
         }
-        try LabCLI.check { try Topology.preflight() }
+        if !planOnly { try LabCLI.check { try Topology.preflight() } }
         var options = ExperimentOptions()
         options.trials = trials
         options.seed = seed
@@ -103,6 +136,11 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.durationSeconds = duration
         options.tcp = TCPSettings(congestionControl: tcpCC)
 
+        if planOnly {
+            try await writePlan(experiment, options: options, to: out!)
+            return
+        }
+
         var logger = Logger(label: "intnw-lab.experiment")
         logger.logLevel = verbose ? .debug : .warning
         let interruption = Interruption()
@@ -115,8 +153,32 @@ struct ExperimentCommand: AsyncParsableCommand {
         print("expectation \(result.verdict.held ? "HELD" : "NOT HELD"): \(experiment.expectation)")
         for l in result.verdict.lines { print("  \(l)") }
         print("run directory: \(result.directory) (report: \(result.directory)/report.html)")
+        if !result.excluded.isEmpty { print("incomplete: \(result.excluded.count) trial(s) left out (see the verdict)") }
         if result.interrupted { throw ExitCode(130) }
         if requireExpectation && !result.verdict.held { throw ExitCode.failure }
+    }
+
+    func writePlan(_ experiment: any Experiment, options: ExperimentOptions, to dir: String) async throws {
+        let (manifest, specs) = try await LabCLI.userError {
+            try TrialPlanner.specs(experiment, options: options, prefix: .auto(stem: prefix), versions: await VersionRecord.current())
+        }
+        try LabCLI.check { try TrialPlanner.write(manifest, specs: specs, to: dir) }
+        let abs = URL(fileURLWithPath: dir).standardizedFileURL.path
+        print("wrote \(specs.count) trial spec(s) of \(experiment.name) v\(experiment.version) (plan \(manifest.planId)) to \(dir); ~\(Self.minutes(manifest.expectedSeconds)) one after another")
+        print("run them:  parallel -j 2 \(LabCLI.binDirectory)/intnw-lab trial run {} --out R/{/.} ::: \(dir)/*.json")
+        print("merge:     \(LabCLI.binDirectory)/intnw-lab analyze --merge R/* --out MERGED")
+        if slurm {
+            let results = slurmResults.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "\(abs)/results"
+            var scripts = SlurmScripts(lab: "\(LabCLI.binDirectory)/intnw-lab", planDirectory: abs, resultsDirectory: results,
+                                       mergedDirectory: (results as NSString).deletingLastPathComponent + "/merged",
+                                       experiment: experiment.name, trials: specs.count,
+                                       longestTrialSeconds: specs.map(\.plan.durationSeconds).max() ?? 0)
+            scripts.cpusPerTask = slurmCpus
+            scripts.partition = slurmPartition
+            scripts.maxParallel = slurmMaxParallel
+            let written = try LabCLI.check { try scripts.write() }
+            print("slurm:     \(written.last!) (job array of \(specs.count) task(s), \(scripts.taskMinutes) min limit each; merge job after it into \(scripts.mergedDirectory))")
+        }
     }
 
     static func minutes(_ s: Double) -> String { String(format: "%.1f min", s / 60) }

@@ -25,7 +25,7 @@ struct RegressCommand: AsyncParsableCommand {
     @Option(help: "Shaping backend: auto, netem, userspace.")
     var shaper: ShaperChoice = .auto
 
-    @Option(help: "Namespace prefix of the testbed.")
+    @Option(help: "Namespace prefix of the testbed (1-8 lowercase letters/digits).")
     var prefix = "intnw"
 
     @Option(help: "Directory that holds run directories.")
@@ -35,6 +35,7 @@ struct RegressCommand: AsyncParsableCommand {
     var only: String?
 
     func run() async throws {
+        try NetCommand.validatePrefix(prefix)
         try LabCLI.check { try Topology.preflight() }
         var base = ExperimentOptions()
         base.shaper = try LabCLI.resolveShaper(shaper)

@@ -8,5 +8,6 @@ enum LabSubcommands {
         RegressCommand.self,
         AnalyzeCommand.self,
         TraceCommand.self,
+        TrialCommand.self,
     ]
 }

@@ -75,6 +75,31 @@ import Testing
         }
     }
 
+    @Test func gnuplotLabelsAreDataNotProgramText() throws {
+        let evil = "a'\nsystem \"touch \(dir)/PWNED\"\n#`touch \(dir)/BT` @x \u{2028}EOD"
+        let spec = PlotSpec(title: evil, xLabel: "time (s) " + evil, yLabel: evil,
+                            series: [PlotSeries(name: evil, x: [0, 1], y: [1, 2]), PlotSeries(name: "EOD", x: [0], y: [3])])
+        let g = GnuplotRenderer(executable: "/usr/bin/gnuplot")
+        let script = g.script(spec, terminal: "svg", output: dir + "/o'\n!touch \(dir)/OUT\n.svg")
+        let lines = script.split(separator: "\n", omittingEmptySubsequences: false)
+        // The text block comes first: one line per label, each prefixed, none of them "EOD".
+        #expect(lines.first == "$T << EOD")
+        let end = try #require(lines.firstIndex(of: "EOD"))
+        #expect(end == 7, "output + title + 2 axis labels + 2 series names, then EOD")
+        #expect(lines[1 ..< end].allSatisfy { $0.hasPrefix("L") })
+        // After it, the program holds no caller text at all.
+        let program = lines[(end + 1)...].joined(separator: "\n")
+        for needle in ["system", "touch", "PWNED", "OUT", "`", "@x"] { #expect(!program.contains(needle), "\(needle) in program text") }
+        #expect(program.contains("set title $T[2][2:] noenhanced"))
+        // Rendering it really runs no command and draws the label.
+        if let real = GnuplotRenderer.detect() {
+            let out = dir + "/evil.svg"
+            try real.renderSVG(spec, to: out)
+            for f in ["PWNED", "BT", "OUT"] { #expect(!FileManager.default.fileExists(atPath: dir + "/" + f)) }
+            #expect(try String(contentsOfFile: out, encoding: .utf8).contains("touch"))
+        }
+    }
+
     @Test func resultsJSONHasStableKeys() throws {
         let run = try demoRun("keys", seed: 9)
         let (results, _) = try Analyzer.analyze(trials: [try TrialInput.runDirectory(run)])

@@ -76,7 +76,7 @@ struct TroubleRuntimeTests {
         try await waitFor("both networks") { server.networks.filter(\.usable).count == 2 }
         // Inject frames the way the peer would send them: bad body, unknown network, unknown type.
         client.session.loop.withLock {
-            for c in client.session.connByNetwork.values {
+            for c in client.session.conns.byNetwork.values {
                 c.control.append(.extension(type: TroubleNotice.frameType, body: [1, 2, 3]))
                 c.control.append(TroubleNotice.frame(networkID: 999, troubled: true))
                 c.control.append(.extension(type: 0xEE, body: [9, 9]))

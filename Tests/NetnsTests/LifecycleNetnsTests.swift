@@ -95,6 +95,44 @@ struct LifecycleNetnsTests {
         #expect(leftovers.isEmpty, "no process left: \(leftovers)")
     }
 
+    @Test("topology.sh down kills only a pid file's emulator and removes exactly its namespaces' IntNW segments")
+    func scriptChecksPidFileAndSegmentNames() throws {
+        let script = Self.repo.appendingPathComponent("netns-scripts/topology.sh").path
+        _ = try Self.capture(["bash", script, "up", "--prefix", "tpid", "--links", "none"])
+        // A bystander whose pid the (stale or forged) pid file names.
+        let bystander = Process()
+        bystander.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        bystander.arguments = ["30"]
+        try bystander.run()
+        defer { if bystander.isRunning { bystander.terminate() } }
+        let pidFile = "\(Topology.stateDirectory)/tpid.pid"
+        try Data("\(bystander.processIdentifier)\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        // IntNW's real segment name for the client namespace, and look-alikes that are not its own.
+        var st = stat()
+        try #require(stat("/run/netns/tpid-client", &st) == 0)
+        let ino = UInt64(st.st_ino)
+        let own = "/dev/shm/intnw-u\(getuid())-n\(ino)"
+        let others = ["/dev/shm/intnw-u\(getuid())-n\(ino)7", "/dev/shm/intnw-u\(getuid())-n1\(ino)", "/dev/shm/intnw-x-n\(ino)"]
+        for f in [own] + others { try Data([1]).write(to: URL(fileURLWithPath: f)) }
+        defer { for f in others { unlink(f) } }
+        _ = try Self.capture(["bash", script, "down", "--prefix", "tpid"])
+        #expect(bystander.isRunning, "topology.sh killed a process that is not the emulator")
+        #expect(access(pidFile, F_OK) != 0)
+        #expect(access(own, F_OK) != 0, "the namespace's segment is left behind")
+        for f in others { #expect(access(f, F_OK) == 0, "\(f) is not this namespace's segment") }
+        #expect(Self.namespaces("tpid").isEmpty)
+        // The Swift side agrees on both counts.
+        #expect(Topology.isSegmentName("intnw-u0-n\(ino)", namespaceInode: ino))
+        #expect(!Topology.isSegmentName("intnw-u0-n\(ino)7", namespaceInode: ino) && !Topology.isSegmentName("intnw-x-n\(ino)", namespaceInode: ino))
+        try Data("\(bystander.processIdentifier)\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        defer { unlink(pidFile) }
+        #expect(Topology.ownerPID(prefix: "tpid") == nil, "sleep is not an IntNW Lab emulator")
+        try Data("\(getpid()) 1\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        #expect(Topology.ownerPID(prefix: "tpid") == nil, "a recorded start time that does not match is a reused pid")
+        Topology.writeOwner(prefix: "tpid", pid: getpid())
+        #expect(Topology.ownerPID(prefix: "tpid") == getpid())
+    }
+
     /// Addresses, routes and rules of one namespace with the prefix's names normalised away.
     static func state(_ ns: String) throws -> String {
         let parts = [["ip", "-n", ns, "-4", "-o", "addr"], ["ip", "-n", ns, "route", "show", "table", "all"],

@@ -1,4 +1,4 @@
-import IntNW
+import IntNWWire
 
 /// The IntNW decoding the analyzer uses by default: IntNW's own `FrameDecoder`, so the analyzer
 /// reads exactly what the library writes (docs/wire-protocol.md).
@@ -14,9 +14,9 @@ public enum IntNWWireDecoding {
             if length < 9 || length > 1024 { return false }
         }
         if p.count >= 5 && p[4] != FrameType.hello.rawValue { return false }
-        let magic: [UInt8] = [0x49, 0x4E, 0x57, 0x21]
+        let magic = Wire.helloMagic
         for k in 0 ..< 4 where p.count > 5 + k {
-            if p[5 + k] != magic[k] { return false }
+            if p[5 + k] != UInt8(truncatingIfNeeded: magic >> (24 - 8 * k)) { return false }
         }
         return p.count >= 9 ? true : nil
     }
@@ -27,12 +27,12 @@ public enum IntNWWireDecoding {
 ///
 /// DATA frames, which carry nearly all the bytes, are walked here without copying their payload
 /// (the analyzer needs only their id, offset, length and first bytes; the layout is fixed by
-/// docs/wire-protocol.md: length 4, type 1, id 8, offset 4, payload). Every other frame is
+/// docs/wire-protocol.md: length 4, type 1, id 8, offset 4, payload; `FrameEncoder.dataHeaderLength`). Every other frame is
 /// buffered whole (at most `Wire.maxFrameLength`) and decoded by IntNW's own `FrameDecoder`, so
 /// its validation rules apply unchanged.
 final class IntNWFrameDecoderAdapter: IntNWFrameParser {
     private enum State {
-        /// Reading a frame's first bytes (up to the 17-byte DATA header).
+        /// Reading a frame's first bytes (up to the DATA header, `FrameEncoder.dataHeaderLength`).
         case header(filled: Int)
         /// Inside a DATA frame's payload.
         case data(id: UInt64, offset: UInt32, length: Int, remaining: Int, frameStart: UInt64)
@@ -40,11 +40,13 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
         case other(remaining: Int, frameStart: UInt64)
     }
 
-    private static let dataHeaderLength = 17
+    private static let dataHeaderLength = FrameEncoder.dataHeaderLength
+    /// A DATA frame's length field counts the type byte, the id and the offset before the payload.
+    private static let dataBodyOverhead = FrameEncoder.dataHeaderLength - 4
     private static let prefixLength = ToyPrefix.length
 
     private var state: State = .header(filled: 0)
-    private var head = [UInt8](repeating: 0, count: 17)
+    private var head = [UInt8](repeating: 0, count: FrameEncoder.dataHeaderLength)
     private var prefix = [UInt8](repeating: 0, count: ToyPrefix.length)
     private var prefixFilled = 0
     private var frame: [UInt8] = []
@@ -110,12 +112,12 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
                 let frameStart = offset - UInt64(now)
                 let total = 4 + length
                 if head[4] == FrameType.data.rawValue {
-                    guard length >= 13 else { return fail("DATA frame body of \(length - 1) bytes is too short") }
+                    guard length >= Self.dataBodyOverhead else { return fail("DATA frame body of \(length - 1) bytes is too short") }
                     if now < Self.dataHeaderLength { state = .header(filled: now); continue }
                     var id: UInt64 = 0
                     for j in 5 ..< 13 { id = id << 8 | UInt64(head[j]) }
                     let off = UInt32(head[13]) << 24 | UInt32(head[14]) << 16 | UInt32(head[15]) << 8 | UInt32(head[16])
-                    let payload = length - 13
+                    let payload = length - Self.dataBodyOverhead
                     guard id != 0 else { return fail("DATA frame with IROB id 0") }
                     guard UInt64(off) + UInt64(payload) <= UInt64(UInt32.max) else { return fail("DATA frame offset overflow") }
                     prefixFilled = 0

@@ -7,21 +7,33 @@
 /// and the stream goes on. In-order data, the common case, is handed to the consumer straight
 /// from the packet buffer with no copy.
 final class StreamReassembler {
-    private struct Pending {
+    struct Pending {
         var offset: UInt64
         var bytes: [UInt8]
         var firstSeen: UInt64
+        /// Arrival order: of two segments at one offset the earlier one drains first.
+        var arrival: UInt64
         var end: UInt64 { offset + UInt64(bytes.count) }
     }
 
     /// Out-of-order data above this many bytes forces the oldest hole to be declared a gap, so a
-    /// hostile or broken capture cannot grow memory without bound.
+    /// hostile or broken capture cannot grow memory without bound. Each buffered segment is
+    /// charged `pendingOverheadBytes` on top of its payload (a million one-byte segments cost far
+    /// more than a megabyte).
     static let maxPendingBytes = 64 << 20
+    static let pendingOverheadBytes = 64
 
     private(set) var started = false
     private var baseSequence: UInt32 = 0
     private(set) var nextOffset: UInt64 = 0
-    private var pending: [Pending] = []
+    /// Out-of-order segments, lowest offset first: a binary heap, so each insert and each removal
+    /// is O(log n) whatever the arrival order (descending offsets were quadratic with a sorted
+    /// array). `pendingLengths` remembers the longest segment buffered at each offset, to spot
+    /// exact repeats; `pendingMaxEnd` is the highest end offset buffered.
+    private var pending = PendingHeap()
+    private var pendingLengths: [UInt64: Int] = [:]
+    private var pendingMaxEnd: UInt64 = 0
+    private var arrivals: UInt64 = 0
     private var pendingBytes = 0
     private var finOffset: UInt64?
     private(set) var finished = false
@@ -34,9 +46,13 @@ final class StreamReassembler {
     let originNanoseconds: UInt64
     let binWidthNanoseconds: UInt64
 
-    init(originNanoseconds: UInt64, binWidthNanoseconds: UInt64) {
+    /// `maxPendingBytes` for this stream (tests use a small one).
+    let pendingLimitBytes: Int
+
+    init(originNanoseconds: UInt64, binWidthNanoseconds: UInt64, pendingLimitBytes: Int = StreamReassembler.maxPendingBytes) {
         self.originNanoseconds = originNanoseconds
         self.binWidthNanoseconds = binWidthNanoseconds
+        self.pendingLimitBytes = pendingLimitBytes
     }
 
     /// Stream offset for a sequence number, unwrapped around the next expected offset.
@@ -135,7 +151,7 @@ final class StreamReassembler {
     /// End of capture: declare every remaining hole a gap, deliver what is buffered, finish.
     func finish(time: UInt64) {
         guard !finished else { return }
-        if let last = pending.last { skipHoles(upTo: last.end, time: time) }
+        if !pending.isEmpty { skipHoles(upTo: pendingMaxEnd, time: time) }
         finishStream(time)
     }
 
@@ -196,7 +212,8 @@ final class StreamReassembler {
     private func drainPending(time: UInt64) {
         while let p = pending.first, p.offset <= nextOffset {
             pending.removeFirst()
-            pendingBytes -= p.bytes.count
+            pendingLengths[p.offset] = nil
+            pendingBytes -= p.bytes.count + Self.pendingOverheadBytes
             if p.end <= nextOffset {
                 stats.retransmittedBytes += UInt64(p.bytes.count)
                 continue
@@ -211,20 +228,63 @@ final class StreamReassembler {
 
     private func buffer(_ bytes: UnsafeRawBufferPointer, at o: UInt64, time: UInt64) {
         stats.outOfOrderSegments += 1
-        // Sorted insert; an exact repeat of a buffered segment is a retransmission.
-        var lo = 0, hi = pending.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if pending[mid].offset < o { lo = mid + 1 } else { hi = mid }
-        }
-        if lo < pending.count, pending[lo].offset == o, pending[lo].bytes.count >= bytes.count {
+        // A segment no longer than one already buffered at the same offset is a retransmission.
+        if let buffered = pendingLengths[o], buffered >= bytes.count {
             stats.retransmittedBytes += UInt64(bytes.count)
             return
         }
-        pending.insert(Pending(offset: o, bytes: Array(bytes), firstSeen: time), at: lo)
-        pendingBytes += bytes.count
-        if pendingBytes > Self.maxPendingBytes, let first = pending.first {
+        pendingLengths[o] = bytes.count
+        arrivals += 1
+        pending.insert(Pending(offset: o, bytes: Array(bytes), firstSeen: time, arrival: arrivals))
+        pendingMaxEnd = max(pendingMaxEnd, o + UInt64(bytes.count))
+        pendingBytes += bytes.count + Self.pendingOverheadBytes
+        if pendingBytes > pendingLimitBytes, let first = pending.first {
             skipHoles(upTo: first.offset, time: time)
         }
+    }
+}
+
+/// A binary min-heap of pending segments ordered by (offset, arrival).
+struct PendingHeap {
+    private var items: [StreamReassembler.Pending] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
+    var first: StreamReassembler.Pending? { items.first }
+
+    @inline(__always)
+    private static func less(_ a: StreamReassembler.Pending, _ b: StreamReassembler.Pending) -> Bool {
+        a.offset != b.offset ? a.offset < b.offset : a.arrival < b.arrival
+    }
+
+    mutating func insert(_ p: StreamReassembler.Pending) {
+        items.append(p)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard Self.less(items[i], items[parent]) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    @discardableResult
+    mutating func removeFirst() -> StreamReassembler.Pending {
+        let top = items[0]
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count, Self.less(items[l], items[m]) { m = l }
+                if r < items.count, Self.less(items[r], items[m]) { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
     }
 }

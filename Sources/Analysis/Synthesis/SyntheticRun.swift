@@ -1,6 +1,6 @@
 import Capture
 import Foundation
-import IntNW
+import IntNWWire
 import ToyProtocol
 
 /// A synthetic run directory: realistic plain-TCP FG and BG toy-app traffic written as pcaps

@@ -226,6 +226,9 @@ public struct Topology: Sendable {
                 logger.warning("could not delete namespace \(ns): \(error)")
             }
         }
+        // The prefix names files under the state directory: never unlink with one that could
+        // leave it ("../../../etc/x").
+        guard TopologySpec.isValidPrefix(spec.prefix) else { return }
         unlink("\(Topology.stateDirectory)/prefixes/\(spec.prefix)")
         unlink("\(Topology.stateDirectory)/\(spec.prefix).json")
     }
@@ -233,35 +236,62 @@ public struct Topology: Sendable {
     // MARK: - State shared with netns-scripts/topology.sh
 
     static func record(prefix: String) {
+        guard TopologySpec.isValidPrefix(prefix) else { return }
         mkdir(stateDirectory, 0o755)
         mkdir("\(stateDirectory)/prefixes", 0o755)
         let fd = open("\(stateDirectory)/prefixes/\(prefix)", O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
         if fd >= 0 { close(fd) }
     }
 
-    /// Records `pid` as the owner of testbed `prefix` (the emulator process).
+    /// Records `pid` as the owner of testbed `prefix` (the emulator process), with its start time
+    /// (`PID START_TICKS`), so a reader can tell the emulator from a later process that got its pid.
     public static func writeOwner(prefix: String, pid: Int32) {
+        guard TopologySpec.isValidPrefix(prefix) else { return }
         mkdir(stateDirectory, 0o755)
         let path = "\(stateDirectory)/\(prefix).pid"
         let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return }
-        let text = "\(pid)\n"
+        let text = startTicks(pid).map { "\(pid) \($0)\n" } ?? "\(pid)\n"
         _ = text.withCString { write(fd, $0, strlen($0)) }
         close(fd)
     }
 
-    public static func clearOwner(prefix: String) { unlink("\(stateDirectory)/\(prefix).pid") }
+    public static func clearOwner(prefix: String) {
+        guard TopologySpec.isValidPrefix(prefix) else { return }
+        unlink("\(stateDirectory)/\(prefix).pid")
+    }
 
     /// The live process that owns testbed `prefix`, if any (a stale pid file is ignored).
     public static func ownerPID(prefix: String) -> Int32? {
+        guard TopologySpec.isValidPrefix(prefix) else { return nil }
         let path = "\(stateDirectory)/\(prefix).pid"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 32)
         let n = read(fd, &buf, 31)
-        guard n > 0, let pid = Int32(String(decoding: buf[0..<n], as: UTF8.self).filter { !$0.isWhitespace }) else { return nil }
+        guard n > 0 else { return nil }
+        let fields = String(decoding: buf[0..<n], as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard let first = fields.first, let pid = Int32(first), fields.count <= 2 else { return nil }
+        if fields.count == 2 {
+            // The recorded start time must match: otherwise the pid now names another process.
+            guard let recorded = UInt64(fields[1]), startTicks(pid) == recorded else { return nil }
+        }
         return isLiveTestbedProcess(pid) ? pid : nil
+    }
+
+    /// Start time of process `pid` in clock ticks since boot (/proc/PID/stat field 22), or nil.
+    static func startTicks(_ pid: Int32) -> UInt64? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = read(fd, &buf, buf.count)
+        guard n > 0, let close = buf[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // After "pid (comm)": field 3 (state) is the first; field 22 is the 20th.
+        let rest = buf[(close + 1)..<n].split(separator: UInt8(ascii: " "))
+        guard rest.count >= 20 else { return nil }
+        return UInt64(String(decoding: rest[19], as: UTF8.self))
     }
 
     /// A pid file can outlive its process (SIGKILL) and the pid can be reused: only a running, non-zombie
@@ -281,23 +311,29 @@ public struct Topology: Sendable {
             return false
         }
         let cmdline = String(decoding: slurp("/proc/\(pid)/cmdline").map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
-        return cmdline.contains("intnw")
+        return cmdline.lowercased().contains("intnw")
     }
 
-    /// IntNW names its multi-app segments `intnw-u<uid>-n<netns inode>...` (see IntNW's SharedState):
-    /// remove those belonging to the namespace bound at `namespacePath`.
+    /// IntNW names its multi-app segments `intnw-u<uid>-n<netns inode>` (IntNW's
+    /// `SharedLayout.segmentName`): remove those of the namespace bound at `namespacePath`. The whole
+    /// name must match, so namespace inode 12 never takes inode 123's segment.
     static func removeSharedMemory(namespacePath: String) {
         var st = stat()
         guard stat(namespacePath, &st) == 0 else { return }
-        let marker = "-n\(st.st_ino)"
         guard let dir = opendir("/dev/shm") else { return }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
             }
-            if name.hasPrefix("intnw-"), name.contains(marker) { unlink("/dev/shm/\(name)") }
+            if isSegmentName(name, namespaceInode: UInt64(st.st_ino)) { unlink("/dev/shm/\(name)") }
         }
     }
-}
 
+    /// Whether `name` (a /dev/shm entry) is `intnw-u<digits>-n<namespaceInode>` exactly.
+    public static func isSegmentName(_ name: String, namespaceInode: UInt64) -> Bool {
+        guard name.hasPrefix("intnw-u"), name.hasSuffix("-n\(namespaceInode)") else { return false }
+        let uid = name.dropFirst("intnw-u".count).dropLast("-n\(namespaceInode)".count)
+        return !uid.isEmpty && uid.allSatisfy { $0.isASCII && $0.isNumber }
+    }
+}

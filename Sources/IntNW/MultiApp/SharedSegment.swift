@@ -260,9 +260,18 @@ final class SharedSegment: @unchecked Sendable {
 
     // MARK: - Interface slots
 
-    /// Serializes slot allocation between processes; a dead holder's lock is taken over.
-    private func withAllocationLock<R>(_ body: () -> R) -> R {
+    /// Longest wait for the slot-allocation lock, seconds. A holder keeps it for microseconds; a
+    /// live process that parks its pid in the lock word (a bug, or a hostile process of the same
+    /// user) must not hang every IntNW process, so after this the allocation is given up.
+    static let allocationLockTimeoutSeconds = 0.05
+    /// Set once an allocation gave up on the lock (see `allocationLockTimeoutSeconds`).
+    private(set) var allocationLockTimedOut = false
+
+    /// Serializes slot allocation between processes; a dead holder's lock is taken over. Nil when
+    /// a live holder keeps it longer than `allocationLockTimeoutSeconds`.
+    private func withAllocationLock<R>(_ body: () -> R) -> R? {
         let lock = word(SharedLayout.lockWord)
+        let deadline = Self.monotonicSeconds() + Self.allocationLockTimeoutSeconds
         var spins = 0
         while true {
             let (done, holder) = lock.compareExchange(expected: 0, desired: identity.pid, ordering: .acquiring)
@@ -272,12 +281,21 @@ final class SharedSegment: @unchecked Sendable {
                 // Our own pid as holder can only be a dead predecessor: we never nest.
                 if holder == identity.pid || !identity.isAlive(pid: holder, startTicks: 0, pidNamespaceInode: 0) {
                     _ = lock.compareExchange(expected: holder, desired: 0, ordering: .relaxed)
+                } else if Self.monotonicSeconds() > deadline {
+                    allocationLockTimedOut = true
+                    return nil
                 }
                 usleep(100)
             }
         }
         defer { lock.store(0, ordering: .releasing) }
         return body()
+    }
+
+    /// Tests only: the raw slot-allocation lock word (0 or the holder's pid).
+    var lockWordForTesting: UInt64 {
+        get { word(SharedLayout.lockWord).load(ordering: .relaxed) }
+        set { word(SharedLayout.lockWord).store(newValue, ordering: .relaxed) }
     }
 
     private func findInterface(_ n0: UInt64, _ n1: UInt64) -> Int? {
@@ -294,7 +312,7 @@ final class SharedSegment: @unchecked Sendable {
     func interfaceSlot(named name: String) -> Int? {
         let (n0, n1) = SharedLayout.nameWords(name)
         if let i = findInterface(n0, n1) { return i }
-        return withAllocationLock {
+        let claimed: Int?? = withAllocationLock {
             if let i = findInterface(n0, n1) { return i }
             for i in 0..<SharedLayout.interfaceSlotCount {
                 let base = SharedLayout.interfaceSlot(i)
@@ -306,6 +324,7 @@ final class SharedSegment: @unchecked Sendable {
             }
             return nil
         }
+        return claimed ?? nil
     }
 
     // MARK: - Foreground state

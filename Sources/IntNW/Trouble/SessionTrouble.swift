@@ -71,7 +71,7 @@ extension Session {
     /// Foreground IROB `id` was acknowledged by the peer.
     func troubleForegroundAcknowledged(_ id: IROBID) {
         guard troubleDetectionEnabled else { return }
-        for c in connByNetwork.values where c.trouble.foregroundInFlight.remove(id.rawValue) != nil {
+        for c in conns.byNetwork.values where c.trouble.foregroundInFlight.remove(id.rawValue) != nil {
             if c.trouble.foregroundInFlight.isEmpty { c.trouble.foregroundSinceNs = 0 }
         }
     }
@@ -95,13 +95,13 @@ extension Session {
     func runTroubleChecks(nowNs: UInt64) {
         guard phase != .closed, troubleDetectionEnabled else { return }
         var next = UInt64.max
-        for c in Array(connByNetwork.values) where c.state == .established && c.trouble.watched {
+        for c in Array(conns.byNetwork.values) where c.state == .established && c.trouble.watched {
             if c.trouble.nextCheckNs > nowNs {
                 next = min(next, c.trouble.nextCheckNs)
                 continue
             }
-            guard let net = nets[c.network.networkID], let info = try? TCPInfoReader.readRaw(fd: c.fd) else { continue }
-            var st = status(of: net)
+            guard let net = conns.nets[c.network.networkID], let info = try? TCPInfoReader.readRaw(fd: c.fd) else { continue }
+            var st = conns.status(of: net)
             st.troubled = c.trouble.local
             let sample = TroubleSample(network: st, nowNs: nowNs, tcpInfo: info,
                                        unackedForegroundIROBs: c.trouble.foregroundInFlight.count,
@@ -129,11 +129,11 @@ extension Session {
         c.trouble.local = true
         c.trouble.sinceNs = nowNs
         let notice = TroubleNotice.frame(networkID: c.network.networkID, troubled: true)
-        for o in connByNetwork.values where o !== c && o.state == .established { o.control.append(notice) }
+        for o in conns.byNetwork.values where o !== c && o.state == .established { o.control.append(notice) }
         let requeued = moveWorkOff(c)
         log.info("network troubled: failing over", metadata: [
             "interface": "\(c.network.interfaceName)", "requeued": "\(requeued)",
-            "alternatives": "\(connByNetwork.values.filter { $0 !== c && $0.state == .established && !$0.troubled }.count)"])
+            "alternatives": "\(conns.byNetwork.values.filter { $0 !== c && $0.state == .established && !$0.troubled }.count)"])
         loop.markDirty(self)
     }
 
@@ -142,7 +142,7 @@ extension Session {
         c.trouble.local = false
         c.trouble.sinceNs = 0
         let notice = TroubleNotice.frame(networkID: c.network.networkID, troubled: false)
-        for o in connByNetwork.values where o.state == .established { o.control.append(notice) }
+        for o in conns.byNetwork.values where o.state == .established { o.control.append(notice) }
         log.info("network back in service", metadata: ["interface": "\(c.network.interfaceName)",
                                                        "troubled_by_peer": "\(c.trouble.peer)"])
         if !c.troubled { runThunks() }
@@ -157,7 +157,7 @@ extension Session {
         c.trouble.foregroundSinceNs = 0
         let requeued = sender.connectionFailed(c.id)
         if !c.pendingAcks.isEmpty,
-           let other = connByNetwork.values.first(where: { $0 !== c && $0.state == .established && !$0.troubled }) {
+           let other = conns.byNetwork.values.first(where: { $0 !== c && $0.state == .established && !$0.troubled }) {
             other.pendingAcks.append(contentsOf: c.pendingAcks)
             c.pendingAcks.removeAll()
         }
@@ -169,7 +169,7 @@ extension Session {
     /// An extension frame arrived on `c`.
     func handleExtensionFrame(type: UInt8, body: [UInt8], on c: Connection, nowNs: UInt64) {
         guard type == TroubleNotice.frameType, let n = TroubleNotice.parse(body),
-              let target = connByNetwork[n.networkID], target.state == .established,
+              let target = conns.byNetwork[n.networkID], target.state == .established,
               target.trouble.peer != n.troubled else { return }
         let wasUsable = !target.troubled
         target.trouble.peer = n.troubled

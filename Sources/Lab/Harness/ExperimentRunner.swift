@@ -24,12 +24,30 @@ public struct ExperimentRecord: Codable, Sendable {
         public var apps: [AppLaunch]
         public var environment: [String: String]
         public var problems: [String]
-        /// Congestion control asked for, and the TCP sysctls read back from each namespace.
-        public var tcpCongestionControl: String
-        public var tcpSysctls: [String: [String: String]]
+        /// `trial.json` status and the host and namespace prefix it ran on (older records lack them).
+        public var status: TrialJobRecord.Status?
+        public var host: String?
+        public var prefix: String?
+        /// Congestion control pinned in the trial's namespaces, and the TCP sysctls read back from each
+        /// ("client"/"server" -> key -> value); nil in older records.
+        public var tcpCongestionControl: String? = nil
+        public var tcpSysctls: [String: [String: String]]? = nil
     }
+
+    /// A trial of the plan that is not in the results, and why.
+    public struct Excluded: Codable, Sendable {
+        public var id: String
+        public var reason: String
+        /// Its directory, when there is one.
+        public var directory: String?
+    }
+
+    /// Trials of the plan left out of the results; empty when every planned trial is in.
+    public var excluded: [Excluded]? = nil
+    /// The plan the trials came from (`TrialSpec.planId`).
+    public var planId: String? = nil
     /// The user-given trace (`--trace`): file, hash and window; nil for the experiment's own conditions.
-    public var traceOrigin: TraceOrigin?
+    public var traceOrigin: TraceOrigin? = nil
 }
 
 /// Runs an experiment's trials into one run directory, analyses them together and writes the report.
@@ -50,84 +68,39 @@ public struct ExperimentRunner: Sendable {
         public var verdict: Verdict
         public var results: AnalysisResults?
         public var interrupted: Bool
+        /// Trials of the plan that are not in the results: missing, failed or invalid, with why.
+        public var excluded: [ExperimentRecord.Excluded] = []
     }
 
+    /// Plan, run, merge: the trials are written as specs into `plan/`, each runs like `intnw-lab trial
+    /// run` into `<variant>/trial-<k>/`, and the run directory is the merge of those (`analyze --merge`),
+    /// so a local run and a cluster run give their results the same way.
     public func run(_ experiment: any Experiment, options: ExperimentOptions) async throws -> Result {
-        let override = try TraceOverride.load(options)
-        let plans = try experiment.plans(options).map { p -> TrialPlan in
-            var p = p
-            p.applyTraceOverride(override, durationSeconds: options.durationSeconds)
-            return p
-        }
+        let (manifest, specs) = try TrialPlanner.specs(experiment, options: options,
+                                                       prefix: PrefixPolicy(mode: .fixed, value: options.prefix),
+                                                       versions: await VersionRecord.current())
         let run = try RunDirectory.create(experiment: experiment.name, root: options.runsRoot)
+        try TrialPlanner.write(manifest, specs: specs, to: "\(run.path)/plan")
         let progress = Progress(experiment: experiment.name, expectedSeconds: experiment.expectedSeconds(options))
-        progress.note("run directory \(run.path); \(plans.count) trial(s); expectation: \(experiment.expectation)")
+        progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
 
-        var traces: [String: TraceRecord] = [:]
-        for p in plans where traces[p.variant] == nil {
-            traces[p.variant] = try run.recordTrace(p.trace, name: "trace-\(p.variant)")
-        }
-        var record = ExperimentRecord(experiment: experiment.name, version: experiment.version,
-                                      expectation: experiment.expectation, options: options,
-                                      versions: await VersionRecord.current(), traces: traces, trials: [],
-                                      verdict: nil, interrupted: false, traceOrigin: override?.origin)
-        try run.writeJSON(record, to: "experiment.json")
-
-        let trialRunner = TrialRunner(binDirectory: binDirectory, logger: logger, interruption: interruption)
-        var outcomes: [TrialOutcome] = []
-        for (i, plan) in plans.enumerated() {
+        let job = TrialJob(binDirectory: binDirectory, logger: logger, interruption: interruption)
+        var directories: [String] = []
+        for (i, spec) in specs.enumerated() {
             if interruption.isTriggered { break }
-            progress.note("\(plan.variant) trial \(plan.trial) (\(i + 1)/\(plans.count))")
-            let outcome = try await trialRunner.run(plan, in: run, progress: progress)
-            outcomes.append(outcome)
-            for p in outcome.problems { progress.note("\(plan.variant) trial \(plan.trial): \(p)") }
-            record.trials.append(.init(variant: plan.variant, trial: plan.trial,
-                                       directory: String(outcome.directory.dropFirst(run.path.count + 1)),
-                                       seed: plan.seed, durationSeconds: plan.durationSeconds, apps: plan.apps,
-                                       environment: plan.environment, problems: outcome.problems,
-                                       tcpCongestionControl: plan.tcp.congestionControl.rawValue,
-                                       tcpSysctls: outcome.tcpSysctls))
-            try run.writeJSON(record, to: "experiment.json")
+            progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(i + 1)/\(specs.count))")
+            let dir = try run.subdirectory("\(spec.plan.variant)/trial-\(spec.plan.trial)")
+            let record = try await job.run(spec, directory: dir, progress: progress)
+            for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
+            directories.append(dir)
         }
-
-        progress.note("analysing \(outcomes.count) trial(s)")
-        var results: AnalysisResults?
-        do {
-            let inputs = try outcomes.map { o -> TrialInput in
-                var input = try TrialInput.runDirectory(o.directory)
-                input.name = "\(o.plan.variant)/trial-\(o.plan.trial)"
-                return input
-            }
-            if !inputs.isEmpty {
-                let (r, analyses) = try Analyzer.analyze(trials: inputs)
-                for i in outcomes.indices { outcomes[i].analysis = analyses[i] }
-                try ReportWriter().write(r, trials: analyses, to: run.path)
-                results = r
-            }
-        } catch {
-            progress.note("analysis failed: \(error)")
-            for i in outcomes.indices { outcomes[i].problems.append("analysis: \(error)") }
-        }
-
-        let verdict = outcomes.isEmpty
-            ? Verdict(held: false, lines: ["no trial completed"])
-            : experiment.evaluate(outcomes, options: options)
-        record.verdict = verdict
-        record.interrupted = interruption.isTriggered
-        try run.writeJSON(record, to: "experiment.json")
-        var plots: [String] = []
-        do {
-            plots = try experiment.experimentPlots(outcomes, directory: run.path)
-        } catch {
-            progress.note("experiment plots failed: \(error)")
-        }
-        try Self.addVerdict(verdict, experiment: experiment, plots: plots, to: run.path)
-        return Result(directory: run.path, outcomes: outcomes, verdict: verdict, results: results,
-                      interrupted: interruption.isTriggered)
+        var result = try ExperimentMerger(progress: progress).merge(directories, into: run.path, plan: specs)
+        result.interrupted = result.interrupted || interruption.isTriggered
+        return result
     }
 
     /// Puts the expectation and whether it held at the top of summary.md and report.html.
-    static func addVerdict(_ v: Verdict, experiment: any Experiment, plots: [String], to dir: String) throws {
+    public static func addVerdict(_ v: Verdict, experiment: any Experiment, plots: [String], to dir: String) throws {
         let head = "## \(experiment.name): expectation \(v.held ? "HELD" : "NOT HELD")\n\n\(experiment.expectation)\n\n"
             + v.lines.map { "- \($0)" }.joined(separator: "\n") + "\n\n"
             + plots.map { "![\($0)](\($0))\n" }.joined() + (plots.isEmpty ? "" : "\n")

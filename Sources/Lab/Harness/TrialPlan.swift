@@ -40,8 +40,9 @@ public struct AppLaunch: Sendable, Codable, Equatable {
     public var role: AppRole { kind == .fgClient ? .fg : .bg }
 }
 
-/// Everything one trial needs: conditions, apps and how long to run.
-public struct TrialPlan: Sendable {
+/// Everything one trial needs: conditions, apps and how long to run. Codable: a trial spec
+/// (`TrialSpec`) carries it whole, so an option added here is a spec field with no further work.
+public struct TrialPlan: Sendable, Codable {
     public var experiment: String
     /// Variant name (a directory name inside the run).
     public var variant: String

@@ -44,7 +44,11 @@ public struct TrialRunner: Sendable {
     var appBinary: String { "\(binDirectory)/intnw-app" }
 
     public func run(_ plan: TrialPlan, in run: RunDirectory, progress: Progress) async throws -> TrialOutcome {
-        let dir = try run.subdirectory("\(plan.variant)/trial-\(plan.trial)")
+        try await self.run(plan, directory: try run.subdirectory("\(plan.variant)/trial-\(plan.trial)"), progress: progress)
+    }
+
+    /// Runs the trial into `dir` (which must exist): captures, logs, `apps.json`.
+    public func run(_ plan: TrialPlan, directory dir: String, progress: Progress) async throws -> TrialOutcome {
         let label = "\(plan.variant) trial \(plan.trial)"
         var problems: [String] = []
         guard FileManager.default.isExecutableFile(atPath: appBinary) else {

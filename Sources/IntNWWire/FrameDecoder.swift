@@ -154,13 +154,13 @@ public struct FrameDecoder {
 
     /// Internal fast path: like `next()`, but a DATA frame's payload is handed to `onData` in place
     /// (valid only during the call) and the function returns `.dataHandled`.
-    enum Decoded {
+    package enum Decoded {
         case needMore
         case frame(Frame)
         case dataHandled
     }
 
-    mutating func decodeNextRaw(_ onData: (IROBID, UInt32, UnsafeRawBufferPointer) throws -> Void) throws -> Decoded {
+    package mutating func decodeNextRaw(_ onData: (IROBID, UInt32, UnsafeRawBufferPointer) throws -> Void) throws -> Decoded {
         var handled = false
         let f = try decodeNext { id, off, p in
             try onData(id, off, p)
@@ -172,7 +172,7 @@ public struct FrameDecoder {
     }
 
     /// Returns nil when more bytes are needed, and also (with `onData` called) for a DATA frame.
-    mutating func decodeNext(_ onData: (IROBID, UInt32, UnsafeRawBufferPointer) throws -> Void) throws -> Frame? {
+    package mutating func decodeNext(_ onData: (IROBID, UInt32, UnsafeRawBufferPointer) throws -> Void) throws -> Frame? {
         if let failure { throw failure }
         let available = writeIndex - readIndex
         if available < 4 { return nil }
@@ -312,5 +312,14 @@ public struct FrameDecoder {
         }
         try r.finish()
         return frame
+    }
+}
+
+extension FrameDecoder {
+    /// Removes and returns the bytes fed but not yet decoded (to hand a stream to another decoder).
+    package mutating func takeBuffered() -> [UInt8] {
+        let out = Array(storage[readIndex..<writeIndex])
+        reset()
+        return out
     }
 }

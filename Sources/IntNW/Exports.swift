@@ -1,0 +1,3 @@
+/// IntNW's public API speaks the wire module's types (IROBID, Labels, NetworkKind, SessionID,
+/// frames); re-exported so an application needs only `import IntNW`.
+@_exported import IntNWWire

@@ -1,0 +1,162 @@
+/// A session's receive path: reading a connection's socket into its decoder, dispatching the
+/// decoded frames (DATA straight into the receiver core), handing released messages to the
+/// application, and ACK handling (the sender's bookkeeping and passive estimation). Runs under
+/// the loop lock.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Session {
+    func readAvailable(_ c: Connection, nowNs: UInt64) {
+        var reads = 0
+        while c.state != .closed && receiver.shouldRead && reads < 8 {
+            reads += 1
+            let n = c.decoder.fill(atLeast: Session.readChunk) { buf in
+                Glibc.recv(c.fd, buf.baseAddress, buf.count, 0)
+            }
+            if n == 0 {
+                connectionFailed(c, reason: peerGoodbye ? "closed after GOODBYE" : "closed by peer", nowNs: nowNs)
+                return
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                connectionFailed(c, reason: "recv: \(String(cString: strerror(errno)))", nowNs: nowNs)
+                return
+            }
+            processFrames(c, nowNs: nowNs)
+            if n < Session.readChunk { return }
+        }
+    }
+
+    /// Reads paused for a full receive buffer resume once the application made room: frames
+    /// already buffered are processed first.
+    func resumeReadsIfRoom(nowNs: UInt64) {
+        if readPaused && receiver.shouldRead {
+            readPaused = false
+            for c in conns.all where c.state != .closed && c.decoder.bufferedByteCount > 0 {
+                processFrames(c, nowNs: nowNs)
+            }
+        }
+        if !receiver.shouldRead { readPaused = true }
+    }
+
+    /// Decodes and handles buffered frames while the receive buffer allows.
+    func processFrames(_ c: Connection, nowNs: UInt64) {
+        do {
+            while c.state != .closed && receiver.shouldRead {
+                let d = try c.decoder.decodeNextRaw { id, offset, bytes in
+                    if c.state != .established {
+                        throw ProtocolError(.unexpected("DATA before HELLO"))
+                    }
+                    let reaction = try receiver.data(id: id, offset: offset, bytes: bytes, nowNs: nowNs)
+                    if case .reAck(let rid) = reaction { c.pendingAcks.append((rid, nowNs)) }
+                    conns.nets[c.network.networkID]?.bytesReceived += UInt64(bytes.count)
+                }
+                switch d {
+                case .needMore: return
+                case .dataHandled: break
+                case .frame(let f): try handleFrame(f, on: c, nowNs: nowNs)
+                }
+                collectReceived(c, nowNs: nowNs)
+            }
+        } catch let e as ProtocolError {
+            // Only this connection goes: what it carried is resent on the others.
+            log.warning("protocol error, closing connection", metadata: ["interface": "\(c.network.interfaceName)", "error": "\(e)"])
+            connectionFailed(c, reason: "\(e)", nowNs: nowNs)
+        } catch {
+            connectionFailed(c, reason: "\(error)", nowNs: nowNs)
+        }
+    }
+
+    private func collectReceived(_ c: Connection, nowNs: UInt64) {
+        let acks = receiver.takePendingAcks()
+        if !acks.isEmpty { c.pendingAcks.append(contentsOf: acks) }
+        let released = receiver.takeReleased()
+        if !released.isEmpty {
+            for r in released where r.labels.isForeground {
+                conns.nets[c.network.networkID]?.lastForegroundNs = nowNs
+                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName)
+            }
+            mailbox.deposit(released)
+            deliverToReceivers()
+        }
+        if peerGoodbye && receiver.allReleased { deliverToReceivers() }
+    }
+
+    private func handleFrame(_ f: Frame, on c: Connection, nowNs: UInt64) throws {
+        if c.state == .awaitingHello {
+            guard case .hello(let h) = f, role == .client, h.role == .server, h.session == sessionID else {
+                throw ProtocolError(.unexpected("expected the server's HELLO, got frame type 0x\(String(f.typeCode, radix: 16))"))
+            }
+            establish(c, nowNs: nowNs)
+            return
+        }
+        switch f {
+        case .hello:
+            throw ProtocolError(.unexpected("second HELLO on a connection"))
+        case .beginIROB(let b):
+            if case .reAck(let id) = try receiver.begin(b, nowNs: nowNs) { c.pendingAcks.append((id, nowNs)) }
+        case .data:
+            break  // handled in place by processFrames
+        case .endIROB(let id, let length):
+            _ = try receiver.end(id: id, length: length)
+        case .ack(let a):
+            handleAck(a, on: c, nowNs: nowNs)
+        case .resendRequest(let r):
+            sender.resend(r)
+        case .dataCheck(let ids):
+            let (ack, resend) = receiver.check(ids)
+            for id in ack { c.pendingAcks.append((id, nowNs)) }
+            c.control.append(contentsOf: resend.map { .resendRequest($0) })
+        case .newInterface(let info):
+            log.debug("peer announced network", metadata: ["interface": "\(info.name)", "kind": "\(info.kind)"])
+        case .downInterface(let nid):
+            if let other = conns.byNetwork[nid], other !== c {
+                connectionFailed(other, reason: "peer reported its network down", nowNs: nowNs)
+            }
+        case .goodbye(let g):
+            peerGoodbye = true
+            receiver.peerLastID = g.lastID
+            log.info("peer said goodbye", metadata: ["reason": "\(g.reason)", "lastID": "\(g.lastID)"])
+            deliverToReceivers()
+            mailbox.wakeSenders()
+        case .ping(let nonce):
+            c.control.append(.pong(nonce: nonce, holdMicroseconds: 0))
+        case .pong:
+            break
+        case .extension(let type, let body):
+            handleExtensionFrame(type: type, body: body, on: c, nowNs: nowNs)
+        }
+    }
+
+    private func handleAck(_ a: Ack, on c: Connection, nowNs: UInt64) {
+        c.lastAckReceivedNs = nowNs
+        var samples = sender.acknowledge(below: a.cumulative)
+        var holds: [IROBID: UInt32] = [:]
+        for e in a.entries {
+            if let s = sender.acknowledge(e.id) {
+                samples.append(s)
+                holds[e.id] = e.holdMicroseconds
+            }
+        }
+        for s in samples where s.labels.isForeground {
+            background.observe(.acknowledged(id: s.id, nowNs: nowNs), interface: nil)
+            troubleForegroundAcknowledged(s.id)
+        }
+        for s in samples where !s.resent && s.singleConnection {
+            guard let conn = s.connection.flatMap({ conns.connection(id: $0) }), conn === c,
+                  let net = conns.nets[c.network.networkID] else { continue }
+            let hold = UInt64(holds[s.id] ?? 0) * 1000
+            let elapsed = nowNs &- s.firstSentNs
+            if elapsed > hold {
+                net.estimator.addIROBSample(bytes: s.lengthBytes, queuedAheadBytes: s.queuedAheadBytes, elapsedNs: elapsed - hold,
+                                            sendSpanNs: s.lastSentNs &- s.firstSentNs)
+            }
+        }
+        if !samples.isEmpty {
+            mailbox.wakeSenders()
+            if phase == .closing && sender.unackedCount == 0 { finishClose(flushed: true, nowNs: nowNs) }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+/// A session's send path: the service pass the loop runs for a dirty session, the pump (the
+/// scheduler's core: which queued IROB goes on which connection, foreground first), background
+/// admission (the BG allowance from the background policy), ACK encoding and flushing the
+/// connection's send buffer to its socket. Runs under the loop lock.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CShims
+
+extension Session {
+    func service(nowNs: UInt64) {
+        if phase == .closed { return }
+        resumeReadsIfRoom(nowNs: nowNs)
+        var usable: [NetworkStatus]?
+        var choices: [UInt32: UInt32?] = [:]
+        for c in conns.all where c.state == .established || c.state == .awaitingHello {
+            if c.state == .established {
+                if usable == nil { usable = conns.usableStatuses() }
+                // Keep the socket fed while it takes everything; when it stops (EAGAIN), POLLOUT
+                // brings us back. Bounded so reads on other connections are not starved.
+                var rounds = 0
+                while true {
+                    let produced = pump(c, usable: usable!, choices: &choices, nowNs: nowNs)
+                    flush(c, nowNs: nowNs)
+                    rounds += 1
+                    if produced == 0 || c.state == .closed || c.out.pending > 0 { break }
+                    if rounds >= 16 {
+                        loop.markDirty(self)
+                        break
+                    }
+                }
+            } else {
+                c.drainControl()
+                flush(c, nowNs: nowNs)
+            }
+        }
+    }
+
+    /// Writes what `c` has queued (control frames first) as far as the socket takes it.
+    func flush(_ c: Connection, nowNs: UInt64) {
+        guard c.state != .closed && c.state != .connecting else { return }
+        c.drainControl()
+        if let err = c.out.write(to: c.fd) {
+            connectionFailed(c, reason: "send: \(String(cString: strerror(err)))", nowNs: nowNs)
+        }
+    }
+
+    /// Encodes `c`'s pending ACKs (as many ACK frames as the list limit needs) into its send buffer.
+    func encodeAcks(_ c: Connection, nowNs: UInt64) {
+        while !c.pendingAcks.isEmpty {
+            let n = min(c.pendingAcks.count, Wire.maxListEntries)
+            guard c.out.reserve(FrameEncoder.ackBaseLength + n * FrameEncoder.ackEntryLength) else { return }
+            let entries = c.pendingAcks[0..<n].map { p in
+                AckEntry(id: p.id, holdMicroseconds: UInt32(clamping: (nowNs &- p.completedAtNs) / 1000))
+            }
+            _ = c.out.append(.ack(Ack(cumulative: receiver.releaseFloor, entries: entries)))
+            c.pendingAcks.removeFirst(n)
+        }
+    }
+
+    /// Fills `c`'s send buffer: control frames, ACKs, then IROB chunks the chooser assigns to its
+    /// network. Returns how much IROB data (bytes, +1 per chunk) it queued.
+    private func pump(_ c: Connection, usable: [NetworkStatus], choices: inout [UInt32: UInt32?], nowNs: UInt64) -> Int {
+        c.drainControl()
+        encodeAcks(c, nowNs: nowNs)
+        guard !c.troubled else { return 0 }
+        var produced = 0
+        let nid = c.network.networkID
+        var bgAllowance: Int?
+        while c.out.pending < Session.outHighWater {
+            // Foreground before background; within a class, lowest id first.
+            var best: (labels: Labels, id: IROBID)?
+            for h in sender.queueHeads {
+                let choice: UInt32?
+                if let cached = choices[h.labels.rawValue] {
+                    choice = cached
+                } else {
+                    choice = options.chooser.choose(for: h.labels, among: usable)
+                    choices[h.labels.rawValue] = .some(choice)
+                }
+                guard choice == nid else { continue }
+                if let b = best {
+                    let better = (h.labels.isForeground && !b.labels.isForeground)
+                        || (h.labels.isForeground == b.labels.isForeground && h.id < b.id)
+                    if better { best = h }
+                } else {
+                    best = h
+                }
+            }
+            guard let pick = best else { return produced }
+            var maxBytes = options.sendLimits.maxChunkBytes
+            if pick.labels.isBackground {
+                // No foreground is waiting for this interface (it would have been picked first).
+                if bgAllowance == nil {
+                    bgAllowance = backgroundAllowance(c, usable: usable, nowNs: nowNs)
+                }
+                if bgAllowance! <= 0 { return produced }
+                maxBytes = min(maxBytes, bgAllowance!)
+            }
+            let room = Session.outCapacity - c.out.pending - FrameEncoder.dataHeaderLength - 64
+                - BeginIROB.maxEncodedLength - 32
+            maxBytes = min(maxBytes, room)
+            if maxBytes <= 0 { return produced }
+            guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return produced }
+            // For passive estimation: what is already queued on this connection ahead of a new IROB.
+            var aheadBytes: Int?
+            if let irob = sender.unacked[pick.id.rawValue], irob.firstSentNs == 0 {
+                aheadBytes = max(0, Int(cshims_siocoutq(c.fd))) + c.out.pending
+            }
+            guard let chunk = sender.nextChunk(labels: pick.labels, maxBytes: maxBytes, on: c.id, nowNs: nowNs) else { continue }
+            if let aheadBytes { sender.unacked[chunk.id.rawValue]?.queuedAheadBytes = aheadBytes }
+            produced += chunk.range.count + 1
+            if let b = chunk.begin { _ = c.out.append(.beginIROB(b)) }
+            if !chunk.range.isEmpty {
+                sender.withBytes(of: chunk.id) { all in
+                    let slice = UnsafeRawBufferPointer(rebasing: all[Int(chunk.range.lowerBound)..<Int(chunk.range.upperBound)])
+                    c.out.appendData(id: chunk.id, offset: chunk.range.lowerBound, payload: slice)
+                }
+            }
+            if chunk.isLast {
+                _ = c.out.append(.endIROB(id: chunk.id, length: UInt32(sender.unacked[chunk.id.rawValue]?.bytes.count ?? 0)))
+            }
+            if let net = conns.nets[nid] {
+                net.bytesSent += UInt64(chunk.range.count)
+                if pick.labels.isForeground {
+                    troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
+                    net.lastForegroundNs = nowNs
+                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name)
+                }
+            }
+            if pick.labels.isBackground { bgAllowance! -= chunk.range.count }
+        }
+        return produced
+    }
+
+    /// How many background bytes `c` may take now (0: wait; a wake-up is armed if the policy named one).
+    private func backgroundAllowance(_ c: Connection, usable: [NetworkStatus], nowNs: UInt64) -> Int {
+        guard let net = conns.nets[c.network.networkID] else { return 0 }
+        let decision = background.decide(network: conns.status(of: net), otherUsableNetworks: usable.count - 1, fd: c.fd,
+                                         userQueuedBytes: c.out.pending, nowNs: nowNs)
+        switch decision {
+        case .send(let maxBytes): return maxBytes
+        case .wait(let until):
+            // One pending wake-up per session is enough: keep the earliest.
+            if let until, backgroundWakeNs == nil || until < backgroundWakeNs! {
+                backgroundWakeNs = until
+                loop.schedule(atNs: until) { [weak self] in
+                    guard let self, self.backgroundWakeNs == until else { return }
+                    self.backgroundWakeNs = nil
+                    self.loop.markDirty(self)
+                }
+            }
+            return 0
+        }
+    }
+}
+
+extension BeginIROB {
+    /// Upper bound of an encoded BEGIN_IROB, in bytes.
+    static let maxEncodedLength = Wire.headerLength + 19 + 8 * Wire.maxDependencies
+}

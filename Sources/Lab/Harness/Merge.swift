@@ -1,0 +1,186 @@
+import Analysis
+import Emulation
+import Foundation
+
+/// Puts trials run as separate jobs back together (`intnw-lab analyze --merge`, and the last step of
+/// every `intnw-lab experiment` run): one analysis across the usable trials, the recipe's verdict, and
+/// results.json / summary.md / report.html / experiment.json in the output directory.
+///
+/// Only trials whose `trial.json` says `completed` are analysed. Every other trial of the plan (never
+/// given, still running or killed, failed, interrupted, unreadable) is listed in the verdict, which then
+/// does not hold: the expectation is never judged on a silently smaller sample.
+public struct ExperimentMerger: Sendable {
+    public var progress: Progress?
+
+    public init(progress: Progress? = nil) { self.progress = progress }
+
+    /// Directories named to skip while looking for trials below a directory.
+    static let skipped: Set<String> = ["plan", "plots", "slurm", "logs"]
+
+    /// Trial directories (holding `trial.json`) at or below `paths` (three levels at most), and the paths
+    /// that hold none, with why.
+    public static func trialDirectories(_ paths: [String]) -> (dirs: [String], unusable: [(path: String, reason: String)]) {
+        let fm = FileManager.default
+        var dirs: [String] = []
+        var unusable: [(String, String)] = []
+        func search(_ dir: String, depth: Int) -> [String] {
+            if fm.fileExists(atPath: "\(dir)/\(TrialJobRecord.file)") { return [dir] }
+            guard depth > 0, let entries = try? fm.contentsOfDirectory(atPath: dir) else { return [] }
+            return entries.sorted().filter { !skipped.contains($0) && !$0.hasPrefix(".") }.flatMap { e -> [String] in
+                var isDir: ObjCBool = false
+                let p = "\(dir)/\(e)"
+                guard fm.fileExists(atPath: p, isDirectory: &isDir), isDir.boolValue else { return [] }
+                return search(p, depth: depth - 1)
+            }
+        }
+        for raw in paths {
+            let path = raw.count > 1 && raw.hasSuffix("/") ? String(raw.dropLast()) : raw
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { unusable.append((path, "does not exist")); continue }
+            guard isDir.boolValue else { unusable.append((path, "is not a directory")); continue }
+            let found = search(path, depth: 3)
+            if found.isEmpty { unusable.append((path, "holds no \(TrialJobRecord.file) (the job did not start, or this is not a trial directory)")) }
+            dirs += found
+        }
+        return (dirs, unusable)
+    }
+
+    /// `plan`: the plan's specs when the caller has them (a local run): then even a run whose every
+    /// trial is missing (Ctrl-C before the first ended) gets its run directory and verdict.
+    public func merge(_ paths: [String], into out: String, plan: [TrialSpec] = []) throws -> ExperimentRunner.Result {
+        let (dirs, unusable) = Self.trialDirectories(paths)
+        var bad = unusable
+        var records: [(dir: String, record: TrialJobRecord)] = []
+        for d in dirs.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) {
+            do { records.append((d, try TrialJobRecord.load(directory: d))) } catch { bad.append((d, "\(error)")) }
+        }
+        guard let reference = records.first?.record.spec ?? plan.first else {
+            throw TrialSpecError.invalid("nothing to merge: " + (bad.isEmpty ? "no paths given" : bad.map { "\($0.path) \($0.reason)" }.joined(separator: "; ")))
+        }
+        let plans = Dictionary(grouping: records, by: { $0.record.spec.planId })
+        guard plans.count == 1 else {
+            throw TrialSpecError.invalid("the trials come from \(plans.count) different plans (" + plans.map { "\($0.key): \($0.value.count) trial(s), e.g. \($0.value[0].dir)" }.sorted().joined(separator: "; ") + "): merge one plan at a time")
+        }
+        guard let experiment = ExperimentRegistry.named(reference.experiment) else {
+            throw TrialSpecError.invalid("the trials are of experiment '\(reference.experiment)', which this intnw-lab does not know")
+        }
+        guard experiment.version == reference.recipeVersion else {
+            throw TrialSpecError.invalid("the trials ran \(experiment.name) recipe v\(reference.recipeVersion); this intnw-lab has v\(experiment.version) and would judge them by another recipe")
+        }
+        let outPath = URL(fileURLWithPath: out).standardizedFileURL.path
+        guard !FileManager.default.fileExists(atPath: "\(outPath)/\(TrialJobRecord.file)") else {
+            throw TrialSpecError.invalid("--out \(out) is a trial directory: merge into another directory")
+        }
+        try FileManager.default.createDirectory(atPath: outPath, withIntermediateDirectories: true)
+        let run = RunDirectory(path: outPath, experiment: experiment.name)
+
+        // The newest run of a trial wins (a spec run again into another directory).
+        var notes: [String] = []
+        var byId: [String: (dir: String, record: TrialJobRecord)] = [:]
+        for (id, runs) in Dictionary(grouping: records, by: { $0.record.spec.id }) {
+            let sorted = runs.sorted { ($0.record.finishedAt ?? $0.record.startedAt) < ($1.record.finishedAt ?? $1.record.startedAt) }
+            byId[id] = sorted.last!
+            if runs.count > 1 {
+                notes.append("\(id) given \(runs.count) times: used the latest, \(sorted.last!.dir)")
+            }
+        }
+
+        var excluded: [ExperimentRecord.Excluded] = []
+        var outcomes: [TrialOutcome] = []
+        var trialRecords: [ExperimentRecord.TrialRecord] = []
+        var interrupted = false
+        for id in reference.planTrials {
+            guard let (dir, r) = byId[id] else {
+                let named = bad.first { ($0.path as NSString).lastPathComponent == id }
+                excluded.append(.init(id: id, reason: named.map { "\($0.path) \($0.reason)" } ?? "missing: no trial directory given holds it",
+                                      directory: named?.path))
+                continue
+            }
+            let relative = dir.hasPrefix(outPath + "/") ? String(dir.dropFirst(outPath.count + 1)) : dir
+            trialRecords.append(.init(variant: r.spec.plan.variant, trial: r.spec.plan.trial, directory: relative,
+                                      seed: r.spec.plan.seed, durationSeconds: r.spec.plan.durationSeconds,
+                                      apps: r.spec.plan.apps, environment: r.spec.plan.environment, problems: r.problems,
+                                      status: r.status, host: r.host, prefix: r.prefix,
+                                      tcpCongestionControl: r.tcpCongestionControl, tcpSysctls: r.tcpSysctls))
+            switch r.status {
+            case .completed:
+                var plan = r.spec.plan
+                if let p = r.prefix { plan.prefix = p }
+                outcomes.append(TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: [], interrupted: false))
+            case .running:
+                excluded.append(.init(id: id, reason: "did not finish (the job was killed, or still runs) on \(r.host)", directory: relative))
+            case .failed:
+                excluded.append(.init(id: id, reason: "failed on \(r.host): \(r.problems.joined(separator: "; "))", directory: relative))
+            case .interrupted:
+                interrupted = true
+                excluded.append(.init(id: id, reason: "interrupted on \(r.host)", directory: relative))
+            }
+        }
+        // Trials that ran under different builds, kernels or TCP congestion control are noted.
+        let used = reference.planTrials.compactMap { byId[$0]?.record }.filter { $0.status == .completed }
+        func differing(_ what: String, _ value: (TrialJobRecord) -> String?) {
+            let values = Dictionary(grouping: used, by: { value($0) ?? "unknown" })
+            if values.count > 1 {
+                notes.append("the trials ran with different \(what): " + values.map { "\($0.key) (\($0.value.map(\.spec.id).sorted().joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+            }
+        }
+        differing("builds") { $0.versions.map { "\($0.gitCommit)\($0.gitDirty ? "+dirty" : "")" } }
+        differing("kernels") { $0.versions?.kernel }
+        differing("TCP congestion control") { $0.tcpCongestionControl }
+        // Directories that belong to no trial of this plan (unreadable, or not named after a trial).
+        for b in bad where !excluded.contains(where: { $0.directory == b.path }) {
+            notes.append("ignored \(b.path): \(b.reason)")
+        }
+
+        var traces: [String: TraceRecord] = [:]
+        for id in reference.planTrials {
+            guard let s = byId[id]?.record.spec, traces[s.plan.variant] == nil else { continue }
+            traces[s.plan.variant] = try run.recordTrace(s.plan.trace, name: "trace-\(s.plan.variant)")
+        }
+
+        progress?.note("analysing \(outcomes.count) trial(s)" + (excluded.isEmpty ? "" : "; \(excluded.count) of \(reference.planTrials.count) left out"))
+        var results: AnalysisResults?
+        do {
+            let inputs = try outcomes.map { o -> TrialInput in
+                var input = try TrialInput.runDirectory(o.directory)
+                input.name = "\(o.plan.variant)/trial-\(o.plan.trial)"
+                return input
+            }
+            if !inputs.isEmpty {
+                let (r, analyses) = try Analyzer.analyze(trials: inputs)
+                for i in outcomes.indices { outcomes[i].analysis = analyses[i] }
+                try ReportWriter().write(r, trials: analyses, to: outPath)
+                results = r
+            }
+        } catch {
+            progress?.note("analysis failed: \(error)")
+            for i in outcomes.indices { outcomes[i].problems.append("analysis: \(error)") }
+        }
+
+        var verdict = outcomes.isEmpty
+            ? Verdict(held: false, lines: ["no trial completed"])
+            : experiment.evaluate(outcomes, options: reference.options)
+        if !excluded.isEmpty {
+            verdict.held = false
+            verdict.lines.append("incomplete: \(outcomes.count) of \(reference.planTrials.count) planned trials are in the results; the expectation is not judged on the rest")
+            verdict.lines += excluded.map { "left out \($0.id): \($0.reason)" }
+        }
+        verdict.lines += notes
+
+        let record = ExperimentRecord(experiment: experiment.name, version: experiment.version,
+                                      expectation: experiment.expectation, options: reference.options,
+                                      versions: reference.planned, traces: traces, trials: trialRecords,
+                                      verdict: verdict, interrupted: interrupted, excluded: excluded,
+                                      planId: reference.planId, traceOrigin: reference.plan.traceOrigin)
+        try run.writeJSON(record, to: "experiment.json")
+        var plots: [String] = []
+        do {
+            plots = try experiment.experimentPlots(outcomes, directory: outPath)
+        } catch {
+            progress?.note("experiment plots failed: \(error)")
+        }
+        try ExperimentRunner.addVerdict(verdict, experiment: experiment, plots: plots, to: outPath)
+        return ExperimentRunner.Result(directory: out, outcomes: outcomes, verdict: verdict, results: results,
+                                       interrupted: interrupted, excluded: excluded)
+    }
+}

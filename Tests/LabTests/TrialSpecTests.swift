@@ -1,0 +1,201 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Emulation
+import Foundation
+import Testing
+@testable import Lab
+
+/// Trials as jobs without namespaces: specs are self-contained and checked, prefix claims exclude each
+/// other and leave nothing behind, and a merge lists every trial it cannot use instead of averaging
+/// around it.
+@Suite struct TrialSpecTests {
+    static let versions = VersionRecord(gitCommit: "test", gitDirty: false, swift: "swift", kernel: "linux", host: "h")
+
+    static func quickMultiapp() throws -> (PlanManifest, [TrialSpec]) {
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 2
+        return try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: versions)
+    }
+
+    static func scratch(_ name: String) -> String {
+        let d = NSTemporaryDirectory() + "trialspec-\(getpid())-\(name)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @Test("a plan is one spec per trial; the files read back equal to what was planned")
+    func planRoundTrip() throws {
+        let (manifest, specs) = try Self.quickMultiapp()
+        let plans = try MultiappExperiment().plans({ var o = ExperimentOptions(); o.quick = true; o.trials = 2; return o }())
+        #expect(specs.count == plans.count && specs.count == 6)
+        #expect(manifest.trials.map(\.id) == specs.map(\.id))
+        #expect(Set(specs.map(\.planId)).count == 1 && specs[0].planId == manifest.planId)
+        #expect(specs[0].planTrials == ["two-apps.trial-1", "two-apps.trial-2", "two-multisockets.trial-1",
+                                        "two-multisockets.trial-2", "one-multisocket.trial-1", "one-multisocket.trial-2"])
+        // Seeds follow the recipe: trial k uses seed + k - 1.
+        #expect(specs.map(\.plan.seed) == [1, 2, 1, 2, 1, 2])
+        let dir = Self.scratch("plan")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try TrialPlanner.write(manifest, specs: specs, to: dir)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(files == specs.map { "\($0.id).json" }.sorted(), "only specs match *.json (the manifest is plan.manifest)")
+        for (s, p) in zip(specs, plans) {
+            let back = try TrialSpec.load("\(dir)/\(s.id).json")
+            #expect(back.plan.apps == p.apps && back.plan.trace == p.trace && back.plan.environment == p.environment)
+            #expect(back.plan.durationSeconds == p.durationSeconds && back.plan.notifyDelaySeconds == p.notifyDelaySeconds)
+            #expect(back.options.quick && back.recipeVersion == MultiappExperiment().version)
+        }
+        let list = try String(contentsOfFile: "\(dir)/\(TrialPlanner.listFile)", encoding: .utf8).split(separator: "\n")
+        #expect(list.count == specs.count && list.allSatisfy { $0.hasPrefix("/") && $0.hasSuffix(".json") })
+        // The same plan made twice has the same id; another seed gives another.
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 2
+        #expect(try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).0.planId == manifest.planId)
+        o.seed = 7
+        #expect(try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).0.planId != manifest.planId)
+    }
+
+    @Test("an altered or broken spec is refused with one line naming the problem")
+    func badSpecs() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        let dir = Self.scratch("bad")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let enc = JSONEncoder()
+        var tampered = specs[0]
+        tampered.plan.trace.slices[0].conditions[1].rttMilliseconds += 1
+        try enc.encode(tampered).write(to: URL(fileURLWithPath: "\(dir)/tampered.json"))
+        #expect(throws: TrialSpecError.self) { try TrialSpec.load("\(dir)/tampered.json") }
+        do { _ = try TrialSpec.load("\(dir)/tampered.json") } catch { #expect("\(error)".contains("hash")) }
+
+        var renamed = specs[0]
+        renamed.id = "../escape"
+        try enc.encode(renamed).write(to: URL(fileURLWithPath: "\(dir)/renamed.json"))
+        #expect(throws: TrialSpecError.self) { try TrialSpec.load("\(dir)/renamed.json") }
+
+        try Data("{\"format\": 1}".utf8).write(to: URL(fileURLWithPath: "\(dir)/junk.json"))
+        do { _ = try TrialSpec.load("\(dir)/junk.json"); Issue.record("junk accepted") } catch {
+            #expect("\(error)".contains("junk.json") && !"\(error)".contains("\n"), "\(error)")
+        }
+        #expect(throws: TrialSpecError.self) { try TrialSpec.load("\(dir)/absent.json") }
+    }
+
+    @Test("prefix claims: auto picks distinct free prefixes, fixed refuses a held one, release leaves no file")
+    func claims() throws {
+        guard geteuid() == 0 else { return }  // /run/intnw-lab needs root; CI runs as root
+        let policy = PrefixPolicy.auto(stem: "tuclm")
+        let a = try PrefixClaim.acquire(policy)
+        let b = try PrefixClaim.acquire(policy)
+        #expect(a.prefix != b.prefix && a.prefix.hasPrefix("tuclm") && b.prefix.hasPrefix("tuclm"))
+        #expect(throws: (any Error).self) { try PrefixClaim.acquire(PrefixPolicy(mode: .fixed, value: a.prefix)) }
+        let path = "\(PrefixClaim.directory)/\(a.prefix).lock"
+        #expect(FileManager.default.fileExists(atPath: path))
+        a.release()
+        #expect(!FileManager.default.fileExists(atPath: path))
+        let c = try PrefixClaim.acquire(PrefixPolicy(mode: .fixed, value: a.prefix))
+        #expect(c.prefix == a.prefix)
+        c.release()
+        b.release()
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: PrefixClaim.directory)) ?? []
+        #expect(!left.contains { $0.hasPrefix("tuclm") }, "claims left behind: \(left)")
+        #expect(throws: TrialSpecError.self) { try PrefixClaim.acquire(PrefixPolicy(mode: .auto, value: "9bad")) }
+    }
+
+    static func writeRecord(_ spec: TrialSpec, status: TrialJobRecord.Status, problems: [String], in dir: String) throws -> String {
+        let d = "\(dir)/\(spec.id)"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        try TrialJobRecord(spec: spec, status: status, prefix: "tx1", host: "node7", startedAt: Date(),
+                           finishedAt: status == .running ? nil : Date(), problems: problems).write(directory: d)
+        return d
+    }
+
+    @Test("merge: failed, unfinished, unreadable and missing trials are each listed and the verdict does not hold")
+    func mergeReportsEveryGap() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        let dir = Self.scratch("merge")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try Self.writeRecord(specs[0], status: .failed, problems: ["fg exited early (exit 1)"], in: dir)
+        _ = try Self.writeRecord(specs[1], status: .running, problems: [], in: dir)
+        let broken = "\(dir)/\(specs[2].id)"
+        try FileManager.default.createDirectory(atPath: broken, withIntermediateDirectories: true)
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: "\(broken)/trial.json"))
+        // specs[3...] never ran.
+        let out = "\(dir)/merged"
+        let r = try ExperimentMerger().merge([dir], into: out)
+        #expect(!r.verdict.held)
+        #expect(r.outcomes.isEmpty)
+        #expect(r.excluded.map(\.id) == specs.map(\.id), "every planned trial accounted for: \(r.excluded)")
+        let text = r.verdict.lines.joined(separator: "\n")
+        #expect(text.contains("left out two-apps.trial-1: failed on node7: fg exited early"))
+        #expect(text.contains("left out two-apps.trial-2: did not finish"))
+        #expect(text.contains("left out two-multisockets.trial-1: \(broken)") && text.contains("not a trial record"))
+        #expect(text.contains("left out one-multisocket.trial-2: missing"))
+        #expect(text.contains("incomplete: 0 of 6 planned trials"))
+        let record = try JSONDecoder().decode(ExperimentRecord.self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/experiment.json")))
+        #expect(record.excluded?.count == 6 && record.verdict?.held == false && record.planId == specs[0].planId)
+        let summary = try String(contentsOfFile: "\(out)/summary.md", encoding: .utf8)
+        #expect(summary.contains("NOT HELD") && summary.contains("left out one-multisocket.trial-2"))
+    }
+
+    @Test("merge notes trials that ran under different kernels or TCP congestion control")
+    func mergeNotesDifferentHosts() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        let dir = Self.scratch("hosts")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (i, s) in specs.prefix(2).enumerated() {
+            let d = "\(dir)/\(s.id)"
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            var r = TrialJobRecord(spec: s, status: .completed, prefix: "tx\(i)", host: "node\(i)", startedAt: Date(),
+                                   finishedAt: Date(), problems: [])
+            r.versions = VersionRecord(gitCommit: "abc", gitDirty: false, swift: "s", kernel: i == 0 ? "Linux 6.1" : "Linux 6.8", host: "node\(i)")
+            r.tcpCongestionControl = i == 0 ? "cubic" : "bbr"
+            try r.write(directory: d)
+        }
+        let r = try ExperimentMerger().merge([dir], into: "\(dir)/merged")
+        let text = r.verdict.lines.joined(separator: "\n")
+        #expect(text.contains("different kernels: Linux 6.1 (two-apps.trial-1); Linux 6.8 (two-apps.trial-2)"), "\(text)")
+        #expect(text.contains("different TCP congestion control: bbr (two-apps.trial-2); cubic (two-apps.trial-1)"), "\(text)")
+        #expect(!text.contains("different builds"))
+        #expect(!r.verdict.held && r.excluded.count == 4)
+    }
+
+    @Test("merge refuses trials of two different plans, and an unknown recipe version")
+    func mergeRefusesMixedPlans() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        var o = ExperimentOptions()
+        o.quick = true
+        o.seed = 9
+        let other = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).1
+        let dir = Self.scratch("mixed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let a = try Self.writeRecord(specs[0], status: .failed, problems: ["x"], in: "\(dir)/a")
+        let b = try Self.writeRecord(other[1], status: .failed, problems: ["x"], in: "\(dir)/b")
+        do { _ = try ExperimentMerger().merge([a, b], into: "\(dir)/out"); Issue.record("mixed plans merged") } catch {
+            #expect("\(error)".contains("2 different plans"), "\(error)")
+        }
+        var old = specs[0]
+        old.recipeVersion = 0
+        let c = try Self.writeRecord(old, status: .failed, problems: ["x"], in: "\(dir)/c")
+        do { _ = try ExperimentMerger().merge([c], into: "\(dir)/out2"); Issue.record("old recipe merged") } catch {
+            #expect("\(error)".contains("recipe v0"), "\(error)")
+        }
+        do { _ = try ExperimentMerger().merge(["\(dir)/nothing-here"], into: "\(dir)/out3"); Issue.record("nothing merged") } catch {
+            #expect("\(error)".contains("nothing to merge"), "\(error)")
+        }
+    }
+
+    @Test("Slurm scripts: one array task per spec, the merge after the whole array")
+    func slurmScripts() throws {
+        var s = SlurmScripts(lab: "/opt/lab/intnw-lab", planDirectory: "/shared/p", resultsDirectory: "/shared/p/results",
+                             mergedDirectory: "/shared/p/merged", experiment: "multiapp", trials: 3, longestTrialSeconds: 20)
+        s.maxParallel = 2
+        #expect(s.trialsScript.contains("#SBATCH --array=1-3%2"))
+        #expect(s.trialsScript.contains("sed -n \"${SLURM_ARRAY_TASK_ID}p\" \"$PLAN/specs.txt\""))
+        #expect(s.trialsScript.contains("exec \"$LAB\" trial run \"$SPEC\" --out \"$RESULTS/$ID\""))
+        #expect(s.taskMinutes == 4, "(20 + 120) * 1.5 s rounded up to minutes")
+        #expect(s.mergeScript.contains("analyze --merge \"$RESULTS\" --out \"$MERGED\""))
+        #expect(s.submitScript.contains("--dependency=afterany:\"$array\" merge.sbatch"))
+    }
+}
