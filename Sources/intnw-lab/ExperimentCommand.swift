@@ -81,8 +81,11 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(help: "Trial length in seconds (with --trace: the window's length, default the rest of the trace; without: overrides the experiment's own length).")
     var duration: Double?
 
-    @Option(name: .customLong("tcp-cc"), help: "TCP congestion control pinned in both namespaces: cubic (default: the usual Linux default and the original IntNW evaluation's), bbr or reno. The pinned sysctls are recorded per trial in experiment.json and tcp.json.")
-    var tcpCC: TCPSettings.CongestionControl = .cubic
+    @Option(name: .customLong("tcp-cc"), help: "TCP congestion control pinned in both namespaces: bbr (default: what the project's recorded measurements and regression baseline used), cubic (the usual Linux default; on the emulated deep queues it raises FG latency behind BG traffic several-fold) or reno. The pinned sysctls are recorded per trial in experiment.json, trial.json and tcp.json.")
+    var tcpCC: TCPSettings.CongestionControl = .bbr
+
+    @Option(help: "Trials run at once, each in its own testbed under its own prefix (<prefix>0, <prefix>1, ...); trials running together are of different variants. Every trial records its emulator's and replayer's lateness (p99) and the CPU load in fidelity.json; one whose p99 lateness exceeds 2 ms is invalid: left out of the results and named in the verdict. On a loaded 2-core machine use 1 (see the drive notes in README.md).")
+    var jobs = 1
 
     @Flag(name: .customLong("require-expectation"), help: "Exit 1 when the experiment's expectation does not hold.")
     var requireExpectation = false
@@ -93,6 +96,7 @@ struct ExperimentCommand: AsyncParsableCommand {
     func validate() throws {
         guard trials >= 1 && trials <= 100 else { throw ValidationError("--trials must be 1...100") }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
+        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs must be 1...16") }
         guard traceStart.isFinite, traceStart >= 0 else { throw ValidationError("--trace-start must be 0 or more seconds") }
         if traceStart > 0 && trace == nil { throw ValidationError("--trace-start needs --trace") }
         if let d = duration, !(d.isFinite && d > 0 && d <= 864_000) { throw ValidationError("--duration must be more than 0 and at most 864000 seconds") }
@@ -135,6 +139,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.traceStartSeconds = traceStart
         options.durationSeconds = duration
         options.tcp = TCPSettings(congestionControl: tcpCC)
+        options.jobs = jobs
 
         if planOnly {
             try await writePlan(experiment, options: options, to: out!)

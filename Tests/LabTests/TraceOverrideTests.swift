@@ -15,7 +15,7 @@ struct TraceOverrideTests {
         o.traceFile = downtown
         o.traceStartSeconds = start
         o.durationSeconds = duration
-        o.tcp = TCPSettings(congestionControl: .bbr)
+        o.tcp = TCPSettings(congestionControl: .cubic)
         return o
     }
 
@@ -64,7 +64,7 @@ struct TraceOverrideTests {
         let plans = try e.plans(o)
         #expect(!plans.isEmpty)
         for var p in plans {
-            #expect(p.tcp.congestionControl == .bbr)
+            #expect(p.tcp.congestionControl == .cubic)
             p.applyTraceOverride(override, durationSeconds: o.durationSeconds)
             #expect(p.trace == override.trace)
             #expect(p.durationSeconds == 30)
@@ -85,9 +85,9 @@ struct TraceOverrideTests {
         #expect(p.traceOrigin == nil)
     }
 
-    @Test("both namespaces get the congestion control and the pinned sysctls; cubic is the default")
+    @Test("both namespaces get the congestion control and the pinned sysctls; bbr is the default")
     func sysctls() {
-        #expect(TCPSettings().congestionControl == .cubic)
+        #expect(TCPSettings().congestionControl == .bbr)
         let topo = Topology(spec: TopologySpec(prefix: "x"))
         for cc in TCPSettings.CongestionControl.allCases {
             for client in [true, false] {

@@ -20,6 +20,8 @@ public final class Testbed: @unchecked Sendable {
         public var tcpBufferBytes: Int?
         /// Congestion control and TCP sysctls pinned in both namespaces.
         public var tcp = TCPSettings()
+        /// Configure Linux MPTCP's path manager in this mode (nil: leave MPTCP unconfigured).
+        public var mptcp: MPTCPMode?
         /// JSON-lines record of every slice/carrier event applied.
         public var replayLogPath: String?
 
@@ -70,6 +72,7 @@ public final class Testbed: @unchecked Sendable {
             shaper = try makeShaper(config, logger: logger)
             try shaper.attach(topology: spec)
             try await topology.configureLinks()
+            if let mode = config.mptcp { try await topology.configureMPTCP(mode) }
         } catch {
             await topology.destroy(logger: logger)
             throw error

@@ -108,6 +108,30 @@ public struct Topology: Sendable {
         return (c, s)
     }
 
+    /// `ip -batch` lines configuring Linux MPTCP's in-kernel path manager (client, server): limits on
+    /// both sides, and on the client every non-primary link's address as a subflow endpoint (`backup`
+    /// in that mode), bound to its device. The primary link (WiFi) is an endpoint too, so a connection
+    /// that started on cellular also opens a WiFi subflow when it can.
+    public func mptcpCommands(_ mode: MPTCPMode) -> (client: [String], server: [String]) {
+        var c = ["mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint flush"]
+        for (i, l) in spec.links.enumerated() {
+            let backup = i > 0 && mode == .backup ? " backup" : ""
+            c.append("mptcp endpoint add \(l.clientAddress) dev \(l.interface) subflow\(backup)")
+        }
+        return (c, ["mptcp limits set subflows 2 add_addr_accepted 2"])
+    }
+
+    /// Applies `mptcpCommands` and turns MPTCP on in both namespaces.
+    public func configureMPTCP(_ mode: MPTCPMode) async throws {
+        if let why = MPTCPMode.kernelSupport { throw TopologyError.namespacesUnsupported(why) }
+        let (c, s) = mptcpCommands(mode)
+        for ns in [spec.clientNamespace, spec.serverNamespace] {
+            try await CommandRunner.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.mptcp.enabled=1"])
+        }
+        try await CommandRunner.run(["ip", "-n", spec.clientNamespace, "-batch", "-"], input: c.joined(separator: "\n") + "\n")
+        try await CommandRunner.run(["ip", "-n", spec.serverNamespace, "-batch", "-"], input: s.joined(separator: "\n") + "\n")
+    }
+
     /// `ip -batch` lines creating one unshaped veth pair per link (the netem backend shapes them).
     public func vethCommands() -> [String] {
         spec.links.map {

@@ -26,6 +26,8 @@ public struct ExperimentOptions: Sendable, Codable {
     public var durationSeconds: Double?
     /// Congestion control and TCP sysctls pinned in both namespaces of every trial.
     public var tcp = TCPSettings()
+    /// Trials run at once, each in its own testbed (`--jobs`).
+    public var jobs = 1
 
     public init() {}
 }

@@ -101,7 +101,8 @@ public struct ExperimentMerger: Sendable {
                                       seed: r.spec.plan.seed, durationSeconds: r.spec.plan.durationSeconds,
                                       apps: r.spec.plan.apps, environment: r.spec.plan.environment, problems: r.problems,
                                       status: r.status, host: r.host, prefix: r.prefix,
-                                      tcpCongestionControl: r.tcpCongestionControl, tcpSysctls: r.tcpSysctls))
+                                      tcpCongestionControl: r.tcpCongestionControl, tcpSysctls: r.tcpSysctls,
+                                      fidelity: r.fidelity))
             switch r.status {
             case .completed:
                 var plan = r.spec.plan

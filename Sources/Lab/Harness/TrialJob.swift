@@ -28,6 +28,8 @@ public struct TrialJobRecord: Codable, Sendable {
     public var tcpCongestionControl: String? = nil
     /// The TCP sysctls read back from the namespaces after setup: "client"/"server" -> key -> value.
     public var tcpSysctls: [String: [String: String]]? = nil
+    /// Emulator/replayer lateness and CPU load of the trial; an invalid one is also a problem.
+    public var fidelity: TrialFidelity? = nil
 
     public static func load(directory: String) throws -> TrialJobRecord {
         let path = "\(directory)/\(file)"
@@ -119,6 +121,7 @@ public struct TrialJob: Sendable {
                 .run(plan, directory: dir, progress: progress)
             record.problems = outcome.problems
             record.tcpSysctls = outcome.tcpSysctls
+            record.fidelity = outcome.fidelity
             if let cc = outcome.tcpSysctls["client"]?["net.ipv4.tcp_congestion_control"] { record.tcpCongestionControl = cc }
             record.status = outcome.interrupted ? .interrupted : outcome.problems.isEmpty ? .completed : .failed
         } catch {

@@ -61,6 +61,8 @@ public struct TrialPlan: Sendable, Codable {
     public var captureServer = false
     /// Congestion control and TCP sysctls of both namespaces.
     public var tcp = TCPSettings()
+    /// Linux MPTCP path-manager setup for strategies whose plain-TCP apps use MPTCP sockets.
+    public var mptcp: MPTCPMode?
     /// Set when the trace came from the user (`--trace`): the file, its hash and the window.
     public var traceOrigin: TraceOrigin?
 
