@@ -32,13 +32,19 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
 
+        // The Linux entry points every module shares: errno as swift-system's `Errno`, one EINTR
+        // retry helper, network-namespace entry (the only setns), and the one IPv4 endpoint type.
+        .target(
+            name: "LinuxSupport",
+            dependencies: ["CShims", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: swiftSettings),
         // The IntNW wire format: frames, identifiers and labels, encoder, decoder, limits and magic.
         // Pure Swift, no dependencies: IntNW speaks it, the analyzer reads captures with it.
         .target(name: "IntNWWire", swiftSettings: swiftSettings),
         .target(
             name: "IntNW",
             dependencies: [
-                "IntNWWire", "CShims", "CMnl",
+                "IntNWWire", "LinuxSupport", "CShims", "CMnl",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -47,7 +53,7 @@ let package = Package(
         .target(
             name: "Emulation",
             dependencies: [
-                "CShims", "CMnl",
+                "CShims", "CMnl", "LinuxSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -56,7 +62,7 @@ let package = Package(
         .target(
             name: "Capture",
             dependencies: [
-                "CPcap", "CShims",
+                "CPcap", "CShims", "LinuxSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
@@ -66,8 +72,9 @@ let package = Package(
         .target(
             name: "ToyApps",
             dependencies: [
-                "IntNW", "ToyProtocol",
+                "IntNW", "LinuxSupport", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -80,7 +87,7 @@ let package = Package(
         .target(
             name: "Lab",
             dependencies: [
-                "Analysis", "Capture", "Emulation", "IntNW", "CShims",
+                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -106,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "intnw-bench",
             dependencies: [
-                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "CShims",
+                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -116,13 +123,13 @@ let package = Package(
         .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",
                           swiftSettings: swiftSettings),
 
-        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "intnw-sched-probe"], swiftSettings: swiftSettings),
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
-        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW"], swiftSettings: swiftSettings),
-        .testTarget(name: "LabTests", dependencies: ["Lab"], swiftSettings: swiftSettings),
+        .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "LinuxSupport"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),
     ]

@@ -11,10 +11,14 @@ struct RegressCommand: AsyncParsableCommand {
         abstract: "Run the regression set and compare key metrics with the committed baseline.",
         discussion: """
         Runs the quick form of the listed experiments, prints metric / baseline / now / limit / verdict and
-        exits 1 when a metric is worse than its baseline by more than its tolerance (or is missing).
+        exits 3 when a metric is worse than its baseline by more than its tolerance (or is missing); other
+        failures (bad options, a run that could not be done) exit 1.
         Tolerances live in the baseline file per metric (relative, with an absolute floor).
         --update-baseline rewrites the baseline from this run on purpose (review the diff before committing).
         """)
+
+    /// Exit status meaning "ran fine, and a metric regressed" (1 is any other failure).
+    static let regressedExitCode: Int32 = 3
 
     @Option(help: "Baseline file.")
     var baseline = "regress/baseline.json"
@@ -91,7 +95,7 @@ struct RegressCommand: AsyncParsableCommand {
         print(Regression.table(rows))
         if Regression.failed(rows) {
             print("REGRESSION: \(rows.filter { $0.verdict == .regressed || $0.verdict == .missing }.map(\.name).joined(separator: ", "))")
-            throw ExitCode.failure
+            throw ExitCode(Self.regressedExitCode)
         }
         print("no regression against \(baseline)")
     }

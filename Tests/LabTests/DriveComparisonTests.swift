@@ -99,4 +99,16 @@ struct DriveComparisonTests {
         #expect(littleBG.lines.contains { $0.contains("check: IntNW BG") && $0.hasSuffix("NO") })
         #expect(!experiment().evaluate([], options: ExperimentOptions()).held)
     }
+
+    @Test("key metrics are IntNW's means over trials, other strategies ignored")
+    func keyMetrics() throws {
+        var a = try Self.trial("intnw", fg: [100, 100, 100, 100, 100, 100, 100, 100, 100, 300], sent: 10, bgBytes: [40_000], seconds: 10)
+        a.plan.trial = 1
+        var b = try Self.trial("intnw", fg: Array(repeating: 100, count: 9) + [500], sent: 10, bgBytes: [60_000], seconds: 10)
+        b.plan.trial = 2
+        let c = try Self.trial("cellular-only", fg: [1], sent: 1, bgBytes: [1])
+        #expect(experiment().keyMetrics([a, b, c]) == [KeyMetric(name: "drive.intnw.bg_Bps", value: 5_000, unit: "B/s", better: .higher),
+                                                      KeyMetric(name: "drive.intnw.fg_p95_ms", value: 400, unit: "ms", better: .lower)])
+        #expect(experiment().keyMetrics([c]).isEmpty)
+    }
 }

@@ -8,7 +8,7 @@ import Testing
 /// Issue 6 acceptance: FG and BG apps (IntNW and plain variants) on the testbed, captured and analysed;
 /// the latencies measured from the wire agree with the apps' own logs, and the bytes the wire shows are
 /// the bytes the apps say they had acknowledged.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct AnalysisPipelineNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

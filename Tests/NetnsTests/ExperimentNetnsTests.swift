@@ -4,7 +4,7 @@ import Testing
 /// The short forms of `multiapp` and of `regress` that CI runs: the harness end to end (testbed, apps,
 /// captures, analysis, report) and the regression check against the committed baseline, including that
 /// a deliberately broken scheduler (BG policy forced to `permissive`) fails it.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct ExperimentNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let lab = repo.appendingPathComponent(".build/debug/intnw-lab").path
@@ -52,7 +52,17 @@ struct ExperimentNetnsTests {
 
         let broken = try Self.run(["regress", "--only", "multiapp", "--prefix", "tmulti", "--runs", runs],
                                   environment: ["INTNW_BG_POLICY": "permissive"])
-        #expect(broken.status != 0, "a permissive scheduler must fail the regression check:\n\(broken.stdout)")
-        #expect(broken.stdout.contains("REGRESSED"), "readable diff: \(broken.stdout)")
+        // Negative control. Catches: a check that "fails" for any other reason (a crash, a missing metric,
+        // a run error: exit 1) or on an unrelated metric. Permissive lets BG chunks fill the shared
+        // multisocket's socket buffer (256 KB, about 4 s of the 64 KB/s uplink), so FG requests on that
+        // multisocket starve: the regression must be exit 3 with the one-multisocket FG answered row.
+        // (Its FG p95 is taken over the few answered requests, so it need not regress.)
+        #expect(broken.status == 3, "a permissive scheduler must fail the regression check with exit 3 (regressed), got \(broken.status):\n\(broken.stdout)\n\(broken.stderr.suffix(2000))")
+        let metric = "multiapp.one-multisocket.fg_answered"
+        let lines = broken.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        let row = lines.first { $0.hasPrefix(metric + " ") }
+        #expect(row?.hasSuffix("REGRESSED") == true, "the one-multisocket FG answered row must regress: \(row ?? "no row")\n\(broken.stdout)")
+        #expect(!lines.contains { $0.hasPrefix("multiapp.") && $0.hasSuffix("missing") }, "every metric measured: \(broken.stdout)")
+        #expect(lines.contains { $0.hasPrefix("REGRESSION: ") && $0.contains(metric) }, "summary line names the metric: \(broken.stdout)")
     }
 }

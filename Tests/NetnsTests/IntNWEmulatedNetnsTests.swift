@@ -5,7 +5,7 @@ import Testing
 
 /// Issue 3 on the emulated testbed: IntNW over the shaped WiFi and cellular links while the trace takes
 /// WiFi away and brings it back three times (the OS notices each outage after the notification delay).
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct IntNWEmulatedNetnsTests {
     static let wifi = LinkConditions(downBytesPerSecond: 2_500_000, upBytesPerSecond: 2_500_000, rttMilliseconds: 20)
     static let cell = LinkConditions(downBytesPerSecond: 250_000, upBytesPerSecond: 250_000, rttMilliseconds: 100)

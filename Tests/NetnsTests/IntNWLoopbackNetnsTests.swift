@@ -74,7 +74,7 @@ struct INWTopology {
     }
 }
 
-@Suite("IntNW over two veth links in namespaces", .serialized, .enabled(if: NetnsGate.available))
+@Suite("IntNW over two veth links in namespaces", .serialized, .netnsAvailableOrRequired, .netnsRequired)
 struct IntNWLoopbackNetnsTests {
     let topo = INWTopology()
 

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CShims
+import LinuxSupport
 
 /// One TCP_INFO snapshot of a connection.
 public struct TCPInfoSnapshot: Sendable {
@@ -72,9 +73,8 @@ public enum TCPInfoReader {
     public static func readRaw(fd: Int32) throws(IntNWError) -> cshims_tcp_info {
         var info = cshims_tcp_info()
         var len: UInt32 = 0
-        while cshims_get_tcp_info(fd, &info, &len) != 0 {
-            if errno == EINTR { continue }
-            throw .system(call: "getsockopt(TCP_INFO)", errno: errno)
+        if case .failure(let e) = Syscall.retrying({ cshims_get_tcp_info(fd, &info, &len) }) {
+            throw .system(call: "getsockopt(TCP_INFO)", errno: e)
         }
         return info
     }
