@@ -8,6 +8,8 @@
 import Glibc
 #endif
 import CShims
+import LinuxSupport
+import SystemPackage
 
 /// A pthread mutex in a small owning class.
 final class Lock: @unchecked Sendable {
@@ -80,7 +82,7 @@ final class IOLoop: @unchecked Sendable {
             box.release()
             Glibc.close(fd)
             Glibc.close(wakeWriteFD)
-            throw IntNWError.system(call: "pthread_create", errno: rc)
+            throw IntNWError.system(call: "pthread_create", errno: Errno(rawValue: rc))
         }
         thread = tid
         if let err = started.wait() {
@@ -219,16 +221,10 @@ final class IOLoop: @unchecked Sendable {
 
     private func threadMain(namespacePath: String?, gate: StartGate) {
         if let path = namespacePath {
-            let nsfd = open(path, O_RDONLY | O_CLOEXEC)
-            if nsfd < 0 {
-                gate.open(IntNWError.errno("open(\(path))"))
-                return
-            }
-            let rc = cshims_setns_net(nsfd)
-            let e = errno
-            Glibc.close(nsfd)
-            if rc != 0 {
-                gate.open(IntNWError.system(call: "setns(\(path))", errno: e))
+            do throws(SystemCallError) {
+                try NetworkNamespaceEntry.enter(path)
+            } catch {
+                gate.open(IntNWError(error))
                 return
             }
         }

@@ -7,7 +7,7 @@ import ToyProtocol
 
 /// The IntNW background-policy names the apps accept and pass on.
 public enum IntNWBackgroundPolicy {
-    /// DESIGN.md section 6.
+    /// docs/scheduling.md.
     public static let names = ["exclusive", "permissive", "anticipatory", "trickle"]
 
     /// Publishes the chosen policy as INTNW_BG_POLICY for the IntNW library (its scheduling layer
@@ -100,7 +100,7 @@ public struct IntNWTransport: ToyTransport {
             return IntNWListener(listener: l, labeling: labeling, closeTimeoutSeconds: closeTimeoutSeconds)
         } catch let e as IntNWError {
             var hint = ""
-            if case .system(_, let errno) = e, errno == EADDRINUSE { hint = " (another server is using the port?)" }
+            if case .system(_, let errno) = e, errno == .addressInUse { hint = " (another server is using the port?)" }
             throw .listenFailed(endpoint: "\(address):\(port)", reason: e.description + hint)
         } catch {
             throw .listenFailed(endpoint: "\(address):\(port)", reason: "\(error)")

@@ -10,11 +10,14 @@ struct RegressCommand: AsyncParsableCommand {
         commandName: "regress",
         abstract: "Run the regression set and compare key metrics with the committed baseline.",
         discussion: """
-        Runs the quick form of the listed experiments, prints metric / baseline / now / limit / verdict and
-        exits 3 when a metric is worse than its baseline by more than its tolerance (or is missing); other
-        failures (bad options, a run that could not be done) exit 1.
-        Tolerances live in the baseline file per metric (relative, with an absolute floor).
-        --update-baseline rewrites the baseline from this run on purpose (review the diff before committing).
+        Runs the quick form of the listed experiments (multiapp: 3 trials per variant) and compares each key
+        metric with the baseline: a metric with samples (requests' latencies, per-second rates) regresses when a
+        one-sided Mann-Whitney U test finds it worse at alpha = 0.01 AND it moved by at least its minimum effect
+        (25% for latencies and rates); one-number metrics use a tolerance band at least as wide as the baseline
+        runs' spread (docs/regression.md). Exits 3 on a regression or a missing metric; other failures (bad
+        options, a run that could not be done) exit 1.
+        --update-baseline records the baseline from --baseline-runs runs (default 5) on purpose (review the diff
+        before committing; record it on a quiet machine).
         """)
 
     /// Exit status meaning "ran fine, and a metric regressed" (1 is any other failure).
@@ -38,15 +41,27 @@ struct RegressCommand: AsyncParsableCommand {
     @Option(help: "Comma-separated subset of the regression set (default: all of it).")
     var only: String?
 
+    @Option(help: "Trials per multiapp variant (at least 3 for a trustworthy comparison; fewer only for smoke tests).")
+    var trials = 3
+
+    @Option(name: .customLong("baseline-runs"), help: "With --update-baseline: runs of the set to record (at least 5).")
+    var baselineRuns = 5
+
+    @Option(name: .customLong("bg-policy"), help: "BG policy for the IntNW apps (INTNW_BG_POLICY), e.g. to check that a broken policy is caught.")
+    var bgPolicy: String?
+
     func run() async throws {
         try NetCommand.validatePrefix(prefix)
         try LabCLI.check { try Topology.preflight() }
         var base = ExperimentOptions()
         base.shaper = try LabCLI.resolveShaper(shaper)
         base.prefix = prefix
+        base.bgPolicy = bgPolicy
+        guard trials >= 1 else { throw LabCLI.fail("--trials must be at least 1") }
+        guard !updateBaseline || baselineRuns >= 5 else { throw LabCLI.fail("--baseline-runs must be at least 5: the baseline needs its spread") }
         let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
         base.runsRoot = "\(runs)/regress/\(stamp)"
-        var suite = RegressionSuite.standard(base: base)
+        var suite = RegressionSuite.standard(base: base, multiappTrials: trials)
         if let only {
             let names = Set(only.split(separator: ",").map(String.init))
             suite = suite.filter { names.contains($0.experiment) }
@@ -64,19 +79,27 @@ struct RegressCommand: AsyncParsableCommand {
         var logger = Logger(label: "intnw-lab.regress")
         logger.logLevel = .warning
         let runner = ExperimentRunner(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption)
-        var metrics: [KeyMetric] = []
-        for entry in suite {
-            guard let e = ExperimentRegistry.named(entry.experiment) else { continue }
-            let result = try await LabCLI.userError { try await runner.run(e, options: entry.options) }
-            if result.interrupted { throw ExitCode(130) }
-            metrics += e.keyMetrics(result.outcomes)
-            stderr("regress: \(e.name) done: \(result.directory)")
+        var runs: [[KeyMetric]] = []
+        for run in 1 ... (updateBaseline ? baselineRuns : 1) {
+            var metrics: [KeyMetric] = []
+            for entry in suite {
+                guard let e = ExperimentRegistry.named(entry.experiment) else { continue }
+                var options = entry.options
+                if updateBaseline { options.runsRoot += "/run-\(run)" }
+                let result = try await LabCLI.userError { try await runner.run(e, options: options) }
+                if result.interrupted { throw ExitCode(130) }
+                metrics += e.keyMetrics(result.outcomes)
+                stderr("regress: \(e.name) done: \(result.directory)")
+            }
+            runs.append(metrics)
         }
+        let metrics = runs.last ?? []
 
         if updateBaseline {
             let commit = await VersionRecord.current().gitCommit
-            let b = Regression.baseline(from: metrics, previous: previous,
-                                        recorded: "intnw-lab regress --update-baseline at commit \(commit), \(stamp)",
+            let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
+            let b = Regression.baseline(fromRuns: runs, previous: previous,
+                                        recorded: "intnw-lab regress --update-baseline --baseline-runs \(baselineRuns) --trials \(trials) at commit \(commit), \(stamp), load average \(load) at the end",
                                         keepUnmeasured: only != nil)
             try FileManager.default.createDirectory(atPath: (baseline as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try b.write(baseline)

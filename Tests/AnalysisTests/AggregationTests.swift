@@ -11,14 +11,15 @@ import Testing
                                         latencyMs: LatencySummary(count: 1, meanMs: $0, stddevMs: 0, minMs: $0, p50Ms: $0,
                                                                   p95Ms: 2 * $0, p99Ms: 2 * $0, maxMs: 2 * $0)) },
                   bg: nil,
-                  throughput: ThroughputResult(uplinkBytes: 0, downlinkBytes: 0, activeSeconds: 1, uplinkBytesPerSecond: uplinkBytesPerSecond,
+                  throughput: ThroughputResult(uplinkBytes: 0, downlinkBytes: 0, activeSeconds: 1, windowSeconds: 1,
+                                               uplinkBytesPerSecond: uplinkBytesPerSecond,
                                                downlinkBytesPerSecond: 0, totalBytesPerSecond: uplinkBytesPerSecond))
     }
 
     static func trial(_ apps: [AppResult], jain: Double?) -> TrialResult {
         TrialResult(name: "t", originNanoseconds: 0, durationSeconds: 1, captures: [], connections: [], apps: apps, interfaces: [],
-                    fairness: FairnessResult(bgThroughputJain: jain, allAppsThroughputJain: nil, fgLatencyJain: nil),
-                    intnwConnections: 0, toyConnections: 0)
+                    fairness: FairnessResult(bgThroughputJain: jain, fgLatencyJain: nil),
+                    intnwConnections: 0, toyConnections: 0, accountingViolations: 0)
     }
 
     /// Catches: means over the wrong apps or trials, a wrong confidence interval (Student t with n-1
@@ -34,18 +35,22 @@ import Testing
         #expect(a.apps.map(\.name) == ["fg", "bg"])
         let fg = try #require(a.apps.first)
         #expect(fg.trials == 2 && fg.role == .fg)
-        // p50 over 10 and 20: mean 15, s = 7.0711, half width t(0.975, 1) × s / √2 = 12.706 × 5 = 63.53.
+        // p50 over 10 and 20: mean 15, s = 7.0711, Student t half width t(0.975, 1) × s / √2 = 12.706 × 5 = 63.53,
+        // which would reach below 0: a latency gets the percentile bootstrap interval instead, inside [10, 20].
         let p50 = try #require(fg.fgLatencyP50Ms)
         #expect(p50.mean == 15 && p50.n == 2)
-        #expect(abs((p50.halfWidth ?? 0) - 63.53) < 1e-9)
+        #expect(abs((Statistics.meanWithCI([10, 20])?.halfWidth ?? 0) - 63.53) < 1e-9)
+        #expect(p50.method == "bootstrap-percentile" && (p50.low ?? -1) >= 10 && (p50.high ?? 99) <= 20)
         #expect(abs((p50.stddev ?? 0) - 7.0710678118654755) < 1e-12)
         #expect(fg.fgLatencyP95Ms?.mean == 30)
         #expect(fg.uplinkBytesPerSecond?.mean == 200)
         let bg = try #require(a.apps.last)
         #expect(bg.trials == 3 && bg.fgLatencyP50Ms == nil)
-        // 1000, 3000, 2000: mean 2000, s = 1000, half width 4.303 × 1000 / √3.
+        // 1000, 3000, 2000: mean 2000, s = 1000, Student t half width 4.303 × 1000 / √3 = 2484 (below 0
+        // again): bootstrap, inside [1000, 3000].
         #expect(bg.uplinkBytesPerSecond?.mean == 2000)
-        #expect(abs((bg.uplinkBytesPerSecond?.halfWidth ?? 0) - 4.303 * 1000 / 3.0.squareRoot()) < 1e-9)
+        #expect(abs((Statistics.meanWithCI([1000, 3000, 2000])?.halfWidth ?? 0) - 4.303 * 1000 / 3.0.squareRoot()) < 1e-9)
+        #expect((bg.uplinkBytesPerSecond?.low ?? 0) >= 1000 && (bg.uplinkBytesPerSecond?.high ?? 0) <= 3000)
         // Jain: the trial without a value is left out, not counted as 0.
         #expect(a.bgThroughputJain?.n == 2 && abs((a.bgThroughputJain?.mean ?? 0) - 0.8) < 1e-12)
         #expect(a.fgLatencyJain == nil)

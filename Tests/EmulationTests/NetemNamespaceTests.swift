@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import Emulation
+import LinuxSupport
 
 /// Whether this machine lets tests create network namespaces. With INTNW_REQUIRE_NETNS=1 the tests
 /// run regardless and fail (rather than skip) when the capability is missing.
@@ -279,18 +280,11 @@ struct TestNamespaces {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             guard fd >= 0 else { return -1 }
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(9).bigEndian
-            address.sin_addr.s_addr = inet_addr("198.18.1.1")
+            let address = IPv4Endpoint("198.18.1.1", port: 9)!
             let payload = [UInt8](repeating: 0x5a, count: 1000)
             var count = 0
             for _ in 0..<3 {
-                let n = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
+                let n = address.withSockaddr { sendto(fd, payload, payload.count, 0, $0, $1) }
                 if n == payload.count { count += 1 }
             }
             return count

@@ -20,7 +20,7 @@ enum FakeTrial {
                          fg: role == .fg ? FGResult(requests: requests, replies: replies, unanswered: requests - replies, latencyMs: latency) : nil,
                          bg: role == .bg ? BGResult(chunks: 0, completeChunks: 0, acks: 0, chunkPayloadBytes: chunkBytes) : nil,
                          throughput: ThroughputResult(uplinkBytes: uplinkBytes, downlinkBytes: 0, activeSeconds: activeSeconds,
-                                                      uplinkBytesPerSecond: rate, downlinkBytesPerSecond: 0, totalBytesPerSecond: rate),
+                                                      windowSeconds: activeSeconds, uplinkBytesPerSecond: rate, downlinkBytesPerSecond: 0, totalBytesPerSecond: rate),
                          logCheck: nil)
     }
 
@@ -28,9 +28,9 @@ enum FakeTrial {
         TrialResult(name: name, originNanoseconds: 0, durationSeconds: 10, captures: [], connections: [], apps: apps,
                     interfaces: [InterfaceResult(capture: "client-cell0.pcap", interface: "cell0", side: "client",
                                                  uplinkBytes: clientUplinkBytes, downlinkBytes: 0, retransmittedBytes: 0,
-                                                 meanUplinkBytesPerSecond: 0, meanDownlinkBytesPerSecond: 0)],
-                    fairness: FairnessResult(bgThroughputJain: nil, allAppsThroughputJain: nil, fgLatencyJain: nil),
-                    intnwConnections: 0, toyConnections: 0)
+                                                 meanUplinkBytesPerSecond: 0, meanDownlinkBytesPerSecond: 0, windowSeconds: 10)],
+                    fairness: FairnessResult(bgThroughputJain: nil, fgLatencyJain: nil),
+                    intnwConnections: 0, toyConnections: 0, accountingViolations: 0)
     }
 
     static func outcome(_ plan: TrialPlan, _ apps: [AppResult], clientUplinkBytes: UInt64 = 0, directory: String = "/nonexistent") -> TrialOutcome {
@@ -244,10 +244,12 @@ enum FakeTrial {
         let r = ExperimentRunner.Result(directory: "/x", outcomes: outcomes, verdict: Verdict(held: true, lines: []), results: nil, interrupted: false)
         let rows = ExperimentTable.render(r).split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         #expect(rows.count == 4)
-        #expect(rows[0] == ["variant", "trials", "app", "FG", "p50", "ms", "FG", "p95", "ms", "FG", "answered", "BG", "KB/s"])
-        // FG p50 mean of 100 and 300, p95 of 200 and 400; BG (10 + 30 kB/s) / 2 = 20 KB/s.
-        #expect(rows[1] == ["a", "2", "fg", "200", "300", "9/10,10/10", "-"])
-        #expect(rows[2] == ["a", "2", "bg", "-", "-", "-", "20"])
-        #expect(rows[3] == ["b", "1", "-", "-", "-", "-", "-"])
+        #expect(rows[0] == ["variant", "trials", "app", "FG", "app", "p50", "ms", "FG", "app", "p95", "ms", "FG", "wire", "p50", "ms",
+                            "FG", "wire", "p95", "ms", "FG", "answered", "(wire)", "BG", "up", "kB/s"])
+        // Wire FG p50 mean of 100 and 300, p95 of 200 and 400 (no app logs: no app-perceived figures);
+        // BG (10 + 30 kB/s) / 2 = 20 kB/s.
+        #expect(rows[1] == ["a", "2", "fg", "-", "-", "200", "300", "9/10,10/10", "-"])
+        #expect(rows[2] == ["a", "2", "bg", "-", "-", "-", "-", "-", "20"])
+        #expect(rows[3] == ["b", "1", "-", "-", "-", "-", "-", "-", "-"])
     }
 }

@@ -29,13 +29,14 @@ import Testing
     func planRoundTrip() throws {
         let (manifest, specs) = try Self.quickMultiapp()
         let plans = try MultiappExperiment().plans({ var o = ExperimentOptions(); o.quick = true; o.trials = 2; return o }())
-        #expect(specs.count == plans.count && specs.count == 6)
+        #expect(specs.count == plans.count && specs.count == 8)
         #expect(manifest.trials.map(\.id) == specs.map(\.id))
         #expect(Set(specs.map(\.planId)).count == 1 && specs[0].planId == manifest.planId)
         #expect(specs[0].planTrials == ["two-apps.trial-1", "two-apps.trial-2", "two-multisockets.trial-1",
-                                        "two-multisockets.trial-2", "one-multisocket.trial-1", "one-multisocket.trial-2"])
+                                        "two-multisockets.trial-2", "one-multisocket.trial-1", "one-multisocket.trial-2",
+                                        "fg-alone.trial-1", "fg-alone.trial-2"])
         // Seeds follow the recipe: trial k uses seed + k - 1.
-        #expect(specs.map(\.plan.seed) == [1, 2, 1, 2, 1, 2])
+        #expect(specs.map(\.plan.seed) == [1, 2, 1, 2, 1, 2, 1, 2])
         let dir = Self.scratch("plan")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try TrialPlanner.write(manifest, specs: specs, to: dir)
@@ -132,9 +133,9 @@ import Testing
         #expect(text.contains("left out two-apps.trial-2: did not finish"))
         #expect(text.contains("left out two-multisockets.trial-1: \(broken)") && text.contains("not a trial record"))
         #expect(text.contains("left out one-multisocket.trial-2: missing"))
-        #expect(text.contains("incomplete: 0 of 6 planned trials"))
+        #expect(text.contains("incomplete: 0 of 8 planned trials"))
         let record = try JSONDecoder().decode(ExperimentRecord.self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/experiment.json")))
-        #expect(record.excluded?.count == 6 && record.verdict?.held == false && record.planId == specs[0].planId)
+        #expect(record.excluded?.count == 8 && record.verdict?.held == false && record.planId == specs[0].planId)
         let summary = try String(contentsOfFile: "\(out)/summary.md", encoding: .utf8)
         #expect(summary.contains("NOT HELD") && summary.contains("left out one-multisocket.trial-2"))
     }
@@ -158,7 +159,7 @@ import Testing
         #expect(text.contains("different kernels: Linux 6.1 (two-apps.trial-1); Linux 6.8 (two-apps.trial-2)"), "\(text)")
         #expect(text.contains("different TCP congestion control: bbr (two-apps.trial-2); cubic (two-apps.trial-1)"), "\(text)")
         #expect(!text.contains("different builds"))
-        #expect(!r.verdict.held && r.excluded.count == 4)
+        #expect(!r.verdict.held && r.excluded.count == 6)
     }
 
     @Test("merge refuses trials of two different plans, and an unknown recipe version")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 /// Trials as batch jobs, end to end: a quick multiapp plan run through the real GNU `parallel` binary
+/// (`-j 1`: one trial at a time keeps the load down while the rest of the suite runs)
 /// and merged gives the same variants, apps, metrics and verdict computation as the in-process run; a
 /// missing trial is reported, rerunning its spec fills it in; two jobs of one spec started at the same
 /// moment both succeed under distinct prefixes and leave no namespace, claim or process behind.
@@ -95,7 +96,7 @@ struct ClusterNetnsTests {
         try #require(plan.status == 0, "\(plan.out)")
         let specs = try FileManager.default.contentsOfDirectory(atPath: "\(root)/P").filter { $0.hasSuffix(".json") }.sorted()
         #expect(specs == ["one-multisocket.trial-1.json", "two-apps.trial-1.json", "two-multisockets.trial-1.json"])
-        let jobs = try Self.run([parallel, "-j", "2", "--halt", "never", Self.lab, "trial", "run", "{}", "--out", "\(root)/R/{/.}", ":::"]
+        let jobs = try Self.run([parallel, "-j", "1", "--halt", "never", Self.lab, "trial", "run", "{}", "--out", "\(root)/R/{/.}", ":::"]
                                 + specs.map { "\(root)/P/\($0)" }, log: "\(root)/parallel.log")
         try #require(jobs.status == 0, "parallel: exit \(jobs.status)\n\(jobs.out.suffix(3000))")
         let merged = try Self.run([Self.lab, "analyze", "--merge"] + specs.map { "\(root)/R/\(($0 as NSString).deletingPathExtension)" }

@@ -51,7 +51,8 @@ public struct RunMetadata: Codable, Sendable, Equatable {
         public var appId: UInt32?
         public var clientPorts: [UInt16]?
         public var serverPorts: [UInt16]?
-        /// The app's own log (JSON lines), for cross-checks; not used by the analyzer's numbers.
+        /// The app's own log (JSON lines): the app-perceived FG latency (submit to reply) and the
+        /// cross-checks; byte counts never come from it.
         public var logFile: String?
 
         public init(name: String, role: AppRole, variant: AppVariant, appId: UInt32? = nil,

@@ -11,7 +11,7 @@ public final class Testbed: @unchecked Sendable {
         public var prefix = "intnw"
         public var trace: Trace
         public var shaper: ShaperKind = .userspace
-        /// Seconds between WiFi disappearing and its carrier going down (DESIGN.md section 3).
+        /// Seconds between WiFi disappearing and its carrier going down (docs/testbed.md, Topology).
         public var notifyDelaySeconds = 2.0
         /// Replay length in seconds; nil = the trace's duration (longer loops the trace).
         public var durationSeconds: Double?

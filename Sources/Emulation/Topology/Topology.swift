@@ -27,7 +27,7 @@ public enum TopologyError: Error, CustomStringConvertible {
     }
 }
 
-/// Creates and destroys the two-namespace testbed of DESIGN.md section 3 from Swift. The commands are
+/// Creates and destroys the two-namespace testbed of docs/testbed.md, Topology from Swift. The commands are
 /// the ones `netns-scripts/topology.sh` runs; they are built by pure functions so tests can read them.
 public struct Topology: Sendable {
     public let spec: TopologySpec

@@ -4,6 +4,8 @@ import Glibc
 import CShims
 import Foundation
 import Synchronization
+import LinuxSupport
+import SystemPackage
 
 /// One direction of one emulated link: a thread that reads packets from the source TUN device, runs
 /// them through a `DirectionEngine` and writes them to the destination TUN device on schedule.
@@ -36,7 +38,7 @@ final class LinkPipe: @unchecked Sendable {
         self.sourceFD = sourceFD
         self.destinationFD = destinationFD
         let w = cshims_eventfd()
-        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: errno) }
+        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: Errno.last.rawValue) }
         wakeFD = w
         let ring = PacketRing(arenaBytes: arenaBytes, descriptorCapacity: 1 << 16, maxPacketBytes: maxPacketBytes)
         engine = DirectionEngine(link: link, direction: direction, parameters: parameters,

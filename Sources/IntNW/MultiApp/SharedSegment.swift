@@ -4,11 +4,13 @@
 import Glibc
 #endif
 import Atomics
+import LinuxSupport
+import SystemPackage
 
 /// Why the shared segment cannot be used. The process then keeps its scheduling state to itself
 /// (multisockets of this process still coordinate; other processes are not seen).
 public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertible {
-    case system(call: String, name: String, errno: Int32)
+    case system(call: String, name: String, errno: Errno)
     /// The segment exists but belongs to another user or others may read or write it.
     case foreign(name: String, detail: String)
     /// The segment has another layout (magic, version or size): it is not trusted.
@@ -22,7 +24,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .system(let call, let name, let e):
-            "shared scheduling segment \(name): \(call) failed: \(String(cString: strerror(e))) (errno \(e))"
+            "shared scheduling segment \(name): \(call) failed: \(e) (errno \(e.rawValue))"
         case .foreign(let name, let d):
             "shared scheduling segment /dev/shm\(name) is not ours (\(d)); not used"
         case .incompatible(let name, let d):
@@ -87,20 +89,20 @@ final class SharedSegment: @unchecked Sendable {
             // umask may only remove bits; make sure the owner can read and write.
             _ = fchmod(fd, 0o600)
             if ftruncate(fd, off_t(size)) != 0 {
-                let e = errno
+                let e = Errno.last
                 close(fd)
                 shm_unlink(name)
                 throw .system(call: "ftruncate", name: name, errno: e)
             }
-        } else if errno == EEXIST {
+        } else if Errno.last == .fileExists {
             fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)
-            if fd < 0 { throw .system(call: "shm_open", name: name, errno: errno) }
+            if fd < 0 { throw .system(call: "shm_open", name: name, errno: .last) }
         } else {
-            throw .system(call: "shm_open", name: name, errno: errno)
+            throw .system(call: "shm_open", name: name, errno: .last)
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: errno) }
+        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: .last) }
         if st.st_uid != geteuid() {
             throw .foreign(name: name, detail: "owned by uid \(st.st_uid), this process runs as uid \(geteuid())")
         }
@@ -112,7 +114,7 @@ final class SharedSegment: @unchecked Sendable {
             // A concurrent creator may not have sized it yet.
             while st.st_size == 0 && monotonicSeconds() < deadline {
                 usleep(1_000)
-                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: errno) }
+                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: .last) }
             }
             if st.st_size == 0 { throw .uninitialized(name: name) }
             if Int(st.st_size) != size {
@@ -120,7 +122,7 @@ final class SharedSegment: @unchecked Sendable {
             }
         }
         guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), raw != MAP_FAILED else {
-            throw .system(call: "mmap", name: name, errno: errno)
+            throw .system(call: "mmap", name: name, errno: .last)
         }
         let words = raw.bindMemory(to: Storage.self, capacity: SharedLayout.totalWords)
         let seg = SharedSegment(name: name, words: words, identity: identity)
@@ -362,7 +364,7 @@ final class SharedSegment: @unchecked Sendable {
     }
 
     /// Starts or ends this process's contribution to slot `i`'s count (the barrier of the
-    /// multi-app note: on while any multisocket here has foreground data enqueued or unACKed).
+    /// multi-app design (docs/scheduling.md): on while any multisocket here has foreground data enqueued or unACKed).
     func setContribution(_ on: Bool, interface i: Int) {
         guard slot >= 0 else { return }
         let bit: UInt64 = 1 << UInt64(i)

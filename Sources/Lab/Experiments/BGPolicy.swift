@@ -2,8 +2,8 @@ import Analysis
 import Emulation
 import Foundation
 
-/// The BG policies side by side (DESIGN.md section 8, issue 4): FG latency against BG throughput
-/// for each policy, in the three layouts of the multi-app note (two apps, two multisockets in one
+/// The BG policies side by side (docs/testbed.md, Experiments, issue 4): FG latency against BG throughput
+/// for each policy, in the three layouts of the multi-app design (docs/scheduling.md) (two apps, two multisockets in one
 /// app, one multisocket), on the cellular-only 3G link and on a window of a vehicular trace where
 /// WiFi comes and goes. Every condition also runs the FG app alone: the yardstick for "FG
 /// latency unharmed".
@@ -15,7 +15,7 @@ public struct BGPolicyExperiment: Experiment {
 
     public init() {}
 
-    /// The policies compared, as INTNW_BG_POLICY values: the four of DESIGN.md, the two other
+    /// The policies compared, as INTNW_BG_POLICY values: the four of the original design, the two other
     /// readings of anticipatory's "socket buffer is empty", and our delay-target policy.
     public static let policies = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target",
                                   "anticipatory:empty=unsent", "anticipatory:empty=unacked"]

@@ -32,7 +32,7 @@ public struct Verdict: Sendable, Codable {
     }
 }
 
-/// A named, versioned recipe (DESIGN.md section 8).
+/// A named, versioned recipe (docs/testbed.md, Experiments).
 public protocol Experiment: Sendable {
     /// Command-line name, e.g. `multiapp`.
     var name: String { get }
@@ -68,10 +68,14 @@ public struct KeyMetric: Sendable, Codable, Equatable {
     public var value: Double
     public var unit: String
     public var better: Better
-    public init(name: String, value: Double, unit: String, better: Better) {
+    /// The observations the value summarizes (pooled requests' latencies, per-second rates...),
+    /// for the statistical comparison; nil when the value is all there is.
+    public var samples: [Double]?
+    public init(name: String, value: Double, unit: String, better: Better, samples: [Double]? = nil) {
         self.name = name
         self.value = value
         self.unit = unit
         self.better = better
+        self.samples = samples
     }
 }

@@ -143,6 +143,7 @@ public struct ExperimentMerger: Sendable {
             let inputs = try outcomes.map { o -> TrialInput in
                 var input = try TrialInput.runDirectory(o.directory)
                 input.name = "\(o.plan.variant)/trial-\(o.plan.trial)"
+                input.variant = o.plan.variant
                 return input
             }
             if !inputs.isEmpty {

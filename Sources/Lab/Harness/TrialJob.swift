@@ -1,6 +1,8 @@
 import Analysis
 import Emulation
 import Foundation
+import LinuxSupport
+import SystemPackage
 import Logging
 
 /// `trial.json` in a trial's directory: the spec it ran, where, and how it ended. Written with status
@@ -49,7 +51,7 @@ public struct TrialJobRecord: Codable, Sendable {
         let tmp = "\(directory)/.\(Self.file).tmp"
         try enc.encode(self).write(to: URL(fileURLWithPath: tmp))
         guard rename(tmp, "\(directory)/\(Self.file)") == 0 else {
-            throw TrialSpecError.unreadable(directory, "cannot write \(Self.file): \(String(cString: strerror(errno)))")
+            throw TrialSpecError.unreadable(directory, "cannot write \(Self.file): \(Errno.last)")
         }
     }
 }
