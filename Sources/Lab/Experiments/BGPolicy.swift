@@ -101,16 +101,8 @@ public struct BGPolicyExperiment: Experiment {
             for layout in Layout.allCases {
                 for policy in policies(o) {
                     for trial in 1...o.trials {
-                        var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, startDelaySeconds: t.fgStart,
-                                           arguments: fgArgs)
-                        var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
-                        if layout != .twoApps {
-                            fg.process = "fgbg"
-                            bg.process = "fgbg"
-                            fg.shareMultisocket = layout == .oneMultisocket
-                            bg.shareMultisocket = fg.shareMultisocket
-                        }
-                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: [fg, bg], policy: policy))
+                        let apps = layout.apps(fgStart: t.fgStart, fgArgs: fgArgs, bgArgs: bgArgs)
+                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: apps, policy: policy))
                     }
                 }
             }
