@@ -187,7 +187,7 @@ public final class ClientSession: @unchecked Sendable {
             return
         }
         let channel = ClientChannel(connection: connection, warn: warn)
-        var apps: [(due: UInt64, run: () -> ToyAppError?)] = []
+        var apps: [(due: UInt64, run: @Sendable () -> ToyAppError?)] = []
         var fgs: [FGClient] = []
         var bgs: [BGClient] = []
         for app in group {
