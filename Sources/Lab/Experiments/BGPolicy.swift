@@ -183,14 +183,16 @@ public struct BGPolicyExperiment: Experiment {
         var lines: [String] = []
         var held = true
         for c in Condition.allCases {
-            guard let tr = try? trace(c, o) else {
+            // The trace and length the trials ran with (a `--trace` window replaces the built-in ones).
+            let ran = outcomes.first { $0.plan.variant.hasPrefix(c.rawValue + ".") }?.plan
+            guard let tr = ran?.trace ?? (try? trace(c, o)) else {
                 lines.append("\(c.rawValue): trace unavailable")
                 held = false
                 continue
             }
-            let t = timing(o, c)
+            let seconds = ran?.durationSeconds ?? timing(o, c).duration
             // FG uses 128 + 24 B every 2 s each way: negligible next to the link.
-            let unused = Self.uplinkCapacity(tr, seconds: t.duration) - 76
+            let unused = Self.uplinkCapacity(tr, seconds: seconds) - 76
             guard let alone = Self.figures(outcomes, variant: Self.variant(c, nil, nil)), let aloneP95 = alone.fgMs.percentile(0.95) else {
                 lines.append("\(c.rawValue): no FG-alone baseline")
                 held = false
