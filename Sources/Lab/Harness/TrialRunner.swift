@@ -23,6 +23,14 @@ public struct TrialOutcome: Sendable {
     /// Apps that failed, capture drops, analysis errors: things the reader must know.
     public var problems: [String]
     public var interrupted: Bool
+
+    public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool) {
+        self.plan = plan
+        self.directory = directory
+        self.analysis = analysis
+        self.problems = problems
+        self.interrupted = interrupted
+    }
 }
 
 /// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
