@@ -38,6 +38,9 @@ let package = Package(
             name: "LinuxSupport",
             dependencies: ["CShims", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings),
+        // The one seeded random generator (SplitMix64) and libm-free log/exp: identical results on
+        // every machine (traces, synthetic captures, randomized tests).
+        .target(name: "DeterministicRandom", swiftSettings: swiftSettings),
         // The IntNW wire format: frames, identifiers and labels, encoder, decoder, limits and magic.
         // Pure Swift, no dependencies: IntNW speaks it, the analyzer reads captures with it.
         .target(name: "IntNWWire", swiftSettings: swiftSettings),
@@ -53,7 +56,7 @@ let package = Package(
         .target(
             name: "Emulation",
             dependencies: [
-                "CShims", "CMnl", "LinuxSupport",
+                "CShims", "CMnl", "DeterministicRandom", "LinuxSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -80,7 +83,7 @@ let package = Package(
         .target(
             name: "Analysis",
             dependencies: [
-                "Capture", "IntNWWire", "ToyProtocol",
+                "Capture", "DeterministicRandom", "IntNWWire", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: swiftSettings),
@@ -113,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "intnw-bench",
             dependencies: [
-                "Lab", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
+                "Lab", "SyntheticTraffic", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -123,14 +126,22 @@ let package = Package(
         .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",
                           swiftSettings: swiftSettings),
 
+        // Synthetic captures and whole synthetic runs (pcap + app logs) for the analyzer's tests and
+        // its benchmark; a fixture, kept out of the Analysis module.
+        .target(name: "SyntheticTraffic", dependencies: ["Analysis", "Capture", "DeterministicRandom", "IntNWWire", "ToyProtocol"],
+                path: "Tests/SyntheticTraffic", swiftSettings: swiftSettings),
+        // Fixtures and helpers the test targets share (a seeded IntNW workload); not a product.
+        .target(name: "TestSupport", dependencies: ["IntNW", "DeterministicRandom"], path: "Tests/TestSupport",
+                swiftSettings: swiftSettings),
+
         .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
-        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
+        .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "TestSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab", "LinuxSupport"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
-        .testTarget(name: "NetnsTests", dependencies: ["Lab", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),
+        .testTarget(name: "NetnsTests", dependencies: ["Lab", "TestSupport", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),
     ]
 )

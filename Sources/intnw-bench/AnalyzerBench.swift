@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 import LinuxSupport
+import SyntheticTraffic
 #endif
 
 /// Analyzer speed and memory on a synthetic capture of at least a million packets, against

@@ -3,6 +3,7 @@ import Testing
 @testable import Analysis
 import Capture
 import ToyProtocol
+import SyntheticTraffic
 
 @Suite final class AnalyzerTests {
     let dir = tempDir("analyzer")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Analysis
 import Capture
+import SyntheticTraffic
 
 /// The synthetic captures the analyzer tests build on must look real to tshark: otherwise the
 /// hand-computed analyzer results would be checked against packets no real tool would parse.

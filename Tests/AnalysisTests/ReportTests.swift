@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Analysis
+import SyntheticTraffic
 
 @Suite final class ReportTests {
     let dir = tempDir("report")

@@ -2,6 +2,7 @@ import Foundation
 @testable import Analysis
 import Capture
 import ToyProtocol
+import SyntheticTraffic
 
 let clientIP = parseIPv4("198.18.1.2")!
 let serverIP = parseIPv4("198.19.0.1")!

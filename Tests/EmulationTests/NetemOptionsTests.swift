@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func limitIsAlwaysAtLeastOneAndAHalfBDP() {
-        var rng = SplitMix(seed: 7)
+        var rng = DeterministicRNG(seed: 7)
         for _ in 0..<500 {
             let rate = Double(rng.next() % 200_000_000)
             let delay = Double(rng.next() % 400_000)

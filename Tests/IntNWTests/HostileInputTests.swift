@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,4 @@
+import DeterministicRandom
 /// The complete netem configuration for one direction of one link, in netem's own units. Every update
 /// sends all of it (DESIGN.md section 5): a netem `change` resets whatever it omits (limit falls back
 /// to 1000 packets, loss to 0, the PRNG to a random seed).
@@ -72,16 +73,9 @@ public struct NetemOptions: Sendable, Equatable {
     /// loss pattern in every trace slice; this keeps runs reproducible without that repetition.
     public static func derivedSeed(base: UInt64, linkIndex: Int, direction: LinkDirection, update: UInt64) -> UInt64 {
         var x = base
-        x = splitMix64(x ^ UInt64(truncatingIfNeeded: linkIndex))
-        x = splitMix64(x ^ (direction == .uplink ? 0x75 : 0x64))
-        return splitMix64(x ^ update)
-    }
-
-    static func splitMix64(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        x = DeterministicRNG.mix(x ^ UInt64(truncatingIfNeeded: linkIndex))
+        x = DeterministicRNG.mix(x ^ (direction == .uplink ? 0x75 : 0x64))
+        return DeterministicRNG.mix(x ^ update)
     }
 
     private static func finiteNonNegative(_ x: Double) -> Double { x.isFinite && x > 0 ? x : 0 }
