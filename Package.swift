@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "TestSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
-        .testTarget(name: "AnalysisTests", dependencies: ["SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "AnalysisTests", dependencies: ["DeterministicRandom", "SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "LabTests", dependencies: ["Lab", "LinuxSupport"], swiftSettings: swiftSettings),

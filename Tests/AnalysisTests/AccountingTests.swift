@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import Analysis
+@testable import SyntheticTraffic
+import DeterministicRandom
 import Capture
 import IntNW
 import ToyProtocol
@@ -18,7 +20,7 @@ import ToyProtocol
         let path = dir + "/shared-intnw.pcap"
         let cap = try SyntheticCapture(path: path)
         let f = SyntheticFlow(capture: cap, client: (clientIP, 40020), server: (serverIP, 5100))
-        var rng = SplitMix(seed: 7)
+        var rng = DeterministicRNG(seed: 7)
         let framing = WireFraming(intnw: true, rng: &rng)
         f.handshake(at: t0)
         _ = f.send(fromClient: false, bytes: framing.hello(fromClient: false), at: t0 + 2 * ms)
@@ -165,7 +167,7 @@ import ToyProtocol
         // IROB per segment-aligned message keeps headers at segment starts.
         let cap = try SyntheticCapture(path: path, snapLength: 40 + 200)
         let f = SyntheticFlow(capture: cap, client: (clientIP, 40032), server: (serverIP, 5132))
-        var rng = SplitMix(seed: 3)
+        var rng = DeterministicRNG(seed: 3)
         let framing = WireFraming(intnw: true, rng: &rng)
         f.handshake(at: t0)
         var t = t0 + 5 * ms

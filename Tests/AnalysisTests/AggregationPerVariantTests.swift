@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Analysis
+@testable import SyntheticTraffic
 
 /// Trials are aggregated per (experiment variant, app), with intervals only where they mean
 /// something and never below zero for quantities that cannot be negative.
