@@ -1,9 +1,10 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-// Module map (dependencies run one way):
+// Module map (dependencies run one way; docs/architecture.md has the full map):
 //   intnw-lab -> Lab -> Analysis, Capture, Emulation, IntNW
 //   intnw-app -> ToyApps -> IntNW, ToyProtocol
+//   IntNW -> IntNWWire, LinuxSupport;  Analysis -> IntNWWire (never all of IntNW)
 // IntNW never imports testbed code: it must work on a real laptop with no testbed around.
 
 let swiftSettings: [SwiftSetting] = [

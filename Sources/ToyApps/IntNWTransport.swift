@@ -7,7 +7,7 @@ import ToyProtocol
 
 /// The IntNW background-policy names the apps accept and pass on.
 public enum IntNWBackgroundPolicy {
-    /// DESIGN.md section 6.
+    /// docs/scheduling.md.
     public static let names = ["exclusive", "permissive", "anticipatory", "trickle"]
 
     /// Publishes the chosen policy as INTNW_BG_POLICY for the IntNW library (its scheduling layer

@@ -27,9 +27,16 @@ final class TCPSocket: @unchecked Sendable {
 
     deinit { Glibc.close(fd) }
 
+    /// IPPROTO_MPTCP (Linux 5.6+).
+    static let ipprotoMPTCP: Int32 = 262
+
+    /// Whether plain sockets are Multipath TCP sockets: `INTNW_PLAIN_MPTCP=1` in the environment (the
+    /// harness sets it for its Linux-MPTCP strategies, in the client and the server).
+    static let useMPTCP: Bool = ProcessInfo.processInfo.environment["INTNW_PLAIN_MPTCP"] == "1"
+
     private static func newSocket() throws(ToyAppError) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .system(call: "socket", errno: .last) }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), useMPTCP ? ipprotoMPTCP : 0)
+        guard fd >= 0 else { throw .system(call: useMPTCP ? "socket(IPPROTO_MPTCP)" : "socket", errno: .last) }
         return fd
     }
 

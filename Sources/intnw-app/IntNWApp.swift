@@ -11,7 +11,7 @@ struct IntNWApp: ParsableCommand {
             Every message is a toy-protocol message (24-byte header + filler payload). The plain variant \
             writes messages back to back on one TCP connection; the IntNW variant sends each message as one \
             IROB (requests labelled foreground+small, chunks background+large; replies and acks labelled like \
-            what they answer).
+            what they answer). With INTNW_PLAIN_MPTCP=1 in the environment the plain variant's sockets             (client and server) are Linux Multipath TCP sockets (IPPROTO_MPTCP); subflows then follow the             kernel's path manager (`ip mptcp endpoint`).
 
             Units: sizes in bytes (whole messages, header included), times in seconds (fractions allowed). \
             Logs are JSON lines with CLOCK_REALTIME nanosecond timestamps (comparable with pcap times). \

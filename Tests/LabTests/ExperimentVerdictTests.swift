@@ -106,46 +106,8 @@ enum FakeTrial {
     }
 }
 
-@Suite struct DriveVerdictTests {
-    let e = DriveExperiment()
-
-    func trial(_ s: DriveExperiment.Strategy, fgMs: Double, bgBytes: UInt64, trial: Int = 1, replies: Int = 10) throws -> TrialOutcome {
-        let trace = Trace.constant(wifi: Conditions.wifi, cellular: Conditions.cellular, durationSeconds: 100)
-        let plan = TrialPlan(experiment: "drive", variant: s.rawValue, trial: trial, trace: trace, durationSeconds: 90, apps: [])
-        return FakeTrial.outcome(plan, [FakeTrial.app("fg", role: .fg, p50: fgMs, requests: 10, replies: replies),
-                                        FakeTrial.app("bg", role: .bg, chunkBytes: bgBytes)])
-    }
-
-    @Test func holdsWhenIntNWHasTheLowestFGAndMovesAsMuchBGAsCellularOnly() throws {
-        let outcomes = [try trial(.intnw, fgMs: 80, bgBytes: 5_000_000), try trial(.wifiPreferred, fgMs: 300, bgBytes: 9_000_000),
-                        try trial(.cellularOnly, fgMs: 250, bgBytes: 2_000_000), try trial(.noLabels, fgMs: 400, bgBytes: 6_000_000)]
-        let v = e.evaluate(outcomes, options: ExperimentOptions())
-        #expect(v.held, "\(v.lines)")
-        #expect(v.lines.first == "intnw: FG median 80 ms, 100% of requests answered, BG 5000 KB")
-    }
-
-    /// Catches: a drive verdict that holds when another strategy has lower FG latency, when IntNW moves
-    /// fewer BG bytes than cellular-only, or without IntNW results.
-    @Test func notHeldWhenAnotherStrategyIsFasterOrIntNWMovesLessThanCellularOnly() throws {
-        let others = [try trial(.wifiPreferred, fgMs: 300, bgBytes: 9_000_000), try trial(.cellularOnly, fgMs: 250, bgBytes: 2_000_000)]
-        let slower = e.evaluate(others + [try trial(.intnw, fgMs: 251, bgBytes: 5_000_000)], options: ExperimentOptions())
-        #expect(!slower.held, "\(slower.lines)")
-        let starved = e.evaluate(others + [try trial(.intnw, fgMs: 80, bgBytes: 1_999_999)], options: ExperimentOptions())
-        #expect(!starved.held, "\(starved.lines)")
-        let none = e.evaluate(others, options: ExperimentOptions())
-        #expect(!none.held)
-        #expect(none.lines.contains("intnw: no results"))
-    }
-
-    @Test func keyMetricsAreMeansOverTrials() throws {
-        let outcomes = [try trial(.intnw, fgMs: 80, bgBytes: 4_000_000, trial: 1), try trial(.intnw, fgMs: 120, bgBytes: 6_000_000, trial: 2),
-                        try trial(.cellularOnly, fgMs: 10, bgBytes: 1)]
-        let m = e.keyMetrics(outcomes)
-        #expect(m == [KeyMetric(name: "drive.intnw.bg_kbytes", value: 5_000, unit: "KB", better: .higher),
-                      KeyMetric(name: "drive.intnw.fg_p50_ms", value: 100, unit: "ms", better: .lower)])
-        #expect(e.keyMetrics([try trial(.cellularOnly, fgMs: 10, bgBytes: 1)]).isEmpty)
-    }
-}
+// The drive verdict (recipe v2: app-log figures, Linux MPTCP strategies, numeric factors) is tested in
+// DriveComparisonTests.swift, including that it fails for slower FG, too little BG and no results.
 
 @Suite final class BGPolicyVerdictTests {
     let e = BGPolicyExperiment()

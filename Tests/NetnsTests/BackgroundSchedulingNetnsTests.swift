@@ -9,7 +9,7 @@ import Testing
 
 /// Issue 4 acceptance on the emulator: cellular only (64 KB/s up, 128 KB/s down, 200 ms RTT, WiFi
 /// absent), a BG sender keeping four 256 KB chunks in flight and an FG sender of 128-byte requests
-/// with small replies every 2 s (the multi-app note's test), in the three layouts of the note.
+/// with small replies every 2 s (the multi-app design (docs/scheduling.md)'s test), in the three layouts of the note.
 /// The three layouts run in parallel, each on a testbed of its own.
 @Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct BackgroundSchedulingNetnsTests {

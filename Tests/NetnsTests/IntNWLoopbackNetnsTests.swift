@@ -10,7 +10,7 @@ final class RecoveryTimes: @unchecked Sendable {
     var values: [Double] { lock.lock(); defer { lock.unlock() }; return v }
 }
 
-/// Two namespaces joined by two plain veth pairs named wifi0 and cell0 (DESIGN.md section 3
+/// Two namespaces joined by two plain veth pairs named wifi0 and cell0 (docs/testbed.md, Topology
 /// addressing), built and torn down with `ip`.
 struct INWTopology {
     static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"

@@ -1,3 +1,4 @@
+import IntNWWire
 import ToyProtocol
 
 /// IROBs of one direction of one multisocket session, which may arrive over several TCP
@@ -30,26 +31,7 @@ final class IROBTable {
             return ranges.count == 1 && ranges[0].lowerBound == 0 && ranges[0].upperBound >= t
         }
 
-        mutating func add(_ r: Range<UInt64>) {
-            guard !r.isEmpty else { return }
-            var lo = r.lowerBound, hi = r.upperBound
-            var out: [Range<UInt64>] = []
-            out.reserveCapacity(ranges.count + 1)
-            var placed = false
-            for x in ranges {
-                if x.upperBound < lo {
-                    out.append(x)
-                } else if x.lowerBound > hi {
-                    if !placed { out.append(lo ..< hi); placed = true }
-                    out.append(x)
-                } else {
-                    lo = min(lo, x.lowerBound)
-                    hi = max(hi, x.upperBound)
-                }
-            }
-            if !placed { out.append(lo ..< hi) }
-            ranges = out
-        }
+        mutating func add(_ r: Range<UInt64>) { RangeMerge.insert(r, into: &ranges) }
     }
 
     var irobs: [UInt64: IROB] = [:]

@@ -1,6 +1,6 @@
 import DeterministicRandom
 /// The complete netem configuration for one direction of one link, in netem's own units. Every update
-/// sends all of it (DESIGN.md section 5): a netem `change` resets whatever it omits (limit falls back
+/// sends all of it (docs/testbed.md, Link emulation): a netem `change` resets whatever it omits (limit falls back
 /// to 1000 packets, loss to 0, the PRNG to a random seed).
 public struct NetemOptions: Sendable, Equatable {
     /// Fixed one-way delay, nanoseconds (TCA_NETEM_LATENCY64; also in the qopt in 64 ns ticks).
@@ -56,7 +56,7 @@ public struct NetemOptions: Sendable, Equatable {
     ///
     ///     limit = clamp(ceil(1.5 × rate × RTT / MTU), 100, 1_000_000),  RTT = 2 × one-way delay
     ///
-    /// i.e. at least 1.5 × the bandwidth-delay product in full-size packets (DESIGN.md section 5), with
+    /// i.e. at least 1.5 × the bandwidth-delay product in full-size packets (docs/testbed.md, Link emulation), with
     /// RTT taken as twice this direction's delay because traces split the RTT evenly. netem's limit
     /// covers its delay line (rate × one-way delay) too, so this leaves about one RTT's worth of
     /// bottleneck buffer beyond it. Unlimited directions are sized for `unlimitedReferenceBytesPerSecond`.

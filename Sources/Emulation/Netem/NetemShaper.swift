@@ -25,7 +25,7 @@ public enum NetemShaperError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The kernel backend (DESIGN.md section 5): one veth pair per link between the two namespaces,
+/// The kernel backend (docs/testbed.md, Link emulation): one veth pair per link between the two namespaces,
 /// netem as root qdisc on the sending end (uplink: the client end; downlink: the server end), GRO
 /// and every segmentation offload (TSO, GSO, ...) off so netem sees wire-size packets. Every update
 /// goes through rtnetlink and carries the whole parameter set.

@@ -21,7 +21,7 @@ public struct ReplayEvent: Sendable, Codable, Equatable {
 
 /// Replays a trace in real time against a `Shaper`: at each slice boundary every link direction gets
 /// its complete parameter set; WiFi loss becomes a carrier-down only after `notifyDelaySeconds`
-/// (the OS notices long after TCP has stalled, see the trouble-detection note), and WiFi's return brings
+/// (the OS notices long after TCP has stalled, see docs/trouble-detection.md), and WiFi's return brings
 /// the carrier straight back. Runs on its own thread, sleeping on absolute CLOCK_MONOTONIC deadlines.
 public final class TraceReplayer: @unchecked Sendable {
     public let trace: Trace

@@ -6,7 +6,7 @@ import Logging
 import LinuxSupport
 import SystemPackage
 
-/// The user-space link emulator (DESIGN.md section 5): for each link a TUN device in the client
+/// The user-space link emulator (docs/testbed.md, Link emulation): for each link a TUN device in the client
 /// namespace and one in the server namespace, and one thread per direction moving packets between
 /// them through a rate/delay/loss/outage model with a bounded drop-tail queue.
 ///

@@ -364,7 +364,7 @@ final class SharedSegment: @unchecked Sendable {
     }
 
     /// Starts or ends this process's contribution to slot `i`'s count (the barrier of the
-    /// multi-app note: on while any multisocket here has foreground data enqueued or unACKed).
+    /// multi-app design (docs/scheduling.md): on while any multisocket here has foreground data enqueued or unACKed).
     func setContribution(_ on: Bool, interface i: Int) {
         guard slot >= 0 else { return }
         let bit: UInt64 = 1 << UInt64(i)

@@ -1,4 +1,5 @@
-/// The background policies of DESIGN.md section 6 (`seeds/fg-bg-anticipatory-scheduling.txt`):
+/// The background policies (docs/scheduling.md, "The policies", which restates the original policy
+/// description this file calls "the note"):
 /// exclusive, permissive, anticipatory, trickle, plus delay-target (LEDBAT-like, our own). Each
 /// is a pure function of the `BackgroundContext` except delay-target, which keeps a window per
 /// multisocket. See docs/scheduling.md for what each one costs foreground traffic and why.
@@ -10,7 +11,7 @@ import Glibc
 /// `reason` of each debug log line.
 public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// Another multisocket (this process or another) has foreground data enqueued or not yet
-    /// acknowledged on the interface: the barrier of the multi-app note.
+    /// acknowledged on the interface: the barrier of the multi-app design (docs/scheduling.md).
     case foregroundElsewhere = "foreground-elsewhere"
     /// The policy never sends background data on this kind of network (exclusive).
     case excludedNetwork = "excluded-network"
@@ -115,7 +116,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
     /// What "the socket buffer is empty" means (docs/scheduling.md has the measurements behind
     /// the default).
     public enum EmptySocketTest: String, Sendable, Equatable {
-        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading. Bytes
+        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): the original policy description's reading. Bytes
         /// in flight are not counted, so congestion control decides how many chunks are in
         /// flight at once; on a deep bottleneck queue that is most of a second's worth, and the
         /// next foreground message waits behind it (about 4-5 x FG alone on the 3G link).
@@ -123,7 +124,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
         /// Nothing unacknowledged (SIOCOUTQ == 0): at most one chunk in flight, which is what
         /// makes the note's "62.5 ms at first, 1 s at most" bound on foreground delay hold.
         case nothingUnacknowledged = "unacked"
-        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test DESIGN.md gives
+        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test the original policy description gives
         /// trickle: at most two chunks in flight, so the next chunk is on its way while the last
         /// one is ACKed. The default: foreground delay stays bounded by two chunks, and background
         /// moves about half again as much as with `nothingUnacknowledged`.
@@ -189,7 +190,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
 
 // MARK: - trickle
 
-/// Trickling without piggybacking (DESIGN.md section 6): `chunkSeconds` worth of background at a
+/// Trickling without piggybacking (docs/scheduling.md): `chunkSeconds` worth of background at a
 /// time while the kernel send queue (every byte not yet acknowledged, SIOCOUTQ) is below one
 /// chunk; after `idleAfterSeconds` without foreground activity the chunk becomes
 /// `idleChunkSeconds` worth. Piggybacking background bytes onto foreground sends is not built:

@@ -1,6 +1,6 @@
-/// A safe reader of the kernel's full `struct tcp_info` (the C library's is shorter, see STYLE.md)
-/// plus the socket's unsent bytes, in named units: what trouble detection (see the
-/// trouble-detection note) and passive estimation read from a connection.
+/// A safe reader of the kernel's full `struct tcp_info` (glibc's `struct tcp_info` is shorter; CShims.h carries the kernel's full layout)
+/// plus the socket's unsent bytes, in named units: what trouble detection (see
+/// docs/trouble-detection.md) and passive estimation read from a connection.
 #if canImport(Glibc)
 import Glibc
 #endif

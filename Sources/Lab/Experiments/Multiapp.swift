@@ -20,11 +20,26 @@ public struct MultiappExperiment: Experiment {
 
     public init() {}
 
-    /// The three layouts of the note.
+    /// The three layouts of the multi-app design (docs/scheduling.md).
     public enum Layout: String, CaseIterable, Sendable {
         case twoApps = "two-apps"
         case twoMultisockets = "two-multisockets"
         case oneMultisocket = "one-multisocket"
+
+        /// The FG app (id 1, starting at `fgStart`) and the BG app (id 2) over IntNW, placed as this
+        /// layout says: separate processes, one process with two multisockets, or one multisocket.
+        func apps(fgStart: Double, fgArgs: [String], bgArgs: [String]) -> [AppLaunch] {
+            var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1,
+                               startDelaySeconds: fgStart, arguments: fgArgs)
+            var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
+            if self != .twoApps {
+                fg.process = "fgbg"
+                bg.process = "fgbg"
+                fg.shareMultisocket = self == .oneMultisocket
+                bg.shareMultisocket = fg.shareMultisocket
+            }
+            return [fg, bg]
+        }
     }
 
     /// The reference variant: the FG app alone on the same link.
@@ -59,16 +74,7 @@ public struct MultiappExperiment: Experiment {
         }
         for layout in Layout.allCases {
             for trial in 1...o.trials {
-                var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1,
-                                   startDelaySeconds: t.fgStart, arguments: fgArgs)
-                var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
-                if layout != .twoApps {
-                    fg.process = "fgbg"
-                    bg.process = "fgbg"
-                    fg.shareMultisocket = layout == .oneMultisocket
-                    bg.shareMultisocket = fg.shareMultisocket
-                }
-                plans.append(plan(layout.rawValue, trial, [fg, bg]))
+                plans.append(plan(layout.rawValue, trial, layout.apps(fgStart: t.fgStart, fgArgs: fgArgs, bgArgs: bgArgs)))
             }
         }
         for trial in 1...o.trials {

@@ -100,7 +100,9 @@ public struct ExperimentMerger: Sendable {
             trialRecords.append(.init(variant: r.spec.plan.variant, trial: r.spec.plan.trial, directory: relative,
                                       seed: r.spec.plan.seed, durationSeconds: r.spec.plan.durationSeconds,
                                       apps: r.spec.plan.apps, environment: r.spec.plan.environment, problems: r.problems,
-                                      status: r.status, host: r.host, prefix: r.prefix))
+                                      status: r.status, host: r.host, prefix: r.prefix,
+                                      tcpCongestionControl: r.tcpCongestionControl, tcpSysctls: r.tcpSysctls,
+                                      fidelity: r.fidelity))
             switch r.status {
             case .completed:
                 var plan = r.spec.plan
@@ -171,7 +173,7 @@ public struct ExperimentMerger: Sendable {
                                       expectation: experiment.expectation, options: reference.options,
                                       versions: reference.planned, traces: traces, trials: trialRecords,
                                       verdict: verdict, interrupted: interrupted, excluded: excluded,
-                                      planId: reference.planId)
+                                      planId: reference.planId, traceOrigin: reference.plan.traceOrigin)
         try run.writeJSON(record, to: "experiment.json")
         var plots: [String] = []
         do {
