@@ -59,6 +59,26 @@ import Testing
         #expect(try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).0.planId != manifest.planId)
     }
 
+    @Test("every experiment's specs survive the trip through JSON: the trace still matches its hash")
+    func everyExperimentRoundTrips() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        var bgpolicy = BGPolicyExperiment(), drive = DriveExperiment()
+        bgpolicy.vehicularTracePath = "\(repo)/traces/annarbor.trace"
+        drive.tracePath = "\(repo)/traces/annarbor.trace"
+        var o = ExperimentOptions()
+        o.quick = true
+        o.maxApps = 2
+        let all: [any Experiment] = ExperimentRegistry.all.map { $0.name == "bgpolicy" ? bgpolicy : $0.name == "drive" ? drive : $0 }
+        for e in all {
+            let (_, specs) = try TrialPlanner.specs(e, options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions)
+            for s in specs {
+                let back = try JSONDecoder().decode(TrialSpec.self, from: JSONEncoder().encode(s))
+                try back.validate()
+                #expect(back.plan.trace == s.plan.trace && back.plan.apps == s.plan.apps, "\(e.name) \(s.id)")
+            }
+        }
+    }
+
     @Test("an altered or broken spec is refused with one line naming the problem")
     func badSpecs() throws {
         let (_, specs) = try Self.quickMultiapp()

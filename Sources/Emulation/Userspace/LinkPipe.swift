@@ -98,7 +98,7 @@ final class LinkPipe: @unchecked Sendable {
             if fds[1].revents != 0 {
                 _ = cshims_eventfd_drain(wakeFD)
                 if let (p, q) = pending.withLock({ v -> (DirectionParameters, Int)? in defer { v = nil }; return v }) {
-                    engine.update(p, queueLimitBytes: q)
+                    engine.update(p, queueLimitBytes: q, nowNs: now)
                 }
             }
             if fds[0].revents != 0 {
