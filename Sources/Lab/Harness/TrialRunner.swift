@@ -27,6 +27,17 @@ public struct TrialOutcome: Sendable {
     public var tcpSysctls: [String: [String: String]] = [:]
     /// Whether the emulation kept up (also the trial's `fidelity.json`).
     public var fidelity: TrialFidelity? = nil
+
+    public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool,
+                tcpSysctls: [String: [String: String]] = [:], fidelity: TrialFidelity? = nil) {
+        self.plan = plan
+        self.directory = directory
+        self.analysis = analysis
+        self.problems = problems
+        self.interrupted = interrupted
+        self.tcpSysctls = tcpSysctls
+        self.fidelity = fidelity
+    }
 }
 
 /// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
