@@ -40,6 +40,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+// @unchecked: the shared words are atomics; slot/generation/heldMask are touched only by the owning scheduler under its loop lock.
 final class SharedSegment: @unchecked Sendable {
     typealias Storage = UnsafeAtomic<UInt64>.Storage
 
