@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "Lab",
             dependencies: [
-                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "CShims",
+                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "ToyProtocol", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
