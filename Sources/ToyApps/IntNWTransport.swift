@@ -109,6 +109,7 @@ public struct IntNWTransport: ToyTransport {
 }
 
 /// A listening IntNW server.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 final class IntNWListener: ToyListener, @unchecked Sendable {
     private let listener: MultiSocketListener
     private let closeTimeoutSeconds: Double
@@ -154,6 +155,7 @@ final class IntNWListener: ToyListener, @unchecked Sendable {
 }
 
 /// One multisocket carrying toy messages, one per IROB.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 final class IntNWConnection: ToyConnection, @unchecked Sendable {
     private let socket: MultiSocket
     let peerDescription: String

@@ -31,6 +31,7 @@ public struct ServerSettings: Sendable, Equatable {
 /// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number (and,
 /// over IntNW, its labels).
 /// One thread per connection (multisocket); a bad client only loses its own connection.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
     private let transport: ToyTransport

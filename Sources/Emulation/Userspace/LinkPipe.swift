@@ -12,6 +12,7 @@ import SystemPackage
 ///
 /// The thread sleeps in `ppoll` with a nanosecond timeout until the next packet is due, a packet
 /// arrives, or `update` kicks its eventfd. The monotonic clock is read once per wake-up.
+// @unchecked: the engine is owned by the pipe's own thread; updates cross over in a Mutex, stop in an Atomic.
 final class LinkPipe: @unchecked Sendable {
     let link: String
     let direction: LinkDirection
@@ -98,7 +99,7 @@ final class LinkPipe: @unchecked Sendable {
             if fds[1].revents != 0 {
                 _ = cshims_eventfd_drain(wakeFD)
                 if let (p, q) = pending.withLock({ v -> (DirectionParameters, Int)? in defer { v = nil }; return v }) {
-                    engine.update(p, queueLimitBytes: q)
+                    engine.update(p, queueLimitBytes: q, nowNs: now)
                 }
             }
             if fds[0].revents != 0 {

@@ -16,6 +16,7 @@ public enum SharedSchedulingSegment: Sendable, Equatable {
     case processLocal
 }
 
+// @unchecked: `registries` is touched only under `lock`.
 final class ForegroundRegistry: @unchecked Sendable {
     /// What a multisocket sees about an interface before sending background data.
     struct View {

@@ -1,5 +1,8 @@
 /// The one type that owns the multi-app shared-memory mapping (layout: `SharedLayout`). Everything
 /// else sees safe values: interface slot numbers, counts, timestamps.
+///
+/// Over 400 lines on purpose: every raw-pointer access to the shared words stays in this one file,
+/// so the unsafe surface can be reviewed in one place.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +40,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+// @unchecked: the shared words are atomics; slot/generation/heldMask are touched only by the owning scheduler under its loop lock.
 final class SharedSegment: @unchecked Sendable {
     typealias Storage = UnsafeAtomic<UInt64>.Storage
 

@@ -146,7 +146,7 @@ public struct BGPolicyExperiment: Experiment {
             guard let a = o.analysis else { continue }
             any = true
             let fgApp = o.plan.apps.first { $0.kind == .fgClient }
-            let logPath = fgApp.map { "\(o.directory)/\($0.process ?? $0.name).jsonl" }
+            let logPath = fgApp.map { "\(o.directory)/\(TrialRunner.logFile(for: $0))" }
             if let fgApp, let logPath, let logged = loggedLatencies(path: logPath, appId: fgApp.appId), !logged.isEmpty {
                 fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
             } else {

@@ -99,7 +99,8 @@ public struct TrialPlan: Sendable, Codable {
     }
 
     /// Server ports per variant; one server process per variant serves every app.
-    public static let serverPort: [AppVariant: UInt16] = [.plain: 5000, .intnw: 5001]
+    /// The server port of each variant: the apps' own default (`ToyVariant.defaultPort`).
+    public static func serverPort(_ v: AppVariant) -> UInt16 { v.defaultPort }
 }
 
 /// Where a user-given trace came from: the file, an FNV-1a 64 hash of its bytes, and the window.
