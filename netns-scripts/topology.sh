@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# IntNW Lab topology, in plain shell (no Swift needed). See DESIGN.md section 3.
+# IntNW Lab topology, in plain shell (no Swift needed). See docs/testbed.md, Topology.
 #
 #   topology.sh up      [--prefix P] [--links veth|none]   create namespaces (and unshaped veth links)
 #   topology.sh configure [--prefix P]                     addresses + routes on existing wifi0/cell0
@@ -57,7 +57,7 @@ up() {
         ip -n "$ns" link set lo up
     done
     # Routes through a link whose carrier is down are ignored, so the main table falls back to
-    # cellular when the OS notices WiFi is gone (DESIGN.md section 3).
+    # cellular when the OS notices WiFi is gone (docs/testbed.md, Topology).
     ip netns exec "$C" sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1
     ip netns exec "$C" sysctl -qw net.ipv4.conf.default.ignore_routes_with_linkdown=1
     for ns in "$C" "$S"; do
@@ -96,6 +96,34 @@ configure() {
     done <<< "$LINK_TABLE"
 }
 
+# True when pid file contents "$1" ("PID START_TICKS", or a bare PID from an older writer) name a
+# live, non-zombie emulator process: the start time (field 22 of /proc/PID/stat) must match when
+# recorded, and the command line must be an IntNW Lab program. A stale file whose pid was reused by
+# another process is never acted on.
+pid_is_emulator() {
+    local pid start rest
+    read -r pid start _ <<< "$1" || true
+    [[ "$pid" =~ ^[0-9]+$ ]] && [ "$pid" -gt 1 ] && [ "$pid" != "$$" ] || return 1
+    rest=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    rest=${rest##*) }
+    # shellcheck disable=SC2086
+    set -- $rest
+    [ "${1:-Z}" != Z ] || return 1
+    if [ -n "${start:-}" ]; then [ "${20:-}" = "$start" ] || return 1; fi
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qi intnw
+}
+
+# IntNW's shared-memory segments are /dev/shm/intnw-u<uid>-n<inode of the network namespace>
+# (IntNW's SharedLayout.segmentName): remove those of namespace "$1" (before it is deleted).
+remove_shm() {
+    local ino f
+    ino=$(stat -c %i "/run/netns/$1" 2>/dev/null) || return 0
+    for f in /dev/shm/intnw-u*-n"$ino"; do
+        [[ "$f" =~ ^/dev/shm/intnw-u[0-9]+-n${ino}$ ]] && rm -f -- "$f"
+    done
+    return 0
+}
+
 down() {
     need_root
     for ns in "$C" "$S"; do
@@ -105,20 +133,25 @@ down() {
         fi
     done
     if [ -f "$STATE_DIR/$PREFIX.pid" ]; then
-        pid=$(cat "$STATE_DIR/$PREFIX.pid")
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
-        sleep 0.2
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+        owner=$(head -c 64 "$STATE_DIR/$PREFIX.pid" 2>/dev/null | head -n 1 || true)
+        if pid_is_emulator "$owner"; then
+            pid=${owner%% *}
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 0.2
+            pid_is_emulator "$owner" && kill -KILL "$pid" 2>/dev/null || true
+        elif [ -n "$owner" ]; then
+            echo "topology.sh: $STATE_DIR/$PREFIX.pid ('$owner') names no running emulator; not killing it" >&2
+        fi
         rm -f "$STATE_DIR/$PREFIX.pid"
     fi
     for ns in "$C" "$S"; do
         if ns_exists "$ns"; then
+            remove_shm "$ns"
             pids=$(ip netns pids "$ns" 2>/dev/null || true)
             [ -n "$pids" ] && kill -KILL $pids 2>/dev/null || true
             ip netns del "$ns"
         fi
     done
-    rm -f /dev/shm/intnw-*-"$PREFIX"-* 2>/dev/null || true
     rm -f "$STATE_DIR/prefixes/$PREFIX" "$STATE_DIR/$PREFIX.json"
 }
 
@@ -131,9 +164,11 @@ status() {
             echo "== $ns: absent"
         fi
     done
-    if [ -f "$STATE_DIR/$PREFIX.pid" ] && kill -0 "$(cat "$STATE_DIR/$PREFIX.pid")" 2>/dev/null; then
-        echo "emulator pid $(cat "$STATE_DIR/$PREFIX.pid") running"
+    if [ -f "$STATE_DIR/$PREFIX.pid" ]; then
+        owner=$(head -c 64 "$STATE_DIR/$PREFIX.pid" 2>/dev/null | head -n 1 || true)
+        pid_is_emulator "$owner" && echo "emulator pid ${owner%% *} running"
     fi
+    return 0
 }
 
 reclaim_all() {

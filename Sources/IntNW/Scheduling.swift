@@ -30,7 +30,7 @@ public protocol NetworkChooser: Sendable {
     func choose(for labels: Labels, among networks: [NetworkStatus]) -> UInt32?
 }
 
-/// The default choice (DESIGN.md section 6): WiFi, when usable and allowed, dominates; otherwise
+/// The default choice (docs/scheduling.md): WiFi, when usable and allowed, dominates; otherwise
 /// latency-bound messages (foreground/small) take the lowest-RTT network and bandwidth-bound
 /// ones (background/large) the highest-bandwidth network.
 public struct DefaultNetworkChooser: NetworkChooser {
@@ -125,7 +125,8 @@ extension BackgroundPolicy {
     public func observe(_ event: ForegroundEvent) {}
 }
 
-/// The default: background goes whenever no foreground data waits for the interface.
+/// Background goes whenever no foreground data waits for the interface (`INTNW_BG_POLICY=permissive`;
+/// kept for comparisons: the default policy is anticipatory, see `BackgroundPolicyName`).
 public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public init() {}
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }
@@ -134,7 +135,7 @@ public struct PermissiveBackgroundPolicy: BackgroundPolicy {
 /// What a trouble detector sees about one connection that has foreground data outstanding or that
 /// this side found troubled: as soon as foreground data goes on it, then at the time the detector
 /// asked for with `TroubleVerdict.nextCheckNs` (the maintenance period if nil). Connections with
-/// only background data outstanding are not checked (see the trouble-detection note).
+/// only background data outstanding are not checked (see docs/trouble-detection.md).
 public struct TroubleSample: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
@@ -173,13 +174,14 @@ public struct TroubleVerdict: Sendable, Equatable {
     }
 }
 
-/// Flags networks that stopped making progress (see the trouble-detection note). A troubled
+/// Flags networks that stopped making progress (see docs/trouble-detection.md). A troubled
 /// network is not chosen for new data, and what it carried unACKed is resent elsewhere.
 public protocol TroubleDetector: Sendable {
     func evaluate(_ sample: TroubleSample) -> TroubleVerdict
 }
 
-/// The default: never flags a network (failover only on carrier loss or connection errors).
+/// Never flags a network: failover only on carrier loss or connection errors (`INTNW_TROUBLE=off`;
+/// the default is TCP_INFO trouble detection, see `TroubleDetection.fromEnvironment`).
 public struct NoTroubleDetector: TroubleDetector {
     public init() {}
     public func evaluate(_ sample: TroubleSample) -> TroubleVerdict { TroubleVerdict(troubled: false) }

@@ -1,4 +1,6 @@
 import Foundation
+import LinuxSupport
+import SystemPackage
 import ToyProtocol
 
 /// Settings of a server.
@@ -24,7 +26,7 @@ public struct ServerSettings: Sendable, Equatable {
     public func validate() throws(ToyAppError) {
         try validateMessageBytes(replyBytes, option: "--reply-bytes")
         try validateMessageBytes(ackBytes, option: "--ack-bytes")
-        guard IPv4SocketAddress.parse(address, port: port) != nil else {
+        guard IPv4Endpoint(address, port: port) != nil else {
             throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
         }
     }
@@ -34,6 +36,7 @@ public struct ServerSettings: Sendable, Equatable {
 /// bgChunk with a bgAck (a bare header unless `ackBytes` says otherwise), both carrying the request's app id and sequence number (and,
 /// over IntNW, its labels).
 /// One thread per connection (multisocket); a bad client only loses its own connection.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
     private let transport: ToyTransport
@@ -125,7 +128,8 @@ public final class ToyServer: @unchecked Sendable {
             if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
             lock.unlock()
         }
-        c.close()
+        // Count the error before closing: once the client sees the close it may stop the server,
+        // and an error judged after that would be taken for one our own shutdown caused.
         lock.lock()
         open[ObjectIdentifier(c)] = nil
         // Errors caused by our own shutdown are not the client's fault; a client that vanishes
@@ -136,6 +140,7 @@ public final class ToyServer: @unchecked Sendable {
         if serious { stats.connectionErrors += 1 }
         lock.unlock()
         if serious, let real { warn("connection from \(c.peerDescription) closed: \(real)") }
+        c.close()
         logConnection(c, event: "close", error: real)
     }
 

@@ -58,9 +58,6 @@ struct NetCommand: AsyncParsableCommand {
         var verbose = false
 
         func validate() throws {
-            guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
-                throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
-            }
             if let d = duration, !(d > 0 && d.isFinite) { throw ValidationError("--duration must be a positive number of seconds") }
             guard notifyDelay >= 0 && notifyDelay.isFinite else { throw ValidationError("--notify-delay must be >= 0 seconds") }
             if let q = queueBytes, q < 1600 { throw ValidationError("--queue-bytes must hold at least one packet (>= 1600)") }
@@ -70,6 +67,7 @@ struct NetCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            try NetCommand.validatePrefix(prefix)
             var logger = Logger(label: "intnw-lab.net")
             logger.logLevel = verbose ? .debug : .info
             var t = try LabCLI.loadTrace(trace)
@@ -105,8 +103,9 @@ struct NetCommand: AsyncParsableCommand {
 
     struct Down: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a testbed (also one left by a crashed run).")
-        @Option(help: "Name prefix of the testbed.") var prefix = "intnw"
+        @Option(help: "Name prefix of the testbed; 1-8 lowercase letters/digits.") var prefix = "intnw"
         func run() async throws {
+            try NetCommand.validatePrefix(prefix)
             if let pid = Topology.ownerPID(prefix: prefix) { kill(pid, SIGTERM); usleep(500_000) }
             try LabCLI.check { try Topology.preflight() }
             await Topology(spec: TopologySpec(prefix: prefix)).destroy(logger: Logger(label: "intnw-lab.net"))
@@ -117,8 +116,9 @@ struct NetCommand: AsyncParsableCommand {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show whether a testbed exists and who runs it.")
-        @Option(help: "Name prefix of the testbed.") var prefix = "intnw"
+        @Option(help: "Name prefix of the testbed; 1-8 lowercase letters/digits.") var prefix = "intnw"
         func run() async throws {
+            try NetCommand.validatePrefix(prefix)
             let topo = Topology(spec: TopologySpec(prefix: prefix))
             guard topo.exists else { print("testbed '\(prefix)': not running"); return }
             if let pid = Topology.ownerPID(prefix: prefix) {
@@ -130,6 +130,17 @@ struct NetCommand: AsyncParsableCommand {
                 print("== \(ns)")
                 print((try? await CommandRunner.run(["ip", "-n", ns, "-br", "addr"])) ?? "  (unreadable)", terminator: "")
             }
+        }
+    }
+}
+
+extension NetCommand {
+    /// Every subcommand that takes `--prefix`: it names namespaces and files under the state
+    /// directory, so only the documented form is accepted (never a path such as `../../../etc/x`).
+    /// One line on stderr and exit status 1, before anything is touched.
+    static func validatePrefix(_ prefix: String) throws {
+        guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
+            throw LabCLI.fail("--prefix must be 1-8 lowercase letters/digits starting with a letter")
         }
     }
 }

@@ -48,6 +48,37 @@ import Testing
         #expect(c.finished)
     }
 
+    @Test func descendingOneByteSegmentsAreLinearTime() {
+        // The worst arrival order for a sorted array (every insert at the front): 200,000 one-byte
+        // segments took minutes that way; the heap takes well under a second (generous bound).
+        let (r, c) = make()
+        let n = 200_000
+        let payload = (0 ..< n).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let start = ContinuousClock.now
+        for k in stride(from: n - 1, through: 1, by: -1) { seg(r, k, payload[k ..< k + 1], t0 + 1) }
+        seg(r, n - 1, payload[(n - 1) ..< n], t0 + 1)      // an exact repeat of a buffered segment
+        seg(r, 0, payload[0 ..< 1], t0 + 2)
+        let elapsed = ContinuousClock.now - start
+        #expect(c.bytes == payload)
+        #expect(r.stats.outOfOrderSegments == n && r.stats.uniqueBytes == UInt64(n))
+        #expect(r.stats.retransmittedBytes == 1 && r.stats.gaps == 0)
+        #expect(elapsed < .seconds(20), "took \(elapsed)")
+    }
+
+    @Test func manyTinySegmentsAreChargedTheirOverhead() {
+        // Payload alone would let 64 Mi one-byte segments (gigabytes of bookkeeping) be buffered.
+        let r = StreamReassembler(originNanoseconds: t0, binWidthNanoseconds: 100 * ms, pendingLimitBytes: 100_000)
+        let c = RecordingConsumer()
+        r.consumer = c
+        r.syn(sequence: 999)
+        let perSegment = 1 + StreamReassembler.pendingOverheadBytes
+        let fit = 100_000 / perSegment
+        for k in stride(from: fit + 2, through: 2, by: -1) { seg(r, k, data[(k % 4000) ..< (k % 4000) + 1], t0) }
+        // The limit forced the hole at offsets 0..<2 (never captured) to become a gap.
+        #expect(r.stats.gaps == 1 && c.gaps.first?.length == 2)
+        #expect(c.bytes.count == fit + 1)
+    }
+
     @Test func ackedHoleBecomesAGap() {
         let (r, c) = make()
         seg(r, 0, data[0 ..< 1000], t0)

@@ -387,3 +387,60 @@ func lineWith(_ index: Int, _ value: String, loss: Bool = false) -> String {
 func temporaryPath(_ name: String) -> String {
     NSTemporaryDirectory() + "itr-\(getpid())-\(UUID().uuidString)-\(name)"
 }
+
+/// The file parser streams: same result and errors as parsing the bytes, lines split across read
+/// chunks, memory bounded by one line.
+@Suite struct TraceStreamingTests {
+    func file(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let path = NSTemporaryDirectory() + "stream-\(getpid())-\(UInt32.random(in: 0 ... .max))-\(name)"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func fileAndBytesParseAlikeAcrossChunkBoundaries() throws {
+        // ~200 KiB: many lines straddle the 64 KiB read chunks, with CRLF endings and no final break.
+        var text = "# intnw-trace v1\r\n"
+        for i in 0 ..< 4000 { text += "\(i).0  1250000 625000 35 48000 16000 \(200 + i % 50)   # slice \(i)\r\n" }
+        text += "4000.0 1 1 1 1 1 1"
+        let bytes = Array(text.utf8)
+        #expect(bytes.count > 3 << 16)
+        let path = try file("crlf.trace", bytes)
+        defer { unlink(path) }
+        let fromFile = try TraceParser.parse(contentsOfFile: path)
+        let fromBytes = try TraceParser.parse(bytes: bytes, source: path)
+        #expect(fromFile == fromBytes)
+        #expect(fromFile.slices.count == 4001)
+    }
+
+    @Test func errorsNameTheSameLine() throws {
+        var text = "# intnw-trace v1\n"
+        for i in 0 ..< 3000 { text += "\(i).0  1250000 625000 35 48000 16000 220\n" }
+        text += "3000.0 1 1 bad 1 1 1\n"
+        let path = try file("bad.trace", Array(text.utf8))
+        defer { unlink(path) }
+        var fileError: TraceError?, bytesError: TraceError?
+        do { _ = try TraceParser.parse(contentsOfFile: path) } catch let e as TraceError { fileError = e }
+        do { _ = try TraceParser.parse(bytes: Array(text.utf8), source: path) } catch let e as TraceError { bytesError = e }
+        #expect(fileError != nil && fileError == bytesError)
+        #expect(fileError?.line == 3002)
+    }
+
+    @Test func overlongLineAndEmptyFile() throws {
+        let long = try file("long.trace", [UInt8](repeating: UInt8(ascii: "7"), count: TraceInput.maxLineBytes + 10))
+        defer { unlink(long) }
+        do {
+            _ = try TraceParser.parse(contentsOfFile: long)
+            Issue.record("an over-long line was accepted")
+        } catch let e as TraceError {
+            #expect(e.line == 1 && e.problem == .lineTooLong(limitBytes: TraceInput.maxLineBytes))
+        }
+        let empty = try file("empty.trace", [])
+        defer { unlink(empty) }
+        do {
+            _ = try TraceParser.parse(contentsOfFile: empty)
+            Issue.record("an empty file was accepted")
+        } catch let e as TraceError {
+            #expect(e.line == 1 && e.problem == .noSlices)
+        }
+    }
+}

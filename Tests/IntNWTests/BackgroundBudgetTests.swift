@@ -6,11 +6,10 @@ import Foundation
 struct BackgroundBudgetTests {
     let bench = PolicyBench()
 
-    @Test("the default policy is delay-target; the note's policies are still selectable by name")
-    func defaultPolicy() {
-        #expect(BackgroundPolicies.fallback == .delayTarget)
+    @Test("the note's policies are still selectable by name; only delay-target scales with the delivery-rate estimate")
+    func policiesAndEstimates() {
         unsetenv(BackgroundPolicyName.environmentVariable)
-        #expect((BackgroundPolicies.fromEnvironment() as? any ExplainedBackgroundPolicy)?.name == "delay-target")
+        #expect((BackgroundPolicies.fromEnvironment() as? any ExplainedBackgroundPolicy)?.name == BackgroundPolicies.fallback.rawValue)
         #expect(BackgroundPolicyName.anticipatory.makePolicy() is AnticipatoryBackgroundPolicy)
         #expect(BackgroundPolicyName.trickle.makePolicy() is TrickleBackgroundPolicy)
         // Only delay-target scales with the delivery-rate estimate; the note's policies keep the

@@ -81,7 +81,7 @@ struct BackgroundPolicyTests {
             params.emptySocketTest = t
             return AnticipatoryBackgroundPolicy(parameters: params)
         }
-        // DESIGN.md's reading: only unsent bytes count, whatever is in flight.
+        // the original policy description's reading: only unsent bytes count, whatever is in flight.
         let unsent = with(.noUnsentBytes)
         #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 1)).reason == .socketBusy)
         #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 50_000)).reason == nil)

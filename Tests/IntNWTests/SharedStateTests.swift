@@ -4,6 +4,8 @@ import Logging
 @testable import IntNW
 #if canImport(Glibc)
 import Glibc
+import LinuxSupport
+import SystemPackage
 #endif
 
 /// A segment name no other test or process uses; removed by `cleanup`.
@@ -14,7 +16,7 @@ func uniqueSegmentName(_ tag: String) -> String {
 /// Writes a raw shared-memory object of `size` bytes whose first word is `firstWord`.
 func writeRawSegment(_ name: String, size: Int, firstWord: UInt64?, mode: mode_t = 0o600) throws {
     let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, mode)
-    try #require(fd >= 0, "shm_open \(name): errno \(errno)")
+    try #require(fd >= 0, "shm_open \(name): \(Errno.last)")
     defer { close(fd) }
     _ = fchmod(fd, mode)
     try #require(ftruncate(fd, off_t(size)) == 0)
@@ -41,6 +43,28 @@ func deadPID() throws -> UInt64 {
 
 @Suite("Shared multi-app segment")
 struct SharedStateTests {
+    @Test("a live foreign pid parked in the allocation lock word delays allocation by a bounded time, never forever")
+    func parkedLockIsBounded() throws {
+        let name = uniqueSegmentName("park")
+        defer { SharedSegment.unlink(name: name) }
+        let a = try SharedSegment.open(name: name)
+        let b = try SharedSegment.open(name: name)
+        let wifi = try #require(a.interfaceSlot(named: "wifi0"))
+        // pid 1 is always alive (and is not this process): the lock looks held by a live process.
+        a.lockWordForTesting = 1
+        let start = ContinuousClock.now
+        #expect(b.interfaceSlot(named: "cell0") == nil)
+        let waited = ContinuousClock.now - start
+        #expect(b.allocationLockTimedOut)
+        #expect(waited >= .milliseconds(40) && waited < .seconds(2), "waited \(waited)")
+        // Slots that exist are still found without the lock; the word is left to its holder.
+        #expect(b.interfaceSlot(named: "wifi0") == wifi)
+        #expect(a.lockWordForTesting == 1)
+        // Once the holder lets go, allocation works again.
+        a.lockWordForTesting = 0
+        #expect(b.interfaceSlot(named: "cell0") != nil)
+    }
+
     @Test("a second opener sees the published layout, the same interface slots, the latest FG time and the contributions")
     func sharing() throws {
         let name = uniqueSegmentName("share")

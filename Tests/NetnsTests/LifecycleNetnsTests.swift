@@ -8,7 +8,7 @@ import Testing
 
 /// `intnw-lab net up` killed at a bad moment leaves nothing behind once `net up` runs again or the
 /// topology script reclaims; the shell script and the Swift code build the same topology.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct LifecycleNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var lab: String { repo.appendingPathComponent(".build/debug/intnw-lab").path }
@@ -75,8 +75,10 @@ struct LifecycleNetnsTests {
         let p = try Self.startNetUp("tkill")
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        usleep(200_000)
-        // TUN devices are not persistent: they vanished with the process's descriptors.
+        // TUN devices are not persistent: they vanish with the process's descriptors (awaited, up to 5 s,
+        // instead of a fixed 200 ms sleep).
+        let gone = Date().addingTimeInterval(5)
+        while !Self.devices("tkill").isEmpty && Date() < gone { usleep(20_000) }
         #expect(Self.devices("tkill").isEmpty)
         #expect(Self.namespaces("tkill").count == 2, "namespaces stay until reclaimed")
         // The next run reclaims them and works.
@@ -93,6 +95,44 @@ struct LifecycleNetnsTests {
         #expect(Self.namespaces("tkill").isEmpty)
         let leftovers = try Self.capture(["pgrep", "-f", "net up --prefix tkill"])
         #expect(leftovers.isEmpty, "no process left: \(leftovers)")
+    }
+
+    @Test("topology.sh down kills only a pid file's emulator and removes exactly its namespaces' IntNW segments")
+    func scriptChecksPidFileAndSegmentNames() throws {
+        let script = Self.repo.appendingPathComponent("netns-scripts/topology.sh").path
+        _ = try Self.capture(["bash", script, "up", "--prefix", "tpid", "--links", "none"])
+        // A bystander whose pid the (stale or forged) pid file names.
+        let bystander = Process()
+        bystander.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        bystander.arguments = ["30"]
+        try bystander.run()
+        defer { if bystander.isRunning { bystander.terminate() } }
+        let pidFile = "\(Topology.stateDirectory)/tpid.pid"
+        try Data("\(bystander.processIdentifier)\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        // IntNW's real segment name for the client namespace, and look-alikes that are not its own.
+        var st = stat()
+        try #require(stat("/run/netns/tpid-client", &st) == 0)
+        let ino = UInt64(st.st_ino)
+        let own = "/dev/shm/intnw-u\(getuid())-n\(ino)"
+        let others = ["/dev/shm/intnw-u\(getuid())-n\(ino)7", "/dev/shm/intnw-u\(getuid())-n1\(ino)", "/dev/shm/intnw-x-n\(ino)"]
+        for f in [own] + others { try Data([1]).write(to: URL(fileURLWithPath: f)) }
+        defer { for f in others { unlink(f) } }
+        _ = try Self.capture(["bash", script, "down", "--prefix", "tpid"])
+        #expect(bystander.isRunning, "topology.sh killed a process that is not the emulator")
+        #expect(access(pidFile, F_OK) != 0)
+        #expect(access(own, F_OK) != 0, "the namespace's segment is left behind")
+        for f in others { #expect(access(f, F_OK) == 0, "\(f) is not this namespace's segment") }
+        #expect(Self.namespaces("tpid").isEmpty)
+        // The Swift side agrees on both counts.
+        #expect(Topology.isSegmentName("intnw-u0-n\(ino)", namespaceInode: ino))
+        #expect(!Topology.isSegmentName("intnw-u0-n\(ino)7", namespaceInode: ino) && !Topology.isSegmentName("intnw-x-n\(ino)", namespaceInode: ino))
+        try Data("\(bystander.processIdentifier)\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        defer { unlink(pidFile) }
+        #expect(Topology.ownerPID(prefix: "tpid") == nil, "sleep is not an IntNW Lab emulator")
+        try Data("\(getpid()) 1\n".utf8).write(to: URL(fileURLWithPath: pidFile))
+        #expect(Topology.ownerPID(prefix: "tpid") == nil, "a recorded start time that does not match is a reused pid")
+        Topology.writeOwner(prefix: "tpid", pid: getpid())
+        #expect(Topology.ownerPID(prefix: "tpid") == getpid())
     }
 
     /// Addresses, routes and rules of one namespace with the prefix's names normalised away.

@@ -34,31 +34,44 @@ public struct GnuplotRenderer: PlotRenderer {
 
     static let palette = BuiltinSVGRenderer.palette
 
+    /// The gnuplot program for one plot. No caller-supplied text (titles, axis labels, series
+    /// names from pcap file names or app names, the output path) is ever spliced into program
+    /// text: each goes as one line of the `$T` datablock and the program refers to it as
+    /// `$T[k][2:]`. Datablock lines are data -- gnuplot does no backquote, macro or string
+    /// evaluation on them -- and `sanitizedLine` removes the line breaks that could end a line
+    /// (or the block) early. Labels are drawn `noenhanced`, so they also render literally.
     func script(_ spec: PlotSpec, terminal: String, output: String) -> String {
-        var s = "set terminal \(terminal)\nset output '\(output.replacingOccurrences(of: "'", with: "''"))'\n"
-        s += "set title \(q(spec.title)) font ',15'\nset xlabel \(q(spec.xLabel))\nset ylabel \(q(spec.yLabel))\n"
-        s += "set grid lc rgb '#dddddd'\nset border lw 1\nset key outside right top vertical Left reverse\nset datafile missing 'NaN'\n"
-        if spec.integerX { s += "set xtics 1\n" }
-        let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
-        if let r = spec.xRange { s += "set xrange [\(r.lowerBound):\(r.upperBound)]\n" }
-        if let r = spec.yRange {
-            s += "set yrange [\(r.lowerBound):\(r.upperBound)]\n"
-        } else if (allY.filter(\.isFinite).min() ?? 0) >= 0 {
-            s += "set yrange [0:*]\n"
+        var texts: [String] = []
+        func text(_ t: String) -> String {
+            texts.append(Self.sanitizedLine(t))
+            return "$T[\(texts.count)][2:]"
         }
-        s += "set autoscale xfix\nset offsets 0, 0, graph 0.05, 0\n"
+        let outputRef = text(output)
+        var body = "set terminal \(terminal)\nset output \(outputRef)\n"
+        body += "set title \(text(spec.title)) noenhanced font ',15'\nset xlabel \(text(spec.xLabel)) noenhanced\nset ylabel \(text(spec.yLabel)) noenhanced\n"
+        body += "set grid lc rgb '#dddddd'\nset border lw 1\nset key outside right top vertical Left reverse\nset datafile missing 'NaN'\n"
+        if spec.integerX { body += "set xtics 1\n" }
+        let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
+        if let r = spec.xRange { body += "set xrange [\(num(r.lowerBound)):\(num(r.upperBound))]\n" }
+        if spec.logY { body += "set logscale y\n" }
+        if let r = spec.yRange {
+            body += "set yrange [\(num(r.lowerBound)):\(num(r.upperBound))]\n"
+        } else if !spec.logY && (allY.filter(\.isFinite).min() ?? 0) >= 0 {
+            body += "set yrange [0:*]\n"
+        }
+        body += "set autoscale xfix\nset offsets 0, 0, graph 0.05, 0\n"
         var plots: [String] = []
         for (i, series) in spec.series.enumerated() {
-            s += "$d\(i) << EOD\n"
+            body += "$d\(i) << EOD\n"
             let errors = series.yLow != nil && series.yHigh != nil
             for k in 0 ..< series.x.count {
                 if errors {
-                    s += "\(num(series.x[k])) \(num(series.y[k])) \(num(series.yLow![k])) \(num(series.yHigh![k]))\n"
+                    body += "\(num(series.x[k])) \(num(series.y[k])) \(num(series.yLow![k])) \(num(series.yHigh![k]))\n"
                 } else {
-                    s += "\(num(series.x[k])) \(num(series.y[k]))\n"
+                    body += "\(num(series.x[k])) \(spec.logY && !(series.y[k] > 0) ? "NaN" : num(series.y[k]))\n"
                 }
             }
-            s += "EOD\n"
+            body += "EOD\n"
             let color = "lc rgb '\(Self.palette[i % Self.palette.count])'"
             let style: String
             if errors {
@@ -71,21 +84,29 @@ public struct GnuplotRenderer: PlotRenderer {
                 case .linePoints: style = "using 1:2 with linespoints lw 2 pt 7 ps 0.8"
                 }
             }
-            plots.append("$d\(i) \(style) \(color) title \(q(series.name))")
+            plots.append("$d\(i) \(style) \(color) title \(text(series.name)) noenhanced")
         }
         if plots.isEmpty {
-            s += "set label 1 'no data' at graph 0.5, graph 0.5 center\nset xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n"
+            body += "set label 1 'no data' at graph 0.5, graph 0.5 center\nset xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n"
         } else {
-            s += "plot " + plots.joined(separator: ", \\\n     ") + "\n"
+            body += "plot " + plots.joined(separator: ", \\\n     ") + "\n"
         }
-        return s
+        // Each text line starts with "L" so no label can be the block terminator "EOD".
+        var s = "$T << EOD\n"
+        for t in texts { s += "L\(t)\n" }
+        s += "EOD\n"
+        return s + body
     }
 
-    private func q(_ s: String) -> String {
-        // Single-quoted gnuplot strings take '' for a quote; enhanced-text specials are escaped.
-        var t = s.replacingOccurrences(of: "'", with: "''")
-        for c in ["_", "^", "{", "}", "@", "&", "~"] { t = t.replacingOccurrences(of: c, with: "\\" + c) }
-        return "'\(t)'"
+    /// One datablock line: every control character (line breaks, NUL, ...) and Unicode line or
+    /// paragraph separator becomes a space.
+    static func sanitizedLine(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { u in
+            switch u.value {
+            case 0 ..< 0x20, 0x7f, 0x80 ..< 0xa0, 0x2028, 0x2029: return " "
+            default: return u
+            }
+        }))
     }
 
     private func num(_ v: Double) -> String { v.isFinite ? String(v) : "NaN" }

@@ -7,23 +7,38 @@
 /// and the stream goes on. In-order data, the common case, is handed to the consumer straight
 /// from the packet buffer with no copy.
 final class StreamReassembler {
-    private struct Pending {
+    struct Pending {
         var offset: UInt64
         var bytes: [UInt8]
         var firstSeen: UInt64
+        /// Arrival order: of two segments at one offset the earlier one drains first.
+        var arrival: UInt64
         var end: UInt64 { offset + UInt64(bytes.count) }
     }
 
     /// Out-of-order data above this many bytes forces the oldest hole to be declared a gap, so a
-    /// hostile or broken capture cannot grow memory without bound.
+    /// hostile or broken capture cannot grow memory without bound. Each buffered segment is
+    /// charged `pendingOverheadBytes` on top of its payload (a million one-byte segments cost far
+    /// more than a megabyte).
     static let maxPendingBytes = 64 << 20
+    static let pendingOverheadBytes = 64
 
     private(set) var started = false
     private var baseSequence: UInt32 = 0
     private(set) var nextOffset: UInt64 = 0
-    private var pending: [Pending] = []
+    /// Out-of-order segments, lowest offset first: a binary heap, so each insert and each removal
+    /// is O(log n) whatever the arrival order (descending offsets were quadratic with a sorted
+    /// array). `pendingLengths` remembers the longest segment buffered at each offset, to spot
+    /// exact repeats; `pendingMaxEnd` is the highest end offset buffered.
+    private var pending = PendingHeap()
+    private var pendingLengths: [UInt64: Int] = [:]
+    private var pendingMaxEnd: UInt64 = 0
+    private var arrivals: UInt64 = 0
     private var pendingBytes = 0
     private var finOffset: UInt64?
+    /// Stream ranges whose bytes the snap length cut off (sorted, disjoint); their placeholder
+    /// zeros are delivered as `truncated` instead of `consume`.
+    private var snapped: [Range<UInt64>] = []
     private(set) var finished = false
     var stats = DirectionStats()
     var consumer: StreamConsumer?
@@ -34,9 +49,13 @@ final class StreamReassembler {
     let originNanoseconds: UInt64
     let binWidthNanoseconds: UInt64
 
-    init(originNanoseconds: UInt64, binWidthNanoseconds: UInt64) {
+    /// `maxPendingBytes` for this stream (tests use a small one).
+    let pendingLimitBytes: Int
+
+    init(originNanoseconds: UInt64, binWidthNanoseconds: UInt64, pendingLimitBytes: Int = StreamReassembler.maxPendingBytes) {
         self.originNanoseconds = originNanoseconds
         self.binWidthNanoseconds = binWidthNanoseconds
+        self.pendingLimitBytes = pendingLimitBytes
     }
 
     /// Stream offset for a sequence number, unwrapped around the next expected offset.
@@ -90,8 +109,34 @@ final class StreamReassembler {
         stats.lastPayloadNanoseconds = max(stats.lastPayloadNanoseconds, time)
 
         let start = offset(of: sequence)
-        // Only the captured prefix is usable; a snapped tail becomes a hole that a later ACK or the
-        // end of the capture turns into a gap.
+        // A tail cut off by the snap length crossed the wire: it counts as present at this
+        // packet's time, with placeholder contents the consumer is told about.
+        if payload.count < fullLength {
+            let missing = fullLength - payload.count
+            stats.truncatedBytes += UInt64(missing)
+            var padded = [UInt8](repeating: 0, count: fullLength)
+            if payload.count > 0 { padded.withUnsafeMutableBytes { $0.copyMemory(from: payload) } }
+            if start + Int64(payload.count) >= 0 {
+                let lo = UInt64(max(start + Int64(payload.count), 0)), hi = UInt64(start + Int64(fullLength))
+                if hi > lo { markSnapped(lo ..< hi) }
+            }
+            padded.withUnsafeBytes { placeFullSegment($0, start: start, fullLength: fullLength, time: time) }
+            if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+            return
+        }
+        placeFullSegment(payload, start: start, fullLength: fullLength, time: time)
+        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+    }
+
+    private func markSnapped(_ r: Range<UInt64>) {
+        guard r.upperBound > nextOffset else { return }
+        let r = max(r.lowerBound, nextOffset) ..< r.upperBound
+        var i = snapped.count
+        while i > 0 && snapped[i - 1].lowerBound > r.lowerBound { i -= 1 }
+        snapped.insert(r, at: i)
+    }
+
+    private func placeFullSegment(_ payload: UnsafeRawBufferPointer, start: Int64, fullLength: Int, time: UInt64) {
         var bytes = payload
         if start < 0 {
             // Before the stream start (e.g. retransmitted SYN data with mid-stream base): ignore it.
@@ -117,7 +162,6 @@ final class StreamReassembler {
         } else {
             buffer(bytes, at: o, time: time)
         }
-        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
     }
 
     /// The peer acknowledged everything before `acknowledgement`: holes below it will never be
@@ -135,7 +179,7 @@ final class StreamReassembler {
     /// End of capture: declare every remaining hole a gap, deliver what is buffered, finish.
     func finish(time: UInt64) {
         guard !finished else { return }
-        if let last = pending.last { skipHoles(upTo: last.end, time: time) }
+        if !pending.isEmpty { skipHoles(upTo: pendingMaxEnd, time: time) }
         finishStream(time)
     }
 
@@ -154,6 +198,7 @@ final class StreamReassembler {
                 stats.gaps += 1
                 consumer?.gap(length: length, offset: nextOffset, availableNanoseconds: time)
                 nextOffset = holeEnd
+                while let f = snapped.first, f.upperBound <= nextOffset { snapped.removeFirst() }
             }
             drainPending(time: time)
         }
@@ -163,8 +208,28 @@ final class StreamReassembler {
     private func emit(_ bytes: UnsafeRawBufferPointer, at o: UInt64, firstSeen: UInt64, time: UInt64) {
         stats.uniqueBytes += UInt64(bytes.count)
         add(&uniqueBytesPerBin, bytes.count, at: firstSeen)
-        consumer?.consume(bytes, offset: o, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
-        nextOffset = o + UInt64(bytes.count)
+        let end = o + UInt64(bytes.count)
+        if snapped.isEmpty {
+            consumer?.consume(bytes, offset: o, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+        } else {
+            // Split into captured parts and parts the snap length cut off.
+            var cur = o
+            while cur < end {
+                while let f = snapped.first, f.upperBound <= cur { snapped.removeFirst() }
+                if let f = snapped.first, f.lowerBound <= cur {
+                    let stop = min(end, f.upperBound)
+                    consumer?.truncated(length: stop - cur, offset: cur, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+                    cur = stop
+                } else {
+                    let stop = min(end, snapped.first?.lowerBound ?? end)
+                    let part = UnsafeRawBufferPointer(rebasing: bytes[Int(cur - o) ..< Int(stop - o)])
+                    consumer?.consume(part, offset: cur, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+                    cur = stop
+                }
+            }
+            while let f = snapped.first, f.upperBound <= end { snapped.removeFirst() }
+        }
+        nextOffset = end
     }
 
     private func deliverInOrder(_ bytes: UnsafeRawBufferPointer, at start: UInt64, time: UInt64) {
@@ -196,7 +261,8 @@ final class StreamReassembler {
     private func drainPending(time: UInt64) {
         while let p = pending.first, p.offset <= nextOffset {
             pending.removeFirst()
-            pendingBytes -= p.bytes.count
+            pendingLengths[p.offset] = nil
+            pendingBytes -= p.bytes.count + Self.pendingOverheadBytes
             if p.end <= nextOffset {
                 stats.retransmittedBytes += UInt64(p.bytes.count)
                 continue
@@ -211,20 +277,63 @@ final class StreamReassembler {
 
     private func buffer(_ bytes: UnsafeRawBufferPointer, at o: UInt64, time: UInt64) {
         stats.outOfOrderSegments += 1
-        // Sorted insert; an exact repeat of a buffered segment is a retransmission.
-        var lo = 0, hi = pending.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if pending[mid].offset < o { lo = mid + 1 } else { hi = mid }
-        }
-        if lo < pending.count, pending[lo].offset == o, pending[lo].bytes.count >= bytes.count {
+        // A segment no longer than one already buffered at the same offset is a retransmission.
+        if let buffered = pendingLengths[o], buffered >= bytes.count {
             stats.retransmittedBytes += UInt64(bytes.count)
             return
         }
-        pending.insert(Pending(offset: o, bytes: Array(bytes), firstSeen: time), at: lo)
-        pendingBytes += bytes.count
-        if pendingBytes > Self.maxPendingBytes, let first = pending.first {
+        pendingLengths[o] = bytes.count
+        arrivals += 1
+        pending.insert(Pending(offset: o, bytes: Array(bytes), firstSeen: time, arrival: arrivals))
+        pendingMaxEnd = max(pendingMaxEnd, o + UInt64(bytes.count))
+        pendingBytes += bytes.count + Self.pendingOverheadBytes
+        if pendingBytes > pendingLimitBytes, let first = pending.first {
             skipHoles(upTo: first.offset, time: time)
         }
+    }
+}
+
+/// A binary min-heap of pending segments ordered by (offset, arrival).
+struct PendingHeap {
+    private var items: [StreamReassembler.Pending] = []
+
+    var isEmpty: Bool { items.isEmpty }
+    var count: Int { items.count }
+    var first: StreamReassembler.Pending? { items.first }
+
+    @inline(__always)
+    private static func less(_ a: StreamReassembler.Pending, _ b: StreamReassembler.Pending) -> Bool {
+        a.offset != b.offset ? a.offset < b.offset : a.arrival < b.arrival
+    }
+
+    mutating func insert(_ p: StreamReassembler.Pending) {
+        items.append(p)
+        var i = items.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard Self.less(items[i], items[parent]) else { break }
+            items.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    @discardableResult
+    mutating func removeFirst() -> StreamReassembler.Pending {
+        let top = items[0]
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count, Self.less(items[l], items[m]) { m = l }
+                if r < items.count, Self.less(items[r], items[m]) { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
     }
 }

@@ -8,6 +8,8 @@ public enum TraceProblem: Sendable, Equatable, CustomStringConvertible {
     case unwritable(String)
     /// The file is bigger than `TraceLimits.maxFileBytes`.
     case fileTooLarge(limitBytes: Int)
+    /// A line is longer than `limitBytes` bytes.
+    case lineTooLong(limitBytes: Int)
     /// A line is not valid UTF-8 text.
     case invalidUTF8
     /// A line holds a NUL or another control character (its byte value).
@@ -50,6 +52,7 @@ public enum TraceProblem: Sendable, Equatable, CustomStringConvertible {
         case .unreadable(let why): return "cannot read: \(why)"
         case .unwritable(let why): return "cannot write: \(why)"
         case .fileTooLarge(let limit): return "file is larger than \(limit >> 20) MiB; refusing to load it"
+        case .lineTooLong(let limit): return "line is longer than \(limit >> 10) KiB (binary file?)"
         case .invalidUTF8: return "not valid UTF-8 text (binary file?)"
         case .controlCharacter(0): return "contains a NUL byte (binary file?)"
         case .controlCharacter(let b):

@@ -1,4 +1,4 @@
-/// Importers for public trace formats (DESIGN.md section 4), mapping them onto one link of a two-link
+/// Importers for public trace formats (docs/testbed.md, Traces), mapping them onto one link of a two-link
 /// canonical trace. Both read untrusted files and reject bad input with `FILE:LINE` (`TraceError`).
 public enum TraceImport {
     /// Where an imported direction's rate comes from.
@@ -98,12 +98,11 @@ public enum TraceImport {
 
     /// Reads one Mahimahi file: its timestamps, validated.
     static func mahimahiTimestamps(file: String) throws -> [Int] {
-        let lines = try TraceInput.lines(TraceInput.readFile(file), file: file)
         var stamps: [Int] = []
         var previousLine = 0
-        for line in lines {
+        let lastLine = try TraceInput.forEachLine(path: file) { line in
             let text = TraceInput.trimmed(line.text)
-            if text.isEmpty { continue }
+            if text.isEmpty { return }
             func fail(_ what: String) -> TraceError { TraceError(file: file, line: line.number, problem: .badRecord(what)) }
             guard text.utf8.count <= 12, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
                   let ms = Int(text) else {
@@ -119,7 +118,7 @@ public enum TraceImport {
             previousLine = line.number
         }
         guard let last = stamps.last else {
-            throw TraceError(file: file, line: TraceInput.lastLineNumber(lines), problem: .badRecord("no timestamps: the file is empty"))
+            throw TraceError(file: file, line: lastLine, problem: .badRecord("no timestamps: the file is empty"))
         }
         guard last > 0 else {
             throw TraceError(file: file, line: previousLine, problem: .badRecord("the last timestamp is 0 ms; a Mahimahi trace must last more than 0 ms"))
@@ -140,15 +139,14 @@ public enum TraceImport {
         guard upFraction >= 0, upFraction <= 1000, upFraction.isFinite else {
             throw TraceError(file: "--up-fraction", line: nil, problem: .badRecord("must be a finite number from 0 to 1000"))
         }
-        let lines = try TraceInput.lines(TraceInput.readFile(file), file: file)
         let columns = ["unix_s", "mono_ms", "lat", "lon", "bytes", "ms"]
         var starts: [Double] = [], down: [Double] = [], up: [Double] = []
         var elapsedMs = 0.0
         var previousMono: (value: Double, line: Int)?
-        for line in lines {
+        let lastLine = try TraceInput.forEachLine(path: file) { line in
             var text = TraceInput.trimmed(line.text)
             if let hash = text.firstIndex(of: "#") { text = text[..<hash] }
-            if text.isEmpty { continue }
+            if text.isEmpty { return }
             func fail(_ p: TraceProblem) -> TraceError { TraceError(file: file, line: line.number, problem: p) }
             let fields = TraceInput.fields(text)
             guard fields.count == 6 else {
@@ -183,7 +181,7 @@ public enum TraceImport {
             previousMono = (mono, line.number)
         }
         guard !starts.isEmpty else {
-            throw TraceError(file: file, line: TraceInput.lastLineNumber(lines), problem: .noSlices)
+            throw TraceError(file: file, line: lastLine, problem: .noSlices)
         }
         return try assemble(starts: starts, down: down, up: up, durationSeconds: elapsedMs / 1000, mapping: mapping, source: file)
     }

@@ -139,12 +139,11 @@ public enum VnperfImport {
 
     /// Parses the CSV: the exact header, then six numeric columns per row; RTTs are -1 or 0...60000 ms.
     static func parseCSV(file: String, name: String) throws -> [Row] {
-        let lines = try TraceInput.lines(TraceInput.readFile(file), file: name)
         var rows: [Row] = []
         var sawHeader = false
-        for line in lines {
+        let lastLine = try TraceInput.forEachLine(path: file, name: name) { line in
             let text = TraceInput.trimmed(line.text)
-            if text.isEmpty { continue }
+            if text.isEmpty { return }
             func fail(_ what: String) -> TraceError { TraceError(file: name, line: line.number, problem: .badRecord(what)) }
             let fields = text.split(separator: ",", omittingEmptySubsequences: false).map { TraceInput.trimmed($0) }
             if !sawHeader {
@@ -152,7 +151,7 @@ public enum VnperfImport {
                     throw fail("expected the vnperf header \"\(csvColumns.joined(separator: ","))\"")
                 }
                 sawHeader = true
-                continue
+                return
             }
             guard fields.count == csvColumns.count else {
                 throw fail("expected \(csvColumns.count) comma-separated columns (\(csvColumns.joined(separator: ","))), found \(fields.count)")
@@ -174,8 +173,8 @@ public enum VnperfImport {
                 throw fail("more than \(TraceInput.format(TraceImport.maxImportSeconds)) rows (seconds)")
             }
         }
-        guard sawHeader else { throw TraceError(file: name, line: TraceInput.lastLineNumber(lines), problem: .badRecord("empty file: no vnperf header")) }
-        guard !rows.isEmpty else { throw TraceError(file: name, line: TraceInput.lastLineNumber(lines), problem: .noSlices) }
+        guard sawHeader else { throw TraceError(file: name, line: lastLine, problem: .badRecord("empty file: no vnperf header")) }
+        guard !rows.isEmpty else { throw TraceError(file: name, line: lastLine, problem: .noSlices) }
         return rows
     }
 

@@ -9,32 +9,6 @@ enum FieldValue {
 }
 
 enum TraceInput {
-    /// Reads a whole file, refusing more than `TraceLimits.maxFileBytes`.
-    static func readFile(_ path: String) throws -> [UInt8] {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly)
-        } catch {
-            throw TraceError(file: path, line: nil, problem: .unreadable(reason(error)))
-        }
-        defer { try? fd.close() }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n: Int
-            do {
-                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
-            } catch {
-                throw TraceError(file: path, line: nil, problem: .unreadable(reason(error)))
-            }
-            if n == 0 { return bytes }
-            if bytes.count + n > TraceLimits.maxFileBytes {
-                throw TraceError(file: path, line: nil, problem: .fileTooLarge(limitBytes: TraceLimits.maxFileBytes))
-            }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-    }
-
     /// Writes `text` to `path` (created or truncated, mode 0644).
     static func writeFile(_ path: String, text: String) throws {
         do {
@@ -57,43 +31,112 @@ enum TraceInput {
         var text: Substring
     }
 
-    /// Splits `bytes` into lines (LF, with an optional CR before it), rejecting invalid UTF-8, NUL and
-    /// other control characters (tab is allowed) with the offending line's number.
-    static func lines(_ bytes: [UInt8], file: String) throws -> [Line] {
-        var result: [Line] = []
+    /// Longest line accepted (bytes, without the line break). Real trace and log lines are well under
+    /// a kilobyte; the bound keeps a streaming read's carry-over buffer small whatever the file holds.
+    static let maxLineBytes = 1 << 20
+
+    /// Calls `body` with each line of the file at `path` (LF, with an optional CR before it), reading
+    /// it in 64 KiB chunks: memory is bounded by one line plus what `body` keeps, not by the file
+    /// size. Rejects invalid UTF-8, NUL and other control characters (tab is allowed), lines longer
+    /// than `maxLineBytes` and files larger than `TraceLimits.maxFileBytes`. Returns the number of the
+    /// last line, at least 1 (an empty file is "line 1"). Errors name the file `name` (default: `path`).
+    @discardableResult
+    static func forEachLine(path: String, name: String? = nil, _ body: (Line) throws -> Void) throws -> Int {
+        let label = name ?? path
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.open(FilePath(path), .readOnly)
+        } catch {
+            throw TraceError(file: label, line: nil, problem: .unreadable(reason(error)))
+        }
+        defer { try? fd.close() }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var carry: [UInt8] = []
+        var number = 0
+        var total = 0
+        while true {
+            let n: Int
+            do {
+                n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
+            } catch {
+                throw TraceError(file: label, line: nil, problem: .unreadable(reason(error)))
+            }
+            if n == 0 { break }
+            total += n
+            if total > TraceLimits.maxFileBytes {
+                throw TraceError(file: label, line: nil, problem: .fileTooLarge(limitBytes: TraceLimits.maxFileBytes))
+            }
+            var start = 0
+            var i = 0
+            while i < n {
+                if chunk[i] == UInt8(ascii: "\n") {
+                    number += 1
+                    if carry.isEmpty {
+                        try body(decode(chunk[start..<i], number: number, file: label))
+                    } else {
+                        carry.append(contentsOf: chunk[start..<i])
+                        try checkLength(carry.count, number: number, file: label)
+                        try body(decode(carry[...], number: number, file: label))
+                        carry.removeAll(keepingCapacity: true)
+                    }
+                    start = i + 1
+                }
+                i += 1
+            }
+            carry.append(contentsOf: chunk[start..<n])
+            try checkLength(carry.count, number: number + 1, file: label)
+        }
+        if !carry.isEmpty {
+            number += 1
+            try body(decode(carry[...], number: number, file: label))
+        }
+        return max(1, number)
+    }
+
+    /// `forEachLine(path:_:)` over bytes already in memory; the same lines, errors and return value.
+    @discardableResult
+    static func forEachLine(_ bytes: [UInt8], file: String, _ body: (Line) throws -> Void) throws -> Int {
         var start = 0
         var number = 0
         while start < bytes.count {
             number += 1
             var end = start
             while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
-            var contentEnd = end
-            if contentEnd > start && bytes[contentEnd - 1] == UInt8(ascii: "\r") { contentEnd -= 1 }
-            let raw = bytes[start..<contentEnd]
-            var ascii = true
-            for b in raw {
-                if b == 0x09 { continue }
-                if b < 0x20 || b == 0x7F {
-                    throw TraceError(file: file, line: number, problem: .controlCharacter(b))
-                }
-                if b >= 0x80 { ascii = false }
-            }
-            let text: String
-            if ascii {
-                text = String(decoding: raw, as: UTF8.self)
-            } else if let valid = String(validating: raw, as: UTF8.self) {
-                text = valid
-            } else {
-                throw TraceError(file: file, line: number, problem: .invalidUTF8)
-            }
-            result.append(Line(number: number, text: Substring(text)))
+            try checkLength(end - start, number: number, file: file)
+            try body(decode(bytes[start..<end], number: number, file: file))
             start = end + 1
         }
-        return result
+        return max(1, number)
     }
 
-    /// Number of lines `lines(_:file:)` would report, at least 1 (an empty file is "line 1").
-    static func lastLineNumber(_ lines: [Line]) -> Int { max(1, lines.last?.number ?? 1) }
+    private static func checkLength(_ count: Int, number: Int, file: String) throws {
+        if count > maxLineBytes {
+            throw TraceError(file: file, line: number, problem: .lineTooLong(limitBytes: maxLineBytes))
+        }
+    }
+
+    /// One line's bytes (without the LF) checked and decoded.
+    private static func decode(_ bytes: ArraySlice<UInt8>, number: Int, file: String) throws -> Line {
+        var raw = bytes
+        if let last = raw.last, last == UInt8(ascii: "\r") { raw = raw.dropLast() }
+        var ascii = true
+        for b in raw {
+            if b == 0x09 { continue }
+            if b < 0x20 || b == 0x7F {
+                throw TraceError(file: file, line: number, problem: .controlCharacter(b))
+            }
+            if b >= 0x80 { ascii = false }
+        }
+        let text: String
+        if ascii {
+            text = String(decoding: raw, as: UTF8.self)
+        } else if let valid = String(validating: raw, as: UTF8.self) {
+            text = valid
+        } else {
+            throw TraceError(file: file, line: number, problem: .invalidUTF8)
+        }
+        return Line(number: number, text: Substring(text))
+    }
 
     /// Whitespace-separated fields (space and tab).
     static func fields(_ text: Substring) -> [Substring] {

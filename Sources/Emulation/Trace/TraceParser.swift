@@ -1,4 +1,4 @@
-/// Parser and validator for the canonical trace text format (DESIGN.md section 4; the full
+/// Parser and validator for the canonical trace text format (docs/testbed.md, Traces; the full
 /// specification with units is in traces/README.md).
 ///
 /// ```
@@ -18,8 +18,11 @@
 ///   control characters. Nothing is silently fixed.
 public enum TraceParser {
     /// Parses and validates the trace file at `path`; throws `TraceError`.
+    /// The file is streamed line by line: memory grows with the slices, not with the file's bytes.
     public static func parse(contentsOfFile path: String) throws -> Trace {
-        try parse(bytes: TraceInput.readFile(path), source: path)
+        var state = ParseState(source: path)
+        let last = try TraceInput.forEachLine(path: path) { try state.consume($0) }
+        return try state.finish(lastLine: last)
     }
 
     /// Parses and validates trace text; `source` names it in errors (like a file name). Throws `TraceError`.
@@ -30,11 +33,8 @@ public enum TraceParser {
     /// Parses and validates raw bytes (which may be anything); throws `TraceError`.
     public static func parse(bytes: [UInt8], source: String) throws -> Trace {
         var state = ParseState(source: source)
-        let lines = try TraceInput.lines(bytes, file: source)
-        for line in lines {
-            try state.consume(line)
-        }
-        return try state.finish(lastLine: TraceInput.lastLineNumber(lines))
+        let last = try TraceInput.forEachLine(bytes, file: source) { try state.consume($0) }
+        return try state.finish(lastLine: last)
     }
 
     /// Default links of the two-link format.

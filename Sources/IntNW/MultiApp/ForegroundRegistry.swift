@@ -16,6 +16,7 @@ public enum SharedSchedulingSegment: Sendable, Equatable {
     case processLocal
 }
 
+// @unchecked: `registries` is touched only under `lock`.
 final class ForegroundRegistry: @unchecked Sendable {
     /// What a multisocket sees about an interface before sending background data.
     struct View {
@@ -90,7 +91,10 @@ final class ForegroundRegistry: @unchecked Sendable {
         guard let segment else { return nil }
         if let s = slots[interface] { return s }
         let s = segment.interfaceSlot(named: interface)
-        if s == nil {
+        if s == nil, segment.allocationLockTimedOut {
+            logger.warning("shared scheduling segment's allocation lock is held by a live process for over \(Int(SharedSegment.allocationLockTimeoutSeconds * 1000)) ms; \(interface) coordinates within this process only",
+                           metadata: ["segment": "\(segment.name)"])
+        } else if s == nil {
             logger.warning("shared scheduling segment has no free interface slot; \(interface) coordinates within this process only",
                            metadata: ["segment": "\(segment.name)"])
         }

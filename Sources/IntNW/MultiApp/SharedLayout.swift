@@ -1,5 +1,5 @@
-/// The layout of the multi-app scheduling segment, defined here and nowhere else (DESIGN.md
-/// section 6, `seeds/multi-app-design.txt`). Every field is one 64-bit word updated with atomic
+/// The layout of the multi-app scheduling segment, defined here and nowhere else (docs/scheduling.md,
+/// "Multi-app shared state"). Every field is one 64-bit word updated with atomic
 /// operations; offsets below are word indices from the start of the mapping.
 ///
 /// ```

@@ -1,14 +1,19 @@
 /// The one type that owns the multi-app shared-memory mapping (layout: `SharedLayout`). Everything
 /// else sees safe values: interface slot numbers, counts, timestamps.
+///
+/// Over 400 lines on purpose: every raw-pointer access to the shared words stays in this one file,
+/// so the unsafe surface can be reviewed in one place.
 #if canImport(Glibc)
 import Glibc
 #endif
 import Atomics
+import LinuxSupport
+import SystemPackage
 
 /// Why the shared segment cannot be used. The process then keeps its scheduling state to itself
 /// (multisockets of this process still coordinate; other processes are not seen).
 public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertible {
-    case system(call: String, name: String, errno: Int32)
+    case system(call: String, name: String, errno: Errno)
     /// The segment exists but belongs to another user or others may read or write it.
     case foreign(name: String, detail: String)
     /// The segment has another layout (magic, version or size): it is not trusted.
@@ -22,7 +27,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .system(let call, let name, let e):
-            "shared scheduling segment \(name): \(call) failed: \(String(cString: strerror(e))) (errno \(e))"
+            "shared scheduling segment \(name): \(call) failed: \(e) (errno \(e.rawValue))"
         case .foreign(let name, let d):
             "shared scheduling segment /dev/shm\(name) is not ours (\(d)); not used"
         case .incompatible(let name, let d):
@@ -35,6 +40,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+// @unchecked: the shared words are atomics; slot/generation/heldMask are touched only by the owning scheduler under its loop lock.
 final class SharedSegment: @unchecked Sendable {
     typealias Storage = UnsafeAtomic<UInt64>.Storage
 
@@ -91,20 +97,20 @@ final class SharedSegment: @unchecked Sendable {
             // umask may only remove bits; make sure the owner can read and write.
             _ = fchmod(fd, 0o600)
             if ftruncate(fd, off_t(size)) != 0 {
-                let e = errno
+                let e = Errno.last
                 close(fd)
                 shm_unlink(name)
                 throw .system(call: "ftruncate", name: name, errno: e)
             }
-        } else if errno == EEXIST {
+        } else if Errno.last == .fileExists {
             fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)
-            if fd < 0 { throw .system(call: "shm_open", name: name, errno: errno) }
+            if fd < 0 { throw .system(call: "shm_open", name: name, errno: .last) }
         } else {
-            throw .system(call: "shm_open", name: name, errno: errno)
+            throw .system(call: "shm_open", name: name, errno: .last)
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: errno) }
+        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: .last) }
         if st.st_uid != geteuid() {
             throw .foreign(name: name, detail: "owned by uid \(st.st_uid), this process runs as uid \(geteuid())")
         }
@@ -116,7 +122,7 @@ final class SharedSegment: @unchecked Sendable {
             // A concurrent creator may not have sized it yet.
             while st.st_size == 0 && monotonicSeconds() < deadline {
                 usleep(1_000)
-                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: errno) }
+                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: .last) }
             }
             if st.st_size == 0 { throw .uninitialized(name: name) }
             if Int(st.st_size) != size {
@@ -124,7 +130,7 @@ final class SharedSegment: @unchecked Sendable {
             }
         }
         guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), raw != MAP_FAILED else {
-            throw .system(call: "mmap", name: name, errno: errno)
+            throw .system(call: "mmap", name: name, errno: .last)
         }
         let words = raw.bindMemory(to: Storage.self, capacity: SharedLayout.totalWords)
         let seg = SharedSegment(name: name, words: words, identity: identity)
@@ -269,9 +275,18 @@ final class SharedSegment: @unchecked Sendable {
 
     // MARK: - Interface slots
 
-    /// Serializes slot allocation between processes; a dead holder's lock is taken over.
-    private func withAllocationLock<R>(_ body: () -> R) -> R {
+    /// Longest wait for the slot-allocation lock, seconds. A holder keeps it for microseconds; a
+    /// live process that parks its pid in the lock word (a bug, or a hostile process of the same
+    /// user) must not hang every IntNW process, so after this the allocation is given up.
+    static let allocationLockTimeoutSeconds = 0.05
+    /// Set once an allocation gave up on the lock (see `allocationLockTimeoutSeconds`).
+    private(set) var allocationLockTimedOut = false
+
+    /// Serializes slot allocation between processes; a dead holder's lock is taken over. Nil when
+    /// a live holder keeps it longer than `allocationLockTimeoutSeconds`.
+    private func withAllocationLock<R>(_ body: () -> R) -> R? {
         let lock = word(SharedLayout.lockWord)
+        let deadline = Self.monotonicSeconds() + Self.allocationLockTimeoutSeconds
         var spins = 0
         while true {
             let (done, holder) = lock.compareExchange(expected: 0, desired: identity.pid, ordering: .acquiring)
@@ -281,12 +296,21 @@ final class SharedSegment: @unchecked Sendable {
                 // Our own pid as holder can only be a dead predecessor: we never nest.
                 if holder == identity.pid || !identity.isAlive(pid: holder, startTicks: 0, pidNamespaceInode: 0) {
                     _ = lock.compareExchange(expected: holder, desired: 0, ordering: .relaxed)
+                } else if Self.monotonicSeconds() > deadline {
+                    allocationLockTimedOut = true
+                    return nil
                 }
                 usleep(100)
             }
         }
         defer { lock.store(0, ordering: .releasing) }
         return body()
+    }
+
+    /// Tests only: the raw slot-allocation lock word (0 or the holder's pid).
+    var lockWordForTesting: UInt64 {
+        get { word(SharedLayout.lockWord).load(ordering: .relaxed) }
+        set { word(SharedLayout.lockWord).store(newValue, ordering: .relaxed) }
     }
 
     private func findInterface(_ n0: UInt64, _ n1: UInt64) -> Int? {
@@ -303,7 +327,7 @@ final class SharedSegment: @unchecked Sendable {
     func interfaceSlot(named name: String) -> Int? {
         let (n0, n1) = SharedLayout.nameWords(name)
         if let i = findInterface(n0, n1) { return i }
-        return withAllocationLock {
+        let claimed: Int?? = withAllocationLock {
             if let i = findInterface(n0, n1) { return i }
             for i in 0..<SharedLayout.interfaceSlotCount {
                 let base = SharedLayout.interfaceSlot(i)
@@ -315,6 +339,7 @@ final class SharedSegment: @unchecked Sendable {
             }
             return nil
         }
+        return claimed ?? nil
     }
 
     // MARK: - Foreground state
@@ -352,7 +377,7 @@ final class SharedSegment: @unchecked Sendable {
     }
 
     /// Starts or ends this process's contribution to slot `i`'s count (the barrier of the
-    /// multi-app note: on while any multisocket here has foreground data enqueued or unACKed).
+    /// multi-app design (docs/scheduling.md): on while any multisocket here has foreground data enqueued or unACKed).
     func setContribution(_ on: Bool, interface i: Int) {
         guard slot >= 0 else { return }
         let bit: UInt64 = 1 << UInt64(i)

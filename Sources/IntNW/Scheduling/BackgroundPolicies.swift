@@ -1,4 +1,5 @@
-/// The background policies of DESIGN.md section 6 (`seeds/fg-bg-anticipatory-scheduling.txt`):
+/// The background policies (docs/scheduling.md, "The policies", which restates the original policy
+/// description this file calls "the note"):
 /// exclusive, permissive, anticipatory, trickle, plus delay-target (LEDBAT-like, our own). Each
 /// is a pure function of the `BackgroundContext` except delay-target, which keeps a window per
 /// multisocket. See docs/scheduling.md for what each one costs foreground traffic and why.
@@ -10,7 +11,7 @@ import Glibc
 /// `reason` of each debug log line.
 public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// Another multisocket (this process or another) has foreground data enqueued or not yet
-    /// acknowledged on the interface: the barrier of the multi-app note.
+    /// acknowledged on the interface: the barrier of the multi-app design (docs/scheduling.md).
     case foregroundElsewhere = "foreground-elsewhere"
     /// The policy never sends background data on this kind of network (exclusive).
     case excludedNetwork = "excluded-network"
@@ -121,7 +122,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
     /// What "the socket buffer is empty" means (docs/scheduling.md has the measurements behind
     /// the default).
     public enum EmptySocketTest: String, Sendable, Equatable {
-        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading. Bytes
+        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): the original policy description's reading. Bytes
         /// in flight are not counted, so congestion control decides how many chunks are in
         /// flight at once; on a deep bottleneck queue that is most of a second's worth, and the
         /// next foreground message waits behind it (about 4-5 x FG alone on the 3G link).
@@ -129,7 +130,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
         /// Nothing unacknowledged (SIOCOUTQ == 0): at most one chunk in flight, which is what
         /// makes the note's "62.5 ms at first, 1 s at most" bound on foreground delay hold.
         case nothingUnacknowledged = "unacked"
-        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test DESIGN.md gives
+        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test the original policy description gives
         /// trickle: at most two chunks in flight, so the next chunk is on its way while the last
         /// one is ACKed. The default: foreground delay stays bounded by two chunks, and background
         /// moves about half again as much as with `nothingUnacknowledged`.
@@ -195,7 +196,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
 
 // MARK: - trickle
 
-/// Trickling without piggybacking (DESIGN.md section 6): `chunkSeconds` worth of background at a
+/// Trickling without piggybacking (docs/scheduling.md): `chunkSeconds` worth of background at a
 /// time while the kernel send queue (every byte not yet acknowledged, SIOCOUTQ) is below one
 /// chunk; after `idleAfterSeconds` without foreground activity the chunk becomes
 /// `idleChunkSeconds` worth. Piggybacking background bytes onto foreground sends is not built:
@@ -252,6 +253,7 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 ///   application-limited never shows the link's rate) does not cap background for good;
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
+// @unchecked: per-multisocket windows are touched only under `lock`.
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
@@ -352,158 +354,4 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         }
         return .send(maxBytes: room)
     }
-}
-
-// MARK: - selection by name
-
-/// The policies by name: `MultiSocketOptions.backgroundPolicy`, the `INTNW_BG_POLICY`
-/// environment variable (for unmodified apps; `intnw-app --bg-policy` sets it) and the
-/// experiments' `--bg-policy`.
-public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
-    case exclusive
-    case permissive
-    case anticipatory
-    case trickle
-    case delayTarget = "delay-target"
-
-    /// The environment variable unmodified apps are configured with.
-    public static let environmentVariable = "INTNW_BG_POLICY"
-
-    /// The policy with its default parameters.
-    public func makePolicy() -> any BackgroundPolicy {
-        switch self {
-        case .exclusive: ExclusiveBackgroundPolicy()
-        case .permissive: PermissiveBackgroundPolicy()
-        case .anticipatory: AnticipatoryBackgroundPolicy()
-        case .trickle: TrickleBackgroundPolicy()
-        case .delayTarget: DelayTargetBackgroundPolicy()
-        }
-    }
-
-    /// Parses a name (case-insensitive); the error lists the valid ones.
-    public static func parse(_ text: String) throws -> BackgroundPolicyName {
-        let t = text.trimmingSpaces.lowercased()
-        guard let n = BackgroundPolicyName(rawValue: t) else {
-            throw IntNWError.invalidArgument("background policy '\(text)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return n
-    }
-
-    /// Parameters `BackgroundPolicies.parse` accepts after the name, with their meaning.
-    public var parameterKeys: [String: String] {
-        switch self {
-        case .exclusive, .permissive: [:]
-        case .anticipatory: ["empty": "unsent | unacked | below-chunk", "idle-rtts": "idle wait in RTTs",
-                             "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
-        case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
-                        "idle-after-s": "FG silence before the larger chunk, seconds"]
-        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
-                            "max-scale": "largest scale on the model window (probing above the estimate)"]
-        }
-    }
-}
-
-/// Defaults for `MultiSocketOptions.backgroundPolicy`.
-public enum BackgroundPolicies {
-    /// Without configuration: delay-target, the policy that comes closest to the scheduling note's
-    /// goal (FG unharmed, BG gets the rest; docs/scheduling.md has the measurements). The note's
-    /// own policies (`anticipatory`, `trickle`, ...) and the straw man `permissive` remain one
-    /// `INTNW_BG_POLICY=...` away for comparisons.
-    public static let fallback = BackgroundPolicyName.delayTarget
-
-    /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
-    /// back too and is reported (one error line) by the first multisocket that starts.
-    public static func fromEnvironment() -> any BackgroundPolicy {
-        guard let raw = getenv(BackgroundPolicyName.environmentVariable), !String(cString: raw).trimmingSpaces.isEmpty else {
-            return fallback.makePolicy()
-        }
-        do {
-            return try parse(String(cString: raw))
-        } catch {
-            EnvironmentProblem.record("\(error); using \(fallback.rawValue)")
-            return fallback.makePolicy()
-        }
-    }
-
-    /// Parses `name[:key=value,...]`, e.g. `anticipatory`, `anticipatory:empty=unsent`,
-    /// `delay-target:target-ms=50` (keys: `BackgroundPolicyName.parameterKeys`).
-    public static func parse(_ spec: String) throws -> any BackgroundPolicy {
-        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        let name = try BackgroundPolicyName.parse(String(parts[0]))
-        var values: [String: String] = [:]
-        if parts.count == 2 {
-            for item in parts[1].split(separator: ",") {
-                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = kv[0].trimmingSpaces.lowercased()
-                guard kv.count == 2, name.parameterKeys[key] != nil else {
-                    let valid = name.parameterKeys.keys.sorted().joined(separator: ", ")
-                    throw IntNWError.invalidArgument("'\(item)' is not a parameter of \(name.rawValue) (\(valid.isEmpty ? "it has none" : "valid: " + valid))")
-                }
-                values[key] = kv[1].trimmingSpaces
-            }
-        }
-        func number(_ key: String) throws -> Double? {
-            guard let v = values[key] else { return nil }
-            guard let d = Double(v), d.isFinite, d > 0 else {
-                throw IntNWError.invalidArgument("\(name.rawValue) \(key)=\(v): expected a positive number")
-            }
-            return d
-        }
-        switch name {
-        case .exclusive, .permissive:
-            return name.makePolicy()
-        case .anticipatory:
-            var p = AnticipatoryBackgroundPolicy.Parameters()
-            if let e = values["empty"] {
-                guard let t = AnticipatoryBackgroundPolicy.EmptySocketTest(rawValue: e.lowercased()) else {
-                    throw IntNWError.invalidArgument("anticipatory empty=\(e): expected unsent, unacked or below-chunk")
-                }
-                p.emptySocketTest = t
-            }
-            if let v = try number("idle-rtts") { p.idleRTTMultiple = v }
-            if let v = try number("min-chunk-s") { p.minimumChunkSeconds = v }
-            if let v = try number("max-chunk-s") { p.maximumChunkSeconds = v }
-            return AnticipatoryBackgroundPolicy(parameters: p)
-        case .trickle:
-            var p = TrickleBackgroundPolicy.Parameters()
-            if let v = try number("chunk-s") { p.chunkSeconds = v }
-            if let v = try number("idle-chunk-s") { p.idleChunkSeconds = v }
-            if let v = try number("idle-after-s") { p.idleAfterSeconds = v }
-            return TrickleBackgroundPolicy(parameters: p)
-        case .delayTarget:
-            var p = DelayTargetBackgroundPolicy.Parameters()
-            if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
-            if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
-            if let v = try number("max-scale") {
-                guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
-                p.maximumScale = v
-            }
-            return DelayTargetBackgroundPolicy(parameters: p)
-        }
-    }
-}
-
-/// A configuration problem found while building default options (no logger there yet): the
-/// first background scheduler logs it once.
-enum EnvironmentProblem {
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var pending: String?
-
-    static func record(_ s: String) {
-        lock.lock()
-        pending = s
-        lock.unlock()
-    }
-
-    static func take() -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        let s = pending
-        pending = nil
-        return s
-    }
-}
-
-extension String {
-    var trimmingSpaces: String { Substring(self).trimmingSpaces }
 }

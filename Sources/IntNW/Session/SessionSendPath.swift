@@ -41,7 +41,7 @@ extension Session {
         guard c.state != .closed && c.state != .connecting else { return }
         c.drainControl()
         if let err = c.out.write(to: c.fd) {
-            connectionFailed(c, reason: "send: \(String(cString: strerror(err)))", nowNs: nowNs)
+            connectionFailed(c, reason: "send: \(err)", nowNs: nowNs)
         }
     }
 

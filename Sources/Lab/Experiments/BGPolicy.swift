@@ -2,8 +2,8 @@ import Analysis
 import Emulation
 import Foundation
 
-/// The BG policies side by side (DESIGN.md section 8, issue 4): FG latency against BG throughput
-/// for each policy, in the three layouts of the multi-app note (two apps, two multisockets in one
+/// The BG policies side by side (docs/testbed.md, Experiments, issue 4): FG latency against BG throughput
+/// for each policy, in the three layouts of the multi-app design (docs/scheduling.md) (two apps, two multisockets in one
 /// app, one multisocket), on the cellular-only 3G link and on a window of a vehicular trace where
 /// WiFi comes and goes. Every condition also runs the FG app alone: the yardstick for "FG
 /// latency unharmed".
@@ -15,7 +15,7 @@ public struct BGPolicyExperiment: Experiment {
 
     public init() {}
 
-    /// The policies compared, as INTNW_BG_POLICY values: the four of DESIGN.md, the two other
+    /// The policies compared, as INTNW_BG_POLICY values: the four of the original design, the two other
     /// readings of anticipatory's "socket buffer is empty", and our delay-target policy.
     public static let policies = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target",
                                   "anticipatory:empty=unsent", "anticipatory:empty=unacked"]
@@ -101,16 +101,8 @@ public struct BGPolicyExperiment: Experiment {
             for layout in Layout.allCases {
                 for policy in policies(o) {
                     for trial in 1...o.trials {
-                        var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, startDelaySeconds: t.fgStart,
-                                           arguments: fgArgs)
-                        var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
-                        if layout != .twoApps {
-                            fg.process = "fgbg"
-                            bg.process = "fgbg"
-                            fg.shareMultisocket = layout == .oneMultisocket
-                            bg.shareMultisocket = fg.shareMultisocket
-                        }
-                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: [fg, bg], policy: policy))
+                        let apps = layout.apps(fgStart: t.fgStart, fgArgs: fgArgs, bgArgs: bgArgs)
+                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: apps, policy: policy))
                     }
                 }
             }
@@ -154,7 +146,7 @@ public struct BGPolicyExperiment: Experiment {
             guard let a = o.analysis else { continue }
             any = true
             let fgApp = o.plan.apps.first { $0.kind == .fgClient }
-            let logPath = fgApp.map { "\(o.directory)/\($0.process ?? $0.name).jsonl" }
+            let logPath = fgApp.map { "\(o.directory)/\(TrialRunner.logFile(for: $0))" }
             if let fgApp, let logPath, let logged = loggedLatencies(path: logPath, appId: fgApp.appId), !logged.isEmpty {
                 fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
             } else {
@@ -191,14 +183,16 @@ public struct BGPolicyExperiment: Experiment {
         var lines: [String] = []
         var held = true
         for c in Condition.allCases {
-            guard let tr = try? trace(c, o) else {
+            // The trace and length the trials ran with (a `--trace` window replaces the built-in ones).
+            let ran = outcomes.first { $0.plan.variant.hasPrefix(c.rawValue + ".") }?.plan
+            guard let tr = ran?.trace ?? (try? trace(c, o)) else {
                 lines.append("\(c.rawValue): trace unavailable")
                 held = false
                 continue
             }
-            let t = timing(o, c)
+            let seconds = ran?.durationSeconds ?? timing(o, c).duration
             // FG uses 128 + 24 B every 2 s each way: negligible next to the link.
-            let unused = Self.uplinkCapacity(tr, seconds: t.duration) - 76
+            let unused = Self.uplinkCapacity(tr, seconds: seconds) - 76
             guard let alone = Self.figures(outcomes, variant: Self.variant(c, nil, nil)), let aloneP95 = alone.fgMs.percentile(0.95) else {
                 lines.append("\(c.rawValue): no FG-alone baseline")
                 held = false
