@@ -167,7 +167,7 @@ struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
         abstract: "Server for both apps: answers each FG request with a reply and acknowledges each BG chunk.",
-        discussion: "Replies are --reply-bytes long; acks are a bare 24-byte header. Logs one JSON line per connection opened and closed, and a summary.")
+        discussion: "Replies are --reply-bytes long; acks are --ack-bytes long (a bare 24-byte header by default; a BG client sending header-only chunks with large acks downloads BG). Logs one JSON line per connection opened and closed, and a summary.")
 
     @OptionGroup var common: CommonOptions
     @Option(help: ArgumentHelp("IPv4 address to listen on.", valueName: "address"))
@@ -175,8 +175,11 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .customLong("reply-bytes"),
             help: ArgumentHelp("Size of each FG reply in bytes, the 24-byte toy header included.", valueName: "bytes"))
     var replyBytes = 64
+    @Option(name: .customLong("ack-bytes"),
+            help: ArgumentHelp("Size of each BG ack in bytes, the 24-byte toy header included (larger: BG downloads).", valueName: "bytes"))
+    var ackBytes = 24
 
-    var settings: ServerSettings { ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes) }
+    var settings: ServerSettings { ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes, ackBytes: ackBytes) }
 
     func validate() throws {
         try check { () throws(ToyAppError) in try settings.validate() }

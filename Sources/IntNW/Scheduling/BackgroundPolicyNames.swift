@@ -47,7 +47,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                              "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
-        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms"]
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
+                            "max-scale": "largest scale on the model window (probing above the estimate)"]
         }
     }
 }
@@ -122,6 +123,10 @@ public enum BackgroundPolicies {
             var p = DelayTargetBackgroundPolicy.Parameters()
             if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
             if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
+            if let v = try number("max-scale") {
+                guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
+                p.maximumScale = v
+            }
             return DelayTargetBackgroundPolicy(parameters: p)
         }
     }

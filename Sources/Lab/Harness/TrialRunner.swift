@@ -125,7 +125,7 @@ public struct TrialRunner: Sendable {
                 let port = TrialPlan.serverPort(variant)
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
-                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)],
+                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
                     stdoutPath: "\(dir)/server-\(variant.rawValue).log", stderrPath: "\(dir)/server-\(variant.rawValue).err",
                     environment: env))
             }
@@ -135,6 +135,9 @@ public struct TrialRunner: Sendable {
             cpuAtStart = TrialFidelity.cpuTimes()
             bed.startReplay()
             try ReplayStartRecord.now(startMonotonicNs: bed.replayer.startNs).write(to: dir)
+            // The trace's capacity, for `--estimator oracle` and for judging the measured estimate.
+            try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs)
+                .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
                                                         durationSeconds: plan.durationSeconds)
