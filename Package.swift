@@ -10,6 +10,10 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v5),
 ]
+/// Modules already checked by the Swift 6 compiler (data-race safety); the rest follow module by module.
+let swift6: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
 
 let package = Package(
     name: "IntNWLab",
@@ -38,13 +42,13 @@ let package = Package(
         .target(
             name: "LinuxSupport",
             dependencies: ["CShims", .product(name: "SystemPackage", package: "swift-system")],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         // The one seeded random generator (SplitMix64) and libm-free log/exp: identical results on
         // every machine (traces, synthetic captures, randomized tests).
-        .target(name: "DeterministicRandom", swiftSettings: swiftSettings),
+        .target(name: "DeterministicRandom", swiftSettings: swift6),
         // The IntNW wire format: frames, identifiers and labels, encoder, decoder, limits and magic.
         // Pure Swift, no dependencies: IntNW speaks it, the analyzer reads captures with it.
-        .target(name: "IntNWWire", swiftSettings: swiftSettings),
+        .target(name: "IntNWWire", swiftSettings: swift6),
         .target(
             name: "IntNW",
             dependencies: [
@@ -53,7 +57,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .target(
             name: "Emulation",
             dependencies: [
@@ -62,16 +66,16 @@ let package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .target(
             name: "Capture",
             dependencies: [
                 "CPcap", "CShims", "LinuxSupport",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         // The toy apps' message framing, shared by intnw-app and the analyzer; no dependencies.
-        .target(name: "ToyProtocol", swiftSettings: swiftSettings),
+        .target(name: "ToyProtocol", swiftSettings: swift6),
         // The toy FG/BG apps and their server over plain TCP or IntNW (no testbed code).
         .target(
             name: "ToyApps",
@@ -80,23 +84,23 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .target(
             name: "Analysis",
             dependencies: [
                 "Capture", "DeterministicRandom", "IntNWWire", "ToyProtocol",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .target(
             name: "Lab",
             dependencies: [
-                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "CShims",
+                "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "ToyProtocol", "CShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .executableTarget(
             name: "intnw-lab",
             dependencies: [
@@ -104,7 +108,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .executableTarget(
             name: "intnw-app",
             dependencies: [
@@ -113,7 +117,7 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
         .executableTarget(
             name: "intnw-bench",
             dependencies: [
@@ -121,7 +125,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swift6),
 
         // Test helper only (not a product): a second IntNW process for the multi-app scheduling tests.
         .executableTarget(name: "intnw-sched-probe", dependencies: ["IntNW"], path: "Tests/SchedProbe",

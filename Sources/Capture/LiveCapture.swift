@@ -41,6 +41,7 @@ public struct LiveCaptureOptions: Sendable {
 /// the calling thread, hence a dedicated thread and never a Swift concurrency task), then loops on
 /// `poll` over libpcap's selectable fd and a wake-up pipe, so `stop` takes effect at once; packets
 /// already in the kernel buffer are drained into the file before it closes.
+// @unchecked: state shared with the capture thread is in Mutex/semaphores; the rest is immutable after start.
 public final class LiveCapture: @unchecked Sendable {
     public let options: LiveCaptureOptions
     private let state: Mutex<StopState>

@@ -12,6 +12,7 @@ import LinuxSupport
 import SystemPackage
 
 /// A pthread mutex in a small owning class.
+// @unchecked: a pthread mutex: the whole point of the type is to be shared between threads.
 final class Lock: @unchecked Sendable {
     private let m: UnsafeMutablePointer<pthread_mutex_t>
     init() {
@@ -40,6 +41,7 @@ protocol IOService: AnyObject {
     func service(nowNs: UInt64)
 }
 
+// @unchecked: every mutable member is touched only under `lock` or on the loop thread.
 final class IOLoop: @unchecked Sendable {
     let lock = Lock()
     private let wakeFD: Int32
@@ -111,6 +113,7 @@ final class IOLoop: @unchecked Sendable {
     }
 
     /// Blocks the creating thread until the loop thread has joined its namespace (or failed to).
+// @unchecked: `error` is written and read only under its pthread mutex/condition.
     private final class StartGate: @unchecked Sendable {
         private var mutex = pthread_mutex_t()
         private var cond = pthread_cond_t()

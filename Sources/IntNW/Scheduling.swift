@@ -69,11 +69,16 @@ public struct BackgroundContext: Sendable {
     /// The kernel's smoothed and minimum RTT of this connection (TCP_INFO), microseconds; 0 = unknown.
     public var kernelSmoothedRTTMicroseconds: UInt32
     public var kernelMinRTTMicroseconds: UInt32
+    /// Background bytes unacknowledged in kernel send queues on this interface outside this
+    /// connection: this multisocket's other connections, other multisockets and (through the shared
+    /// segment) other processes. Policies with an interface-wide budget subtract it.
+    public var backgroundElsewhereBytes: Int
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,
                 kernelUnsentBytes: Int = 0, kernelUnackedBytes: Int = 0, foregroundElsewhere: Int = 0,
-                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0) {
+                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0,
+                backgroundElsewhereBytes: Int = 0) {
         self.network = network
         self.nowNs = nowNs
         self.lastForegroundActivityNs = lastForegroundActivityNs
@@ -83,6 +88,7 @@ public struct BackgroundContext: Sendable {
         self.foregroundElsewhere = foregroundElsewhere
         self.kernelSmoothedRTTMicroseconds = kernelSmoothedRTTMicroseconds
         self.kernelMinRTTMicroseconds = kernelMinRTTMicroseconds
+        self.backgroundElsewhereBytes = backgroundElsewhereBytes
     }
 }
 

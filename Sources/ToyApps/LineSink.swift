@@ -16,6 +16,7 @@ public protocol LineSink: AnyObject, Sendable {
 /// Each line is one `write(2)` while holding a lock, and is flushed at once (no user-space
 /// buffer), so a log survives a killed process and a tailing reader sees whole lines. Files are
 /// opened with O_APPEND, so several processes may share one log.
+// @unchecked: writes and the failure flag are serialized by `lock` (NSLock).
 public final class FileLineSink: LineSink, @unchecked Sendable {
     private let fd: Int32
     private let ownsFD: Bool
@@ -67,6 +68,7 @@ public final class FileLineSink: LineSink, @unchecked Sendable {
 }
 
 /// Keeps lines in memory (tests).
+// @unchecked: `stored` is touched only under `lock` (NSLock).
 public final class MemoryLineSink: LineSink, @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []

@@ -61,6 +61,7 @@ public struct PlainTCPTransport: ToyTransport {
 }
 
 /// A listening plain-TCP server socket.
+// @unchecked: immutable (lets); the socket synchronizes itself.
 final class PlainListener: ToyListener, @unchecked Sendable {
     private let socket: TCPSocket
     let port: UInt16
@@ -79,6 +80,7 @@ final class PlainListener: ToyListener, @unchecked Sendable {
 }
 
 /// One plain TCP connection carrying toy messages back to back.
+// @unchecked: senders are serialized by `sendLock`; receive state belongs to the one receiving thread.
 final class PlainConnection: ToyConnection, @unchecked Sendable {
     private let socket: TCPSocket
     let peerDescription: String

@@ -18,6 +18,7 @@ extension IPv4Endpoint {
 /// `shutdown()` wakes threads blocked in `accept`/`recv`/`send` on it without closing the
 /// descriptor; the descriptor is closed only when the last reference goes away, so a thread still
 /// inside a call can never hit a reused descriptor number.
+// @unchecked: `isShutDown` is touched only under `lock`; the descriptor is immutable.
 final class TCPSocket: @unchecked Sendable {
     let fd: Int32
     private let lock = NSLock()

@@ -12,15 +12,20 @@ public struct ServerSettings: Sendable, Equatable {
     /// Whole size of each fgReply in bytes, 24-byte header included. The server decides it (the toy
     /// protocol's request carries no reply size), so one server answers all FG clients alike.
     public var replyBytes: Int
+    /// Whole size of each bgAck in bytes, header included: 24 (a bare header) for BG uploads; a
+    /// BG client that sends header-only chunks and gets large acks downloads BG instead.
+    public var ackBytes: Int
 
-    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64) {
+    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64, ackBytes: Int = ToyWire.headerLength) {
         self.address = address
         self.port = port
         self.replyBytes = replyBytes
+        self.ackBytes = ackBytes
     }
 
     public func validate() throws(ToyAppError) {
         try validateMessageBytes(replyBytes, option: "--reply-bytes")
+        try validateMessageBytes(ackBytes, option: "--ack-bytes")
         guard IPv4Endpoint(address, port: port) != nil else {
             throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
         }
@@ -28,9 +33,10 @@ public struct ServerSettings: Sendable, Equatable {
 }
 
 /// The server side of both apps: answers each fgRequest with an fgReply and acknowledges each
-/// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number (and,
+/// bgChunk with a bgAck (a bare header unless `ackBytes` says otherwise), both carrying the request's app id and sequence number (and,
 /// over IntNW, its labels).
 /// One thread per connection (multisocket); a bad client only loses its own connection.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
     private let transport: ToyTransport
@@ -94,6 +100,7 @@ public final class ToyServer: @unchecked Sendable {
     private func serve(_ c: ToyConnection) {
         logConnection(c, event: "open", error: nil)
         let replyPayload = UInt32(settings.replyBytes - ToyWire.headerLength)
+        let ackPayload = UInt32(settings.ackBytes - ToyWire.headerLength)
         var failure: ToyAppError?
         while true {
             let m: ReceivedMessage?
@@ -109,7 +116,7 @@ public final class ToyServer: @unchecked Sendable {
                 break
             }
             let response = ToyHeader(kind: kind, appID: m.header.appID, sequence: m.header.sequence,
-                                     payloadLength: kind == .fgReply ? replyPayload : 0)
+                                     payloadLength: kind == .fgReply ? replyPayload : ackPayload)
             do throws(ToyAppError) {
                 _ = try c.send(response, inReplyTo: m)
             } catch {

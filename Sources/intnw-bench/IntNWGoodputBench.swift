@@ -151,6 +151,7 @@ enum IntNWGoodputBench {
     }
 
     /// State the plain-TCP receiver thread hands back (written before it signals `done`).
+    // @unchecked: written by the receiver thread before it signals `done`, read after `done.wait()`.
     private final class Shared: @unchecked Sendable {
         var received = 0
         var elapsed = 0.0

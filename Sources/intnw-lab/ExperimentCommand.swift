@@ -69,6 +69,9 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
     var bgPolicy: String?
 
+    @Option(help: "Link estimate the BG policies scale with: measured (the library's own) or oracle (the trace's capacity at each moment).")
+    var estimator: String = "measured"
+
     @Option(help: "Directory that holds run directories.")
     var runs = "runs"
 
@@ -95,6 +98,9 @@ struct ExperimentCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard trials >= 1 && trials <= 100 else { throw ValidationError("--trials must be 1...100") }
+        guard BackgroundEstimates.Estimator(rawValue: estimator) != nil else {
+            throw ValidationError("--estimator must be measured or oracle")
+        }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
         guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs must be 1...16") }
         guard traceStart.isFinite, traceStart >= 0 else { throw ValidationError("--trace-start must be 0 or more seconds") }
@@ -134,6 +140,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.quick = quick
         options.maxApps = maxApps
         options.bgPolicy = bgPolicy
+        options.estimator = BackgroundEstimates.Estimator(rawValue: estimator) ?? .measured
         options.runsRoot = runs
         options.traceFile = trace
         options.traceStartSeconds = traceStart

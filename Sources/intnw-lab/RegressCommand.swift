@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Emulation
 import Foundation
@@ -50,6 +51,9 @@ struct RegressCommand: AsyncParsableCommand {
     @Option(name: .customLong("bg-policy"), help: "BG policy for the IntNW apps (INTNW_BG_POLICY), e.g. to check that a broken policy is caught.")
     var bgPolicy: String?
 
+    @Option(name: .customLong("from-runs"), help: "Comma-separated experiment run directories (<dir>/<variant>/trial-<k>/) to re-analyse instead of running the set: each is one run of the experiment named by --only (with --update-baseline: the baseline's runs).")
+    var fromRuns: String?
+
     func run() async throws {
         try NetCommand.validatePrefix(prefix)
         try LabCLI.check { try Topology.preflight() }
@@ -80,7 +84,15 @@ struct RegressCommand: AsyncParsableCommand {
         logger.logLevel = .warning
         let runner = ExperimentRunner(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption)
         var runs: [[KeyMetric]] = []
-        for run in 1 ... (updateBaseline ? baselineRuns : 1) {
+        if let fromRuns {
+            guard suite.count == 1, let e = ExperimentRegistry.named(suite[0].experiment) else {
+                throw LabCLI.fail("--from-runs needs --only with one experiment")
+            }
+            let dirs = fromRuns.split(separator: ",").map(String.init)
+            guard !updateBaseline || dirs.count >= 5 else { throw LabCLI.fail("--from-runs: the baseline needs at least 5 runs") }
+            for d in dirs { runs.append(e.keyMetrics(try await LabCLI.userError { try Self.reanalyse(d) })) }
+        }
+        for run in 1 ... (updateBaseline ? baselineRuns : 1) where fromRuns == nil {
             var metrics: [KeyMetric] = []
             for entry in suite {
                 guard let e = ExperimentRegistry.named(entry.experiment) else { continue }
@@ -99,7 +111,9 @@ struct RegressCommand: AsyncParsableCommand {
             let commit = await VersionRecord.current().gitCommit
             let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? "?"
             let b = Regression.baseline(fromRuns: runs, previous: previous,
-                                        recorded: "intnw-lab regress --update-baseline --baseline-runs \(baselineRuns) --trials \(trials) at commit \(commit), \(stamp), load average \(load) at the end",
+                                        recorded: fromRuns != nil
+                                            ? "intnw-lab regress --update-baseline --from-runs (\(runs.count) runs re-analysed) at commit \(commit), \(stamp)"
+                                            : "intnw-lab regress --update-baseline --baseline-runs \(baselineRuns) --trials \(trials) at commit \(commit), \(stamp), load average \(load) at the end",
                                         keepUnmeasured: only != nil)
             try FileManager.default.createDirectory(atPath: (baseline as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try b.write(baseline)
@@ -121,5 +135,28 @@ struct RegressCommand: AsyncParsableCommand {
             throw ExitCode(Self.regressedExitCode)
         }
         print("no regression against \(baseline)")
+    }
+
+    /// The trials of an experiment run directory (`<variant>/trial-<k>/`), analysed again.
+    static func reanalyse(_ dir: String) throws -> [TrialOutcome] {
+        let fm = FileManager.default
+        var outcomes: [TrialOutcome] = []
+        for variant in ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).sorted() {
+            let vdir = "\(dir)/\(variant)"
+            for t in ((try? fm.contentsOfDirectory(atPath: vdir)) ?? []).sorted() where t.hasPrefix("trial-") {
+                guard let k = Int(t.dropFirst(6)) else { continue }
+                var input = try TrialInput.runDirectory("\(vdir)/\(t)")
+                input.name = "\(variant)/\(t)"
+                input.variant = variant
+                let plan = TrialPlan(experiment: "", variant: variant, trial: k, trace: Trace.constant(
+                    wifi: LinkConditions(downBytesPerSecond: 0, upBytesPerSecond: 0, rttMilliseconds: 0),
+                    cellular: LinkConditions(downBytesPerSecond: 0, upBytesPerSecond: 0, rttMilliseconds: 0), durationSeconds: 1),
+                                     durationSeconds: 0, apps: [])
+                outcomes.append(TrialOutcome(plan: plan, directory: "\(vdir)/\(t)", analysis: try Analyzer.analyze(input),
+                                             problems: [], interrupted: false))
+            }
+        }
+        guard !outcomes.isEmpty else { throw LabCLI.fail("\(dir): no <variant>/trial-<k> directories") }
+        return outcomes
     }
 }

@@ -208,7 +208,10 @@ struct SharedStateTests {
     func naming() {
         #expect(SharedLayout.segmentName(uid: 0, namespaceInode: 4_026_531_840) == "/intnw-u0-n4026531840")
         #expect(SharedLayout.totalBytes % 8 == 0 && SharedLayout.interfaceSlotCount <= 32)
-        #expect(SharedLayout.processSlot(SharedLayout.processSlotCount) == SharedLayout.totalWords)
+        // Regions follow one another without gaps: process slots, then the BG and delivered matrices.
+        #expect(SharedLayout.processSlot(SharedLayout.processSlotCount) == SharedLayout.backgroundMatrixWord)
+        #expect(SharedLayout.backgroundEntry(process: SharedLayout.processSlotCount, interface: 0) == SharedLayout.deliveredMatrixWord)
+        #expect(SharedLayout.deliveredEntry(process: SharedLayout.processSlotCount, interface: 0) == SharedLayout.totalWords)
     }
 }
 

@@ -136,8 +136,7 @@ import Testing
         #expect(value("multiapp.two-apps.fg_wire_p50_ms") == 210)
         #expect(value("multiapp.two-apps.fg_answered") == 15)
         #expect(abs((value("multiapp.two-apps.bg_bytes_per_s") ?? 0) - 30_000) < 1)
-        #expect(value("multiapp.fg-alone.fg_p95_ms") == 220)
-        #expect(value("multiapp.fg-alone.bg_bytes_per_s") == nil)
+        #expect(m.allSatisfy { !$0.name.contains("fg-alone") }, "FG alone is the reference, not a regression metric")
         #expect(value("multiapp.one-multisocket.fg_p95_ms") == nil, "no trial, no metric")
     }
 

@@ -1,3 +1,4 @@
+import ToyProtocol
 import Foundation
 
 /// What the harness records about a run so the analyzer can attribute flows to apps: the file
@@ -106,7 +107,8 @@ public struct RunMetadata: Codable, Sendable, Equatable {
 /// FG (interactive) or BG (bulk).
 public enum AppRole: String, Codable, Sendable { case fg, bg }
 /// IntNW multisocket or plain TCP.
-public enum AppVariant: String, Codable, Sendable { case intnw, plain }
+/// The run record's name for an app's transport: the apps' own `ToyVariant` (same raw values).
+public typealias AppVariant = ToyVariant
 
 func describeDecodingError(_ error: Error) -> String {
     switch error {

@@ -12,6 +12,9 @@ import Foundation
 /// | `report.html` | everything above on one page |
 ///
 /// Times in CSVs are seconds since the trial's origin (its first captured packet).
+///
+/// An experiment run passes its verdict: it opens summary.md and report.html (the report is
+/// written once, after the verdict, never patched).
 public struct ReportWriter {
     public var renderer: any PlotRenderer
 
@@ -19,7 +22,8 @@ public struct ReportWriter {
 
     /// Names of the files written, relative to `directory`.
     @discardableResult
-    public func write(_ results: AnalysisResults, trials: [TrialAnalysis], to directory: String) throws(AnalysisError) -> [String] {
+    public func write(_ results: AnalysisResults, trials: [TrialAnalysis], to directory: String,
+                      verdict: ReportVerdict? = nil) throws(AnalysisError) -> [String] {
         let fm = FileManager.default
         let plotsDir = (directory as NSString).appendingPathComponent("plots")
         do {
@@ -66,9 +70,24 @@ public struct ReportWriter {
                 plots.append((t.result.name, spec.title, file))
             }
         }
-        try put("summary.md", Self.summary(results, notes: plotErrors))
-        try put("report.html", Self.html(results, plots: plots, renderer: renderer.name, notes: plotErrors))
+        try put("summary.md", (verdict?.markdown ?? "") + Self.summary(results, notes: plotErrors))
+        try put("report.html", Self.html(results, plots: plots, renderer: renderer.name, notes: plotErrors, verdict: verdict))
         return written
+    }
+
+    /// When there is no analysis to report (every trial failed or was left out): summary.md holds
+    /// the verdict alone.
+    public static func writeVerdictOnly(_ verdict: ReportVerdict, to directory: String) throws(AnalysisError) {
+        let path = (directory as NSString).appendingPathComponent("summary.md")
+        do { try verdict.markdown.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw .output(path: path, detail: "\(error)")
+        }
+    }
+
+    /// Escapes text for HTML element content and attribute values (the report's one escaper).
+    static func escapeHTML(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     static func safe(_ s: String) -> String {
@@ -224,10 +243,9 @@ public struct ReportWriter {
         return s
     }
 
-    static func html(_ r: AnalysisResults, plots: [(trial: String, title: String, file: String)], renderer: String, notes: [String]) -> String {
-        func e(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
+    static func html(_ r: AnalysisResults, plots: [(trial: String, title: String, file: String)], renderer: String, notes: [String],
+                     verdict: ReportVerdict? = nil) -> String {
+        let e = escapeHTML
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>IntNW Lab analysis</title>
@@ -237,7 +255,7 @@ public struct ReportWriter {
         th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
         .warn{background:#fff4e0;border-left:4px solid #f0a000;padding:0.5em 1em}
         figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
-        </style></head><body>
+        </style></head><body>\(verdict?.html ?? "")
         <h1>IntNW Lab analysis</h1>
         <p>Trials: \(e(r.trials.map(\.name).joined(separator: ", "))). \(e(Self.definitions)) Plots drawn with \(e(renderer)).
         Data: <a href="results.json">results.json</a>, <a href="summary.md">summary.md</a>, <a href="latency.csv">latency.csv</a>, <a href="throughput_100ms.csv">throughput_100ms.csv</a>, <a href="throughput_1s.csv">throughput_1s.csv</a>.</p>
@@ -258,5 +276,36 @@ public struct ReportWriter {
         }
         h += "</body></html>\n"
         return h
+    }
+}
+
+/// An experiment's verdict as the report shows it: at the top of summary.md and report.html.
+public struct ReportVerdict: Sendable, Equatable {
+    public var experiment: String
+    public var expectation: String
+    public var held: Bool
+    public var lines: [String]
+    /// Experiment-level plots, paths relative to the report directory.
+    public var plots: [String]
+
+    public init(experiment: String, expectation: String, held: Bool, lines: [String], plots: [String]) {
+        self.experiment = experiment
+        self.expectation = expectation
+        self.held = held
+        self.lines = lines
+        self.plots = plots
+    }
+
+    var markdown: String {
+        "## \(experiment): expectation \(held ? "HELD" : "NOT HELD")\n\n\(expectation)\n\n"
+            + lines.map { "- \($0)" }.joined(separator: "\n") + "\n\n"
+            + plots.map { "![\($0)](\($0))\n" }.joined() + (plots.isEmpty ? "" : "\n")
+    }
+
+    var html: String {
+        let e = ReportWriter.escapeHTML
+        return "<section><h2>\(e(experiment)): expectation \(held ? "held" : "NOT held")</h2><p>\(e(expectation))</p><ul>"
+            + lines.map { "<li>\(e($0))</li>" }.joined() + "</ul>"
+            + plots.map { "<figure><img src=\"\(e($0))\" alt=\"\(e($0))\"></figure>" }.joined() + "</section>"
     }
 }

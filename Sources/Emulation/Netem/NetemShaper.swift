@@ -115,7 +115,7 @@ public final class NetemShaper: Shaper {
             let key = DirectionKey(link: link, direction: direction)
             var d = st.directions[key]!
             // Attribute drops so far to the parameters they happened under, before changing them.
-            refresh(&d, control: control, index: index, interface: devices.interface)
+            Self.refresh(&d, control: control, index: index, interface: devices.interface, logger: logger)
             let seed = NetemOptions.derivedSeed(base: baseSeed, linkIndex: devices.position, direction: direction, update: d.updates)
             let options = NetemOptions(parameters, seed: seed, mtuBytes: mtuBytes)
             try control.netlink.perform(RouteMessages.replaceNetem(index: index, interface: devices.interface, options: options))
@@ -142,7 +142,7 @@ public final class NetemShaper: Shaper {
                     guard let (_, control, index) = try? st.endpoint(link: devices.name, direction: direction) else { continue }
                     let key = DirectionKey(link: devices.name, direction: direction)
                     var d = st.directions[key]!
-                    refresh(&d, control: control, index: index, interface: devices.interface)
+                    Self.refresh(&d, control: control, index: index, interface: devices.interface, logger: logger)
                     st.directions[key] = d
                     var c = d.counters
                     let drops = c.queueDrops + c.lossDrops + c.outageDrops
@@ -172,7 +172,7 @@ public final class NetemShaper: Shaper {
 
     /// Reads the netem qdisc's statistics and folds the change since the last read into `d`.
     /// Reading is best effort (a failure leaves the counters as they were).
-    private func refresh(_ d: inout DirectionState, control: NamespaceControl, index: Int32, interface: String) {
+    private static func refresh(_ d: inout DirectionState, control: NamespaceControl, index: Int32, interface: String, logger: Logger) {
         guard let parameters = d.parameters else { return }
         let raw: QdiscStats
         do {

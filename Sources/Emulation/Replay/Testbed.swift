@@ -6,6 +6,7 @@ import Logging
 
 /// The whole emulated testbed: namespaces, shaped links and the trace replayer, brought up and torn
 /// down as one. Used by `intnw-lab net up`, the experiment harness and the namespace tests.
+// @unchecked: immutable after bring-up (lets); the shaper and replayer it holds synchronize themselves.
 public final class Testbed: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var prefix = "intnw"

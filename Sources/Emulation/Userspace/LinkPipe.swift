@@ -12,6 +12,7 @@ import SystemPackage
 ///
 /// The thread sleeps in `ppoll` with a nanosecond timeout until the next packet is due, a packet
 /// arrives, or `update` kicks its eventfd. The monotonic clock is read once per wake-up.
+// @unchecked: the engine is owned by the pipe's own thread; updates cross over in a Mutex, stop in an Atomic.
 final class LinkPipe: @unchecked Sendable {
     let link: String
     let direction: LinkDirection

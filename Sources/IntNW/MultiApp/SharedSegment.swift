@@ -1,5 +1,8 @@
 /// The one type that owns the multi-app shared-memory mapping (layout: `SharedLayout`). Everything
 /// else sees safe values: interface slot numbers, counts, timestamps.
+///
+/// Over 400 lines on purpose: every raw-pointer access to the shared words stays in this one file,
+/// so the unsafe surface can be reviewed in one place.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +40,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+// @unchecked: the shared words are atomics; slot/generation/heldMask are touched only by the owning scheduler under its loop lock.
 final class SharedSegment: @unchecked Sendable {
     typealias Storage = UnsafeAtomic<UInt64>.Storage
 
@@ -59,6 +63,10 @@ final class SharedSegment: @unchecked Sendable {
         if slot >= 0 {
             for i in 0..<SharedLayout.interfaceSlotCount where heldMask & (1 << UInt64(i)) != 0 {
                 setContribution(false, interface: i)
+            }
+            for i in 0..<SharedLayout.interfaceSlotCount {
+                word(SharedLayout.backgroundEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
+                word(SharedLayout.deliveredEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
             }
             let o = word(SharedLayout.processSlot(slot) + SharedLayout.procOwner)
             let cur = o.load(ordering: .sequentiallyConsistent)
@@ -191,6 +199,11 @@ final class SharedSegment: @unchecked Sendable {
                     word(base + SharedLayout.procPidNamespace).store(identity.pidNamespaceInode, ordering: .relaxed)
                     word(base + SharedLayout.procStart).store(SharedLayout.start(generation: gen, ticks: identity.startTicks),
                                                               ordering: .releasing)
+                    // A previous owner's background entries are not ours.
+                    for i in 0..<SharedLayout.interfaceSlotCount {
+                        word(SharedLayout.backgroundEntry(process: j, interface: i)).store(0, ordering: .relaxed)
+                        word(SharedLayout.deliveredEntry(process: j, interface: i)).store(0, ordering: .relaxed)
+                    }
                     slot = j
                     generation = gen
                     return
@@ -405,6 +418,46 @@ final class SharedSegment: @unchecked Sendable {
             }
         }
         return scan
+    }
+
+    // MARK: - Background budget
+
+    /// Publishes the background bytes this process has in kernel send queues on slot `i`.
+    func publishBackground(bytes: Int, interface i: Int, nowNs: UInt64) {
+        guard slot >= 0 else { return }
+        word(SharedLayout.backgroundEntry(process: slot, interface: i))
+            .store(SharedLayout.background(bytes: UInt64(max(0, bytes)), nowMs: nowNs / 1_000_000), ordering: .relaxed)
+    }
+
+    /// Background bytes other processes published as in kernel send queues on slot `i`, counting
+    /// only fresh entries of occupied process slots.
+    func otherBackground(interface i: Int, nowNs: UInt64) -> Int {
+        let nowMs = nowNs / 1_000_000
+        var total: UInt64 = 0
+        for j in 0..<SharedLayout.processSlotCount where j != slot {
+            let w = word(SharedLayout.backgroundEntry(process: j, interface: i)).load(ordering: .relaxed)
+            guard w != 0, SharedLayout.pid(ofOwner: ownerWord(j).load(ordering: .relaxed)) != 0 else { continue }
+            total += SharedLayout.freshBackgroundBytes(w, nowMs: nowMs)
+        }
+        return Int(min(total, UInt64(Int.max)))
+    }
+
+    /// Publishes the cumulative bytes this process's background-sending connections had acknowledged
+    /// on slot `i`.
+    func publishDelivered(bytes: UInt64, interface i: Int) {
+        guard slot >= 0 else { return }
+        word(SharedLayout.deliveredEntry(process: slot, interface: i)).store(bytes, ordering: .relaxed)
+    }
+
+    /// The sum of the cumulative acknowledged bytes other processes published on slot `i`.
+    func otherDelivered(interface i: Int) -> UInt64 {
+        var total: UInt64 = 0
+        for j in 0..<SharedLayout.processSlotCount where j != slot {
+            let w = word(SharedLayout.deliveredEntry(process: j, interface: i)).load(ordering: .relaxed)
+            guard w != 0, SharedLayout.pid(ofOwner: ownerWord(j).load(ordering: .relaxed)) != 0 else { continue }
+            total &+= w
+        }
+        return total
     }
 
     /// This process's slot index (tests and diagnostics).

@@ -77,7 +77,7 @@ extension Session {
         if !released.isEmpty {
             for r in released where r.labels.isForeground {
                 conns.nets[c.network.networkID]?.lastForegroundNs = nowNs
-                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName)
+                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName, fd: c.fd)
             }
             mailbox.deposit(released)
             deliverToReceivers()

@@ -125,7 +125,7 @@ extension Session {
                 if pick.labels.isForeground {
                     troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
-                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name)
+                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name, fd: c.fd)
                 }
             }
             if pick.labels.isBackground { bgAllowance! -= chunk.range.count }

@@ -16,6 +16,8 @@ public struct ExperimentOptions: Sendable, Codable {
     public var maxApps = 8
     /// BG policy for IntNW apps, when the experiment does not vary it (INTNW_BG_POLICY).
     public var bgPolicy: String?
+    /// The estimate background policies scale with: the library's own, or the trace's capacity.
+    public var estimator: BackgroundEstimates.Estimator = .measured
     /// Root of run directories.
     public var runsRoot = "runs"
     /// Run every variant on this trace file (a window of it) instead of the experiment's own conditions.

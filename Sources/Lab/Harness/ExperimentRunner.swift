@@ -130,23 +130,4 @@ public struct ExperimentRunner: Sendable {
         result.interrupted = result.interrupted || interruption.isTriggered
         return result
     }
-
-    /// Puts the expectation and whether it held at the top of summary.md and report.html.
-    public static func addVerdict(_ v: Verdict, experiment: any Experiment, plots: [String], to dir: String) throws {
-        let head = "## \(experiment.name): expectation \(v.held ? "HELD" : "NOT HELD")\n\n\(experiment.expectation)\n\n"
-            + v.lines.map { "- \($0)" }.joined(separator: "\n") + "\n\n"
-            + plots.map { "![\($0)](\($0))\n" }.joined() + (plots.isEmpty ? "" : "\n")
-        let summary = "\(dir)/summary.md"
-        let old = (try? String(contentsOfFile: summary, encoding: .utf8)) ?? ""
-        try (head + old).write(toFile: summary, atomically: true, encoding: .utf8)
-        let html = "\(dir)/report.html"
-        if var page = try? String(contentsOfFile: html, encoding: .utf8), let body = page.range(of: "<body>") {
-            let esc = { (s: String) in s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
-            let block = "<section><h2>\(esc(experiment.name)): expectation \(v.held ? "held" : "NOT held")</h2><p>\(esc(experiment.expectation))</p><ul>"
-                + v.lines.map { "<li>\(esc($0))</li>" }.joined() + "</ul>"
-                + plots.map { "<figure><img src=\"\(esc($0))\" alt=\"\(esc($0))\"></figure>" }.joined() + "</section>"
-            page.insert(contentsOf: block, at: body.upperBound)
-            try page.write(toFile: html, atomically: true, encoding: .utf8)
-        }
-    }
 }

@@ -65,6 +65,8 @@ public struct TrialPlan: Sendable, Codable {
     public var mptcp: MPTCPMode?
     /// Set when the trace came from the user (`--trace`): the file, its hash and the window.
     public var traceOrigin: TraceOrigin?
+    /// Extra `intnw-app server` options, e.g. `["--reply-bytes", "16384", "--ack-bytes", "262144"]`.
+    public var serverArguments: [String] = []
 
     public init(experiment: String, variant: String, trial: Int, trace: Trace, durationSeconds: Double, apps: [AppLaunch]) {
         self.experiment = experiment
@@ -83,6 +85,7 @@ public struct TrialPlan: Sendable, Codable {
         prefix = o.prefix
         tcp = o.tcp
         if let p = o.bgPolicy { environment["INTNW_BG_POLICY"] = p }
+        environment.merge(BackgroundEstimates.environment(o.estimator)) { _, new in new }
     }
 
     /// Applies `--trace/--trace-start/--duration` (the experiment's own trace and length otherwise).
@@ -99,7 +102,8 @@ public struct TrialPlan: Sendable, Codable {
     }
 
     /// Server ports per variant; one server process per variant serves every app.
-    public static let serverPort: [AppVariant: UInt16] = [.plain: 5000, .intnw: 5001]
+    /// The server port of each variant: the apps' own default (`ToyVariant.defaultPort`).
+    public static func serverPort(_ v: AppVariant) -> UInt16 { v.defaultPort }
 }
 
 /// Where a user-given trace came from: the file, an FNV-1a 64 hash of its bytes, and the window.

@@ -4,6 +4,7 @@ import Emulation
 import Foundation
 import Logging
 import Synchronization
+import ToyProtocol
 
 /// Set when the user asks the run to stop (Ctrl-C): trials end early but still tear down and keep
 /// what they collected.
@@ -27,6 +28,17 @@ public struct TrialOutcome: Sendable {
     public var tcpSysctls: [String: [String: String]] = [:]
     /// Whether the emulation kept up (also the trial's `fidelity.json`).
     public var fidelity: TrialFidelity? = nil
+
+    public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool,
+                tcpSysctls: [String: [String: String]] = [:], fidelity: TrialFidelity? = nil) {
+        self.plan = plan
+        self.directory = directory
+        self.analysis = analysis
+        self.problems = problems
+        self.interrupted = interrupted
+        self.tcpSysctls = tcpSysctls
+        self.fidelity = fidelity
+    }
 }
 
 /// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
@@ -110,19 +122,22 @@ public struct TrialRunner: Sendable {
                 env[k] = v.replacingOccurrences(of: TrialPlan.trialDirectoryPlaceholder, with: dir)
             }
             for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                let port = TrialPlan.serverPort[variant]!
+                let port = TrialPlan.serverPort(variant)
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
-                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)],
+                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
                     stdoutPath: "\(dir)/server-\(variant.rawValue).log", stderrPath: "\(dir)/server-\(variant.rawValue).err",
                     environment: env))
             }
             try await waitForListeners(ns: spec.serverNamespace, ports: servers.isEmpty ? [] :
-                                        Set(plan.apps.map { TrialPlan.serverPort[$0.variant]! }), servers: servers)
+                                        Set(plan.apps.map { TrialPlan.serverPort($0.variant) }), servers: servers)
 
             cpuAtStart = TrialFidelity.cpuTimes()
             bed.startReplay()
             try ReplayStartRecord.now(startMonotonicNs: bed.replayer.startNs).write(to: dir)
+            // The trace's capacity, for `--estimator oracle` and for judging the measured estimate.
+            try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs)
+                .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
                                                         durationSeconds: plan.durationSeconds)
@@ -190,7 +205,7 @@ public struct TrialRunner: Sendable {
     }
 
     /// The log file an app writes (apps sharing a process share its log).
-    static func logFile(for app: AppLaunch) -> String { "\(app.process ?? app.name).jsonl" }
+    static func logFile(for app: AppLaunch) -> String { AppLogName.file(process: app.process, app: app.name) }
 
     /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
@@ -198,7 +213,7 @@ public struct TrialRunner: Sendable {
         precondition(!group.isEmpty)
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
-            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort[a.variant]!),
+            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort(a.variant)),
              "--app-id", String(a.appId), "--start-delay", String(startDelay),
              "--duration", String(max(0.1, durationSeconds - startDelay)),
              "--log", "\(dir)/\(logFile(for: a))"]

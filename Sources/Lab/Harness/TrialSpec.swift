@@ -238,6 +238,7 @@ public enum TrialPlanner {
 /// A claimed namespace prefix: an exclusive `flock` on `/run/intnw-lab/claims/<prefix>.lock`, held for
 /// the whole trial. The kernel drops the lock when the process dies, so a killed job never blocks a
 /// prefix; `release` removes the file.
+// @unchecked: `fd` changes only in `release`, which the one owner calls once at the end of the trial.
 public final class PrefixClaim: @unchecked Sendable {
     public static var directory: String { "\(Topology.stateDirectory)/claims" }
 
