@@ -12,6 +12,9 @@ final class ListenerCore: IOHandler {
         var decoder: FrameDecoder
         var peer: IPv4Endpoint
         var acceptedNs: UInt64
+        /// Unique per accepted connection: fd numbers are reused, so a timeout armed for an
+        /// earlier connection must not close a later one that got the same fd.
+        var serial: UInt64 = 0
     }
 
     let loop: IOLoop
@@ -24,6 +27,7 @@ final class ListenerCore: IOHandler {
     private var acceptQueue: [Session] = []
     private var acceptWaiters: [CheckedContinuation<Session, Error>] = []
     private var closed = false
+    private var acceptSerial: UInt64 = 0
     /// A HELLO is about 60 bytes: a pre-HELLO connection never buffers more than this.
     static let helloFrameLimit = 128
 
@@ -57,12 +61,14 @@ final class ListenerCore: IOHandler {
                 dropPending(oldest, reason: "evicted: \(options.maxPendingConnections) connections without HELLO")
             }
             Sockets.configureConnection(fd, notSentLowWatermarkBytes: options.session.notSentLowWatermarkBytes)
+            acceptSerial += 1
+            let serial = acceptSerial
             pending[fd] = Pending(decoder: FrameDecoder(maxFrameLength: ListenerCore.helloFrameLimit), peer: peer,
-                                  acceptedNs: nowNs)
+                                  acceptedNs: nowNs, serial: serial)
             loop.register(fd: fd, self)
             let deadline = nowNs + UInt64(options.helloTimeoutSeconds * 1e9)
             loop.schedule(atNs: deadline) { [weak self] in
-                guard let self, self.pending[fd] != nil else { return }
+                guard let self, self.pending[fd]?.serial == serial else { return }
                 self.dropPending(fd, reason: "no HELLO within \(self.options.helloTimeoutSeconds) s")
             }
         }

@@ -8,7 +8,7 @@ import Testing
 
 /// `--tcp-cc cubic` and `--tcp-cc bbr` both work: the testbed pins the algorithm in both namespaces,
 /// records what it reads back, and a new TCP socket in the namespace uses it and moves data.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct TCPSettingsNetnsTests {
     @Test("cubic and bbr are pinned, recorded and used by new sockets", arguments: [TCPSettings.CongestionControl.cubic, .bbr])
     func congestionControl(cc: TCPSettings.CongestionControl) async throws {
