@@ -1,6 +1,7 @@
 import Emulation
 import Foundation
 import Testing
+import ToyProtocol
 @testable import Lab
 
 /// The `trouble` recipe without a testbed: what it plans, and what it measures from a trial's files.
@@ -55,9 +56,9 @@ import Testing
         var fg = ""
         for r in requests {
             if let a = r.answered {
-                fg += "{\"type\":\"fg\",\"app\":1,\"seq\":1,\"send_ns\":\(ns(r.sent)),\"recv_ns\":\(ns(a)),\"latency_ms\":1}\n"
+                fg += FGRequestRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), receiveNs: ns(a), requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine + "\n"
             } else {
-                fg += "{\"type\":\"fg_unanswered\",\"app\":1,\"seq\":1,\"send_ns\":\(ns(r.sent))}\n"
+                fg += FGUnansweredRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), requestBytes: 128, variant: .intnw).jsonLine + "\n"
             }
         }
         try fg.write(toFile: "\(dir)/fg.jsonl", atomically: true, encoding: .utf8)
