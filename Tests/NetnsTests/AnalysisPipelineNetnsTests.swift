@@ -86,7 +86,12 @@ struct AnalysisPipelineNetnsTests {
         struct Dir: Hashable { var connection: Int; var uplink: Bool }
         var appUp: [UInt32: UInt64] = [:], appDown: [UInt32: UInt64] = [:]
         var checkedIntNW = 0
-        for cap in a.result.captures where cap.side == "client" && cap.packets > 0 {
+        // Both sides: app uplink bytes are booked from the server-side capture (past the bottleneck),
+        // downlink from the client side; the dissector's per-app sums follow the same rule.
+        let hasServer = a.result.captures.contains { $0.side == "server" && $0.packets > 0 }
+        #expect(hasServer, "trials capture the server side too")
+        for cap in a.result.captures where cap.packets > 0 {
+            let booksUp = cap.side == "server" || !hasServer, booksDown = cap.side == "client"
             let conns = a.result.connections.filter { $0.capture == cap.file }
             // Connection direction by (source port, destination port).
             var byPorts: [String: Dir] = [:]
@@ -122,7 +127,7 @@ struct AnalysisPipelineNetnsTests {
                 #expect(ids.count == lens.count && lens.count == apps.count, "DATA fields aligned: \(row)")
                 for (k, id) in ids.enumerated() where k < lens.count && k < apps.count {
                     irob[d, default: [:]][id, default: 0] += lens[k]
-                    if d.uplink { appUp[apps[k], default: 0] += lens[k] } else { appDown[apps[k], default: 0] += lens[k] }
+                    if d.uplink { if booksUp { appUp[apps[k], default: 0] += lens[k] } } else if booksDown { appDown[apps[k], default: 0] += lens[k] }
                 }
             }
             for c in conns where c.protocol == .intnw {
