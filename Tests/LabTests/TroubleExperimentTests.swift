@@ -98,6 +98,19 @@ import ToyProtocol
         #expect(!e.evaluate([bad], options: ExperimentOptions()).held)
     }
 
+    @Test("a line of fg.jsonl outside the app-log contract is a named problem, not a crash or a silent gap")
+    func malformedFGLogIsAProblem() throws {
+        let t = try trial(.false3G, requests: [(1, 1.3)], decisions: [(2, "healthy")])
+        let path = "\(t.directory)/fg.jsonl"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        try (good + #"{"type":"fg","app":1,"seq":2,"send_ns":"soon"}"# + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let m = TroubleExperiment.measure(t)
+        #expect(m.requests.count == 1)
+        #expect(m.problems.count == 1)
+        #expect(m.problems.first?.hasPrefix("fg.jsonl: 1 lines outside the app-log contract (line 2: ") == true, "\(m.problems)")
+        #expect(!e.evaluate([t], options: ExperimentOptions()).held)
+    }
+
     @Test func measuresFalseTroubleRates() throws {
         let t = try trial(.false3G, requests: [(1, 1.3)],
                           decisions: [(2, "healthy"), (3, "healthy"), (4, "declared"), (4.05, "cleared"), (5, "idle")])
