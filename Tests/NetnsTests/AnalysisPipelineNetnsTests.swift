@@ -67,7 +67,10 @@ struct AnalysisPipelineNetnsTests {
     static func tshark(_ pcap: String, _ fields: [String], filter: String? = nil) throws -> [[String]] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/tshark")
-        var args = ["-n", "-X", "lua_script:" + repo.appendingPathComponent("tools/wireshark/intnw.lua").path, "-r", pcap]
+        // Out-of-order reassembly: past the bottleneck (server-side captures) a segment lost in the
+        // emulator's queue arrives after its successors; without it the dissector skips those frames.
+        var args = ["-n", "-o", "tcp.reassemble_out_of_order:TRUE",
+                    "-X", "lua_script:" + repo.appendingPathComponent("tools/wireshark/intnw.lua").path, "-r", pcap]
         if let filter { args += ["-Y", filter] }
         args += ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"] + fields.flatMap { ["-e", $0] }
         p.arguments = args
