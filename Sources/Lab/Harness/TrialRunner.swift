@@ -122,7 +122,7 @@ public struct TrialRunner: Sendable {
                 env[k] = v.replacingOccurrences(of: TrialPlan.trialDirectoryPlaceholder, with: dir)
             }
             for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                let port = TrialPlan.serverPort(variant)
+                let port = variant.defaultPort
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
                     argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
@@ -130,7 +130,7 @@ public struct TrialRunner: Sendable {
                     environment: env))
             }
             try await waitForListeners(ns: spec.serverNamespace, ports: servers.isEmpty ? [] :
-                                        Set(plan.apps.map { TrialPlan.serverPort($0.variant) }), servers: servers)
+                                        Set(plan.apps.map { $0.variant.defaultPort }), servers: servers)
 
             cpuAtStart = TrialFidelity.cpuTimes()
             bed.startReplay()
@@ -183,13 +183,18 @@ public struct TrialRunner: Sendable {
         progress.note("\(label): stopping and tearing down")
         await teardown()
 
-        let metadata = RunMetadata(captures: captures.map(\.1), apps: plan.apps.map {
-            RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
-                                 logFile: Self.logFile(for: $0))
-        })
-        try metadata.write(to: dir)
+        try Self.metadata(apps: plan.apps, captures: captures.map(\.1)).write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
                             interrupted: interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
+    }
+
+    /// The trial's `apps.json`: its captures, and each app with the log it writes (the analyzer reads
+    /// the apps' logs by it).
+    static func metadata(apps: [AppLaunch], captures: [RunMetadata.CaptureEntry]) -> RunMetadata {
+        RunMetadata(captures: captures, apps: apps.map {
+            RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
+                                 logFile: AppLogName.file(process: $0.process, app: $0.name))
+        })
     }
 
     /// Groups apps into processes (apps sharing a `process` name run together).
@@ -204,19 +209,16 @@ public struct TrialRunner: Sendable {
         return order.map { ($0, groups[$0]!) }
     }
 
-    /// The log file an app writes (apps sharing a process share its log).
-    static func logFile(for app: AppLaunch) -> String { AppLogName.file(process: app.process, app: app.name) }
-
     /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
     static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
         precondition(!group.isEmpty)
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
-            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort(a.variant)),
+            ["--variant", a.variant.rawValue, "--server", server, "--port", String(a.variant.defaultPort),
              "--app-id", String(a.appId), "--start-delay", String(startDelay),
              "--duration", String(max(0.1, durationSeconds - startDelay)),
-             "--log", "\(dir)/\(logFile(for: a))"]
+             "--log", "\(dir)/\(AppLogName.file(process: a.process, app: a.name))"]
         }
         if group.count == 1 {
             return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
