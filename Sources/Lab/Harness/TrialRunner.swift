@@ -3,17 +3,7 @@ import Capture
 import Emulation
 import Foundation
 import Logging
-import Synchronization
 import ToyProtocol
-
-/// Set when the user asks the run to stop (Ctrl-C): trials end early but still tear down and keep
-/// what they collected.
-public final class Interruption: Sendable {
-    private let flag = Atomic<Bool>(false)
-    public init() {}
-    public func trigger() { flag.store(true, ordering: .releasing) }
-    public var isTriggered: Bool { flag.load(ordering: .acquiring) }
-}
 
 /// What one trial left behind.
 public struct TrialOutcome: Sendable {
@@ -45,17 +35,11 @@ public struct TrialOutcome: Sendable {
 /// Whatever happens (an app failing, Ctrl-C, an error), everything started is stopped and the
 /// testbed removed before this returns or throws.
 public struct TrialRunner: Sendable {
-    public var binDirectory: String
-    public var logger: Logger
-    public var interruption: Interruption
+    public var context: HarnessContext
 
-    public init(binDirectory: String, logger: Logger, interruption: Interruption) {
-        self.binDirectory = binDirectory
-        self.logger = logger
-        self.interruption = interruption
-    }
+    public init(_ context: HarnessContext) { self.context = context }
 
-    var appBinary: String { "\(binDirectory)/intnw-app" }
+    var appBinary: String { "\(context.binDirectory)/intnw-app" }
 
     public func run(_ plan: TrialPlan, in run: RunDirectory, progress: Progress) async throws -> TrialOutcome {
         try await self.run(plan, directory: try run.subdirectory("\(plan.variant)/trial-\(plan.trial)"), progress: progress)
@@ -79,7 +63,7 @@ public struct TrialRunner: Sendable {
         config.tcp = plan.tcp
         config.mptcp = plan.mptcp
         progress.note("\(label): bringing the testbed up")
-        let bed = try await Testbed.up(config, logger: logger)
+        let bed = try await Testbed.up(config, logger: context.logger)
         let tcpRecord = bed.tcpRecord
         if let data = try? JSONSerialization.data(withJSONObject: tcpRecord, options: [.prettyPrinted, .sortedKeys]) {
             FileManager.default.createFile(atPath: "\(dir)/tcp.json", contents: data)
@@ -151,7 +135,7 @@ public struct TrialRunner: Sendable {
             var lastNote = -10.0
             while true {
                 let elapsed = Date().timeIntervalSince(started)
-                if interruption.isTriggered { problems.append("interrupted at \(Int(elapsed)) s"); break }
+                if context.interruption.isTriggered { problems.append("interrupted at \(Int(elapsed)) s"); break }
                 if apps.allSatisfy(\.hasEnded) { break }
                 if let failed = apps.first(where: { $0.hasEnded && !($0.exitStatus?.isSuccess ?? false) }) {
                     problems.append("\(failed.name) exited early (\(failed.exitStatus.map { "\($0)" } ?? failed.startError ?? "?")); see \(failed.name).err")
@@ -185,7 +169,7 @@ public struct TrialRunner: Sendable {
 
         try Self.metadata(apps: plan.apps, captures: captures.map(\.1)).write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
-                            interrupted: interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
+                            interrupted: context.interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
     }
 
     /// The trial's `apps.json`: its captures, and each app with the log it writes (the analyzer reads
