@@ -201,6 +201,35 @@ import ToyProtocol
         #expect(a.result.accountingViolations == 0)
     }
 
+    /// IntNW: the snap length cuts each IROB's toy header after 9 bytes. The app is unknown, so
+    /// the bytes are unattributed and no message is made up; the old decoder read the cut bytes as
+    /// zeros and reported "payload is not a toy message" framing errors.
+    @Test func cutToyHeaderIsUnattributedNotZeros() throws {
+        let path = dir + "/cut-toy-header.pcap"
+        // 40 bytes of IP and TCP headers, 50 payload bytes: HELLO; BEGIN_IROB 24 + DATA header 17 + 9.
+        let cap = try SyntheticCapture(path: path, snapLength: 40 + 50)
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40034), server: (serverIP, 5134))
+        var rng = DeterministicRNG(seed: 5)
+        let framing = WireFraming(intnw: true, rng: &rng)
+        f.handshake(at: t0)
+        var t = t0 + 5 * ms
+        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+        for k in 0 ..< 3 {
+            t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: UInt64(k), payload: 1000 - 24), fromClient: true, background: true),
+                       at: t, gapNanoseconds: ms) + ms
+        }
+        try cap.close()
+        let meta = RunMetadata(apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5134])])
+        let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "cell0")], metadata: meta))
+        let c = try #require(a.result.connections.first)
+        #expect(c.framingErrors == 0, "\(String(describing: c.firstFramingError))")
+        #expect(a.result.apps.first { $0.name == "bg" }?.throughput.uplinkBytes == 0)
+        #expect(c.messagesUp == 0)
+        // Each message's 1000 DATA bytes, plus its END_IROB (17 bytes, cut whole: framing lost and
+        // resumed at the next BEGIN_IROB).
+        #expect(c.intnwDecodingUp?.unattributedBytes == 3 * (1000 + 17), "\(String(describing: c.intnwDecodingUp))")
+    }
+
     /// IntNW: a DATA payload cut off by the snap length is stepped over and still booked.
     @Test func snappedIntNWDataPayloadIsSteppedOver() throws {
         let path = dir + "/snapped-intnw.pcap"
