@@ -6,6 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Why background data was held back: the counters of `BackgroundSchedulingStats` and the
 /// `reason` of each debug log line.
@@ -253,8 +254,7 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 ///   application-limited never shows the link's rate) does not cap background for good;
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
-// @unchecked: per-multisocket windows are touched only under `lock`.
-public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
+public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
@@ -274,11 +274,13 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     }
 
     public let parameters: Parameters
-    private let lock = Lock()
-    private var scale = 1.0
-    private var lastUpdateNs: UInt64 = 0
-    /// Whether a decision since the last update held background back for lack of window.
-    private var windowLimited = false
+    private struct State {
+        var scale = 1.0
+        var lastUpdateNs: UInt64 = 0
+        /// Whether a decision since the last update held background back for lack of window.
+        var windowLimited = false
+    }
+    private let state = Mutex(State())
 
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
@@ -289,7 +291,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
     /// The current scale on the model window (tests and diagnostics).
-    public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
+    public var currentScale: Double { state.withLock { $0.scale } }
 
     /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
     /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
@@ -328,30 +330,30 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
-        lock.lock()
-        defer { lock.unlock() }
-        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
-            if qdelay > parameters.ceilingQueueingDelayMilliseconds {
-                scale = max(parameters.minimumScale, scale / 2)
-            } else if qdelay > target {
-                if scale > 1 { scale = max(1, scale * 0.75) }
-            } else if qdelay < target / 2 && windowLimited {
-                scale = min(parameters.maximumScale, scale + 0.25)
-            } else if scale < 1 {
-                scale = min(1, scale + 0.25)
+        return state.withLock { s in
+            if context.nowNs &- s.lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || s.lastUpdateNs == 0 {
+                if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                    s.scale = max(parameters.minimumScale, s.scale / 2)
+                } else if qdelay > target {
+                    if s.scale > 1 { s.scale = max(1, s.scale * 0.75) }
+                } else if qdelay < target / 2 && s.windowLimited {
+                    s.scale = min(parameters.maximumScale, s.scale + 0.25)
+                } else if s.scale < 1 {
+                    s.scale = min(1, s.scale + 0.25)
+                }
+                s.lastUpdateNs = context.nowNs
+                s.windowLimited = false
             }
-            lastUpdateNs = context.nowNs
-            windowLimited = false
+            let window = max(Double(parameters.minimumWindowBytes), model * s.scale)
+            // The window is the interface's: background other connections, multisockets and
+            // processes have in kernel queues there counts against it.
+            let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
+            // Less than a segment of room: wait rather than dribble tiny frames.
+            if room < min(1448, Int(window) / 2) {
+                s.windowLimited = true
+                return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
+            return .send(maxBytes: room)
         }
-        let window = max(Double(parameters.minimumWindowBytes), model * scale)
-        // The window is the interface's: background other connections, multisockets and
-        // processes have in kernel queues there counts against it.
-        let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
-        // Less than a segment of room: wait rather than dribble tiny frames.
-        if room < min(1448, Int(window) / 2) {
-            windowLimited = true
-            return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
-        }
-        return .send(maxBytes: room)
     }
 }
