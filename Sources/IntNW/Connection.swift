@@ -77,6 +77,9 @@ struct OutBuffer {
 final class Connection {
     enum State: Equatable {
         case connecting
+        /// Client: connected, waiting for another connection's key share to finish (SessionAuth.swift).
+        case awaitingKey
+        /// HELLO (and AUTH) sent; the attach is not complete yet.
         case awaitingHello
         case established
         case closed
@@ -88,6 +91,8 @@ final class Connection {
     /// The client network this connection is bound to.
     var network: LocalNetwork
     var decoder = FrameDecoder()
+    /// The attach handshake's state (SessionAuth.swift).
+    var auth = ConnectionAuth()
     var out: OutBuffer
     /// Control frames waiting for room in `out` (HELLO, RESEND_REQUEST, PONG, GOODBYE ...).
     var control: [Frame] = []

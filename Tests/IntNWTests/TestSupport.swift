@@ -39,6 +39,11 @@ func sampleFrames() -> [Frame] {
         .goodbye(Goodbye(reason: .abandoned, lastID: 0)),
         .ping(nonce: 0xDEAD_BEEF),
         .pong(nonce: 0xDEAD_BEEF, holdMicroseconds: 12),
+        .auth(.keyShare(publicKey: Array(repeating: 7, count: Wire.authKeyLength), nonce: Array(repeating: 1, count: Wire.authNonceLength))),
+        .auth(.join(nonce: Array(repeating: 2, count: Wire.authNonceLength))),
+        .auth(.challenge(nonce: Array(repeating: 3, count: Wire.authNonceLength), proof: Array(repeating: 4, count: Wire.authProofLength))),
+        .auth(.proof(Array(repeating: 5, count: Wire.authProofLength))),
+        .auth(.unknownSession),
         .extension(type: 0x80, body: [9, 8, 7]),
     ]
 }

@@ -15,6 +15,7 @@
 import Glibc
 #endif
 import CShims
+import Crypto
 import Logging
 
 final class Session: IOHandler, IOService {
@@ -61,8 +62,16 @@ final class Session: IOHandler, IOService {
     var lastConnectError: String = "no usable network"
     var monitor: NetworkMonitor?
 
+    /// The session key agreed on the first connection (SessionAuth.swift); never logged.
+    var authKey: SymmetricKey?
+
     // Server side.
     weak var listener: ListenerCore?
+    /// The client's IPv4 address (host order) on the connection that created the session.
+    var peerAddress: UInt32 = 0
+    let createdNs = cshims_monotonic_ns()
+    /// The peer began at least one IROB (sessions that never did are evicted first under pressure).
+    var sawIROB = false
     var idleSinceNs: UInt64?
     let idleTimeoutNs: UInt64
 

@@ -85,17 +85,20 @@ extension Session {
     }
 
     private func handleFrame(_ f: Frame, on c: Connection, nowNs: UInt64) throws {
-        if c.state == .awaitingHello {
-            guard case .hello(let h) = f, role == .client, h.role == .server, h.session == sessionID else {
-                throw ProtocolError(.unexpected("expected the server's HELLO, got frame type 0x\(String(f.typeCode, radix: 16))"))
+        if c.state == .awaitingHello || c.state == .awaitingKey {
+            guard role == .client, c.state == .awaitingHello else {
+                throw ProtocolError(.unexpected("frame type 0x\(String(f.typeCode, radix: 16)) before the attach"))
             }
-            establish(c, nowNs: nowNs)
+            try handleAttachFrame(f, on: c, nowNs: nowNs)
             return
         }
         switch f {
         case .hello:
             throw ProtocolError(.unexpected("second HELLO on a connection"))
+        case .auth:
+            throw ProtocolError(.unexpected("AUTH on an attached connection"))
         case .beginIROB(let b):
+            sawIROB = true
             if case .reAck(let id) = try receiver.begin(b, nowNs: nowNs) { c.pendingAcks.append((id, nowNs)) }
         case .data:
             break  // handled in place by processFrames
