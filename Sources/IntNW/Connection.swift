@@ -114,6 +114,13 @@ final class Connection {
         self.openedNs = nowNs
     }
 
+    /// Replies the peer has not taken yet: beyond these, the connection is not read until they
+    /// drain (a peer that sends PINGs or DATA_CHECKs and never reads the answers stalls itself,
+    /// not the server's memory).
+    static let maxControlBacklog = 256
+    static let maxAckBacklog = 8192
+    var backlogged: Bool { control.count >= Connection.maxControlBacklog || pendingAcks.count >= Connection.maxAckBacklog }
+
     /// Moves queued control frames into the send buffer as far as they fit.
     func drainControl() {
         var i = 0

@@ -11,6 +11,17 @@ import Glibc
 /// of record come from the same probes run by hand (docs/wire-protocol.md, "Threat model").
 @Suite("Hostile clients against the server's session layer", .serialized)
 struct HostileSessionTests {
+    /// Interface names of their own: multisockets of one process coordinate foreground/background
+    /// by interface name, and these probes must not hold up other suites' apps running alongside.
+    static func clientOptions() -> MultiSocketOptions {
+        var o = MultiSocketOptions(staticNetworks: [
+            LocalNetwork(networkID: 1, kind: .wifi, interfaceName: "hs-wifi", address: IPv4Endpoint.parse("127.0.0.1")!),
+            LocalNetwork(networkID: 2, kind: .cellular, interfaceName: "hs-cell", address: IPv4Endpoint.parse("127.0.0.2")!),
+        ], connectTimeoutSeconds: 5)
+        o.sharedSchedulingSegment = .processLocal
+        return o
+    }
+
     static func connectRaw(_ port: UInt16) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
@@ -86,8 +97,7 @@ struct HostileSessionTests {
         let port = listener.localEndpoint.port
         let echo = Self.echo(listener)
         defer { echo.cancel() }
-        let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: RuntimeLoopbackTests.clientOptions())
-        defer { Task { _ = await client.close(timeoutSeconds: 1) } }
+        let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
         for i in 0..<10 { _ = try await Self.roundTrip(client, UInt8(i)) }
         let victim = client.sessionID
 
@@ -123,6 +133,7 @@ struct HostileSessionTests {
         // The victim never noticed: every request is answered, on its own session only.
         for i in 0..<50 { _ = try await Self.roundTrip(client, UInt8(100 + i)) }
         #expect(listener.sessionCount == 1)
+        _ = await client.close(timeoutSeconds: 1)
     }
 
     @Test("1024 throwaway HELLOs and 300 slowloris sessions from one address: a new client is still served")
@@ -155,7 +166,7 @@ struct HostileSessionTests {
         let drainStart = Date()
         while listener.pendingConnectionCount > 0 && Date().timeIntervalSince(drainStart) < 30 { usleep(10_000) }
         print("lockout probe: server drained the throwaway attaches in \(String(format: "%.3f", Date().timeIntervalSince(drainStart))) s; \(listener.sessionCount) sessions")
-        let first = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: RuntimeLoopbackTests.clientOptions())
+        let first = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
         let afterThrowaway = try await Self.roundTrip(first, 1)
         _ = await first.close(timeoutSeconds: 1)
 
@@ -176,7 +187,7 @@ struct HostileSessionTests {
         }
         #expect(attached == 300)
         let t0 = Date()
-        let second = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: RuntimeLoopbackTests.clientOptions())
+        let second = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
         let afterSlowloris = try await Self.roundTrip(second, 2)
         let withConnect = Date().timeIntervalSince(t0)
         _ = await second.close(timeoutSeconds: 1)
@@ -194,7 +205,7 @@ struct HostileSessionTests {
         opts.helloTimeoutSeconds = 2
         let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
         defer { listener.close() }
-        var copts = RuntimeLoopbackTests.clientOptions()
+        var copts = Self.clientOptions()
         copts.reconnectDelaySeconds = 0.05
         let client = try await MultiSocket.connect(to: "127.0.0.1", port: listener.localEndpoint.port, options: copts)
         let server = try await listener.accept()

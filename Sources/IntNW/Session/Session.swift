@@ -121,7 +121,7 @@ final class Session: IOHandler, IOService {
         guard let c = conns.connection(fd: fd) else { return 0 }
         if c.state == .connecting { return Int16(POLLOUT) }
         var e: Int16 = 0
-        if receiver.shouldRead && c.decoder.failed == nil { e |= Int16(POLLIN) }
+        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged { e |= Int16(POLLIN) }
         if c.out.pending > 0 || !c.control.isEmpty { e |= Int16(POLLOUT) }
         return e
     }

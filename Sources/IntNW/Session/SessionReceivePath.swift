@@ -9,7 +9,7 @@ import Glibc
 extension Session {
     func readAvailable(_ c: Connection, nowNs: UInt64) {
         var reads = 0
-        while c.state != .closed && receiver.shouldRead && reads < 8 {
+        while c.state != .closed && receiver.shouldRead && !c.backlogged && reads < 2 {
             reads += 1
             let n = c.decoder.fill(atLeast: Session.readChunk) { buf in
                 Glibc.recv(c.fd, buf.baseAddress, buf.count, 0)
@@ -44,7 +44,7 @@ extension Session {
     /// Decodes and handles buffered frames while the receive buffer allows.
     func processFrames(_ c: Connection, nowNs: UInt64) {
         do {
-            while c.state != .closed && receiver.shouldRead {
+            while c.state != .closed && receiver.shouldRead && !c.backlogged {
                 let d = try c.decoder.decodeNextRaw { id, offset, bytes in
                     if c.state != .established {
                         throw ProtocolError(.unexpected("DATA before HELLO"))
