@@ -23,7 +23,7 @@ help:
 	@echo "make experiment NAME=...   run one experiment (intnw-lab experiment list)"
 	@echo "make fairness [N=8]        fairness scaling runs"
 	@echo "make regress               regression checks against regress/baseline.json"
-	@echo "make test-slurm            a quick plan as a Slurm job array on a local single-node Slurm"
+	@echo "make test-slurm            opt-in: a quick plan as a Slurm job array on a local single-node Slurm"
 	@echo "make clean                 remove build products and leftover namespaces/devices"
 
 setup:
@@ -55,7 +55,7 @@ fairness: release
 regress: release
 	$(LAB) regress $(ARGS)
 
-# Not part of `make test` (.ci/run runs it after): installs slurm-wlm and munge, starts munged, slurmctld and slurmd on
+# Opt-in, not part of `make test` or CI: installs slurm-wlm and munge, starts munged, slurmctld and slurmd on
 # localhost, runs a quick multiapp plan as a job array plus its merge job, and stops them again.
 test-slurm: build
 	bash scripts/test-slurm.sh

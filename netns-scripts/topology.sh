@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# IntNW Lab topology, in plain shell (no Swift needed). See DESIGN.md section 3.
+# IntNW Lab topology, in plain shell (no Swift needed). See docs/testbed.md, Topology.
 #
 #   topology.sh up      [--prefix P] [--links veth|none]   create namespaces (and unshaped veth links)
 #   topology.sh configure [--prefix P]                     addresses + routes on existing wifi0/cell0
@@ -57,7 +57,7 @@ up() {
         ip -n "$ns" link set lo up
     done
     # Routes through a link whose carrier is down are ignored, so the main table falls back to
-    # cellular when the OS notices WiFi is gone (DESIGN.md section 3).
+    # cellular when the OS notices WiFi is gone (docs/testbed.md, Topology).
     ip netns exec "$C" sysctl -qw net.ipv4.conf.all.ignore_routes_with_linkdown=1
     ip netns exec "$C" sysctl -qw net.ipv4.conf.default.ignore_routes_with_linkdown=1
     for ns in "$C" "$S"; do

@@ -38,6 +38,8 @@ public struct TrialInput: Sendable {
     public var metadata: RunMetadata?
     /// The run directory, when the trial came from one (app log paths are relative to it).
     public var directory: String?
+    /// The experiment variant (layout, policy...) the trial ran; trials are aggregated per variant.
+    public var variant: String?
 
     public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil, directory: String? = nil) {
         self.name = name
@@ -69,7 +71,8 @@ public struct TrialInput: Sendable {
     }
 }
 
-/// One FG request/reply exchange measured from the wire.
+/// One FG request/reply exchange measured from the wire, with the app's own view when its log
+/// has the request.
 public struct LatencySample: Sendable, Equatable {
     public var app: String
     public var sequence: UInt64
@@ -77,7 +80,49 @@ public struct LatencySample: Sendable, Equatable {
     public var requestNanoseconds: UInt64
     /// When the reply's last byte was available at the client, ns since the epoch.
     public var replyNanoseconds: UInt64
+    /// Wire latency.
     public var latencyNanoseconds: UInt64 { replyNanoseconds - requestNanoseconds }
+    /// App-perceived latency (its log: submit to whole reply), when logged.
+    public var appLatencyNanoseconds: UInt64?
+
+    public init(app: String, sequence: UInt64, requestNanoseconds: UInt64, replyNanoseconds: UInt64,
+                appLatencyNanoseconds: UInt64? = nil) {
+        self.app = app
+        self.sequence = sequence
+        self.requestNanoseconds = requestNanoseconds
+        self.replyNanoseconds = replyNanoseconds
+        self.appLatencyNanoseconds = appLatencyNanoseconds
+    }
+}
+
+/// DATA payload bytes of one IROB on one connection direction.
+public struct IROBBytes: Sendable, Equatable {
+    /// `ConnectionResult.id`.
+    public var connection: Int
+    /// Client → server.
+    public var uplink: Bool
+    public var irob: UInt64
+    public var bytes: UInt64
+}
+
+/// One FG request as the app felt it (from its log): submitted at `sendNanoseconds`, whole reply
+/// at `receiveNanoseconds` (nil: never answered). `wireLatencyNanoseconds` is the same request
+/// measured on the wire, when the capture has it.
+public struct AppLatencySample: Sendable, Equatable {
+    public var app: String
+    public var sequence: UInt64
+    public var sendNanoseconds: UInt64
+    public var receiveNanoseconds: UInt64?
+    public var wireLatencyNanoseconds: UInt64?
+    public var latencyNanoseconds: UInt64? { receiveNanoseconds.map { $0 - sendNanoseconds } }
+
+    public init(app: String, sequence: UInt64, sendNanoseconds: UInt64, receiveNanoseconds: UInt64?, wireLatencyNanoseconds: UInt64?) {
+        self.app = app
+        self.sequence = sequence
+        self.sendNanoseconds = sendNanoseconds
+        self.receiveNanoseconds = receiveNanoseconds
+        self.wireLatencyNanoseconds = wireLatencyNanoseconds
+    }
 }
 
 /// Bytes per fixed-width time bin, bin 0 starting at the trial's origin.
@@ -108,9 +153,25 @@ public struct ThroughputSeries: Sendable, Equatable {
 /// Everything measured for one trial: the JSON part plus what goes into CSVs and plots.
 public struct TrialAnalysis: Sendable {
     public var result: TrialResult
+    /// FG latencies on the wire (with the app's figure where logged).
     public var latencies: [LatencySample]
+    /// IntNW DATA payload bytes per IROB and connection direction (for cross-checks with other decoders).
+    public var irobBytes: [IROBBytes] = []
+    /// FG requests as the apps logged them (answered or not), by app then submit time; empty for
+    /// apps without a readable log.
+    public var appLatencies: [AppLatencySample] = []
     public var series: [ThroughputSeries]
     public var warnings: [String]
+
+    public init(result: TrialResult, latencies: [LatencySample], appLatencies: [AppLatencySample] = [],
+                irobBytes: [IROBBytes] = [], series: [ThroughputSeries], warnings: [String]) {
+        self.result = result
+        self.latencies = latencies
+        self.appLatencies = appLatencies
+        self.irobBytes = irobBytes
+        self.series = series
+        self.warnings = warnings
+    }
 }
 
 /// Turns captures into results. Single pass over each pcap; memory grows with the number of
@@ -154,7 +215,7 @@ public enum Analyzer {
         }
         if origin == .max { origin = 0 }
 
-        let log = MessageLog()
+        let log = MessageLog(originNanoseconds: origin, binWidthNanoseconds: options.binWidthNanoseconds)
         let registry = IntNWSessionRegistry(log: log)
         var connections: [TCPConnection] = []
         var captureResults: [CaptureResult] = []
@@ -194,14 +255,17 @@ public enum Analyzer {
                 })
             var first = UInt64.max, last: UInt64 = 0
             var packets = 0, tcp = 0, notIPv4 = 0, notTCP = 0, frag = 0, malformed = 0, unsupported = false
+            var snapped = 0, snapLength = 0
             do {
                 let reader = try PcapFileReader(path: c.path)
                 let link = reader.linkType
+                snapLength = reader.snapLength
                 cr.linkType = link.description
                 let maxSpan = options.maxBins.multipliedReportingOverflow(by: options.binWidthNanoseconds)
                 let spanLimit = maxSpan.overflow ? UInt64.max : maxSpan.partialValue
                 let summary = try reader.forEachPacket(allowTruncation: true) { p in
                     packets += 1
+                    if p.capturedLength < p.originalLength { snapped += 1 }
                     let t = p.timestampNanoseconds
                     if t > origin, t - origin >= spanLimit {
                         throw SpanTooLong(message: "\(cr.file): packet \(p.index + 1) is \(Self.seconds(t - origin)) after the trial's first packet; "
@@ -247,6 +311,11 @@ public enum Analyzer {
             cr.skippedFragments = frag
             cr.skippedMalformed = malformed
             if packets == 0 { warnings.append("\(cr.file) holds no packets") }
+            if snapped > 0 {
+                cr.snapLength = snapLength
+                cr.snappedPackets = snapped
+                warnings.append("\(cr.file): \(snapped) packets were cut by the capture's snap length (\(snapLength) bytes); the bytes cut off count as present at their packet's time, their contents unknown")
+            }
             if malformed > 0 { warnings.append("\(cr.file): \(malformed) malformed packets skipped") }
             lastTime = max(lastTime, last)
             captureSpans.append(first <= last ? (first, last) : (origin, origin))
@@ -264,7 +333,9 @@ public enum Analyzer {
         }
         var result = built
         result.durationSeconds = Double(lastTime - origin) / 1e9
-        return TrialAnalysis(result: result, latencies: builder.latencies, series: builder.series, warnings: warnings)
+        result.variant = input.variant
+        return TrialAnalysis(result: result, latencies: builder.latencies, appLatencies: builder.appLatencies,
+                             irobBytes: builder.irobBytes, series: builder.series, warnings: warnings)
     }
 
     /// "12.5 s", for messages.
@@ -289,33 +360,37 @@ public enum Analyzer {
             })
     }
 
-    /// Means and 95% confidence intervals across trials, per app name.
+    /// Means and 95% confidence intervals across trials, per (experiment variant, app): trials of
+    /// different variants are never pooled. Every aggregated quantity is non-negative, so its
+    /// interval never reaches below zero (`Statistics.nonNegativeMeanWithCI`).
     static func aggregate(_ trials: [TrialResult]) -> AggregateResult {
-        var order: [String] = []
-        var byName: [String: [AppResult]] = [:]
+        struct Key: Hashable { var variant: String?; var app: String }
+        var order: [Key] = []
+        var byKey: [Key: [AppResult]] = [:]
         for t in trials {
             for a in t.apps {
-                if byName[a.name] == nil { order.append(a.name) }
-                byName[a.name, default: []].append(a)
+                let k = Key(variant: t.variant, app: a.name)
+                if byKey[k] == nil { order.append(k) }
+                byKey[k, default: []].append(a)
             }
         }
-        let apps = order.map { name -> AggregateApp in
-            let rs = byName[name]!
+        let ci = Statistics.nonNegativeMeanWithCI
+        let apps = order.map { key -> AggregateApp in
+            let rs = byKey[key]!
             let lat = rs.compactMap { $0.fg?.latencyMs }
             return AggregateApp(
-                name: name, role: rs[0].role, variant: rs[0].variant, trials: rs.count,
-                fgLatencyMeanMs: Statistics.meanWithCI(lat.map(\.meanMs)),
-                fgLatencyP50Ms: Statistics.meanWithCI(lat.map(\.p50Ms)),
-                fgLatencyP95Ms: Statistics.meanWithCI(lat.map(\.p95Ms)),
-                fgLatencyP99Ms: Statistics.meanWithCI(lat.map(\.p99Ms)),
-                totalBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.totalBytesPerSecond)),
-                uplinkBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.uplinkBytesPerSecond)),
-                downlinkBytesPerSecond: Statistics.meanWithCI(rs.map(\.throughput.downlinkBytesPerSecond)))
+                name: key.app, experimentVariant: key.variant, role: rs[0].role, variant: rs[0].variant, trials: rs.count,
+                fgLatencyMeanMs: ci(lat.map(\.meanMs)),
+                fgLatencyP50Ms: ci(lat.map(\.p50Ms)),
+                fgLatencyP95Ms: ci(lat.map(\.p95Ms)),
+                fgLatencyP99Ms: ci(lat.map(\.p99Ms)),
+                totalBytesPerSecond: ci(rs.map(\.throughput.totalBytesPerSecond)),
+                uplinkBytesPerSecond: ci(rs.map(\.throughput.uplinkBytesPerSecond)),
+                downlinkBytesPerSecond: ci(rs.map(\.throughput.downlinkBytesPerSecond)))
         }
         return AggregateResult(
             trials: trials.count, apps: apps,
-            bgThroughputJain: Statistics.meanWithCI(trials.compactMap(\.fairness.bgThroughputJain)),
-            allAppsThroughputJain: Statistics.meanWithCI(trials.compactMap(\.fairness.allAppsThroughputJain)),
-            fgLatencyJain: Statistics.meanWithCI(trials.compactMap(\.fairness.fgLatencyJain)))
+            bgThroughputJain: ci(trials.compactMap(\.fairness.bgThroughputJain)),
+            fgLatencyJain: ci(trials.compactMap(\.fairness.fgLatencyJain)))
     }
 }

@@ -1,10 +1,13 @@
+import LinuxSupport
+import SystemPackage
+
 /// Everything that can go wrong capturing or reading packets. Each case prints one line that says
 /// what happened and, where the user can do something about it, what to do.
 public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The named network namespace does not exist (no /run/netns/NAME).
     case namespaceNotFound(String)
     /// setns(2) into the namespace failed.
-    case enterNamespaceFailed(namespace: String, errno: Int32)
+    case enterNamespaceFailed(namespace: String, errno: Errno)
     /// libpcap refused to open the interface for lack of privileges.
     case permissionDenied(interface: String, detail: String)
     /// There is no interface of that name (in that namespace).
@@ -64,11 +67,6 @@ public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-func errnoText(_ e: Int32) -> String {
-    guard let s = strerror(e) else { return "errno \(e)" }
-    return "\(String(cString: s)) (errno \(e))"
+func errnoText(_ e: Errno) -> String {
+    "\(e) (errno \(e.rawValue))"
 }

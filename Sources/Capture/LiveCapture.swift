@@ -1,4 +1,5 @@
 import CPcap
+import LinuxSupport
 import CShims
 import Foundation
 import Synchronization
@@ -40,6 +41,7 @@ public struct LiveCaptureOptions: Sendable {
 /// the calling thread, hence a dedicated thread and never a Swift concurrency task), then loops on
 /// `poll` over libpcap's selectable fd and a wake-up pipe, so `stop` takes effect at once; packets
 /// already in the kernel buffer are drained into the file before it closes.
+// @unchecked: state shared with the capture thread is in Mutex/semaphores; the rest is immutable after start.
 public final class LiveCapture: @unchecked Sendable {
     public let options: LiveCaptureOptions
     private let state: Mutex<StopState>
@@ -69,7 +71,7 @@ public final class LiveCapture: @unchecked Sendable {
     /// Starts capturing; returns when the capture is active.
     public static func start(_ options: LiveCaptureOptions) throws(CaptureError) -> LiveCapture {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw .threadStartFailed("pipe: \(errnoText(errno))") }
+        guard pipe(&fds) == 0 else { throw .threadStartFailed("pipe: \(errnoText(.last))") }
         for fd in fds {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, O_NONBLOCK)
@@ -177,14 +179,12 @@ public final class LiveCapture: @unchecked Sendable {
     }
 
     private func enterNamespace(_ ns: String) throws(CaptureError) {
-        let path = ns.hasPrefix("/") ? ns : "/run/netns/\(ns)"
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { throw .namespaceNotFound(ns) }
-            throw .enterNamespaceFailed(namespace: ns, errno: errno)
+        do throws(SystemCallError) {
+            try NetworkNamespaceEntry.enter(ns)
+        } catch {
+            if error.call.hasPrefix("open"), error.errno == .noSuchFileOrDirectory { throw .namespaceNotFound(ns) }
+            throw .enterNamespaceFailed(namespace: ns, errno: error.errno)
         }
-        defer { close(fd) }
-        guard cshims_setns_net(fd) == 0 else { throw .enterNamespaceFailed(namespace: ns, errno: errno) }
     }
 
     private func loop(_ handle: PcapHandle) -> Result<CaptureStats, CaptureError> {
@@ -205,9 +205,8 @@ public final class LiveCapture: @unchecked Sendable {
         }
         while !stopRequested && failure == nil {
             // The 200 ms timeout is a safety net only; the wake-up pipe ends the wait on stop.
-            let rc = poll(&fds, 2, 200)
-            if rc < 0 && errno != EINTR {
-                failure = .activateFailed(interface: options.interface, detail: "poll: \(errnoText(errno))")
+            if case .failure(let e) = Syscall.retrying({ poll(&fds, 2, 200) }) {
+                failure = .activateFailed(interface: options.interface, detail: "poll: \(errnoText(e))")
                 break
             }
             if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {

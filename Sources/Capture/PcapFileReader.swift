@@ -1,4 +1,5 @@
 import CPcap
+import LinuxSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,13 +48,13 @@ public final class PcapFileReader {
     public init(path: String) throws(CaptureError) {
         self.path = path
         var st = stat()
-        guard stat(path, &st) == 0 else { throw .fileUnreadable(path: path, detail: errnoText(errno)) }
+        guard stat(path, &st) == 0 else { throw .fileUnreadable(path: path, detail: errnoText(.last)) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw .fileUnreadable(path: path, detail: "is a directory") }
         if st.st_size == 0 { throw .emptyFile(path: path) }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         // Open the FILE ourselves to give it a 1 MiB stdio buffer: libpcap reads each record with
         // two small freads, and the default 4 KiB buffer costs a read(2) per few packets.
-        guard let file = fopen(path, "rb") else { throw .fileUnreadable(path: path, detail: errnoText(errno)) }
+        guard let file = fopen(path, "rb") else { throw .fileUnreadable(path: path, detail: errnoText(.last)) }
         setvbuf(file, nil, _IOFBF, 1 << 20)
         guard let p = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)

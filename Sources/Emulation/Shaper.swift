@@ -7,7 +7,7 @@ public enum LinkDirection: String, Sendable, Codable, CaseIterable {
 }
 
 /// Complete shaping parameters for one direction of one link. Backends apply the whole set on every
-/// update (DESIGN.md section 5: a partial netem `change` silently resets what it omits).
+/// update (docs/testbed.md, Link emulation: a partial netem `change` silently resets what it omits).
 public struct DirectionParameters: Sendable, Equatable {
     /// Serialization rate in bytes per second; `nil` means unlimited.
     public var bytesPerSecond: Double?

@@ -25,23 +25,7 @@ struct ByteRanges: Equatable, Sendable {
             return r.count
         }
         let before = count
-        var lo = r.lowerBound, hi = r.upperBound
-        var out: [Range<UInt32>] = []
-        out.reserveCapacity(ranges.count + 1)
-        var placed = false
-        for x in ranges {
-            if x.upperBound < lo {
-                out.append(x)
-            } else if x.lowerBound > hi {
-                if !placed { out.append(lo..<hi); placed = true }
-                out.append(x)
-            } else {
-                lo = min(lo, x.lowerBound)
-                hi = max(hi, x.upperBound)
-            }
-        }
-        if !placed { out.append(lo..<hi) }
-        ranges = out
+        RangeMerge.insert(r, into: &ranges)
         return count - before
     }
 

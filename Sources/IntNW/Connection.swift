@@ -3,6 +3,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
+import SystemPackage
 
 /// Preallocated send buffer: frames are encoded straight into it and written from it.
 struct OutBuffer {
@@ -54,19 +56,17 @@ struct OutBuffer {
     }
 
     /// Writes as much as the socket takes. Returns nil when done or blocked, or the errno of a failure.
-    mutating func write(to fd: Int32) -> Int32? {
+    mutating func write(to fd: Int32) -> Errno? {
         while head < tail {
             let (h, t) = (head, tail)
-            let n = storage.withUnsafeBytes { b in
-                Glibc.send(fd, b.baseAddress! + h, t - h, Int32(MSG_NOSIGNAL))
+            let r = Syscall.retrying {
+                storage.withUnsafeBytes { b in Glibc.send(fd, b.baseAddress! + h, t - h, Int32(MSG_NOSIGNAL)) }
             }
-            if n > 0 {
-                head += n
-                continue
+            switch r {
+            case .success(0): return .brokenPipe
+            case .success(let n): head += n
+            case .failure(let e): return e.isWouldBlock ? nil : e
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return nil }
-            return n < 0 ? errno : EPIPE
         }
         head = 0
         tail = 0

@@ -1,11 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import LinuxSupport
+import SystemPackage
 
 /// Errors the IntNW API throws. Each prints one line saying what happened.
 public enum IntNWError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A system call failed.
-    case system(call: String, errno: Int32)
+    case system(call: String, errno: Errno)
     /// No current network allows this message (e.g. `.wifiOnly` while WiFi is gone) and the caller
     /// asked to fail rather than wait.
     case noSuitableNetwork(NetworkRestriction)
@@ -32,7 +31,7 @@ public enum IntNWError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .system(let call, let e): "\(call) failed: \(String(cString: strerror(e))) (errno \(e))"
+        case .system(let call, let e): "\(call) failed: \(e) (errno \(e.rawValue))"
         case .noSuitableNetwork(let r): "no current network allows this message (restriction \(r))"
         case .connectFailed(let why): "could not connect: \(why)"
         case .closed: "the multisocket is closed"
@@ -47,5 +46,8 @@ public enum IntNWError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    static func errno(_ call: String) -> IntNWError { .system(call: call, errno: Glibc.errno) }
+    /// The last failed libc call, named `call`.
+    static func errno(_ call: String) -> IntNWError { .system(call: call, errno: .last) }
+
+    init(_ e: SystemCallError) { self = .system(call: e.call, errno: e.errno) }
 }

@@ -8,8 +8,11 @@
 import Glibc
 #endif
 import CShims
+import LinuxSupport
+import SystemPackage
 
 /// A pthread mutex in a small owning class.
+// @unchecked: a pthread mutex: the whole point of the type is to be shared between threads.
 final class Lock: @unchecked Sendable {
     private let m: UnsafeMutablePointer<pthread_mutex_t>
     init() {
@@ -38,6 +41,7 @@ protocol IOService: AnyObject {
     func service(nowNs: UInt64)
 }
 
+// @unchecked: every mutable member is touched only under `lock` or on the loop thread.
 final class IOLoop: @unchecked Sendable {
     let lock = Lock()
     private let wakeFD: Int32
@@ -80,7 +84,7 @@ final class IOLoop: @unchecked Sendable {
             box.release()
             Glibc.close(fd)
             Glibc.close(wakeWriteFD)
-            throw IntNWError.system(call: "pthread_create", errno: rc)
+            throw IntNWError.system(call: "pthread_create", errno: Errno(rawValue: rc))
         }
         thread = tid
         if let err = started.wait() {
@@ -109,6 +113,7 @@ final class IOLoop: @unchecked Sendable {
     }
 
     /// Blocks the creating thread until the loop thread has joined its namespace (or failed to).
+// @unchecked: `error` is written and read only under its pthread mutex/condition.
     private final class StartGate: @unchecked Sendable {
         private var mutex = pthread_mutex_t()
         private var cond = pthread_cond_t()
@@ -219,16 +224,10 @@ final class IOLoop: @unchecked Sendable {
 
     private func threadMain(namespacePath: String?, gate: StartGate) {
         if let path = namespacePath {
-            let nsfd = open(path, O_RDONLY | O_CLOEXEC)
-            if nsfd < 0 {
-                gate.open(IntNWError.errno("open(\(path))"))
-                return
-            }
-            let rc = cshims_setns_net(nsfd)
-            let e = errno
-            Glibc.close(nsfd)
-            if rc != 0 {
-                gate.open(IntNWError.system(call: "setns(\(path))", errno: e))
+            do throws(SystemCallError) {
+                try NetworkNamespaceEntry.enter(path)
+            } catch {
+                gate.open(IntNWError(error))
                 return
             }
         }

@@ -5,6 +5,7 @@ import Glibc
 #endif
 import CShims
 import Crypto
+import LinuxSupport
 import Logging
 
 final class ListenerCore: IOHandler {
@@ -90,11 +91,11 @@ final class ListenerCore: IOHandler {
     private func readHello(fd: Int32, nowNs: UInt64) {
         guard var p = pending[fd] else { return }
         var buf = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        let n = withUnsafeMutableBytes(of: &buf) { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
-        if n == 0 { return dropPending(fd, reason: "closed before its attach") }
-        if n < 0 {
-            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
-            return dropPending(fd, reason: "recv: \(String(cString: strerror(errno)))")
+        let n: Int
+        switch Syscall.retrying({ withUnsafeMutableBytes(of: &buf) { Glibc.recv(fd, $0.baseAddress, $0.count, 0) } }) {
+        case .success(0): return dropPending(fd, reason: "closed before its attach")
+        case .success(let got): n = got
+        case .failure(let e): return e.isWouldBlock ? () : dropPending(fd, reason: "recv: \(e)")
         }
         withUnsafeBytes(of: &buf) { p.decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         while true {

@@ -32,6 +32,7 @@ public enum NoNetworkAction: Sendable, Equatable {
 }
 
 /// A multisocket: one logical, ordered-message channel spanning every network of the device.
+// @unchecked: immutable (lets); the session it wraps is reached only under its loop lock.
 public final class MultiSocket: @unchecked Sendable {
     let session: Session
     private let ownsLoop: Bool
@@ -256,6 +257,7 @@ public final class MultiSocket: @unchecked Sendable {
 }
 
 /// Accepts multisockets: each client session (all its connections) becomes one `MultiSocket`.
+// @unchecked: immutable (lets); the listener core is reached only under its loop lock.
 public final class MultiSocketListener: @unchecked Sendable {
     let core: ListenerCore
     /// The bound address and port (useful with port 0).

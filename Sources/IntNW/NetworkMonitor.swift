@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import CMnl
+import LinuxSupport
 import CShims
 import Logging
 
@@ -117,10 +118,10 @@ final class NetworkMonitor: IOHandler {
         }
         if sent < 0 { throw IntNWError.errno("mnl_socket_sendto(dump)") }
         while true {
-            let n = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(sock, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw IntNWError.errno("mnl_socket_recvfrom(dump)")
+            let n: Int
+            switch Syscall.retrying({ buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(sock, $0.baseAddress, $0.count) } }) {
+            case .success(let got): n = got
+            case .failure(let e): throw IntNWError.system(call: "mnl_socket_recvfrom(dump)", errno: e)
             }
             let r = parse(count: n)
             if r <= MNL_CB_STOP { break }
@@ -200,23 +201,26 @@ final class NetworkMonitor: IOHandler {
 
     func handle(fd: Int32, revents: Int16, nowNs: UInt64) {
         guard let sock = nl else { return }
-        while true {
-            let n = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(sock, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == ENOBUFS {
-                    // Events were lost: rebuild the whole view.
-                    log.warning("netlink overrun, re-reading interfaces")
-                    table = InterfaceTable()
-                    _ = fcntl(self.fd, F_SETFL, fcntl(self.fd, F_GETFL) & ~O_NONBLOCK)
-                    try? dump(type: UInt16(RTM_GETLINK))
-                    try? dump(type: UInt16(RTM_GETADDR))
-                    _ = fcntl(self.fd, F_SETFL, fcntl(self.fd, F_GETFL) | O_NONBLOCK)
-                    continue
+        receiving: while true {
+            switch Syscall.retrying({ buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(sock, $0.baseAddress, $0.count) } }) {
+            case .success(let n):
+                _ = parse(count: n)
+            case .failure(.noBufferSpace):
+                // Events were lost: rebuild the whole view.
+                log.warning("netlink overrun, re-reading interfaces")
+                table = InterfaceTable()
+                _ = fcntl(self.fd, F_SETFL, fcntl(self.fd, F_GETFL) & ~O_NONBLOCK)
+                do {
+                    try dump(type: UInt16(RTM_GETLINK))
+                    try dump(type: UInt16(RTM_GETADDR))
+                } catch {
+                    log.error("re-reading interfaces failed; the network view may be stale", metadata: ["error": "\(error)"])
                 }
-                break  // EAGAIN: drained
+                _ = fcntl(self.fd, F_SETFL, fcntl(self.fd, F_GETFL) | O_NONBLOCK)
+            case .failure(let e):
+                if !e.isWouldBlock { log.warning("netlink receive failed", metadata: ["error": "\(e)"]) }
+                break receiving  // EAGAIN: drained
             }
-            _ = parse(count: n)
         }
         report(nowNs: nowNs)
     }

@@ -103,7 +103,7 @@ public struct MultiSocketOptions: Sendable {
     /// Where client multisockets share foreground state with other processes (multi-app
     /// enforcement); default: the per-user, per-network-namespace segment.
     public var sharedSchedulingSegment: SharedSchedulingSegment = .perNamespace
-    /// Flags networks that stop making progress. Default: the trouble-detection note's detector, or
+    /// Flags networks that stop making progress. Default: the detector of docs/trouble-detection.md, or
     /// none when `INTNW_TROUBLE=off` (`TroubleDetection.fromEnvironment`); `NoTroubleDetector()`
     /// turns detection off.
     public var troubleDetector: any TroubleDetector

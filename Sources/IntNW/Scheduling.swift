@@ -30,7 +30,7 @@ public protocol NetworkChooser: Sendable {
     func choose(for labels: Labels, among networks: [NetworkStatus]) -> UInt32?
 }
 
-/// The default choice (DESIGN.md section 6): WiFi, when usable and allowed, dominates; otherwise
+/// The default choice (docs/scheduling.md): WiFi, when usable and allowed, dominates; otherwise
 /// latency-bound messages (foreground/small) take the lowest-RTT network and bandwidth-bound
 /// ones (background/large) the highest-bandwidth network.
 public struct DefaultNetworkChooser: NetworkChooser {
@@ -69,11 +69,16 @@ public struct BackgroundContext: Sendable {
     /// The kernel's smoothed and minimum RTT of this connection (TCP_INFO), microseconds; 0 = unknown.
     public var kernelSmoothedRTTMicroseconds: UInt32
     public var kernelMinRTTMicroseconds: UInt32
+    /// Background bytes unacknowledged in kernel send queues on this interface outside this
+    /// connection: this multisocket's other connections, other multisockets and (through the shared
+    /// segment) other processes. Policies with an interface-wide budget subtract it.
+    public var backgroundElsewhereBytes: Int
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,
                 kernelUnsentBytes: Int = 0, kernelUnackedBytes: Int = 0, foregroundElsewhere: Int = 0,
-                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0) {
+                kernelSmoothedRTTMicroseconds: UInt32 = 0, kernelMinRTTMicroseconds: UInt32 = 0,
+                backgroundElsewhereBytes: Int = 0) {
         self.network = network
         self.nowNs = nowNs
         self.lastForegroundActivityNs = lastForegroundActivityNs
@@ -83,6 +88,7 @@ public struct BackgroundContext: Sendable {
         self.foregroundElsewhere = foregroundElsewhere
         self.kernelSmoothedRTTMicroseconds = kernelSmoothedRTTMicroseconds
         self.kernelMinRTTMicroseconds = kernelMinRTTMicroseconds
+        self.backgroundElsewhereBytes = backgroundElsewhereBytes
     }
 }
 
@@ -119,7 +125,8 @@ extension BackgroundPolicy {
     public func observe(_ event: ForegroundEvent) {}
 }
 
-/// The default: background goes whenever no foreground data waits for the interface.
+/// Background goes whenever no foreground data waits for the interface (`INTNW_BG_POLICY=permissive`;
+/// kept for comparisons: the default policy is anticipatory, see `BackgroundPolicyName`).
 public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public init() {}
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }
@@ -128,7 +135,7 @@ public struct PermissiveBackgroundPolicy: BackgroundPolicy {
 /// What a trouble detector sees about one connection that has foreground data outstanding or that
 /// this side found troubled: as soon as foreground data goes on it, then at the time the detector
 /// asked for with `TroubleVerdict.nextCheckNs` (the maintenance period if nil). Connections with
-/// only background data outstanding are not checked (see the trouble-detection note).
+/// only background data outstanding are not checked (see docs/trouble-detection.md).
 public struct TroubleSample: Sendable {
     public var network: NetworkStatus
     public var nowNs: UInt64
@@ -167,13 +174,14 @@ public struct TroubleVerdict: Sendable, Equatable {
     }
 }
 
-/// Flags networks that stopped making progress (see the trouble-detection note). A troubled
+/// Flags networks that stopped making progress (see docs/trouble-detection.md). A troubled
 /// network is not chosen for new data, and what it carried unACKed is resent elsewhere.
 public protocol TroubleDetector: Sendable {
     func evaluate(_ sample: TroubleSample) -> TroubleVerdict
 }
 
-/// The default: never flags a network (failover only on carrier loss or connection errors).
+/// Never flags a network: failover only on carrier loss or connection errors (`INTNW_TROUBLE=off`;
+/// the default is TCP_INFO trouble detection, see `TroubleDetection.fromEnvironment`).
 public struct NoTroubleDetector: TroubleDetector {
     public init() {}
     public func evaluate(_ sample: TroubleSample) -> TroubleVerdict { TroubleVerdict(troubled: false) }

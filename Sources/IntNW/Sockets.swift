@@ -3,54 +3,17 @@
 import Glibc
 #endif
 import CShims
-
-/// An IPv4 address and port. `address` is in host byte order (198.18.1.2 = 0xC6120102).
-public struct IPv4Endpoint: Hashable, Sendable, CustomStringConvertible {
-    public var address: UInt32
-    public var port: UInt16
-    public init(address: UInt32, port: UInt16) {
-        self.address = address
-        self.port = port
-    }
-    /// Parses a dotted-quad IPv4 literal.
-    public init?(_ text: String, port: UInt16) {
-        guard let a = IPv4Endpoint.parse(text) else { return nil }
-        self.init(address: a, port: port)
-    }
-    public static func parse(_ text: String) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
-        var v: UInt32 = 0
-        for p in parts {
-            guard p.count <= 3, let n = UInt8(p) else { return nil }
-            v = v << 8 | UInt32(n)
-        }
-        return v
-    }
-    public static func format(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF)" }
-    public var description: String { "\(IPv4Endpoint.format(address)):\(port)" }
-
-    var sockaddr: sockaddr_in {
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = address.bigEndian
-        return sa
-    }
-    init(_ sa: sockaddr_in) {
-        self.init(address: UInt32(bigEndian: sa.sin_addr.s_addr), port: UInt16(bigEndian: sa.sin_port))
-    }
-}
+import LinuxSupport
+import SystemPackage
 
 enum Sockets {
     /// Retries EINTR; turns -1 into a typed error naming the call.
     @inline(__always)
-    static func check(_ call: String, _ body: () -> Int32) throws -> Int32 {
-        while true {
-            let r = body()
-            if r >= 0 { return r }
-            if errno == EINTR { continue }
-            throw IntNWError.errno(call)
+    static func check(_ call: @autoclosure () -> String, _ body: () -> Int32) throws(IntNWError) -> Int32 {
+        do throws(SystemCallError) {
+            return try Syscall.check(call(), body)
+        } catch {
+            throw IntNWError(error)
         }
     }
 
@@ -88,30 +51,23 @@ enum Sockets {
     }
 
     static func bind(_ fd: Int32, _ ep: IPv4Endpoint) throws {
-        var sa = ep.sockaddr
-        _ = try check("bind(\(ep))") {
-            withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        _ = try check("bind(\(ep))") { ep.withSockaddr { Glibc.bind(fd, $0, $1) } }
     }
 
     /// Starts a nonblocking connect. Returns true if already connected.
     static func startConnect(_ fd: Int32, to ep: IPv4Endpoint) throws -> Bool {
-        var sa = ep.sockaddr
-        let r = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if r == 0 { return true }
-        if errno == EINPROGRESS || errno == EINTR { return false }
-        throw IntNWError.errno("connect(\(ep))")
+        // An interrupted connect goes on in the background, like one in progress.
+        if ep.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 { return true }
+        let e = Errno.last
+        if e == .nowInProgress || e == .interrupted { return false }
+        throw IntNWError.system(call: "connect(\(ep))", errno: e)
     }
 
     /// The result of a nonblocking connect once the socket is writable (0 = connected).
     static func pendingError(_ fd: Int32) -> Int32 {
         var e: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 { return errno }
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 { return Errno.last.rawValue }
         return e
     }
 
@@ -129,52 +85,35 @@ enum Sockets {
     }
 
     static func localEndpoint(_ fd: Int32) -> IPv4Endpoint? {
-        var sa = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let r = withUnsafeMutablePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return r == 0 ? IPv4Endpoint(sa) : nil
+        IPv4Endpoint.receiving { getsockname(fd, $0, $1) }.endpoint
     }
 
     /// Accepts one pending connection (nonblocking, close-on-exec), nil when none is pending.
     static func accept(_ fd: Int32) throws -> (Int32, IPv4Endpoint)? {
-        var sa = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        while true {
-            let c = withUnsafeMutablePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.accept(fd, $0, &len)
-                }
-            }
-            if c >= 0 {
-                _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
-                _ = fcntl(c, F_SETFD, FD_CLOEXEC)
-                return (c, IPv4Endpoint(sa))
-            }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return nil
-            // The peer gave up before we accepted, or we are out of fds: not fatal to the listener.
-            case ECONNABORTED, EPROTO, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPERM: return nil
-            default: throw IntNWError.errno("accept")
-            }
+        var peer: IPv4Endpoint?
+        let r = Syscall.retrying {
+            let (c, ep) = IPv4Endpoint.receiving { Glibc.accept(fd, $0, $1) }
+            peer = ep
+            return c
+        }
+        switch r {
+        case .success(let c):
+            _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+            return (c, peer!)
+        case .failure(let e) where e.isWouldBlock: return nil
+        // The peer gave up before we accepted, or we are out of fds: not fatal to the listener.
+        case .failure(.connectionAbort), .failure(.protocolError), .failure(.tooManyOpenFiles), .failure(.tooManyOpenFilesInSystem),
+             .failure(.noBufferSpace), .failure(.noMemory), .failure(.notPermitted): return nil
+        case .failure(let e): throw IntNWError.system(call: "accept", errno: e)
         }
     }
 
     /// Resolves a host name or IPv4 literal to an IPv4 address (host order).
     static func resolveIPv4(_ host: String) throws -> UInt32 {
-        if let a = IPv4Endpoint.parse(host) { return a }
-        var hints = addrinfo()
-        hints.ai_family = AF_INET
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var res: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, nil, &hints, &res)
-        guard rc == 0, let first = res else {
-            throw IntNWError.invalidArgument("cannot resolve host \(host): \(String(cString: gai_strerror(rc)))")
+        switch IPv4Endpoint.resolveAddress(host) {
+        case .success(let a): return a
+        case .failure(let e): throw IntNWError.invalidArgument("\(e)")
         }
-        defer { freeaddrinfo(res) }
-        guard let sa = first.pointee.ai_addr else { throw IntNWError.invalidArgument("no IPv4 address for \(host)") }
-        return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
     }
 }

@@ -4,6 +4,8 @@ import Glibc
 import CShims
 import Emulation
 import Foundation
+import LinuxSupport
+import SystemPackage
 
 /// Blocking IPv4 socket helpers for tests and benchmarks: each socket is created inside a named
 /// network namespace (on a short-lived thread, see `NetworkNamespace`) and used from anywhere.
@@ -14,24 +16,21 @@ public enum NamespaceSocket {
         public init(what: String) { self.what = what }
     }
 
-    public static func address(_ ip: String, _ port: UInt16) -> sockaddr_in {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = port.bigEndian
-        inet_pton(AF_INET, ip, &a.sin_addr)
-        return a
+    /// `ip` (an IPv4 literal) and `port`; a clear error if `ip` is not one.
+    public static func endpoint(_ ip: String, _ port: UInt16) throws -> IPv4Endpoint {
+        guard let e = IPv4Endpoint(ip, port: port) else { throw Failure(what: "'\(ip)' is not an IPv4 address") }
+        return e
     }
 
     public static func check(_ rc: Int32, _ what: String) throws {
-        if rc < 0 { throw Failure(what: "\(what): \(String(cString: strerror(errno)))") }
+        if rc < 0 { throw Failure(what: "\(what): \(Errno.last)") }
     }
 
     public static func bind(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
-        var a = address(ip, port)
+        let a = try endpoint(ip, port)
         var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        try check(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, "bind \(ip):\(port)")
+        try check(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)), "SO_REUSEADDR")
+        try check(a.withSockaddr { Glibc.bind(fd, $0, $1) }, "bind \(a)")
     }
 
     /// A TCP listener in namespace `ns`.
@@ -56,9 +55,8 @@ public enum NamespaceSocket {
     }
 
     public static func connect(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
-        var a = address(ip, port)
-        try check(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }, "connect \(ip):\(port)")
+        let a = try endpoint(ip, port)
+        try check(a.withSockaddr { Glibc.connect(fd, $0, $1) }, "connect \(a)")
     }
 
     public static func udp(ns: String, bindIP: String, port: UInt16) throws -> Int32 {
@@ -82,9 +80,10 @@ public enum NamespaceSocket {
         let chunk = [UInt8](repeating: 0x5A, count: 64 * 1024)
         var left = count
         while left > 0 {
-            let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, min(left, $0.count), Int32(MSG_NOSIGNAL)) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(what: "send: \(String(cString: strerror(errno)))") }
-            left -= n
+            switch Syscall.retrying({ chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, min(left, $0.count), Int32(MSG_NOSIGNAL)) } }) {
+            case .success(let n): left -= n
+            case .failure(let e): throw Failure(what: "send: \(e)")
+            }
         }
     }
 
@@ -94,8 +93,11 @@ public enum NamespaceSocket {
         var total = 0
         var first = 0.0, last = 0.0
         while true {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { if errno == EINTR { continue }; throw Failure(what: "recv: \(String(cString: strerror(errno)))") }
+            let n: Int
+            switch Syscall.retrying({ buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }) {
+            case .success(let got): n = got
+            case .failure(let e): throw Failure(what: "recv: \(e)")
+            }
             if n == 0 { break }
             let t = nowSeconds()
             if total == 0 { first = t }

@@ -4,6 +4,7 @@ import Glibc
 import CShims
 import Emulation
 import Foundation
+import LinuxSupport
 
 /// Whole-system measurements between the client and server namespaces of a testbed, used by
 /// `intnw-bench` (plain programs, no timing assertions).
@@ -43,7 +44,7 @@ public enum NamespaceMeasure {
             memset(buf, 0x5A, 1 << 20)
             let end = NamespaceSocket.nowSeconds() + seconds
             while NamespaceSocket.nowSeconds() < end {
-                if send(fd, buf, 1 << 20, Int32(MSG_NOSIGNAL)) < 0 && errno != EINTR { break }
+                if case .failure = Syscall.retrying({ send(fd, buf, 1 << 20, Int32(MSG_NOSIGNAL)) }) { break }
             }
             shutdown(fd, Int32(SHUT_WR))
         }
@@ -86,15 +87,15 @@ public enum NamespaceMeasure {
         try await onThread {
             // A probe stamped and then preempted before sendto would count against the emulator.
             _ = cshims_set_realtime_priority(40)
-            var dst = NamespaceSocket.address(spec.serviceAddress, port)
+            let dst = try NamespaceSocket.endpoint(spec.serviceAddress, port)
             var buf = [UInt8](repeating: 0, count: payload)
             let start = cshims_monotonic_ns()
             for i in 0..<count {
                 _ = cshims_sleep_until_ns(start + UInt64(Double(i) * intervalSeconds * 1e9))
                 var t = cshims_realtime_ns()
                 withUnsafeBytes(of: &t) { for j in 0..<8 { buf[j] = $0[j] } }
-                _ = withUnsafePointer(to: &dst) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(tx, buf, buf.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                // A probe that cannot be sent would make the measurement wrong: stop with the reason.
+                _ = try Syscall.check("sendto \(dst)") { dst.withSockaddr { sendto(tx, buf, buf.count, 0, $0, $1) } }
             }
         }
         return try await receiver.value

@@ -27,6 +27,7 @@ public struct BGClientSettings: Sendable, Equatable {
 }
 
 /// The BG client: sends chunks back to back while fewer than `depth` are unacknowledged.
+// @unchecked: in-flight table and record are touched only under `cond` (NSCondition).
 final class BGClient: AnswerConsumer, @unchecked Sendable {
     let settings: BGClientSettings
     let variant: ToyVariant

@@ -17,6 +17,7 @@ protocol AnswerConsumer: AnyObject, Sendable {
 ///
 /// Sharing is how "one multisocket for an FG and a BG app" is built: both send on the same
 /// connection and this router hands each answer to the app whose id it carries.
+// @unchecked: consumers and strays are touched only under `lock` (NSLock).
 final class ClientChannel: @unchecked Sendable {
     let connection: ToyConnection
     private var consumers: [UInt32: AnswerConsumer] = [:]

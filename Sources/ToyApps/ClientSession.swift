@@ -104,6 +104,7 @@ public enum AppSummary: Sendable, Equatable {
 /// Life cycle: `start` (returns at once; connecting happens on a thread), any number of
 /// `reportProgress`, then `stop`. `onFinished` runs (on some thread) when every app ended by
 /// itself, e.g. because the server went away; `failure` then says why.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ClientSession: @unchecked Sendable {
     public let configuration: ClientSessionConfiguration
     private let transport: ToyTransport
@@ -187,7 +188,7 @@ public final class ClientSession: @unchecked Sendable {
             return
         }
         let channel = ClientChannel(connection: connection, warn: warn)
-        var apps: [(due: UInt64, run: () -> ToyAppError?)] = []
+        var apps: [(due: UInt64, run: @Sendable () -> ToyAppError?)] = []
         var fgs: [FGClient] = []
         var bgs: [BGClient] = []
         for app in group {

@@ -35,6 +35,7 @@ func validateMessageBytes(_ bytes: Int, option: String) throws(ToyAppError) {
 }
 
 /// The FG client: one request every interval, the next only after the previous was answered.
+// @unchecked: the pending request and its answer are touched only under `cond` (NSCondition).
 final class FGClient: AnswerConsumer, @unchecked Sendable {
     let settings: FGClientSettings
     let variant: ToyVariant

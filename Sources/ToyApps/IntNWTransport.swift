@@ -7,8 +7,8 @@ import ToyProtocol
 
 /// The IntNW background-policy names the apps accept and pass on.
 public enum IntNWBackgroundPolicy {
-    /// DESIGN.md section 6.
-    public static let names = ["exclusive", "permissive", "anticipatory", "trickle"]
+    /// The four policies of the scheduling note (docs/scheduling.md) and delay-target.
+    public static let names = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target"]
 
     /// Publishes the chosen policy as INTNW_BG_POLICY for the IntNW library (its scheduling layer
     /// reads the variable); nil leaves the environment alone. Call before any multisocket exists.
@@ -100,7 +100,7 @@ public struct IntNWTransport: ToyTransport {
             return IntNWListener(listener: l, labeling: labeling, closeTimeoutSeconds: closeTimeoutSeconds)
         } catch let e as IntNWError {
             var hint = ""
-            if case .system(_, let errno) = e, errno == EADDRINUSE { hint = " (another server is using the port?)" }
+            if case .system(_, let errno) = e, errno == .addressInUse { hint = " (another server is using the port?)" }
             throw .listenFailed(endpoint: "\(address):\(port)", reason: e.description + hint)
         } catch {
             throw .listenFailed(endpoint: "\(address):\(port)", reason: "\(error)")
@@ -109,6 +109,7 @@ public struct IntNWTransport: ToyTransport {
 }
 
 /// A listening IntNW server.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 final class IntNWListener: ToyListener, @unchecked Sendable {
     private let listener: MultiSocketListener
     private let closeTimeoutSeconds: Double
@@ -154,6 +155,7 @@ final class IntNWListener: ToyListener, @unchecked Sendable {
 }
 
 /// One multisocket carrying toy messages, one per IROB.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 final class IntNWConnection: ToyConnection, @unchecked Sendable {
     private let socket: MultiSocket
     let peerDescription: String

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSupport
+import SystemPackage
 
 /// Where an app's JSON lines go. Implementations are safe to call from any thread.
 public protocol LineSink: AnyObject, Sendable {
@@ -14,6 +16,7 @@ public protocol LineSink: AnyObject, Sendable {
 /// Each line is one `write(2)` while holding a lock, and is flushed at once (no user-space
 /// buffer), so a log survives a killed process and a tailing reader sees whole lines. Files are
 /// opened with O_APPEND, so several processes may share one log.
+// @unchecked: writes and the failure flag are serialized by `lock` (NSLock).
 public final class FileLineSink: LineSink, @unchecked Sendable {
     private let fd: Int32
     private let ownsFD: Bool
@@ -35,7 +38,7 @@ public final class FileLineSink: LineSink, @unchecked Sendable {
     /// Opens (creating if needed, mode 0644) `path` for appending.
     public convenience init(path: String) throws(ToyAppError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .log(path: path, reason: errnoText(errno)) }
+        guard fd >= 0 else { throw .log(path: path, reason: "\(Errno.last)") }
         self.init(fd: fd, name: path, owns: true)
     }
 
@@ -50,22 +53,22 @@ public final class FileLineSink: LineSink, @unchecked Sendable {
         defer { lock.unlock() }
         var off = 0
         while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
+            switch Syscall.retrying({ bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) } }) {
+            case .success(let n): off += n
+            case .failure(let e):
                 if !failed {
                     failed = true
-                    let msg = "intnw-app: warning: cannot write log \(name): \(errnoText(errno))\n"
+                    let msg = "intnw-app: warning: cannot write log \(name): \(e)\n"
                     _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
                 }
                 return
             }
-            off += n
         }
     }
 }
 
 /// Keeps lines in memory (tests).
+// @unchecked: `stored` is touched only under `lock` (NSLock).
 public final class MemoryLineSink: LineSink, @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []

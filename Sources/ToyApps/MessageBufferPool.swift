@@ -9,6 +9,7 @@ import ToyProtocol
 /// Buffers are therefore handed out oldest-returned first, and a size keeps `depth` of them, so a
 /// buffer is normally reused only after several later messages, by when its send has been
 /// acknowledged.
+// @unchecked: the free list is touched only under `lock` (NSLock).
 final class MessageBufferPool: @unchecked Sendable {
     private let lock = NSLock()
     private var free: [Int: [[UInt8]]] = [:]

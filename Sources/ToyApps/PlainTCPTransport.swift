@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSupport
+import SystemPackage
 import ToyProtocol
 
 /// The plain-TCP variant: one TCP connection per app, toy messages written back to back.
@@ -14,14 +16,14 @@ public struct PlainTCPTransport: ToyTransport {
     public var variant: ToyVariant { .plain }
 
     /// Errors worth retrying while the server may still be starting or a link may come back.
-    static let retryableConnectErrors: Set<Int32> = [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, ETIMEDOUT]
+    static let retryableConnectErrors: Set<Errno> = [.connectionRefused, .networkUnreachable, .noRouteToHost, .timedOut]
 
     public func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection {
-        let remote = try IPv4SocketAddress.resolve(host, port: port)
+        let remote = try IPv4Endpoint.resolve(host, port: port)
         let deadline = AppClock.monotonicNs() + AppClock.nanoseconds(seconds: timeoutSeconds)
         // The most telling error so far: a last attempt cut short by our own deadline times out,
         // but the user needs to hear that the server refused.
-        var reported: Int32?
+        var reported: Errno?
         while true {
             let now = AppClock.monotonicNs()
             do throws(ToyAppError) {
@@ -31,18 +33,18 @@ public struct PlainTCPTransport: ToyTransport {
                 guard case .system(_, let e) = error, Self.retryableConnectErrors.contains(e) else {
                     throw .connectFailed(endpoint: remote.description, reason: "\(error)")
                 }
-                if e != ETIMEDOUT || reported == nil { reported = e }
+                if e != .timedOut || reported == nil { reported = e }
                 let now = AppClock.monotonicNs()
                 if now >= deadline || !stop.sleep(untilMonotonicNs: min(now + 100_000_000, deadline)) {
                     throw .connectFailed(endpoint: remote.description,
-                                         reason: "\(errnoText(reported ?? e)) (gave up after \(JSONLine.fixed(timeoutSeconds, decimals: 1)) s)")
+                                         reason: "\(reported ?? e) (gave up after \(JSONLine.fixed(timeoutSeconds, decimals: 1)) s)")
                 }
             }
         }
     }
 
     public func listen(address: String, port: UInt16) throws(ToyAppError) -> ToyListener {
-        guard let local = IPv4SocketAddress.parse(address, port: port) else {
+        guard let local = IPv4Endpoint(address, port: port) else {
             throw .invalidArgument("listen address '\(address)' is not an IPv4 address")
         }
         do throws(ToyAppError) {
@@ -50,8 +52,8 @@ public struct PlainTCPTransport: ToyTransport {
             return PlainListener(socket: s, port: s.localAddress?.port ?? port)
         } catch {
             if case .system(_, let e) = error {
-                let hint = e == EADDRINUSE ? " (another server is using the port?)" : ""
-                throw .listenFailed(endpoint: local.description, reason: errnoText(e) + hint)
+                let hint = e == .addressInUse ? " (another server is using the port?)" : ""
+                throw .listenFailed(endpoint: local.description, reason: "\(e)" + hint)
             }
             throw .listenFailed(endpoint: local.description, reason: "\(error)")
         }
@@ -59,6 +61,7 @@ public struct PlainTCPTransport: ToyTransport {
 }
 
 /// A listening plain-TCP server socket.
+// @unchecked: immutable (lets); the socket synchronizes itself.
 final class PlainListener: ToyListener, @unchecked Sendable {
     private let socket: TCPSocket
     let port: UInt16
@@ -77,6 +80,7 @@ final class PlainListener: ToyListener, @unchecked Sendable {
 }
 
 /// One plain TCP connection carrying toy messages back to back.
+// @unchecked: senders are serialized by `sendLock`; receive state belongs to the one receiving thread.
 final class PlainConnection: ToyConnection, @unchecked Sendable {
     private let socket: TCPSocket
     let peerDescription: String
@@ -171,7 +175,7 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
 
     private func mapIOError(_ error: ToyAppError) -> ToyAppError {
         if socket.wasShutDown { return .closed }
-        if case .system(_, let e) = error, e == EPIPE || e == ECONNRESET {
+        if case .system(_, let e) = error, e == .brokenPipe || e == .connectionReset {
             return .peerClosed("\(peerDescription) reset the connection")
         }
         return error

@@ -1,3 +1,4 @@
+import ToyProtocol
 /// The JSON lines the apps log (one object per line, on stdout or the `--log` file).
 ///
 /// Every line has `type` and, except for the server's, `app` and `variant`. Times are
@@ -11,24 +12,6 @@
 /// | `bg_progress` | every second per BG client      | `time_ns`, `elapsed_s`, `bytes_acked`, `chunks_acked`, `in_flight`, `rate_Bps`, `mean_rate_Bps` |
 /// | `summary`     | once per app at shutdown        | see `FGSummary` / `BGSummary` / `ServerSummary`                 |
 /// | `server_connection` | server: connection opened/closed | `event`, `peer`, `error` (when closed by an error)    |
-
-/// Which transport an app uses.
-public enum ToyVariant: String, Sendable, CaseIterable, CustomStringConvertible {
-    /// IntNW multisocket: each toy message is one IROB.
-    case intnw
-    /// One plain TCP connection: toy messages back to back on the stream.
-    case plain
-
-    public var description: String { rawValue }
-
-    /// Default server port of the variant, so both servers can run side by side.
-    public var defaultPort: UInt16 {
-        switch self {
-        case .plain: return 5000
-        case .intnw: return 5001
-        }
-    }
-}
 
 /// One answered FG request.
 public struct FGRequestRecord: Sendable, Equatable {

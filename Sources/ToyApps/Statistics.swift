@@ -1,3 +1,4 @@
+import ToyProtocol
 import Histogram
 
 /// Running FG statistics of one client: counts and a latency histogram.

@@ -4,6 +4,7 @@ import Foundation
 ///
 /// Roles poll `isStopped` between messages and sleep through `sleep(untilMonotonicNs:)`, which
 /// returns early when a stop arrives. Blocked waits elsewhere register an observer that wakes them.
+// @unchecked: the flag and observers are touched only under `cond` (NSCondition).
 public final class StopToken: @unchecked Sendable {
     private let condition = NSCondition()
     private var stopped = false
@@ -58,6 +59,7 @@ public final class StopToken: @unchecked Sendable {
 }
 
 /// Counts running threads so an owner can wait, with a deadline, for all of them to finish.
+// @unchecked: the count is touched only under `cond` (NSCondition).
 final class ThreadGroup: @unchecked Sendable {
     private let condition = NSCondition()
     private var running = 0
@@ -121,6 +123,7 @@ func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws
     return try box.wait().get()
 }
 
+// @unchecked: `result` is touched only under `cond` (NSCondition).
 private final class ResultBox<T: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
     private var result: Result<T, Error>?

@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// Errors of the toy apps. Each prints as one line that says what happened.
 public enum ToyAppError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A command-line or configuration value is out of range or malformed.
@@ -5,7 +7,7 @@ public enum ToyAppError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `host` is neither an IPv4 literal nor a name that resolves to an IPv4 address.
     case unresolvable(host: String)
     /// A system call failed; `call` names it and what it was for.
-    case system(call: String, errno: Int32)
+    case system(call: String, errno: Errno)
     /// Connecting to the server did not succeed within the connect timeout.
     case connectFailed(endpoint: String, reason: String)
     /// Listening failed (port in use, address not local, no permission).
@@ -25,7 +27,7 @@ public enum ToyAppError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .invalidArgument(let s): return s
         case .unresolvable(let h): return "cannot resolve '\(h)' to an IPv4 address"
-        case .system(let call, let e): return "\(call) failed: \(errnoText(e))"
+        case .system(let call, let e): return "\(call) failed: \(e)"
         case .connectFailed(let ep, let why): return "cannot connect to \(ep): \(why)"
         case .listenFailed(let ep, let why): return "cannot listen on \(ep): \(why)"
         case .peerClosed(let s): return "connection lost: \(s)"
@@ -35,13 +37,4 @@ public enum ToyAppError: Error, Equatable, Sendable, CustomStringConvertible {
         case .log(let p, let why): return "cannot write log \(p): \(why)"
         }
     }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// strerror text for an errno value.
-func errnoText(_ e: Int32) -> String {
-    String(cString: strerror(e))
 }

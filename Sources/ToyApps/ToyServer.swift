@@ -1,4 +1,6 @@
 import Foundation
+import LinuxSupport
+import SystemPackage
 import ToyProtocol
 
 /// Settings of a server.
@@ -10,25 +12,31 @@ public struct ServerSettings: Sendable, Equatable {
     /// Whole size of each fgReply in bytes, 24-byte header included. The server decides it (the toy
     /// protocol's request carries no reply size), so one server answers all FG clients alike.
     public var replyBytes: Int
+    /// Whole size of each bgAck in bytes, header included: 24 (a bare header) for BG uploads; a
+    /// BG client that sends header-only chunks and gets large acks downloads BG instead.
+    public var ackBytes: Int
 
-    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64) {
+    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64, ackBytes: Int = ToyWire.headerLength) {
         self.address = address
         self.port = port
         self.replyBytes = replyBytes
+        self.ackBytes = ackBytes
     }
 
     public func validate() throws(ToyAppError) {
         try validateMessageBytes(replyBytes, option: "--reply-bytes")
-        guard IPv4SocketAddress.parse(address, port: port) != nil else {
+        try validateMessageBytes(ackBytes, option: "--ack-bytes")
+        guard IPv4Endpoint(address, port: port) != nil else {
             throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
         }
     }
 }
 
 /// The server side of both apps: answers each fgRequest with an fgReply and acknowledges each
-/// bgChunk with a header-only bgAck, both carrying the request's app id and sequence number (and,
+/// bgChunk with a bgAck (a bare header unless `ackBytes` says otherwise), both carrying the request's app id and sequence number (and,
 /// over IntNW, its labels).
 /// One thread per connection (multisocket); a bad client only loses its own connection.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
     private let transport: ToyTransport
@@ -92,6 +100,7 @@ public final class ToyServer: @unchecked Sendable {
     private func serve(_ c: ToyConnection) {
         logConnection(c, event: "open", error: nil)
         let replyPayload = UInt32(settings.replyBytes - ToyWire.headerLength)
+        let ackPayload = UInt32(settings.ackBytes - ToyWire.headerLength)
         var failure: ToyAppError?
         while true {
             let m: ReceivedMessage?
@@ -107,7 +116,7 @@ public final class ToyServer: @unchecked Sendable {
                 break
             }
             let response = ToyHeader(kind: kind, appID: m.header.appID, sequence: m.header.sequence,
-                                     payloadLength: kind == .fgReply ? replyPayload : 0)
+                                     payloadLength: kind == .fgReply ? replyPayload : ackPayload)
             do throws(ToyAppError) {
                 _ = try c.send(response, inReplyTo: m)
             } catch {
@@ -119,7 +128,8 @@ public final class ToyServer: @unchecked Sendable {
             if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
             lock.unlock()
         }
-        c.close()
+        // Count the error before closing: once the client sees the close it may stop the server,
+        // and an error judged after that would be taken for one our own shutdown caused.
         lock.lock()
         open[ObjectIdentifier(c)] = nil
         // Errors caused by our own shutdown are not the client's fault; a client that vanishes
@@ -130,6 +140,7 @@ public final class ToyServer: @unchecked Sendable {
         if serious { stats.connectionErrors += 1 }
         lock.unlock()
         if serious, let real { warn("connection from \(c.peerDescription) closed: \(real)") }
+        c.close()
         logConnection(c, event: "close", error: real)
     }
 

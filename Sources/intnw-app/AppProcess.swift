@@ -17,7 +17,9 @@ enum AppProcess {
     }
 
     static func printError(_ line: String) {
-        fputs("intnw-app: \(line)\n", stderr)
+        // write(2) on descriptor 2: no shared `stderr` FILE needed (and no data race on it).
+        let text = "intnw-app: \(line)\n"
+        _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     }
 
     static func openSink(_ path: String?) throws -> LineSink {

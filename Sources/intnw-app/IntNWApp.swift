@@ -11,7 +11,7 @@ struct IntNWApp: ParsableCommand {
             Every message is a toy-protocol message (24-byte header + filler payload). The plain variant \
             writes messages back to back on one TCP connection; the IntNW variant sends each message as one \
             IROB (requests labelled foreground+small, chunks background+large; replies and acks labelled like \
-            what they answer).
+            what they answer). With INTNW_PLAIN_MPTCP=1 in the environment the plain variant's sockets             (client and server) are Linux Multipath TCP sockets (IPPROTO_MPTCP); subflows then follow the             kernel's path manager (`ip mptcp endpoint`).
 
             Units: sizes in bytes (whole messages, header included), times in seconds (fractions allowed). \
             Logs are JSON lines with CLOCK_REALTIME nanosecond timestamps (comparable with pcap times). \
@@ -29,6 +29,18 @@ private let logDiscussion = """
     is handed to the socket or multisocket; recv_ns/ack_ns when the whole answer has arrived.
     """
 
+/// `count` independent apps of one kind in this process (fg-client, bg-client), each on its own
+/// multisocket (plain: TCP connection), with consecutive app ids from --app-id.
+func independentApps(_ count: Int, common: CommonOptions, client: ClientOptions,
+                     app: (UInt32) -> ClientApp) throws -> ClientSessionConfiguration {
+    guard (1 ... 256).contains(count) else { throw ValidationError("--multisockets must be between 1 and 256") }
+    let ids = try appIDs(from: client.appID, count: count)
+    let c = ClientSessionConfiguration(host: client.server, port: common.resolvedPort, connections: ids.map { [app($0)] },
+                                       connectTimeoutSeconds: client.connectTimeoutSeconds, drainSeconds: client.drainSeconds)
+    try check { () throws(ToyAppError) in try c.validate() }
+    return c
+}
+
 struct FGClientCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fg-client",
@@ -43,14 +55,9 @@ struct FGClientCommand: ParsableCommand {
     var multisockets = 1
 
     func sessionConfiguration() throws -> ClientSessionConfiguration {
-        guard (1 ... 256).contains(multisockets) else { throw ValidationError("--multisockets must be between 1 and 256") }
-        let ids = try appIDs(from: client.appID, count: multisockets)
-        let c = ClientSessionConfiguration(
-            host: client.server, port: common.resolvedPort,
-            connections: ids.map { [.fg(FGClientSettings(appID: $0, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))] },
-            connectTimeoutSeconds: client.connectTimeoutSeconds, drainSeconds: client.drainSeconds)
-        try check { () throws(ToyAppError) in try c.validate() }
-        return c
+        try independentApps(multisockets, common: common, client: client) {
+            .fg(FGClientSettings(appID: $0, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))
+        }
     }
 
     func validate() throws {
@@ -78,14 +85,9 @@ struct BGClientCommand: ParsableCommand {
     var multisockets = 1
 
     func sessionConfiguration() throws -> ClientSessionConfiguration {
-        guard (1 ... 256).contains(multisockets) else { throw ValidationError("--multisockets must be between 1 and 256") }
-        let ids = try appIDs(from: client.appID, count: multisockets)
-        let c = ClientSessionConfiguration(
-            host: client.server, port: common.resolvedPort,
-            connections: ids.map { [.bg(BGClientSettings(appID: $0, chunkBytes: bg.chunkBytes, depth: bg.depth))] },
-            connectTimeoutSeconds: client.connectTimeoutSeconds, drainSeconds: client.drainSeconds)
-        try check { () throws(ToyAppError) in try c.validate() }
-        return c
+        try independentApps(multisockets, common: common, client: client) {
+            .bg(BGClientSettings(appID: $0, chunkBytes: bg.chunkBytes, depth: bg.depth))
+        }
     }
 
     func validate() throws {
@@ -165,7 +167,7 @@ struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
         abstract: "Server for both apps: answers each FG request with a reply and acknowledges each BG chunk.",
-        discussion: "Replies are --reply-bytes long; acks are a bare 24-byte header. Logs one JSON line per connection opened and closed, and a summary.")
+        discussion: "Replies are --reply-bytes long; acks are --ack-bytes long (a bare 24-byte header by default; a BG client sending header-only chunks with large acks downloads BG). Logs one JSON line per connection opened and closed, and a summary.")
 
     @OptionGroup var common: CommonOptions
     @Option(help: ArgumentHelp("IPv4 address to listen on.", valueName: "address"))
@@ -173,8 +175,11 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .customLong("reply-bytes"),
             help: ArgumentHelp("Size of each FG reply in bytes, the 24-byte toy header included.", valueName: "bytes"))
     var replyBytes = 64
+    @Option(name: .customLong("ack-bytes"),
+            help: ArgumentHelp("Size of each BG ack in bytes, the 24-byte toy header included (larger: BG downloads).", valueName: "bytes"))
+    var ackBytes = 24
 
-    var settings: ServerSettings { ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes) }
+    var settings: ServerSettings { ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes, ackBytes: ackBytes) }
 
     func validate() throws {
         try check { () throws(ToyAppError) in try settings.validate() }

@@ -1,3 +1,4 @@
+import ToyProtocol
 import ArgumentParser
 import Logging
 import ToyApps

@@ -2,6 +2,8 @@ import Analysis
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import LinuxSupport
+import SyntheticTraffic
 #endif
 
 /// Analyzer speed and memory on a synthetic capture of at least a million packets, against
@@ -103,7 +105,7 @@ private func timeChild(_ argv: [String]) throws -> (status: Int32, seconds: Doub
     guard rc == 0 else { throw BenchError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
     var status: Int32 = 0
     var ru = rusage()
-    while wait4(pid, &status, 0, &ru) < 0 && errno == EINTR {}
+    if case .failure(let e) = Syscall.retrying({ wait4(pid, &status, 0, &ru) }) { throw BenchError("wait4 \(argv[0]): \(e)") }
     let seconds = Date().timeIntervalSince(start)
     let exit = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     return (exit, seconds, Int(ru.ru_maxrss))

@@ -7,6 +7,7 @@
 import Emulation
 import Foundation
 import IntNW
+import LinuxSupport
 import Logging
 import CShims
 #if canImport(Glibc)
@@ -149,80 +150,75 @@ enum IntNWGoodputBench {
         return (Double(bytes) / elapsed, estimate)
     }
 
-    /// State the two plain-TCP threads share (written before the semaphores they signal).
+    /// State the plain-TCP receiver thread hands back (written before it signals `done`).
+    // @unchecked: written by the receiver thread before it signals `done`, read after `done.wait()`.
     private final class Shared: @unchecked Sendable {
-        var port: UInt16 = 0
         var received = 0
         var elapsed = 0.0
+        var failure: Error?
     }
 
-    @Sendable static func enterNamespace(_ ns: String?) {
-        guard let ns else { return }
-        let fd = open(ns, O_RDONLY)
-        _ = cshims_setns_net(fd)
-        close(fd)
-    }
-
-    @Sendable static func sockaddrIPv4(_ a: String, _ port: UInt16) -> sockaddr_in {
-        var s = sockaddr_in()
-        s.sin_family = sa_family_t(AF_INET)
-        s.sin_port = port.bigEndian
-        s.sin_addr.s_addr = IPv4Endpoint.parse(a)!.bigEndian
-        return s
-    }
-
-    /// One blocking kernel TCP connection, sender and receiver threads in their namespaces.
+    /// One blocking kernel TCP connection: the sockets are made in their namespaces
+    /// (`NetworkNamespaceEntry.run`), then a receiver thread and this thread move the bytes.
+    /// Any failed call (namespace entry, socket, bind, connect, send, recv) ends the run with its error.
     static func plainTCP(seconds: Double, messageBytes: Int, clientNS: String?, serverNS: String?,
                          clientAddr: String, serverAddr: String) throws -> Double {
-        let ready = DispatchSemaphore(value: 0)
+        func target(_ ns: String?) -> NetworkNamespaceEntry.Target { ns.map { .named($0) } ?? .current }
+        guard let serverEP = IPv4Endpoint(serverAddr, port: 0) else { throw BenchError("'\(serverAddr)' is not an IPv4 address") }
+        guard let clientEP = IPv4Endpoint(clientAddr, port: 0) else { throw BenchError("'\(clientAddr)' is not an IPv4 address") }
+        let listener = try NetworkNamespaceEntry.run(in: target(serverNS)) { () throws -> Int32 in
+            let l = try Syscall.check("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            _ = try Syscall.check("bind \(serverEP)") { serverEP.withSockaddr { bind(l, $0, $1) } }
+            _ = try Syscall.check("listen") { listen(l, 1) }
+            return l
+        }
+        defer { close(listener) }
+        guard let port = IPv4Endpoint.receiving({ getsockname(listener, $0, $1) }).endpoint?.port else {
+            throw SystemCallError("getsockname", .last)
+        }
+        let client = try NetworkNamespaceEntry.run(in: target(clientNS)) { () throws -> Int32 in
+            let s = try Syscall.check("socket") { socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+            _ = try Syscall.check("bind \(clientEP)") { clientEP.withSockaddr { bind(s, $0, $1) } }
+            return s
+        }
         let done = DispatchSemaphore(value: 0)
         let shared = Shared()
         let serverThread = Thread {
-            enterNamespace(serverNS)
-            let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = sockaddrIPv4(serverAddr, 0)
-            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            listen(l, 1)
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
-            shared.port = UInt16(bigEndian: addr.sin_port)
-            ready.signal()
-            let c = accept(l, nil, nil)
+            defer { done.signal() }
+            let c: Int32
+            do { c = try Syscall.check("accept") { accept(listener, nil, nil) } } catch { shared.failure = error; return }
+            defer { close(c) }
             var buf = [UInt8](repeating: 0, count: 256 << 10)
             let t0 = Date()
             var received = 0
-            while true {
-                let n = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { break }
-                received += n
+            receiving: while true {
+                switch Syscall.retrying({ buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) } }) {
+                case .success(0): break receiving
+                case .success(let n): received += n
+                case .failure(let e):
+                    shared.failure = SystemCallError("recv", e)
+                    break receiving
+                }
             }
             shared.received = received
             shared.elapsed = Date().timeIntervalSince(t0)
-            close(c)
-            close(l)
-            done.signal()
         }
         serverThread.start()
-        ready.wait()
-        let port = shared.port
-        let clientThread = Thread {
-            enterNamespace(clientNS)
-            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            if let local = IPv4Endpoint.parse(clientAddr) {
-                var la = sockaddrIPv4(IPv4Endpoint.format(local), 0)
-                _ = withUnsafePointer(to: &la) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            }
-            var addr = sockaddrIPv4(serverAddr, port)
-            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var sendFailure: Error?
+        do {
+            let to = IPv4Endpoint(address: serverEP.address, port: port)
+            _ = try Syscall.check("connect \(to)") { to.withSockaddr { connect(client, $0, $1) } }
             let payload = [UInt8](repeating: 0xA5, count: messageBytes)
             let t0 = Date()
             while Date().timeIntervalSince(t0) < seconds {
-                _ = payload.withUnsafeBytes { send(s, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                _ = try Syscall.check("send") { payload.withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
             }
-            close(s)
+        } catch {
+            sendFailure = error
         }
-        clientThread.start()
+        close(client)
         done.wait()
+        if let e = sendFailure ?? shared.failure { throw e }
         return Double(shared.received) / shared.elapsed
     }
 }

@@ -4,6 +4,8 @@ import Foundation
 import Lab
 import Logging
 
+extension TCPSettings.CongestionControl: ExpressibleByArgument {}
+
 /// `intnw-lab experiment NAME` / `experiment list`.
 struct ExperimentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,8 +69,26 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
     var bgPolicy: String?
 
+    @Option(help: "Link estimate the BG policies scale with: measured (the library's own) or oracle (the trace's capacity at each moment).")
+    var estimator: String = "measured"
+
     @Option(help: "Directory that holds run directories.")
     var runs = "runs"
+
+    @Option(help: "Run every variant on this trace file instead of the experiment's own conditions (drive, bgpolicy, fairness, multiapp, trouble). The file and its FNV-1a hash go into experiment.json.")
+    var trace: String?
+
+    @Option(name: .customLong("trace-start"), help: "With --trace: where in the trace the window starts, seconds.")
+    var traceStart: Double = 0
+
+    @Option(help: "Trial length in seconds (with --trace: the window's length, default the rest of the trace; without: overrides the experiment's own length).")
+    var duration: Double?
+
+    @Option(name: .customLong("tcp-cc"), help: "TCP congestion control pinned in both namespaces: bbr (default: what the project's recorded measurements and regression baseline used), cubic (the usual Linux default; on the emulated deep queues it raises FG latency behind BG traffic several-fold) or reno. The pinned sysctls are recorded per trial in experiment.json, trial.json and tcp.json.")
+    var tcpCC: TCPSettings.CongestionControl = .bbr
+
+    @Option(help: "Trials run at once, each in its own testbed under its own prefix (<prefix>0, <prefix>1, ...); trials running together are of different variants. Every trial records its emulator's and replayer's lateness (p99) and the CPU load in fidelity.json; one whose emulator p99 lateness exceeds 2 ms (or replayer p99 50 ms) is invalid: left out of the results and named in the verdict. Measured on the project's 2-core machine (shared with other work, CPUs ~100% busy): --jobs 2 kept all 6 drive trials valid (emulator p99 lateness 168-228 µs, replayer 132-563 µs) and ran them in 99 s; more is untested.")
+    var jobs = 1
 
     @Flag(name: .customLong("require-expectation"), help: "Exit 1 when the experiment's expectation does not hold.")
     var requireExpectation = false
@@ -78,7 +98,14 @@ struct ExperimentCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard trials >= 1 && trials <= 100 else { throw ValidationError("--trials must be 1...100") }
+        guard BackgroundEstimates.Estimator(rawValue: estimator) != nil else {
+            throw ValidationError("--estimator must be measured or oracle")
+        }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
+        guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs must be 1...16") }
+        guard traceStart.isFinite, traceStart >= 0 else { throw ValidationError("--trace-start must be 0 or more seconds") }
+        if traceStart > 0 && trace == nil { throw ValidationError("--trace-start needs --trace") }
+        if let d = duration, !(d.isFinite && d > 0 && d <= 864_000) { throw ValidationError("--duration must be more than 0 and at most 864000 seconds") }
         guard TopologySpec.isValidPrefix(prefix), prefix == prefix.lowercased() else {
             throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
         }
@@ -113,7 +140,13 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.quick = quick
         options.maxApps = maxApps
         options.bgPolicy = bgPolicy
+        options.estimator = BackgroundEstimates.Estimator(rawValue: estimator) ?? .measured
         options.runsRoot = runs
+        options.traceFile = trace
+        options.traceStartSeconds = traceStart
+        options.durationSeconds = duration
+        options.tcp = TCPSettings(congestionControl: tcpCC)
+        options.jobs = jobs
 
         if planOnly {
             try await writePlan(experiment, options: options, to: out!)

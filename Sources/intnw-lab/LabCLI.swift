@@ -48,6 +48,7 @@ func stderr(_ line: String) {
 }
 
 /// Catches termination signals so the run can tear down before exiting.
+// @unchecked: handler and sources are touched only under `lock` (NSLock).
 final class SignalTrap: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private var handler: (@Sendable () -> Void)?

@@ -26,7 +26,7 @@ struct TraceCommand: ParsableCommand {
 
     /// Prints one line to standard error (after flushing standard output, so lines stay in order).
     static func complain(_ line: String) {
-        fflush(stdout)
+        fflush(nil)  // every output stream (stdout among them): the table is out before the message
         stderr(line)
     }
 

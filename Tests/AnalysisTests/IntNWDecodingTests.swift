@@ -3,6 +3,7 @@ import Testing
 @testable import Analysis
 import IntNW
 import ToyProtocol
+import SyntheticTraffic
 
 /// IntNW traffic built with IntNW's own encoder, analyzed from pcaps.
 @Suite final class IntNWDecodingTests {

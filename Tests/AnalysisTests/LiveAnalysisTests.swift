@@ -24,7 +24,9 @@ func shell(_ command: String) -> (status: Int32, out: String, err: String) {
 
 enum AnalysisNetnsGate {
     static let required = ProcessInfo.processInfo.environment["INTNW_REQUIRE_NETNS"] == "1"
-    static let available: Bool = geteuid() == 0 && shell("ip netns list && command -v python3").status == 0
+    /// INTNW_TEST_NO_NETNS=1 pretends namespaces are unavailable (to test this gate).
+    static let available: Bool = ProcessInfo.processInfo.environment["INTNW_TEST_NO_NETNS"] != "1"
+        && geteuid() == 0 && shell("ip netns list && command -v python3").status == 0
     static let shouldRun = available || required
 }
 
@@ -109,7 +111,8 @@ enum AnalysisNetnsGate {
         let capture = try LiveCapture.start(LiveCaptureOptions(interface: "ianav0", namespace: c, outputPath: dir + "/client-veth.pcap"))
         let run = shell("""
         ip netns exec \(s) python3 \(dir)/toyapp.py server & srv=$!
-        sleep 0.5
+        # Wait until the server listens (not a fixed sleep): up to 10 s.
+        for i in $(seq 100); do [ "$(ip netns exec \(s) ss -Hltn | grep -c '198.18.251.2:730[12] ')" = 2 ] && break; sleep 0.1; done
         ip netns exec \(c) python3 \(dir)/toyapp.py fg > \(dir)/fg.log & fg=$!
         ip netns exec \(c) python3 \(dir)/toyapp.py bg; bgrc=$?
         wait $fg; fgrc=$?

@@ -3,6 +3,7 @@ import Testing
 @testable import Analysis
 import Capture
 import ToyProtocol
+import SyntheticTraffic
 
 /// Two apps on one connection (an FG app and a BG app sharing a multisocket): messages are attributed
 /// by the app id in their toy header, not the whole connection to one app.

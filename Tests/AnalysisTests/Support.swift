@@ -2,11 +2,21 @@ import Foundation
 @testable import Analysis
 import Capture
 import ToyProtocol
+import SyntheticTraffic
 
 let clientIP = parseIPv4("198.18.1.2")!
 let serverIP = parseIPv4("198.19.0.1")!
 let t0: UInt64 = 1_700_000_000_000_000_000
 let ms: UInt64 = 1_000_000
+
+/// External tools the tests cross-check against (gnuplot, tshark). Under CI (CI=true, or
+/// INTNW_REQUIRE_NETNS=1 as `make test` sets it) a missing tool is a failure, not a silent pass.
+enum ToolGate {
+    static let ci = ProcessInfo.processInfo.environment["CI"] == "true"
+        || ProcessInfo.processInfo.environment["INTNW_REQUIRE_NETNS"] == "1"
+    static func installed(_ tool: String) -> Bool { shell("command -v \(tool)").status == 0 }
+    static func shouldRun(_ tool: String) -> Bool { ci || installed(tool) }
+}
 
 func tempDir(_ tag: String) -> String {
     let path = NSTemporaryDirectory() + "ian-\(tag)-\(UUID().uuidString.prefix(8))"

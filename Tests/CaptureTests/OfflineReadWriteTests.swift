@@ -33,8 +33,11 @@ import Testing
         #expect(try PcapFileReader.firstTimestampNanoseconds(path: path) == seen[0].0)
     }
 
-    @Test func tcpdumpReadsWhatWeWrite() throws {
-        guard shell("command -v tcpdump").status == 0 else { return }
+    /// Catches: a pcap writer whose files real tools reject or miscount. Under CI a missing tcpdump
+    /// fails here instead of passing.
+    @Test(.enabled(if: ToolGate.shouldRun("tcpdump"), "tcpdump not installed (CI=true makes this a failure)"))
+    func tcpdumpReadsWhatWeWrite() throws {
+        try #require(ToolGate.installed("tcpdump"), "tcpdump is not installed (make setup installs it)")
         let path = dir + "/tcpdump.pcap"
         let w = try PcapFileWriter(path: path, linkType: .ethernet)
         for (ts, bytes) in packets() { w.write(timestampNanoseconds: ts, bytes: bytes) }

@@ -128,6 +128,20 @@ struct DirectionEngineTests {
         #expect(step(&e, at: 110 * ms) == [2])
     }
 
+    /// A packet held back by a very slow rate is not released "in the past" when the rate rises: it
+    /// finishes serializing no earlier than the change, then takes its propagation delay.
+    @Test func rateRiseDoesNotReleaseAPacketBeforeTheChange() {
+        var e = engine(rate: 1000, delayMs: 50)
+        send(&e, length: 1500, tag: 1, at: 0)  // 1.5 s at 1000 B/s
+        #expect(step(&e, at: 1000 * ms) == [])
+        var p = e.parameters
+        p.bytesPerSecond = 1_000_000
+        e.update(p, queueLimitBytes: 1 << 20, nowNs: 1000 * ms)
+        #expect(step(&e, at: 1010 * ms) == [], "released before the change + its 50 ms delay")
+        #expect(step(&e, at: 1051 * ms) == [1])
+        #expect(e.lateness.percentileMicroseconds(0.99) <= 1000)
+    }
+
     @Test func arenaWrapsWithoutCorruptingPackets() {
         // A small arena forces many wrap-arounds; every packet must come out intact and in order.
         var e = engine(rate: nil, delayMs: 1, arena: 8 * 2048)

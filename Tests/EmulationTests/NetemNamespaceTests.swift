@@ -2,12 +2,15 @@ import Foundation
 import Logging
 import Testing
 @testable import Emulation
+import LinuxSupport
 
 /// Whether this machine lets tests create network namespaces. With INTNW_REQUIRE_NETNS=1 the tests
 /// run regardless and fail (rather than skip) when the capability is missing.
 enum NetemNetnsGate {
     static let required = ProcessInfo.processInfo.environment["INTNW_REQUIRE_NETNS"] == "1"
-    static let available: Bool = geteuid() == 0 && Shell.run(["ip", "netns", "list"]).status == 0
+    /// INTNW_TEST_NO_NETNS=1 pretends namespaces are unavailable (to test this gate).
+    static let available: Bool = ProcessInfo.processInfo.environment["INTNW_TEST_NO_NETNS"] != "1"
+        && geteuid() == 0 && Shell.run(["ip", "netns", "list"]).status == 0
     static let enabled = available || required
     static let reason: Comment = "needs root and `ip netns` (INTNW_REQUIRE_NETNS=1 makes this a failure)"
 }
@@ -151,10 +154,37 @@ struct TestNamespaces {
                 let reply = try #require(try socket.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
                 #expect(try QdiscInfo(message: reply).kind == "netem")
                 let options = try #require(try reply.attributes(afterFixedHeaderOfSize: 20).first(2))
-                let expected = NetemOptions(parameters, seed: 0)
-                #expect(try options.payload.loadInteger(UInt32.self, at: 4) == expected.limitPackets)
-                #expect(try options.payload.loadInteger(UInt32.self, at: 8) == expected.lossProbability)
+                // Hand-computed, not taken from NetemOptions: limit 1.5 × 1.25 MB/s × 30 ms / 1500 B = 37.5
+                // → the floor of 100 packets; loss 0.01 × UINT32_MAX = 42,949,672.95 → 42,949,673;
+                // latency 15 ms = 234,375 ticks of 64 ns.
+                #expect(try options.payload.loadInteger(UInt32.self, at: 0) == 234_375)
+                #expect(try options.payload.loadInteger(UInt32.self, at: 4) == 100)
+                #expect(try options.payload.loadInteger(UInt32.self, at: 8) == 42_949_673)
             }
+            // Measured: 15 ms each way must show as a ping RTT of 30 ms (+ at most 5 ms of scheduling).
+            // Catches a delay that is installed but not applied, or applied to one direction only.
+            for command in [["ip", "-n", spec.clientNamespace, "addr", "add", "198.18.1.2/24", "dev", "wifi0"],
+                            ["ip", "-n", spec.serverNamespace, "addr", "add", "198.18.1.1/24", "dev", "wifi0"]] {
+                let r = Shell.run(command)
+                try #require(r.status == 0, "\(command.joined(separator: " ")): \(r.output)")
+            }
+            // TCP handshake time (SYN out, SYN-ACK back): the fastest of 5 connects, in ms.
+            let script = """
+            ip netns exec \(spec.serverNamespace) python3 -c '
+            import socket; s = socket.socket(); s.bind(("198.18.1.1", 7999)); s.listen(8); s.settimeout(10)
+            for _ in range(5): s.accept()[0].close()
+            ' & sleep 0.5
+            ip netns exec \(spec.clientNamespace) python3 -c '
+            import socket, time; best = 1e9
+            for _ in range(5):
+                t = time.monotonic(); c = socket.create_connection(("198.18.1.1", 7999), timeout=10); best = min(best, time.monotonic() - t); c.close()
+            print(best * 1000)
+            '
+            wait
+            """
+            let handshake = Shell.run(["bash", "-c", script])
+            let rtt = try #require(Double(handshake.output.trimmingCharacters(in: .whitespacesAndNewlines)), "handshake probe: \(handshake.output)")
+            #expect(rtt >= 30 && rtt <= 35, "fastest handshake \(rtt) ms with 15 ms each way")
         } else {
             let error = #expect(throws: NetlinkError.self) {
                 try shaper.apply(link: "wifi", direction: .uplink, parameters: parameters)
@@ -250,28 +280,27 @@ struct TestNamespaces {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             guard fd >= 0 else { return -1 }
             defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(9).bigEndian
-            address.sin_addr.s_addr = inet_addr("198.18.1.1")
+            let address = IPv4Endpoint("198.18.1.1", port: 9)!
             let payload = [UInt8](repeating: 0x5a, count: 1000)
             var count = 0
             for _ in 0..<3 {
-                let n = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
+                let n = address.withSockaddr { sendto(fd, payload, payload.count, 0, $0, $1) }
                 if n == payload.count { count += 1 }
             }
             return count
         }
         #expect(sent == 3)
-        usleep(300_000)  // ARP resolution releases the held datagrams through the qdisc
 
         let netlink = try NetlinkSocket.open(in: .named(client))
         let index = try namespaces.link("wifi0", in: client).index
-        let reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        // ARP resolution releases the held datagrams through the qdisc: await it (up to 5 s) instead of
+        // sleeping a fixed 300 ms.
+        var reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        let deadline = Date().addingTimeInterval(5)
+        while (try QdiscInfo(message: reply).stats?.bytes ?? 0) < 3 * 1042 && Date() < deadline {
+            usleep(10_000)
+            reply = try #require(try netlink.query(RouteMessages.getRootQdisc(index: index, interface: "wifi0")).first)
+        }
         let info = try QdiscInfo(message: reply)
         #expect(info.kind == "tbf")
         #expect(info.interfaceIndex == index)

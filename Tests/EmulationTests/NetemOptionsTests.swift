@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func limitIsAlwaysAtLeastOneAndAHalfBDP() {
-        var rng = SplitMix(seed: 7)
+        var rng = DeterministicRNG(seed: 7)
         for _ in 0..<500 {
             let rate = Double(rng.next() % 200_000_000)
             let delay = Double(rng.next() % 400_000)
@@ -55,8 +55,12 @@ import Testing
         let o = NetemOptions(p, seed: 99)
         #expect(o.latencyNanoseconds == 35_000_500)
         #expect(o.rateBytesPerSecond == 250_000)
-        #expect(o.lossProbability == NetemOptions.lossProbability(0.02))
-        #expect(o.limitPackets == NetemOptions.limitPackets(bytesPerSecond: 250_000.4, oneWayDelayMicroseconds: 35_000.5))
+        // Hand-computed (the old expectations called the functions under test): 0.02 × 4,294,967,295
+        // = 85,899,345.9 → 85,899,346; limit 1.5 × 250,000.4 × 70.001 ms / 1500 = 17.5 → 18, floor 100.
+        #expect(o.lossProbability == 85_899_346)
+        #expect(o.limitPackets == 100)
+        // A direction whose BDP is over the floor: 1.5 × 2,000,000 × 100 ms / 1500 = 200 packets.
+        #expect(NetemOptions(DirectionParameters(bytesPerSecond: 2_000_000, delayMicroseconds: 50_000), seed: 0).limitPackets == 200)
         #expect(o.seed == 99)
 
         // A sub-1 B/s rate must not become 0 (= unlimited).

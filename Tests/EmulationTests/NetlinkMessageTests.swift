@@ -173,7 +173,9 @@ import Testing
         #expect(d.kind == "netem")
         #expect(d.latency64 == 20_000_000, "nanoseconds")
         #expect(d.latencyTicks == 20_000_000 / 64, "psched ticks are 64 ns")
-        #expect(d.limit == NetemOptions.limitPackets(bytesPerSecond: 1_250_000, oneWayDelayMicroseconds: 20_000))
+        // By hand: 1.5 × 1,250,000 B/s × 40 ms RTT / 1500 B = 50 packets, under the floor of 100.
+        // (Was compared with NetemOptions.limitPackets itself, which cannot catch a wrong formula.)
+        #expect(d.limit == 100)
         #expect(d.loss == 42_949_673, "0.01 × UINT32_MAX, rounded")
         #expect(d.gap == 0 && d.duplicate == 0 && d.jitter == 0)
         #expect(d.rate == 1_250_000)
@@ -191,7 +193,8 @@ import Testing
         #expect(d.rate64 == nil)
         #expect(d.latency64 == 5_000_000)
         #expect(d.seed == 3)
-        #expect(d.limit >= NetemOptions.minimumLimitPackets)
+        // By hand: unlimited is sized for 1.25e9 B/s: 1.5 × 1.25e9 × 10 ms / 1500 = 12,500 packets.
+        #expect(d.limit == 12_500)
     }
 
     @Test func ratesAbove32BitsUseRate64() throws {

@@ -101,7 +101,7 @@ enum Wire {
         #expect(throws: NetlinkParseError.self) { try NetlinkAttribute(type: 1, hasNestedFlag: false, declaredLength: 6, payload: [65, 66]).string() }
 
         // Random bytes: every outcome is a value or a thrown error, never a trap.
-        var rng = SplitMix(seed: 42)
+        var rng = DeterministicRNG(seed: 42)
         for _ in 0..<2000 {
             let count = Int(rng.next() % 96)
             var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
@@ -119,17 +119,5 @@ enum Wire {
             }
             _ = try? NetlinkAttribute.parseList(bytes[...]).map { try $0.nested(skipping: 24) }
         }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -170,6 +170,69 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         }
     }
 
+    /// The README's numbers computed a second way, straight from the slices (the test above only
+    /// compares two renderings of the same `TraceStats`). Catches a `TraceStats` that counts unavailable
+    /// WiFi time, mixes up directions or links, or miscounts encounters -- with the README regenerated to
+    /// match. Percentiles: the README value must lie within one rank of the p-quantile of the values
+    /// per second of (available) time, whatever the interpolation.
+    @Test func readmeStatisticsAgreeWithAnIndependentComputation() throws {
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("traces/README.md"), encoding: .utf8)
+        for name in ["annarbor", "ypsilanti", "cellular-only"] {
+            let relative = "traces/\(name).trace"
+            let trace = try TraceParser.parse(contentsOfFile: repositoryRoot.appendingPathComponent(relative).path)
+            let start = try #require(readme.range(of: "trace \(relative)\n"))
+            let block = readme[start.upperBound...].prefix { $0 != "`" }
+            let lines = block.split(separator: "\n").map(String.init)
+            // Per second of trace: is WiFi up, and each link's values.
+            var wifiUp: [Bool] = []
+            var values: [String: [Double]] = [:]
+            for (i, slice) in trace.slices.enumerated() {
+                let seconds = Int((trace.endSeconds(ofSlice: i) - slice.startSeconds).rounded())
+                for _ in 0..<seconds {
+                    let up = trace.isAvailable(link: 0, in: slice)
+                    wifiUp.append(up)
+                    for (l, c) in slice.conditions.enumerated() where l == 1 || up {
+                        let link = l == 0 ? "wifi" : "cellular"
+                        values["\(link) down", default: []].append(c.downBytesPerSecond)
+                        values["\(link) up", default: []].append(c.upBytesPerSecond)
+                        values["\(link) rtt", default: []].append(c.rttMilliseconds)
+                    }
+                }
+            }
+            #expect(Double(wifiUp.count) == trace.durationSeconds)
+            let fraction = Double(wifiUp.filter { $0 }.count) / Double(wifiUp.count) * 100
+            #expect(lines.contains(String(format: "wifi: available %.1f%% of the time", fraction)), "\(relative): \(fraction)%")
+            // Runs of WiFi up / down.
+            var runs: [(up: Bool, length: Int)] = []
+            for u in wifiUp { if runs.last?.up == u { runs[runs.count - 1].length += 1 } else { runs.append((u, 1)) } }
+            let encounters = runs.filter(\.up).map(\.length), gaps = runs.filter { !$0.up }.map(\.length)
+            let encounterLine = lines.first { $0.hasPrefix("  encounters") } ?? ""
+            if encounters.isEmpty {
+                #expect(encounterLine.hasSuffix("none"), "\(relative): \(encounterLine)")
+            } else {
+                #expect(encounterLine.hasPrefix("  encounters     \(encounters.count), min \(encounters.min()!) s,")
+                        && encounterLine.hasSuffix("max \(encounters.max()!) s"), "\(relative): \(encounterLine)")
+            }
+            let gapLine = lines.first { $0.hasPrefix("  disconnections") } ?? ""
+            #expect(gapLine.hasPrefix("  disconnections \(gaps.count), min \(gaps.min()!) s,") && gapLine.hasSuffix("max \(gaps.max()!) s"),
+                    "\(relative): \(gapLine)")
+            // Percentile rows: "wifi      down B/s  164150  609477  1397418".
+            for (key, sample) in values {
+                let parts = key.split(separator: " ")
+                let quantity = parts[1] == "rtt" ? "rtt ms" : "\(parts[1]) B/s"
+                let row = try #require(lines.first { $0.hasPrefix(String(parts[0])) && $0.contains(quantity) }, "\(relative): no row \(key)")
+                let numbers = row.split(separator: " ").compactMap { Double($0) }
+                try #require(numbers.count == 3, "\(relative): \(row)")
+                let sorted = sample.sorted()
+                for (p, shown) in zip([0.05, 0.5, 0.95], numbers) {
+                    let k = p * Double(sorted.count - 1)
+                    let lo = sorted[max(0, Int(k.rounded(.down)) - 1)], hi = sorted[min(sorted.count - 1, Int(k.rounded(.up)) + 1)]
+                    #expect(shown >= lo.rounded(.down) && shown <= hi.rounded(.up), "\(relative) \(key) p\(Int(p * 100)): README \(shown), slices say \(lo)...\(hi)")
+                }
+            }
+        }
+    }
+
     @Test func shippedTracesAreLongEnoughAndValid() throws {
         for (name, minimum) in [("annarbor", 600.0), ("ypsilanti", 600), ("cellular-only", 600), ("lab-constant", 120)] {
             let trace = try TraceParser.parse(contentsOfFile: repositoryRoot.appendingPathComponent("traces/\(name).trace").path)

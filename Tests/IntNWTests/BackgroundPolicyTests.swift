@@ -81,7 +81,7 @@ struct BackgroundPolicyTests {
             params.emptySocketTest = t
             return AnticipatoryBackgroundPolicy(parameters: params)
         }
-        // DESIGN.md's reading: only unsent bytes count, whatever is in flight.
+        // the original policy description's reading: only unsent bytes count, whatever is in flight.
         let unsent = with(.noUnsentBytes)
         #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 1)).reason == .socketBusy)
         #expect(unsent.verdict(bench.context(now: 30, lastFG: 20, unsent: 0, unacked: 50_000)).reason == nil)
@@ -145,57 +145,70 @@ struct BackgroundPolicyTests {
     }
 
     @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms) x a scale the measured queueing delay steers per RTT")
-    func delayTarget() {
-        let p = DelayTargetBackgroundPolicy()
-        // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x 0.225 = 14,400 B.
+    func delayTarget() throws {
+        // The steering, with the target and probing range of the first version (25 ms, up to 16x):
+        let p = try #require(try BackgroundPolicies.parse("delay-target:target-ms=25,max-scale=16") as? DelayTargetBackgroundPolicy)
+        // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x (0.2 + 0.022625 + 0.025) = 15,848 B. A full
+        // segment's RTT includes its own serialization (1448 B at 64,000 B/s: 22.6 ms), which is
+        // not queueing: the measured delay is smoothed RTT - min RTT - that.
+        let ser = 1448.0 / 64
         var now = 1.0
-        #expect(p.verdict(bench.context(now: now, lastFG: 10, srttMs: 220, minRTTMs: 200)) == .send(maxBytes: 14_400))
+        #expect(p.verdict(bench.context(now: now, lastFG: 10, srttMs: 220 + ser, minRTTMs: 200)) == .send(maxBytes: 15_848))
         // It does not care about recent FG (no idle wait); it bounds what is not yet acknowledged.
-        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 10_000, srttMs: 220, minRTTMs: 200)) == .send(maxBytes: 4_400))
-        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 13_500, srttMs: 220, minRTTMs: 200))
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 10_000, srttMs: 220 + ser, minRTTMs: 200)) == .send(maxBytes: 5_848))
+        #expect(p.verdict(bench.context(now: now, lastFG: 0.999, unacked: 14_500, srttMs: 220 + ser, minRTTMs: 200))
                 == .hold(.queueingDelay, untilNs: PolicyBench.at(now) + 10_000_000))
         // That hold made it window-limited; with little queueing (5 ms < target/2) it probes above
-        // the model, +0.25 per min RTT: 18,000 B.
+        // the model, +0.25 per min RTT: 19,810 B.
         now += 0.2
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 14_000, srttMs: 205, minRTTMs: 200)) == .send(maxBytes: 4_000))
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, unacked: 14_000, srttMs: 205 + ser, minRTTMs: 200)) == .send(maxBytes: 5_810))
         #expect(p.currentScale == 1.25)
         now += 0.1  // not a whole RTT later: no change
-        _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 20_000, srttMs: 205, minRTTMs: 200))
+        _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 20_000, srttMs: 205 + ser, minRTTMs: 200))
         #expect(p.currentScale == 1.25)
         now += 0.1
-        _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 20_000, srttMs: 205, minRTTMs: 200))
+        _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 20_000, srttMs: 205 + ser, minRTTMs: 200))
         #expect(p.currentScale == 1.5)
         // Little queueing but BG did not want more: no probing.
         now += 0.2
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 205, minRTTMs: 200))
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 205 + ser, minRTTMs: 200))
         #expect(p.currentScale == 1.5)
         // Above the target: back towards the model (x 0.75, not below 1).
         now += 0.2
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 240, minRTTMs: 200))
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 240 + ser, minRTTMs: 200))
         #expect(p.currentScale == 1.125)
         now += 0.2
-        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 240, minRTTMs: 200))
+        _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 240 + ser, minRTTMs: 200))
         #expect(p.currentScale == 1)
         // Above the 100 ms ceiling: halved per RTT down to 1/16, never below the minimum window.
         now += 0.2
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350, minRTTMs: 200)) == .send(maxBytes: 7_200))
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 350 + ser, minRTTMs: 200)) == .send(maxBytes: 7_924))
         for _ in 0..<10 {
             now += 0.2
-            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200))
+            _ = p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200 + ser, minRTTMs: 200))
         }
         #expect(p.currentScale == 1.0 / 16)
-        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200, minRTTMs: 200)) == .send(maxBytes: 2_896))
+        #expect(p.verdict(bench.context(now: now, lastFG: nil, srttMs: 1_200 + ser, minRTTMs: 200)) == .send(maxBytes: 2_896))
         // Between half the target and the target: regrows to the model, not beyond.
         for _ in 0..<6 {
             now += 0.2
-            _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 50_000, srttMs: 220, minRTTMs: 200))
+            _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 50_000, srttMs: 220 + ser, minRTTMs: 200))
         }
         #expect(p.currentScale == 1)
+        // The defaults: a 10 ms target and no probing above the model window.
+        let d = DelayTargetBackgroundPolicy()
+        var t = 1.0
+        #expect(d.verdict(bench.context(now: t, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        for _ in 0..<5 {
+            t += 0.2
+            _ = d.verdict(bench.context(now: t, lastFG: nil, unacked: 20_000, srttMs: 201 + ser, minRTTMs: 200))
+        }
+        #expect(d.currentScale == 1)
         // The target is a parameter; without kernel RTTs the estimate's RTT is the base.
         var params = DelayTargetBackgroundPolicy.Parameters()
         params.targetQueueingDelayMilliseconds = 50
         let q = DelayTargetBackgroundPolicy(parameters: params)
-        #expect(q.verdict(bench.context(now: 1, lastFG: nil)) == .send(maxBytes: 16_000))
+        #expect(q.verdict(bench.context(now: 1, lastFG: nil)) == .send(maxBytes: 17_448))
         // Each multisocket gets its own scale.
         let fresh = p.makeInstance() as! DelayTargetBackgroundPolicy
         #expect(fresh.currentScale == 1 && fresh !== p)

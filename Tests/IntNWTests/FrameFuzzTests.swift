@@ -58,12 +58,32 @@ struct FrameFuzzTests {
                 "frames \(frames) errors \(errors) incomplete \(incomplete)")
     }
 
-    @Test("purely random bytes yield only frames or typed errors")
+    /// What the framing alone says about an input: walking the 4-byte length fields, the index of the
+    /// first frame whose length is out of range (with that length), the number of whole frames before
+    /// it (or before the end), and the bytes of a trailing partial frame.
+    static func framing(_ b: [UInt8], _ n: Int, max: Int) -> (badLength: (index: Int, length: UInt32)?, whole: Int, residual: Int) {
+        var pos = 0, whole = 0
+        while n - pos >= 4 {
+            let l = UInt32(b[pos]) << 24 | UInt32(b[pos + 1]) << 16 | UInt32(b[pos + 2]) << 8 | UInt32(b[pos + 3])
+            if l == 0 || Int(l) > max { return ((whole, l), whole, 0) }
+            if n - pos - 4 < Int(l) { break }
+            pos += 4 + Int(l)
+            whole += 1
+        }
+        return (nil, whole, n - pos)
+    }
+
+    /// Catches: a crash or hang on garbage (the test would not finish), an untyped error, a bad length
+    /// field that is not rejected with `.frameLength` of exactly that value, a rejection or frame count
+    /// that the framing does not explain, and a partial frame that is not kept whole for the next feed.
+    @Test("purely random bytes: no crash, every rejected input a typed error the framing explains")
     func randomBytes() throws {
         var rng = SplitMix64(seed: 99)
         var decoder = FrameDecoder(maxFrameLength: 4096)
         var chunk = [UInt8](repeating: 0, count: 64)
-        for _ in 0..<100_000 {
+        var frames = 0, lengthErrors = 0, bodyErrors = 0, incomplete = 0, untyped = 0
+        var unexplained: [String] = []
+        for iteration in 0..<100_000 {
             decoder.reset()
             let n = Int(rng.next() % 64)
             for i in 0..<n { chunk[i] = UInt8(truncatingIfNeeded: rng.next()) }
@@ -73,13 +93,39 @@ struct FrameFuzzTests {
                 chunk[3] = UInt8(n - 4)
                 chunk[4] = UInt8(rng.next() % 14)
             }
+            let expected = Self.framing(chunk, n, max: 4096)
+            var got = 0
             do {
                 try chunk.withUnsafeBytes { p in
                     decoder.feed(UnsafeRawBufferPointer(rebasing: p[0..<n]))
-                    while try decoder.next() != nil {}
+                    while try decoder.next() != nil { got += 1 }
                 }
-            } catch is ProtocolError {}
+                frames += got
+                // No error: every whole frame decoded and the partial rest kept, and no bad length missed.
+                if expected.badLength != nil || got != expected.whole || decoder.bufferedByteCount != expected.residual {
+                    unexplained.append("#\(iteration): accepted \(got) frames, \(decoder.bufferedByteCount) B buffered; framing says \(expected)")
+                }
+                if decoder.bufferedByteCount > 0 { incomplete += 1 }
+            } catch let e as ProtocolError {
+                if case .frameLength(let l) = e.kind {
+                    lengthErrors += 1
+                    if expected.badLength?.index != got || expected.badLength?.length != l {
+                        unexplained.append("#\(iteration): frameLength(\(l)) after \(got) frames; framing says \(expected)")
+                    }
+                } else {
+                    bodyErrors += 1
+                    // A body can only be rejected once it is whole.
+                    if got >= expected.whole { unexplained.append("#\(iteration): \(e) after \(got) frames; framing says \(expected)") }
+                }
+            } catch {
+                untyped += 1
+            }
         }
+        #expect(untyped == 0, "errors that are not ProtocolError")
+        #expect(unexplained.isEmpty, "\(unexplained.count) outcomes the framing does not explain, e.g. \(unexplained.prefix(3))")
+        // All outcomes occur, so the checks above were exercised.
+        #expect(frames > 1_000 && lengthErrors > 1_000 && bodyErrors > 1_000 && incomplete > 1_000,
+                "frames \(frames) length errors \(lengthErrors) body errors \(bodyErrors) incomplete \(incomplete)")
     }
 }
 

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,13 +10,7 @@ import Glibc
 private func rawConnect(port: UInt16) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
-    var sa = sockaddr_in()
-    sa.sin_family = sa_family_t(AF_INET)
-    sa.sin_port = port.bigEndian
-    sa.sin_addr.s_addr = IPv4Endpoint.parse("127.0.0.1")!.bigEndian
-    let r = withUnsafePointer(to: &sa) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
+    let r = IPv4Endpoint("127.0.0.1", port: port)!.withSockaddr { connect(fd, $0, $1) }
     if r != 0 {
         close(fd)
         return nil

@@ -3,6 +3,7 @@ import Foundation
 @testable import IntNW
 #if canImport(Glibc)
 import Glibc
+import LinuxSupport
 #endif
 
 /// An IntNW "server" that answers HELLO and then acknowledges IROBs only when told to, so a test
@@ -25,11 +26,7 @@ final class HoldingServer: @unchecked Sendable {
 
     private func acceptLoop() {
         while true {
-            let fd = accept(listenFD, nil, nil)
-            if fd < 0 {
-                if errno == EINTR { continue }
-                return
-            }
+            guard case .success(let fd) = Syscall.retrying({ accept(listenFD, nil, nil) }) else { return }
             lock.lock()
             fds.append(fd)
             lock.unlock()

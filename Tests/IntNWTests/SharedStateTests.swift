@@ -4,6 +4,8 @@ import Logging
 @testable import IntNW
 #if canImport(Glibc)
 import Glibc
+import LinuxSupport
+import SystemPackage
 #endif
 
 /// A segment name no other test or process uses; removed by `cleanup`.
@@ -14,7 +16,7 @@ func uniqueSegmentName(_ tag: String) -> String {
 /// Writes a raw shared-memory object of `size` bytes whose first word is `firstWord`.
 func writeRawSegment(_ name: String, size: Int, firstWord: UInt64?, mode: mode_t = 0o600) throws {
     let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, mode)
-    try #require(fd >= 0, "shm_open \(name): errno \(errno)")
+    try #require(fd >= 0, "shm_open \(name): \(Errno.last)")
     defer { close(fd) }
     _ = fchmod(fd, mode)
     try #require(ftruncate(fd, off_t(size)) == 0)
@@ -206,7 +208,10 @@ struct SharedStateTests {
     func naming() {
         #expect(SharedLayout.segmentName(uid: 0, namespaceInode: 4_026_531_840) == "/intnw-u0-n4026531840")
         #expect(SharedLayout.totalBytes % 8 == 0 && SharedLayout.interfaceSlotCount <= 32)
-        #expect(SharedLayout.processSlot(SharedLayout.processSlotCount) == SharedLayout.totalWords)
+        // Regions follow one another without gaps: process slots, then the BG and delivered matrices.
+        #expect(SharedLayout.processSlot(SharedLayout.processSlotCount) == SharedLayout.backgroundMatrixWord)
+        #expect(SharedLayout.backgroundEntry(process: SharedLayout.processSlotCount, interface: 0) == SharedLayout.deliveredMatrixWord)
+        #expect(SharedLayout.deliveredEntry(process: SharedLayout.processSlotCount, interface: 0) == SharedLayout.totalWords)
     }
 }
 

@@ -5,6 +5,7 @@ import CShims
 import Foundation
 import Logging
 import Testing
+import SystemPackage
 @testable import IntNW
 
 /// The note's detector as a pure function of its sample, its parameters and switch, and the
@@ -192,16 +193,12 @@ import Testing
     @Test func readsALiveConnection() throws {
         let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(l) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        try #require(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) } } == 0)
+        try #require(IPv4Endpoint("127.0.0.1", port: 0)!.withSockaddr { bind(l, $0, $1) } == 0)
         try #require(listen(l, 1) == 0)
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(l, $0, &len) } }
+        let a = try #require(IPv4Endpoint.receiving { getsockname(l, $0, $1) }.endpoint)
         let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(c) }
-        try #require(withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } } == 0)
+        try #require(a.withSockaddr { connect(c, $0, $1) } == 0)
         let s = accept(l, nil, nil)
         defer { close(s) }
         var bytes = [UInt8](repeating: 7, count: 1000)
@@ -223,6 +220,6 @@ import Testing
         var fds: [Int32] = [0, 0]
         _ = pipe(&fds)
         defer { close(fds[0]); close(fds[1]) }
-        #expect(throws: IntNWError.system(call: "getsockopt(TCP_INFO)", errno: ENOTSOCK)) { try TCPInfoReader.read(fd: fds[0]) }
+        #expect(throws: IntNWError.system(call: "getsockopt(TCP_INFO)", errno: Errno(rawValue: ENOTSOCK))) { try TCPInfoReader.read(fd: fds[0]) }
     }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSupport
 import Testing
 
 /// Files and arguments handed to `intnw-lab` by someone hostile (the testbed runs as root): each
@@ -35,7 +36,7 @@ import Testing
         let rc = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ)
         guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if case .failure(let e) = Syscall.retrying({ waitpid(pid, &status, 0) }) { throw e }
         let exited = status & 0x7f == 0
         let code = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""

@@ -29,13 +29,14 @@ import Testing
     func planRoundTrip() throws {
         let (manifest, specs) = try Self.quickMultiapp()
         let plans = try MultiappExperiment().plans({ var o = ExperimentOptions(); o.quick = true; o.trials = 2; return o }())
-        #expect(specs.count == plans.count && specs.count == 6)
+        #expect(specs.count == plans.count && specs.count == 8)
         #expect(manifest.trials.map(\.id) == specs.map(\.id))
         #expect(Set(specs.map(\.planId)).count == 1 && specs[0].planId == manifest.planId)
         #expect(specs[0].planTrials == ["two-apps.trial-1", "two-apps.trial-2", "two-multisockets.trial-1",
-                                        "two-multisockets.trial-2", "one-multisocket.trial-1", "one-multisocket.trial-2"])
+                                        "two-multisockets.trial-2", "one-multisocket.trial-1", "one-multisocket.trial-2",
+                                        "fg-alone.trial-1", "fg-alone.trial-2"])
         // Seeds follow the recipe: trial k uses seed + k - 1.
-        #expect(specs.map(\.plan.seed) == [1, 2, 1, 2, 1, 2])
+        #expect(specs.map(\.plan.seed) == [1, 2, 1, 2, 1, 2, 1, 2])
         let dir = Self.scratch("plan")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try TrialPlanner.write(manifest, specs: specs, to: dir)
@@ -56,6 +57,26 @@ import Testing
         #expect(try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).0.planId == manifest.planId)
         o.seed = 7
         #expect(try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions).0.planId != manifest.planId)
+    }
+
+    @Test("every experiment's specs survive the trip through JSON: the trace still matches its hash")
+    func everyExperimentRoundTrips() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        var bgpolicy = BGPolicyExperiment(), drive = DriveExperiment()
+        bgpolicy.vehicularTracePath = "\(repo)/traces/annarbor.trace"
+        drive.tracePath = "\(repo)/traces/annarbor.trace"
+        var o = ExperimentOptions()
+        o.quick = true
+        o.maxApps = 2
+        let all: [any Experiment] = ExperimentRegistry.all.map { $0.name == "bgpolicy" ? bgpolicy : $0.name == "drive" ? drive : $0 }
+        for e in all {
+            let (_, specs) = try TrialPlanner.specs(e, options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions)
+            for s in specs {
+                let back = try JSONDecoder().decode(TrialSpec.self, from: JSONEncoder().encode(s))
+                try back.validate()
+                #expect(back.plan.trace == s.plan.trace && back.plan.apps == s.plan.apps, "\(e.name) \(s.id)")
+            }
+        }
     }
 
     @Test("an altered or broken spec is refused with one line naming the problem")
@@ -132,9 +153,9 @@ import Testing
         #expect(text.contains("left out two-apps.trial-2: did not finish"))
         #expect(text.contains("left out two-multisockets.trial-1: \(broken)") && text.contains("not a trial record"))
         #expect(text.contains("left out one-multisocket.trial-2: missing"))
-        #expect(text.contains("incomplete: 0 of 6 planned trials"))
+        #expect(text.contains("incomplete: 0 of 8 planned trials"))
         let record = try JSONDecoder().decode(ExperimentRecord.self, from: Data(contentsOf: URL(fileURLWithPath: "\(out)/experiment.json")))
-        #expect(record.excluded?.count == 6 && record.verdict?.held == false && record.planId == specs[0].planId)
+        #expect(record.excluded?.count == 8 && record.verdict?.held == false && record.planId == specs[0].planId)
         let summary = try String(contentsOfFile: "\(out)/summary.md", encoding: .utf8)
         #expect(summary.contains("NOT HELD") && summary.contains("left out one-multisocket.trial-2"))
     }
@@ -158,7 +179,7 @@ import Testing
         #expect(text.contains("different kernels: Linux 6.1 (two-apps.trial-1); Linux 6.8 (two-apps.trial-2)"), "\(text)")
         #expect(text.contains("different TCP congestion control: bbr (two-apps.trial-2); cubic (two-apps.trial-1)"), "\(text)")
         #expect(!text.contains("different builds"))
-        #expect(!r.verdict.held && r.excluded.count == 4)
+        #expect(!r.verdict.held && r.excluded.count == 6)
     }
 
     @Test("merge refuses trials of two different plans, and an unknown recipe version")

@@ -8,7 +8,7 @@ import Testing
 /// Issue 6 acceptance: FG and BG apps (IntNW and plain variants) on the testbed, captured and analysed;
 /// the latencies measured from the wire agree with the apps' own logs, and the bytes the wire shows are
 /// the bytes the apps say they had acknowledged.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct AnalysisPipelineNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -58,6 +58,106 @@ struct AnalysisPipelineNetnsTests {
             // the wire may show up to `depth` more acks than the log, never fewer.
             #expect(bg.acks >= check.loggedChunks && bg.acks <= check.loggedChunks + 2,
                     "\(name): \(bg.acks) acks on the wire, \(check.loggedChunks) in the log")
+        }
+        try Self.crossCheckWithTshark(a, directory: outcome.directory)
+        try Self.crossCheckWithLogs(a, directory: outcome.directory)
+    }
+
+    /// Runs tshark (with the IntNW dissector) and returns one array of tab-separated fields per packet.
+    static func tshark(_ pcap: String, _ fields: [String], filter: String? = nil) throws -> [[String]] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/tshark")
+        var args = ["-n", "-X", "lua_script:" + repo.appendingPathComponent("tools/wireshark/intnw.lua").path, "-r", pcap]
+        if let filter { args += ["-Y", filter] }
+        args += ["-T", "fields", "-E", "occurrence=a", "-E", "aggregator=;"] + fields.flatMap { ["-e", $0] }
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "tshark failed on \(pcap)")
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+    }
+
+    /// tshark's own TCP counts and the IntNW dissector's frames, IROB bytes and app bytes equal the analyzer's.
+    static func crossCheckWithTshark(_ a: TrialAnalysis, directory: String) throws {
+        struct Dir: Hashable { var connection: Int; var uplink: Bool }
+        var appUp: [UInt32: UInt64] = [:], appDown: [UInt32: UInt64] = [:]
+        var checkedIntNW = 0
+        for cap in a.result.captures where cap.side == "client" && cap.packets > 0 {
+            let conns = a.result.connections.filter { $0.capture == cap.file }
+            // Connection direction by (source port, destination port).
+            var byPorts: [String: Dir] = [:]
+            for c in conns {
+                let cp = c.client.split(separator: ":").last!, sp = c.server.split(separator: ":").last!
+                byPorts["\(cp)>\(sp)"] = Dir(connection: c.id, uplink: true)
+                byPorts["\(sp)>\(cp)"] = Dir(connection: c.id, uplink: false)
+            }
+            let pcap = "\(directory)/\(cap.file)"
+            // 1. tshark's per-connection packet and payload byte counts.
+            var packets: [Dir: Int] = [:], bytes: [Dir: UInt64] = [:]
+            for row in try tshark(pcap, ["tcp.srcport", "tcp.dstport", "tcp.len"], filter: "tcp") where row.count == 3 {
+                guard let d = byPorts["\(row[0])>\(row[1])"] else { continue }
+                packets[d, default: 0] += 1
+                bytes[d, default: 0] += UInt64(row[2]) ?? 0
+            }
+            for c in conns {
+                for (up, stats) in [(true, c.uplink), (false, c.downlink)] {
+                    let d = Dir(connection: c.id, uplink: up)
+                    #expect(packets[d, default: 0] == stats.packets, "\(cap.file) \(c.client)→\(c.server) \(up ? "up" : "down"): tshark \(packets[d, default: 0]) packets, analyzer \(stats.packets)")
+                    #expect(bytes[d, default: 0] == stats.payloadBytes, "\(cap.file) \(c.client)→\(c.server) \(up ? "up" : "down"): tshark \(bytes[d, default: 0]) bytes, analyzer \(stats.payloadBytes)")
+                }
+            }
+            // 2. The IntNW dissector: frames by type, DATA bytes per IROB and per app.
+            var frames: [Dir: [String: Int]] = [:], irob: [Dir: [UInt64: UInt64]] = [:]
+            let rows = try tshark(pcap, ["tcp.srcport", "tcp.dstport", "intnw.type_name", "intnw.data.irob", "intnw.data.length", "intnw.app"], filter: "intnw")
+            for row in rows where row.count == 6 {
+                guard let d = byPorts["\(row[0])>\(row[1])"] else { continue }
+                for t in row[2].split(separator: ";") { frames[d, default: [:]][String(t), default: 0] += 1 }
+                let ids = row[3].split(separator: ";").compactMap { UInt64($0) }
+                let lens = row[4].split(separator: ";").compactMap { UInt64($0) }
+                let apps = row[5].split(separator: ";").compactMap { UInt32($0) }
+                #expect(ids.count == lens.count && lens.count == apps.count, "DATA fields aligned: \(row)")
+                for (k, id) in ids.enumerated() where k < lens.count && k < apps.count {
+                    irob[d, default: [:]][id, default: 0] += lens[k]
+                    if d.uplink { appUp[apps[k], default: 0] += lens[k] } else { appDown[apps[k], default: 0] += lens[k] }
+                }
+            }
+            for c in conns where c.protocol == .intnw {
+                checkedIntNW += 1
+                #expect(frames[Dir(connection: c.id, uplink: true)] ?? [:] == c.intnwFramesUp ?? [:], "\(c.client) up: dissector \(frames[Dir(connection: c.id, uplink: true)] ?? [:]), analyzer \(c.intnwFramesUp ?? [:])")
+                #expect(frames[Dir(connection: c.id, uplink: false)] ?? [:] == c.intnwFramesDown ?? [:], "\(c.client) down: dissector \(frames[Dir(connection: c.id, uplink: false)] ?? [:]), analyzer \(c.intnwFramesDown ?? [:])")
+                for up in [true, false] {
+                    let mine = Dictionary(uniqueKeysWithValues: a.irobBytes.filter { $0.connection == c.id && $0.uplink == up }.map { ($0.irob, $0.bytes) })
+                    #expect(irob[Dir(connection: c.id, uplink: up)] ?? [:] == mine, "\(c.client) \(up ? "up" : "down"): bytes per IROB differ")
+                }
+            }
+        }
+        #expect(checkedIntNW > 0, "no IntNW connection was cross-checked")
+        for app in a.result.apps where app.variant == .intnw {
+            let id = try #require(app.appId)
+            #expect(appUp[id, default: 0] == app.throughput.uplinkBytes, "\(app.name) uplink: dissector \(appUp[id, default: 0]), analyzer \(app.throughput.uplinkBytes)")
+            #expect(appDown[id, default: 0] == app.throughput.downlinkBytes, "\(app.name) downlink: dissector \(appDown[id, default: 0]), analyzer \(app.throughput.downlinkBytes)")
+        }
+    }
+
+    /// The apps' logs against the wire: every FG request the app sent crossed the wire whole, and the
+    /// app never felt a request faster than the wire carried it (any difference is client queueing).
+    static func crossCheckWithLogs(_ a: TrialAnalysis, directory: String) throws {
+        for app in a.result.apps where app.role == .fg {
+            let log = try String(contentsOfFile: "\(directory)/\(app.name).jsonl", encoding: .utf8)
+            var sent: UInt64 = 0
+            for line in log.split(separator: "\n") where line.contains("\"type\":\"fg") {
+                let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                sent += (obj?["request_bytes"] as? NSNumber)?.uint64Value ?? 0
+            }
+            #expect(sent > 0 && app.throughput.uplinkBytes == sent, "\(app.name): log says \(sent) request bytes sent, wire \(app.throughput.uplinkBytes)")
+            for s in a.appLatencies where s.app == app.name {
+                guard let l = s.latencyNanoseconds, let w = s.wireLatencyNanoseconds else { continue }
+                #expect(l + 1_000_000 >= w, "\(app.name) request \(s.sequence): app \(l) ns < wire \(w) ns")
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ import Testing
 /// and a combined FG+BG client (one shared multisocket/connection) in the client namespace, for
 /// several seconds, stopped with SIGTERM. Checked from the apps' own logs: every request answered,
 /// latencies plausible for the trace's RTT, BG bytes acknowledged, clean exits with summaries.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct AppsNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var app: String { repo.appendingPathComponent(".build/debug/intnw-app").path }
@@ -49,16 +49,18 @@ struct AppsNetnsTests {
         return fg.compactMap { number($0, "latency_ms") }
     }
 
-    static func checkBG(_ lines: [[String: Any]], app: Int, file: String) {
+    /// Checks one BG app's log lines; returns the bytes it had acknowledged (consistent with its chunks).
+    static func checkBG(_ lines: [[String: Any]], app: Int, chunkBytes: Int, file: String) -> Double {
         let chunks = lines.filter { $0["type"] as? String == "bg_chunk" && number($0, "app") == Double(app) }
         #expect(!chunks.isEmpty, "\(file): no BG chunk acknowledged")
         #expect(lines.contains { $0["type"] as? String == "bg_progress" && number($0, "app") == Double(app) })
         if let s = summary(lines, app: app) {
-            #expect((number(s, "bytes_acked") ?? 0) > 0)
             #expect(number(s, "chunks_acked") == Double(chunks.count))
+            #expect(number(s, "bytes_acked") == Double(chunks.count * chunkBytes), "\(file): bytes acked vs chunks")
         } else {
             Issue.record("\(file): no summary line for app \(app)")
         }
+        return Double(chunks.count * chunkBytes)
     }
 
     func run(variant: String, prefix: String) async throws {
@@ -126,15 +128,32 @@ struct AppsNetnsTests {
         let rtt = Self.wifi.rttMilliseconds
         if let lo = latencies.min() { #expect(lo >= rtt - 1, "fastest request \(lo) ms beats the \(rtt) ms RTT") }
         let sorted = latencies.sorted()
-        if !sorted.isEmpty {
-            // Generous: the BG apps fill the WiFi uplink's queue (about 100 ms at 625 kB/s).
-            #expect(sorted[sorted.count / 2] < 1000, "median FG latency \(sorted[sorted.count / 2]) ms")
-        }
-        Self.checkBG(bg, app: 2, file: "bg.jsonl")
-        // Shared connection: FG requests may queue behind BG chunks, so only completeness is checked.
-        let shared = Self.checkFG(fgbg, app: 3, minRequests: 5, maxUnanswered: 1, variant: variant, file: "fgbg.jsonl")
+        // FG median <= RTT + the queues it can wait in. The BG apps keep the WiFi bottleneck queues full;
+        // the userspace shaper's drop-tail limit is max(1.5 BDP, 64 KiB) per direction: 64 KiB is
+        // 105 ms at 625 kB/s up and 52 ms at 1.25 MB/s down. Plus 50 ms for a loaded 2-core machine.
+        // Catches FG requests stuck behind BG beyond the bottleneck queue (the old bound was 1000 ms).
+        let queueBoundMs = 65_536 / Self.wifi.upBytesPerSecond * 1000 + 65_536 / Self.wifi.downBytesPerSecond * 1000
+        let medianBound = rtt + queueBoundMs + 50
+        let median = sorted.isEmpty ? .infinity : sorted[sorted.count / 2]
+        print("[\(variant)] FG median \(median) ms (bound \(medianBound) ms), \(sorted.count) answered")
+        #expect(median <= medianBound, "median FG latency \(median) ms > RTT \(rtt) + queues \(queueBoundMs) + 50 ms")
+        let bgBytes = Self.checkBG(bg, app: 2, chunkBytes: 65_536, file: "bg.jsonl")
+        // Shared connection: FG requests may queue behind BG chunks (at most --depth 2 chunks of 64 KiB,
+        // 210 ms at 625 kB/s, plus the bottleneck queues), so each takes at most about 0.5 s: 8 s
+        // yields well over a third of the 32 requests of the 0.25 s grid. The old floor was 5.
+        let shared = Self.checkFG(fgbg, app: 3, minRequests: 12, maxUnanswered: 1, variant: variant, file: "fgbg.jsonl")
+        print("[\(variant)] shared-connection FG: \(shared.count) answered")
         if let lo = shared.min() { #expect(lo >= rtt - 1) }
-        Self.checkBG(fgbg, app: 4, file: "fgbg.jsonl")
+        let sharedBG = Self.checkBG(fgbg, app: 4, chunkBytes: 65_536, file: "fgbg.jsonl")
+        // BG progress: the two BG apps fill the WiFi uplink, so over the 8 s run they must have moved at
+        // least 40% of its capacity (625 kB/s × 8 s = 5 MB; connecting and draining take some of the run),
+        // and neither may starve (each >= 5%: under IntNW the separate BG app is held while the FG apps
+        // are active, by design; measured about 12% of the capacity for it, 64-76% combined). Catches a
+        // stalled or throttled-to-nothing BG (the old check was one chunk / bytes_acked > 0).
+        let capacity = Self.wifi.upBytesPerSecond * 8
+        print("[\(variant)] BG acked: bg \(Int(bgBytes)) B, shared \(Int(sharedBG)) B of \(Int(capacity)) B WiFi uplink capacity")
+        #expect(bgBytes + sharedBG >= 0.4 * capacity, "BG moved \(Int(bgBytes + sharedBG)) B of \(Int(capacity)) B")
+        #expect(bgBytes >= 0.05 * capacity && sharedBG >= 0.05 * capacity, "a BG app starved: \(Int(bgBytes)) B, \(Int(sharedBG)) B")
 
         // The server answered what the clients logged.
         let server = Self.lines("\(dir)/server.jsonl")

@@ -1,11 +1,12 @@
 import Emulation
 import Foundation
 import IntNW
+import TestSupport
 import Testing
 
 /// Issue 3 on the emulated testbed: IntNW over the shaped WiFi and cellular links while the trace takes
 /// WiFi away and brings it back three times (the OS notices each outage after the notification delay).
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"))
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct IntNWEmulatedNetnsTests {
     static let wifi = LinkConditions(downBytesPerSecond: 2_500_000, upBytesPerSecond: 2_500_000, rttMilliseconds: 20)
     static let cell = LinkConditions(downBytesPerSecond: 250_000, upBytesPerSecond: 250_000, rttMilliseconds: 100)
@@ -50,7 +51,7 @@ struct IntNWEmulatedNetnsTests {
             bed.startReplay()
 
             // Paced so each direction spans outages: ~1,000 sends over ~10 s.
-            func run(_ w: INWWorkload, from: MultiSocket, to: MultiSocket) async throws -> [String] {
+            func run(_ w: Workload, from: MultiSocket, to: MultiSocket) async throws -> [String] {
                 async let received: [Message] = {
                     var out: [Message] = []
                     for _ in 0..<w.items.count {
@@ -64,11 +65,11 @@ struct IntNWEmulatedNetnsTests {
                 }
                 return w.verify(try await received)
             }
-            let up = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 301)
+            let up = Workload(count: 1000, maxBytes: 16 << 10, seed: 301)
             let p1 = try await run(up, from: client, to: server)
             #expect(p1.isEmpty, "client to server: \(p1.count) problems: \(p1.prefix(5))")
             // IROB ids are per direction, from 1: the server has sent nothing yet.
-            let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 302)
+            let down = Workload(count: 1000, maxBytes: 16 << 10, seed: 302)
             let p2 = try await run(down, from: server, to: client)
             #expect(p2.isEmpty, "server to client: \(p2.count) problems: \(p2.prefix(5))")
 
@@ -86,7 +87,7 @@ struct IntNWEmulatedNetnsTests {
             }
             let before = client.networks
             // The client's ids continue after its first 1,000.
-            let tail = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 1001)
+            let tail = Workload(count: 100, maxBytes: 16 << 10, seed: 303, firstID: 1001)
             let p3 = try await run(tail, from: client, to: server)
             #expect(p3.isEmpty)
             var wifiBytes: UInt64 = 0, total: UInt64 = 0

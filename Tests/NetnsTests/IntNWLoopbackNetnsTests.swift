@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import IntNW
+import TestSupport
 
 final class RecoveryTimes: @unchecked Sendable {
     private let lock = NSLock()
@@ -9,7 +10,7 @@ final class RecoveryTimes: @unchecked Sendable {
     var values: [Double] { lock.lock(); defer { lock.unlock() }; return v }
 }
 
-/// Two namespaces joined by two plain veth pairs named wifi0 and cell0 (DESIGN.md section 3
+/// Two namespaces joined by two plain veth pairs named wifi0 and cell0 (docs/testbed.md, Topology
 /// addressing), built and torn down with `ip`.
 struct INWTopology {
     static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"
@@ -74,7 +75,7 @@ struct INWTopology {
     }
 }
 
-@Suite("IntNW over two veth links in namespaces", .serialized, .enabled(if: NetnsGate.available))
+@Suite("IntNW over two veth links in namespaces", .serialized, .netnsAvailableOrRequired, .netnsRequired)
 struct IntNWLoopbackNetnsTests {
     let topo = INWTopology()
 
@@ -99,7 +100,7 @@ struct IntNWLoopbackNetnsTests {
 
     /// Sends `w` from `from` while `to` receives; `flap` runs (blocking the receiver) after
     /// message `flapAt` has been received, i.e. mid-transfer.
-    private func transfer(_ w: INWWorkload, from: MultiSocket, to: MultiSocket, flapAt: Int? = nil,
+    private func transfer(_ w: Workload, from: MultiSocket, to: MultiSocket, flapAt: Int? = nil,
                           paceMicroseconds: UInt64 = 0, flap: (@Sendable () async throws -> Void)? = nil) async throws -> [String] {
         async let received: [Message] = {
             var out: [Message] = []
@@ -160,7 +161,7 @@ struct IntNWLoopbackNetnsTests {
 
         // 1. Client → server.
         var before = client.networks
-        let up = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 101)
+        let up = Workload(count: 1000, maxBytes: 16 << 10, seed: 101)
         let problems1 = try await transfer(up, from: client, to: server)
         #expect(problems1.isEmpty, "\(problems1.count) problems: \(problems1.prefix(5))")
         var share = wifiShare(before, client.networks, sent: true)
@@ -169,14 +170,14 @@ struct IntNWLoopbackNetnsTests {
 
         // 2. Server → client.
         before = client.networks
-        let down = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 102)
+        let down = Workload(count: 1000, maxBytes: 16 << 10, seed: 102)
         let problems2 = try await transfer(down, from: server, to: client)
         #expect(problems2.isEmpty, "\(problems2.count) problems: \(problems2.prefix(5))")
         share = wifiShare(before, client.networks, sent: false)
         #expect(Double(share.wifi) >= 0.99 * Double(share.total), "wifi \(share.wifi) of \(share.total)")
 
         // 3. WiFi goes away mid-transfer and comes back, client → server.
-        let flapUp = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 103, firstID: 1001)
+        let flapUp = Workload(count: 1000, maxBytes: 16 << 10, seed: 103, firstID: 1001)
         let recovery = RecoveryTimes()
         let problems3 = try await transfer(flapUp, from: client, to: server, flapAt: 300, paceMicroseconds: 2000) {
             recovery.add(try await self.flapWiFi(client))
@@ -186,7 +187,7 @@ struct IntNWLoopbackNetnsTests {
         #expect(cellUsed > 0, "nothing went over cellular while WiFi was down")
 
         // 4. The same, server → client.
-        let flapDown = INWWorkload(count: 1000, maxBytes: 16 << 10, seed: 104, firstID: 1001)
+        let flapDown = Workload(count: 1000, maxBytes: 16 << 10, seed: 104, firstID: 1001)
         let cellReceivedBefore = client.networks.first { $0.kind == .cellular }!.bytesReceived
         let problems4 = try await transfer(flapDown, from: server, to: client, flapAt: 300, paceMicroseconds: 2000) {
             recovery.add(try await self.flapWiFi(client))
@@ -200,7 +201,7 @@ struct IntNWLoopbackNetnsTests {
 
         // 5. Traffic is back on WiFi once it is up again.
         before = client.networks
-        let after = INWWorkload(count: 100, maxBytes: 16 << 10, seed: 105, firstID: 2001)
+        let after = Workload(count: 100, maxBytes: 16 << 10, seed: 105, firstID: 2001)
         let problems5 = try await transfer(after, from: client, to: server)
         #expect(problems5.isEmpty, "\(problems5.count) problems: \(problems5.prefix(5))")
         share = wifiShare(before, client.networks, sent: true)
@@ -212,88 +213,3 @@ struct IntNWLoopbackNetnsTests {
         await server.close()
     }
 }
-
-/// Seeded generator (a copy of the unit tests' SplitMix64; test targets cannot share code).
-struct INWRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// A deterministic workload: message i has random size, labels and dependencies.
-struct INWWorkload {
-    struct Item {
-        var bytes: [UInt8]
-        var labels: Labels
-        var deps: Dependencies
-    }
-    var items: [Item] = []
-    /// Id the first message will get (dependencies point inside the batch).
-    let firstID: UInt64
-
-    init(count: Int, maxBytes: Int, seed: UInt64, firstID: UInt64 = 1) {
-        self.firstID = firstID
-        var rng = INWRandom(seed: seed)
-        for i in 0..<count {
-            let size = 1 + Int(rng.next() % UInt64(maxBytes))
-            var bytes = [UInt8](repeating: 0, count: size)
-            var x = rng.next()
-            for j in 0..<size {
-                if j % 8 == 0 { x = rng.next() }
-                bytes[j] = UInt8(truncatingIfNeeded: x >> (8 * UInt64(j % 8)))
-            }
-            let labelChoices: [Labels] = [.foreground | .small, .background | .large, .foreground, .background,
-                                          .foreground | .wifiPreferred, .background | .large | .wifiPreferred]
-            let labels = labelChoices[Int(rng.next() % UInt64(labelChoices.count))]
-            let deps: Dependencies
-            switch rng.next() % 4 {
-            case 0: deps = .allEarlier
-            case 1: deps = .none
-            default:
-                deps = i == 0 ? .none : .on((0..<(1 + rng.next() % 3)).map { _ in IROBID(firstID + rng.next() % UInt64(i)) })
-            }
-            items.append(Item(bytes: bytes, labels: labels, deps: deps))
-        }
-    }
-
-    /// Checks what a receiver got: each IROB exactly once, byte-identical, labels intact,
-    /// released after all its dependencies. Returns problems found (empty = all good).
-    func verify(_ received: [Message]) -> [String] {
-        var problems: [String] = []
-        var position: [UInt64: Int] = [:]
-        for (i, m) in received.enumerated() {
-            if position[m.id.rawValue] != nil { problems.append("\(m.id) received twice") }
-            position[m.id.rawValue] = i
-            let idx = Int(m.id.rawValue - firstID)
-            guard idx >= 0 && idx < items.count else {
-                problems.append("unexpected \(m.id)")
-                continue
-            }
-            if m.bytes != items[idx].bytes { problems.append("\(m.id) bytes differ") }
-            if m.labels != items[idx].labels { problems.append("\(m.id) labels differ") }
-        }
-        if received.count != items.count { problems.append("received \(received.count) of \(items.count)") }
-        for (idx, item) in items.enumerated() {
-            let id = firstID + UInt64(idx)
-            guard let mine = position[id] else {
-                problems.append("irob#\(id) missing")
-                continue
-            }
-            let deps: [UInt64]
-            switch item.deps {
-            case .allEarlier: deps = Array(firstID..<id)
-            case .none: deps = []
-            case .on(let ds): deps = ds.map(\.rawValue)
-            }
-            for d in deps where (position[d] ?? Int.max) > mine { problems.append("irob#\(id) released before its dependency irob#\(d)") }
-        }
-        return problems
-    }
-}
-

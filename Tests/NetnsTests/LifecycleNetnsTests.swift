@@ -8,7 +8,7 @@ import Testing
 
 /// `intnw-lab net up` killed at a bad moment leaves nothing behind once `net up` runs again or the
 /// topology script reclaims; the shell script and the Swift code build the same topology.
-@Suite(.enabled(if: NetnsGate.available, "needs root, ip, network namespaces and TUN"), .serialized)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct LifecycleNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var lab: String { repo.appendingPathComponent(".build/debug/intnw-lab").path }
@@ -75,8 +75,10 @@ struct LifecycleNetnsTests {
         let p = try Self.startNetUp("tkill")
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
-        usleep(200_000)
-        // TUN devices are not persistent: they vanished with the process's descriptors.
+        // TUN devices are not persistent: they vanish with the process's descriptors (awaited, up to 5 s,
+        // instead of a fixed 200 ms sleep).
+        let gone = Date().addingTimeInterval(5)
+        while !Self.devices("tkill").isEmpty && Date() < gone { usleep(20_000) }
         #expect(Self.devices("tkill").isEmpty)
         #expect(Self.namespaces("tkill").count == 2, "namespaces stay until reclaimed")
         // The next run reclaims them and works.

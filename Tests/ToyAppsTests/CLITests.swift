@@ -76,7 +76,14 @@ struct CLITests {
         #expect((fgSummary["requests_sent"] as? NSNumber)?.intValue == answered)
         #expect((fgSummary["requests_answered"] as? NSNumber)?.intValue == answered)
         let bgSummary = try #require(log.first { $0["type"] as? String == "summary" && $0["role"] as? String == "bg" })
-        #expect(((bgSummary["bytes_acked"] as? NSNumber)?.intValue ?? 0) > 0)
+        // BG progress. Catches: a BG client that stalls (loopback moves well over 100 MB/s, so 1.5 s must
+        // see at least 16 chunks = 1 MiB even on a loaded machine; the old check was "> 0 bytes") and
+        // byte counts that disagree with the chunks logged.
+        let chunkLines = log.filter { $0["type"] as? String == "bg_chunk" }.count
+        let acked = (bgSummary["chunks_acked"] as? NSNumber)?.intValue ?? -1
+        #expect(acked == chunkLines, "summary says \(acked) chunks acked, the log has \(chunkLines)")
+        #expect((bgSummary["bytes_acked"] as? NSNumber)?.intValue == acked * 65_536)
+        #expect(acked >= 16, "only \(acked) chunks of 64 KiB acknowledged in 1.5 s over loopback")
         #expect(Self.lines("\(dir)/server.jsonl").contains { $0["type"] as? String == "summary" })
     }
 

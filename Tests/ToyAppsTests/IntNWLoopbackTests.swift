@@ -34,8 +34,43 @@ struct IntNWLoopbackTests {
         #expect(pref.restriction == .wifiPreferred && pref.rawValue & (Labels.foregroundBit | Labels.backgroundBit) == 0)
     }
 
-    @Test("answers carry the labels of what they answer")
+    /// Catches: a server that labels its answers with its own labeling (the default foreground+small /
+    /// background+large, no restriction) instead of copying the request's labels. The client sends
+    /// requests and chunks under labelings the server would never choose and reads the labels of the
+    /// IROBs that carry the answers, on the client.
+    @Test("answers carry the labels of what they answer, read on the client")
     func answersCopyLabels() async throws {
+        let server = ToyServer(settings: ServerSettings(address: "127.0.0.1", port: 0, replyBytes: 64),
+                               transport: Self.transport, sink: MemoryLineSink(), warn: { _ in })
+        let port = try server.start()
+        defer { _ = server.stop() }
+        let labelings = [MessageLabeling(labeled: false, restriction: .wifiPreferred),
+                         MessageLabeling(labeled: true, restriction: .wifiPreferred)]
+        let seen = try await onThread { () -> [(sent: Labels, answer: Labels?, kind: ToyMessageKind?)] in
+            var seen: [(sent: Labels, answer: Labels?, kind: ToyMessageKind?)] = []
+            for labeling in labelings {
+                let transport = IntNWTransport(labeling: labeling, options: Self.transport.options)
+                let c = try transport.connect(host: "127.0.0.1", port: port, timeoutSeconds: 5, stop: StopToken())
+                defer { c.close() }
+                for (seq, kind) in [ToyMessageKind.fgRequest, .bgChunk].enumerated() {
+                    _ = try c.send(ToyHeader(kind: kind, appID: 1, sequence: UInt64(seq), payloadLength: 1000))
+                    let answer = try c.receive()
+                    seen.append((labeling.labels(for: kind), answer?.labels, answer?.header.kind))
+                }
+            }
+            return seen
+        }
+        #expect(seen.count == 4)
+        for s in seen {
+            #expect(s.answer == s.sent, "answer (\(String(describing: s.kind))) labelled \(String(describing: s.answer)), its request \(s.sent)")
+            // The labels differ from what the server would pick for the answer itself.
+            if let kind = s.kind { #expect(s.sent != MessageLabeling().labels(for: kind)) }
+        }
+        #expect(Set(seen.compactMap(\.kind)) == [.fgReply, .bgAck])
+    }
+
+    @Test("a run with copied labels: every request answered, every chunk acked")
+    func answersCopyLabelsRun() async throws {
         let transport = IntNWTransport(labeling: MessageLabeling(labeled: false, restriction: .wifiPreferred),
                                        options: Self.transport.options)
         let r = try await runLoopback(transport: transport,

@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import Foundation
+import LinuxSupport
+import SystemPackage
 import Testing
 import ToyProtocol
 @testable import ToyApps
@@ -136,18 +138,15 @@ struct PlainLoopbackTests {
         let (connected, sent, closedByServer) = try await onThread { () -> (Bool, Int, Bool) in
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(fd) }
-            var sa = IPv4SocketAddress.parse("127.0.0.1", port: port)!.sockaddr
-            let rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            let rc = IPv4Endpoint("127.0.0.1", port: port)!.withSockaddr { connect(fd, $0, $1) }
             let garbage = [UInt8](repeating: 0xEE, count: 100)
             let n = send(fd, garbage, garbage.count, 0)
             // The server closes the hostile connection: recv sees end of stream (or a reset).
             var b = [UInt8](repeating: 0, count: 16)
             var tv = timeval(tv_sec: 5, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            let r = recv(fd, &b, 16, 0)
-            return (rc == 0, n, r == 0 || (r < 0 && errno == ECONNRESET))
+            let r = Syscall.retrying { recv(fd, &b, 16, 0) }
+            return (rc == 0, n, r == .success(0) || r == .failure(.connectionReset))
         }
         #expect(connected && sent == 100 && closedByServer)
         // A well-behaved client on the other connection is still answered.

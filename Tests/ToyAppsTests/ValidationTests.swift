@@ -1,3 +1,4 @@
+import ToyProtocol
 import Testing
 @testable import ToyApps
 

@@ -18,7 +18,16 @@ struct ChunkTimeline {
         times.append(firstSeenNanoseconds)
     }
 
-    /// First-capture time of the byte at `offset` (the latest chunk starting at or before it).
+    /// Marks the bytes from `offset` up to the next recorded chunk as never captured.
+    mutating func recordAbsent(offset: UInt64) {
+        record(offset: offset, firstSeenNanoseconds: Self.absent)
+    }
+
+    /// Time of bytes the capture never saw.
+    static let absent = UInt64.max
+
+    /// First-capture time of the byte at `offset` (the latest chunk starting at or before it);
+    /// nil when unknown or never captured.
     func firstSeen(at offset: UInt64) -> UInt64? {
         guard head < offsets.count else { return nil }
         var lo = head, hi = offsets.count
@@ -26,7 +35,8 @@ struct ChunkTimeline {
             let mid = (lo + hi) / 2
             if offsets[mid] <= offset { lo = mid + 1 } else { hi = mid }
         }
-        return lo > head ? times[lo - 1] : times[head]
+        let t = lo > head ? times[lo - 1] : times[head]
+        return t == Self.absent ? nil : t
     }
 
     /// Forgets chunks that end before `offset` (keeps the one containing it).
@@ -36,6 +46,27 @@ struct ChunkTimeline {
             offsets.removeFirst(head)
             times.removeFirst(head)
             head = 0
+        }
+    }
+
+    /// Splits the stream bytes `from ..< to` by the chunk that delivered them and calls `body`
+    /// with each part's byte count and first-capture time. Bytes before the oldest remembered
+    /// chunk are dated by that chunk.
+    func forEachPart(from: UInt64, to: UInt64, _ body: (UInt64, UInt64) -> Void) {
+        guard from < to, head < offsets.count else { return }
+        var lo = head, hi = offsets.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if offsets[mid] <= from { lo = mid + 1 } else { hi = mid }
+        }
+        var i = max(lo - 1, head)
+        var cur = from
+        while cur < to {
+            let next = i + 1 < offsets.count ? min(offsets[i + 1], to) : to
+            if next > cur, times[i] != Self.absent { body(next - cur, times[i]) }
+            cur = max(cur, next)
+            i += 1
+            if i >= offsets.count { break }
         }
     }
 }

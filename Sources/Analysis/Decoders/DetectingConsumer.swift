@@ -28,6 +28,7 @@ final class DetectingConsumer: StreamConsumer {
     /// Toy messages decoded, when the stream was toy.
     var toyMessages: Int { (inner as? ToyStreamConsumer)?.messages ?? 0 }
     var intnwFrames: Int { (inner as? IntNWStreamConsumer)?.frames ?? 0 }
+    var intnwFramesByType: [String: Int]? { (inner as? IntNWStreamConsumer)?.framesByType }
 
     private func choose(_ p: StreamProtocol) {
         chosen = p
@@ -80,6 +81,14 @@ final class DetectingConsumer: StreamConsumer {
             replay()
         }
         inner?.gap(length: length, offset: offset, availableNanoseconds: availableNanoseconds)
+    }
+
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        if chosen == nil {
+            decide(final: true)
+            replay()
+        }
+        inner?.truncated(length: length, offset: offset, firstSeenNanoseconds: firstSeenNanoseconds, availableNanoseconds: availableNanoseconds)
     }
 
     func finish(atNanoseconds: UInt64) {

@@ -27,6 +27,17 @@ public protocol IntNWFrameParser: AnyObject {
     /// Returns a description of a protocol error when the stream cannot be parsed further.
     func consume(_ bytes: UnsafeRawBufferPointer,
                  _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String?
+    /// The next `length` stream bytes are present but unknown (cut off by the capture's snap
+    /// length). A parser can step over DATA payload; anything else is an error.
+    func skip(_ length: Int,
+              _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String?
+}
+
+extension IntNWFrameParser {
+    public func skip(_ length: Int,
+                     _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String? {
+        "this parser cannot step over \(length) bytes cut off by the snap length"
+    }
 }
 
 /// How the analyzer finds and builds IntNW parsers.

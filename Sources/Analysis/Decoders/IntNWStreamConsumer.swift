@@ -1,3 +1,4 @@
+import IntNWWire
 import ToyProtocol
 
 /// IROBs of one direction of one multisocket session, which may arrive over several TCP
@@ -14,6 +15,10 @@ final class IROBTable {
         var reported = false
         var connection: Int
         var fromA: Bool
+        /// The app id of the toy header, once its 24 bytes are known.
+        var appID: UInt32?
+        /// DATA bytes seen before the header was known: booked to the app once it is.
+        var unbooked: [(connection: Int, fromA: Bool, bytes: UInt64, time: UInt64)] = []
 
         var headerBytesKnown: Int {
             guard let first = ranges.first, first.lowerBound == 0 else { return 0 }
@@ -26,26 +31,7 @@ final class IROBTable {
             return ranges.count == 1 && ranges[0].lowerBound == 0 && ranges[0].upperBound >= t
         }
 
-        mutating func add(_ r: Range<UInt64>) {
-            guard !r.isEmpty else { return }
-            var lo = r.lowerBound, hi = r.upperBound
-            var out: [Range<UInt64>] = []
-            out.reserveCapacity(ranges.count + 1)
-            var placed = false
-            for x in ranges {
-                if x.upperBound < lo {
-                    out.append(x)
-                } else if x.lowerBound > hi {
-                    if !placed { out.append(lo ..< hi); placed = true }
-                    out.append(x)
-                } else {
-                    lo = min(lo, x.lowerBound)
-                    hi = max(hi, x.upperBound)
-                }
-            }
-            if !placed { out.append(lo ..< hi) }
-            ranges = out
-        }
+        mutating func add(_ r: Range<UInt64>) { RangeMerge.insert(r, into: &ranges) }
     }
 
     var irobs: [UInt64: IROB] = [:]
@@ -62,8 +48,31 @@ final class IROBTable {
         irobs[id] = i
     }
 
-    /// IROBs already reported complete: later copies (re-sends on another network) are ignored.
+    /// IROBs already reported complete: later copies (re-sends on another network) are ignored
+    /// for message reassembly (their bytes are still booked to the app: they crossed the wire).
     private var completed = Set<UInt64>()
+    private var completedApp: [UInt64: UInt32] = [:]
+
+    /// Books DATA payload bytes of IROB `id`, first captured at `time` on `connection`, to the app
+    /// named by the IROB's toy header (held until the header is known).
+    func book(id: UInt64, bytes: UInt64, time: UInt64, connection: Int, fromA: Bool) {
+        guard bytes > 0 else { return }
+        if let app = completedApp[id] ?? irobs[id]?.appID {
+            log.bookAppBytes(connection: connection, fromA: fromA, appID: app, bytes: bytes, at: time)
+        } else if irobs[id] != nil {
+            irobs[id]!.unbooked.append((connection, fromA, bytes, time))
+        }
+    }
+
+    private func learnApp(_ i: inout IROB) {
+        guard i.appID == nil, i.headerBytesKnown == ToyWire.headerLength,
+              case .success(let h) = i.header.withUnsafeBytes({ ToyHeader.decodeResult($0) }) else { return }
+        i.appID = h.appID
+        for u in i.unbooked {
+            log.bookAppBytes(connection: u.connection, fromA: u.fromA, appID: h.appID, bytes: u.bytes, at: u.time)
+        }
+        i.unbooked = []
+    }
 
     func data(id: UInt64, offset: UInt64, length: Int, prefix: UnsafeRawBufferPointer, start: UInt64, end: UInt64,
               connection: Int, fromA: Bool) {
@@ -77,6 +86,7 @@ final class IROBTable {
             }
         }
         i.add(offset ..< offset + UInt64(max(length, 0)))
+        learnApp(&i)
         i.lastAvailableNanoseconds = max(i.lastAvailableNanoseconds, end)
         irobs[id] = i
         completeIfDone(id)
@@ -96,6 +106,7 @@ final class IROBTable {
         report(id, i, complete: true)
         irobs[id] = nil
         completed.insert(id)
+        if let app = i.appID { completedApp[id] = app }
     }
 
     private func report(_ id: UInt64, _ i: IROB, complete: Bool) {
@@ -138,6 +149,8 @@ final class IntNWStreamConsumer: StreamConsumer {
     private var ownTable: IROBTable
     private(set) var frames = 0
     private(set) var otherFrames: [String: Int] = [:]
+    /// Frames decoded, by type name (HELLO, BEGIN_IROB, DATA, END_IROB, ACK, ...).
+    private(set) var framesByType: [String: Int] = [:]
 
     init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool) {
         self.parser = parser
@@ -155,28 +168,52 @@ final class IntNWStreamConsumer: StreamConsumer {
     func consume(_ bytes: UnsafeRawBufferPointer, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
         guard !failed else { return }
         timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        run(firstSeenNanoseconds, availableNanoseconds) { handler in parser.consume(bytes, handler) }
+    }
+
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        guard !failed else { return }
+        // Present on the wire, contents unknown: DATA payload is stepped over (and booked).
+        timeline.record(offset: offset, firstSeenNanoseconds: firstSeenNanoseconds)
+        run(firstSeenNanoseconds, availableNanoseconds) { handler in parser.skip(Int(length), handler) }
+    }
+
+    private func run(_ firstSeenNanoseconds: UInt64, _ availableNanoseconds: UInt64,
+                     _ feed: ((IntNWWireEvent, UInt64, UInt64) -> Void) -> String?) {
         // Chunk times are kept back to the start of the frame in progress: prune only past frames
         // that completed.
         var lastEnd: UInt64?
-        let error = parser.consume(bytes) { event, frameStart, frameEnd in
+        let error = feed { event, frameStart, frameEnd in
             frames += 1
             lastEnd = frameEnd
             let start = timeline.firstSeen(at: frameStart) ?? firstSeenNanoseconds
             switch event {
             case .hello(let high, let low, let client):
+                framesByType["HELLO", default: 0] += 1
                 if sessionTable == nil {
                     sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client)
                     fromClient = client
                 }
             case .beginIROB(let id, let fg, let length):
+                framesByType["BEGIN_IROB", default: 0] += 1
                 table.begin(id: id, foreground: fg, length: length, start: start, connection: connection, fromA: fromA)
             case .data(let id, let o, let length, let prefix):
+                framesByType["DATA", default: 0] += 1
+                log.bookIROBBytes(connection: connection, fromA: fromA, irob: id, bytes: UInt64(length))
                 table.data(id: id, offset: o, length: length, prefix: prefix, start: start, end: availableNanoseconds,
                            connection: connection, fromA: fromA)
+                // The payload is the frame's last `length` bytes: booked to the app at the time
+                // each part of it was first captured.
+                let t = table
+                timeline.forEachPart(from: frameEnd - UInt64(length), to: frameEnd) { bytes, time in
+                    t.book(id: id, bytes: bytes, time: time, connection: connection, fromA: fromA)
+                }
             case .endIROB(let id, let total):
+                framesByType["END_IROB", default: 0] += 1
                 table.end(id: id, totalLength: total, at: availableNanoseconds, connection: connection, fromA: fromA)
             case .other(let name):
                 otherFrames[name, default: 0] += 1
+                framesByType[name, default: 0] += 1
             }
         }
         if let e = lastEnd { timeline.prune(before: e) }

@@ -152,6 +152,30 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
         return nil
     }
 
+    func skip(_ length: Int, _ handler: (IntNWWireEvent, UInt64, UInt64) -> Void) -> String? {
+        if let failed { return failed }
+        var left = length
+        while left > 0 {
+            guard case .data(let id, let off, let frameLength, let remaining, let frameStart) = state else {
+                return fail("the capture's snap length cut off IntNW framing at stream offset \(offset); decoding stops")
+            }
+            let take = min(remaining, left)
+            left -= take
+            offset += UInt64(take)
+            if take == remaining {
+                state = .header(filled: 0)
+                let filled = min(prefixFilled, frameLength)
+                prefix.withUnsafeBytes { p in
+                    handler(.data(id: id, irobOffset: UInt64(off), length: frameLength,
+                                  prefix: UnsafeRawBufferPointer(rebasing: p[0 ..< filled])), frameStart, offset)
+                }
+            } else {
+                state = .data(id: id, offset: off, length: frameLength, remaining: remaining - take, frameStart: frameStart)
+            }
+        }
+        return nil
+    }
+
     private func finishOther(_ frameStart: UInt64, _ handler: (IntNWWireEvent, UInt64, UInt64) -> Void) {
         state = .header(filled: 0)
         decoder.feed(frame)

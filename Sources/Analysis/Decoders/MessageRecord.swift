@@ -38,7 +38,47 @@ public final class MessageLog {
     public private(set) var errorsByConnection: [Int: Int] = [:]
     public private(set) var firstErrorByConnection: [Int: String] = [:]
 
-    public init() {}
+    /// Where an app's bytes crossed the wire: connection, direction, and the app id of the toy
+    /// header inside the IROB (IntNW DATA payload bytes only; framing and control frames are not an
+    /// app's). Toy streams on plain TCP are booked from the reassembler's stream bytes instead.
+    public struct AppBytesKey: Hashable, Sendable {
+        public var connection: Int
+        public var fromA: Bool
+        public var appID: UInt32
+    }
+    /// IntNW DATA payload bytes per app, binned by the time the bytes were first captured
+    /// (bin i covers [origin + i·binWidth, origin + (i+1)·binWidth)).
+    public private(set) var appBytesPerBin: [AppBytesKey: [UInt64]] = [:]
+    public let originNanoseconds: UInt64
+    public let binWidthNanoseconds: UInt64
+
+    public init(originNanoseconds: UInt64 = 0, binWidthNanoseconds: UInt64 = 100_000_000) {
+        self.originNanoseconds = originNanoseconds
+        self.binWidthNanoseconds = max(binWidthNanoseconds, 1)
+    }
+
+    /// DATA payload bytes per IROB as seen on each connection direction (cross-checks).
+    public struct IROBBytesKey: Hashable, Sendable {
+        public var connection: Int
+        public var fromA: Bool
+        public var irob: UInt64
+    }
+    public private(set) var irobBytes: [IROBBytesKey: UInt64] = [:]
+
+    public func bookIROBBytes(connection: Int, fromA: Bool, irob: UInt64, bytes: UInt64) {
+        irobBytes[IROBBytesKey(connection: connection, fromA: fromA, irob: irob), default: 0] += bytes
+    }
+
+    /// Books `bytes` of app `appID`'s payload on a connection direction at capture time `time`.
+    public func bookAppBytes(connection: Int, fromA: Bool, appID: UInt32, bytes: UInt64, at time: UInt64) {
+        guard bytes > 0 else { return }
+        let bin = time > originNanoseconds ? Int((time - originNanoseconds) / binWidthNanoseconds) : 0
+        let key = AppBytesKey(connection: connection, fromA: fromA, appID: appID)
+        var bins = appBytesPerBin.removeValue(forKey: key) ?? []
+        if bin >= bins.count { bins.append(contentsOf: repeatElement(0, count: bin + 1 - bins.count)) }
+        bins[bin] += bytes
+        appBytesPerBin[key] = bins
+    }
 
     public func append(_ r: MessageRecord) { records.append(r) }
 

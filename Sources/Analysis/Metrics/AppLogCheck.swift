@@ -20,6 +20,8 @@ public struct AppLogCheck: Codable, Sendable, Equatable {
     /// BG: chunks the app logged as acknowledged, and their bytes (header included).
     public var loggedChunks: Int
     public var loggedChunkBytes: UInt64
+    /// FG requests the app logged as never answered (`fg_unanswered`).
+    public var loggedUnanswered: Int
 }
 
 /// Reads the apps' JSON-lines logs (format of `intnw-app`: objects with `type`, `app`, `seq`,
@@ -27,6 +29,10 @@ public struct AppLogCheck: Codable, Sendable, Equatable {
 enum AppLogReader {
     struct Entries {
         var fgLatencyNanoseconds: [UInt64: UInt64] = [:]
+        /// Answered FG requests: the app's submit and reply times (CLOCK_REALTIME ns).
+        var fgTimes: [UInt64: (send: UInt64, receive: UInt64)] = [:]
+        /// Unanswered FG requests: submit time.
+        var unanswered: [UInt64: UInt64] = [:]
         var chunks = 0
         var chunkBytes: UInt64 = 0
     }
@@ -44,6 +50,11 @@ enum AppLogReader {
                       let s = (obj["send_ns"] as? NSNumber)?.uint64Value,
                       let r = (obj["recv_ns"] as? NSNumber)?.uint64Value, r >= s else { continue }
                 e.fgLatencyNanoseconds[seq] = r - s
+                e.fgTimes[seq] = (s, r)
+            case "fg_unanswered":
+                guard let seq = (obj["seq"] as? NSNumber)?.uint64Value,
+                      let s = (obj["send_ns"] as? NSNumber)?.uint64Value else { continue }
+                e.unanswered[seq] = s
             case "bg_chunk":
                 e.chunks += 1
                 e.chunkBytes += (obj["bytes"] as? NSNumber)?.uint64Value ?? 0
@@ -56,6 +67,10 @@ enum AppLogReader {
 
     static func check(file: String, path: String, appID: UInt32?, wire: [LatencySample]) -> AppLogCheck? {
         guard let log = read(path: path, appID: appID) else { return nil }
+        return check(file: file, log: log, wire: wire)
+    }
+
+    static func check(file: String, log: Entries, wire: [LatencySample]) -> AppLogCheck {
         var diffs: [Double] = [], logged: [Double] = [], measured: [Double] = []
         var wireSeqs = Set<UInt64>()
         for w in wire {
@@ -77,6 +92,6 @@ enum AppLogReader {
             onlyOnWire: wire.count - diffs.count,
             medianAbsDifferenceMs: median(diffs), maxAbsDifferenceMs: diffs.max(),
             loggedMedianLatencyMs: median(logged), wireMedianLatencyMs: median(measured),
-            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes)
+            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes, loggedUnanswered: log.unanswered.count)
     }
 }

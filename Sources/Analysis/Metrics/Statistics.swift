@@ -13,8 +13,11 @@ public struct LatencySummary: Codable, Sendable, Equatable {
     public var maxMs: Double
 }
 
-/// A mean across trials with its 95% confidence interval (Student t, two-sided). With a single
-/// trial the interval is unknown and `halfWidth`, `low`, `high` are nil.
+/// A mean across trials with its 95% confidence interval. With a single trial there is no
+/// interval (`halfWidth`, `low`, `high`, `method` nil). The interval is Student t (two-sided) unless
+/// the quantity cannot be negative and the t interval would reach below zero: then it is a
+/// percentile bootstrap of the mean (10,000 resamples, fixed seed), which stays inside the
+/// observed range; `method` says which, `halfWidth` is then nil (the interval is asymmetric).
 public struct MeanWithCI: Codable, Sendable, Equatable {
     public var mean: Double
     public var halfWidth: Double?
@@ -23,6 +26,25 @@ public struct MeanWithCI: Codable, Sendable, Equatable {
     /// Sample standard deviation (n − 1), nil for one sample.
     public var stddev: Double?
     public var n: Int
+    /// `student-t` or `bootstrap-percentile`; nil when there is no interval.
+    public var method: String?
+
+    public init(mean: Double, halfWidth: Double?, low: Double?, high: Double?, stddev: Double?, n: Int, method: String? = nil) {
+        self.mean = mean
+        self.halfWidth = halfWidth
+        self.low = low
+        self.high = high
+        self.stddev = stddev
+        self.n = n
+        self.method = method ?? (low == nil ? nil : "student-t")
+    }
+
+    /// "12.3 [10.1, 14.5] (95% CI, Student t, n=3)", or "12.3 (n=1, no interval)".
+    public func formatted(_ f: (Double) -> String) -> String {
+        guard let low, let high else { return "\(f(mean)) (n=\(n), no interval)" }
+        let m = method == "student-t" ? "Student t" : "bootstrap"
+        return "\(f(mean)) [\(f(low)), \(f(high))] (95% CI, \(m), n=\(n))"
+    }
 }
 
 public enum Statistics {
@@ -60,6 +82,42 @@ public enum Statistics {
         let s2 = xs.reduce(0) { $0 + $1 * $1 }
         guard s2 > 0 else { return nil }
         return s * s / (Double(xs.count) * s2)
+    }
+
+    /// Mean with a 95% confidence interval for a quantity that cannot be negative (a rate, a
+    /// latency, a byte count): Student t when its lower bound is ≥ 0, otherwise a percentile
+    /// bootstrap of the mean.
+    public static func nonNegativeMeanWithCI(_ xs: [Double]) -> MeanWithCI? {
+        guard var c = meanWithCI(xs), let low = c.low, low < 0 else { return meanWithCI(xs) }
+        let (lo, hi) = bootstrapMeanInterval(xs)
+        c.low = lo
+        c.high = hi
+        c.halfWidth = nil
+        c.method = "bootstrap-percentile"
+        return c
+    }
+
+    /// 2.5th and 97.5th percentiles of the means of 10,000 resamples (with replacement), with a
+    /// fixed seed so reports are reproducible.
+    public static func bootstrapMeanInterval(_ xs: [Double], resamples: Int = 10_000) -> (Double, Double) {
+        guard xs.count > 1 else { return (xs.first ?? 0, xs.first ?? 0) }
+        var state: UInt64 = 0x1234_5678_9ABC_DEF0
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        var means = [Double](repeating: 0, count: resamples)
+        let n = UInt64(xs.count)
+        for r in 0 ..< resamples {
+            var sum = 0.0
+            for _ in 0 ..< xs.count { sum += xs[Int(next() % n)] }
+            means[r] = sum / Double(xs.count)
+        }
+        means.sort()
+        return (means[Int(0.025 * Double(resamples))], means[min(resamples - 1, Int(0.975 * Double(resamples)))])
     }
 
     /// Mean with a 95% Student-t confidence interval; nil for no values.

@@ -12,6 +12,8 @@ struct TrialBuilder {
     let captureSpans: [(UInt64, UInt64)]
     private(set) var warnings: [String] = []
     private(set) var latencies: [LatencySample] = []
+    private(set) var appLatencies: [AppLatencySample] = []
+    private(set) var irobBytes: [IROBBytes] = []
     private(set) var series: [ThroughputSeries] = []
     /// Where relative app log paths are resolved (the run directory), if known.
     var runDirectory: String?
@@ -113,7 +115,9 @@ struct TrialBuilder {
                 app: appsOfConn[c.id].map { $0.map { apps[$0].name }.joined(separator: "+") }, protocol: proto, uplink: up, downlink: down,
                 messagesUp: recs.filter { isUplink(c.id, fromA: $0.fromA) }.count,
                 messagesDown: recs.filter { !isUplink(c.id, fromA: $0.fromA) }.count,
-                framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id]))
+                framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id],
+                intnwFramesUp: proto == .intnw ? ((aIsClient ? c.consumerA : c.consumerB)?.intnwFramesByType ?? [:]) : nil,
+                intnwFramesDown: proto == .intnw ? ((aIsClient ? c.consumerB : c.consumerA)?.intnwFramesByType ?? [:]) : nil))
             if up.gapBytes + down.gapBytes > 0 {
                 warnings.append("connection \(clientEP) → \(serverEP) on \(captures[c.capture].interface): the capture missed \(up.gapBytes + down.gapBytes) bytes in \(up.gaps + down.gaps) holes")
             }
@@ -123,6 +127,15 @@ struct TrialBuilder {
         let clientSide = Set(input.captures.indices.filter { input.captures[$0].side == .client })
         var appResults: [AppResult] = []
         var appSeries: [ThroughputSeries] = []
+        var protocolOf: [Int: StreamProtocol] = [:]
+        for r in connResults { protocolOf[r.id] = r.protocol }
+        var appBytesByKey: [Int: [(key: MessageLog.AppBytesKey, bins: [UInt64])]] = [:]
+        for (k, bins) in log.appBytesPerBin { appBytesByKey[k.connection, default: []].append((k, bins)) }
+        // Apps' bytes per capture and direction, for the accounting invariant.
+        var appBytesByCapture: [Int: ([UInt64], [UInt64])] = [:]
+        // One window for every rate (apps, interfaces): the trial, from its first to its last
+        // captured packet.
+        let window = trialWindowSeconds
         for (ai, app) in apps.enumerated() {
             let conns = app.connections.compactMap { byID[$0] }.filter { clientSide.contains($0.capture) }
             if conns.isEmpty { warnings.append("app '\(app.name)': no connection matched it in the captures") }
@@ -157,50 +170,90 @@ struct TrialBuilder {
                 lat.append(end - start)
                 appSamples.append(LatencySample(app: app.name, sequence: seq, requestNanoseconds: start, replyNanoseconds: end))
             }
-            latencies += appSamples
             var logCheck: AppLogCheck?
+            var appLat: [UInt64] = []
+            var appUnanswered: Int?
+            var queued: [QueuedRequest]?
             if let file = app.logFile, let dir = runDirectory {
                 let path = file.hasPrefix("/") ? file : (dir as NSString).appendingPathComponent(file)
-                logCheck = AppLogReader.check(file: file, path: path, appID: app.appId, wire: appSamples)
-                if logCheck == nil { warnings.append("app '\(app.name)': log \(file) is missing or unreadable; no cross-check") }
-                if let d = logCheck?.medianAbsDifferenceMs, d > 1 {
-                    warnings.append("app '\(app.name)': wire latency differs from its own log by \(String(format: "%.2f", d)) ms (median)")
+                if let entries = AppLogReader.read(path: path, appID: app.appId) {
+                    logCheck = AppLogReader.check(file: file, log: entries, wire: appSamples)
+                    // Both latencies side by side, per request.
+                    var wireBySeq: [UInt64: UInt64] = [:]
+                    for i in appSamples.indices {
+                        wireBySeq[appSamples[i].sequence] = appSamples[i].latencyNanoseconds
+                        if let t = entries.fgTimes[appSamples[i].sequence] {
+                            appSamples[i].appLatencyNanoseconds = t.receive - t.send
+                        }
+                    }
+                    var mine: [AppLatencySample] = entries.fgTimes.map {
+                        AppLatencySample(app: app.name, sequence: $0.key, sendNanoseconds: $0.value.send,
+                                         receiveNanoseconds: $0.value.receive, wireLatencyNanoseconds: wireBySeq[$0.key])
+                    }
+                    mine += entries.unanswered.map {
+                        AppLatencySample(app: app.name, sequence: $0.key, sendNanoseconds: $0.value, receiveNanoseconds: nil,
+                                         wireLatencyNanoseconds: wireBySeq[$0.key])
+                    }
+                    mine.sort { ($0.sendNanoseconds, $0.sequence) < ($1.sendNanoseconds, $1.sequence) }
+                    appLatencies += mine
+                    appLat = mine.compactMap(\.latencyNanoseconds)
+                    appUnanswered = entries.unanswered.count
+                    queued = Self.clientQueued(mine)
+                    if let q = queued, !q.isEmpty, let worst = q.max(by: { $0.differenceMs < $1.differenceMs }) {
+                        warnings.append("app '\(app.name)': \(q.count) FG requests waited in the client before reaching the wire (app-perceived minus wire latency > max(10 ms, 10%)); the largest: request \(worst.sequence), \(String(format: "%.0f", worst.appMs)) ms felt vs \(String(format: "%.0f", worst.wireMs)) ms on the wire")
+                    }
+                    if appUnanswered! > 0 {
+                        warnings.append("app '\(app.name)': \(appUnanswered!) FG requests were never answered (app log)")
+                    }
+                } else {
+                    warnings.append("app '\(app.name)': log \(file) is missing or unreadable; no cross-check")
                 }
             }
+            latencies += appSamples
             if mismatches > 0 { warnings.append("app '\(app.name)': \(mismatches) IROBs labeled differently from the toy message kind they carry") }
 
-            // Throughput from distinct payload bytes by first capture.
+            // Throughput: the bytes that crossed the wire for this app, booked when first captured
+            // (docs/analysis.md, "Accounting"). IntNW connections: DATA payload bytes of the IROBs
+            // whose toy header names this app; toy on plain TCP: the toy messages' bytes (by the
+            // app id in their header when the connection is shared); anything else: the
+            // connection's distinct stream bytes.
             var upBins: [UInt64] = [], downBins: [UInt64] = []
             var upBytes: UInt64 = 0, downBytes: UInt64 = 0
             var firstT = UInt64.max, lastT: UInt64 = 0
-            for c in conns where isShared(c.id) {
-                // Shared connection: count this app's own messages (header + payload) when they complete.
-                for r in recordsByConn[c.id] ?? [] where r.header.appID == app.appId {
-                    let t = r.endNanoseconds ?? r.startNanoseconds
-                    guard t >= origin else { continue }
-                    let bytes = UInt64(r.header.messageLength)
-                    let bin = Int((t - origin) / binWidth)
-                    let up = isUplink(c.id, fromA: r.fromA)
-                    if up { upBytes += bytes } else { downBytes += bytes }
-                    if up { addToBin(&upBins, bin, bytes) } else { addToBin(&downBins, bin, bytes) }
-                    firstT = min(firstT, r.startNanoseconds)
-                    lastT = max(lastT, t)
+            func note(_ bins: [UInt64]) {
+                if let f = bins.firstIndex(where: { $0 > 0 }), let l = bins.lastIndex(where: { $0 > 0 }) {
+                    firstT = min(firstT, origin + UInt64(f) * binWidth)
+                    lastT = max(lastT, origin + UInt64(l + 1) * binWidth)
                 }
             }
-            for c in conns where !isShared(c.id) {
-                let aIsClient = clientIsA[c.id]!.0
-                let (up, down) = aIsClient ? (c.aToB, c.bToA) : (c.bToA, c.aToB)
-                addBins(&upBins, up.uniqueBytesPerBin)
-                addBins(&downBins, down.uniqueBytesPerBin)
-                upBytes += up.stats.uniqueBytes
-                downBytes += down.stats.uniqueBytes
-                for s in [up.stats, down.stats] where s.firstPayloadNanoseconds > 0 {
-                    firstT = min(firstT, s.firstPayloadNanoseconds)
-                    lastT = max(lastT, s.lastPayloadNanoseconds)
+            for c in conns {
+                var perCapture = appBytesByCapture[c.capture] ?? ([], [])
+                if protocolOf[c.id] == .intnw || protocolOf[c.id] == .toy {
+                    // A connection of this app alone: all its messages; a shared one: by app id.
+                    let mine: (UInt32) -> Bool = { id in !isShared(c.id) || id == app.appId }
+                    for (key, bins) in appBytesByKey[c.id] ?? [] where mine(key.appID) {
+                        let total = bins.reduce(0, +)
+                        if isUplink(c.id, fromA: key.fromA) {
+                            addBins(&upBins, bins); addBins(&perCapture.0, bins); upBytes += total
+                        } else {
+                            addBins(&downBins, bins); addBins(&perCapture.1, bins); downBytes += total
+                        }
+                        note(bins)
+                    }
+                } else {
+                    let aIsClient = clientIsA[c.id]!.0
+                    let (up, down) = aIsClient ? (c.aToB, c.bToA) : (c.bToA, c.aToB)
+                    addBins(&upBins, up.uniqueBytesPerBin); addBins(&perCapture.0, up.uniqueBytesPerBin)
+                    addBins(&downBins, down.uniqueBytesPerBin); addBins(&perCapture.1, down.uniqueBytesPerBin)
+                    upBytes += up.stats.uniqueBytes
+                    downBytes += down.stats.uniqueBytes
+                    note(up.uniqueBytesPerBin)
+                    note(down.uniqueBytesPerBin)
                 }
+                appBytesByCapture[c.capture] = perCapture
             }
             let active = firstT < lastT ? Double(lastT - firstT) / 1e9 : 0
-            let rate = { (b: UInt64) in active > 0 ? Double(b) / active : 0 }
+            let rate = { (b: UInt64) in window > 0 ? Double(b) / window : 0 }
             appSeries.append(ThroughputSeries(kind: .app, name: app.name, direction: "uplink", binWidthNanoseconds: binWidth, bytesPerBin: upBins))
             appSeries.append(ThroughputSeries(kind: .app, name: app.name, direction: "downlink", binWidthNanoseconds: binWidth, bytesPerBin: downBins))
 
@@ -213,18 +266,26 @@ struct TrialBuilder {
                 labeledForeground: fgLabeled, labeledBackground: bgLabeled,
                 fg: isFG || !reqStart.isEmpty ? FGResult(requests: reqStart.count, replies: repEnd.count,
                                                           unanswered: reqStart.keys.filter { repEnd[$0] == nil }.count,
-                                                          latencyMs: Statistics.latencySummary(nanoseconds: lat)) : nil,
+                                                          latencyMs: Statistics.latencySummary(nanoseconds: lat),
+                                                          appLatencyMs: Statistics.latencySummary(nanoseconds: appLat),
+                                                          appUnanswered: appUnanswered, clientQueued: queued) : nil,
                 bg: !isFG || seqs[.bgChunk] != nil ? BGResult(chunks: seqs[.bgChunk]?.count ?? 0, completeChunks: completeChunks.count,
                                                               acks: seqs[.bgAck]?.count ?? 0, chunkPayloadBytes: chunkBytes) : nil,
                 throughput: ThroughputResult(uplinkBytes: upBytes, downlinkBytes: downBytes, activeSeconds: active,
+                                             windowSeconds: window,
                                              uplinkBytesPerSecond: rate(upBytes), downlinkBytesPerSecond: rate(downBytes),
                                              totalBytesPerSecond: rate(upBytes + downBytes)),
                 logCheck: logCheck))
             _ = ai
         }
         latencies.sort { ($0.app, $0.requestNanoseconds) < ($1.app, $1.requestNanoseconds) }
+        irobBytes = log.irobBytes.map { k, v in
+            IROBBytes(connection: k.connection, uplink: isUplink(k.connection, fromA: k.fromA), irob: k.irob, bytes: v)
+        }.sorted { ($0.connection, $0.uplink ? 0 : 1, $0.irob) < ($1.connection, $1.uplink ? 0 : 1, $1.irob) }
 
         // 5. Interfaces: every payload byte captured there, retransmissions included.
+        var accountingViolations = 0
+        func label(_ cap: CaptureResult) -> String { "\(cap.interface)" + (cap.side == "server" ? " (server)" : "") }
         var ifaceResults: [InterfaceResult] = []
         var ifaceSeries: [ThroughputSeries] = []
         for (ci, cap) in captures.enumerated() {
@@ -239,13 +300,19 @@ struct TrialBuilder {
                 down += d.stats.payloadBytes
                 retrans += u.stats.retransmittedBytes + d.stats.retransmittedBytes
             }
-            let span = ci < captureSpans.count ? Double(captureSpans[ci].1 - captureSpans[ci].0) / 1e9 : 0
+            let span = window
             ifaceResults.append(InterfaceResult(
                 capture: cap.file, interface: cap.interface, side: cap.side, uplinkBytes: up, downlinkBytes: down,
                 retransmittedBytes: retrans,
                 meanUplinkBytesPerSecond: span > 0 ? Double(up) / span : 0,
-                meanDownlinkBytesPerSecond: span > 0 ? Double(down) / span : 0))
-            let label = "\(cap.interface)" + (cap.side == "server" ? " (server)" : "")
+                meanDownlinkBytesPerSecond: span > 0 ? Double(down) / span : 0, windowSeconds: window))
+            if let apps = appBytesByCapture[ci] {
+                let problems = Accounting.check(interface: label(cap), appsUplink: apps.0, appsDownlink: apps.1,
+                                                uplink: upBins, downlink: downBins, binWidth: binWidth)
+                accountingViolations += problems.count
+                warnings += problems
+            }
+            let label = label(cap)
             ifaceSeries.append(ThroughputSeries(kind: .interface, name: label, direction: "uplink", binWidthNanoseconds: binWidth, bytesPerBin: upBins))
             ifaceSeries.append(ThroughputSeries(kind: .interface, name: label, direction: "downlink", binWidthNanoseconds: binWidth, bytesPerBin: downBins))
         }
@@ -257,14 +324,42 @@ struct TrialBuilder {
             return s
         }
 
-        // 6. Fairness.
-        let bgRates = appResults.filter { $0.role == .bg }.map(\.throughput.totalBytesPerSecond)
-        let allRates = appResults.map(\.throughput.totalBytesPerSecond)
-        let fgLat = appResults.compactMap { $0.fg?.latencyMs?.meanMs }
-        let fairness = FairnessResult(
-            bgThroughputJain: bgRates.count >= 2 ? Statistics.jainIndex(bgRates) : nil,
-            allAppsThroughputJain: allRates.count >= 2 ? Statistics.jainIndex(allRates) : nil,
-            fgLatencyJain: fgLat.count >= 2 ? Statistics.jainIndex(fgLat) : nil)
+        // 6. Fairness: per role, over the window all apps of the role were active.
+        var bgActive: [(first: Int, last: Int, bins: [UInt64])] = []
+        for a in appResults where a.role == .bg {
+            let up = appSeries.first { $0.name == a.name && $0.direction == "uplink" }?.bytesPerBin ?? []
+            let down = appSeries.first { $0.name == a.name && $0.direction == "downlink" }?.bytesPerBin ?? []
+            var both = [UInt64](repeating: 0, count: max(up.count, down.count))
+            for (k, b) in up.enumerated() { both[k] += b }
+            for (k, b) in down.enumerated() { both[k] += b }
+            if let f = both.firstIndex(where: { $0 > 0 }), let l = both.lastIndex(where: { $0 > 0 }) { bgActive.append((f, l, both)) }
+        }
+        var bgJain: Double?, bgWindow: Double?
+        if bgActive.count >= 2, let lo = bgActive.map(\.first).max(), let hi = bgActive.map(\.last).min(), lo <= hi {
+            let seconds = Double(UInt64(hi - lo + 1) * binWidth) / 1e9
+            bgJain = Statistics.jainIndex(bgActive.map { Double($0.bins[lo ... hi].reduce(0, +)) / seconds })
+            bgWindow = seconds
+        }
+        var fgSamples: [[(t: UInt64, ns: UInt64)]] = []
+        for a in appResults where a.role == .fg {
+            let logged = appLatencies.filter { $0.app == a.name }.compactMap { s in s.latencyNanoseconds.map { (s.sendNanoseconds, $0) } }
+            let wire = latencies.filter { $0.app == a.name }.map { ($0.requestNanoseconds, $0.latencyNanoseconds) }
+            let xs = logged.isEmpty ? wire : logged
+            if !xs.isEmpty { fgSamples.append(xs.map { (t: $0.0, ns: $0.1) }) }
+        }
+        var fgJain: Double?, fgWindow: Double?
+        if fgSamples.count >= 2, let lo = fgSamples.compactMap({ $0.map(\.t).min() }).max(),
+           let hi = fgSamples.compactMap({ $0.map(\.t).max() }).min(), lo <= hi {
+            let means = fgSamples.map { xs -> Double? in
+                let inside = xs.filter { $0.t >= lo && $0.t <= hi }.map { Double($0.ns) }
+                return inside.isEmpty ? nil : inside.reduce(0, +) / Double(inside.count)
+            }
+            if means.allSatisfy({ $0 != nil }) {
+                fgJain = Statistics.jainIndex(means.map { $0! })
+                fgWindow = Double(hi - lo) / 1e9
+            }
+        }
+        let fairness = FairnessResult(bgThroughputJain: bgJain, fgLatencyJain: fgJain, bgWindowSeconds: bgWindow, fgWindowSeconds: fgWindow)
 
         // 7. Say plainly what is missing.
         if connections.isEmpty {
@@ -278,14 +373,28 @@ struct TrialBuilder {
             warnings.append("connection \(cid): \(n) framing problems, first: \(log.firstErrorByConnection[cid] ?? "?")")
         }
 
-        return TrialResult(name: input.name, originNanoseconds: origin, durationSeconds: 0, captures: captures,
+        return TrialResult(name: input.name, variant: input.variant, originNanoseconds: origin, durationSeconds: 0, captures: captures,
                            connections: connResults, apps: appResults, interfaces: ifaceResults, fairness: fairness,
-                           intnwConnections: intnwCount, toyConnections: toyCount)
+                           intnwConnections: intnwCount, toyConnections: toyCount,
+                           accountingViolations: accountingViolations)
     }
 
-    private func addToBin(_ into: inout [UInt64], _ bin: Int, _ bytes: UInt64) {
-        if bin >= into.count { into += [UInt64](repeating: 0, count: bin + 1 - into.count) }
-        into[bin] += bytes
+    /// Requests whose app-perceived latency exceeds the wire's by more than max(10 ms, 10% of the
+    /// app's): time spent queued in the client. (A wire latency above the app's by as much would be
+    /// a measurement error and is listed too, with a negative difference.)
+    static func clientQueued(_ samples: [AppLatencySample]) -> [QueuedRequest] {
+        samples.compactMap { s in
+            guard let a = s.latencyNanoseconds, let w = s.wireLatencyNanoseconds else { return nil }
+            let appMs = Double(a) / 1e6, wireMs = Double(w) / 1e6
+            let d = appMs - wireMs
+            return abs(d) > max(10, 0.1 * appMs) ? QueuedRequest(sequence: s.sequence, appMs: appMs, wireMs: wireMs, differenceMs: d) : nil
+        }
+    }
+
+    /// The trial's window for every rate: from its first to its last captured packet, seconds.
+    var trialWindowSeconds: Double {
+        let last = captureSpans.map(\.1).max() ?? origin
+        return last > origin ? Double(last - origin) / 1e9 : 0
     }
 
     private func addBins(_ into: inout [UInt64], _ bins: [UInt64]) {

@@ -1,3 +1,4 @@
+import ToyProtocol
 import Foundation
 
 /// What the harness records about a run so the analyzer can attribute flows to apps: the file
@@ -51,7 +52,8 @@ public struct RunMetadata: Codable, Sendable, Equatable {
         public var appId: UInt32?
         public var clientPorts: [UInt16]?
         public var serverPorts: [UInt16]?
-        /// The app's own log (JSON lines), for cross-checks; not used by the analyzer's numbers.
+        /// The app's own log (JSON lines): the app-perceived FG latency (submit to reply) and the
+        /// cross-checks; byte counts never come from it.
         public var logFile: String?
 
         public init(name: String, role: AppRole, variant: AppVariant, appId: UInt32? = nil,
@@ -105,7 +107,8 @@ public struct RunMetadata: Codable, Sendable, Equatable {
 /// FG (interactive) or BG (bulk).
 public enum AppRole: String, Codable, Sendable { case fg, bg }
 /// IntNW multisocket or plain TCP.
-public enum AppVariant: String, Codable, Sendable { case intnw, plain }
+/// The run record's name for an app's transport: the apps' own `ToyVariant` (same raw values).
+public typealias AppVariant = ToyVariant
 
 func describeDecodingError(_ error: Error) -> String {
     switch error {

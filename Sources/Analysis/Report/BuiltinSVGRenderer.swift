@@ -13,6 +13,16 @@ public struct BuiltinSVGRenderer: PlotRenderer {
     }
 
     func svg(_ spec: PlotSpec) -> String {
+        // A log y axis: draw log10(y) on a linear axis and label the ticks with 10^t.
+        var spec = spec
+        let logY = spec.logY
+        if logY {
+            let t = { (v: Double) in v > 0 ? log10(v) : Double.nan }
+            spec.series = spec.series.map { s in
+                PlotSeries(name: s.name, x: s.x, y: s.y.map(t), style: s.style, yLow: s.yLow?.map(t), yHigh: s.yHigh?.map(t))
+            }
+            spec.yRange = spec.yRange.map { t(max($0.lowerBound, 1e-9)) ... t(max($0.upperBound, 1e-9)) }
+        }
         let W = Double(spec.widthPixels), H = Double(spec.heightPixels)
         let left = 90.0, right = 30.0, top = 50.0
         let legendRows = spec.series.isEmpty ? 0 : (spec.series.count + 2) / 3
@@ -21,7 +31,7 @@ public struct BuiltinSVGRenderer: PlotRenderer {
         let allX = spec.series.flatMap(\.x)
         let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
         let (x0, x1) = axisRange(allX, fixed: spec.xRange, fromZero: false)
-        let (y0, y1) = axisRange(allY, fixed: spec.yRange, fromZero: true)
+        let (y0, y1) = axisRange(allY, fixed: spec.yRange, fromZero: !logY)
         func sx(_ x: Double) -> Double { left + (x - x0) / (x1 - x0) * pw }
         func sy(_ y: Double) -> Double { top + ph - (y - y0) / (y1 - y0) * ph }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
@@ -39,10 +49,11 @@ public struct BuiltinSVGRenderer: PlotRenderer {
             out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + ph))\" stroke=\"#e0e0e0\"/>\n"
             out += "<text x=\"\(f(x))\" y=\"\(f(top + ph + 18))\" text-anchor=\"middle\">\(formatTick(t))</text>\n"
         }
-        for t in niceTicks(y0, y1) {
+        let yTicks = logY ? Array(stride(from: y0.rounded(.up), through: y1, by: 1)) : niceTicks(y0, y1)
+        for t in yTicks {
             let y = sy(t)
             out += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + pw))\" y2=\"\(f(y))\" stroke=\"#e0e0e0\"/>\n"
-            out += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(formatTick(t))</text>\n"
+            out += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(formatTick(logY ? pow(10, t) : t))</text>\n"
         }
         out += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(pw))\" height=\"\(f(ph))\" fill=\"none\" stroke=\"black\"/>\n"
         out += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(top + ph + 42))\" text-anchor=\"middle\" font-size=\"14\">\(esc(spec.xLabel))</text>\n"

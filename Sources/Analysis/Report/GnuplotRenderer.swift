@@ -53,9 +53,10 @@ public struct GnuplotRenderer: PlotRenderer {
         if spec.integerX { body += "set xtics 1\n" }
         let allY = spec.series.flatMap { $0.y + ($0.yLow ?? []) + ($0.yHigh ?? []) }
         if let r = spec.xRange { body += "set xrange [\(num(r.lowerBound)):\(num(r.upperBound))]\n" }
+        if spec.logY { body += "set logscale y\n" }
         if let r = spec.yRange {
             body += "set yrange [\(num(r.lowerBound)):\(num(r.upperBound))]\n"
-        } else if (allY.filter(\.isFinite).min() ?? 0) >= 0 {
+        } else if !spec.logY && (allY.filter(\.isFinite).min() ?? 0) >= 0 {
             body += "set yrange [0:*]\n"
         }
         body += "set autoscale xfix\nset offsets 0, 0, graph 0.05, 0\n"
@@ -67,7 +68,7 @@ public struct GnuplotRenderer: PlotRenderer {
                 if errors {
                     body += "\(num(series.x[k])) \(num(series.y[k])) \(num(series.yLow![k])) \(num(series.yHigh![k]))\n"
                 } else {
-                    body += "\(num(series.x[k])) \(num(series.y[k]))\n"
+                    body += "\(num(series.x[k])) \(spec.logY && !(series.y[k] > 0) ? "NaN" : num(series.y[k]))\n"
                 }
             }
             body += "EOD\n"

@@ -33,6 +33,8 @@ public struct PlotSpec: Sendable {
     public var yRange: ClosedRange<Double>?
     /// Integer x ticks only (e.g. number of apps).
     public var integerX = false
+    /// Logarithmic y axis (values ≤ 0 are not drawn), for series that differ by orders of magnitude.
+    public var logY = false
     public var widthPixels = 960
     public var heightPixels = 540
 

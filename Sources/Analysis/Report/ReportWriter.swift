@@ -6,12 +6,15 @@ import Foundation
 /// |---|---|
 /// | `results.json` | `AnalysisResults` (stable keys, `schemaVersion`) |
 /// | `summary.md` | tables per trial, aggregate across trials, warnings |
-/// | `latency.csv` | `trial,app,sequence,request_time_s,reply_time_s,latency_ms` |
+/// | `latency.csv` | `trial,app,sequence,request_time_s,reply_time_s,latency_ms,app_latency_ms` (wire latency, and the app's own where logged) |
 /// | `throughput_100ms.csv`, `throughput_1s.csv` | `trial,kind,name,direction,time_s,bytes,bytes_per_second` |
 /// | `plots/*.svg` | latency over time, latency CDF, throughput per app, throughput per interface |
 /// | `report.html` | everything above on one page |
 ///
 /// Times in CSVs are seconds since the trial's origin (its first captured packet).
+///
+/// An experiment run passes its verdict: it opens summary.md and report.html (the report is
+/// written once, after the verdict, never patched).
 public struct ReportWriter {
     public var renderer: any PlotRenderer
 
@@ -19,7 +22,8 @@ public struct ReportWriter {
 
     /// Names of the files written, relative to `directory`.
     @discardableResult
-    public func write(_ results: AnalysisResults, trials: [TrialAnalysis], to directory: String) throws(AnalysisError) -> [String] {
+    public func write(_ results: AnalysisResults, trials: [TrialAnalysis], to directory: String,
+                      verdict: ReportVerdict? = nil) throws(AnalysisError) -> [String] {
         let fm = FileManager.default
         let plotsDir = (directory as NSString).appendingPathComponent("plots")
         do {
@@ -66,9 +70,24 @@ public struct ReportWriter {
                 plots.append((t.result.name, spec.title, file))
             }
         }
-        try put("summary.md", Self.summary(results, notes: plotErrors))
-        try put("report.html", Self.html(results, plots: plots, renderer: renderer.name, notes: plotErrors))
+        try put("summary.md", (verdict?.markdown ?? "") + Self.summary(results, notes: plotErrors))
+        try put("report.html", Self.html(results, plots: plots, renderer: renderer.name, notes: plotErrors, verdict: verdict))
         return written
+    }
+
+    /// When there is no analysis to report (every trial failed or was left out): summary.md holds
+    /// the verdict alone.
+    public static func writeVerdictOnly(_ verdict: ReportVerdict, to directory: String) throws(AnalysisError) {
+        let path = (directory as NSString).appendingPathComponent("summary.md")
+        do { try verdict.markdown.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw .output(path: path, detail: "\(error)")
+        }
+    }
+
+    /// Escapes text for HTML element content and attribute values (the report's one escaper).
+    static func escapeHTML(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     static func safe(_ s: String) -> String {
@@ -85,12 +104,13 @@ public struct ReportWriter {
     }
 
     static func latencyCSV(_ trials: [TrialAnalysis]) -> String {
-        var s = "trial,app,sequence,request_time_s,reply_time_s,latency_ms\n"
+        var s = "trial,app,sequence,request_time_s,reply_time_s,latency_ms,app_latency_ms\n"
         for t in trials {
             let o = t.result.originNanoseconds
             for l in t.latencies {
                 s += "\(csv(t.result.name)),\(csv(l.app)),\(l.sequence),\(fmt(secondsBetween(o, l.requestNanoseconds), 9)),"
-                s += "\(fmt(secondsBetween(o, l.replyNanoseconds), 9)),\(fmt(Double(l.latencyNanoseconds) / 1e6, 6))\n"
+                s += "\(fmt(secondsBetween(o, l.replyNanoseconds), 9)),\(fmt(Double(l.latencyNanoseconds) / 1e6, 6)),"
+                s += (l.appLatencyNanoseconds.map { fmt(Double($0) / 1e6, 6) } ?? "") + "\n"
             }
         }
         return s
@@ -127,8 +147,7 @@ public struct ReportWriter {
 
     static func ci(_ c: MeanWithCI?, _ f: (Double) -> String) -> String {
         guard let c else { return "–" }
-        if let hw = c.halfWidth { return "\(f(c.mean)) ± \(f(hw))" }
-        return f(c.mean)
+        return c.formatted(f)
     }
 
     /// Table rows shared by the Markdown and HTML outputs.
@@ -144,21 +163,30 @@ public struct ReportWriter {
             let name = r.trials.count > 1 ? " — \(t.name)" : ""
             out.append(Table(
                 title: "Apps\(name)",
-                header: ["app", "role", "variant", "requests", "replies", "unanswered", "p50 ms", "p95 ms", "p99 ms", "mean ms",
-                         "BG chunks", "uplink", "downlink", "throughput", "log Δ ms"],
+                header: ["app", "role", "variant", "requests", "replies", "unanswered (wire/app log)",
+                         "app-perceived p50 ms", "app-perceived p95 ms", "wire p50 ms", "wire p95 ms", "wire p99 ms",
+                         "queued in client", "BG chunks", "uplink", "downlink", "rate (trial window)"],
                 rows: t.apps.map { a in
                     [a.name, a.role.rawValue, a.variant.rawValue,
                      a.fg.map { String($0.requests) } ?? "–", a.fg.map { String($0.replies) } ?? "–",
-                     a.fg.map { String($0.unanswered) } ?? "–",
-                     ms(a.fg?.latencyMs?.p50Ms), ms(a.fg?.latencyMs?.p95Ms), ms(a.fg?.latencyMs?.p99Ms), ms(a.fg?.latencyMs?.meanMs),
+                     a.fg.map { "\($0.unanswered)/\($0.appUnanswered.map(String.init) ?? "–")" } ?? "–",
+                     ms(a.fg?.appLatencyMs?.p50Ms), ms(a.fg?.appLatencyMs?.p95Ms),
+                     ms(a.fg?.latencyMs?.p50Ms), ms(a.fg?.latencyMs?.p95Ms), ms(a.fg?.latencyMs?.p99Ms),
+                     a.fg?.clientQueued.map { String($0.count) } ?? "–",
                      a.bg.map { "\($0.completeChunks)/\($0.chunks)" } ?? "–",
-                     "\(a.throughput.uplinkBytes) B", "\(a.throughput.downlinkBytes) B", rate(a.throughput.totalBytesPerSecond),
-                     ms(a.logCheck?.medianAbsDifferenceMs)]
+                     "\(a.throughput.uplinkBytes) B", "\(a.throughput.downlinkBytes) B", rate(a.throughput.totalBytesPerSecond)]
                 }))
+            let queued = t.apps.flatMap { a in (a.fg?.clientQueued ?? []).map { (a.name, $0) } }
+            if !queued.isEmpty {
+                out.append(Table(
+                    title: "FG requests queued in the client\(name) (app-perceived − wire > max(10 ms, 10%))",
+                    header: ["app", "request", "app-perceived ms", "wire ms", "difference ms"],
+                    rows: queued.map { [$0.0, String($0.1.sequence), ms($0.1.appMs), ms($0.1.wireMs), ms($0.1.differenceMs)] }))
+            }
             out.append(Table(
                 title: "Interfaces\(name)",
                 header: ["capture", "interface", "side", "packets", "TCP packets", "kernel drops", "uplink bytes", "downlink bytes",
-                         "retransmitted", "mean uplink", "mean downlink"],
+                         "duplicate bytes seen here", "mean uplink (trial window)", "mean downlink (trial window)"],
                 rows: t.interfaces.enumerated().map { i, f in
                     let c = t.captures[i]
                     return [f.capture, f.interface, f.side, String(c.packets), String(c.tcpPackets),
@@ -167,7 +195,8 @@ public struct ReportWriter {
                 }))
             out.append(Table(
                 title: "Connections\(name)",
-                header: ["id", "interface", "client", "server", "app", "protocol", "up bytes", "down bytes", "retransmitted", "gaps", "framing errors"],
+                header: ["id", "interface", "client", "server", "app", "protocol", "up bytes", "down bytes", "duplicate bytes seen here",
+                         "holes (never captured)", "framing errors"],
                 rows: t.connections.map { c in
                     [String(c.id), c.interface, c.client, c.server, c.app ?? "–", c.protocol.rawValue,
                      String(c.uplink.uniqueBytes), String(c.downlink.uniqueBytes),
@@ -175,17 +204,19 @@ public struct ReportWriter {
                      String(c.uplink.gaps + c.downlink.gaps), String(c.framingErrors)]
                 }))
             let f = t.fairness
-            out.append(Table(title: "Fairness (Jain's index)\(name)", header: ["measure", "index"],
-                             rows: [["BG apps' throughput", f.bgThroughputJain.map { String(format: "%.4f", $0) } ?? "–"],
-                                    ["all apps' throughput", f.allAppsThroughputJain.map { String(format: "%.4f", $0) } ?? "–"],
-                                    ["FG apps' mean latency", f.fgLatencyJain.map { String(format: "%.4f", $0) } ?? "–"]]))
+            out.append(Table(title: "Fairness (Jain's index (Σx)²/(n·Σx²) per role, over the window all apps of the role were active)\(name)",
+                             header: ["measure", "index", "common window"],
+                             rows: [["BG apps' rate ÷ demand (bulk senders: equal demand)", f.bgThroughputJain.map { String(format: "%.4f", $0) } ?? "–",
+                                     f.bgWindowSeconds.map { String(format: "%.1f s", $0) } ?? "–"],
+                                    ["FG apps' mean latency (app-perceived; wire without a log)", f.fgLatencyJain.map { String(format: "%.4f", $0) } ?? "–",
+                                     f.fgWindowSeconds.map { String(format: "%.1f s", $0) } ?? "–"]]))
         }
         if r.trials.count > 1 {
             out.append(Table(
-                title: "Across \(r.aggregate.trials) trials (mean ± 95% CI)",
-                header: ["app", "role", "variant", "trials", "mean latency ms", "p50 ms", "p95 ms", "p99 ms", "throughput"],
+                title: "Per variant and app across trials (mean [95% CI]; intervals only with ≥ 2 trials: Student t, or a percentile bootstrap where t would go below 0)",
+                header: ["experiment variant", "app", "role", "transport", "trials", "wire mean latency ms", "wire p50 ms", "wire p95 ms", "wire p99 ms", "rate"],
                 rows: r.aggregate.apps.map { a in
-                    [a.name, a.role.rawValue, a.variant.rawValue, String(a.trials),
+                    [a.experimentVariant ?? "–", a.name, a.role.rawValue, a.variant.rawValue, String(a.trials),
                      ci(a.fgLatencyMeanMs) { String(format: "%.2f", $0) }, ci(a.fgLatencyP50Ms) { String(format: "%.2f", $0) },
                      ci(a.fgLatencyP95Ms) { String(format: "%.2f", $0) }, ci(a.fgLatencyP99Ms) { String(format: "%.2f", $0) },
                      ci(a.totalBytesPerSecond) { rate($0) }]
@@ -194,9 +225,12 @@ public struct ReportWriter {
         return out
     }
 
+    /// What the numbers mean, at the top of every report.
+    static let definitions = "Two FG latencies: app-perceived (the app's own log: request submitted to whole reply; includes time queued in the client) and wire (the request's first byte leaving the client to the reply's last byte arriving there). An app's bytes are the bytes that crossed the wire for it (IntNW DATA payload by the app id in the toy header; toy message bytes on plain TCP), booked when first captured; an unfinished message counts only what was sent. Every rate is bytes over the trial window (first to last captured packet), for apps and interfaces alike. \"Duplicate bytes seen here\" are payload bytes this capture point saw more than once (retransmissions that passed it; losses beyond it are not visible); \"holes\" are stream bytes the capture never saw."
+
     static func summary(_ r: AnalysisResults, notes: [String]) -> String {
         var s = "# IntNW Lab analysis\n\n"
-        s += "Trials: \(r.trials.map(\.name).joined(separator: ", ")). Latency is measured from the wire: the request's first byte leaving the client to the reply's last byte arriving there. Throughput counts distinct TCP payload bytes.\n\n"
+        s += "Trials: \(r.trials.map(\.name).joined(separator: ", ")). " + Self.definitions + "\n\n"
         for t in tables(r) {
             s += "## \(t.title)\n\n| " + t.header.joined(separator: " | ") + " |\n|" + t.header.map { _ in "---" }.joined(separator: "|") + "|\n"
             for row in t.rows { s += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
@@ -209,10 +243,9 @@ public struct ReportWriter {
         return s
     }
 
-    static func html(_ r: AnalysisResults, plots: [(trial: String, title: String, file: String)], renderer: String, notes: [String]) -> String {
-        func e(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        }
+    static func html(_ r: AnalysisResults, plots: [(trial: String, title: String, file: String)], renderer: String, notes: [String],
+                     verdict: ReportVerdict? = nil) -> String {
+        let e = escapeHTML
         var h = """
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>IntNW Lab analysis</title>
@@ -222,9 +255,9 @@ public struct ReportWriter {
         th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
         .warn{background:#fff4e0;border-left:4px solid #f0a000;padding:0.5em 1em}
         figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
-        </style></head><body>
+        </style></head><body>\(verdict?.html ?? "")
         <h1>IntNW Lab analysis</h1>
-        <p>Trials: \(e(r.trials.map(\.name).joined(separator: ", "))). FG latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there); throughput counts distinct TCP payload bytes. Plots drawn with \(e(renderer)).
+        <p>Trials: \(e(r.trials.map(\.name).joined(separator: ", "))). \(e(Self.definitions)) Plots drawn with \(e(renderer)).
         Data: <a href="results.json">results.json</a>, <a href="summary.md">summary.md</a>, <a href="latency.csv">latency.csv</a>, <a href="throughput_100ms.csv">throughput_100ms.csv</a>, <a href="throughput_1s.csv">throughput_1s.csv</a>.</p>
 
         """
@@ -243,5 +276,36 @@ public struct ReportWriter {
         }
         h += "</body></html>\n"
         return h
+    }
+}
+
+/// An experiment's verdict as the report shows it: at the top of summary.md and report.html.
+public struct ReportVerdict: Sendable, Equatable {
+    public var experiment: String
+    public var expectation: String
+    public var held: Bool
+    public var lines: [String]
+    /// Experiment-level plots, paths relative to the report directory.
+    public var plots: [String]
+
+    public init(experiment: String, expectation: String, held: Bool, lines: [String], plots: [String]) {
+        self.experiment = experiment
+        self.expectation = expectation
+        self.held = held
+        self.lines = lines
+        self.plots = plots
+    }
+
+    var markdown: String {
+        "## \(experiment): expectation \(held ? "HELD" : "NOT HELD")\n\n\(expectation)\n\n"
+            + lines.map { "- \($0)" }.joined(separator: "\n") + "\n\n"
+            + plots.map { "![\($0)](\($0))\n" }.joined() + (plots.isEmpty ? "" : "\n")
+    }
+
+    var html: String {
+        let e = ReportWriter.escapeHTML
+        return "<section><h2>\(e(experiment)): expectation \(held ? "held" : "NOT held")</h2><p>\(e(expectation))</p><ul>"
+            + lines.map { "<li>\(e($0))</li>" }.joined() + "</ul>"
+            + plots.map { "<figure><img src=\"\(e($0))\" alt=\"\(e($0))\"></figure>" }.joined() + "</section>"
     }
 }

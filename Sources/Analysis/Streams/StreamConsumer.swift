@@ -13,6 +13,16 @@ public protocol StreamConsumer: AnyObject {
     func gap(length: UInt64, offset: UInt64, availableNanoseconds: UInt64)
     /// No more bytes will come.
     func finish(atNanoseconds: UInt64)
+    /// `length` bytes at `offset` crossed the wire (first seen at `firstSeenNanoseconds`) but the
+    /// capture's snap length cut them off: they are present, their contents unknown.
+    func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64)
+}
+
+extension StreamConsumer {
+    /// By default snapped bytes are skipped like bytes never captured.
+    public func truncated(length: UInt64, offset: UInt64, firstSeenNanoseconds: UInt64, availableNanoseconds: UInt64) {
+        gap(length: length, offset: offset, availableNanoseconds: availableNanoseconds)
+    }
 }
 
 /// Per-direction TCP counters. Bytes are TCP payload bytes.
@@ -25,6 +35,8 @@ public struct DirectionStats: Codable, Sendable, Equatable {
     public var uniqueBytes: UInt64 = 0
     /// Payload bytes that repeated bytes already seen (retransmissions, overlaps).
     public var retransmittedBytes: UInt64 = 0
+    /// Payload bytes the capture's snap length cut off (counted as present: they crossed the wire).
+    public var truncatedBytes: UInt64 = 0
     /// Stream bytes never captured, and how many holes they formed.
     public var gapBytes: UInt64 = 0
     public var gaps = 0

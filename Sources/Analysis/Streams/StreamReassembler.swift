@@ -36,6 +36,9 @@ final class StreamReassembler {
     private var arrivals: UInt64 = 0
     private var pendingBytes = 0
     private var finOffset: UInt64?
+    /// Stream ranges whose bytes the snap length cut off (sorted, disjoint); their placeholder
+    /// zeros are delivered as `truncated` instead of `consume`.
+    private var snapped: [Range<UInt64>] = []
     private(set) var finished = false
     var stats = DirectionStats()
     var consumer: StreamConsumer?
@@ -106,8 +109,34 @@ final class StreamReassembler {
         stats.lastPayloadNanoseconds = max(stats.lastPayloadNanoseconds, time)
 
         let start = offset(of: sequence)
-        // Only the captured prefix is usable; a snapped tail becomes a hole that a later ACK or the
-        // end of the capture turns into a gap.
+        // A tail cut off by the snap length crossed the wire: it counts as present at this
+        // packet's time, with placeholder contents the consumer is told about.
+        if payload.count < fullLength {
+            let missing = fullLength - payload.count
+            stats.truncatedBytes += UInt64(missing)
+            var padded = [UInt8](repeating: 0, count: fullLength)
+            if payload.count > 0 { padded.withUnsafeMutableBytes { $0.copyMemory(from: payload) } }
+            if start + Int64(payload.count) >= 0 {
+                let lo = UInt64(max(start + Int64(payload.count), 0)), hi = UInt64(start + Int64(fullLength))
+                if hi > lo { markSnapped(lo ..< hi) }
+            }
+            padded.withUnsafeBytes { placeFullSegment($0, start: start, fullLength: fullLength, time: time) }
+            if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+            return
+        }
+        placeFullSegment(payload, start: start, fullLength: fullLength, time: time)
+        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
+    }
+
+    private func markSnapped(_ r: Range<UInt64>) {
+        guard r.upperBound > nextOffset else { return }
+        let r = max(r.lowerBound, nextOffset) ..< r.upperBound
+        var i = snapped.count
+        while i > 0 && snapped[i - 1].lowerBound > r.lowerBound { i -= 1 }
+        snapped.insert(r, at: i)
+    }
+
+    private func placeFullSegment(_ payload: UnsafeRawBufferPointer, start: Int64, fullLength: Int, time: UInt64) {
         var bytes = payload
         if start < 0 {
             // Before the stream start (e.g. retransmitted SYN data with mid-stream base): ignore it.
@@ -133,7 +162,6 @@ final class StreamReassembler {
         } else {
             buffer(bytes, at: o, time: time)
         }
-        if let f = finOffset, nextOffset >= f, pending.isEmpty { finishStream(time) }
     }
 
     /// The peer acknowledged everything before `acknowledgement`: holes below it will never be
@@ -170,6 +198,7 @@ final class StreamReassembler {
                 stats.gaps += 1
                 consumer?.gap(length: length, offset: nextOffset, availableNanoseconds: time)
                 nextOffset = holeEnd
+                while let f = snapped.first, f.upperBound <= nextOffset { snapped.removeFirst() }
             }
             drainPending(time: time)
         }
@@ -179,8 +208,28 @@ final class StreamReassembler {
     private func emit(_ bytes: UnsafeRawBufferPointer, at o: UInt64, firstSeen: UInt64, time: UInt64) {
         stats.uniqueBytes += UInt64(bytes.count)
         add(&uniqueBytesPerBin, bytes.count, at: firstSeen)
-        consumer?.consume(bytes, offset: o, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
-        nextOffset = o + UInt64(bytes.count)
+        let end = o + UInt64(bytes.count)
+        if snapped.isEmpty {
+            consumer?.consume(bytes, offset: o, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+        } else {
+            // Split into captured parts and parts the snap length cut off.
+            var cur = o
+            while cur < end {
+                while let f = snapped.first, f.upperBound <= cur { snapped.removeFirst() }
+                if let f = snapped.first, f.lowerBound <= cur {
+                    let stop = min(end, f.upperBound)
+                    consumer?.truncated(length: stop - cur, offset: cur, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+                    cur = stop
+                } else {
+                    let stop = min(end, snapped.first?.lowerBound ?? end)
+                    let part = UnsafeRawBufferPointer(rebasing: bytes[Int(cur - o) ..< Int(stop - o)])
+                    consumer?.consume(part, offset: cur, firstSeenNanoseconds: firstSeen, availableNanoseconds: time)
+                    cur = stop
+                }
+            }
+            while let f = snapped.first, f.upperBound <= end { snapped.removeFirst() }
+        }
+        nextOffset = end
     }
 
     private func deliverInOrder(_ bytes: UnsafeRawBufferPointer, at start: UInt64, time: UInt64) {

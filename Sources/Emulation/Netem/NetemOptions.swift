@@ -1,5 +1,6 @@
+import DeterministicRandom
 /// The complete netem configuration for one direction of one link, in netem's own units. Every update
-/// sends all of it (DESIGN.md section 5): a netem `change` resets whatever it omits (limit falls back
+/// sends all of it (docs/testbed.md, Link emulation): a netem `change` resets whatever it omits (limit falls back
 /// to 1000 packets, loss to 0, the PRNG to a random seed).
 public struct NetemOptions: Sendable, Equatable {
     /// Fixed one-way delay, nanoseconds (TCA_NETEM_LATENCY64; also in the qopt in 64 ns ticks).
@@ -55,7 +56,7 @@ public struct NetemOptions: Sendable, Equatable {
     ///
     ///     limit = clamp(ceil(1.5 × rate × RTT / MTU), 100, 1_000_000),  RTT = 2 × one-way delay
     ///
-    /// i.e. at least 1.5 × the bandwidth-delay product in full-size packets (DESIGN.md section 5), with
+    /// i.e. at least 1.5 × the bandwidth-delay product in full-size packets (docs/testbed.md, Link emulation), with
     /// RTT taken as twice this direction's delay because traces split the RTT evenly. netem's limit
     /// covers its delay line (rate × one-way delay) too, so this leaves about one RTT's worth of
     /// bottleneck buffer beyond it. Unlimited directions are sized for `unlimitedReferenceBytesPerSecond`.
@@ -72,16 +73,9 @@ public struct NetemOptions: Sendable, Equatable {
     /// loss pattern in every trace slice; this keeps runs reproducible without that repetition.
     public static func derivedSeed(base: UInt64, linkIndex: Int, direction: LinkDirection, update: UInt64) -> UInt64 {
         var x = base
-        x = splitMix64(x ^ UInt64(truncatingIfNeeded: linkIndex))
-        x = splitMix64(x ^ (direction == .uplink ? 0x75 : 0x64))
-        return splitMix64(x ^ update)
-    }
-
-    static func splitMix64(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        x = DeterministicRNG.mix(x ^ UInt64(truncatingIfNeeded: linkIndex))
+        x = DeterministicRNG.mix(x ^ (direction == .uplink ? 0x75 : 0x64))
+        return DeterministicRNG.mix(x ^ update)
     }
 
     private static func finiteNonNegative(_ x: Double) -> Double { x.isFinite && x > 0 ? x : 0 }

@@ -4,6 +4,8 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
+import SystemPackage
 
 /// Errors of the netem backend that are not kernel errors (those are `NetlinkError`).
 public enum NetemShaperError: Error, Equatable, CustomStringConvertible {
@@ -23,7 +25,7 @@ public enum NetemShaperError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The kernel backend (DESIGN.md section 5): one veth pair per link between the two namespaces,
+/// The kernel backend (docs/testbed.md, Link emulation): one veth pair per link between the two namespaces,
 /// netem as root qdisc on the sending end (uplink: the client end; downlink: the server end), GRO
 /// and every segmentation offload (TSO, GSO, ...) off so netem sees wire-size packets. Every update
 /// goes through rtnetlink and carries the whole parameter set.
@@ -113,7 +115,7 @@ public final class NetemShaper: Shaper {
             let key = DirectionKey(link: link, direction: direction)
             var d = st.directions[key]!
             // Attribute drops so far to the parameters they happened under, before changing them.
-            refresh(&d, control: control, index: index, interface: devices.interface)
+            Self.refresh(&d, control: control, index: index, interface: devices.interface, logger: logger)
             let seed = NetemOptions.derivedSeed(base: baseSeed, linkIndex: devices.position, direction: direction, update: d.updates)
             let options = NetemOptions(parameters, seed: seed, mtuBytes: mtuBytes)
             try control.netlink.perform(RouteMessages.replaceNetem(index: index, interface: devices.interface, options: options))
@@ -140,7 +142,7 @@ public final class NetemShaper: Shaper {
                     guard let (_, control, index) = try? st.endpoint(link: devices.name, direction: direction) else { continue }
                     let key = DirectionKey(link: devices.name, direction: direction)
                     var d = st.directions[key]!
-                    refresh(&d, control: control, index: index, interface: devices.interface)
+                    Self.refresh(&d, control: control, index: index, interface: devices.interface, logger: logger)
                     st.directions[key] = d
                     var c = d.counters
                     let drops = c.queueDrops + c.lossDrops + c.outageDrops
@@ -170,7 +172,7 @@ public final class NetemShaper: Shaper {
 
     /// Reads the netem qdisc's statistics and folds the change since the last read into `d`.
     /// Reading is best effort (a failure leaves the counters as they were).
-    private func refresh(_ d: inout DirectionState, control: NamespaceControl, index: Int32, interface: String) {
+    private static func refresh(_ d: inout DirectionState, control: NamespaceControl, index: Int32, interface: String, logger: Logger) {
         guard let parameters = d.parameters else { return }
         let raw: QdiscStats
         do {
@@ -278,7 +280,7 @@ extension NetemShaper {
             try namespace.run {
                 let netlink = try NetlinkSocket(openingHere: namespace)
                 let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { throw NetlinkError.system(call: "socket(AF_INET, SOCK_DGRAM)", namespace: namespace.description, errno: errno) }
+                guard fd >= 0 else { throw NetlinkError.system(call: "socket(AF_INET, SOCK_DGRAM)", namespace: namespace.description, errno: Errno.last.rawValue) }
                 return NamespaceControl(netlink: netlink, ioctlSocket: fd)
             }
         }
@@ -307,7 +309,7 @@ extension NetemShaper {
 
         func disableOffloads(_ name: String) throws {
             guard cshims_ethtool_disable_offloads(ioctlSocket, name) == 0 else {
-                throw NetlinkError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", namespace: netlink.namespace.description, errno: errno)
+                throw NetlinkError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", namespace: netlink.namespace.description, errno: Errno.last.rawValue)
             }
         }
     }

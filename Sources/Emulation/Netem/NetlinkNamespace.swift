@@ -1,4 +1,6 @@
 import CShims
+import LinuxSupport
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,58 +39,22 @@ public enum NetlinkNamespace: Sendable, Equatable, CustomStringConvertible {
             throw NetlinkError.system(call: "open namespace handle", namespace: description, errno: EINVAL)
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError.system(call: "open \(path)", namespace: description, errno: errno) }
+        guard fd >= 0 else { throw NetlinkError.system(call: "open \(path)", namespace: description, errno: Errno.last.rawValue) }
         return fd
     }
 
     /// Runs `body` on a new thread that has entered this namespace, waits for it, and returns its result.
     public func run<T>(_ body: () throws -> T) throws -> T {
-        var result: Result<T, Error>!
-        try withoutActuallyEscaping(body) { escapableBody in
-            try runOnNewThread {
-                result = Result {
-                    try self.enterOnThisThread()
-                    return try escapableBody()
-                }
-            }
-        }
-        return try result.get()
-    }
-
-    private func enterOnThisThread() throws {
+        let target: NetworkNamespaceEntry.Target
         switch self {
-        case .current:
-            return
-        case .scratch:
-            guard cshims_unshare_net() == 0 else {
-                throw NetlinkError.system(call: "unshare(CLONE_NEWNET)", namespace: description, errno: errno)
-            }
-        case .named:
-            let fd = try openHandle()
-            defer { close(fd) }
-            guard cshims_setns_net(fd) == 0 else {
-                throw NetlinkError.system(call: "setns", namespace: description, errno: errno)
-            }
+        case .current: target = .current
+        case .named(let name): target = .named(name)
+        case .scratch: target = .new
+        }
+        do {
+            return try NetworkNamespaceEntry.run(in: target, body)
+        } catch let e as SystemCallError {
+            throw NetlinkError.system(call: e.call, namespace: description, errno: e.errno.rawValue)
         }
     }
-}
-
-private final class ThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
-}
-
-/// Runs `body` on a new pthread and joins it. The thread ends with `body`, taking its namespace with it.
-private func runOnNewThread(_ body: @escaping () -> Void) throws {
-    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        Unmanaged<ThreadBody>.fromOpaque(raw!).takeRetainedValue().run()
-        return nil
-    }, context)
-    guard rc == 0 else {
-        Unmanaged<ThreadBody>.fromOpaque(context).release()
-        throw NetlinkError.system(call: "pthread_create", namespace: "current namespace", errno: rc)
-    }
-    pthread_join(thread, nil)
 }

@@ -3,6 +3,8 @@ import CShims
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
+import SystemPackage
 
 /// An rtnetlink socket bound inside one network namespace. Owns the libmnl socket and the receive
 /// buffer; callers see only `NetlinkRequest` in and `NetlinkMessage` out.
@@ -28,13 +30,13 @@ public final class NetlinkSocket {
     init(openingHere namespace: NetlinkNamespace) throws {
         self.namespace = namespace
         guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
-            throw NetlinkError.system(call: "mnl_socket_open(NETLINK_ROUTE)", namespace: namespace.description, errno: errno)
+            throw NetlinkError.system(call: "mnl_socket_open(NETLINK_ROUTE)", namespace: namespace.description, errno: Errno.last.rawValue)
         }
         self.socket = socket
         buffer = [UInt8](repeating: 0, count: Self.receiveBufferSize)
         sequence = UInt32(truncatingIfNeeded: cshims_monotonic_ns())
         guard mnl_socket_bind(socket, 0, pid_t(0)) == 0 else {
-            let e = errno
+            let e = Errno.last.rawValue
             mnl_socket_close(socket)
             throw NetlinkError.system(call: "mnl_socket_bind", namespace: namespace.description, errno: e)
         }
@@ -71,15 +73,16 @@ public final class NetlinkSocket {
 
         let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
         guard sent == bytes.count else {
-            throw NetlinkError.system(call: "send \(request.operation)", namespace: label, errno: sent < 0 ? errno : EMSGSIZE)
+            throw NetlinkError.system(call: "send \(request.operation)", namespace: label, errno: sent < 0 ? Errno.last.rawValue : EMSGSIZE)
         }
 
         var replies: [NetlinkMessage] = []
         while true {
-            let received = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) }
-            if received < 0 {
-                if errno == EINTR { continue }
-                throw NetlinkError.system(call: "receive reply to \(request.operation)", namespace: label, errno: errno)
+            let received: Int
+            switch Syscall.retrying({ buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) } }) {
+            case .success(let n): received = n
+            case .failure(let e):
+                throw NetlinkError.system(call: "receive reply to \(request.operation)", namespace: label, errno: e.rawValue)
             }
             let messages: [NetlinkMessage]
             do {

@@ -6,18 +6,23 @@ import Logging
 
 /// The whole emulated testbed: namespaces, shaped links and the trace replayer, brought up and torn
 /// down as one. Used by `intnw-lab net up`, the experiment harness and the namespace tests.
+// @unchecked: immutable after bring-up (lets); the shaper and replayer it holds synchronize themselves.
 public final class Testbed: @unchecked Sendable {
     public struct Configuration: Sendable {
         public var prefix = "intnw"
         public var trace: Trace
         public var shaper: ShaperKind = .userspace
-        /// Seconds between WiFi disappearing and its carrier going down (DESIGN.md section 3).
+        /// Seconds between WiFi disappearing and its carrier going down (docs/testbed.md, Topology).
         public var notifyDelaySeconds = 2.0
         /// Replay length in seconds; nil = the trace's duration (longer loops the trace).
         public var durationSeconds: Double?
         public var userspace = UserspaceShaper.Options()
         /// Raise the namespaces' TCP buffer maxima (tcp_rmem/tcp_wmem third value), bytes.
         public var tcpBufferBytes: Int?
+        /// Congestion control and TCP sysctls pinned in both namespaces.
+        public var tcp = TCPSettings()
+        /// Configure Linux MPTCP's path manager in this mode (nil: leave MPTCP unconfigured).
+        public var mptcp: MPTCPMode?
         /// JSON-lines record of every slice/carrier event applied.
         public var replayLogPath: String?
 
@@ -28,6 +33,8 @@ public final class Testbed: @unchecked Sendable {
     public let topology: Topology
     public let shaper: Shaper
     public let replayer: TraceReplayer
+    /// The TCP sysctls as read back from each namespace after setup: "client"/"server" -> key -> value.
+    public private(set) var tcpRecord: [String: [String: String]] = [:]
     private let logger: Logger
     private var isDown = false
 
@@ -47,12 +54,26 @@ public final class Testbed: @unchecked Sendable {
             throw TestbedError.traceLinks(have: config.trace.links.count, need: spec.links.count)
         }
         let topology = Topology(spec: spec)
-        try await topology.create(tcpBufferBytes: config.tcpBufferBytes, logger: logger)
+        try await topology.create(tcpBufferBytes: config.tcpBufferBytes, tcp: config.tcp, logger: logger)
         let shaper: Shaper
+        var tcpRecord: [String: [String: String]] = [:]
+        do {
+            for (role, ns) in [("client", spec.clientNamespace), ("server", spec.serverNamespace)] {
+                tcpRecord[role] = try await topology.readSysctls(namespace: ns, keys: TCPSettings.recordedKeys)
+                let cc = tcpRecord[role]?["net.ipv4.tcp_congestion_control"]
+                guard cc == config.tcp.congestionControl.rawValue else {
+                    throw TopologyError.namespacesUnsupported("\(role) namespace runs congestion control \(cc ?? "?") instead of \(config.tcp.congestionControl.rawValue) (is the tcp_\(config.tcp.congestionControl.rawValue) module available?)")
+                }
+            }
+        } catch {
+            await topology.destroy(logger: logger)
+            throw error
+        }
         do {
             shaper = try makeShaper(config, logger: logger)
             try shaper.attach(topology: spec)
             try await topology.configureLinks()
+            if let mode = config.mptcp { try await topology.configureMPTCP(mode) }
         } catch {
             await topology.destroy(logger: logger)
             throw error
@@ -63,6 +84,7 @@ public final class Testbed: @unchecked Sendable {
                                      durationSeconds: config.durationSeconds,
                                      eventLogPath: config.replayLogPath, logger: logger)
         let bed = Testbed(configuration: config, topology: topology, shaper: shaper, replayer: replayer, logger: logger)
+        bed.tcpRecord = tcpRecord
         do {
             try replayer.applyInitial()
         } catch {

@@ -21,8 +21,9 @@ public struct ReplayEvent: Sendable, Codable, Equatable {
 
 /// Replays a trace in real time against a `Shaper`: at each slice boundary every link direction gets
 /// its complete parameter set; WiFi loss becomes a carrier-down only after `notifyDelaySeconds`
-/// (the OS notices long after TCP has stalled, see the trouble-detection note), and WiFi's return brings
+/// (the OS notices long after TCP has stalled, see docs/trouble-detection.md), and WiFi's return brings
 /// the carrier straight back. Runs on its own thread, sleeping on absolute CLOCK_MONOTONIC deadlines.
+// @unchecked: state shared with the replay thread is in Mutex/Atomic; the rest is set before the thread starts.
 public final class TraceReplayer: @unchecked Sendable {
     public let trace: Trace
     /// Link names of the trace mapped onto topology link names, by position.

@@ -27,7 +27,7 @@ public enum TopologyError: Error, CustomStringConvertible {
     }
 }
 
-/// Creates and destroys the two-namespace testbed of DESIGN.md section 3 from Swift. The commands are
+/// Creates and destroys the two-namespace testbed of docs/testbed.md, Topology from Swift. The commands are
 /// the ones `netns-scripts/topology.sh` runs; they are built by pure functions so tests can read them.
 public struct Topology: Sendable {
     public let spec: TopologySpec
@@ -64,7 +64,7 @@ public struct Topology: Sendable {
 
     /// `sysctl` settings per namespace: ignore routes over links without carrier in the client (so the
     /// main table falls back to cellular once the OS notices WiFi is gone), no reverse-path filtering.
-    public func sysctls(forClient client: Bool, tcpBufferBytes: Int? = nil) -> [String] {
+    public func sysctls(forClient client: Bool, tcpBufferBytes: Int? = nil, tcp: TCPSettings = TCPSettings()) -> [String] {
         // IPv6 off: the testbed is IPv4-only, and link-local chatter would only add noise to captures.
         var s = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
                  "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
@@ -75,7 +75,7 @@ public struct Topology: Sendable {
         if let b = tcpBufferBytes {
             s += ["net.ipv4.tcp_rmem=4096 131072 \(b)", "net.ipv4.tcp_wmem=4096 16384 \(b)"]
         }
-        return s
+        return s + tcp.sysctls
     }
 
     /// `ip -batch` lines run in the server namespace at creation.
@@ -108,6 +108,30 @@ public struct Topology: Sendable {
         return (c, s)
     }
 
+    /// `ip -batch` lines configuring Linux MPTCP's in-kernel path manager (client, server): limits on
+    /// both sides, and on the client every non-primary link's address as a subflow endpoint (`backup`
+    /// in that mode), bound to its device. The primary link (WiFi) is an endpoint too, so a connection
+    /// that started on cellular also opens a WiFi subflow when it can.
+    public func mptcpCommands(_ mode: MPTCPMode) -> (client: [String], server: [String]) {
+        var c = ["mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint flush"]
+        for (i, l) in spec.links.enumerated() {
+            let backup = i > 0 && mode == .backup ? " backup" : ""
+            c.append("mptcp endpoint add \(l.clientAddress) dev \(l.interface) subflow\(backup)")
+        }
+        return (c, ["mptcp limits set subflows 2 add_addr_accepted 2"])
+    }
+
+    /// Applies `mptcpCommands` and turns MPTCP on in both namespaces.
+    public func configureMPTCP(_ mode: MPTCPMode) async throws {
+        if let why = MPTCPMode.kernelSupport { throw TopologyError.namespacesUnsupported(why) }
+        let (c, s) = mptcpCommands(mode)
+        for ns in [spec.clientNamespace, spec.serverNamespace] {
+            try await CommandRunner.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.mptcp.enabled=1"])
+        }
+        try await CommandRunner.run(["ip", "-n", spec.clientNamespace, "-batch", "-"], input: c.joined(separator: "\n") + "\n")
+        try await CommandRunner.run(["ip", "-n", spec.serverNamespace, "-batch", "-"], input: s.joined(separator: "\n") + "\n")
+    }
+
     /// `ip -batch` lines creating one unshaped veth pair per link (the netem backend shapes them).
     public func vethCommands() -> [String] {
         spec.links.map {
@@ -124,7 +148,7 @@ public struct Topology: Sendable {
 
     /// Creates the namespaces (reclaiming leftovers of a crashed run with the same prefix first).
     /// Link devices come from the shaper; call `configureLinks` once they exist.
-    public func create(tcpBufferBytes: Int? = nil, logger: Logger) async throws {
+    public func create(tcpBufferBytes: Int? = nil, tcp: TCPSettings = TCPSettings(), logger: Logger) async throws {
         try Topology.preflight()
         guard TopologySpec.isValidPrefix(spec.prefix), spec.prefix == spec.prefix.lowercased() else {
             throw TopologyError.invalidPrefix(spec.prefix)
@@ -146,11 +170,52 @@ public struct Topology: Sendable {
         }
         try await CommandRunner.run(["ip", "-n", spec.serverNamespace, "-batch", "-"],
                                     input: serverBaseCommands().joined(separator: "\n") + "\n")
+        try Topology.allowCongestionControl(tcp.congestionControl.rawValue)
         try await CommandRunner.run(["ip", "netns", "exec", spec.clientNamespace, "sysctl", "-qw"]
-                                    + sysctls(forClient: true, tcpBufferBytes: tcpBufferBytes))
+                                    + sysctls(forClient: true, tcpBufferBytes: tcpBufferBytes, tcp: tcp))
         try await CommandRunner.run(["ip", "netns", "exec", spec.serverNamespace, "sysctl", "-qw"]
-                                    + sysctls(forClient: false, tcpBufferBytes: tcpBufferBytes))
+                                    + sysctls(forClient: false, tcpBufferBytes: tcpBufferBytes, tcp: tcp))
         logger.info("namespaces \(spec.clientNamespace) and \(spec.serverNamespace) created")
+    }
+
+    /// A namespace other than the host's may only default to an algorithm in the host's
+    /// `net.ipv4.tcp_allowed_congestion_control` (the kernel refuses others with EPERM). If `name` is
+    /// available but not allowed, it is appended to that list (a permissive, additive change to the host:
+    /// it lets unprivileged sockets pick that algorithm too; nothing else changes).
+    static func allowCongestionControl(_ name: String) throws {
+        func read(_ key: String) -> [String] {
+            guard let f = fopen("/proc/sys/net/ipv4/\(key)", "r") else { return [] }
+            defer { fclose(f) }
+            var buf = [CChar](repeating: 0, count: 1024)
+            guard fgets(&buf, Int32(buf.count), f) != nil else { return [] }
+            return String(cString: buf).split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init)
+        }
+        let allowed = read("tcp_allowed_congestion_control")
+        if allowed.contains(name) { return }
+        guard read("tcp_available_congestion_control").contains(name) else {
+            throw TopologyError.namespacesUnsupported("TCP congestion control '\(name)' is not available in this kernel (try `modprobe tcp_\(name)`)")
+        }
+        let text = (allowed + [name]).joined(separator: " ") + "\n"
+        guard let f = fopen("/proc/sys/net/ipv4/tcp_allowed_congestion_control", "w") else {
+            throw TopologyError.namespacesUnsupported("cannot allow congestion control '\(name)': /proc/sys/net/ipv4/tcp_allowed_congestion_control is not writable")
+        }
+        let ok = fputs(text, f) >= 0
+        let closed = fclose(f) == 0
+        guard ok && closed, read("tcp_allowed_congestion_control").contains(name) else {
+            throw TopologyError.namespacesUnsupported("could not add '\(name)' to net.ipv4.tcp_allowed_congestion_control")
+        }
+    }
+
+    /// Current values of `keys` in namespace `ns` (keys this kernel lacks are left out).
+    public func readSysctls(namespace ns: String, keys: [String]) async throws -> [String: String] {
+        let out = try await CommandRunner.run(["ip", "netns", "exec", ns, "sysctl", "-e"] + keys)
+        var values: [String: String] = [:]
+        for line in out.split(whereSeparator: \.isNewline) {
+            guard let eq = line.range(of: " = ") else { continue }
+            let value = line[eq.upperBound...].split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+            values[String(line[..<eq.lowerBound])] = value
+        }
+        return values
     }
 
     /// Creates unshaped veth pairs for every link (used by the netem backend and for plain runs).

@@ -1,4 +1,4 @@
-/// Names and addresses of the two-namespace testbed (DESIGN.md section 3).
+/// Names and addresses of the two-namespace testbed (docs/testbed.md, Topology).
 ///
 /// Everything lives in 198.18.0.0/15 (RFC 2544 benchmarking space). A `prefix` keeps two testbeds
 /// apart: namespaces are `<prefix>-client` and `<prefix>-server`.

@@ -45,7 +45,7 @@ public struct TraceSlice: Sendable, Equatable, Codable {
     }
 }
 
-/// A parsed, validated trace (DESIGN.md section 4).
+/// A parsed, validated trace (docs/testbed.md, Traces).
 public struct Trace: Sendable, Equatable, Codable {
     /// Link names in column order; the default two-link format is `["wifi", "cellular"]`.
     public var links: [String]

@@ -1,4 +1,4 @@
-/// Scripted link failures as trace transforms (DESIGN.md section 3): a *blackout* (every packet
+/// Scripted link failures as trace transforms (docs/testbed.md, Topology): a *blackout* (every packet
 /// dropped; the replayer takes the carrier down only after its notification delay) and a *fade* (loss
 /// rising, rate falling and RTT growing over a few seconds, then out of range). Both return a new
 /// trace with finer slices inside the affected window; the rest of the trace is unchanged.

@@ -17,8 +17,8 @@ public struct TraceGeneratorError: Error, Sendable, Equatable, CustomStringConve
 
 /// Parameters of the vehicular model. Every number is a named, documented field so the shipped
 /// traces' provenance is explicit (traces/README.md repeats them). They are *assumptions in the style of*
-/// the IntNW paper's Ann Arbor and Ypsilanti drives, chosen from the qualitative facts in DESIGN.md
-/// section 4 and the trouble-detection note; the original measurements are not public.
+/// the IntNW paper's Ann Arbor and Ypsilanti drives, chosen from the qualitative facts listed in
+/// traces/README.md; the original measurements are not public.
 ///
 /// The model, per 1-second slice:
 /// - WiFi alternates between encounters and disconnections whose lengths (whole seconds) are log-normal,

@@ -1,4 +1,4 @@
-/// Importers for public trace formats (DESIGN.md section 4), mapping them onto one link of a two-link
+/// Importers for public trace formats (docs/testbed.md, Traces), mapping them onto one link of a two-link
 /// canonical trace. Both read untrusted files and reject bad input with `FILE:LINE` (`TraceError`).
 public enum TraceImport {
     /// Where an imported direction's rate comes from.

@@ -1,4 +1,4 @@
-/// Parser and validator for the canonical trace text format (DESIGN.md section 4; the full
+/// Parser and validator for the canonical trace text format (docs/testbed.md, Traces; the full
 /// specification with units is in traces/README.md).
 ///
 /// ```

@@ -31,9 +31,17 @@ struct DirectionEngine {
         self.lateness = LatenessHistogram()
     }
 
-    mutating func update(_ p: DirectionParameters, queueLimitBytes: Int) {
+    /// When the current parameters took effect (monotonic ns; 0 = from the start).
+    private(set) var parametersSinceNs: UInt64 = 0
+
+    /// Takes new parameters at `nowNs`. A packet still serializing then cannot have finished before
+    /// `nowNs` at the new rate (it was held back by the old one), so it finishes no earlier than that:
+    /// otherwise a rate increase after a very slow second would release it "in the past", skipping part
+    /// of its propagation delay and showing up as emulator lateness that is really the trace's doing.
+    mutating func update(_ p: DirectionParameters, queueLimitBytes: Int, nowNs: UInt64 = 0) {
         parameters = p
         self.queueLimitBytes = queueLimitBytes
+        parametersSinceNs = nowNs
     }
 
     /// Decides the fate of a packet of `length` bytes read at `nowNs` into `buffer` (from `ring.reserve()`).
@@ -77,7 +85,7 @@ struct DirectionEngine {
             let txEnd: UInt64
             if let rate = parameters.bytesPerSecond {
                 let start = max(d.arrivalNs, linkFreeAtNs)
-                txEnd = start + UInt64((Double(d.length) * 1e9 / rate).rounded(.up))
+                txEnd = max(start + UInt64((Double(d.length) * 1e9 / rate).rounded(.up)), parametersSinceNs)
             } else {
                 txEnd = d.arrivalNs
             }

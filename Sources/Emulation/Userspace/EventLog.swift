@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
+import SystemPackage
 
 /// Mahimahi-compatible per-direction event log: `<ms> + <bytes>` (arrival), `<ms> - <bytes> <delay ms>`
 /// (departure with the packet's total delay), `<ms> d <bytes>` (drop), times in milliseconds since the
@@ -12,7 +14,7 @@ final class EventLog {
 
     init(path: String) throws {
         fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw EmulatorError.system(call: "open \(path)", errno: errno) }
+        guard fd >= 0 else { throw EmulatorError.system(call: "open \(path)", errno: Errno.last.rawValue) }
         buffer = [UInt8](repeating: 0, count: 1 << 16)
         self.origin = 0
     }

@@ -4,12 +4,15 @@ import Glibc
 import CShims
 import Foundation
 import Synchronization
+import LinuxSupport
+import SystemPackage
 
 /// One direction of one emulated link: a thread that reads packets from the source TUN device, runs
 /// them through a `DirectionEngine` and writes them to the destination TUN device on schedule.
 ///
 /// The thread sleeps in `ppoll` with a nanosecond timeout until the next packet is due, a packet
 /// arrives, or `update` kicks its eventfd. The monotonic clock is read once per wake-up.
+// @unchecked: the engine is owned by the pipe's own thread; updates cross over in a Mutex, stop in an Atomic.
 final class LinkPipe: @unchecked Sendable {
     let link: String
     let direction: LinkDirection
@@ -36,7 +39,7 @@ final class LinkPipe: @unchecked Sendable {
         self.sourceFD = sourceFD
         self.destinationFD = destinationFD
         let w = cshims_eventfd()
-        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: errno) }
+        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: Errno.last.rawValue) }
         wakeFD = w
         let ring = PacketRing(arenaBytes: arenaBytes, descriptorCapacity: 1 << 16, maxPacketBytes: maxPacketBytes)
         engine = DirectionEngine(link: link, direction: direction, parameters: parameters,
@@ -96,7 +99,7 @@ final class LinkPipe: @unchecked Sendable {
             if fds[1].revents != 0 {
                 _ = cshims_eventfd_drain(wakeFD)
                 if let (p, q) = pending.withLock({ v -> (DirectionParameters, Int)? in defer { v = nil }; return v }) {
-                    engine.update(p, queueLimitBytes: q)
+                    engine.update(p, queueLimitBytes: q, nowNs: now)
                 }
             }
             if fds[0].revents != 0 {

@@ -3,8 +3,10 @@ import Glibc
 #endif
 import CShims
 import Logging
+import LinuxSupport
+import SystemPackage
 
-/// The user-space link emulator (DESIGN.md section 5): for each link a TUN device in the client
+/// The user-space link emulator (docs/testbed.md, Link emulation): for each link a TUN device in the client
 /// namespace and one in the server namespace, and one thread per direction moving packets between
 /// them through a rate/delay/loss/outage model with a bounded drop-tail queue.
 ///
@@ -43,7 +45,7 @@ public final class UserspaceShaper: Shaper {
 
     public func attach(topology: TopologySpec) throws {
         guard access("/dev/net/tun", R_OK | W_OK) == 0 else {
-            throw EmulatorError.system(call: "open /dev/net/tun (TUN support needed for the user-space shaper)", errno: errno)
+            throw EmulatorError.system(call: "open /dev/net/tun (TUN support needed for the user-space shaper)", errno: Errno.last.rawValue)
         }
         let vnet: Int32 = options.offload ? 1 : 0
         let maxPacket = 65_536 + 16
@@ -55,7 +57,7 @@ public final class UserspaceShaper: Shaper {
             ownedFDs.append(s)
             if options.offload {
                 for fd in [c, s] where cshims_tun_set_offload(fd, 1) != 0 {
-                    throw EmulatorError.system(call: "TUNSETOFFLOAD on \(iface)", errno: errno)
+                    throw EmulatorError.system(call: "TUNSETOFFLOAD on \(iface)", errno: Errno.last.rawValue)
                 }
             }
             clientFDs[link.name] = c
@@ -76,7 +78,7 @@ public final class UserspaceShaper: Shaper {
 
     private static func openTUN(_ name: String, vnet: Int32) throws -> Int32 {
         let fd = cshims_tun_open(name, vnet)
-        guard fd >= 0 else { throw EmulatorError.system(call: "TUNSETIFF \(name)", errno: errno) }
+        guard fd >= 0 else { throw EmulatorError.system(call: "TUNSETIFF \(name)", errno: Errno.last.rawValue) }
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         return fd
@@ -101,7 +103,7 @@ public final class UserspaceShaper: Shaper {
     public func setCarrier(link: String, up: Bool) throws {
         guard let fd = clientFDs[link] else { throw EmulatorError.unknownLink(link) }
         guard cshims_tun_set_carrier(fd, up ? 1 : 0) == 0 else {
-            throw EmulatorError.system(call: "TUNSETCARRIER \(link)", errno: errno)
+            throw EmulatorError.system(call: "TUNSETCARRIER \(link)", errno: Errno.last.rawValue)
         }
     }
 

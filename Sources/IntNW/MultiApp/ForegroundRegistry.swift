@@ -16,6 +16,7 @@ public enum SharedSchedulingSegment: Sendable, Equatable {
     case processLocal
 }
 
+// @unchecked: `registries` is touched only under `lock`.
 final class ForegroundRegistry: @unchecked Sendable {
     /// What a multisocket sees about an interface before sending background data.
     struct View {
@@ -137,6 +138,68 @@ final class ForegroundRegistry: @unchecked Sendable {
             v.reclaimedPIDs = scan.reclaimed
         }
         return v
+    }
+
+    // MARK: - Interface-wide background budget
+
+    /// Per interface: background bytes each multisocket of this process last reported in kernel
+    /// send queues, with when.
+    private var background: [String: [ObjectIdentifier: (bytes: Int, atNs: UInt64)]] = [:]
+
+    /// Multisocket `owner` has `bytes` of background data unacknowledged in kernel send queues on
+    /// `interface` (0 when it has none). The process's sum of fresh reports goes to the segment.
+    func reportBackground(owner: ObjectIdentifier, interface: String, bytes: Int, nowNs: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        background[interface, default: [:]][owner] = (max(0, bytes), nowNs)
+        if let s = slot(interface), let segment {
+            segment.publishBackground(bytes: processBackground(interface, except: nil, nowNs: nowNs), interface: s, nowNs: nowNs)
+        }
+    }
+
+    /// Background bytes in kernel send queues on `interface` that are not `owner`'s: other
+    /// multisockets of this process and, through the segment, other processes.
+    func backgroundElsewhere(owner: ObjectIdentifier, interface: String, nowNs: UInt64) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        var total = processBackground(interface, except: owner, nowNs: nowNs)
+        if let s = slot(interface), let segment { total += segment.otherBackground(interface: s, nowNs: nowNs) }
+        return total
+    }
+
+    /// The multisocket `owner` is gone: its background reports stop counting.
+    func forgetBackground(owner: ObjectIdentifier) {
+        lock.lock()
+        defer { lock.unlock() }
+        for key in background.keys { background[key]?[owner] = nil }
+        for key in delivered.keys { if let d = delivered[key]?.removeValue(forKey: owner) { retiredDelivered[key, default: 0] &+= d } }
+    }
+
+    /// Per interface: cumulative bytes acknowledged on each multisocket's background-sending
+    /// connections, and what multisockets that closed had (so the process's sum never goes back).
+    private var delivered: [String: [ObjectIdentifier: UInt64]] = [:]
+    private var retiredDelivered: [String: UInt64] = [:]
+
+    /// Multisocket `owner`'s cumulative acknowledged bytes on `interface`; returns the interface's
+    /// total over every multisocket of this process and every other process (a counter: its
+    /// growth over time is the interface's delivery rate).
+    func reportDelivered(owner: ObjectIdentifier, interface: String, cumulativeBytes: UInt64) -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        delivered[interface, default: [:]][owner] = cumulativeBytes
+        let mine = delivered[interface, default: [:]].values.reduce(retiredDelivered[interface, default: 0], &+)
+        guard let s = slot(interface), let segment else { return mine }
+        segment.publishDelivered(bytes: mine, interface: s)
+        return mine &+ segment.otherDelivered(interface: s)
+    }
+
+    private func processBackground(_ interface: String, except: ObjectIdentifier?, nowNs: UInt64) -> Int {
+        let freshNs = SharedLayout.backgroundFreshMilliseconds * 1_000_000
+        var total = 0
+        for (owner, e) in background[interface, default: [:]] where owner != except && (e.atNs >= nowNs || nowNs - e.atNs <= freshNs) {
+            total += e.bytes
+        }
+        return total
     }
 
     /// The segment's published count for `interface` (tests and diagnostics).

@@ -3,6 +3,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
+import SystemPackage
 
 struct ProcessIdentity: Equatable, Sendable {
     var pid: UInt64
@@ -66,7 +68,7 @@ struct ProcessIdentity: Equatable, Sendable {
         guard let s = ProcessIdentity.status(pid: pid) else {
             // No /proc entry: gone, unless /proc is not mounted at all (then ask the kernel).
             if access("/proc/self/stat", F_OK) == 0 { return false }
-            return kill(pid_t(pid), 0) == 0 || errno == EPERM
+            return kill(pid_t(pid), 0) == 0 || Errno.last == .notPermitted
         }
         if s.exited { return false }
         return startTicks == 0 || s.startTicks == startTicks

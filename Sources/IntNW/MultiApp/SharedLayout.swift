@@ -1,5 +1,5 @@
-/// The layout of the multi-app scheduling segment, defined here and nowhere else (DESIGN.md
-/// section 6, `seeds/multi-app-design.txt`). Every field is one 64-bit word updated with atomic
+/// The layout of the multi-app scheduling segment, defined here and nowhere else (docs/scheduling.md,
+/// "Multi-app shared state"). Every field is one 64-bit word updated with atomic
 /// operations; offsets below are word indices from the start of the mapping.
 ///
 /// ```
@@ -26,6 +26,18 @@
 ///      compares it with /proc/<pid>/stat to tell a live process from a reused pid
 ///   2  inode of the owner's PID namespace (pids of another PID namespace cannot be checked)
 ///   3-7 reserved (0)
+/// background matrix (processSlotCount x interfaceSlotCount words), entry [j][i] at
+/// `backgroundEntry(process: j, interface: i)`, written only by the owner of process slot j:
+///   monotonic ms of the write, modulo 2^28 (bits 36-63) | background bytes this process has in
+///   kernel send queues (unacknowledged) on interface i (bits 0-35). An entry older than
+///   `backgroundFreshMilliseconds` no longer counts (its writer stopped deciding: it has no
+///   background data, or it died); the interface-wide background budget is the sum of the fresh
+///   entries.
+/// delivered matrix (processSlotCount x interfaceSlotCount words), entry [j][i] at
+/// `deliveredEntry(process: j, interface: i)`, written only by the owner of process slot j: bytes
+///   the kernel reported acknowledged (TCP_INFO bytes_acked) on the connections of slot j's
+///   background-sending multisockets on interface i, cumulative. The sum over processes, sampled
+///   over time, is the interface's delivery rate (the background link estimate).
 /// ```
 ///
 /// The count in an interface slot is a fast path: 0 means no process has foreground data there.
@@ -36,7 +48,7 @@ enum SharedLayout {
     /// "INWS".
     static let magic: UInt64 = 0x494E_5753
     /// Bump whenever any offset, size or meaning above changes.
-    static let version: UInt64 = 1
+    static let version: UInt64 = 2
     static var magicAndVersion: UInt64 { magic << 32 | version }
 
     static let headerWords = 8
@@ -46,7 +58,7 @@ enum SharedLayout {
     static let processSlotWords = 8
 
     static var totalWords: Int {
-        headerWords + interfaceSlotCount * interfaceSlotWords + processSlotCount * processSlotWords
+        deliveredMatrixWord + processSlotCount * interfaceSlotCount
     }
     static var totalBytes: Int { totalWords * 8 }
 
@@ -73,6 +85,26 @@ enum SharedLayout {
     static let procOwner = 0
     static let procStart = 1
     static let procPidNamespace = 2
+
+    // Background matrix.
+    static var backgroundMatrixWord: Int { headerWords + interfaceSlotCount * interfaceSlotWords + processSlotCount * processSlotWords }
+    static func backgroundEntry(process j: Int, interface i: Int) -> Int { backgroundMatrixWord + j * interfaceSlotCount + i }
+    static var deliveredMatrixWord: Int { backgroundMatrixWord + processSlotCount * interfaceSlotCount }
+    static func deliveredEntry(process j: Int, interface i: Int) -> Int { deliveredMatrixWord + j * interfaceSlotCount + i }
+    static let backgroundBytesMask: UInt64 = (1 << 36) - 1
+    static let backgroundTimeShift: UInt64 = 36
+    static let backgroundTimeMask: UInt64 = (1 << 28) - 1
+    /// How long a background entry counts after it was written, milliseconds. Writers refresh it at
+    /// every background decision (every 10 ms while background waits).
+    static let backgroundFreshMilliseconds: UInt64 = 300
+    static func background(bytes: UInt64, nowMs: UInt64) -> UInt64 {
+        (nowMs & backgroundTimeMask) << backgroundTimeShift | min(bytes, backgroundBytesMask)
+    }
+    /// The bytes of entry `w` if it is fresh at `nowMs`, else 0.
+    static func freshBackgroundBytes(_ w: UInt64, nowMs: UInt64) -> UInt64 {
+        let age = (nowMs &- (w >> backgroundTimeShift)) & backgroundTimeMask
+        return w != 0 && age <= backgroundFreshMilliseconds ? w & backgroundBytesMask : 0
+    }
 
     // Owner word packing.
     static let maskBits: UInt64 = 0xFFFF_FFFF

@@ -1,14 +1,19 @@
 /// The one type that owns the multi-app shared-memory mapping (layout: `SharedLayout`). Everything
 /// else sees safe values: interface slot numbers, counts, timestamps.
+///
+/// Over 400 lines on purpose: every raw-pointer access to the shared words stays in this one file,
+/// so the unsafe surface can be reviewed in one place.
 #if canImport(Glibc)
 import Glibc
 #endif
 import Atomics
+import LinuxSupport
+import SystemPackage
 
 /// Why the shared segment cannot be used. The process then keeps its scheduling state to itself
 /// (multisockets of this process still coordinate; other processes are not seen).
 public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertible {
-    case system(call: String, name: String, errno: Int32)
+    case system(call: String, name: String, errno: Errno)
     /// The segment exists but belongs to another user or others may read or write it.
     case foreign(name: String, detail: String)
     /// The segment has another layout (magic, version or size): it is not trusted.
@@ -22,7 +27,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     public var description: String {
         switch self {
         case .system(let call, let name, let e):
-            "shared scheduling segment \(name): \(call) failed: \(String(cString: strerror(e))) (errno \(e))"
+            "shared scheduling segment \(name): \(call) failed: \(e) (errno \(e.rawValue))"
         case .foreign(let name, let d):
             "shared scheduling segment /dev/shm\(name) is not ours (\(d)); not used"
         case .incompatible(let name, let d):
@@ -35,6 +40,7 @@ public enum SharedStateError: Error, Equatable, Sendable, CustomStringConvertibl
     }
 }
 
+// @unchecked: the shared words are atomics; slot/generation/heldMask are touched only by the owning scheduler under its loop lock.
 final class SharedSegment: @unchecked Sendable {
     typealias Storage = UnsafeAtomic<UInt64>.Storage
 
@@ -57,6 +63,10 @@ final class SharedSegment: @unchecked Sendable {
         if slot >= 0 {
             for i in 0..<SharedLayout.interfaceSlotCount where heldMask & (1 << UInt64(i)) != 0 {
                 setContribution(false, interface: i)
+            }
+            for i in 0..<SharedLayout.interfaceSlotCount {
+                word(SharedLayout.backgroundEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
+                word(SharedLayout.deliveredEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
             }
             let o = word(SharedLayout.processSlot(slot) + SharedLayout.procOwner)
             let cur = o.load(ordering: .sequentiallyConsistent)
@@ -87,20 +97,20 @@ final class SharedSegment: @unchecked Sendable {
             // umask may only remove bits; make sure the owner can read and write.
             _ = fchmod(fd, 0o600)
             if ftruncate(fd, off_t(size)) != 0 {
-                let e = errno
+                let e = Errno.last
                 close(fd)
                 shm_unlink(name)
                 throw .system(call: "ftruncate", name: name, errno: e)
             }
-        } else if errno == EEXIST {
+        } else if Errno.last == .fileExists {
             fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)
-            if fd < 0 { throw .system(call: "shm_open", name: name, errno: errno) }
+            if fd < 0 { throw .system(call: "shm_open", name: name, errno: .last) }
         } else {
-            throw .system(call: "shm_open", name: name, errno: errno)
+            throw .system(call: "shm_open", name: name, errno: .last)
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: errno) }
+        guard fstat(fd, &st) == 0 else { throw .system(call: "fstat", name: name, errno: .last) }
         if st.st_uid != geteuid() {
             throw .foreign(name: name, detail: "owned by uid \(st.st_uid), this process runs as uid \(geteuid())")
         }
@@ -112,7 +122,7 @@ final class SharedSegment: @unchecked Sendable {
             // A concurrent creator may not have sized it yet.
             while st.st_size == 0 && monotonicSeconds() < deadline {
                 usleep(1_000)
-                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: errno) }
+                if fstat(fd, &st) != 0 { throw .system(call: "fstat", name: name, errno: .last) }
             }
             if st.st_size == 0 { throw .uninitialized(name: name) }
             if Int(st.st_size) != size {
@@ -120,7 +130,7 @@ final class SharedSegment: @unchecked Sendable {
             }
         }
         guard let raw = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), raw != MAP_FAILED else {
-            throw .system(call: "mmap", name: name, errno: errno)
+            throw .system(call: "mmap", name: name, errno: .last)
         }
         let words = raw.bindMemory(to: Storage.self, capacity: SharedLayout.totalWords)
         let seg = SharedSegment(name: name, words: words, identity: identity)
@@ -189,6 +199,11 @@ final class SharedSegment: @unchecked Sendable {
                     word(base + SharedLayout.procPidNamespace).store(identity.pidNamespaceInode, ordering: .relaxed)
                     word(base + SharedLayout.procStart).store(SharedLayout.start(generation: gen, ticks: identity.startTicks),
                                                               ordering: .releasing)
+                    // A previous owner's background entries are not ours.
+                    for i in 0..<SharedLayout.interfaceSlotCount {
+                        word(SharedLayout.backgroundEntry(process: j, interface: i)).store(0, ordering: .relaxed)
+                        word(SharedLayout.deliveredEntry(process: j, interface: i)).store(0, ordering: .relaxed)
+                    }
                     slot = j
                     generation = gen
                     return
@@ -362,7 +377,7 @@ final class SharedSegment: @unchecked Sendable {
     }
 
     /// Starts or ends this process's contribution to slot `i`'s count (the barrier of the
-    /// multi-app note: on while any multisocket here has foreground data enqueued or unACKed).
+    /// multi-app design (docs/scheduling.md): on while any multisocket here has foreground data enqueued or unACKed).
     func setContribution(_ on: Bool, interface i: Int) {
         guard slot >= 0 else { return }
         let bit: UInt64 = 1 << UInt64(i)
@@ -403,6 +418,46 @@ final class SharedSegment: @unchecked Sendable {
             }
         }
         return scan
+    }
+
+    // MARK: - Background budget
+
+    /// Publishes the background bytes this process has in kernel send queues on slot `i`.
+    func publishBackground(bytes: Int, interface i: Int, nowNs: UInt64) {
+        guard slot >= 0 else { return }
+        word(SharedLayout.backgroundEntry(process: slot, interface: i))
+            .store(SharedLayout.background(bytes: UInt64(max(0, bytes)), nowMs: nowNs / 1_000_000), ordering: .relaxed)
+    }
+
+    /// Background bytes other processes published as in kernel send queues on slot `i`, counting
+    /// only fresh entries of occupied process slots.
+    func otherBackground(interface i: Int, nowNs: UInt64) -> Int {
+        let nowMs = nowNs / 1_000_000
+        var total: UInt64 = 0
+        for j in 0..<SharedLayout.processSlotCount where j != slot {
+            let w = word(SharedLayout.backgroundEntry(process: j, interface: i)).load(ordering: .relaxed)
+            guard w != 0, SharedLayout.pid(ofOwner: ownerWord(j).load(ordering: .relaxed)) != 0 else { continue }
+            total += SharedLayout.freshBackgroundBytes(w, nowMs: nowMs)
+        }
+        return Int(min(total, UInt64(Int.max)))
+    }
+
+    /// Publishes the cumulative bytes this process's background-sending connections had acknowledged
+    /// on slot `i`.
+    func publishDelivered(bytes: UInt64, interface i: Int) {
+        guard slot >= 0 else { return }
+        word(SharedLayout.deliveredEntry(process: slot, interface: i)).store(bytes, ordering: .relaxed)
+    }
+
+    /// The sum of the cumulative acknowledged bytes other processes published on slot `i`.
+    func otherDelivered(interface i: Int) -> UInt64 {
+        var total: UInt64 = 0
+        for j in 0..<SharedLayout.processSlotCount where j != slot {
+            let w = word(SharedLayout.deliveredEntry(process: j, interface: i)).load(ordering: .relaxed)
+            guard w != 0, SharedLayout.pid(ofOwner: ownerWord(j).load(ordering: .relaxed)) != 0 else { continue }
+            total &+= w
+        }
+        return total
     }
 
     /// This process's slot index (tests and diagnostics).

@@ -1,4 +1,5 @@
-/// The background policies of DESIGN.md section 6 (`seeds/fg-bg-anticipatory-scheduling.txt`):
+/// The background policies (docs/scheduling.md, "The policies", which restates the original policy
+/// description this file calls "the note"):
 /// exclusive, permissive, anticipatory, trickle, plus delay-target (LEDBAT-like, our own). Each
 /// is a pure function of the `BackgroundContext` except delay-target, which keeps a window per
 /// multisocket. See docs/scheduling.md for what each one costs foreground traffic and why.
@@ -10,7 +11,7 @@ import Glibc
 /// `reason` of each debug log line.
 public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// Another multisocket (this process or another) has foreground data enqueued or not yet
-    /// acknowledged on the interface: the barrier of the multi-app note.
+    /// acknowledged on the interface: the barrier of the multi-app design (docs/scheduling.md).
     case foregroundElsewhere = "foreground-elsewhere"
     /// The policy never sends background data on this kind of network (exclusive).
     case excludedNetwork = "excluded-network"
@@ -52,11 +53,17 @@ public protocol ExplainedBackgroundPolicy: BackgroundPolicy {
     /// Whether background waits while another multisocket has foreground data enqueued or
     /// unacknowledged on the same interface. Default: true.
     var honorsForegroundBarrier: Bool { get }
+    /// Whether the policy scales with the interface's delivery-rate estimate (`LinkRateTracker`)
+    /// rather than IntNW's general estimate. Only a policy that sends above its estimate when the
+    /// link allows may: the delivery rate of BG kept below the estimate only shows the estimate
+    /// back (anticipatory's chunk of bandwidth/16 would shrink it to nothing). Default: false.
+    var scalesWithDeliveryRate: Bool { get }
     func verdict(_ context: BackgroundContext) -> BackgroundVerdict
 }
 
 extension ExplainedBackgroundPolicy {
     public var honorsForegroundBarrier: Bool { true }
+    public var scalesWithDeliveryRate: Bool { false }
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { verdict(context).decision }
 }
 
@@ -115,7 +122,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
     /// What "the socket buffer is empty" means (docs/scheduling.md has the measurements behind
     /// the default).
     public enum EmptySocketTest: String, Sendable, Equatable {
-        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): DESIGN.md's reading. Bytes
+        /// No bytes the kernel has not yet sent (SIOCOUTQNSD == 0): the original policy description's reading. Bytes
         /// in flight are not counted, so congestion control decides how many chunks are in
         /// flight at once; on a deep bottleneck queue that is most of a second's worth, and the
         /// next foreground message waits behind it (about 4-5 x FG alone on the 3G link).
@@ -123,7 +130,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
         /// Nothing unacknowledged (SIOCOUTQ == 0): at most one chunk in flight, which is what
         /// makes the note's "62.5 ms at first, 1 s at most" bound on foreground delay hold.
         case nothingUnacknowledged = "unacked"
-        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test DESIGN.md gives
+        /// Less than one chunk unacknowledged (SIOCOUTQ < chunk), the test the original policy description gives
         /// trickle: at most two chunks in flight, so the next chunk is on its way while the last
         /// one is ACKed. The default: foreground delay stays bounded by two chunks, and background
         /// moves about half again as much as with `nothingUnacknowledged`.
@@ -189,7 +196,7 @@ public struct AnticipatoryBackgroundPolicy: ExplainedBackgroundPolicy {
 
 // MARK: - trickle
 
-/// Trickling without piggybacking (DESIGN.md section 6): `chunkSeconds` worth of background at a
+/// Trickling without piggybacking (docs/scheduling.md): `chunkSeconds` worth of background at a
 /// time while the kernel send queue (every byte not yet acknowledged, SIOCOUTQ) is below one
 /// chunk; after `idleAfterSeconds` without foreground activity the chunk becomes
 /// `idleChunkSeconds` worth. Piggybacking background bytes onto foreground sends is not built:
@@ -232,7 +239,8 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 
 /// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
 /// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by a window: the link's
-/// bandwidth-delay product plus `targetQueueingDelayMilliseconds` worth of bandwidth, times a scale
+/// bandwidth-delay product (with one full segment's transmission) plus `targetQueueingDelayMilliseconds`
+/// worth of bandwidth, times a scale
 /// the measured queueing delay (TCP_INFO smoothed RTT minus minimum RTT) steers once per RTT.
 /// At most about the target's worth of background data then waits in the bottleneck queue ahead of
 /// a foreground packet, while background keeps the link busy whenever foreground is quiet (no idle
@@ -245,17 +253,21 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 ///   application-limited never shows the link's rate) does not cap background for good;
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
+// @unchecked: per-multisocket windows are touched only under `lock`.
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
-        public var targetQueueingDelayMilliseconds: Double = 25
+        public var targetQueueingDelayMilliseconds: Double = 10
         /// Measured queueing delay above which the window is halved, milliseconds.
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
         public var minimumWindowBytes: Int = 2 * 1448
         /// Range of the scale on the model window.
         public var minimumScale: Double = 1.0 / 16
-        public var maximumScale: Double = 16
+        /// Largest scale: 1, no probing above the model window (the window's target already
+        /// exceeds the estimate's bandwidth-delay product, which is what lets the delivery-rate
+        /// estimate rise to the link's; a larger scale only lengthens FG's wait).
+        public var maximumScale: Double = 1
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
         public init() {}
@@ -271,16 +283,28 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
+    /// Its window exceeds the estimate's bandwidth-delay product by the target, so the delivery
+    /// rate rises with the link.
+    public var scalesWithDeliveryRate: Bool { true }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
     /// The current scale on the model window (tests and diagnostics).
     public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
 
-    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, or 0 when unknown.
+    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
+    /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
+    /// transmission, the minimum RTT is usually a small segment's: on a 64 KB/s link that is 22 ms
+    /// that is not queueing), or 0 when unknown.
     static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
         guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
               c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
-        return max(0, Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000
+        let serializationMs = segmentSerializationMilliseconds(bandwidthBytesPerSecond: c.network.estimate.bandwidthBytesPerSecond)
+        return max(0, (Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000 - serializationMs)
+    }
+
+    /// Transmission time of one full segment (1448 bytes) at `bw`, ms.
+    static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
+        bw > 0 && bw.isFinite ? 1448 / bw * 1000 : 0
     }
 
     static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {
@@ -288,10 +312,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             ? Double(c.kernelMinRTTMicroseconds) / 1000 : c.network.estimate.rttMilliseconds
     }
 
-    /// The window before scaling: bandwidth x (base RTT + target), bytes.
+    /// The window before scaling: bandwidth x (base RTT + one full segment's transmission time +
+    /// target), bytes. The minimum RTT is usually a small segment's; a full segment's round trip is
+    /// longer by its own transmission (22 ms on 3G), and a window without it stays below the
+    /// bandwidth-delay product whenever the estimate is below the link (the delivery rate then
+    /// only ever shows the estimate back, and it never rises).
     public func modelWindowBytes(_ context: BackgroundContext) -> Double {
-        let bytes = context.network.estimate.bandwidthBytesPerSecond
-            * (Self.baseRTTMilliseconds(context) + parameters.targetQueueingDelayMilliseconds) / 1000
+        let bw = context.network.estimate.bandwidthBytesPerSecond
+        let bytes = bw * (Self.baseRTTMilliseconds(context) + Self.segmentSerializationMilliseconds(bandwidthBytesPerSecond: bw)
+                          + parameters.targetQueueingDelayMilliseconds) / 1000
         return max(Double(parameters.minimumWindowBytes), bytes)
     }
 
@@ -315,7 +344,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             windowLimited = false
         }
         let window = max(Double(parameters.minimumWindowBytes), model * scale)
-        let room = Int(window) - context.kernelUnackedBytes
+        // The window is the interface's: background other connections, multisockets and
+        // processes have in kernel queues there counts against it.
+        let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
         // Less than a segment of room: wait rather than dribble tiny frames.
         if room < min(1448, Int(window) / 2) {
             windowLimited = true
@@ -323,152 +354,4 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         }
         return .send(maxBytes: room)
     }
-}
-
-// MARK: - selection by name
-
-/// The policies by name: `MultiSocketOptions.backgroundPolicy`, the `INTNW_BG_POLICY`
-/// environment variable (for unmodified apps; `intnw-app --bg-policy` sets it) and the
-/// experiments' `--bg-policy`.
-public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
-    case exclusive
-    case permissive
-    case anticipatory
-    case trickle
-    case delayTarget = "delay-target"
-
-    /// The environment variable unmodified apps are configured with.
-    public static let environmentVariable = "INTNW_BG_POLICY"
-
-    /// The policy with its default parameters.
-    public func makePolicy() -> any BackgroundPolicy {
-        switch self {
-        case .exclusive: ExclusiveBackgroundPolicy()
-        case .permissive: PermissiveBackgroundPolicy()
-        case .anticipatory: AnticipatoryBackgroundPolicy()
-        case .trickle: TrickleBackgroundPolicy()
-        case .delayTarget: DelayTargetBackgroundPolicy()
-        }
-    }
-
-    /// Parses a name (case-insensitive); the error lists the valid ones.
-    public static func parse(_ text: String) throws -> BackgroundPolicyName {
-        let t = text.trimmingSpaces.lowercased()
-        guard let n = BackgroundPolicyName(rawValue: t) else {
-            throw IntNWError.invalidArgument("background policy '\(text)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return n
-    }
-
-    /// Parameters `BackgroundPolicies.parse` accepts after the name, with their meaning.
-    public var parameterKeys: [String: String] {
-        switch self {
-        case .exclusive, .permissive: [:]
-        case .anticipatory: ["empty": "unsent | unacked | below-chunk", "idle-rtts": "idle wait in RTTs",
-                             "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
-        case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
-                        "idle-after-s": "FG silence before the larger chunk, seconds"]
-        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms"]
-        }
-    }
-}
-
-/// Defaults for `MultiSocketOptions.backgroundPolicy`.
-public enum BackgroundPolicies {
-    /// Without configuration: anticipatory, the scheduling note's final algorithm (BG only after the
-    /// link has been FG-idle for 4 x RTT, in chunks that grow with idle time). `permissive` remains one
-    /// `INTNW_BG_POLICY=permissive` away for comparisons.
-    public static let fallback = BackgroundPolicyName.anticipatory
-
-    /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
-    /// back too and is reported (one error line) by the first multisocket that starts.
-    public static func fromEnvironment() -> any BackgroundPolicy {
-        guard let raw = getenv(BackgroundPolicyName.environmentVariable), !String(cString: raw).trimmingSpaces.isEmpty else {
-            return fallback.makePolicy()
-        }
-        do {
-            return try parse(String(cString: raw))
-        } catch {
-            EnvironmentProblem.record("\(error); using \(fallback.rawValue)")
-            return fallback.makePolicy()
-        }
-    }
-
-    /// Parses `name[:key=value,...]`, e.g. `anticipatory`, `anticipatory:empty=unsent`,
-    /// `delay-target:target-ms=50` (keys: `BackgroundPolicyName.parameterKeys`).
-    public static func parse(_ spec: String) throws -> any BackgroundPolicy {
-        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        let name = try BackgroundPolicyName.parse(String(parts[0]))
-        var values: [String: String] = [:]
-        if parts.count == 2 {
-            for item in parts[1].split(separator: ",") {
-                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = kv[0].trimmingSpaces.lowercased()
-                guard kv.count == 2, name.parameterKeys[key] != nil else {
-                    let valid = name.parameterKeys.keys.sorted().joined(separator: ", ")
-                    throw IntNWError.invalidArgument("'\(item)' is not a parameter of \(name.rawValue) (\(valid.isEmpty ? "it has none" : "valid: " + valid))")
-                }
-                values[key] = kv[1].trimmingSpaces
-            }
-        }
-        func number(_ key: String) throws -> Double? {
-            guard let v = values[key] else { return nil }
-            guard let d = Double(v), d.isFinite, d > 0 else {
-                throw IntNWError.invalidArgument("\(name.rawValue) \(key)=\(v): expected a positive number")
-            }
-            return d
-        }
-        switch name {
-        case .exclusive, .permissive:
-            return name.makePolicy()
-        case .anticipatory:
-            var p = AnticipatoryBackgroundPolicy.Parameters()
-            if let e = values["empty"] {
-                guard let t = AnticipatoryBackgroundPolicy.EmptySocketTest(rawValue: e.lowercased()) else {
-                    throw IntNWError.invalidArgument("anticipatory empty=\(e): expected unsent, unacked or below-chunk")
-                }
-                p.emptySocketTest = t
-            }
-            if let v = try number("idle-rtts") { p.idleRTTMultiple = v }
-            if let v = try number("min-chunk-s") { p.minimumChunkSeconds = v }
-            if let v = try number("max-chunk-s") { p.maximumChunkSeconds = v }
-            return AnticipatoryBackgroundPolicy(parameters: p)
-        case .trickle:
-            var p = TrickleBackgroundPolicy.Parameters()
-            if let v = try number("chunk-s") { p.chunkSeconds = v }
-            if let v = try number("idle-chunk-s") { p.idleChunkSeconds = v }
-            if let v = try number("idle-after-s") { p.idleAfterSeconds = v }
-            return TrickleBackgroundPolicy(parameters: p)
-        case .delayTarget:
-            var p = DelayTargetBackgroundPolicy.Parameters()
-            if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
-            if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
-            return DelayTargetBackgroundPolicy(parameters: p)
-        }
-    }
-}
-
-/// A configuration problem found while building default options (no logger there yet): the
-/// first background scheduler logs it once.
-enum EnvironmentProblem {
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var pending: String?
-
-    static func record(_ s: String) {
-        lock.lock()
-        pending = s
-        lock.unlock()
-    }
-
-    static func take() -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        let s = pending
-        pending = nil
-        return s
-    }
-}
-
-extension String {
-    var trimmingSpaces: String { Substring(self).trimmingSpaces }
 }

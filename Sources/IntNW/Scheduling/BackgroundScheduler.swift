@@ -57,6 +57,12 @@ final class BackgroundScheduler {
     /// Shared foreground state; nil on the server side, where a session's interfaces are the
     /// client's and sessions of different clients share no link.
     private let registry: ForegroundRegistry?
+    /// Where the interface-wide background budget and delivery counters are shared: the client's
+    /// registry; on the server side this process's own, keyed by the client's address on the
+    /// interface (`budgetKey`), so that the sessions of one client sharing a client interface
+    /// (one per client multisocket) share one budget on the downlink.
+    private let budget: ForegroundRegistry?
+    private let role: Role
     private let notSentLowWatermarkBytes: Int
     private var log: Logger
     private(set) var stats: BackgroundSchedulingStats
@@ -67,6 +73,18 @@ final class BackgroundScheduler {
     private var perInterface: [String: Int] = [:]
     /// Last foreground activity this multisocket saw per interface (when there is no registry).
     private var ownLastForeground: [String: UInt64] = [:]
+    /// Per connection (fd): its interface, the bytes unacknowledged in its kernel send queue at
+    /// the latest background decision, and when (the interface-wide background budget).
+    private var backgroundByConnection: [Int32: (interface: String, bytes: Int, atNs: UInt64)] = [:]
+    /// The link estimate per interface (delivery rate), and what feeds it: each connection's latest
+    /// TCP_INFO bytes_acked and this multisocket's cumulative acknowledged bytes per interface.
+    private var trackers: [String: LinkRateTracker] = [:]
+    private var ackedByConnection: [Int32: UInt64] = [:]
+    private var ownDelivered: [String: UInt64] = [:]
+    /// The trace's capacity when an experiment gives it (`INTNW_BG_ORACLE`).
+    private let oracle: OracleSchedule?
+    private let side: String
+    private var lastRecordNs: [String: UInt64] = [:]
 
     init(options: MultiSocketOptions, role: Role, log: Logger) {
         var p = options.backgroundPolicy
@@ -77,14 +95,24 @@ final class BackgroundScheduler {
         self.log = log
         stats = BackgroundSchedulingStats(policy: explained?.name ?? String(describing: type(of: p)))
         if let problem = EnvironmentProblem.take() { log.error("\(BackgroundPolicyName.environmentVariable): \(problem)") }
+        let (o, oracleProblem) = OracleSchedule.fromEnvironment()
+        oracle = o
+        if let oracleProblem { log.error("\(oracleProblem)") }
+        side = role == .client ? "client" : "server"
         if role == .client {
             let r = ForegroundRegistry.registry(for: options.sharedSchedulingSegment,
                                                 namespacePath: options.networkNamespacePath, logger: log)
             registry = r
+            budget = r
             stats.sharedSegmentError = r.segmentError?.description
         } else {
-            registry = nil
+            // Server: this process's own registry, keyed by client address and interface
+            // (`key(_:fd:)`): the barrier and the budget between the sessions of one client.
+            let r = ForegroundRegistry.registry(for: .processLocal, namespacePath: nil, logger: log)
+            registry = r
+            budget = r
         }
+        self.role = role
     }
 
     // MARK: - Foreground bookkeeping
@@ -108,22 +136,43 @@ final class BackgroundScheduler {
         }
     }
 
+    /// Server side: the key of each client interface name, from the connections seen.
+    private var serverKeys: [String: String] = [:]
+
+    /// The name shared state knows `interface` by: the interface on the client; on the server the
+    /// client's address on it and its name (`budgetKey`), from connection `fd` or, without one,
+    /// from the last connection seen on that interface (nil: none seen yet).
+    private func key(_ interface: String, fd: Int32?) -> String? {
+        guard role == .server else { return interface }
+        if let fd, fd >= 0 {
+            let k = budgetKey(interface: interface, fd: fd)
+            serverKeys[interface] = k
+            return k
+        }
+        return serverKeys[interface]
+    }
+
     /// A foreground IROB was enqueued; `interface` is where the chooser would put it now (nil:
     /// no usable network yet; it counts once it is sent somewhere).
     func foregroundEnqueued(_ id: IROBID, interface: String?) {
-        if let interface { count(id.rawValue, on: interface) } else if outstanding[id.rawValue] == nil { outstanding[id.rawValue] = [] }
+        if let interface, let k = key(interface, fd: nil) {
+            count(id.rawValue, on: k)
+        } else if outstanding[id.rawValue] == nil {
+            outstanding[id.rawValue] = []
+        }
     }
 
-    /// Foreground activity reported by the session; `interface` names the event's network.
-    func observe(_ event: ForegroundEvent, interface: String?) {
+    /// Foreground activity reported by the session; `interface` names the event's network, `fd`
+    /// the connection it happened on (the server side needs it to know the client's address).
+    func observe(_ event: ForegroundEvent, interface: String?, fd: Int32? = nil) {
         switch event {
         case .sent(let id, _, _, let nowNs):
-            if let interface {
-                count(id.rawValue, on: interface)
-                noteActivity(interface, nowNs)
+            if let interface, let k = key(interface, fd: fd) {
+                count(id.rawValue, on: k)
+                noteActivity(k, nowNs)
             }
         case .received(_, _, let nowNs):
-            if let interface { noteActivity(interface, nowNs) }
+            if let interface, let k = key(interface, fd: fd) { noteActivity(k, nowNs) }
         case .acknowledged(let id, _):
             release(id.rawValue)
         }
@@ -137,6 +186,8 @@ final class BackgroundScheduler {
 
     /// The multisocket is gone: whatever it still counted on stops counting.
     func close() {
+        budget?.forgetBackground(owner: ObjectIdentifier(self))
+        backgroundByConnection.removeAll()
         for interface in perInterface.keys { registry?.setForegroundOutstanding(false, interface: interface) }
         perInterface.removeAll()
         outstanding.removeAll()
@@ -153,15 +204,17 @@ final class BackgroundScheduler {
                 nowNs: UInt64) -> BackgroundDecision {
         stats.decisions += 1
         let interface = network.interfaceName
+        // Shared state's name for it (the interface itself on the client).
+        let sharedKey = key(interface, fd: fd) ?? interface
         let unsent = max(0, Int(cshims_siocoutqnsd(fd)))
         let unacked = max(0, Int(cshims_siocoutq(fd)))
         var info = cshims_tcp_info()
         var len: UInt32 = 0
         let haveInfo = cshims_get_tcp_info(fd, &info, &len) == 0
-        var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[interface, default: 0])
+        var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[sharedKey, default: 0])
         var elsewhere = 0
         if let registry {
-            let v = registry.view(interface: interface, selfOutstanding: perInterface[interface, default: 0] > 0)
+            let v = registry.view(interface: sharedKey, selfOutstanding: perInterface[sharedKey, default: 0] > 0)
             lastFG = max(lastFG, v.lastForegroundNs)
             elsewhere = v.otherMultisockets + v.otherProcesses
             if !v.reclaimedPIDs.isEmpty {
@@ -170,11 +223,31 @@ final class BackgroundScheduler {
                            metadata: ["interface": "\(interface)", "pids": "\(v.reclaimedPIDs)"])
             }
         }
-        let ctx = BackgroundContext(network: schedulingView(network, info: haveInfo ? info : nil), nowNs: nowNs, lastForegroundActivityNs: lastFG,
+        // The interface-wide background budget: what this connection has in the kernel now, what
+        // this multisocket's other connections there had at their latest decisions, and what other
+        // multisockets and processes report.
+        backgroundByConnection[fd] = (interface, unacked, nowNs)
+        let freshNs = SharedLayout.backgroundFreshMilliseconds * 1_000_000
+        var ownOnInterface = 0
+        var bgElsewhere = 0
+        for (cfd, e) in backgroundByConnection where e.interface == interface {
+            if nowNs &- e.atNs > freshNs { backgroundByConnection[cfd] = nil; continue }
+            ownOnInterface += e.bytes
+            if cfd != fd { bgElsewhere += e.bytes }
+        }
+        if let budget {
+            budget.reportBackground(owner: ObjectIdentifier(self), interface: sharedKey, bytes: ownOnInterface, nowNs: nowNs)
+            bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
+        }
+        if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
+        let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
+        record(view, nowNs: nowNs)
+        let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
                                     kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
-                                    kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0)
+                                    kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0,
+                                    backgroundElsewhereBytes: bgElsewhere)
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
@@ -200,13 +273,20 @@ final class BackgroundScheduler {
         case .send(let n):
             stats.grants += 1
             stats.grantedBytes += UInt64(n)
+            // Count the grant at once, so other multisockets deciding before our bytes reach the
+            // kernel see them (the next decision here replaces it with the kernel's count).
+            if n < Int.max / 2, n > 0 {
+                backgroundByConnection[fd]?.bytes += n
+                budget?.reportBackground(owner: ObjectIdentifier(self), interface: sharedKey,
+                                           bytes: ownOnInterface + n, nowNs: nowNs)
+            }
         case .wait(let until):
             let reason = verdict.reason ?? .policy
             stats.holds[reason, default: 0] += 1
             log.debug("background held", metadata: [
                 "reason": "\(reason.rawValue)", "policy": "\(stats.policy)", "interface": "\(interface)",
                 "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
-                "fg_elsewhere": "\(elsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
+                "fg_elsewhere": "\(elsewhere)", "bg_elsewhere": "\(bgElsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
                 "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
                 "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
                 "kernel_room": "\(room == Int.max ? -1 : room)",
@@ -216,20 +296,68 @@ final class BackgroundScheduler {
         return verdict.decision
     }
 
-    /// The network as policies see it: the RTT is the connection's kernel minimum RTT (the link's,
-    /// without the queueing our own background data adds: the smoothed RTT of a connection
-    /// carrying background swells with that background's own queue, which would stretch the idle
-    /// wait further the more background there is). The bandwidth is IntNW's general estimate:
-    /// the kernel's delivery-rate samples overshoot the link when ACKs arrive bunched (up to 2x
-    /// on the emulated 3G link), and a maximum over them made chunks and windows too large.
-    /// An oracle estimate (experiments) is used as given.
-    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?) -> NetworkStatus {
-        guard network.estimate.source != .oracle, let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else {
-            return network
-        }
+    /// The budget's name for `interface`: the interface on the client; on the server the client's
+    /// address on it and the client's interface name (sessions of different clients share no link).
+    private func budgetKey(interface: String, fd: Int32) -> String {
+        guard role == .server else { return interface }
+        var addr = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) }
+        } == 0
+        guard ok, addr.sin_family == sa_family_t(AF_INET) else { return "peer ? \(interface) fd \(fd)" }
+        let ip = UInt32(bigEndian: addr.sin_addr.s_addr)
+        return "peer \(ip >> 24).\(ip >> 16 & 255).\(ip >> 8 & 255).\(ip & 255) \(interface)"
+    }
+
+    /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO.
+    private func trackLink(interface: String, key: String, fd: Int32, info: cshims_tcp_info, nowNs: UInt64) {
+        let acked = info.tcpi_bytes_acked
+        if let prev = ackedByConnection[fd], acked >= prev { ownDelivered[interface, default: 0] &+= acked - prev }
+        ackedByConnection[fd] = acked
+        let mine = ownDelivered[interface, default: 0]
+        let total = budget?.reportDelivered(owner: ObjectIdentifier(self), interface: key, cumulativeBytes: mine) ?? mine
+        let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
+        trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
+    }
+
+    /// The network as policies see it, and where its estimate came from.
+    /// - With an oracle schedule (experiments): the trace's capacity at this moment in this
+    ///   side's sending direction, and its RTT.
+    /// - An oracle estimate the application set: as given.
+    /// - Otherwise the RTT is the connection's kernel minimum RTT (the link's, without the queueing
+    ///   our own background data adds: the smoothed RTT of a connection carrying background swells
+    ///   with that background's own queue, which would stretch anticipatory's idle wait further the
+    ///   more background there is), and the bandwidth is the interface's delivery-rate estimate
+    ///   (`LinkRateTracker`) once it has a sample, for policies that scale with it
+    ///   (`scalesWithDeliveryRate`: delay-target); IntNW's general estimate otherwise.
+    private func schedulingView(_ network: NetworkStatus, info: cshims_tcp_info?, nowNs: UInt64) -> (network: NetworkStatus, source: String) {
         var n = network
-        n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
-        return n
+        if let oracle, let p = oracle.point(interface: network.interfaceName, nowNs: nowNs) {
+            n.estimate = NetworkEstimate(rttMilliseconds: max(p.rttMilliseconds, 1),
+                                         bandwidthBytesPerSecond: max(1, side == "client" ? p.upBytesPerSecond : p.downBytesPerSecond),
+                                         source: .oracle)
+            return (n, "oracle")
+        }
+        if network.estimate.source == .oracle { return (n, "oracle") }
+        var source = network.estimate.source.rawValue
+        if explained?.scalesWithDeliveryRate == true, let t = trackers[network.interfaceName], t.samples > 0 {
+            n.estimate.bandwidthBytesPerSecond = t.estimateBytesPerSecond
+            source = "tracked"
+        }
+        if let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max {
+            n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000
+        }
+        return (n, source)
+    }
+
+    private func record(_ view: (network: NetworkStatus, source: String), nowNs: UInt64) {
+        guard let recorder = EstimateRecorder.shared else { return }
+        let interface = view.network.interfaceName
+        if let last = lastRecordNs[interface], nowNs &- last < EstimateRecorder.periodNs { return }
+        lastRecordNs[interface] = nowNs
+        recorder.record(nowNs: nowNs, side: side, interface: interface, bandwidthBytesPerSecond: view.network.estimate.bandwidthBytesPerSecond,
+                        rttMilliseconds: view.network.estimate.rttMilliseconds, source: view.source)
     }
 
     /// Payload bytes the kernel will surely take at once: below TCP_NOTSENT_LOWAT (the kernel stops

@@ -18,7 +18,8 @@ import CShims
 import Crypto
 import Logging
 
-final class Session: IOHandler, IOService {
+// @unchecked: every member is touched only under the loop lock (IOLoop.withLock / the loop thread).
+final class Session: IOHandler, IOService, @unchecked Sendable {
     enum Phase: Equatable {
         case open
         case closing

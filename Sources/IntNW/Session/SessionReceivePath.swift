@@ -5,23 +5,24 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
 
 extension Session {
     func readAvailable(_ c: Connection, nowNs: UInt64) {
         var reads = 0
         while c.state != .closed && receiver.shouldRead && !c.backlogged && reads < 2 {
             reads += 1
-            let n = c.decoder.fill(atLeast: Session.readChunk) { buf in
-                Glibc.recv(c.fd, buf.baseAddress, buf.count, 0)
+            let r = Syscall.retrying {
+                c.decoder.fill(atLeast: Session.readChunk) { buf in Glibc.recv(c.fd, buf.baseAddress, buf.count, 0) }
             }
-            if n == 0 {
+            let n: Int
+            switch r {
+            case .success(0):
                 connectionFailed(c, reason: peerGoodbye ? "closed after GOODBYE" : "closed by peer", nowNs: nowNs)
                 return
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
-                connectionFailed(c, reason: "recv: \(String(cString: strerror(errno)))", nowNs: nowNs)
+            case .success(let got): n = got
+            case .failure(let e):
+                if !e.isWouldBlock { connectionFailed(c, reason: "recv: \(e)", nowNs: nowNs) }
                 return
             }
             processFrames(c, nowNs: nowNs)
@@ -76,7 +77,7 @@ extension Session {
         if !released.isEmpty {
             for r in released where r.labels.isForeground {
                 conns.nets[c.network.networkID]?.lastForegroundNs = nowNs
-                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName)
+                background.observe(.received(id: r.id, networkID: c.network.networkID, nowNs: nowNs), interface: c.network.interfaceName, fd: c.fd)
             }
             mailbox.deposit(released)
             deliverToReceivers()

@@ -45,7 +45,7 @@ extension Session {
         guard c.state != .closed && c.state != .connecting else { return }
         c.drainControl()
         if let err = c.out.write(to: c.fd) {
-            connectionFailed(c, reason: "send: \(String(cString: strerror(err)))", nowNs: nowNs)
+            connectionFailed(c, reason: "send: \(err)", nowNs: nowNs)
         }
     }
 
@@ -129,7 +129,7 @@ extension Session {
                 if pick.labels.isForeground {
                     troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
-                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name)
+                    background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name, fd: c.fd)
                 }
             }
             if pick.labels.isBackground { bgAllowance! -= chunk.range.count }

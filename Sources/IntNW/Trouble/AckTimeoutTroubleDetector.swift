@@ -1,4 +1,4 @@
-/// The trouble detector of the trouble-detection note: a network is troubled when a connection with
+/// The trouble detector of docs/trouble-detection.md ("the note" below): a network is troubled when a connection with
 /// foreground data outstanding has unACKed segments and has received no ACK for longer than
 /// `ack_timeout = max(floor, multiplier × max(delayed-ACK bound, RTT))`, RTT being IntNW's own
 /// estimate (the kernel's smoothed RTT swells on stalled and bloated connections).

@@ -1,10 +1,11 @@
-/// A safe reader of the kernel's full `struct tcp_info` (the C library's is shorter, see STYLE.md)
-/// plus the socket's unsent bytes, in named units: what trouble detection (see the
-/// trouble-detection note) and passive estimation read from a connection.
+/// A safe reader of the kernel's full `struct tcp_info` (glibc's `struct tcp_info` is shorter; CShims.h carries the kernel's full layout)
+/// plus the socket's unsent bytes, in named units: what trouble detection (see
+/// docs/trouble-detection.md) and passive estimation read from a connection.
 #if canImport(Glibc)
 import Glibc
 #endif
 import CShims
+import LinuxSupport
 
 /// One TCP_INFO snapshot of a connection.
 public struct TCPInfoSnapshot: Sendable {
@@ -72,9 +73,8 @@ public enum TCPInfoReader {
     public static func readRaw(fd: Int32) throws(IntNWError) -> cshims_tcp_info {
         var info = cshims_tcp_info()
         var len: UInt32 = 0
-        while cshims_get_tcp_info(fd, &info, &len) != 0 {
-            if errno == EINTR { continue }
-            throw .system(call: "getsockopt(TCP_INFO)", errno: errno)
+        if case .failure(let e) = Syscall.retrying({ cshims_get_tcp_info(fd, &info, &len) }) {
+            throw .system(call: "getsockopt(TCP_INFO)", errno: e)
         }
         return info
     }

@@ -2,8 +2,8 @@ import Analysis
 import Emulation
 import Foundation
 
-/// The BG policies side by side (DESIGN.md section 8, issue 4): FG latency against BG throughput
-/// for each policy, in the three layouts of the multi-app note (two apps, two multisockets in one
+/// The BG policies side by side (docs/testbed.md, Experiments, issue 4): FG latency against BG throughput
+/// for each policy, in the three layouts of the multi-app design (docs/scheduling.md) (two apps, two multisockets in one
 /// app, one multisocket), on the cellular-only 3G link and on a window of a vehicular trace where
 /// WiFi comes and goes. Every condition also runs the FG app alone: the yardstick for "FG
 /// latency unharmed".
@@ -15,7 +15,7 @@ public struct BGPolicyExperiment: Experiment {
 
     public init() {}
 
-    /// The policies compared, as INTNW_BG_POLICY values: the four of DESIGN.md, the two other
+    /// The policies compared, as INTNW_BG_POLICY values: the four of the original design, the two other
     /// readings of anticipatory's "socket buffer is empty", and our delay-target policy.
     public static let policies = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target",
                                   "anticipatory:empty=unsent", "anticipatory:empty=unacked"]
@@ -101,16 +101,8 @@ public struct BGPolicyExperiment: Experiment {
             for layout in Layout.allCases {
                 for policy in policies(o) {
                     for trial in 1...o.trials {
-                        var fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, startDelaySeconds: t.fgStart,
-                                           arguments: fgArgs)
-                        var bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, arguments: bgArgs)
-                        if layout != .twoApps {
-                            fg.process = "fgbg"
-                            bg.process = "fgbg"
-                            fg.shareMultisocket = layout == .oneMultisocket
-                            bg.shareMultisocket = fg.shareMultisocket
-                        }
-                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: [fg, bg], policy: policy))
+                        let apps = layout.apps(fgStart: t.fgStart, fgArgs: fgArgs, bgArgs: bgArgs)
+                        plans.append(plan(Self.variant(c, layout, policy), trial: trial, apps: apps, policy: policy))
                     }
                 }
             }
@@ -154,7 +146,7 @@ public struct BGPolicyExperiment: Experiment {
             guard let a = o.analysis else { continue }
             any = true
             let fgApp = o.plan.apps.first { $0.kind == .fgClient }
-            let logPath = fgApp.map { "\(o.directory)/\($0.process ?? $0.name).jsonl" }
+            let logPath = fgApp.map { "\(o.directory)/\(TrialRunner.logFile(for: $0))" }
             if let fgApp, let logPath, let logged = loggedLatencies(path: logPath, appId: fgApp.appId), !logged.isEmpty {
                 fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
             } else {
@@ -191,14 +183,16 @@ public struct BGPolicyExperiment: Experiment {
         var lines: [String] = []
         var held = true
         for c in Condition.allCases {
-            guard let tr = try? trace(c, o) else {
+            // The trace and length the trials ran with (a `--trace` window replaces the built-in ones).
+            let ran = outcomes.first { $0.plan.variant.hasPrefix(c.rawValue + ".") }?.plan
+            guard let tr = ran?.trace ?? (try? trace(c, o)) else {
                 lines.append("\(c.rawValue): trace unavailable")
                 held = false
                 continue
             }
-            let t = timing(o, c)
+            let seconds = ran?.durationSeconds ?? timing(o, c).duration
             // FG uses 128 + 24 B every 2 s each way: negligible next to the link.
-            let unused = Self.uplinkCapacity(tr, seconds: t.duration) - 76
+            let unused = Self.uplinkCapacity(tr, seconds: seconds) - 76
             guard let alone = Self.figures(outcomes, variant: Self.variant(c, nil, nil)), let aloneP95 = alone.fgMs.percentile(0.95) else {
                 lines.append("\(c.rawValue): no FG-alone baseline")
                 held = false
@@ -234,7 +228,48 @@ public struct BGPolicyExperiment: Experiment {
                 lines.append(String(format: "cellular one-multisocket: permissive FG p95 is %.1fx anticipatory's%@", perm / a, ok ? "" : " (expected at least 3x)"))
             }
         }
+        lines += BGScaleExperiment.estimateLines(outcomes.filter { $0.plan.variant.hasSuffix("two-apps.delay-target") })
         return Verdict(held: held, lines: lines)
+    }
+
+    /// The policy x layout x condition table of docs/scheduling.md, from this run's figures
+    /// (`scheduling-table.md` in the run directory), and the delay-target estimate plots.
+    public func experimentPlots(_ outcomes: [TrialOutcome], directory: String) throws -> [String] {
+        var md = "<!-- intnw-lab experiment bgpolicy: \(outcomes.count) trials -->\n"
+        for c in Condition.allCases {
+            guard let alone = Self.figures(outcomes, variant: Self.variant(c, nil, nil)), let aloneP95 = alone.fgMs.percentile(0.95),
+                  let tr = outcomes.first(where: { $0.plan.variant.hasPrefix(c.rawValue + ".") })?.plan.trace else { continue }
+            let duration = outcomes.first { $0.plan.variant.hasPrefix(c.rawValue + ".") }?.plan.durationSeconds ?? 0
+            let unused = Self.uplinkCapacity(tr, seconds: duration) - 76
+            md += String(format: "\n%@: FG alone p50 %.0f ms, p95 %.0f ms; uplink capacity %.0f B/s\n\n", c.rawValue,
+                         alone.fgMs.percentile(0.5) ?? 0, aloneP95, unused + 76)
+            md += "| policy | FG p50 (ms) | FG p95 (ms), x alone | BG (KB/s, % of capacity FG leaves) |\n|---|---|---|---|\n"
+            var policies: [String] = []
+            for o in outcomes {
+                let parts = o.plan.variant.split(separator: ".", maxSplits: 2).map(String.init)
+                if parts.count == 3, parts[0] == c.rawValue, !policies.contains(parts[2]) { policies.append(parts[2]) }
+            }
+            for policy in policies {
+                let figs = Layout.allCases.map { Self.figures(outcomes, variant: "\(c.rawValue).\($0.rawValue).\(policy)") }
+                func cell(_ f: (Figures) -> String) -> String { figs.map { $0.map(f) ?? "-" }.joined(separator: " / ") }
+                let p50 = cell { String(format: "%.0f", $0.fgMs.percentile(0.5) ?? 0) }
+                let p95 = cell { String(format: "%.0f", $0.fgMs.percentile(0.95) ?? 0) }
+                let x = cell { String(format: "%.2f", ($0.fgMs.percentile(0.95) ?? 0) / aloneP95) }
+                let bg = cell { String(format: "%.1f", $0.bgBytesPerSecond / 1000) }
+                let share = cell { String(format: "%.0f%%", $0.bgBytesPerSecond / unused * 100) }
+                md += "| \(policy) | \(p50) | \(p95) (\(x)x) | \(bg) (\(share)) |\n"
+            }
+        }
+        md += "\nCells: two apps / two multisockets / one multisocket.\n"
+        try md.write(toFile: "\(directory)/scheduling-table.md", atomically: true, encoding: .utf8)
+        var out: [String] = []
+        for o in outcomes where o.plan.trial == 1 && o.plan.variant.hasSuffix("two-apps.delay-target") {
+            guard let start = try? ReplayStartRecord.read(from: o.directory) else { continue }
+            let files = BackgroundEstimates.samples(dir: o.directory, startMonotonicNs: start.monotonicNs)
+            out += try BackgroundEstimates.plots(files, trace: o.plan.trace, spec: TopologySpec(prefix: o.plan.prefix),
+                                                 durationSeconds: o.plan.durationSeconds, directory: directory, name: o.plan.variant)
+        }
+        return out
     }
 
     public func keyMetrics(_ outcomes: [TrialOutcome]) -> [KeyMetric] {

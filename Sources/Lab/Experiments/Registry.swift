@@ -3,6 +3,7 @@ public enum ExperimentRegistry {
     public static let all: [any Experiment] = [
         MultiappExperiment(),
         BGPolicyExperiment(),
+        BGScaleExperiment(),
         FairnessExperiment(),
         DriveExperiment(),
         TroubleExperiment(),

@@ -2,7 +2,7 @@ import Analysis
 import Emulation
 import Foundation
 
-/// Troubled-network detection and fast failover (issue 5, the trouble-detection note): WiFi fails under
+/// Troubled-network detection and fast failover (issue 5, docs/trouble-detection.md): WiFi fails under
 /// FG load, as a blackout (every packet dropped; the OS hears of it only after the notification delay)
 /// and as a fade (loss rising, rate falling, then out of range), with IntNW's detection on and off;
 /// and the false-trouble rate of healthy links carrying a bulk upload next to FG requests.

@@ -16,8 +16,20 @@ public struct ExperimentOptions: Sendable, Codable {
     public var maxApps = 8
     /// BG policy for IntNW apps, when the experiment does not vary it (INTNW_BG_POLICY).
     public var bgPolicy: String?
+    /// The estimate background policies scale with: the library's own, or the trace's capacity.
+    public var estimator: BackgroundEstimates.Estimator = .measured
     /// Root of run directories.
     public var runsRoot = "runs"
+    /// Run every variant on this trace file (a window of it) instead of the experiment's own conditions.
+    public var traceFile: String?
+    /// Where the window starts in `traceFile`, seconds.
+    public var traceStartSeconds: Double = 0
+    /// Trial length in seconds (the window's length with `traceFile`); nil = the experiment's own.
+    public var durationSeconds: Double?
+    /// Congestion control and TCP sysctls pinned in both namespaces of every trial.
+    public var tcp = TCPSettings()
+    /// Trials run at once, each in its own testbed (`--jobs`).
+    public var jobs = 1
 
     public init() {}
 }
@@ -32,7 +44,7 @@ public struct Verdict: Sendable, Codable {
     }
 }
 
-/// A named, versioned recipe (DESIGN.md section 8).
+/// A named, versioned recipe (docs/testbed.md, Experiments).
 public protocol Experiment: Sendable {
     /// Command-line name, e.g. `multiapp`.
     var name: String { get }
@@ -68,10 +80,14 @@ public struct KeyMetric: Sendable, Codable, Equatable {
     public var value: Double
     public var unit: String
     public var better: Better
-    public init(name: String, value: Double, unit: String, better: Better) {
+    /// The observations the value summarizes (pooled requests' latencies, per-second rates...),
+    /// for the statistical comparison; nil when the value is all there is.
+    public var samples: [Double]?
+    public init(name: String, value: Double, unit: String, better: Better, samples: [Double]? = nil) {
         self.name = name
         self.value = value
         self.unit = unit
         self.better = better
+        self.samples = samples
     }
 }

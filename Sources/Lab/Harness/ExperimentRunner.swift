@@ -28,6 +28,12 @@ public struct ExperimentRecord: Codable, Sendable {
         public var status: TrialJobRecord.Status?
         public var host: String?
         public var prefix: String?
+        /// Congestion control pinned in the trial's namespaces, and the TCP sysctls read back from each
+        /// ("client"/"server" -> key -> value); nil in older records.
+        public var tcpCongestionControl: String? = nil
+        public var tcpSysctls: [String: [String: String]]? = nil
+        /// Emulator/replayer lateness p99 and CPU load; `valid` false = the emulation fell behind.
+        public var fidelity: TrialFidelity? = nil
     }
 
     /// A trial of the plan that is not in the results, and why.
@@ -42,6 +48,8 @@ public struct ExperimentRecord: Codable, Sendable {
     public var excluded: [Excluded]? = nil
     /// The plan the trials came from (`TrialSpec.planId`).
     public var planId: String? = nil
+    /// The user-given trace (`--trace`): file, hash and window; nil for the experiment's own conditions.
+    public var traceOrigin: TraceOrigin? = nil
 }
 
 /// Runs an experiment's trials into one run directory, analyses them together and writes the report.
@@ -80,35 +88,46 @@ public struct ExperimentRunner: Sendable {
 
         let job = TrialJob(binDirectory: binDirectory, logger: logger, interruption: interruption)
         var directories: [String] = []
-        for (i, spec) in specs.enumerated() {
-            if interruption.isTriggered { break }
-            progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(i + 1)/\(specs.count))")
-            let dir = try run.subdirectory("\(spec.plan.variant)/trial-\(spec.plan.trial)")
-            let record = try await job.run(spec, directory: dir, progress: progress)
-            for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
-            directories.append(dir)
+        if options.jobs <= 1 {
+            for (i, spec) in specs.enumerated() {
+                if interruption.isTriggered { break }
+                progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(i + 1)/\(specs.count))")
+                let dir = try run.subdirectory("\(spec.plan.variant)/trial-\(spec.plan.trial)")
+                let record = try await job.run(spec, directory: dir, progress: progress)
+                for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
+                directories.append(dir)
+            }
+        } else {
+            // `--jobs N`: up to N trials at once, each in its own testbed under its own prefix (the first
+            // free of <prefix>0, <prefix>1, ...). Trial k of every variant goes before trial k+1 of any,
+            // so trials running together are of different variants.
+            let order = specs.indices.sorted { (specs[$0].plan.trial, $0) < (specs[$1].plan.trial, $1) }
+            let dirs = try order.map { try run.subdirectory("\(specs[$0].plan.variant)/trial-\(specs[$0].plan.trial)") }
+            let policy = PrefixPolicy.auto(stem: options.prefix)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                var next = 0, running = 0
+                func launch() {
+                    let k = next
+                    next += 1
+                    running += 1
+                    let spec = specs[order[k]], dir = dirs[k]
+                    progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(k + 1)/\(specs.count), up to \(options.jobs) at once)")
+                    group.addTask {
+                        let record = try await job.run(spec, directory: dir, prefix: policy, progress: progress)
+                        for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
+                    }
+                }
+                while next < order.count && running < options.jobs && !interruption.isTriggered { launch() }
+                while running > 0 {
+                    try await group.next()
+                    running -= 1
+                    if next < order.count && !interruption.isTriggered { launch() }
+                }
+            }
+            directories = dirs
         }
         var result = try ExperimentMerger(progress: progress).merge(directories, into: run.path, plan: specs)
         result.interrupted = result.interrupted || interruption.isTriggered
         return result
-    }
-
-    /// Puts the expectation and whether it held at the top of summary.md and report.html.
-    public static func addVerdict(_ v: Verdict, experiment: any Experiment, plots: [String], to dir: String) throws {
-        let head = "## \(experiment.name): expectation \(v.held ? "HELD" : "NOT HELD")\n\n\(experiment.expectation)\n\n"
-            + v.lines.map { "- \($0)" }.joined(separator: "\n") + "\n\n"
-            + plots.map { "![\($0)](\($0))\n" }.joined() + (plots.isEmpty ? "" : "\n")
-        let summary = "\(dir)/summary.md"
-        let old = (try? String(contentsOfFile: summary, encoding: .utf8)) ?? ""
-        try (head + old).write(toFile: summary, atomically: true, encoding: .utf8)
-        let html = "\(dir)/report.html"
-        if var page = try? String(contentsOfFile: html, encoding: .utf8), let body = page.range(of: "<body>") {
-            let esc = { (s: String) in s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;") }
-            let block = "<section><h2>\(esc(experiment.name)): expectation \(v.held ? "held" : "NOT held")</h2><p>\(esc(experiment.expectation))</p><ul>"
-                + v.lines.map { "<li>\(esc($0))</li>" }.joined() + "</ul>"
-                + plots.map { "<figure><img src=\"\(esc($0))\" alt=\"\(esc($0))\"></figure>" }.joined() + "</section>"
-            page.insert(contentsOf: block, at: body.upperBound)
-            try page.write(toFile: html, atomically: true, encoding: .utf8)
-        }
     }
 }

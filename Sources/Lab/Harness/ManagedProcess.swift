@@ -5,6 +5,7 @@ import SystemPackage
 /// A program the harness runs inside a network namespace (`ip netns exec NS PROGRAM ...`: ip calls
 /// setns and then execs in place, so signals reach the program itself), with stdout and stderr in
 /// files. `stop()` sends SIGTERM, waits, then SIGKILL; a process that exits on its own is noticed.
+// @unchecked: mutable state is touched only under `lock` (NSLock).
 public final class ManagedProcess: @unchecked Sendable {
     public let name: String
     public let argv: [String]

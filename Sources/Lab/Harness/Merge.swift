@@ -86,7 +86,7 @@ public struct ExperimentMerger: Sendable {
         }
 
         var excluded: [ExperimentRecord.Excluded] = []
-        var outcomes: [TrialOutcome] = []
+        var completed: [(plan: TrialPlan, directory: String)] = []
         var trialRecords: [ExperimentRecord.TrialRecord] = []
         var interrupted = false
         for id in reference.planTrials {
@@ -100,12 +100,14 @@ public struct ExperimentMerger: Sendable {
             trialRecords.append(.init(variant: r.spec.plan.variant, trial: r.spec.plan.trial, directory: relative,
                                       seed: r.spec.plan.seed, durationSeconds: r.spec.plan.durationSeconds,
                                       apps: r.spec.plan.apps, environment: r.spec.plan.environment, problems: r.problems,
-                                      status: r.status, host: r.host, prefix: r.prefix))
+                                      status: r.status, host: r.host, prefix: r.prefix,
+                                      tcpCongestionControl: r.tcpCongestionControl, tcpSysctls: r.tcpSysctls,
+                                      fidelity: r.fidelity))
             switch r.status {
             case .completed:
                 var plan = r.spec.plan
                 if let p = r.prefix { plan.prefix = p }
-                outcomes.append(TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: [], interrupted: false))
+                completed.append((plan, dir))
             case .running:
                 excluded.append(.init(id: id, reason: "did not finish (the job was killed, or still runs) on \(r.host)", directory: relative))
             case .failed:
@@ -137,23 +139,28 @@ public struct ExperimentMerger: Sendable {
             traces[s.plan.variant] = try run.recordTrace(s.plan.trace, name: "trace-\(s.plan.variant)")
         }
 
-        progress?.note("analysing \(outcomes.count) trial(s)" + (excluded.isEmpty ? "" : "; \(excluded.count) of \(reference.planTrials.count) left out"))
+        // Evaluate, then write: analysis, verdict, plots, and only then the report, once.
+        progress?.note("analysing \(completed.count) trial(s)" + (excluded.isEmpty ? "" : "; \(excluded.count) of \(reference.planTrials.count) left out"))
         var results: AnalysisResults?
+        var analyses: [TrialAnalysis] = []
+        var analysisProblems: [String] = []
         do {
-            let inputs = try outcomes.map { o -> TrialInput in
-                var input = try TrialInput.runDirectory(o.directory)
-                input.name = "\(o.plan.variant)/trial-\(o.plan.trial)"
+            let inputs = try completed.map { c -> TrialInput in
+                var input = try TrialInput.runDirectory(c.directory)
+                input.name = "\(c.plan.variant)/trial-\(c.plan.trial)"
+                input.variant = c.plan.variant
                 return input
             }
             if !inputs.isEmpty {
-                let (r, analyses) = try Analyzer.analyze(trials: inputs)
-                for i in outcomes.indices { outcomes[i].analysis = analyses[i] }
-                try ReportWriter().write(r, trials: analyses, to: outPath)
-                results = r
+                (results, analyses) = try Analyzer.analyze(trials: inputs)
             }
         } catch {
             progress?.note("analysis failed: \(error)")
-            for i in outcomes.indices { outcomes[i].problems.append("analysis: \(error)") }
+            analysisProblems = ["analysis: \(error)"]
+        }
+        let outcomes = completed.enumerated().map { i, c in
+            TrialOutcome(plan: c.plan, directory: c.directory, analysis: i < analyses.count ? analyses[i] : nil,
+                         problems: analysisProblems, interrupted: false)
         }
 
         var verdict = outcomes.isEmpty
@@ -170,7 +177,7 @@ public struct ExperimentMerger: Sendable {
                                       expectation: experiment.expectation, options: reference.options,
                                       versions: reference.planned, traces: traces, trials: trialRecords,
                                       verdict: verdict, interrupted: interrupted, excluded: excluded,
-                                      planId: reference.planId)
+                                      planId: reference.planId, traceOrigin: reference.plan.traceOrigin)
         try run.writeJSON(record, to: "experiment.json")
         var plots: [String] = []
         do {
@@ -178,7 +185,18 @@ public struct ExperimentMerger: Sendable {
         } catch {
             progress?.note("experiment plots failed: \(error)")
         }
-        try ExperimentRunner.addVerdict(verdict, experiment: experiment, plots: plots, to: outPath)
+        let shown = ReportVerdict(experiment: experiment.name, expectation: experiment.expectation, held: verdict.held,
+                                  lines: verdict.lines, plots: plots)
+        if let results {
+            do {
+                try ReportWriter().write(results, trials: analyses, to: outPath, verdict: shown)
+            } catch {
+                progress?.note("report failed: \(error)")
+                try ReportWriter.writeVerdictOnly(shown, to: outPath)
+            }
+        } else {
+            try ReportWriter.writeVerdictOnly(shown, to: outPath)
+        }
         return ExperimentRunner.Result(directory: out, outcomes: outcomes, verdict: verdict, results: results,
                                        interrupted: interrupted, excluded: excluded)
     }

@@ -1,6 +1,7 @@
 import Foundation
 
 /// Progress lines on stderr for long runs: which experiment, variant and trial, elapsed/expected.
+// @unchecked: only immutable lets; printing goes through one write(2) per line.
 public final class Progress: @unchecked Sendable {
     public let experiment: String
     private let start = Date()

@@ -1,6 +1,8 @@
 import Analysis
 import Emulation
 import Foundation
+import LinuxSupport
+import SystemPackage
 import Logging
 
 /// `trial.json` in a trial's directory: the spec it ran, where, and how it ended. Written with status
@@ -22,10 +24,14 @@ public struct TrialJobRecord: Codable, Sendable {
     public var finishedAt: Date?
     /// Apps that failed, capture drops, the error that stopped the trial: anything here fails the trial.
     public var problems: [String]
-    /// Build and kernel of the host that ran it, and the host's default TCP congestion control (new
-    /// namespaces start with it): the merge notes trials that ran under different ones.
+    /// Build and kernel of the host that ran it, and the TCP congestion control pinned in its
+    /// namespaces (`TrialPlan.tcp`): the merge notes trials that ran under different ones.
     public var versions: VersionRecord? = nil
     public var tcpCongestionControl: String? = nil
+    /// The TCP sysctls read back from the namespaces after setup: "client"/"server" -> key -> value.
+    public var tcpSysctls: [String: [String: String]]? = nil
+    /// Emulator/replayer lateness and CPU load of the trial; an invalid one is also a problem.
+    public var fidelity: TrialFidelity? = nil
 
     public static func load(directory: String) throws -> TrialJobRecord {
         let path = "\(directory)/\(file)"
@@ -49,7 +55,7 @@ public struct TrialJobRecord: Codable, Sendable {
         let tmp = "\(directory)/.\(Self.file).tmp"
         try enc.encode(self).write(to: URL(fileURLWithPath: tmp))
         guard rename(tmp, "\(directory)/\(Self.file)") == 0 else {
-            throw TrialSpecError.unreadable(directory, "cannot write \(Self.file): \(String(cString: strerror(errno)))")
+            throw TrialSpecError.unreadable(directory, "cannot write \(Self.file): \(Errno.last)")
         }
     }
 }
@@ -107,7 +113,7 @@ public struct TrialJob: Sendable {
         defer { claim.release() }
         record.prefix = claim.prefix
         record.versions = await VersionRecord.current()
-        record.tcpCongestionControl = (try? String(contentsOfFile: "/proc/sys/net/ipv4/tcp_congestion_control", encoding: .utf8))?.trimmed
+        record.tcpCongestionControl = spec.plan.tcp.congestionControl.rawValue
         try record.write(directory: dir)
         var plan = spec.plan
         plan.prefix = claim.prefix
@@ -116,6 +122,9 @@ public struct TrialJob: Sendable {
             let outcome = try await TrialRunner(binDirectory: binDirectory, logger: logger, interruption: interruption)
                 .run(plan, directory: dir, progress: progress)
             record.problems = outcome.problems
+            record.tcpSysctls = outcome.tcpSysctls
+            record.fidelity = outcome.fidelity
+            if let cc = outcome.tcpSysctls["client"]?["net.ipv4.tcp_congestion_control"] { record.tcpCongestionControl = cc }
             record.status = outcome.interrupted ? .interrupted : outcome.problems.isEmpty ? .completed : .failed
         } catch {
             record.problems.append("\(error)")

@@ -59,6 +59,14 @@ public struct TrialPlan: Sendable, Codable {
     public var environment: [String: String] = [:]
     /// Capture the server side too.
     public var captureServer = false
+    /// Congestion control and TCP sysctls of both namespaces.
+    public var tcp = TCPSettings()
+    /// Linux MPTCP path-manager setup for strategies whose plain-TCP apps use MPTCP sockets.
+    public var mptcp: MPTCPMode?
+    /// Set when the trace came from the user (`--trace`): the file, its hash and the window.
+    public var traceOrigin: TraceOrigin?
+    /// Extra `intnw-app server` options, e.g. `["--reply-bytes", "16384", "--ack-bytes", "262144"]`.
+    public var serverArguments: [String] = []
 
     public init(experiment: String, variant: String, trial: Int, trace: Trace, durationSeconds: Double, apps: [AppLaunch]) {
         self.experiment = experiment
@@ -75,9 +83,64 @@ public struct TrialPlan: Sendable, Codable {
         seed = o.seed + UInt64(trial - 1)
         shaper = o.shaper
         prefix = o.prefix
+        tcp = o.tcp
         if let p = o.bgPolicy { environment["INTNW_BG_POLICY"] = p }
+        environment.merge(BackgroundEstimates.environment(o.estimator)) { _, new in new }
+    }
+
+    /// Applies `--trace/--trace-start/--duration` (the experiment's own trace and length otherwise).
+    public mutating func applyTraceOverride(_ override: TraceOverride?, durationSeconds d: Double?) {
+        if let override {
+            trace = override.trace
+            durationSeconds = override.origin.durationSeconds
+            traceOrigin = override.origin
+            // The OS learns of a WiFi outage at trace time, as in the experiments' vehicular runs.
+            notifyDelaySeconds = 2
+        } else if let d {
+            durationSeconds = d
+        }
     }
 
     /// Server ports per variant; one server process per variant serves every app.
-    public static let serverPort: [AppVariant: UInt16] = [.plain: 5000, .intnw: 5001]
+    /// The server port of each variant: the apps' own default (`ToyVariant.defaultPort`).
+    public static func serverPort(_ v: AppVariant) -> UInt16 { v.defaultPort }
+}
+
+/// Where a user-given trace came from: the file, an FNV-1a 64 hash of its bytes, and the window.
+public struct TraceOrigin: Sendable, Codable, Equatable {
+    public var file: String
+    public var fnv1a64: String
+    public var startSeconds: Double
+    public var durationSeconds: Double
+}
+
+/// A window of a user-given trace file, loaded once for every trial.
+public struct TraceOverride: Sendable {
+    public var trace: Trace
+    public var origin: TraceOrigin
+
+    /// Loads `o.traceFile` and cuts `o.durationSeconds` (default: the rest of the trace) from
+    /// `o.traceStartSeconds`; nil without `--trace`. Throws a one-line error for a bad file or window.
+    public static func load(_ o: ExperimentOptions) throws -> TraceOverride? {
+        guard let file = o.traceFile else {
+            guard o.traceStartSeconds == 0 else { throw LabError.badOption("--trace-start needs --trace") }
+            return nil
+        }
+        let full = try TraceParser.parse(contentsOfFile: file)
+        let start = o.traceStartSeconds
+        guard start.isFinite, start >= 0, start < full.durationSeconds else {
+            throw LabError.badOption("--trace-start \(start) s is outside \(file) (0 to \(full.durationSeconds) s)")
+        }
+        let length = o.durationSeconds ?? (full.durationSeconds - start)
+        guard length.isFinite, length > 0, start + length <= full.durationSeconds + 1e-9 else {
+            throw LabError.badOption("--trace-start \(start) + --duration \(length) s runs past the end of \(file) (\(full.durationSeconds) s)")
+        }
+        // The parser accepted the file, so it is UTF-8 text: the same hash RunDirectory gives traces.
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        func s(_ v: Double) -> String { v == v.rounded() && abs(v) < 1e15 ? String(Int64(v)) : "\(v)" }
+        var window = BGPolicyExperiment.window(full, from: start, seconds: length)
+        window.source = "\(file), \(s(start))-\(s(start + length)) s"
+        return TraceOverride(trace: window, origin: TraceOrigin(file: file, fnv1a64: fnv1a64(text),
+                                                                startSeconds: start, durationSeconds: length))
+    }
 }

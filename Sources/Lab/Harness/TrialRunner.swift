@@ -4,6 +4,7 @@ import Emulation
 import Foundation
 import Logging
 import Synchronization
+import ToyProtocol
 
 /// Set when the user asks the run to stop (Ctrl-C): trials end early but still tear down and keep
 /// what they collected.
@@ -23,6 +24,21 @@ public struct TrialOutcome: Sendable {
     /// Apps that failed, capture drops, analysis errors: things the reader must know.
     public var problems: [String]
     public var interrupted: Bool
+    /// TCP sysctls read back from the namespaces: "client"/"server" -> key -> value.
+    public var tcpSysctls: [String: [String: String]] = [:]
+    /// Whether the emulation kept up (also the trial's `fidelity.json`).
+    public var fidelity: TrialFidelity? = nil
+
+    public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool,
+                tcpSysctls: [String: [String: String]] = [:], fidelity: TrialFidelity? = nil) {
+        self.plan = plan
+        self.directory = directory
+        self.analysis = analysis
+        self.problems = problems
+        self.interrupted = interrupted
+        self.tcpSysctls = tcpSysctls
+        self.fidelity = fidelity
+    }
 }
 
 /// Runs one trial: testbed up, captures, servers, apps, wait, stop everything, tear down, analyse.
@@ -60,9 +76,16 @@ public struct TrialRunner: Sendable {
         config.durationSeconds = plan.durationSeconds + 10 // covers start-up and shutdown
         config.userspace.seed = plan.seed
         config.replayLogPath = "\(dir)/replay.jsonl"
+        config.tcp = plan.tcp
+        config.mptcp = plan.mptcp
         progress.note("\(label): bringing the testbed up")
         let bed = try await Testbed.up(config, logger: logger)
+        let tcpRecord = bed.tcpRecord
+        if let data = try? JSONSerialization.data(withJSONObject: tcpRecord, options: [.prettyPrinted, .sortedKeys]) {
+            FileManager.default.createFile(atPath: "\(dir)/tcp.json", contents: data)
+        }
 
+        var cpuAtStart = TrialFidelity.cpuTimes()
         var captures: [(LiveCapture, RunMetadata.CaptureEntry)] = []
         var servers: [ManagedProcess] = []
         var apps: [ManagedProcess] = []
@@ -99,18 +122,22 @@ public struct TrialRunner: Sendable {
                 env[k] = v.replacingOccurrences(of: TrialPlan.trialDirectoryPlaceholder, with: dir)
             }
             for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                let port = TrialPlan.serverPort[variant]!
+                let port = TrialPlan.serverPort(variant)
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
-                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)],
+                    argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
                     stdoutPath: "\(dir)/server-\(variant.rawValue).log", stderrPath: "\(dir)/server-\(variant.rawValue).err",
                     environment: env))
             }
             try await waitForListeners(ns: spec.serverNamespace, ports: servers.isEmpty ? [] :
-                                        Set(plan.apps.map { TrialPlan.serverPort[$0.variant]! }), servers: servers)
+                                        Set(plan.apps.map { TrialPlan.serverPort($0.variant) }), servers: servers)
 
+            cpuAtStart = TrialFidelity.cpuTimes()
             bed.startReplay()
             try ReplayStartRecord.now(startMonotonicNs: bed.replayer.startNs).write(to: dir)
+            // The trace's capacity, for `--estimator oracle` and for judging the measured estimate.
+            try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs)
+                .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
                                                         durationSeconds: plan.durationSeconds)
@@ -145,6 +172,14 @@ public struct TrialRunner: Sendable {
             await teardown()
             throw error
         }
+        // Fidelity guard: how late the emulator released packets and the replayer applied slices, and how
+        // busy the CPUs were; a trial whose emulation fell behind is invalid (a problem: left out of the
+        // results and named in the verdict).
+        let fidelity = TrialFidelity.measure(bed: bed, cpuAtStart: cpuAtStart)
+        if let data = try? JSONEncoder.pretty.encode(fidelity) {
+            FileManager.default.createFile(atPath: "\(dir)/fidelity.json", contents: data)
+        }
+        if let why = fidelity.invalidReason { problems.append(why) }
         progress.note("\(label): stopping and tearing down")
         await teardown()
 
@@ -154,7 +189,7 @@ public struct TrialRunner: Sendable {
         })
         try metadata.write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
-                            interrupted: interruption.isTriggered)
+                            interrupted: interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
     }
 
     /// Groups apps into processes (apps sharing a `process` name run together).
@@ -170,7 +205,7 @@ public struct TrialRunner: Sendable {
     }
 
     /// The log file an app writes (apps sharing a process share its log).
-    static func logFile(for app: AppLaunch) -> String { "\(app.process ?? app.name).jsonl" }
+    static func logFile(for app: AppLaunch) -> String { AppLogName.file(process: app.process, app: app.name) }
 
     /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
@@ -178,7 +213,7 @@ public struct TrialRunner: Sendable {
         precondition(!group.isEmpty)
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
-            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort[a.variant]!),
+            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort(a.variant)),
              "--app-id", String(a.appId), "--start-delay", String(startDelay),
              "--duration", String(max(0.1, durationSeconds - startDelay)),
              "--log", "\(dir)/\(logFile(for: a))"]
@@ -222,6 +257,7 @@ public enum LabError: Error, CustomStringConvertible {
     case serverFailed(String, String)
     case unknownExperiment(String)
     case interrupted
+    case badOption(String)
 
     public var description: String {
         switch self {
@@ -229,6 +265,69 @@ public enum LabError: Error, CustomStringConvertible {
         case .serverFailed(let n, let why): return "\(n) did not start: \(why)"
         case .unknownExperiment(let n): return "no experiment named '\(n)' (intnw-lab experiment list)"
         case .interrupted: return "interrupted"
+        case .badOption(let why): return why
         }
+    }
+}
+
+/// `fidelity.json` of a trial: whether the emulation kept up.
+public struct TrialFidelity: Codable, Sendable {
+    /// A trial whose emulator p99 lateness (per packet) exceeds this is invalid.
+    public static let maxLatenessP99Microseconds = 2000
+    /// A trial whose replayer p99 lateness (per slice or carrier event) exceeds this is invalid. Looser
+    /// than the packet limit: an event waits while the one before it is applied (a carrier change runs
+    /// `ip` and took tens of ms on the loaded 2-core machine), and 50 ms is 5% of a 1-s slice.
+    public static let maxReplayerLatenessP99Microseconds = 50_000
+    /// Departure lateness of the user-space emulator's packets (actual - scheduled), µs; nil with netem.
+    public var emulatorLatenessP99Microseconds: Int?
+    public var emulatorPackets: UInt64?
+    /// How late the replayer applied its slice and carrier events, µs.
+    public var replayerLatenessP99Microseconds: Int?
+    public var replayerEvents: Int
+    /// Share of all CPUs' time busy during the trial (from /proc/stat), 0-1; >= 0.95 counts as saturated.
+    public var cpuBusyFraction: Double?
+    public var cpuSaturated: Bool
+    public var valid: Bool
+    public var invalidReason: String?
+
+    /// (busy, total) jiffies of all CPUs so far.
+    static func cpuTimes() -> (busy: Double, total: Double)? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        let v = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard v.count >= 5 else { return nil }
+        let total = v.prefix(8).reduce(0, +)
+        return (total - v[3] - v[4], total)  // idle and iowait are not busy
+    }
+
+    static func measure(bed: Testbed, cpuAtStart: (busy: Double, total: Double)?) -> TrialFidelity {
+        var emulatorP99: Int?, packets: UInt64?
+        if let u = bed.shaper as? UserspaceShaper {
+            let h = u.lateness()
+            packets = h.total
+            if h.total > 0 { emulatorP99 = h.percentileMicroseconds(0.99) }
+        }
+        let late = bed.replayer.events.map(\.lateMicroseconds).sorted()
+        let replayerP99 = late.isEmpty ? nil : Int(late[min(late.count - 1, Int((Double(late.count) * 0.99).rounded(.up)) - 1)].rounded())
+        var busy: Double?
+        if let a = cpuAtStart, let b = cpuTimes(), b.total > a.total { busy = (b.busy - a.busy) / (b.total - a.total) }
+        var reasons: [String] = []
+        let limit = maxLatenessP99Microseconds
+        if let e = emulatorP99, e > limit { reasons.append("emulator lateness p99 \(e) µs > \(limit) µs") }
+        if let r = replayerP99, r > maxReplayerLatenessP99Microseconds {
+            reasons.append("replayer lateness p99 \(r) µs > \(maxReplayerLatenessP99Microseconds) µs")
+        }
+        let reason = reasons.isEmpty ? nil : "invalid: the emulation fell behind (\(reasons.joined(separator: ", ")))" + (busy.map { String(format: "; CPUs %.0f%% busy", $0 * 100) } ?? "")
+        return TrialFidelity(emulatorLatenessP99Microseconds: emulatorP99, emulatorPackets: packets,
+                             replayerLatenessP99Microseconds: replayerP99, replayerEvents: late.count,
+                             cpuBusyFraction: busy, cpuSaturated: (busy ?? 0) >= 0.95, valid: reasons.isEmpty, invalidReason: reason)
+    }
+}
+
+extension JSONEncoder {
+    static var pretty: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return e
     }
 }

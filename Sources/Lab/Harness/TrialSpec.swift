@@ -178,7 +178,14 @@ public enum TrialPlanner {
     public static func specs(_ experiment: any Experiment, options: ExperimentOptions, prefix: PrefixPolicy,
                              versions: VersionRecord) throws -> (PlanManifest, [TrialSpec]) {
         try prefix.validate()
-        let plans = try experiment.plans(options)
+        // `--trace/--trace-start/--duration` replace every plan's conditions and length here, so the
+        // specs (and `trial plan`) carry them.
+        let override = try TraceOverride.load(options)
+        let plans = try experiment.plans(options).map { p -> TrialPlan in
+            var p = p
+            p.applyTraceOverride(override, durationSeconds: options.durationSeconds)
+            return p
+        }
         guard !plans.isEmpty else { throw TrialSpecError.invalid("\(experiment.name) planned no trial") }
         let ids = plans.map { TrialSpec.id(variant: $0.variant, trial: $0.trial) }
         guard Set(ids).count == ids.count, ids.allSatisfy(TrialSpec.isSafeId) else {
@@ -231,6 +238,7 @@ public enum TrialPlanner {
 /// A claimed namespace prefix: an exclusive `flock` on `/run/intnw-lab/claims/<prefix>.lock`, held for
 /// the whole trial. The kernel drops the lock when the process dies, so a killed job never blocks a
 /// prefix; `release` removes the file.
+// @unchecked: `fd` changes only in `release`, which the one owner calls once at the end of the trial.
 public final class PrefixClaim: @unchecked Sendable {
     public static var directory: String { "\(Topology.stateDirectory)/claims" }
 

@@ -1,5 +1,7 @@
+import Analysis
 import Capture
 import Foundation
+import DeterministicRandom
 import IntNWWire
 import ToyProtocol
 
@@ -37,7 +39,7 @@ public enum SyntheticRun {
         let cell = spec.singleCapture ? wifi : try SyntheticCapture(path: dir + "/cell0.pcap", linkType: .raw)
         let start: UInt64 = 1_763_000_000_000_000_000
         let end = start + UInt64(spec.durationSeconds * 1e9)
-        var rng = SplitMix(seed: spec.seed)
+        var rng = DeterministicRNG(seed: spec.seed)
         var flows: [SyntheticAppFlow] = []
         var apps: [RunMetadata.AppEntry] = []
         let server = parseIPv4("198.19.0.1")!
@@ -47,7 +49,7 @@ public enum SyntheticRun {
                                   clientISN: UInt32(truncatingIfNeeded: rng.next()), serverISN: UInt32(truncatingIfNeeded: rng.next()))
             let intnw = spec.mixIntNW && i % 2 == 1
             flows.append(FGGenerator(flow: f, appID: UInt32(1 + i), start: start + UInt64(i) * 7_000_000, spec: spec,
-                                     rng: SplitMix(seed: rng.next()), framing: WireFraming(intnw: intnw, rng: &rng)))
+                                     rng: DeterministicRNG(seed: rng.next()), framing: WireFraming(intnw: intnw, rng: &rng)))
             apps.append(.init(name: "fg\(i + 1)", role: .fg, variant: intnw ? .intnw : .plain, appId: UInt32(1 + i), serverPorts: [port]))
         }
         for i in 0 ..< spec.bgApps {
@@ -82,20 +84,6 @@ public enum SyntheticRun {
     }
 }
 
-/// Deterministic 64-bit generator (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
-
 /// Puts toy messages on the wire: as they are (plain TCP) or each inside one IROB (IntNW:
 /// BEGIN_IROB, DATA frames of at most 64 KiB, END_IROB, after a HELLO in each direction).
 final class WireFraming {
@@ -103,7 +91,7 @@ final class WireFraming {
     let session: SessionID
     private var nextID: [Bool: UInt64] = [true: 1, false: 1]
 
-    init(intnw: Bool, rng: inout SplitMix) {
+    init(intnw: Bool, rng: inout DeterministicRNG) {
         self.intnw = intnw
         session = SessionID(high: rng.next(), low: rng.next())
     }
@@ -141,7 +129,7 @@ final class FGGenerator: SyntheticAppFlow {
     let flow: SyntheticFlow
     let appID: UInt32
     let spec: SyntheticRunSpec
-    var rng: SplitMix
+    var rng: DeterministicRNG
     var nextTime: UInt64
     private var phase = 0  // 0 handshake, 1 request, 2 reply
     private var seq: UInt64 = 0
@@ -149,7 +137,7 @@ final class FGGenerator: SyntheticAppFlow {
     private let start: UInt64
     private let framing: WireFraming
 
-    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec, rng: SplitMix, framing: WireFraming) {
+    init(flow: SyntheticFlow, appID: UInt32, start: UInt64, spec: SyntheticRunSpec, rng: DeterministicRNG, framing: WireFraming) {
         self.flow = flow
         self.appID = appID
         self.spec = spec

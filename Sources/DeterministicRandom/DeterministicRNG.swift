@@ -5,10 +5,20 @@
 /// may change between Swift releases) or on the C library's `log`/`exp` (whose last bit can differ
 /// between libm versions and CPUs). Only IEEE-754 `+ - * /` and `squareRoot()`, which are correctly
 /// rounded everywhere, are used; Swift does not fuse or reorder floating-point operations on its own.
-public struct DeterministicRNG: Sendable {
+///
+/// The project's one seeded generator: traces, synthetic captures, netem's per-update seeds and
+/// randomized tests all use it (`RandomNumberGenerator`, so `Int.random(in:using:)` works too).
+public struct DeterministicRNG: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
     public init(seed: UInt64) { state = seed }
+
+    /// SplitMix64's output function on `value`: a well-mixed 64-bit hash (the first number a
+    /// generator seeded with `value` returns).
+    public static func mix(_ value: UInt64) -> UInt64 {
+        var g = DeterministicRNG(seed: value)
+        return g.next()
+    }
 
     /// Next 64 random bits (Steele, Lea and Flood's SplitMix64 generator).
     public mutating func next() -> UInt64 {

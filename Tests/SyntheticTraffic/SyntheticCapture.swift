@@ -8,8 +8,13 @@ public final class SyntheticCapture {
     private var buffer = [UInt8](repeating: 0, count: 65_600)
     private var ipID: UInt16 = 1
 
-    public init(path: String, linkType: LinkType = .raw) throws(CaptureError) {
-        writer = try PcapFileWriter(path: path, linkType: linkType)
+    /// When set, packets are written cut to this many bytes (their original length recorded), as
+    /// a capture with a short snap length would.
+    public let snapLength: Int?
+
+    public init(path: String, linkType: LinkType = .raw, snapLength: Int? = nil) throws(CaptureError) {
+        self.snapLength = snapLength
+        writer = try PcapFileWriter(path: path, linkType: linkType, snapLength: snapLength ?? 262_144)
         self.linkType = linkType
     }
 
@@ -66,7 +71,9 @@ public final class SyntheticCapture {
             var pseudo: UInt32 = (src.ip >> 16) + (src.ip & 0xFFFF) + (dst.ip >> 16) + (dst.ip & 0xFFFF)
             pseudo += 6 + UInt32(20 + payload.count)
             put16(b, t + 16, checksum(b, t, 20 + payload.count, initial: pseudo))
-            writer.write(timestampNanoseconds: time, bytes: UnsafeRawBufferPointer(rebasing: b[0 ..< link + ipLen]))
+            let total = link + ipLen
+            let cut = min(total, snapLength ?? total)
+            writer.write(timestampNanoseconds: time, bytes: UnsafeRawBufferPointer(rebasing: b[0 ..< cut]), originalLength: total)
         }
     }
 

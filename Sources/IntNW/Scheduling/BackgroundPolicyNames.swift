@@ -1,0 +1,158 @@
+/// Choosing a background policy by name: the `INTNW_BG_POLICY` values, their parameters, and
+/// the default (anticipatory). The policies themselves are in BackgroundPolicies.swift.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - selection by name
+
+/// The policies by name: `MultiSocketOptions.backgroundPolicy`, the `INTNW_BG_POLICY`
+/// environment variable (for unmodified apps; `intnw-app --bg-policy` sets it) and the
+/// experiments' `--bg-policy`.
+public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
+    case exclusive
+    case permissive
+    case anticipatory
+    case trickle
+    case delayTarget = "delay-target"
+
+    /// The environment variable unmodified apps are configured with.
+    public static let environmentVariable = "INTNW_BG_POLICY"
+
+    /// The policy with its default parameters.
+    public func makePolicy() -> any BackgroundPolicy {
+        switch self {
+        case .exclusive: ExclusiveBackgroundPolicy()
+        case .permissive: PermissiveBackgroundPolicy()
+        case .anticipatory: AnticipatoryBackgroundPolicy()
+        case .trickle: TrickleBackgroundPolicy()
+        case .delayTarget: DelayTargetBackgroundPolicy()
+        }
+    }
+
+    /// Parses a name (case-insensitive); the error lists the valid ones.
+    public static func parse(_ text: String) throws -> BackgroundPolicyName {
+        let t = text.trimmingSpaces.lowercased()
+        guard let n = BackgroundPolicyName(rawValue: t) else {
+            throw IntNWError.invalidArgument("background policy '\(text)' is not one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return n
+    }
+
+    /// Parameters `BackgroundPolicies.parse` accepts after the name, with their meaning.
+    public var parameterKeys: [String: String] {
+        switch self {
+        case .exclusive, .permissive: [:]
+        case .anticipatory: ["empty": "unsent | unacked | below-chunk", "idle-rtts": "idle wait in RTTs",
+                             "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
+        case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
+                        "idle-after-s": "FG silence before the larger chunk, seconds"]
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
+                            "max-scale": "largest scale on the model window (probing above the estimate)"]
+        }
+    }
+}
+
+/// Defaults for `MultiSocketOptions.backgroundPolicy`.
+public enum BackgroundPolicies {
+    /// Without configuration: anticipatory, the scheduling note's final algorithm (BG only after the
+    /// link has been FG-idle for 4 x RTT, in chunks that grow with idle time). `permissive` remains one
+    /// `INTNW_BG_POLICY=permissive` away for comparisons.
+    public static let fallback = BackgroundPolicyName.anticipatory
+
+    /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
+    /// back too and is reported (one error line) by the first multisocket that starts.
+    public static func fromEnvironment() -> any BackgroundPolicy {
+        guard let raw = getenv(BackgroundPolicyName.environmentVariable), !String(cString: raw).trimmingSpaces.isEmpty else {
+            return fallback.makePolicy()
+        }
+        do {
+            return try parse(String(cString: raw))
+        } catch {
+            EnvironmentProblem.record("\(error); using \(fallback.rawValue)")
+            return fallback.makePolicy()
+        }
+    }
+
+    /// Parses `name[:key=value,...]`, e.g. `anticipatory`, `anticipatory:empty=unsent`,
+    /// `delay-target:target-ms=50` (keys: `BackgroundPolicyName.parameterKeys`).
+    public static func parse(_ spec: String) throws -> any BackgroundPolicy {
+        let parts = spec.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        let name = try BackgroundPolicyName.parse(String(parts[0]))
+        var values: [String: String] = [:]
+        if parts.count == 2 {
+            for item in parts[1].split(separator: ",") {
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = kv[0].trimmingSpaces.lowercased()
+                guard kv.count == 2, name.parameterKeys[key] != nil else {
+                    let valid = name.parameterKeys.keys.sorted().joined(separator: ", ")
+                    throw IntNWError.invalidArgument("'\(item)' is not a parameter of \(name.rawValue) (\(valid.isEmpty ? "it has none" : "valid: " + valid))")
+                }
+                values[key] = kv[1].trimmingSpaces
+            }
+        }
+        func number(_ key: String) throws -> Double? {
+            guard let v = values[key] else { return nil }
+            guard let d = Double(v), d.isFinite, d > 0 else {
+                throw IntNWError.invalidArgument("\(name.rawValue) \(key)=\(v): expected a positive number")
+            }
+            return d
+        }
+        switch name {
+        case .exclusive, .permissive:
+            return name.makePolicy()
+        case .anticipatory:
+            var p = AnticipatoryBackgroundPolicy.Parameters()
+            if let e = values["empty"] {
+                guard let t = AnticipatoryBackgroundPolicy.EmptySocketTest(rawValue: e.lowercased()) else {
+                    throw IntNWError.invalidArgument("anticipatory empty=\(e): expected unsent, unacked or below-chunk")
+                }
+                p.emptySocketTest = t
+            }
+            if let v = try number("idle-rtts") { p.idleRTTMultiple = v }
+            if let v = try number("min-chunk-s") { p.minimumChunkSeconds = v }
+            if let v = try number("max-chunk-s") { p.maximumChunkSeconds = v }
+            return AnticipatoryBackgroundPolicy(parameters: p)
+        case .trickle:
+            var p = TrickleBackgroundPolicy.Parameters()
+            if let v = try number("chunk-s") { p.chunkSeconds = v }
+            if let v = try number("idle-chunk-s") { p.idleChunkSeconds = v }
+            if let v = try number("idle-after-s") { p.idleAfterSeconds = v }
+            return TrickleBackgroundPolicy(parameters: p)
+        case .delayTarget:
+            var p = DelayTargetBackgroundPolicy.Parameters()
+            if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
+            if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
+            if let v = try number("max-scale") {
+                guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
+                p.maximumScale = v
+            }
+            return DelayTargetBackgroundPolicy(parameters: p)
+        }
+    }
+}
+
+/// A configuration problem found while building default options (no logger there yet): the
+/// first background scheduler logs it once.
+enum EnvironmentProblem {
+    private static let lock = Lock()
+    nonisolated(unsafe) private static var pending: String?
+
+    static func record(_ s: String) {
+        lock.lock()
+        pending = s
+        lock.unlock()
+    }
+
+    static func take() -> String? {
+        lock.lock()
+        defer { lock.unlock() }
+        let s = pending
+        pending = nil
+        return s
+    }
+}
+
+extension String {
+    var trimmingSpaces: String { Substring(self).trimmingSpaces }
+}

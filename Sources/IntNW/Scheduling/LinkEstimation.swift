@@ -1,0 +1,201 @@
+/// The link estimate background policies scale with, kept by each `BackgroundScheduler` per
+/// interface: the interface's delivery rate (bytes acknowledged on every background-sending
+/// connection there, summed across multisockets and processes through the shared segment),
+/// measured over windows of at least two RTTs, and the estimate is the largest window rate of the
+/// last `horizonNs` (a windowed maximum, as BBR's bandwidth filter). A delivery rate never exceeds
+/// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
+/// whenever background filled it at some point, and forgets a rate the link no longer gives
+/// within the horizon. Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
+/// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
+/// used: a policy that keeps background below the link must probe above its estimate
+/// (delay-target does) for the estimate to rise. Also: the oracle schedule experiments give
+/// (`INTNW_BG_ORACLE`), and the record of estimates over time (`INTNW_BG_ESTIMATE_LOG`).
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+/// The delivery-rate estimate of one interface.
+struct LinkRateTracker {
+    /// Bytes per second; 0 until the first sample.
+    private(set) var estimateBytesPerSecond = 0.0
+    private(set) var samples = 0
+    /// Window rates of the horizon: (end of window, rate).
+    private var recent: [(atNs: UInt64, rate: Double)] = []
+    private var windowStartNs: UInt64 = 0
+    private var windowStartDelivered: UInt64 = 0
+    private var observations = 0
+    /// How long a window's rate counts, ns.
+    static let horizonNs: UInt64 = 3_000_000_000
+
+    /// Shortest sampling window for a link of minimum RTT `minRTTNs`: two RTTs, at least 300 ms
+    /// (on a slow link shorter windows count too few segments: ACKs that arrive bunched would
+    /// read as a rate above the link's).
+    static func windowNs(minRTTNs: UInt64) -> UInt64 { max(2 * minRTTNs, 300_000_000) }
+
+    /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
+    /// a window ended with a sample.
+    @discardableResult
+    mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
+        let window = Self.windowNs(minRTTNs: minRTTNs)
+        guard windowStartNs != 0, nowNs > windowStartNs, deliveredBytes >= windowStartDelivered else {
+            restart(nowNs, deliveredBytes)
+            return false
+        }
+        observations += 1
+        let dt = nowNs - windowStartNs
+        guard dt >= window else { return false }
+        defer { restart(nowNs, deliveredBytes) }
+        // Decisions too sparse to have kept the link busy (background was idle): no sample.
+        guard dt <= 3 * window, observations >= 2 else { return false }
+        let rate = Double(deliveredBytes - windowStartDelivered) / (Double(dt) / 1e9)
+        guard rate > 0 else { return false }
+        recent.append((nowNs, rate))
+        recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
+        estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
+        samples += 1
+        return true
+    }
+
+    private mutating func restart(_ nowNs: UInt64, _ delivered: UInt64) {
+        windowStartNs = nowNs
+        windowStartDelivered = delivered
+        observations = 0
+    }
+}
+
+/// The link capacity over time as the experiment's trace defines it (`INTNW_BG_ORACLE` names the
+/// file): the "oracle" estimate, so that estimator error and policy effect can be told apart.
+///
+/// Format (text, one item per line, `#` comments):
+///
+///     start_ns <CLOCK_MONOTONIC ns of trace time 0>
+///     link <interface> <t seconds> <up bytes/s> <down bytes/s> <rtt ms> <available 0|1>
+///
+/// `link` lines of one interface in increasing time; each holds until the next.
+public struct OracleSchedule: Sendable, Equatable {
+    public struct Point: Sendable, Equatable {
+        public var seconds: Double
+        public var upBytesPerSecond: Double
+        public var downBytesPerSecond: Double
+        public var rttMilliseconds: Double
+        public var available: Bool
+    }
+
+    public var startNs: UInt64
+    public var links: [String: [Point]]
+
+    /// Largest file accepted, bytes.
+    public static let maximumBytes = 4 << 20
+
+    public static func parse(_ text: String) throws(IntNWError) -> OracleSchedule {
+        var start: UInt64?
+        var links: [String: [Point]] = [:]
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            if f.isEmpty { continue }
+            func bad(_ why: String) -> IntNWError { .invalidArgument("oracle schedule line \(n + 1): \(why)") }
+            switch f[0] {
+            case "start_ns":
+                guard f.count == 2, let v = UInt64(f[1]) else { throw bad("expected start_ns <ns>") }
+                start = v
+            case "link":
+                guard f.count == 7, let t = Double(f[2]), let up = Double(f[3]), let down = Double(f[4]),
+                      let rtt = Double(f[5]), let av = Int(f[6]), t.isFinite, t >= 0, up.isFinite, up >= 0,
+                      down.isFinite, down >= 0, rtt.isFinite, rtt >= 0, av == 0 || av == 1 else {
+                    throw bad("expected link <interface> <t s> <up B/s> <down B/s> <rtt ms> <0|1>")
+                }
+                let name = String(f[1])
+                if let last = links[name]?.last, last.seconds > t { throw bad("time goes back for \(name)") }
+                links[name, default: []].append(Point(seconds: t, upBytesPerSecond: up, downBytesPerSecond: down,
+                                                      rttMilliseconds: rtt, available: av == 1))
+            default:
+                throw bad("unknown item '\(f[0])'")
+            }
+        }
+        guard let start else { throw .invalidArgument("oracle schedule: no start_ns line") }
+        return OracleSchedule(startNs: start, links: links)
+    }
+
+    /// The point of `interface` at monotonic `nowNs` (nil: unknown interface, or before time 0).
+    public func point(interface: String, nowNs: UInt64) -> Point? {
+        guard let pts = links[interface], nowNs >= startNs else { return nil }
+        let t = Double(nowNs - startNs) / 1e9
+        var lo = 0, hi = pts.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if pts[mid].seconds <= t { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? nil : pts[lo - 1]
+    }
+
+    /// The schedule `INTNW_BG_ORACLE` names, read once per process (nil: unset, or unreadable: then
+    /// `problem` says why, once).
+    static func fromEnvironment() -> (OracleSchedule?, problem: String?) {
+        loaded.withLock { state in
+            if let state { return state }
+            guard let raw = getenv("INTNW_BG_ORACLE"), !String(cString: raw).isEmpty else {
+                state = (nil, nil)
+                return (nil, nil)
+            }
+            let path = String(cString: raw)
+            let result: (OracleSchedule?, problem: String?)
+            do {
+                result = (try parse(try readSmallFile(path, limit: maximumBytes)), nil)
+            } catch {
+                result = (nil, "INTNW_BG_ORACLE \(path): \(error); background policies use the measured estimate")
+            }
+            state = result
+            return result
+        }
+    }
+
+    private static let loaded = Mutex<(OracleSchedule?, problem: String?)?>(nil)
+}
+
+/// Reads a whole file of at most `limit` bytes.
+func readSmallFile(_ path: String, limit: Int) throws(IntNWError) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw .invalidArgument("cannot open: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { throw .invalidArgument("read failed: \(String(cString: strerror(errno)))") }
+        if n == 0 { break }
+        bytes += buf[0..<n]
+        if bytes.count > limit { throw .invalidArgument("larger than \(limit) bytes") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The background link estimates over time, as JSON lines, when `INTNW_BG_ESTIMATE_LOG` names a
+/// file (`%p` becomes the process id): `{"t_ns":…,"side":"client","interface":"…","bw_Bps":…,
+/// "rtt_ms":…,"source":"tracked|measured|prior|oracle"}`, at most every 100 ms per interface and
+/// multisocket, while background data is being scheduled.
+final class EstimateRecorder: @unchecked Sendable {
+    static let periodNs: UInt64 = 100_000_000
+    private let lock = Lock()
+    private var fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+
+    static let shared: EstimateRecorder? = {
+        guard let raw = getenv("INTNW_BG_ESTIMATE_LOG") else { return nil }
+        let pattern = String(cString: raw)
+        guard !pattern.isEmpty else { return nil }
+        let path = pattern.split(separator: "%p", omittingEmptySubsequences: false).joined(separator: String(getpid()))
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        return fd >= 0 ? EstimateRecorder(fd: fd) : nil
+    }()
+
+    func record(nowNs: UInt64, side: String, interface: String, bandwidthBytesPerSecond: Double, rttMilliseconds: Double,
+                source: String) {
+        let line = "{\"t_ns\":\(nowNs),\"side\":\"\(side)\",\"interface\":\"\(interface.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })\",\"bw_Bps\":\(Int(bandwidthBytesPerSecond)),\"rtt_ms\":\(Double(Int(rttMilliseconds * 10)) / 10),\"source\":\"\(source)\"}\n"
+        lock.lock()
+        defer { lock.unlock() }
+        _ = Array(line.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,146 @@
+import Testing
+import Foundation
+@testable import IntNW
+
+@Suite("Background budget and link estimation")
+struct BackgroundBudgetTests {
+    let bench = PolicyBench()
+
+    @Test("the note's policies are still selectable by name; only delay-target scales with the delivery-rate estimate")
+    func policiesAndEstimates() {
+        unsetenv(BackgroundPolicyName.environmentVariable)
+        #expect((BackgroundPolicies.fromEnvironment() as? any ExplainedBackgroundPolicy)?.name == BackgroundPolicies.fallback.rawValue)
+        #expect(BackgroundPolicyName.anticipatory.makePolicy() is AnticipatoryBackgroundPolicy)
+        #expect(BackgroundPolicyName.trickle.makePolicy() is TrickleBackgroundPolicy)
+        // Only delay-target scales with the delivery-rate estimate; the note's policies keep the
+        // general estimate they are defined with.
+        for n in BackgroundPolicyName.allCases {
+            let p = n.makePolicy() as? any ExplainedBackgroundPolicy
+            #expect(p?.scalesWithDeliveryRate == (n == .delayTarget), "\(n)")
+        }
+    }
+
+    @Test("delay-target's window is the interface's: BG other connections and processes have in the kernel counts against it")
+    func delayTargetInterfaceWindow() {
+        let p = DelayTargetBackgroundPolicy()
+        // 64 KB/s x (200 + 22.625 + 10) ms = 14,888 bytes.
+        var c = bench.context(now: 1, lastFG: nil, unacked: 4_000, srttMs: 200, minRTTMs: 200)
+        #expect(p.verdict(c).decision == .send(maxBytes: 10_888))
+        c.backgroundElsewhereBytes = 6_000
+        #expect(p.verdict(c).decision == .send(maxBytes: 4_888))
+        c.backgroundElsewhereBytes = 10_000  // 888 bytes of room: less than a segment
+        #expect(p.verdict(c).reason == .queueingDelay)
+        // The note's policies ignore it: anticipatory and trickle decide per connection as defined.
+        let a = AnticipatoryBackgroundPolicy()
+        var ac = bench.context(now: 10, lastFG: 1, unacked: 0)
+        ac.backgroundElsewhereBytes = 1 << 30
+        #expect(a.verdict(ac).decision == .send(maxBytes: 44_000))  // 11 idle periods x 4000 B
+        let t = TrickleBackgroundPolicy()
+        var tc = bench.context(now: 1.1, lastFG: 1, unacked: 0)
+        tc.backgroundElsewhereBytes = 1 << 30
+        #expect(t.verdict(tc).decision == .send(maxBytes: 3_200))
+    }
+
+    @Test("delivery-rate tracking: the largest window rate of the last 3 s; a slower link is followed once the horizon passes")
+    func linkRateTracker() {
+        var t = LinkRateTracker()
+        let ms: UInt64 = 1_000_000
+        var now: UInt64 = 1_000 * ms
+        var delivered: UInt64 = 0
+        // Observations every 10 ms; windows of 2 x 200 ms.
+        func run(_ rate: Double, seconds: Double) {
+            for _ in 0..<Int(seconds * 100) {
+                now += 10 * ms
+                delivered += UInt64(rate / 100)
+                t.observe(nowNs: now, deliveredBytes: delivered, minRTTNs: 200 * ms)
+            }
+        }
+        run(64_000, seconds: 2)
+        #expect(abs(t.estimateBytesPerSecond - 64_000) < 64_000 * 0.02)
+        // Background held back for a while (FG): lower rates do not lower the estimate...
+        run(20_000, seconds: 2)
+        #expect(abs(t.estimateBytesPerSecond - 64_000) < 64_000 * 0.02)
+        // ...until the horizon has passed without a faster window: the link got slower.
+        run(32_000, seconds: 2)
+        #expect(abs(t.estimateBytesPerSecond - 32_000) < 32_000 * 0.02)
+        // A faster window raises it at once.
+        run(48_000, seconds: 0.5)
+        #expect(abs(t.estimateBytesPerSecond - 48_000) < 48_000 * 0.02)
+        // A counter that goes back (a process left) or a gap without decisions gives no sample.
+        let n = t.samples
+        let back = t.observe(nowNs: now + 10 * ms, deliveredBytes: 0, minRTTNs: 200 * ms)
+        let gap = t.observe(nowNs: now + 5_000 * ms, deliveredBytes: 1_000_000, minRTTNs: 200 * ms)
+        #expect(!back && !gap && t.samples == n)
+    }
+
+    @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")
+    func oracleSchedule() throws {
+        let s = try OracleSchedule.parse("""
+            # comment
+            start_ns 1000000000
+            link cell0 0 64000 128000 200 1
+            link cell0 10.5 32000 64000 300 1  # a drop
+            link wifi0 0 0 0 40 0
+            """)
+        #expect(s.point(interface: "cell0", nowNs: 999_999_999) == nil)
+        #expect(s.point(interface: "cell0", nowNs: 1_000_000_000)?.upBytesPerSecond == 64_000)
+        #expect(s.point(interface: "cell0", nowNs: 11_000_000_000)?.upBytesPerSecond == 64_000)
+        #expect(s.point(interface: "cell0", nowNs: 11_600_000_000)?.downBytesPerSecond == 64_000)
+        #expect(s.point(interface: "wifi0", nowNs: 5_000_000_000)?.available == false)
+        #expect(s.point(interface: "eth0", nowNs: 5_000_000_000) == nil)
+        #expect(throws: IntNWError.invalidArgument("oracle schedule line 2: expected link <interface> <t s> <up B/s> <down B/s> <rtt ms> <0|1>")) {
+            try OracleSchedule.parse("start_ns 1\nlink cell0 0 -1 0 0 1")
+        }
+        #expect(throws: IntNWError.invalidArgument("oracle schedule line 3: time goes back for cell0")) {
+            try OracleSchedule.parse("start_ns 1\nlink cell0 5 1 1 1 1\nlink cell0 4 1 1 1 1")
+        }
+        #expect(throws: IntNWError.invalidArgument("oracle schedule: no start_ns line")) { try OracleSchedule.parse("") }
+        #expect(throws: IntNWError.invalidArgument("oracle schedule line 1: unknown item 'speed'")) { try OracleSchedule.parse("speed 1") }
+    }
+
+    @Test("the shared segment sums other processes' fresh BG bytes and delivered counters; stale and own entries do not count")
+    func sharedBudget() throws {
+        let name = uniqueSegmentName("budget")
+        defer { SharedSegment.unlink(name: name) }
+        let a = try SharedSegment.open(name: name)
+        let b = try SharedSegment.open(name: name)
+        let c = try SharedSegment.open(name: name)
+        let cell = try #require(a.interfaceSlot(named: "cell0"))
+        let wifi = try #require(a.interfaceSlot(named: "wifi0"))
+        let now: UInt64 = 5_000_000_000_000
+        a.publishBackground(bytes: 10_000, interface: cell, nowNs: now)
+        b.publishBackground(bytes: 7_000, interface: cell, nowNs: now - 100_000_000)
+        c.publishBackground(bytes: 1_000, interface: wifi, nowNs: now)
+        #expect(c.otherBackground(interface: cell, nowNs: now) == 17_000)
+        #expect(a.otherBackground(interface: cell, nowNs: now) == 7_000)  // not its own
+        #expect(a.otherBackground(interface: wifi, nowNs: now) == 1_000)
+        // b's entry is 100 ms older: 300 ms later it is stale, a's is not yet.
+        #expect(c.otherBackground(interface: cell, nowNs: now + 250_000_000) == 10_000)
+        #expect(c.otherBackground(interface: cell, nowNs: now + 400_000_000) == 0)
+        a.publishDelivered(bytes: 1_000_000, interface: cell)
+        b.publishDelivered(bytes: 500, interface: cell)
+        #expect(c.otherDelivered(interface: cell) == 1_000_500 && a.otherDelivered(interface: cell) == 500)
+        withExtendedLifetime((a, b, c)) {}
+    }
+
+    @Test("registry: multisockets of one process share the budget; a closed one stops counting and its deliveries stay counted")
+    func registryBudget() {
+        let r = ForegroundRegistry(segmentName: nil, logger: .init(label: "test"))
+        final class Owner {}
+        let o1 = Owner(), o2 = Owner()
+        let id1 = ObjectIdentifier(o1), id2 = ObjectIdentifier(o2)
+        let now: UInt64 = 9_000_000_000
+        r.reportBackground(owner: id1, interface: "cell0", bytes: 5_000, nowNs: now)
+        r.reportBackground(owner: id2, interface: "cell0", bytes: 3_000, nowNs: now)
+        #expect(r.backgroundElsewhere(owner: id1, interface: "cell0", nowNs: now) == 3_000)
+        #expect(r.backgroundElsewhere(owner: id2, interface: "cell0", nowNs: now) == 5_000)
+        #expect(r.backgroundElsewhere(owner: id2, interface: "wifi0", nowNs: now) == 0)
+        #expect(r.backgroundElsewhere(owner: id2, interface: "cell0", nowNs: now + 1_000_000_000) == 0)  // stale
+        #expect(r.reportDelivered(owner: id1, interface: "cell0", cumulativeBytes: 100) == 100)
+        #expect(r.reportDelivered(owner: id2, interface: "cell0", cumulativeBytes: 50) == 150)
+        r.forgetBackground(owner: id1)
+        #expect(r.backgroundElsewhere(owner: id2, interface: "cell0", nowNs: now) == 0)
+        #expect(r.reportDelivered(owner: id2, interface: "cell0", cumulativeBytes: 60) == 160)
+        withExtendedLifetime((o1, o2)) {}
+    }
+}

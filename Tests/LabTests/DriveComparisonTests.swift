@@ -1,0 +1,114 @@
+import Emulation
+import Foundation
+@testable import Lab
+import Testing
+
+/// The drive comparison: its strategies (Linux MPTCP included), app-log figures, table and a verdict
+/// that fails when IntNW is not better.
+@Suite("drive comparison")
+struct DriveComparisonTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func experiment() -> DriveExperiment {
+        var e = DriveExperiment()
+        e.tracePath = Self.repo.appendingPathComponent("traces/annarbor.trace").path
+        return e
+    }
+
+    @Test("six strategies; the MPTCP ones run plain apps over MPTCP sockets with the path manager set up")
+    func plans() throws {
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 3
+        let plans = try experiment().plans(o)
+        let variants = Set(plans.map(\.variant))
+        if MPTCPMode.kernelSupport == nil {
+            #expect(variants == Set(DriveExperiment.Strategy.allCases.map(\.rawValue)))
+        } else {
+            #expect(!variants.contains("mptcp-backup"))
+        }
+        #expect(plans.count == variants.count * 3)
+        for p in plans {
+            let mptcp = p.variant.hasPrefix("mptcp-")
+            #expect(p.mptcp == (p.variant == "mptcp-backup" ? .backup : p.variant == "mptcp-subflow" ? .subflow : nil))
+            #expect((p.environment["INTNW_PLAIN_MPTCP"] == "1") == mptcp)
+            #expect(p.apps.allSatisfy { $0.variant == (mptcp ? .plain : .intnw) })
+            #expect(p.apps.allSatisfy { !mptcp || !$0.arguments.contains("--restrict") })
+        }
+    }
+
+    @Test("path manager commands: limits on both sides, WiFi a subflow endpoint, cellular backup or subflow")
+    func mptcpCommands() {
+        let t = Topology(spec: TopologySpec(prefix: "x"))
+        let backup = t.mptcpCommands(.backup), subflow = t.mptcpCommands(.subflow)
+        #expect(backup.client.contains("mptcp endpoint add 198.18.2.2 dev cell0 subflow backup"))
+        #expect(backup.client.contains("mptcp endpoint add 198.18.1.2 dev wifi0 subflow"))
+        #expect(subflow.client.contains("mptcp endpoint add 198.18.2.2 dev cell0 subflow"))
+        #expect(!subflow.client.contains { $0.hasSuffix("backup") })
+        #expect(backup.server == ["mptcp limits set subflows 2 add_addr_accepted 2"])
+    }
+
+    /// A trial directory with app logs: FG latencies (ms) answered out of `sent`, BG chunk bytes.
+    static func trial(_ variant: String, fg: [Double], sent: Int, bgBytes: [Int], seconds: Double = 10) throws -> TrialOutcome {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drive-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var f = fg.enumerated().map { #"{"type":"fg","app":1,"seq":\#($0.offset),"latency_ms":\#($0.element)}"# }
+        f.append(#"{"type":"summary","role":"fg","requests_sent":\#(sent),"requests_answered":\#(fg.count)}"#)
+        try (f.joined(separator: "\n") + "\n").write(toFile: "\(dir)/fg.jsonl", atomically: true, encoding: .utf8)
+        let b = bgBytes.enumerated().map { #"{"type":"bg_chunk","app":2,"seq":\#($0.offset),"bytes":\#($0.element)}"# }
+        try (b.joined(separator: "\n") + "\n").write(toFile: "\(dir)/bg.jsonl", atomically: true, encoding: .utf8)
+        var plan = TrialPlan(experiment: "drive", variant: variant, trial: 1, trace: Trace.constant(wifi: nil, cellular: TraceGenerator.labCellular, durationSeconds: 1),
+                             durationSeconds: seconds, apps: [])
+        plan.trial = 1
+        return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: [], interrupted: false)
+    }
+
+    @Test("figures come from the app logs: percentiles, mean, answered share, BG bytes per second")
+    func figures() throws {
+        let t = try Self.trial("intnw", fg: [10, 20, 30, 40, 1000], sent: 10, bgBytes: [65536, 65536], seconds: 4)
+        let f = try #require(DriveExperiment.figures(directory: t.directory, seconds: 4))
+        #expect(f.fgP50 == 30)
+        #expect(f.fgP95 == 1000)
+        #expect(f.fgMean == 220)
+        #expect(f.fgRequests == 10)
+        #expect(f.bgBytesPerSecond == 32768)
+    }
+
+    @Test("the verdict holds when IntNW is 2x better at p95 with enough BG, and fails otherwise")
+    func verdictCanFail() throws {
+        let strategies = DriveExperiment.strategies().run
+        func outcomes(intnwP95: Double, intnwBG: Int) throws -> [TrialOutcome] {
+            try strategies.flatMap { s -> [TrialOutcome] in
+                try (1...3).map { k in
+                    let mine = s == .intnw
+                    let slow: Double = mine ? intnwP95 : 800
+                    var o = try Self.trial(s.rawValue, fg: Array(repeating: 50, count: 9) + [slow], sent: 10,
+                                           bgBytes: [mine ? intnwBG : 100_000])
+                    o.plan.trial = k
+                    return o
+                }
+            }
+        }
+        let good = experiment().evaluate(try outcomes(intnwP95: 300, intnwBG: 90_000), options: ExperimentOptions())
+        #expect(good.held, "\(good.lines.joined(separator: "\n"))")
+        #expect(good.lines.contains { $0.contains("vs wifi-preferred: FG p95 2.67x lower") })
+        let slowFG = experiment().evaluate(try outcomes(intnwP95: 500, intnwBG: 90_000), options: ExperimentOptions())
+        #expect(!slowFG.held)
+        let littleBG = experiment().evaluate(try outcomes(intnwP95: 300, intnwBG: 70_000), options: ExperimentOptions())
+        #expect(!littleBG.held)
+        #expect(littleBG.lines.contains { $0.contains("check: IntNW BG") && $0.hasSuffix("NO") })
+        #expect(!experiment().evaluate([], options: ExperimentOptions()).held)
+    }
+
+    @Test("key metrics are IntNW's means over trials, other strategies ignored")
+    func keyMetrics() throws {
+        var a = try Self.trial("intnw", fg: [100, 100, 100, 100, 100, 100, 100, 100, 100, 300], sent: 10, bgBytes: [40_000], seconds: 10)
+        a.plan.trial = 1
+        var b = try Self.trial("intnw", fg: Array(repeating: 100, count: 9) + [500], sent: 10, bgBytes: [60_000], seconds: 10)
+        b.plan.trial = 2
+        let c = try Self.trial("cellular-only", fg: [1], sent: 1, bgBytes: [1])
+        #expect(experiment().keyMetrics([a, b, c]) == [KeyMetric(name: "drive.intnw.bg_Bps", value: 5_000, unit: "B/s", better: .higher),
+                                                      KeyMetric(name: "drive.intnw.fg_p95_ms", value: 400, unit: "ms", better: .lower)])
+        #expect(experiment().keyMetrics([c]).isEmpty)
+    }
+}
