@@ -17,6 +17,15 @@ QUIET_SUITES=(EmulatorNetnsTests IntNWEmulatedNetnsTests TroubleBlackoutNetnsTes
 quiet_regex="NetnsTests\.($(IFS='|'; echo "${QUIET_SUITES[*]}"))/"
 log=.build/test-output.log
 swift build --build-tests || exit 1
+# Tests that run IntNW in this (the host's) namespace share its scheduling segment,
+# /dev/shm/intnw-u<uid>-n<netns inode>. One left by an earlier run, or by an older build with another
+# layout, would be refused and the tests would run without cross-process coordination; so start from
+# none and leave none, as long as no IntNW process of ours still runs here.
+host_segment="/dev/shm/intnw-u$(id -u)-n$(stat -L -c %i /proc/self/ns/net)"
+drop_host_segment() {
+    pgrep -f '/intnw-(app|lab|sched-probe)( |$)' >/dev/null 2>&1 || rm -f "$host_segment"
+}
+drop_host_segment
 rc=0
 start=$(date +%s)
 # A renamed suite would silently drop out of phase 2 (and run, unisolated, in phase 1).
@@ -33,6 +42,7 @@ echo "== phase 2: measurement-sensitive suites, one test at a time: ${QUIET_SUIT
 swift test --skip-build --no-parallel --filter "$quiet_regex" 2>&1 | tee -a "$log" || rc=$?
 # Whatever a crashed test left behind (namespaces with test prefixes) is reclaimed here.
 bash netns-scripts/topology.sh reclaim-tests >/dev/null 2>&1 || true
+drop_host_segment
 end=$(date +%s)
 echo "== phase 1 $(( phase1 - start )) s, phase 2 $(( end - phase1 )) s, exit $rc" | tee -a "$log"
 exit $rc

@@ -40,6 +40,8 @@ public struct TrialInput: Sendable {
     public var directory: String?
     /// The experiment variant (layout, policy...) the trial ran; trials are aggregated per variant.
     public var variant: String?
+    /// The links' scheduled capacity (from the run directory), for the capacity check.
+    public var capacity: CapacitySchedule?
 
     public init(name: String, captures: [CaptureInput], metadata: RunMetadata? = nil, directory: String? = nil) {
         self.name = name
@@ -67,7 +69,9 @@ public struct TrialInput: Sendable {
                 .map { CaptureInput(path: (dir as NSString).appendingPathComponent($0)) }
         }
         guard !captures.isEmpty else { throw .noInputs("no pcap files in run directory \(dir)") }
-        return TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta, directory: dir)
+        var input = TrialInput(name: (dir as NSString).lastPathComponent, captures: captures, metadata: meta, directory: dir)
+        input.capacity = CapacitySchedule.load(runDirectory: dir)
+        return input
     }
 }
 
@@ -248,8 +252,8 @@ public enum Analyzer {
                 nextID: { defer { idCounter += 1 }; return idCounter },
                 makeConsumers: { conn in
                     let forced = forcedProtocol(conn.key, metadata)
-                    conn.consumerA = makeConsumer(conn, fromA: true, forced: forced, log: log, registry: registry, options: options)
-                    conn.consumerB = makeConsumer(conn, fromA: false, forced: forced, log: log, registry: registry, options: options)
+                    conn.consumerA = makeConsumer(conn, fromA: true, forced: forced, log: log, registry: registry, serverSide: c.side == .server, options: options)
+                    conn.consumerB = makeConsumer(conn, fromA: false, forced: forced, log: log, registry: registry, serverSide: c.side == .server, options: options)
                     conn.aToB.consumer = conn.consumerA
                     conn.bToA.consumer = conn.consumerB
                 })
@@ -351,12 +355,12 @@ public enum Analyzer {
     }
 
     static func makeConsumer(_ conn: TCPConnection, fromA: Bool, forced: StreamProtocol?, log: MessageLog,
-                             registry: IntNWSessionRegistry, options: AnalyzerOptions) -> DetectingConsumer {
+                             registry: IntNWSessionRegistry, serverSide: Bool, options: AnalyzerOptions) -> DetectingConsumer {
         return DetectingConsumer(
             forced: forced, intnw: options.intnw,
             makeToy: { ToyStreamConsumer(log: log, connection: conn.id, fromA: fromA) },
             makeIntNW: { parser in
-                IntNWStreamConsumer(parser: parser, registry: registry, log: log, connection: conn.id, fromA: fromA)
+                IntNWStreamConsumer(parser: parser, registry: registry, log: log, connection: conn.id, fromA: fromA, serverSide: serverSide)
             })
     }
 

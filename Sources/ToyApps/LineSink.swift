@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 import LinuxSupport
 import SystemPackage
 
@@ -68,23 +69,17 @@ public final class FileLineSink: LineSink, @unchecked Sendable {
 }
 
 /// Keeps lines in memory (tests).
-// @unchecked: `stored` is touched only under `lock` (NSLock).
-public final class MemoryLineSink: LineSink, @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [String] = []
+public final class MemoryLineSink: LineSink, Sendable {
+    private let stored = Mutex<[String]>([])
 
     public init() {}
 
     public func write(line: String) {
-        lock.lock()
-        stored.append(line)
-        lock.unlock()
+        stored.withLock { $0.append(line) }
     }
 
     /// Every line written so far.
     public var lines: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return stored
+        stored.withLock { $0 }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ToyProtocol
 
 /// Whole-message byte arrays for transports that take `[UInt8]` (IntNW's `send`), reused so a
@@ -9,10 +10,9 @@ import ToyProtocol
 /// Buffers are therefore handed out oldest-returned first, and a size keeps `depth` of them, so a
 /// buffer is normally reused only after several later messages, by when its send has been
 /// acknowledged.
-// @unchecked: the free list is touched only under `lock` (NSLock).
-final class MessageBufferPool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var free: [Int: [[UInt8]]] = [:]
+final class MessageBufferPool: Sendable {
+    /// Returned buffers by message size, oldest first.
+    private let free = Mutex<[Int: [[UInt8]]]>([:])
     private let depth: Int
     /// Payload filler; the toy protocol gives payload bytes no meaning.
     static let fill: UInt8 = 0x5A
@@ -25,25 +25,24 @@ final class MessageBufferPool: @unchecked Sendable {
     /// A buffer holding `header` followed by `header.payloadLength` filler bytes.
     func message(for header: ToyHeader) -> [UInt8] {
         let size = header.messageLength
-        lock.lock()
-        var buffer: [UInt8]
-        if var list = free[size], list.count >= depth {
-            buffer = list.removeFirst()
+        let depth = self.depth
+        var buffer: [UInt8] = free.withLock { free in
+            guard var list = free[size], list.count >= depth else { return nil }
+            let b = list.removeFirst()
             free[size] = list
-        } else {
-            buffer = [UInt8](repeating: Self.fill, count: size)
-        }
-        lock.unlock()
+            return b
+        } ?? [UInt8](repeating: Self.fill, count: size)
         buffer.withUnsafeMutableBytes { header.encode(into: $0) }
         return buffer
     }
 
     /// Gives a buffer back after the transport accepted it.
     func recycle(_ buffer: [UInt8]) {
-        lock.lock()
-        var list = free[buffer.count] ?? []
-        if list.count < depth + 1 { list.append(buffer) }
-        free[buffer.count] = list
-        lock.unlock()
+        let depth = self.depth
+        free.withLock { free in
+            var list = free[buffer.count] ?? []
+            if list.count < depth + 1 { list.append(buffer) }
+            free[buffer.count] = list
+        }
     }
 }

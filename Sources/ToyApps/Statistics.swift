@@ -46,44 +46,6 @@ public struct FGStats: Sendable {
     }
 }
 
-/// Final FG numbers of one client.
-public struct FGSummary: Sendable, Equatable {
-    public var appID: UInt32
-    public var variant: ToyVariant
-    public var requestsSent: UInt64
-    public var requestsAnswered: UInt64
-    public var unexpectedReplies: UInt64
-    public var p50Milliseconds: Double?
-    public var p95Milliseconds: Double?
-    public var meanMilliseconds: Double?
-    public var maxMilliseconds: Double?
-
-    public var jsonLine: String {
-        var j = JSONLine()
-        j.add("type", "summary")
-        j.add("role", "fg")
-        j.add("app", appID)
-        j.add("variant", variant.rawValue)
-        j.add("requests_sent", requestsSent)
-        j.add("requests_answered", requestsAnswered)
-        j.add("unexpected_replies", unexpectedReplies)
-        j.add("p50_ms", p50Milliseconds, decimals: 3)
-        j.add("p95_ms", p95Milliseconds, decimals: 3)
-        j.add("mean_ms", meanMilliseconds, decimals: 3)
-        j.add("max_ms", maxMilliseconds, decimals: 3)
-        return j.string
-    }
-
-    /// One human-readable clause for the stderr summary line.
-    public var text: String {
-        var s = "fg app \(appID): \(requestsSent) requests sent, \(requestsAnswered) answered"
-        if let p50 = p50Milliseconds, let p95 = p95Milliseconds {
-            s += ", p50 \(JSONLine.fixed(p50, decimals: 2)) ms, p95 \(JSONLine.fixed(p95, decimals: 2)) ms"
-        }
-        if unexpectedReplies > 0 { s += ", \(unexpectedReplies) unexpected replies" }
-        return s
-    }
-}
 
 /// Running BG statistics of one client.
 public struct BGStats: Sendable {
@@ -144,69 +106,4 @@ public struct BGStats: Sendable {
     }
 }
 
-/// Final BG numbers of one client.
-public struct BGSummary: Sendable, Equatable {
-    public var appID: UInt32
-    public var variant: ToyVariant
-    public var chunksSent: UInt64
-    public var chunksAcked: UInt64
-    public var bytesSent: UInt64
-    public var bytesAcked: UInt64
-    public var unexpectedAcks: UInt64
-    public var meanRateBytesPerSecond: Double?
 
-    public var jsonLine: String {
-        var j = JSONLine()
-        j.add("type", "summary")
-        j.add("role", "bg")
-        j.add("app", appID)
-        j.add("variant", variant.rawValue)
-        j.add("chunks_sent", chunksSent)
-        j.add("chunks_acked", chunksAcked)
-        j.add("bytes_sent", bytesSent)
-        j.add("bytes_acked", bytesAcked)
-        j.add("unexpected_acks", unexpectedAcks)
-        j.add("mean_rate_Bps", meanRateBytesPerSecond, decimals: 1)
-        return j.string
-    }
-
-    public var text: String {
-        var s = "bg app \(appID): \(chunksAcked)/\(chunksSent) chunks acked, \(bytesAcked) bytes acked"
-        if let r = meanRateBytesPerSecond { s += ", mean \(JSONLine.fixed(r / 1e6, decimals: 3)) MB/s" }
-        if unexpectedAcks > 0 { s += ", \(unexpectedAcks) unexpected acks" }
-        return s
-    }
-}
-
-/// Final numbers of a server.
-public struct ServerSummary: Sendable, Equatable {
-    public var variant: ToyVariant
-    public var connections: UInt64 = 0
-    public var fgRequestsAnswered: UInt64 = 0
-    public var bgChunksAcked: UInt64 = 0
-    /// Whole toy messages received, in bytes (headers included).
-    public var bytesReceived: UInt64 = 0
-    /// Connections closed because of a protocol violation or I/O error.
-    public var connectionErrors: UInt64 = 0
-
-    public init(variant: ToyVariant) { self.variant = variant }
-
-    public var jsonLine: String {
-        var j = JSONLine()
-        j.add("type", "summary")
-        j.add("role", "server")
-        j.add("variant", variant.rawValue)
-        j.add("connections", connections)
-        j.add("fg_requests_answered", fgRequestsAnswered)
-        j.add("bg_chunks_acked", bgChunksAcked)
-        j.add("bytes_received", bytesReceived)
-        j.add("connection_errors", connectionErrors)
-        return j.string
-    }
-
-    public var text: String {
-        "server (\(variant)): \(connections) connections, \(fgRequestsAnswered) FG requests answered, "
-            + "\(bgChunksAcked) BG chunks acked, \(bytesReceived) bytes received"
-            + (connectionErrors > 0 ? ", \(connectionErrors) connections closed by errors" : "")
-    }
-}

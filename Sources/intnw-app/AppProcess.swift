@@ -5,6 +5,7 @@ import ArgumentParser
 import IntNW
 import Logging
 import ToyApps
+import ToyProtocol
 
 /// The process life cycle shared by all roles: signals, start delay, duration, progress ticks,
 /// orderly shutdown, summary line, exit status.

@@ -11,7 +11,7 @@ struct AnalyzeCommand: ParsableCommand {
         discussion: """
         Each RUN_DIR is one trial: its apps.json (optional) says which connection belongs to which app, and its pcaps are analyzed together. Several RUN_DIRs are trials of the same configuration: results then include means with 95% confidence intervals across them. Plain .pcap files given directly form one trial, with apps identified from the toy protocol's app ids.
 
-        Latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there, in milliseconds); throughput counts distinct TCP payload bytes (bytes per second).
+        Latency is measured from the wire (request's first byte leaving the client to the reply's last byte arriving there, in milliseconds); throughput counts the bytes that crossed the wire for each app (bytes per second), uplink booked from the server-side capture when the trial has one (past the link's bottleneck), downlink from the client side; every 1 s bin is checked against the trace's capacity when the run directory has it (oracle.txt, replay-start.json).
 
         Writes results.json, summary.md, latency.csv, throughput_100ms.csv, throughput_1s.csv, plots/*.svg and report.html.
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Emulation
 import Foundation
+import Synchronization
 
 /// Helpers shared by subcommands: user errors become one line on stderr and exit status 1.
 enum LabCLI {
@@ -48,11 +49,11 @@ func stderr(_ line: String) {
 }
 
 /// Catches termination signals so the run can tear down before exiting.
-// @unchecked: handler and sources are touched only under `lock` (NSLock).
+// @unchecked: `sources` is filled in init and never touched again (it only keeps the sources alive);
+// the handler is in a `Mutex`.
 final class SignalTrap: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
-    private var handler: (@Sendable () -> Void)?
-    private let lock = NSLock()
+    private let handler = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(_ signals: [Int32]) {
         for s in signals {
@@ -60,9 +61,7 @@ final class SignalTrap: @unchecked Sendable {
             let src = DispatchSource.makeSignalSource(signal: s, queue: .global())
             src.setEventHandler { [weak self] in
                 stderr("\nintnw-lab: signal \(s) received, tearing down")
-                self?.lock.lock()
-                let h = self?.handler
-                self?.lock.unlock()
+                let h = self?.handler.withLock { $0 }
                 h?()
             }
             src.resume()
@@ -71,7 +70,7 @@ final class SignalTrap: @unchecked Sendable {
     }
 
     func onSignal(_ h: @escaping @Sendable () -> Void) {
-        lock.lock(); handler = h; lock.unlock()
+        handler.withLock { $0 = h }
     }
 }
 

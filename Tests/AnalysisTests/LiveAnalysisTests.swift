@@ -76,7 +76,7 @@ enum AnalysisNetnsGate {
             s.sendall(header(1, 1, seq, 104) + b"q" * 104)
             recvn(s, 24 + 40)
             t1 = time.time_ns()
-            print(json.dumps({"type": "fg", "app": 1, "seq": seq, "send_ns": t0, "recv_ns": t1}), flush=True)
+            print(json.dumps({"type": "fg", "app": 1, "seq": seq, "send_ns": t0, "recv_ns": t1, "latency_ms": round((t1 - t0) / 1e6, 3), "variant": "plain", "request_bytes": 128, "reply_bytes": 64}), flush=True)
             time.sleep(0.03)
         s.close()
     elif role == "bg":
@@ -152,6 +152,7 @@ enum AnalysisNetnsGate {
         // The analyzer's own cross-check against the log agrees with the one computed here.
         let check = try #require(fg.logCheck)
         #expect(check.matchedRequests == 30 && check.onlyInLog == 0 && check.onlyOnWire == 0)
+        #expect(check.skippedLines == 0, "the fixture writes whole records of the app-log contract")
         #expect((check.medianAbsDifferenceMs ?? 99) <= 1.0)
         #expect(abs((check.medianAbsDifferenceMs ?? 99) - median) < 0.05, "analyzer's median \(String(describing: check.medianAbsDifferenceMs)) vs \(median)")
         let bg = try #require(a.result.apps.first { $0.name == "bg" })

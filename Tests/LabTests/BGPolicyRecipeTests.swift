@@ -2,6 +2,7 @@ import Emulation
 import Foundation
 @testable import Lab
 import Testing
+import ToyProtocol
 
 @Suite("bgpolicy recipe")
 struct BGPolicyRecipeTests {
@@ -65,10 +66,12 @@ struct BGPolicyRecipeTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let log = dir.appendingPathComponent("fgbg.jsonl")
         let lines = [
-            #"{"type":"fg","app":1,"seq":1,"send_ns":1000000000,"recv_ns":1250000000}"#,
-            #"{"type":"fg","app":1,"seq":2,"send_ns":3000000000,"recv_ns":3200000000}"#,
-            #"{"type":"bg_chunk","app":2,"seq":1,"bytes":262144}"#,
-            #"{"type":"fg","app":3,"seq":1,"send_ns":0,"recv_ns":5}"#,
+            FGRequestRecord(appID: 1, sequence: 1, sendNs: 1_000_000_000, receiveNs: 1_250_000_000, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
+            FGRequestRecord(appID: 1, sequence: 2, sendNs: 3_000_000_000, receiveNs: 3_200_000_000, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
+            BGChunkRecord(appID: 2, sequence: 1, sendNs: 1, ackNs: 2, bytes: 262_144, variant: .intnw).jsonLine,
+            FGRequestRecord(appID: 3, sequence: 1, sendNs: 0, receiveNs: 5, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
+            // Outside the contract: left out, not fatal.
+            #"{"type":"fg","app":1,"seq":3,"send_ns":5000000000}"#,
             "not json",
         ]
         try lines.joined(separator: "\n").write(to: log, atomically: true, encoding: .utf8)

@@ -2,6 +2,7 @@ import Emulation
 import Foundation
 @testable import Lab
 import Testing
+import ToyProtocol
 
 /// The drive comparison: its strategies (Linux MPTCP included), app-log figures, table and a verdict
 /// that fails when IntNW is not better.
@@ -52,10 +53,15 @@ struct DriveComparisonTests {
     static func trial(_ variant: String, fg: [Double], sent: Int, bgBytes: [Int], seconds: Double = 10) throws -> TrialOutcome {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drive-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var f = fg.enumerated().map { #"{"type":"fg","app":1,"seq":\#($0.offset),"latency_ms":\#($0.element)}"# }
-        f.append(#"{"type":"summary","role":"fg","requests_sent":\#(sent),"requests_answered":\#(fg.count)}"#)
+        var f = fg.enumerated().map { i, ms -> String in
+            let send = 1_700_000_000_000_000_000 + UInt64(i) * 1_000_000_000
+            return FGRequestRecord(appID: 1, sequence: UInt64(i), sendNs: send, receiveNs: send + UInt64(ms * 1e6), requestBytes: 128,
+                                   replyBytes: 64, variant: .intnw).jsonLine
+        }
+        f.append(FGSummary(appID: 1, variant: .intnw, requestsSent: UInt64(sent), requestsAnswered: UInt64(fg.count), unexpectedReplies: 0,
+                           p50Milliseconds: nil, p95Milliseconds: nil, meanMilliseconds: nil, maxMilliseconds: nil).jsonLine)
         try (f.joined(separator: "\n") + "\n").write(toFile: "\(dir)/fg.jsonl", atomically: true, encoding: .utf8)
-        let b = bgBytes.enumerated().map { #"{"type":"bg_chunk","app":2,"seq":\#($0.offset),"bytes":\#($0.element)}"# }
+        let b = bgBytes.enumerated().map { BGChunkRecord(appID: 2, sequence: UInt64($0.offset), sendNs: 1, ackNs: 2, bytes: $0.element, variant: .intnw).jsonLine }
         try (b.joined(separator: "\n") + "\n").write(toFile: "\(dir)/bg.jsonl", atomically: true, encoding: .utf8)
         var plan = TrialPlan(experiment: "drive", variant: variant, trial: 1, trace: Trace.constant(wifi: nil, cellular: TraceGenerator.labCellular, durationSeconds: 1),
                              durationSeconds: seconds, apps: [])

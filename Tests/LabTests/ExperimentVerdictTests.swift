@@ -1,6 +1,7 @@
 import Emulation
 import Foundation
 import Testing
+import ToyProtocol
 @testable import Analysis
 @testable import Lab
 
@@ -131,7 +132,8 @@ enum FakeTrial {
         var log = ""
         for (i, ms) in ([1000] + fgMs).enumerated() {
             let send: UInt64 = 1_700_000_000_000_000_000 + UInt64(i) * 2_000_000_000
-            log += "{\"type\":\"fg\",\"app\":\(fgApp.appId),\"seq\":\(i),\"send_ns\":\(send),\"recv_ns\":\(send + UInt64(ms * 1e6))}\n"
+            log += FGRequestRecord(appID: fgApp.appId, sequence: UInt64(i), sendNs: send, receiveNs: send + UInt64(ms * 1e6), requestBytes: 128,
+                                   replyBytes: 64, variant: .intnw).jsonLine + "\n"
         }
         try log.write(toFile: "\(dir)/\(fgApp.process ?? fgApp.name).jsonl", atomically: true, encoding: .utf8)
         let fgBytes: UInt64 = 1_000

@@ -1,6 +1,7 @@
 import Emulation
 import Foundation
 import Testing
+import ToyProtocol
 @testable import Lab
 
 /// The `trouble` recipe without a testbed: what it plans, and what it measures from a trial's files.
@@ -55,9 +56,9 @@ import Testing
         var fg = ""
         for r in requests {
             if let a = r.answered {
-                fg += "{\"type\":\"fg\",\"app\":1,\"seq\":1,\"send_ns\":\(ns(r.sent)),\"recv_ns\":\(ns(a)),\"latency_ms\":1}\n"
+                fg += FGRequestRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), receiveNs: ns(a), requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine + "\n"
             } else {
-                fg += "{\"type\":\"fg_unanswered\",\"app\":1,\"seq\":1,\"send_ns\":\(ns(r.sent))}\n"
+                fg += FGUnansweredRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), requestBytes: 128, variant: .intnw).jsonLine + "\n"
             }
         }
         try fg.write(toFile: "\(dir)/fg.jsonl", atomically: true, encoding: .utf8)
@@ -95,6 +96,19 @@ import Testing
         #expect(e.evaluate([off], options: ExperimentOptions()).held)
         let bad = try trial(.blackoutOn, requests: slow, decisions: [(20.4, "declared")])
         #expect(!e.evaluate([bad], options: ExperimentOptions()).held)
+    }
+
+    @Test("a line of fg.jsonl outside the app-log contract is a named problem, not a crash or a silent gap")
+    func malformedFGLogIsAProblem() throws {
+        let t = try trial(.false3G, requests: [(1, 1.3)], decisions: [(2, "healthy")])
+        let path = "\(t.directory)/fg.jsonl"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        try (good + #"{"type":"fg","app":1,"seq":2,"send_ns":"soon"}"# + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let m = TroubleExperiment.measure(t)
+        #expect(m.requests.count == 1)
+        #expect(m.problems.count == 1)
+        #expect(m.problems.first?.hasPrefix("fg.jsonl: 1 lines outside the app-log contract (line 2: ") == true, "\(m.problems)")
+        #expect(!e.evaluate([t], options: ExperimentOptions()).held)
     }
 
     @Test func measuresFalseTroubleRates() throws {

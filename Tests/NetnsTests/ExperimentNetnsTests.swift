@@ -45,7 +45,8 @@ struct ExperimentNetnsTests {
         let stamp = try #require(try FileManager.default.contentsOfDirectory(atPath: regressDir).first)
         let latest = "\(regressDir)/\(stamp)/multiapp/latest"
         for file in ["experiment.json", "results.json", "summary.md", "report.html", "latency.csv",
-                     "two-apps/trial-1/client-wifi0.pcap", "two-apps/trial-1/client-cell0.pcap", "two-apps/trial-1/apps.json",
+                     "two-apps/trial-1/client-wifi0.pcap", "two-apps/trial-1/client-cell0.pcap",
+                     "two-apps/trial-1/server-wifi0.pcap", "two-apps/trial-1/server-cell0.pcap", "two-apps/trial-1/apps.json",
                      "fg-alone/trial-1/apps.json"] {
             #expect(FileManager.default.fileExists(atPath: "\(latest)/\(file)"), "missing \(file)")
         }
@@ -61,6 +62,8 @@ struct ExperimentNetnsTests {
         let trials = try #require(results?["trials"] as? [[String: Any]])
         #expect(trials.count == 4)
         for t in trials { #expect(t["accountingViolations"] as? Int == 0, "\(t["name"] ?? "?")") }
+        // No app or interface above the trace's capacity in any 1 s bin (checked, not skipped).
+        for t in trials { #expect(t["capacityViolations"] as? Int == 0, "\(t["name"] ?? "?"): capacity violations \(t["capacityViolations"] ?? "not checked")") }
 
         let broken = try Self.run(["regress", "--only", "multiapp", "--trials", "1", "--prefix", "tmulti", "--runs", runs],
                                   environment: ["INTNW_BG_POLICY": "permissive"])

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import ToyProtocol
 @testable import ToyApps
 
 /// The built `intnw-app` binary over loopback, run as the harness runs it: signals, exit statuses,

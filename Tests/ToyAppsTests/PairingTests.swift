@@ -1,4 +1,5 @@
 import Testing
+import ToyProtocol
 @testable import ToyApps
 
 @Suite("Request/answer pairing")

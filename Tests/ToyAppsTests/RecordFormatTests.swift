@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import ToyProtocol
 @testable import ToyApps
 
 @Suite("JSON log lines")

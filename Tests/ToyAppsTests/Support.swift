@@ -1,4 +1,5 @@
 import Foundation
+import ToyProtocol
 @testable import ToyApps
 
 /// Collects warnings the apps print.

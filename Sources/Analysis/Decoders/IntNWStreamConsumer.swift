@@ -152,7 +152,12 @@ final class IntNWStreamConsumer: StreamConsumer {
     /// Frames decoded, by type name (HELLO, BEGIN_IROB, DATA, END_IROB, ACK, ...).
     private(set) var framesByType: [String: Int] = [:]
 
-    init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool) {
+    /// Whether the connection is seen by a server-side capture (its IROBs are tracked apart from the
+    /// client side's, which sees the same session).
+    private let serverSide: Bool
+
+    init(parser: any IntNWFrameParser, registry: IntNWSessionRegistry, log: MessageLog, connection: Int, fromA: Bool, serverSide: Bool = false) {
+        self.serverSide = serverSide
         self.parser = parser
         self.registry = registry
         self.log = log
@@ -191,7 +196,7 @@ final class IntNWStreamConsumer: StreamConsumer {
             case .hello(let high, let low, let client):
                 framesByType["HELLO", default: 0] += 1
                 if sessionTable == nil {
-                    sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client)
+                    sessionTable = registry.table(sessionHigh: high, sessionLow: low, fromClient: client, serverSide: serverSide)
                     fromClient = client
                 }
             case .beginIROB(let id, let fg, let length):
@@ -239,12 +244,12 @@ final class IntNWStreamConsumer: StreamConsumer {
 final class IntNWSessionRegistry {
     private var tables: [Key: IROBTable] = [:]
     private let log: MessageLog
-    private struct Key: Hashable { var high: UInt64; var low: UInt64; var fromClient: Bool }
+    private struct Key: Hashable { var high: UInt64; var low: UInt64; var fromClient: Bool; var serverSide: Bool }
 
     init(log: MessageLog) { self.log = log }
 
-    func table(sessionHigh: UInt64, sessionLow: UInt64, fromClient: Bool) -> IROBTable {
-        let k = Key(high: sessionHigh, low: sessionLow, fromClient: fromClient)
+    func table(sessionHigh: UInt64, sessionLow: UInt64, fromClient: Bool, serverSide: Bool = false) -> IROBTable {
+        let k = Key(high: sessionHigh, low: sessionLow, fromClient: fromClient, serverSide: serverSide)
         if let t = tables[k] { return t }
         let t = IROBTable(log: log)
         tables[k] = t

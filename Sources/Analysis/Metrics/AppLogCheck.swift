@@ -1,4 +1,5 @@
 import Foundation
+import ToyProtocol
 
 /// The wire measurements compared with what an app logged about itself (DESIGN §7: the apps'
 /// logs are a cross-check, never the source). Only apps whose `logFile` is in the run metadata
@@ -22,10 +23,80 @@ public struct AppLogCheck: Codable, Sendable, Equatable {
     public var loggedChunkBytes: UInt64
     /// FG requests the app logged as never answered (`fg_unanswered`).
     public var loggedUnanswered: Int
+    /// Lines of the log that were not records of the app-log contract (left out; nil in results
+    /// written before this was counted).
+    public var skippedLines: Int?
 }
 
-/// Reads the apps' JSON-lines logs (format of `intnw-app`: objects with `type`, `app`, `seq`,
-/// `send_ns`, `recv_ns`, `bytes`).
+/// An app's JSON-lines log decoded through the ToyProtocol contract (`AppLogRecord`): the only
+/// place that parses the apps' logs.
+public struct AppLog: Sendable, Equatable {
+    /// The decoded lines, in file order.
+    public var records: [AppLogRecord] = []
+    /// Non-empty lines that are not a record of the contract (not a JSON object, or a known `type`
+    /// with a missing or mistyped field): counted and left out, never fatal.
+    public var skippedLines = 0
+    /// The first skipped line's number (1-based) and why, as one line.
+    public var firstProblem: String?
+
+    public init(records: [AppLogRecord] = [], skippedLines: Int = 0, firstProblem: String? = nil) {
+        self.records = records
+        self.skippedLines = skippedLines
+        self.firstProblem = firstProblem
+    }
+
+    /// Decodes `text` line by line; blank lines are ignored.
+    public static func parse(_ text: String) -> AppLog {
+        var log = AppLog()
+        let decoder = JSONDecoder()
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.allSatisfy(\.isWhitespace) { continue }
+            do {
+                log.records.append(try decoder.decode(AppLogRecord.self, from: Data(line.utf8)))
+            } catch {
+                log.skippedLines += 1
+                if log.firstProblem == nil { log.firstProblem = "line \(i + 1): \(describe(error))" }
+            }
+        }
+        return log
+    }
+
+    /// The log at `path`, or nil when it cannot be read.
+    public static func read(path: String) -> AppLog? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return parse(text)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): return "missing field \(key.stringValue)"
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+            return "field \(c.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type"
+        case DecodingError.dataCorrupted(let c):
+            return c.codingPath.isEmpty ? "not a JSON object" : "field \(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)"
+        default: return "not a JSON object"
+        }
+    }
+
+    /// Answered FG requests of app `appID` (every app when nil), in file order.
+    public func fgRequests(app appID: UInt32? = nil) -> [FGRequestRecord] {
+        records.compactMap { if case .fg(let r) = $0, appID == nil || r.appID == appID { return r } else { return nil } }
+    }
+    /// FG requests of app `appID` left unanswered at shutdown.
+    public func fgUnanswered(app appID: UInt32? = nil) -> [FGUnansweredRecord] {
+        records.compactMap { if case .fgUnanswered(let r) = $0, appID == nil || r.appID == appID { return r } else { return nil } }
+    }
+    /// Acknowledged BG chunks of app `appID`.
+    public func bgChunks(app appID: UInt32? = nil) -> [BGChunkRecord] {
+        records.compactMap { if case .bgChunk(let r) = $0, appID == nil || r.appID == appID { return r } else { return nil } }
+    }
+    /// The last FG summary of app `appID`.
+    public func fgSummary(app appID: UInt32? = nil) -> FGSummary? {
+        records.lazy.reversed().compactMap { if case .fgSummary(let r) = $0, appID == nil || r.appID == appID { return r } else { return nil } }.first
+    }
+}
+
+/// The figures of one app's log the wire measurements are checked against.
 enum AppLogReader {
     struct Entries {
         var fgLatencyNanoseconds: [UInt64: UInt64] = [:]
@@ -35,32 +106,26 @@ enum AppLogReader {
         var unanswered: [UInt64: UInt64] = [:]
         var chunks = 0
         var chunkBytes: UInt64 = 0
+        /// Lines of the log that were not records of the contract.
+        var skippedLines = 0
     }
 
     static func read(path: String, appID: UInt32?) -> Entries? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard let log = AppLog.read(path: path) else { return nil }
+        return entries(log, appID: appID)
+    }
+
+    static func entries(_ log: AppLog, appID: UInt32?) -> Entries {
         var e = Entries()
-        for line in text.split(separator: "\n") where line.first == "{" {
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let type = obj["type"] as? String else { continue }
-            if let id = appID, let app = (obj["app"] as? NSNumber)?.uint32Value, app != id { continue }
-            switch type {
-            case "fg":
-                guard let seq = (obj["seq"] as? NSNumber)?.uint64Value,
-                      let s = (obj["send_ns"] as? NSNumber)?.uint64Value,
-                      let r = (obj["recv_ns"] as? NSNumber)?.uint64Value, r >= s else { continue }
-                e.fgLatencyNanoseconds[seq] = r - s
-                e.fgTimes[seq] = (s, r)
-            case "fg_unanswered":
-                guard let seq = (obj["seq"] as? NSNumber)?.uint64Value,
-                      let s = (obj["send_ns"] as? NSNumber)?.uint64Value else { continue }
-                e.unanswered[seq] = s
-            case "bg_chunk":
-                e.chunks += 1
-                e.chunkBytes += (obj["bytes"] as? NSNumber)?.uint64Value ?? 0
-            default:
-                continue
-            }
+        e.skippedLines = log.skippedLines
+        for r in log.fgRequests(app: appID) where r.receiveNs >= r.sendNs {
+            e.fgLatencyNanoseconds[r.sequence] = r.receiveNs - r.sendNs
+            e.fgTimes[r.sequence] = (r.sendNs, r.receiveNs)
+        }
+        for r in log.fgUnanswered(app: appID) { e.unanswered[r.sequence] = r.sendNs }
+        for r in log.bgChunks(app: appID) {
+            e.chunks += 1
+            e.chunkBytes += UInt64(max(0, r.bytes))
         }
         return e
     }
@@ -92,6 +157,6 @@ enum AppLogReader {
             onlyOnWire: wire.count - diffs.count,
             medianAbsDifferenceMs: median(diffs), maxAbsDifferenceMs: diffs.max(),
             loggedMedianLatencyMs: median(logged), wireMedianLatencyMs: median(measured),
-            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes, loggedUnanswered: log.unanswered.count)
+            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes, loggedUnanswered: log.unanswered.count, skippedLines: log.skippedLines)
     }
 }

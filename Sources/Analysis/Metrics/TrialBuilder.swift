@@ -30,6 +30,7 @@ struct TrialBuilder {
     }
 
     private struct AppKey: Hashable { var name: String }
+    private struct AppCapture: Hashable { var app: Int; var capture: Int }
 
     private struct AppInfo {
         var name: String
@@ -133,6 +134,15 @@ struct TrialBuilder {
         for (k, bins) in log.appBytesPerBin { appBytesByKey[k.connection, default: []].append((k, bins)) }
         // Apps' bytes per capture and direction, for the accounting invariant.
         var appBytesByCapture: [Int: ([UInt64], [UInt64])] = [:]
+        // Each app's bytes per capture (uplink, downlink), for the capacity check.
+        var appBinsByCapture: [AppCapture: ([UInt64], [UInt64])] = [:]
+        // The server-side capture's view of each client-side connection (same addresses and ports).
+        var serverTwin: [Int: Int] = [:]
+        do {
+            var serverByKey: [ConnectionKey: Int] = [:]
+            for c in connections where !clientSide.contains(c.capture) { serverByKey[c.key] = c.id }
+            for c in connections where clientSide.contains(c.capture) { if let t = serverByKey[c.key] { serverTwin[c.id] = t } }
+        }
         // One window for every rate (apps, interfaces): the trial, from its first to its last
         // captured packet.
         let window = trialWindowSeconds
@@ -227,30 +237,40 @@ struct TrialBuilder {
                 }
             }
             for c in conns {
-                var perCapture = appBytesByCapture[c.capture] ?? ([], [])
+                // Uplink bytes are booked where they have crossed the bottleneck: in the server-side
+                // capture of the same connection when there is one (the client side sees them enter
+                // the link's queue); downlink bytes in the client-side capture.
+                let twin = serverTwin[c.id].flatMap { byID[$0] }
+                let upConn = twin ?? c
+                func book(_ conn: TCPConnection, uplink: Bool, _ bins: [UInt64], _ total: UInt64) {
+                    var perCapture = appBytesByCapture[conn.capture] ?? ([], [])
+                    var mine = appBinsByCapture[AppCapture(app: ai, capture: conn.capture)] ?? ([], [])
+                    if uplink {
+                        addBins(&upBins, bins); addBins(&perCapture.0, bins); addBins(&mine.0, bins); upBytes += total
+                    } else {
+                        addBins(&downBins, bins); addBins(&perCapture.1, bins); addBins(&mine.1, bins); downBytes += total
+                    }
+                    appBytesByCapture[conn.capture] = perCapture
+                    appBinsByCapture[AppCapture(app: ai, capture: conn.capture)] = mine
+                    note(bins)
+                }
                 if protocolOf[c.id] == .intnw || protocolOf[c.id] == .toy {
                     // A connection of this app alone: all its messages; a shared one: by app id.
                     let mine: (UInt32) -> Bool = { id in !isShared(c.id) || id == app.appId }
-                    for (key, bins) in appBytesByKey[c.id] ?? [] where mine(key.appID) {
-                        let total = bins.reduce(0, +)
-                        if isUplink(c.id, fromA: key.fromA) {
-                            addBins(&upBins, bins); addBins(&perCapture.0, bins); upBytes += total
-                        } else {
-                            addBins(&downBins, bins); addBins(&perCapture.1, bins); downBytes += total
+                    for conn in Set([c.id, upConn.id]).sorted().compactMap({ byID[$0] }) {
+                        for (key, bins) in appBytesByKey[conn.id] ?? [] where mine(key.appID) {
+                            let up = isUplink(conn.id, fromA: key.fromA)
+                            // Uplink from the connection seen past the bottleneck, downlink from the client side.
+                            guard up ? conn.id == upConn.id : conn.id == c.id else { continue }
+                            book(conn, uplink: up, bins, bins.reduce(0, +))
                         }
-                        note(bins)
                     }
                 } else {
-                    let aIsClient = clientIsA[c.id]!.0
-                    let (up, down) = aIsClient ? (c.aToB, c.bToA) : (c.bToA, c.aToB)
-                    addBins(&upBins, up.uniqueBytesPerBin); addBins(&perCapture.0, up.uniqueBytesPerBin)
-                    addBins(&downBins, down.uniqueBytesPerBin); addBins(&perCapture.1, down.uniqueBytesPerBin)
-                    upBytes += up.stats.uniqueBytes
-                    downBytes += down.stats.uniqueBytes
-                    note(up.uniqueBytesPerBin)
-                    note(down.uniqueBytesPerBin)
+                    let u = clientIsA[upConn.id]!.0 ? upConn.aToB : upConn.bToA
+                    let d = clientIsA[c.id]!.0 ? c.bToA : c.aToB
+                    book(upConn, uplink: true, u.uniqueBytesPerBin, u.stats.uniqueBytes)
+                    book(c, uplink: false, d.uniqueBytesPerBin, d.stats.uniqueBytes)
                 }
-                appBytesByCapture[c.capture] = perCapture
             }
             let active = firstT < lastT ? Double(lastT - firstT) / 1e9 : 0
             let rate = { (b: UInt64) in window > 0 ? Double(b) / window : 0 }
@@ -316,6 +336,32 @@ struct TrialBuilder {
             ifaceSeries.append(ThroughputSeries(kind: .interface, name: label, direction: "uplink", binWidthNanoseconds: binWidth, bytesPerBin: upBins))
             ifaceSeries.append(ThroughputSeries(kind: .interface, name: label, direction: "downlink", binWidthNanoseconds: binWidth, bytesPerBin: downBins))
         }
+        // Capacity: no app and no interface carries more past a link's bottleneck in a 1 s bin than
+        // the trace let through (uplink counted at the server side, downlink at the client side).
+        var capacityViolations: Int?
+        if let cap = input.capacity {
+            var problems: [String] = []
+            let hasServer = captures.contains { $0.side == "server" }
+            for (k, bins) in appBinsByCapture.sorted(by: { ($0.key.app, $0.key.capture) < ($1.key.app, $1.key.capture) }) {
+                let iface = captures[k.capture].interface
+                problems += cap.check(what: "app '\(apps[k.app].name)'", interface: iface, uplink: true, bins: bins.0, origin: origin, binWidth: binWidth)
+                problems += cap.check(what: "app '\(apps[k.app].name)'", interface: iface, uplink: false, bins: bins.1, origin: origin, binWidth: binWidth)
+            }
+            for (ci, c) in captures.enumerated() {
+                // The client side's uplink is what entered the link's queue; it is checked only when
+                // no server-side capture shows what crossed it.
+                let s = ifaceSeries.filter { $0.name == label(c) }
+                if c.side == "server" || !hasServer, let up = s.first(where: { $0.direction == "uplink" }) {
+                    problems += cap.check(what: "interface", interface: c.interface, uplink: true, bins: up.bytesPerBin, origin: origin, binWidth: binWidth)
+                }
+                if c.side != "server", let down = s.first(where: { $0.direction == "downlink" }) {
+                    problems += cap.check(what: "interface", interface: c.interface, uplink: false, bins: down.bytesPerBin, origin: origin, binWidth: binWidth)
+                }
+                _ = ci
+            }
+            capacityViolations = problems.count
+            warnings += problems
+        }
         // Pad every series to the same length so CSV rows line up.
         let length = (appSeries + ifaceSeries).map(\.bytesPerBin.count).max() ?? 0
         series = (appSeries + ifaceSeries).map { s in
@@ -376,7 +422,7 @@ struct TrialBuilder {
         return TrialResult(name: input.name, variant: input.variant, originNanoseconds: origin, durationSeconds: 0, captures: captures,
                            connections: connResults, apps: appResults, interfaces: ifaceResults, fairness: fairness,
                            intnwConnections: intnwCount, toyConnections: toyCount,
-                           accountingViolations: accountingViolations)
+                           accountingViolations: accountingViolations, capacityViolations: capacityViolations)
     }
 
     /// Requests whose app-perceived latency exceeds the wire's by more than max(10 ms, 10% of the

@@ -33,6 +33,11 @@ public struct TrialResult: Codable, Sendable {
     /// Analysis bins (per interface and direction) in which the apps' bytes on an interface exceeded
     /// the bytes captured there: always 0 unless the accounting is broken (each is also a warning).
     public var accountingViolations: Int
+    /// 1 s bins (per app or interface, per link and direction, bytes booked after the bottleneck)
+    /// holding more than the trace's capacity for that second plus a stated tolerance (one 1500-byte
+    /// packet and 10 ms at the link's rate); each is also a warning. nil when the trial's capacity
+    /// schedule is unknown (no `oracle.txt` / `replay-start.json`).
+    public var capacityViolations: Int? = nil
 }
 
 public struct CaptureResult: Codable, Sendable {

@@ -165,7 +165,7 @@ public struct ReportWriter {
                 title: "Apps\(name)",
                 header: ["app", "role", "variant", "requests", "replies", "unanswered (wire/app log)",
                          "app-perceived p50 ms", "app-perceived p95 ms", "wire p50 ms", "wire p95 ms", "wire p99 ms",
-                         "queued in client", "BG chunks", "uplink", "downlink", "rate (trial window)"],
+                         "queued in client", "BG chunks", "uplink (past the bottleneck: server side)", "downlink (client side)", "rate (trial window)"],
                 rows: t.apps.map { a in
                     [a.name, a.role.rawValue, a.variant.rawValue,
                      a.fg.map { String($0.requests) } ?? "–", a.fg.map { String($0.replies) } ?? "–",
@@ -186,7 +186,7 @@ public struct ReportWriter {
             out.append(Table(
                 title: "Interfaces\(name)",
                 header: ["capture", "interface", "side", "packets", "TCP packets", "kernel drops", "uplink bytes", "downlink bytes",
-                         "duplicate bytes seen here", "mean uplink (trial window)", "mean downlink (trial window)"],
+                         "duplicate bytes seen here", "mean uplink (trial window; client side: offered to the link)", "mean downlink (trial window)"],
                 rows: t.interfaces.enumerated().map { i, f in
                     let c = t.captures[i]
                     return [f.capture, f.interface, f.side, String(c.packets), String(c.tcpPackets),
@@ -226,7 +226,7 @@ public struct ReportWriter {
     }
 
     /// What the numbers mean, at the top of every report.
-    static let definitions = "Two FG latencies: app-perceived (the app's own log: request submitted to whole reply; includes time queued in the client) and wire (the request's first byte leaving the client to the reply's last byte arriving there). An app's bytes are the bytes that crossed the wire for it (IntNW DATA payload by the app id in the toy header; toy message bytes on plain TCP), booked when first captured; an unfinished message counts only what was sent. Every rate is bytes over the trial window (first to last captured packet), for apps and interfaces alike. \"Duplicate bytes seen here\" are payload bytes this capture point saw more than once (retransmissions that passed it; losses beyond it are not visible); \"holes\" are stream bytes the capture never saw."
+    static let definitions = "Two FG latencies: app-perceived (the app's own log: request submitted to whole reply; includes time queued in the client) and wire (the request's first byte leaving the client to the reply's last byte arriving there). An app's bytes are the bytes that crossed the wire for it (IntNW DATA payload by the app id in the toy header; toy message bytes on plain TCP), booked when first captured past the link's bottleneck: uplink bytes in the server-side capture, downlink bytes in the client-side capture (a client-side interface's uplink is what was offered to the link, entering its queue); an unfinished message counts only what was sent. Every rate is bytes over the trial window (first to last captured packet), for apps and interfaces alike. \"Duplicate bytes seen here\" are payload bytes this capture point saw more than once (retransmissions that passed it; losses beyond it are not visible); \"holes\" are stream bytes the capture never saw."
 
     static func summary(_ r: AnalysisResults, notes: [String]) -> String {
         var s = "# IntNW Lab analysis\n\n"
@@ -236,6 +236,11 @@ public struct ReportWriter {
             for row in t.rows { s += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
             s += "\n"
         }
+        let checks = r.trials.map { t in
+            "- \(t.name): accounting violations (apps > interface in a bin) \(t.accountingViolations); capacity violations (1 s bins above the trace's capacity + 1500 B + 10 ms of rate) "
+                + (t.capacityViolations.map(String.init) ?? "not checked (no capacity schedule)") + "\n"
+        }
+        s += "## Checks\n\n" + checks.joined() + "\n"
         let w = r.warnings + notes
         if !w.isEmpty {
             s += "## Warnings\n\n" + w.map { "- \($0)\n" }.joined() + "\n"

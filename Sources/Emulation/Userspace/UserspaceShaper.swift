@@ -55,6 +55,11 @@ public final class UserspaceShaper: Shaper {
             ownedFDs.append(c)
             let s = try NetworkNamespace.run(in: topology.serverNamespace) { try Self.openTUN(iface, vnet: vnet) }
             ownedFDs.append(s)
+            if !options.offload {
+                for ns in [topology.clientNamespace, topology.serverNamespace] {
+                    try NetworkNamespace.run(in: ns) { try Self.wireSizePackets(iface) }
+                }
+            }
             if options.offload {
                 for fd in [c, s] where cshims_tun_set_offload(fd, 1) != 0 {
                     throw EmulatorError.system(call: "TUNSETOFFLOAD on \(iface)", errno: Errno.last.rawValue)
@@ -74,6 +79,19 @@ public final class UserspaceShaper: Shaper {
         }
         pipes.forEach { $0.start() }
         logger.info("user-space emulator attached: \(topology.links.map(\.interface).joined(separator: ", ")) (offload \(options.offload ? "on" : "off"))")
+    }
+
+    /// Without offload the emulator only ever carries wire-size packets, so the device should say so:
+    /// a TUN device comes up with GSO and GRO on, and libpcap then sizes every capture-ring slot for a
+    /// 64 KiB super-packet (a 16 MiB ring holds 256 packets and drops under a burst while the capture
+    /// thread waits for a core). With them off, a slot is MTU-sized and the same ring holds thousands.
+    private static func wireSizePackets(_ name: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw EmulatorError.system(call: "socket for ethtool on \(name)", errno: Errno.last.rawValue) }
+        defer { close(fd) }
+        guard cshims_ethtool_disable_offloads(fd, name) == 0 else {
+            throw EmulatorError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", errno: Errno.last.rawValue)
+        }
     }
 
     private static func openTUN(_ name: String, vnet: Int32) throws -> Int32 {

@@ -1,6 +1,7 @@
 import Analysis
 import Emulation
 import Foundation
+import ToyProtocol
 
 /// The BG policies side by side (docs/testbed.md, Experiments, issue 4): FG latency against BG throughput
 /// for each policy, in the three layouts of the multi-app design (docs/scheduling.md) (two apps, two multisockets in one
@@ -122,17 +123,13 @@ public struct BGPolicyExperiment: Experiment {
         var fromLog: Bool
     }
 
-    /// FG latencies (ms) of app `appId` in an `intnw-app` JSON-lines log, by sequence number.
+    /// FG latencies (ms) of app `appId` in an `intnw-app` JSON-lines log, by sequence number, decoded
+    /// through the analyzer's typed reader (`AppLog`; lines outside the contract are left out).
     static func loggedLatencies(path: String, appId: UInt32) -> [UInt64: Double]? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard let log = AppLog.read(path: path) else { return nil }
         var out: [UInt64: Double] = [:]
-        for line in text.split(separator: "\n") where line.first == "{" {
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  obj["type"] as? String == "fg", (obj["app"] as? NSNumber)?.uint32Value == appId,
-                  let seq = (obj["seq"] as? NSNumber)?.uint64Value,
-                  let s = (obj["send_ns"] as? NSNumber)?.uint64Value,
-                  let r = (obj["recv_ns"] as? NSNumber)?.uint64Value, r >= s else { continue }
-            out[seq] = Double(r - s) / 1e6
+        for r in log.fgRequests(app: appId) where r.receiveNs >= r.sendNs {
+            out[r.sequence] = Double(r.receiveNs - r.sendNs) / 1e6
         }
         return out
     }

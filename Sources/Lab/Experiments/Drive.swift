@@ -1,6 +1,7 @@
 import Analysis
 import Emulation
 import Foundation
+import ToyProtocol
 
 /// A vehicular trace (by default the synthetic Ann Arbor one; `--trace traces/annarbor-downtown.trace`
 /// for the real downtown drive) with an FG and a BG app: IntNW against what a system without IntNW would
@@ -117,22 +118,15 @@ public struct DriveExperiment: Experiment {
         var bgBytesPerSecond: Double { seconds > 0 ? bgBytes / seconds : 0 }
     }
 
-    /// Reads `fg.jsonl` and `bg.jsonl` of a trial directory: FG `latency_ms` per answered request, the
-    /// number of requests sent (the summary's `requests_sent`, or the answered ones when there is no
-    /// summary), and the BG bytes acknowledged.
+    /// Reads `fg.jsonl` and `bg.jsonl` of a trial directory through the analyzer's typed reader
+    /// (`AppLog`): FG latency per answered request (reply time less send time), the number of requests
+    /// sent (the FG summary's `requests_sent`, or the answered ones when there is no summary), and the
+    /// BG bytes acknowledged.
     static func figures(directory: String, seconds: Double) -> TrialFigures? {
-        func lines(_ file: String) -> [[String: Any]]? {
-            guard let text = try? String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8) else { return nil }
-            return text.split(whereSeparator: \.isNewline).compactMap {
-                (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
-            }
-        }
-        guard let fg = lines("fg.jsonl"), let bg = lines("bg.jsonl") else { return nil }
-        func number(_ v: Any?) -> Double? { (v as? NSNumber)?.doubleValue }
-        let latencies = fg.filter { $0["type"] as? String == "fg" }.compactMap { number($0["latency_ms"]) }
-        let summary = fg.last { $0["type"] as? String == "summary" }
-        let requests = number(summary?["requests_sent"]).map { Int($0) } ?? latencies.count
-        let bytes = bg.filter { $0["type"] as? String == "bg_chunk" }.compactMap { number($0["bytes"]) }.reduce(0, +)
+        guard let fg = AppLog.read(path: "\(directory)/fg.jsonl"), let bg = AppLog.read(path: "\(directory)/bg.jsonl") else { return nil }
+        let latencies = fg.fgRequests().map { Double($0.latencyNs) / 1e6 }
+        let requests = fg.fgSummary().map { Int($0.requestsSent) } ?? latencies.count
+        let bytes = bg.bgChunks().reduce(0.0) { $0 + Double($1.bytes) }
         return TrialFigures(fgLatenciesMs: latencies, fgRequests: max(requests, latencies.count), bgBytes: bytes, seconds: seconds)
     }
 

@@ -1,6 +1,7 @@
 import Analysis
 import Emulation
 import Foundation
+import ToyProtocol
 
 /// Troubled-network detection and fast failover (issue 5, docs/trouble-detection.md): WiFi fails under
 /// FG load, as a blackout (every packet dropped; the OS hears of it only after the notification delay)
@@ -177,6 +178,7 @@ public struct TroubleExperiment: Experiment {
         var problems: [String] = []
     }
 
+    /// IntNW's trouble-decision log (not an app log: written by the library, `trouble-*.jsonl`).
     static func jsonLines(_ path: String) -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap {
@@ -198,13 +200,15 @@ public struct TroubleExperiment: Experiment {
             return m
         }
         m.runSeconds = outcome.plan.durationSeconds
-        for j in jsonLines("\(dir)/fg.jsonl") {
-            guard let type = j["type"] as? String, let sent = uint(j["send_ns"]) else { continue }
-            if type == "fg", let recv = uint(j["recv_ns"]) {
-                m.requests.append(Request(sentAt: start.seconds(realtimeNs: sent), answeredAt: start.seconds(realtimeNs: recv)))
-            } else if type == "fg_unanswered" {
-                m.requests.append(Request(sentAt: start.seconds(realtimeNs: sent), answeredAt: nil))
+        // The FG app's log through the analyzer's typed reader (the app-log contract).
+        if let log = AppLog.read(path: "\(dir)/fg.jsonl") {
+            for r in log.fgRequests() {
+                m.requests.append(Request(sentAt: start.seconds(realtimeNs: r.sendNs), answeredAt: start.seconds(realtimeNs: r.receiveNs)))
             }
+            for r in log.fgUnanswered() {
+                m.requests.append(Request(sentAt: start.seconds(realtimeNs: r.sendNs), answeredAt: nil))
+            }
+            if log.skippedLines > 0 { m.problems.append("fg.jsonl: \(log.skippedLines) lines outside the app-log contract (\(log.firstProblem ?? "?"))") }
         }
         m.requests.sort { $0.sentAt < $1.sentAt }
         let files = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("trouble-") && $0.hasSuffix(".jsonl") } ?? []

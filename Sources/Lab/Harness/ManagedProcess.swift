@@ -1,18 +1,18 @@
 import Foundation
+import Synchronization
 import Subprocess
 import SystemPackage
 
 /// A program the harness runs inside a network namespace (`ip netns exec NS PROGRAM ...`: ip calls
 /// setns and then execs in place, so signals reach the program itself), with stdout and stderr in
 /// files. `stop()` sends SIGTERM, waits, then SIGKILL; a process that exits on its own is noticed.
-// @unchecked: mutable state is touched only under `lock` (NSLock).
+// @unchecked: `task` is assigned once in init and only read afterwards; the rest is in a `Mutex`.
 public final class ManagedProcess: @unchecked Sendable {
     public let name: String
     public let argv: [String]
     private var task: Task<TerminationStatus?, Never>!
-    private let lock = NSLock()
-    private var finishedStatus: TerminationStatus?
-    private var launchError: String?
+    /// The exit status once ended, and the error if the program could not be started.
+    private let state = Mutex<(finished: TerminationStatus?, launchError: String?)>((nil, nil))
 
     /// Starts `argv` in namespace `namespace` (nil: this namespace). Output goes to `stdoutPath` and
     /// `stderrPath`; `environment` adds variables.
@@ -41,13 +41,13 @@ public final class ManagedProcess: @unchecked Sendable {
         }
     }
 
-    private func finish(_ s: TerminationStatus) { lock.lock(); finishedStatus = s; lock.unlock() }
-    private func fail(_ e: String) { lock.lock(); launchError = e; lock.unlock() }
+    private func finish(_ s: TerminationStatus) { state.withLock { $0.finished = s } }
+    private func fail(_ e: String) { state.withLock { $0.launchError = e } }
 
     /// Exit status once the process has ended on its own or been stopped; nil while it runs.
-    public var exitStatus: TerminationStatus? { lock.lock(); defer { lock.unlock() }; return finishedStatus }
+    public var exitStatus: TerminationStatus? { state.withLock { $0.finished } }
     /// Set if the program could not be started.
-    public var startError: String? { lock.lock(); defer { lock.unlock() }; return launchError }
+    public var startError: String? { state.withLock { $0.launchError } }
     public var hasEnded: Bool { exitStatus != nil || startError != nil }
 
     /// Stops the process (SIGTERM, then SIGKILL after the grace period) and waits for it.

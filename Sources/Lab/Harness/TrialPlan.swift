@@ -58,7 +58,7 @@ public struct TrialPlan: Sendable, Codable {
     /// Environment for every app and server process (e.g. INTNW_BG_POLICY).
     public var environment: [String: String] = [:]
     /// Capture the server side too.
-    public var captureServer = false
+    public var captureServer = true
     /// Congestion control and TCP sysctls of both namespaces.
     public var tcp = TCPSettings()
     /// Linux MPTCP path-manager setup for strategies whose plain-TCP apps use MPTCP sockets.

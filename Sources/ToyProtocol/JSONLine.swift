@@ -3,7 +3,7 @@
 /// The apps write a handful of lines per second; a hand-built line keeps field order stable (easy
 /// to read, easy to diff) and avoids an encoder round trip. Only the value types the logs need
 /// are supported.
-public struct JSONLine {
+public struct JSONLine: Sendable {
     private var text = "{"
     private var empty = true
 
