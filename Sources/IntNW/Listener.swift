@@ -34,6 +34,8 @@ final class ListenerCore: IOHandler {
     private var acceptWaiters: [CheckedContinuation<Session, Error>] = []
     private var closed = false
     private var acceptSerial: UInt64 = 0
+    /// Key shares answered with a key agreement (X25519), for tests: refusals must not cost one.
+    private(set) var keyAgreements = 0
     /// A HELLO is about 60 bytes, an AUTH at most 54: a connection that has not finished its
     /// attach never buffers more than one such frame plus one read.
     static let helloFrameLimit = 128
@@ -139,6 +141,13 @@ final class ListenerCore: IOHandler {
                     log.warning("refused a key share for an existing session (hijack attempt?)", metadata: ["peer": "\(p.peer)", "session": "\(hello.session)"])
                     return dropPending(fd, reason: "key share for an existing session")
                 }
+                // Room first: a key share that would be refused costs no key agreement, so a
+                // peer at its bound cannot make the server burn CPU on X25519 for nothing.
+                if let why = roomRefusal(peer: p.peer) {
+                    log.warning("refused a new session: \(why)")
+                    return dropPending(fd, reason: "no room for another session")
+                }
+                keyAgreements += 1
                 let mine = AttachAuth.newKeyPair()
                 let serverPublic = Array(mine.publicKey.rawRepresentation)
                 let serverNonce = AttachAuth.nonce()
@@ -203,6 +212,20 @@ final class ListenerCore: IOHandler {
             return
         }
         session.attach(fd: fd, hello: hello, leftover: leftover, reply: reply, nowNs: nowNs)
+    }
+
+    /// Why a new session from `peer` would be refused now (nil: there is room, or a session can
+    /// be evicted to make it). Checked before any key agreement.
+    private func roomRefusal(peer: IPv4Endpoint) -> String? {
+        if closed { return "the listener is closed" }
+        let fromPeer = sessions.values.filter { $0.peerAddress == peer.address && $0.phase != .closed }
+        if fromPeer.count >= options.maxSessionsPerPeer && Self.evictionCandidate(fromPeer) == nil {
+            return "\(options.maxSessionsPerPeer) sessions from \(IPv4Endpoint.format(peer.address)) already, all in use"
+        }
+        if sessions.count >= options.maxSessions && Self.evictionCandidate(Array(sessions.values)) == nil {
+            return "\(options.maxSessions) sessions already, all in use"
+        }
+        return nil
     }
 
     /// A new server session for `id` from `peer`, within the per-peer and global bounds: when

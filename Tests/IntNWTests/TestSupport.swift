@@ -1,3 +1,4 @@
+import Foundation
 @testable import IntNW
 import TestSupport
 
@@ -37,4 +38,17 @@ func sampleFrames() -> [Frame] {
         .auth(.unknownSession),
         .extension(type: 0x80, body: [9, 8, 7]),
     ]
+}
+
+/// Runs blocking code (socket calls with timeouts, sleeps) on a thread of its own. Never block
+/// Swift's cooperative pool in a test: it has one thread per core (two here), Swift Testing runs
+/// every suite's tests on it, and the toy apps and IntNW's async API need it to make progress; a
+/// probe that held a pool thread for its whole run let another blocking test stall every task in
+/// the process (a toy-app run then ended with its last request unanswered).
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread {
+            do { c.resume(returning: try body()) } catch { c.resume(throwing: error) }
+        }.start()
+    }
 }
