@@ -216,6 +216,11 @@ import Testing
         let (manifest, specs) = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions)
         #expect(specs.map(\.id) == ["two-apps.trial-1", "two-apps.trial-2", "fg-alone.trial-1", "fg-alone.trial-2"])
         #expect(manifest.trials.count == 4 && specs.allSatisfy { $0.planTrials == specs.map(\.id) })
+        // Half the trials: half the recipe's time estimate.
+        var all = o
+        all.variants = nil
+        let full = try TrialPlanner.specs(MultiappExperiment(), options: all, prefix: .auto(stem: "tplanx"), versions: Self.versions).0
+        #expect(abs(manifest.expectedSeconds - full.expectedSeconds / 2) < 1e-6 && full.expectedSeconds == MultiappExperiment().expectedSeconds(all))
         o.variants = ["two-apps", "nope"]
         do { _ = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions); Issue.record("unknown variant planned") } catch {
             #expect("\(error)" == "--variants: multiapp has no variant 'nope' (it has two-apps, two-multisockets, one-multisocket, fg-alone)", "\(error)")

@@ -205,7 +205,8 @@ public enum TrialPlanner {
         let manifest = PlanManifest(
             format: "intnw-lab plan manifest 1", experiment: experiment.name, recipeVersion: experiment.version,
             expectation: experiment.expectation, options: options, planId: planId, prefix: prefix, versions: versions,
-            expectedSeconds: experiment.expectedSeconds(options),
+            // The recipe estimates all its variants; `--variants` runs that share of its trials.
+            expectedSeconds: experiment.expectedSeconds(options) * Double(plans.count) / Double(max(1, allPlans.count)),
             trials: specs.map { .init(id: $0.id, file: "\($0.id).json", variant: $0.plan.variant, trial: $0.plan.trial,
                                       seed: $0.plan.seed, durationSeconds: $0.plan.durationSeconds,
                                       traceFnv1a64: $0.trace.fnv1a64) })
