@@ -144,6 +144,25 @@ struct BackgroundPolicyTests {
         #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
     }
 
+    @Test("delay-target duty (fault injection): BG admitted only while its bytes in flight drain within the period's share")
+    func delayTargetDuty() throws {
+        let p = try #require(try BackgroundPolicies.parse("delay-target:duty=0.5,duty-period-s=2") as? DelayTargetBackgroundPolicy)
+        // The bench's origin is a whole number of 2 s periods: `now` 0-1 s is the share, 1-2 s is not.
+        // Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B; the share's budget: 64,000 B/s x time left - in flight.
+        #expect(p.verdict(bench.context(now: 0, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        #expect(p.verdict(bench.context(now: 0.9, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 6_400))
+        #expect(p.verdict(bench.context(now: 0.9, lastFG: nil, unacked: 5_000, srttMs: 200, minRTTMs: 200))
+                == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
+        #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
+        #expect(p.verdict(bench.context(now: 2.25, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        // Off by default; bad values are one-line errors.
+        let plain = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        #expect(plain.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=1.5") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=0") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty-period-s=0.01") }
+    }
+
     @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms) x a scale the measured queueing delay steers per RTT")
     func delayTarget() throws {
         // The steering, with the target and probing range of the first version (25 ms, up to 16x):

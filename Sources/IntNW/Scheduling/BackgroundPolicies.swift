@@ -21,6 +21,9 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     case socketBusy = "socket-busy"
     /// The background window is full for the queueing delay measured (delay-target).
     case queueingDelay = "queueing-delay"
+    /// Outside the share of each period background may use (delay-target's `duty`, a fault
+    /// injection for regression checks).
+    case dutyCycle = "duty-cycle"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"
@@ -270,6 +273,12 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var maximumScale: Double = 1
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
+        /// Fault injection (regression checks; docs/regression.md): the share of each
+        /// `dutyPeriodSeconds` period background may keep the link busy. Background bytes are
+        /// admitted only while everything it has in flight would drain, at the bandwidth estimate,
+        /// before the period's share ends; the rest of the period it holds. 1 (the default): off.
+        public var dutyFraction: Double = 1
+        public var dutyPeriodSeconds: Double = 2
         public init() {}
     }
 
@@ -352,6 +361,25 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             windowLimited = true
             return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
+        if parameters.dutyFraction < 1, let duty = Self.dutyBudget(parameters, context) {
+            if duty.bytes < min(1448, room) { return .hold(.dutyCycle, untilNs: duty.nextPeriodNs) }
+            return .send(maxBytes: min(room, duty.bytes))
+        }
         return .send(maxBytes: room)
+    }
+
+    /// What background may still add in this period's share (bytes; what it has in flight drains
+    /// first, at the bandwidth estimate), and when the next period starts.
+    static func dutyBudget(_ p: Parameters, _ c: BackgroundContext) -> (bytes: Int, nextPeriodNs: UInt64)? {
+        let period = UInt64(p.dutyPeriodSeconds * 1e9)
+        guard period > 0 else { return nil }
+        let phase = c.nowNs % period
+        let on = UInt64(Double(period) * p.dutyFraction)
+        let next = c.nowNs - phase + period
+        let bw = c.network.estimate.bandwidthBytesPerSecond
+        guard phase < on, bw > 0, bw.isFinite else { return (0, next) }
+        let inFlight = Double(c.kernelUnackedBytes + c.backgroundElsewhereBytes)
+        let budget = bw * Double(on - phase) / 1e9 - inFlight
+        return (budget > 0 ? Int(budget) : 0, next)
     }
 }
