@@ -144,17 +144,19 @@ struct BackgroundPolicyTests {
         #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
     }
 
-    @Test("delay-target duty (fault injection): BG admitted only while its bytes in flight drain within the period's share")
+    @Test("delay-target duty (fault injection): BG admitted only until one base RTT before the period's share ends")
     func delayTargetDuty() throws {
         let p = try #require(try BackgroundPolicies.parse("delay-target:duty=0.5,duty-period-s=2") as? DelayTargetBackgroundPolicy)
-        // The bench's origin is a whole number of 2 s periods: `now` 0-1 s is the share, 1-2 s is not.
-        // Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B; the share's budget: 64,000 B/s x time left - in flight.
+        // The bench's origin is a whole number of 2 s periods: `now` 0-1 s is the share, 1-2 s is not;
+        // base RTT 200 ms, so BG is admitted from 0 to 0.8 s. Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B.
         #expect(p.verdict(bench.context(now: 0, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
-        #expect(p.verdict(bench.context(now: 0.9, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 6_400))
-        #expect(p.verdict(bench.context(now: 0.9, lastFG: nil, unacked: 5_000, srttMs: 200, minRTTMs: 200))
-                == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
+        #expect(p.verdict(bench.context(now: 0.79, lastFG: nil, unacked: 4_888, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 10_000))
+        #expect(p.verdict(bench.context(now: 0.81, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
         #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
         #expect(p.verdict(bench.context(now: 2.25, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        // The window still bounds what is in flight inside the share.
+        #expect(p.verdict(bench.context(now: 0.5, lastFG: nil, unacked: 14_500, srttMs: 200, minRTTMs: 200))
+                == .hold(.queueingDelay, untilNs: PolicyBench.at(0.5) + 10_000_000))
         // Off by default; bad values are one-line errors.
         let plain = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
         #expect(plain.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))

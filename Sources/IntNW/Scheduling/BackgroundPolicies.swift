@@ -275,8 +275,10 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var recheckMilliseconds: Double = 10
         /// Fault injection (regression checks; docs/regression.md): the share of each
         /// `dutyPeriodSeconds` period background may keep the link busy. Background bytes are
-        /// admitted only while everything it has in flight would drain, at the bandwidth estimate,
-        /// before the period's share ends; the rest of the period it holds. 1 (the default): off.
+        /// admitted only until one base RTT before the period's share ends (what is in flight then,
+        /// about a bandwidth-delay product, drains by the share's end); the rest of the period it
+        /// holds. Time-based only: a rule that used the bandwidth estimate would feed its own
+        /// throttling back into the estimate and spiral down. 1 (the default): off.
         public var dutyFraction: Double = 1
         public var dutyPeriodSeconds: Double = 2
         public init() {}
@@ -361,25 +363,20 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             windowLimited = true
             return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
-        if parameters.dutyFraction < 1, let duty = Self.dutyBudget(parameters, context) {
-            if duty.bytes < min(1448, room) { return .hold(.dutyCycle, untilNs: duty.nextPeriodNs) }
-            return .send(maxBytes: min(room, duty.bytes))
+        if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
+            return .hold(.dutyCycle, untilNs: next)
         }
         return .send(maxBytes: room)
     }
 
-    /// What background may still add in this period's share (bytes; what it has in flight drains
-    /// first, at the bandwidth estimate), and when the next period starts.
-    static func dutyBudget(_ p: Parameters, _ c: BackgroundContext) -> (bytes: Int, nextPeriodNs: UInt64)? {
+    /// When background is outside the period's share (or within one base RTT of its end): the
+    /// start of the next period; nil when it may send.
+    static func dutyHoldUntil(_ p: Parameters, _ c: BackgroundContext) -> UInt64? {
         let period = UInt64(p.dutyPeriodSeconds * 1e9)
         guard period > 0 else { return nil }
         let phase = c.nowNs % period
         let on = UInt64(Double(period) * p.dutyFraction)
-        let next = c.nowNs - phase + period
-        let bw = c.network.estimate.bandwidthBytesPerSecond
-        guard phase < on, bw > 0, bw.isFinite else { return (0, next) }
-        let inFlight = Double(c.kernelUnackedBytes + c.backgroundElsewhereBytes)
-        let budget = bw * Double(on - phase) / 1e9 - inFlight
-        return (budget > 0 ? Int(budget) : 0, next)
+        let rtt = UInt64(max(baseRTTMilliseconds(c), 0) * 1e6)
+        return phase + rtt < on ? nil : c.nowNs - phase + period
     }
 }
