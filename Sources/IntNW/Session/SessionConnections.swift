@@ -93,10 +93,9 @@ extension Session {
     }
 
     func connectCompleted(_ c: Connection, nowNs: UInt64) {
-        let err = Sockets.pendingError(c.fd)
-        if err != 0 {
-            lastConnectError = "\(c.network.interfaceName): connect: \(String(cString: strerror(err)))"
-            connectionFailed(c, reason: "connect: \(String(cString: strerror(err)))", nowNs: nowNs)
+        if let err = Sockets.pendingError(c.fd) {
+            lastConnectError = "\(c.network.interfaceName): connect: \(err)"
+            connectionFailed(c, reason: "connect: \(err)", nowNs: nowNs)
             return
         }
         c.state = .awaitingHello
