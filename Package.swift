@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+        // X25519 + HKDF + HMAC for IntNW's authenticated attach (docs/wire-protocol.md).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C glue Swift cannot import directly: setns, TUN ioctls, full struct tcp_info, SIOCOUTQ.
@@ -54,6 +56,7 @@ let package = Package(
             dependencies: [
                 "IntNWWire", "LinuxSupport", "CShims", "CMnl",
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -439,6 +439,7 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
         case .goodbye: handler(.other("GOODBYE"), start, end)
         case .ping: handler(.other("PING"), start, end)
         case .pong: handler(.other("PONG"), start, end)
+        case .auth: handler(.other("AUTH"), start, end)
         case .extension(let t, _): handler(.other("EXT_\(t)"), start, end)
         }
     }
