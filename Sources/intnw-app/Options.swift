@@ -26,7 +26,7 @@ struct CommonOptions: ParsableArguments {
     var durationSeconds: Double = 0
 
     @Option(name: .customLong("bg-policy"),
-            help: ArgumentHelp("IntNW background policy: \(IntNWBackgroundPolicy.names.joined(separator: ", ")). Passed to the IntNW library (also as INTNW_BG_POLICY); ignored by the plain variant.",
+            help: ArgumentHelp("IntNW background policy: \(IntNWBackgroundPolicy.names.joined(separator: ", ")). Passed to the IntNW library (also as INTNW_BG_POLICY); default \(IntNWBackgroundPolicy.defaultName) (or INTNW_BG_POLICY when set); ignored by the plain variant.",
                                valueName: "name"))
     var bgPolicy: String?
 

@@ -66,7 +66,7 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-apps"), help: "Largest number of apps in scaling experiments (fairness).")
     var maxApps = 8
 
-    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
+    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent). Default: the library's, delay-target.")
     var bgPolicy: String?
 
     @Option(help: "Link estimate the BG policies scale with: measured (the library's own) or oracle (the trace's capacity at each moment).")
