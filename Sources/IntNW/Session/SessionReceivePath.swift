@@ -8,9 +8,20 @@ import Glibc
 import LinuxSupport
 
 extension Session {
-    func readAvailable(_ c: Connection, nowNs: UInt64) {
+    /// `hangup`: poll reported an error or the peer gone. At the receive-memory cap such a
+    /// connection is closed unread (what it carried is resent on another one) rather than polled
+    /// forever.
+    func readAvailable(_ c: Connection, hangup: Bool = false, nowNs: UInt64) {
+        defer {
+            if c.state != .closed { c.decoder.shrink(ifLargerThan: Session.idleReadBufferBytes) }
+            syncReceiveMemory()
+        }
+        if hangup && !memoryAllowsReading(c) {
+            connectionFailed(c, reason: "closed by peer (left unread at the receive-memory cap)", nowNs: nowNs)
+            return
+        }
         var reads = 0
-        while c.state != .closed && receiver.shouldRead && !c.backlogged && reads < 2 {
+        while c.state != .closed && receiver.shouldRead && !c.backlogged && memoryAllowsReading(c) && reads < 2 {
             reads += 1
             let r = Syscall.retrying {
                 c.decoder.fill(atLeast: Session.readChunk) { buf in Glibc.recv(c.fd, buf.baseAddress, buf.count, 0) }
@@ -20,7 +31,10 @@ extension Session {
             case .success(0):
                 connectionFailed(c, reason: peerGoodbye ? "closed after GOODBYE" : "closed by peer", nowNs: nowNs)
                 return
-            case .success(let got): n = got
+            case .success(let got):
+                n = got
+                c.lastReceivedNs = nowNs
+                syncReceiveMemory()
             case .failure(let e):
                 if !e.isWouldBlock { connectionFailed(c, reason: "recv: \(e)", nowNs: nowNs) }
                 return
@@ -100,7 +114,9 @@ extension Session {
             throw ProtocolError(.unexpected("AUTH on an attached connection"))
         case .beginIROB(let b):
             sawIROB = true
+            try checkReceiveMemory(for: b)
             if case .reAck(let id) = try receiver.begin(b, nowNs: nowNs) { c.pendingAcks.append((id, nowNs)) }
+            syncReceiveMemory()
         case .data:
             break  // handled in place by processFrames
         case .endIROB(let id, let length):

@@ -44,8 +44,11 @@ extension Session {
     func flush(_ c: Connection, nowNs: UInt64) {
         guard c.state != .closed && c.state != .connecting else { return }
         c.drainControl()
+        let before = c.out.pending
         if let err = c.out.write(to: c.fd) {
             connectionFailed(c, reason: "send: \(err)", nowNs: nowNs)
+        } else if c.out.pending < before {
+            c.lastSentNs = nowNs
         }
     }
 
