@@ -104,6 +104,9 @@ final class Connection {
     /// Not to be chosen for data: troubled by this side's detector or by the peer's.
     var troubled: Bool { trouble.local || trouble.peer }
     let openedNs: UInt64
+    /// Decoded frames are still waiting in `decoder` (the per-pass frame budget ran out): the
+    /// socket is not read until they are handled, in later loop passes.
+    var framesPending = false
     /// Monotonic ns of the last read that returned bytes (server idle timeout).
     var lastReceivedNs: UInt64
     /// Monotonic ns of the last write that the socket took bytes of (client keepalive).

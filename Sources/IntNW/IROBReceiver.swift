@@ -313,6 +313,8 @@ struct IROBReceiver {
 
     /// Hands released IROBs to the runtime (in release order).
     mutating func takeReleased() -> [ReceivedIROB] {
+        // Nothing to hand over (most DATA frames): no copy of the emptied buffer.
+        if released.isEmpty { return [] }
         defer { released.removeAll(keepingCapacity: true) }
         return released
     }
@@ -325,6 +327,7 @@ struct IROBReceiver {
     }
 
     mutating func takePendingAcks() -> [(id: IROBID, completedAtNs: UInt64)] {
+        if pendingAcks.isEmpty { return [] }
         defer { pendingAcks.removeAll(keepingCapacity: true) }
         return pendingAcks
     }

@@ -160,9 +160,17 @@ struct BoundedResourcesTests {
             defer { close(fd) }
             H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
             guard H.read(fd, stopAfter: 2).frames.count == 2 else { return (0, false) }
+            // Encoded straight into one buffer (cheap: the probe must not load the machine itself).
             var bytes = Frame.beginIROB(BeginIROB(id: IROBID(1), labels: .none, length: length, dependencies: .explicit([]))).encoded()
-            for off in stride(from: Int(length) - 1, through: 0, by: -1) {
-                bytes += Frame.data(DataChunk(id: IROBID(1), offset: UInt32(off), bytes: [UInt8(off & 0xFF)])).encoded()
+            let start = bytes.count
+            bytes += [UInt8](repeating: 0, count: Int(length) * frameBytes)
+            bytes.withUnsafeMutableBytes { b in
+                var at = start
+                for off in stride(from: Int(length) - 1, through: 0, by: -1) {
+                    let h = FrameEncoder.writeDataHeader(id: IROBID(1), offset: UInt32(off), payloadLength: 1, into: b, at: at)
+                    b[at + h] = UInt8(off & 0xFF)
+                    at += h + 1
+                }
             }
             _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             let acked = H.read(fd, stopAfter: 1, timeoutSeconds: 30).frames.contains { if case .ack = $0 { true } else { false } }

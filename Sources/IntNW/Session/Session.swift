@@ -87,6 +87,8 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
     /// Data is appended while less than this is queued in user space (keeps FG close to the socket).
     static let outHighWater = 64 << 10
     static let readChunk = 128 << 10
+    /// Frames handled per connection per pass (SessionReceivePath.swift).
+    static let framesPerPass = 64
 
     init(loop: IOLoop, role: Role, sessionID: SessionID, options: MultiSocketOptions, server: IPv4Endpoint?,
          idleTimeoutSeconds: Double = 120) {
@@ -129,7 +131,7 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
         guard let c = conns.connection(fd: fd) else { return 0 }
         if c.state == .connecting { return Int16(POLLOUT) }
         var e: Int16 = 0
-        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged && memoryAllowsReading(c) { e |= Int16(POLLIN) }
+        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged && !c.framesPending && memoryAllowsReading(c) { e |= Int16(POLLIN) }
         if c.out.pending > 0 || !c.control.isEmpty { e |= Int16(POLLOUT) }
         return e
     }

@@ -21,7 +21,7 @@ extension Session {
             return
         }
         var reads = 0
-        while c.state != .closed && receiver.shouldRead && !c.backlogged && memoryAllowsReading(c) && reads < 2 {
+        while c.state != .closed && receiver.shouldRead && !c.backlogged && !c.framesPending && memoryAllowsReading(c) && reads < 2 {
             reads += 1
             let r = Syscall.retrying {
                 c.decoder.fill(atLeast: Session.readChunk) { buf in Glibc.recv(c.fd, buf.baseAddress, buf.count, 0) }
@@ -56,10 +56,20 @@ extension Session {
         if !receiver.shouldRead { readPaused = true }
     }
 
-    /// Decodes and handles buffered frames while the receive buffer allows.
+    /// Decodes and handles buffered frames while the receive buffer allows, at most
+    /// `Session.framesPerPass` of them: a peer sending many tiny frames must not hold the loop
+    /// thread (shared by every session of a listener) for long; the rest waits for the next pass.
     func processFrames(_ c: Connection, nowNs: UInt64) {
+        var frames = 0
+        c.framesPending = false
         do {
             while c.state != .closed && receiver.shouldRead && !c.backlogged {
+                if frames == Session.framesPerPass {
+                    c.framesPending = true
+                    loop.markDirty(self)
+                    return
+                }
+                frames += 1
                 let d = try c.decoder.decodeNextRaw { id, offset, bytes in
                     if c.state != .established {
                         throw ProtocolError(.unexpected("DATA before HELLO"))

@@ -29,7 +29,8 @@ extension Session {
                         break
                     }
                 }
-                // Frames left unprocessed while the connection's replies were backlogged.
+                // Frames left unprocessed while the connection's replies were backlogged, or
+                // beyond the per-pass frame budget (processFrames).
                 if c.state == .established && c.decoder.bufferedByteCount > 0 && !c.backlogged && receiver.shouldRead {
                     processFrames(c, nowNs: nowNs)
                 }
