@@ -87,6 +87,8 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
     /// Data is appended while less than this is queued in user space (keeps FG close to the socket).
     static let outHighWater = 64 << 10
     static let readChunk = 128 << 10
+    /// POLLRDHUP (Linux): the peer shut down its sending side.
+    static let pollPeerShutdown: Int16 = 0x2000
     /// Frames handled per connection per pass (SessionReceivePath.swift).
     static let framesPerPass = 64
 
@@ -131,7 +133,11 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
         guard let c = conns.connection(fd: fd) else { return 0 }
         if c.state == .connecting { return Int16(POLLOUT) }
         var e: Int16 = 0
-        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged && !c.framesPending && memoryAllowsReading(c) { e |= Int16(POLLIN) }
+        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged && !c.framesPending {
+            // Left unread at the receive-memory cap, a connection still reports its peer's
+            // shutdown, so one that leaves is closed and its memory given back (readAvailable).
+            e |= memoryAllowsReading(c) ? Int16(POLLIN) : Session.pollPeerShutdown
+        }
         if c.out.pending > 0 || !c.control.isEmpty { e |= Int16(POLLOUT) }
         return e
     }
@@ -142,8 +148,8 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
             connectCompleted(c, nowNs: nowNs)
             return
         }
-        if revents & Int16(POLLIN) != 0 || revents & Int16(POLLHUP | POLLERR) != 0 {
-            readAvailable(c, hangup: revents & Int16(POLLHUP | POLLERR) != 0, nowNs: nowNs)
+        if revents & Int16(POLLIN) != 0 || revents & (Int16(POLLHUP | POLLERR) | Session.pollPeerShutdown) != 0 {
+            readAvailable(c, hangup: revents & (Int16(POLLHUP | POLLERR) | Session.pollPeerShutdown) != 0, nowNs: nowNs)
         }
         if c.state != .closed, revents & Int16(POLLOUT) != 0 {
             flush(c, nowNs: nowNs)

@@ -8,9 +8,10 @@ import Glibc
 import LinuxSupport
 
 extension Session {
-    /// `hangup`: poll reported an error or the peer gone. At the receive-memory cap such a
-    /// connection is closed unread (what it carried is resent on another one) rather than polled
-    /// forever.
+    /// `hangup`: poll reported an error, the peer gone, or its sending side shut down. At the
+    /// receive-memory cap such a connection is closed unread (what it carried and was not
+    /// acknowledged is resent elsewhere, or reported undelivered by its sender) rather than left
+    /// holding memory until the idle timeout.
     func readAvailable(_ c: Connection, hangup: Bool = false, nowNs: UInt64) {
         defer {
             if c.state != .closed { c.decoder.shrink(ifLargerThan: Session.idleReadBufferBytes) }
