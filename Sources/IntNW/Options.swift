@@ -102,7 +102,7 @@ public struct MultiSocketOptions: Sendable {
     public var maintenanceIntervalMilliseconds: Int
     public var chooser: any NetworkChooser
     /// When background data may use a network (default: the policy `INTNW_BG_POLICY` names, else
-    /// anticipatory; see `BackgroundPolicyName` and docs/scheduling.md).
+    /// delay-target; see `BackgroundPolicies.fallback` and docs/scheduling.md).
     public var backgroundPolicy: any BackgroundPolicy
     /// Where client multisockets share foreground state with other processes (multi-app
     /// enforcement); default: the per-user, per-network-namespace segment.
