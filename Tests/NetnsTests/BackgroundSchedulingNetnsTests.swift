@@ -10,8 +10,11 @@ import Testing
 /// Issue 4 acceptance on the emulator: cellular only (64 KB/s up, 128 KB/s down, 200 ms RTT, WiFi
 /// absent), a BG sender keeping four 256 KB chunks in flight and an FG sender of 128-byte requests
 /// with small replies every 2 s (the multi-app design (docs/scheduling.md)'s test), in the three layouts of the note.
-/// The three layouts run in parallel, each on a testbed of its own.
-@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
+/// The layouts run one after the other on one testbed (`SharedSchedulingBed`), brought up once for the
+/// suite with one FG-alone baseline: the trace is constant and every run closes its multisockets, server
+/// and probe before the next starts, so a run meets nothing of the one before (the scheduling segment
+/// drops registrations of closed multisockets and dead processes).
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized, SharedSchedulingBed())
 struct BackgroundSchedulingNetnsTests {
     static let uplinkBytesPerSecond = 64_000.0
     static let trace = Trace.constant(
@@ -22,7 +25,7 @@ struct BackgroundSchedulingNetnsTests {
     enum Layout: String { case sameMultisocket = "same multisocket", twoMultisockets = "two multisockets", twoProcesses = "two processes" }
 
     /// What one run measured.
-    struct Outcome: CustomStringConvertible {
+    struct Outcome: CustomStringConvertible, Sendable {
         var fgLatenciesMs: [Double]
         var bgBytes: UInt64
         var seconds: Double
@@ -248,7 +251,6 @@ struct BackgroundSchedulingNetnsTests {
     }
 
     static func check(_ layout: Layout, anticipatory a: Outcome, baseline b: Outcome) {
-        print("[\(layout.rawValue)] FG alone: \(b)")
         print("[\(layout.rawValue)] anticipatory: \(a)")
         #expect(a.fgLatenciesMs.count >= 10, "\(layout.rawValue): only \(a.fgLatenciesMs.count) FG requests answered")
         #expect(a.fg(0.95) <= 2 * b.fg(0.95), "\(layout.rawValue): anticipatory FG p95 \(a.fg(0.95)) ms > 2 x FG alone \(b.fg(0.95)) ms")
@@ -256,16 +258,30 @@ struct BackgroundSchedulingNetnsTests {
                 "\(layout.rawValue): BG made \(Int(a.bgBytesPerSecond)) B/s, under 10% of the uplink")
     }
 
+    /// The suite's testbed and FG-alone baseline (set by `SharedSchedulingBed`).
+    struct Shared: Sendable {
+        var bed: Testbed
+        var baseline: Outcome
+        @TaskLocal static var current: Shared?
+    }
+
+    static func shared() throws -> Shared {
+        try #require(Shared.current, "the suite's testbed is missing (SharedSchedulingBed did not run)")
+    }
+
     @Test("same multisocket: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive is at least 3x worse")
     func sameMultisocket() async throws {
-        try await Self.withBed("isc1") { bed in
-            let b = try await Self.baseline(bed, port: 6101)
-            let a = try await Self.run(bed, layout: .sameMultisocket, policy: .anticipatory, seconds: 30, port: 6102)
-            Self.check(.sameMultisocket, anticipatory: a, baseline: b)
-            let p = try await Self.run(bed, layout: .sameMultisocket, policy: .permissive, seconds: 20, port: 6103)
-            print("[same multisocket] permissive: \(p)")
-            #expect(p.fg(0.95) >= 3 * a.fg(0.95), "permissive FG p95 \(p.fg(0.95)) ms is not 3x anticipatory's \(a.fg(0.95)) ms")
-        }
+        let s = try Self.shared()
+        let a = try await Self.run(s.bed, layout: .sameMultisocket, policy: .anticipatory, seconds: 30, port: 6102)
+        Self.check(.sameMultisocket, anticipatory: a, baseline: s.baseline)
+        // Permissive FG requests queue behind the BG chunks in the multisocket's socket buffer (about
+        // 256 KB, 4 s of the uplink), so each takes about 3.5 s against anticipatory's 0.2-0.3 s (measured
+        // 3448 ms median, 12x). Four requests (11 s of grid; about 17 s at that latency, where 20 s of grid
+        // took 30) are enough: p95 of the three after the first is their maximum, and fewer samples can
+        // only make that maximum smaller, so the 3x bound is no easier to meet than with more.
+        let p = try await Self.run(s.bed, layout: .sameMultisocket, policy: .permissive, seconds: 11, port: 6103)
+        print("[same multisocket] permissive: \(p)")
+        #expect(p.fg(0.95) >= 3 * a.fg(0.95), "permissive FG p95 \(p.fg(0.95)) ms is not 3x anticipatory's \(a.fg(0.95)) ms")
     }
 
     /// Permissive control run in `layout`. On separate connections FG meets BG only at the cellular
@@ -287,21 +303,34 @@ struct BackgroundSchedulingNetnsTests {
 
     @Test("two multisockets in one process: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive queues FG behind BG")
     func twoMultisockets() async throws {
-        try await Self.withBed("isc2") { bed in
-            let b = try await Self.baseline(bed, port: 6201)
-            let a = try await Self.run(bed, layout: .twoMultisockets, policy: .anticipatory, seconds: 30, port: 6202)
-            Self.check(.twoMultisockets, anticipatory: a, baseline: b)
-            try await Self.permissiveControl(bed, .twoMultisockets, anticipatory: a, port: 6203)
-        }
+        let s = try Self.shared()
+        let a = try await Self.run(s.bed, layout: .twoMultisockets, policy: .anticipatory, seconds: 30, port: 6202)
+        Self.check(.twoMultisockets, anticipatory: a, baseline: s.baseline)
+        try await Self.permissiveControl(s.bed, .twoMultisockets, anticipatory: a, port: 6203)
     }
 
     @Test("two processes: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive queues FG behind BG")
     func twoProcesses() async throws {
-        try await Self.withBed("isc3") { bed in
-            let b = try await Self.baseline(bed, port: 6301)
-            let a = try await Self.run(bed, layout: .twoProcesses, policy: .anticipatory, seconds: 30, port: 6302)
-            Self.check(.twoProcesses, anticipatory: a, baseline: b)
-            try await Self.permissiveControl(bed, .twoProcesses, anticipatory: a, port: 6303)
+        let s = try Self.shared()
+        let a = try await Self.run(s.bed, layout: .twoProcesses, policy: .anticipatory, seconds: 30, port: 6302)
+        Self.check(.twoProcesses, anticipatory: a, baseline: s.baseline)
+        try await Self.permissiveControl(s.bed, .twoProcesses, anticipatory: a, port: 6303)
+    }
+}
+
+/// Brings up the scheduling suite's testbed once, measures FG alone on it once (the baseline every
+/// layout's 2x bound uses; the same 8 requests, 1 s apart, that each layout used to measure for itself:
+/// about 9 s each), and runs the suite's tests inside. Where namespaces are missing it only runs the
+/// tests, which then fail (or are skipped) on their own gate.
+struct SharedSchedulingBed: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        guard NetnsGate.missing == nil else { return try await function() }
+        try await BackgroundSchedulingNetnsTests.withBed("isc") { bed in
+            let b = try await BackgroundSchedulingNetnsTests.baseline(bed, port: 6001)
+            print("FG alone (the baseline of every layout): \(b)")
+            try await BackgroundSchedulingNetnsTests.Shared.$current.withValue(.init(bed: bed, baseline: b)) { try await function() }
         }
     }
 }
