@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(name: "AnalysisTests", dependencies: ["DeterministicRandom", "SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyProtocolTests", dependencies: ["ToyProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "ToyAppsTests", dependencies: ["ToyApps", "ToyProtocol", "IntNW", "LinuxSupport", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
-        .testTarget(name: "LabTests", dependencies: ["Lab", "LinuxSupport", "ToyProtocol"], swiftSettings: swiftSettings),
+        .testTarget(name: "LabTests", dependencies: ["Lab", "Analysis", "Capture", "LinuxSupport", "ToyProtocol"], swiftSettings: swiftSettings),
         // Needs root and network namespaces; INTNW_REQUIRE_NETNS=1 turns a skip into a failure.
         .testTarget(name: "NetnsTests", dependencies: ["Lab", "TestSupport", "Emulation", "IntNW", "Capture", "Analysis", "CShims", "intnw-sched-probe"], swiftSettings: swiftSettings),
     ]

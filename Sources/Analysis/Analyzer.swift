@@ -178,6 +178,17 @@ public struct TrialAnalysis: Sendable {
     }
 }
 
+/// The experiments' view of the apps' own logs: what the analyzer decoded from them (experiments
+/// never open the log files).
+extension TrialAnalysis {
+    /// App `name`'s log as the analyzer read it; nil when the metadata names no log for the app or
+    /// the log could not be read.
+    public func appLog(_ name: String) -> AppLogCheck? { result.apps.first { $0.name == name }?.logCheck }
+
+    /// The FG requests app `name` logged (answered or not), by submit time.
+    public func loggedRequests(app name: String) -> [AppLatencySample] { appLatencies.filter { $0.app == name } }
+}
+
 /// Turns captures into results. Single pass over each pcap; memory grows with the number of
 /// connections, out-of-order data and messages, not with the number of packets.
 public enum Analyzer {

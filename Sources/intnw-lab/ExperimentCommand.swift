@@ -158,7 +158,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         let interruption = Interruption()
         let trap = SignalTrap([SIGINT, SIGTERM, SIGHUP])
         trap.onSignal { interruption.trigger() }
-        let runner = ExperimentRunner(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption)
+        let runner = ExperimentRunner(HarnessContext(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption))
         let result = try await LabCLI.userError { try await runner.run(experiment, options: options) }
 
         print(ExperimentTable.render(result))

@@ -82,7 +82,7 @@ struct RegressCommand: AsyncParsableCommand {
         trap.onSignal { interruption.trigger() }
         var logger = Logger(label: "intnw-lab.regress")
         logger.logLevel = .warning
-        let runner = ExperimentRunner(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption)
+        let runner = ExperimentRunner(HarnessContext(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption))
         var runs: [[KeyMetric]] = []
         if let fromRuns {
             guard suite.count == 1, let e = ExperimentRegistry.named(suite[0].experiment) else {

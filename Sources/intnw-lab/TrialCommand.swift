@@ -60,7 +60,7 @@ struct TrialRunCommand: AsyncParsableCommand {
         trap.onSignal { interruption.trigger() }
         let progress = Progress(experiment: "\(trialSpec.experiment) \(trialSpec.id)",
                                 expectedSeconds: trialSpec.plan.durationSeconds + 15)
-        let job = TrialJob(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption)
+        let job = TrialJob(HarnessContext(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption))
         let record = try await LabCLI.userError {
             try await job.run(trialSpec, directory: out, prefix: prefix.map { PrefixPolicy(mode: .fixed, value: $0) },
                               progress: progress)

@@ -1,5 +1,6 @@
 import Emulation
 import Foundation
+import Analysis
 @testable import Lab
 import Testing
 import ToyProtocol
@@ -59,15 +60,18 @@ struct BGPolicyRecipeTests {
         #expect(!v.held && v.lines.contains { $0.contains("no FG-alone baseline") })
     }
 
-    @Test("FG latencies come from the app's own JSON-lines log when it is there")
+    @Test("FG latencies come from the app's own JSON-lines log (as the analyzer read it) when it is there")
     func logReading() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isc-bgpolicy-\(getpid())")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isc-bgpolicy-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
+        let apps = [AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1, process: "fgbg"),
+                    AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2, process: "fgbg")]
         let log = dir.appendingPathComponent("fgbg.jsonl")
         let lines = [
             FGRequestRecord(appID: 1, sequence: 1, sendNs: 1_000_000_000, receiveNs: 1_250_000_000, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
             FGRequestRecord(appID: 1, sequence: 2, sendNs: 3_000_000_000, receiveNs: 3_200_000_000, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
+            FGUnansweredRecord(appID: 1, sequence: 4, sendNs: 4_000_000_000, requestBytes: 128, variant: .intnw).jsonLine,
             BGChunkRecord(appID: 2, sequence: 1, sendNs: 1, ackNs: 2, bytes: 262_144, variant: .intnw).jsonLine,
             FGRequestRecord(appID: 3, sequence: 1, sendNs: 0, receiveNs: 5, requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine,
             // Outside the contract: left out, not fatal.
@@ -75,8 +79,12 @@ struct BGPolicyRecipeTests {
             "not json",
         ]
         try lines.joined(separator: "\n").write(to: log, atomically: true, encoding: .utf8)
-        let got = try #require(BGPolicyExperiment.loggedLatencies(path: log.path, appId: 1))
+        let analysis = try AnalyzedTrial.analysis(directory: dir.path, apps: apps)
+        let got = try #require(BGPolicyExperiment.loggedLatencies(analysis, app: "fg"))
         #expect(got == [1: 250, 2: 200])
-        #expect(BGPolicyExperiment.loggedLatencies(path: dir.appendingPathComponent("none").path, appId: 1) == nil)
+        #expect(analysis.appLog("fg")?.skippedLines == 2)
+        // No log: nil, so the experiment falls back to the wire.
+        try FileManager.default.removeItem(at: log)
+        #expect(BGPolicyExperiment.loggedLatencies(try AnalyzedTrial.analysis(directory: dir.path, apps: apps), app: "fg") == nil)
     }
 }

@@ -49,7 +49,7 @@ struct DriveComparisonTests {
         #expect(backup.server == ["mptcp limits set subflows 2 add_addr_accepted 2"])
     }
 
-    /// A trial directory with app logs: FG latencies (ms) answered out of `sent`, BG chunk bytes.
+    /// A trial with app logs, analyzed: FG latencies (ms) answered out of `sent`, BG chunk bytes.
     static func trial(_ variant: String, fg: [Double], sent: Int, bgBytes: [Int], seconds: Double = 10) throws -> TrialOutcome {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drive-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -64,15 +64,18 @@ struct DriveComparisonTests {
         let b = bgBytes.enumerated().map { BGChunkRecord(appID: 2, sequence: UInt64($0.offset), sendNs: 1, ackNs: 2, bytes: $0.element, variant: .intnw).jsonLine }
         try (b.joined(separator: "\n") + "\n").write(toFile: "\(dir)/bg.jsonl", atomically: true, encoding: .utf8)
         var plan = TrialPlan(experiment: "drive", variant: variant, trial: 1, trace: Trace.constant(wifi: nil, cellular: TraceGenerator.labCellular, durationSeconds: 1),
-                             durationSeconds: seconds, apps: [])
+                             durationSeconds: seconds, apps: [AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1),
+                                                              AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2)])
         plan.trial = 1
-        return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: [], interrupted: false)
+        let analysis = try AnalyzedTrial.analysis(directory: dir, apps: plan.apps)
+        return TrialOutcome(plan: plan, directory: dir, analysis: analysis, problems: [], interrupted: false)
     }
 
-    @Test("figures come from the app logs: percentiles, mean, answered share, BG bytes per second")
+    @Test("figures come from the app logs as analyzed: percentiles, mean, answered share, BG bytes per second")
     func figures() throws {
         let t = try Self.trial("intnw", fg: [10, 20, 30, 40, 1000], sent: 10, bgBytes: [65536, 65536], seconds: 4)
-        let f = try #require(DriveExperiment.figures(directory: t.directory, seconds: 4))
+        let analysis = try #require(t.analysis)
+        let f = try #require(DriveExperiment.figures(analysis, seconds: 4))
         #expect(f.fgP50 == 30)
         #expect(f.fgP95 == 1000)
         #expect(f.fgMean == 220)

@@ -10,7 +10,7 @@ import ToyProtocol
 /// that must NOT hold, so a verdict that cannot fail fails here. (multiapp's verdict is tested with
 /// its own rewrite.)
 enum FakeTrial {
-    static func app(_ name: String, role: AppRole, variant: AppVariant = .intnw, p50: Double? = nil, p95: Double? = nil,
+    static func app(_ name: String, role: AppRole, variant: ToyVariant = .intnw, p50: Double? = nil, p95: Double? = nil,
                     requests: Int = 10, replies: Int = 10, uplinkBytes: UInt64 = 0, activeSeconds: Double = 10,
                     chunkBytes: UInt64 = 0) -> AppResult {
         let latency = p50.map { LatencySummary(count: replies, meanMs: $0, stddevMs: 0, minMs: $0, p50Ms: $0,
@@ -34,6 +34,20 @@ enum FakeTrial {
                     intnwConnections: 0, toyConnections: 0, accountingViolations: 0)
     }
 
+    /// Marks FG app `name` of `outcome` as having a readable log in which it answered requests of
+    /// `latenciesMs`, 2 s apart (what the analyzer fills in from a real log).
+    static func logged(_ outcome: inout TrialOutcome, fg name: String, latenciesMs: [Double]) {
+        guard var a = outcome.analysis, let i = a.result.apps.firstIndex(where: { $0.name == name }) else { return }
+        a.appLatencies = latenciesMs.enumerated().map { k, ms in
+            let send: UInt64 = 1_700_000_000_000_000_000 + UInt64(k) * 2_000_000_000
+            return AppLatencySample(app: name, sequence: UInt64(k), sendNanoseconds: send, receiveNanoseconds: send + UInt64(ms * 1e6),
+                                    wireLatencyNanoseconds: nil)
+        }
+        a.result.apps[i].logCheck = AppLogCheck(file: "\(name).jsonl", matchedRequests: 0, onlyInLog: latenciesMs.count, onlyOnWire: 0,
+                                                loggedChunks: 0, loggedChunkBytes: 0, loggedUnanswered: 0, skippedLines: 0)
+        outcome.analysis = a
+    }
+
     static func outcome(_ plan: TrialPlan, _ apps: [AppResult], clientUplinkBytes: UInt64 = 0, directory: String = "/nonexistent") -> TrialOutcome {
         TrialOutcome(plan: plan, directory: directory,
                      analysis: TrialAnalysis(result: result(apps, clientUplinkBytes: clientUplinkBytes), latencies: [], series: [], warnings: []),
@@ -50,7 +64,7 @@ enum FakeTrial {
         o.maxApps = 1
         o.quick = true
         let plan = try #require(try e.plans(o).first { $0.variant == "\(setup.rawValue)-n1" })
-        let variant: AppVariant = setup == .intnw ? .intnw : .plain
+        let variant: ToyVariant = setup == .intnw ? .intnw : .plain
         let process = "app1-\(variant.rawValue)"
         return FakeTrial.outcome(plan, [
             FakeTrial.app("\(process).fg", role: .fg, variant: variant, p50: fgMs),
@@ -112,8 +126,6 @@ enum FakeTrial {
 
 @Suite final class BGPolicyVerdictTests {
     let e = BGPolicyExperiment()
-    let root = NSTemporaryDirectory() + "bgpolicy-verdict-\(UUID().uuidString)"
-    deinit { try? FileManager.default.removeItem(atPath: root) }
     typealias Layout = MultiappExperiment.Layout
 
     var options: ExperimentOptions {
@@ -126,19 +138,12 @@ enum FakeTrial {
     /// and the client sends `bgBytesPerSecond` over the plan's duration besides the FG app's bytes.
     func trial(_ variant: String, fgMs: [Double], bgBytesPerSecond: Double) throws -> TrialOutcome {
         let plan = try #require(try e.plans(options).first { $0.variant == variant }, "no plan \(variant)")
-        let dir = root + "/\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let fgApp = try #require(plan.apps.first { $0.kind == .fgClient })
-        var log = ""
-        for (i, ms) in ([1000] + fgMs).enumerated() {
-            let send: UInt64 = 1_700_000_000_000_000_000 + UInt64(i) * 2_000_000_000
-            log += FGRequestRecord(appID: fgApp.appId, sequence: UInt64(i), sendNs: send, receiveNs: send + UInt64(ms * 1e6), requestBytes: 128,
-                                   replyBytes: 64, variant: .intnw).jsonLine + "\n"
-        }
-        try log.write(toFile: "\(dir)/\(fgApp.process ?? fgApp.name).jsonl", atomically: true, encoding: .utf8)
         let fgBytes: UInt64 = 1_000
-        return FakeTrial.outcome(plan, [FakeTrial.app("fg", role: .fg, p50: fgMs.first, uplinkBytes: fgBytes)],
-                                 clientUplinkBytes: fgBytes + UInt64(bgBytesPerSecond * plan.durationSeconds), directory: dir)
+        var o = FakeTrial.outcome(plan, [FakeTrial.app(fgApp.name, role: .fg, p50: fgMs.first, uplinkBytes: fgBytes)],
+                                  clientUplinkBytes: fgBytes + UInt64(bgBytesPerSecond * plan.durationSeconds))
+        FakeTrial.logged(&o, fg: fgApp.name, latenciesMs: [1000] + fgMs)
+        return o
     }
 
     /// FG alone at 200-300 ms on both conditions, anticipatory within 2x and moving `bg` B/s in every

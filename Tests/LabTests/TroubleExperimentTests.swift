@@ -45,7 +45,7 @@ import ToyProtocol
         #expect(ExperimentRegistry.named("trouble") != nil)
     }
 
-    /// A fake trial directory: replay start, the FG app's log and a decision log.
+    /// A fake trial directory (replay start, the FG app's log and a decision log), analyzed.
     func trial(_ variant: TroubleExperiment.Variant, requests: [(sent: Double, answered: Double?)],
                decisions: [(at: Double, outcome: String)]) throws -> TrialOutcome {
         let dir = root + "/\(UUID().uuidString)"
@@ -54,11 +54,11 @@ import ToyProtocol
         try start.write(to: dir)
         func ns(_ s: Double) -> UInt64 { start.realtimeNs + UInt64(s * 1e9) }
         var fg = ""
-        for r in requests {
+        for (i, r) in requests.enumerated() {
             if let a = r.answered {
-                fg += FGRequestRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), receiveNs: ns(a), requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine + "\n"
+                fg += FGRequestRecord(appID: 1, sequence: UInt64(i), sendNs: ns(r.sent), receiveNs: ns(a), requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine + "\n"
             } else {
-                fg += FGUnansweredRecord(appID: 1, sequence: 1, sendNs: ns(r.sent), requestBytes: 128, variant: .intnw).jsonLine + "\n"
+                fg += FGUnansweredRecord(appID: 1, sequence: UInt64(i), sendNs: ns(r.sent), requestBytes: 128, variant: .intnw).jsonLine + "\n"
             }
         }
         try fg.write(toFile: "\(dir)/fg.jsonl", atomically: true, encoding: .utf8)
@@ -68,7 +68,8 @@ import ToyProtocol
         var o = ExperimentOptions()
         o.quick = true
         let plan = try #require(try e.plans(o).first { $0.variant == variant.rawValue })
-        return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: [], interrupted: false)
+        return TrialOutcome(plan: plan, directory: dir, analysis: try AnalyzedTrial.analysis(directory: dir, apps: plan.apps),
+                            problems: [], interrupted: false)
     }
 
     @Test func measuresDetectionFailoverAndRecovery() throws {
@@ -100,10 +101,11 @@ import ToyProtocol
 
     @Test("a line of fg.jsonl outside the app-log contract is a named problem, not a crash or a silent gap")
     func malformedFGLogIsAProblem() throws {
-        let t = try trial(.false3G, requests: [(1, 1.3)], decisions: [(2, "healthy")])
+        var t = try trial(.false3G, requests: [(1, 1.3)], decisions: [(2, "healthy")])
         let path = "\(t.directory)/fg.jsonl"
         let good = try String(contentsOfFile: path, encoding: .utf8)
         try (good + #"{"type":"fg","app":1,"seq":2,"send_ns":"soon"}"# + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        t.analysis = try AnalyzedTrial.analysis(directory: t.directory, apps: t.plan.apps)
         let m = TroubleExperiment.measure(t)
         #expect(m.requests.count == 1)
         #expect(m.problems.count == 1)

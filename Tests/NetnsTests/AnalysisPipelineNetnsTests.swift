@@ -32,7 +32,7 @@ struct AnalysisPipelineNetnsTests {
         plan.prefix = "tpipe"
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .warning
-        let runner = TrialRunner(binDirectory: bin, logger: logger, interruption: Interruption())
+        let runner = TrialRunner(HarnessContext(binDirectory: bin, logger: logger, interruption: Interruption()))
         let outcome = try await runner.run(plan, in: run, progress: Progress(experiment: "pipeline", expectedSeconds: 25, quiet: true))
         #expect(outcome.problems.isEmpty, "\(outcome.problems)")
         let a = try Analyzer.analyze(try TrialInput.runDirectory(outcome.directory))

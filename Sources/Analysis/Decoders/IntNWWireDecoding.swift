@@ -71,17 +71,7 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
                     prefixFilled = payloadIndex + k
                 }
                 i += take
-                offset += UInt64(take)
-                if take == remaining {
-                    state = .header(filled: 0)
-                    let filled = min(prefixFilled, length)
-                    prefix.withUnsafeBytes { p in
-                        handler(.data(id: id, irobOffset: UInt64(off), length: length,
-                                      prefix: UnsafeRawBufferPointer(rebasing: p[0 ..< filled])), frameStart, offset)
-                    }
-                } else {
-                    state = .data(id: id, offset: off, length: length, remaining: remaining - take, frameStart: frameStart)
-                }
+                advanceData(take, id: id, offset: off, length: length, remaining: remaining, frameStart: frameStart, handler)
 
             case .other(let remaining, let frameStart):
                 let take = min(remaining, n - i)
@@ -92,13 +82,8 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
                     state = .other(remaining: remaining - take, frameStart: frameStart)
                     continue
                 }
-                state = .header(filled: 0)
-                decoder.feed(frame)
-                frame.removeAll(keepingCapacity: frame.capacity <= 65_536)
-                let decoded: Frame?
-                do { decoded = try decoder.next() } catch { return fail("\(error)") }
-                guard let decoded else { return fail("frame did not decode") }
-                emit(decoded, frameStart, offset, handler)
+                finishOther(frameStart, handler)
+                if let failed { return failed }
 
             case .header(let filled):
                 let take = min(Self.dataHeaderLength - filled, n - i)
@@ -161,25 +146,33 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
             }
             let take = min(remaining, left)
             left -= take
-            offset += UInt64(take)
-            if take == remaining {
-                state = .header(filled: 0)
-                let filled = min(prefixFilled, frameLength)
-                prefix.withUnsafeBytes { p in
-                    handler(.data(id: id, irobOffset: UInt64(off), length: frameLength,
-                                  prefix: UnsafeRawBufferPointer(rebasing: p[0 ..< filled])), frameStart, offset)
-                }
-            } else {
-                state = .data(id: id, offset: off, length: frameLength, remaining: remaining - take, frameStart: frameStart)
-            }
+            advanceData(take, id: id, offset: off, length: frameLength, remaining: remaining, frameStart: frameStart, handler)
         }
         return nil
     }
 
+    /// Moves `take` bytes (read or skipped) through the DATA frame in progress; when its payload is
+    /// complete, reports the frame with the prefix bytes that were seen.
+    private func advanceData(_ take: Int, id: UInt64, offset off: UInt32, length: Int, remaining: Int, frameStart: UInt64,
+                             _ handler: (IntNWWireEvent, UInt64, UInt64) -> Void) {
+        offset += UInt64(take)
+        guard take == remaining else {
+            state = .data(id: id, offset: off, length: length, remaining: remaining - take, frameStart: frameStart)
+            return
+        }
+        state = .header(filled: 0)
+        let filled = min(prefixFilled, length)
+        prefix.withUnsafeBytes { p in
+            handler(.data(id: id, irobOffset: UInt64(off), length: length,
+                          prefix: UnsafeRawBufferPointer(rebasing: p[0 ..< filled])), frameStart, offset)
+        }
+    }
+
+    /// Decodes the non-DATA frame collected in `frame` with IntNW's `FrameDecoder` and reports it.
     private func finishOther(_ frameStart: UInt64, _ handler: (IntNWWireEvent, UInt64, UInt64) -> Void) {
         state = .header(filled: 0)
         decoder.feed(frame)
-        frame.removeAll(keepingCapacity: true)
+        frame.removeAll(keepingCapacity: frame.capacity <= 65_536)
         do {
             guard let decoded = try decoder.next() else { _ = fail("frame did not decode"); return }
             emit(decoded, frameStart, offset, handler)

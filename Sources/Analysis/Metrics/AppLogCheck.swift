@@ -1,9 +1,10 @@
 import Foundation
 import ToyProtocol
 
-/// The wire measurements compared with what an app logged about itself (DESIGN §7: the apps'
-/// logs are a cross-check, never the source). Only apps whose `logFile` is in the run metadata
-/// and readable get one.
+/// The wire measurements compared with what an app logged about itself (the apps' logs are a
+/// cross-check, never the source), and the figures of that log the experiments judge
+/// app-perceived results by: experiments read these (and `TrialAnalysis.appLatencies`), never the
+/// log files. Only apps whose `logFile` is in the run metadata and readable get one.
 public struct AppLogCheck: Codable, Sendable, Equatable {
     /// The log file compared against.
     public var file: String
@@ -26,6 +27,10 @@ public struct AppLogCheck: Codable, Sendable, Equatable {
     /// Lines of the log that were not records of the app-log contract (left out; nil in results
     /// written before this was counted).
     public var skippedLines: Int?
+    /// The first such line's number (1-based) and why, as one line; nil when none.
+    public var firstSkippedLine: String?
+    /// FG: requests the app says it sent (its last FG summary); nil when it logged no summary.
+    public var loggedRequestsSent: UInt64?
 }
 
 /// An app's JSON-lines log decoded through the ToyProtocol contract (`AppLogRecord`): the only
@@ -106,8 +111,11 @@ enum AppLogReader {
         var unanswered: [UInt64: UInt64] = [:]
         var chunks = 0
         var chunkBytes: UInt64 = 0
-        /// Lines of the log that were not records of the contract.
+        /// Lines of the log that were not records of the contract, and the first one's problem.
         var skippedLines = 0
+        var firstSkippedLine: String?
+        /// The FG summary's `requests_sent`.
+        var requestsSent: UInt64?
     }
 
     static func read(path: String, appID: UInt32?) -> Entries? {
@@ -118,6 +126,8 @@ enum AppLogReader {
     static func entries(_ log: AppLog, appID: UInt32?) -> Entries {
         var e = Entries()
         e.skippedLines = log.skippedLines
+        e.firstSkippedLine = log.firstProblem
+        e.requestsSent = log.fgSummary(app: appID)?.requestsSent
         for r in log.fgRequests(app: appID) where r.receiveNs >= r.sendNs {
             e.fgLatencyNanoseconds[r.sequence] = r.receiveNs - r.sendNs
             e.fgTimes[r.sequence] = (r.sendNs, r.receiveNs)
@@ -157,6 +167,7 @@ enum AppLogReader {
             onlyOnWire: wire.count - diffs.count,
             medianAbsDifferenceMs: median(diffs), maxAbsDifferenceMs: diffs.max(),
             loggedMedianLatencyMs: median(logged), wireMedianLatencyMs: median(measured),
-            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes, loggedUnanswered: log.unanswered.count, skippedLines: log.skippedLines)
+            loggedChunks: log.chunks, loggedChunkBytes: log.chunkBytes, loggedUnanswered: log.unanswered.count, skippedLines: log.skippedLines,
+            firstSkippedLine: log.firstSkippedLine, loggedRequestsSent: log.requestsSent)
     }
 }

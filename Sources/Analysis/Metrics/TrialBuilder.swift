@@ -35,7 +35,7 @@ struct TrialBuilder {
     private struct AppInfo {
         var name: String
         var role: AppRole
-        var variant: AppVariant
+        var variant: ToyVariant
         var appId: UInt32?
         var logFile: String?
         var connections: [Int] = []

@@ -1,3 +1,5 @@
+import ToyProtocol
+
 /// `results.json`: everything the analyzer measured, with stable keys. Bump `schemaVersion` on
 /// any incompatible change. Units are in the key names (`Bytes`, `Ms`, `Seconds`,
 /// `BytesPerSecond`, `Nanoseconds` = since the Unix epoch). Time series are in the CSV files.
@@ -89,7 +91,7 @@ public struct ConnectionResult: Codable, Sendable {
 public struct AppResult: Codable, Sendable {
     public var name: String
     public var role: AppRole
-    public var variant: AppVariant
+    public var variant: ToyVariant
     public var appId: UInt32?
     public var connections: [Int]
     /// Toy messages seen, by kind (`fgRequest`, `fgReply`, `bgChunk`, `bgAck`).
@@ -197,7 +199,7 @@ public struct AggregateApp: Codable, Sendable {
     /// The experiment variant (layout, policy...) these trials ran; nil when none was given.
     public var experimentVariant: String?
     public var role: AppRole
-    public var variant: AppVariant
+    public var variant: ToyVariant
     /// Trials in which the app appeared.
     public var trials: Int
     public var fgLatencyMeanMs: MeanWithCI?

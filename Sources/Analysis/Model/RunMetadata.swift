@@ -48,7 +48,7 @@ public struct RunMetadata: Codable, Sendable, Equatable {
     public struct AppEntry: Codable, Sendable, Equatable {
         public var name: String
         public var role: AppRole
-        public var variant: AppVariant
+        public var variant: ToyVariant
         public var appId: UInt32?
         public var clientPorts: [UInt16]?
         public var serverPorts: [UInt16]?
@@ -56,7 +56,7 @@ public struct RunMetadata: Codable, Sendable, Equatable {
         /// cross-checks; byte counts never come from it.
         public var logFile: String?
 
-        public init(name: String, role: AppRole, variant: AppVariant, appId: UInt32? = nil,
+        public init(name: String, role: AppRole, variant: ToyVariant, appId: UInt32? = nil,
                     clientPorts: [UInt16]? = nil, serverPorts: [UInt16]? = nil, logFile: String? = nil) {
             self.name = name
             self.role = role
@@ -106,9 +106,6 @@ public struct RunMetadata: Codable, Sendable, Equatable {
 
 /// FG (interactive) or BG (bulk).
 public enum AppRole: String, Codable, Sendable { case fg, bg }
-/// IntNW multisocket or plain TCP.
-/// The run record's name for an app's transport: the apps' own `ToyVariant` (same raw values).
-public typealias AppVariant = ToyVariant
 
 func describeDecodingError(_ error: Error) -> String {
     switch error {

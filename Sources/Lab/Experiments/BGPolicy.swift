@@ -123,13 +123,13 @@ public struct BGPolicyExperiment: Experiment {
         var fromLog: Bool
     }
 
-    /// FG latencies (ms) of app `appId` in an `intnw-app` JSON-lines log, by sequence number, decoded
-    /// through the analyzer's typed reader (`AppLog`; lines outside the contract are left out).
-    static func loggedLatencies(path: String, appId: UInt32) -> [UInt64: Double]? {
-        guard let log = AppLog.read(path: path) else { return nil }
+    /// FG latencies (ms) of app `app` as it logged them, by sequence number (answered requests only),
+    /// from the analyzer's reading of its log; nil when the app has no readable log.
+    static func loggedLatencies(_ analysis: TrialAnalysis, app: String) -> [UInt64: Double]? {
+        guard analysis.appLog(app) != nil else { return nil }
         var out: [UInt64: Double] = [:]
-        for r in log.fgRequests(app: appId) where r.receiveNs >= r.sendNs {
-            out[r.sequence] = Double(r.receiveNs - r.sendNs) / 1e6
+        for r in analysis.loggedRequests(app: app) {
+            if let ns = r.latencyNanoseconds { out[r.sequence] = Double(ns) / 1e6 }
         }
         return out
     }
@@ -143,8 +143,7 @@ public struct BGPolicyExperiment: Experiment {
             guard let a = o.analysis else { continue }
             any = true
             let fgApp = o.plan.apps.first { $0.kind == .fgClient }
-            let logPath = fgApp.map { "\(o.directory)/\(TrialRunner.logFile(for: $0))" }
-            if let fgApp, let logPath, let logged = loggedLatencies(path: logPath, appId: fgApp.appId), !logged.isEmpty {
+            if let fgApp, let logged = loggedLatencies(a, app: fgApp.name), !logged.isEmpty {
                 fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
             } else {
                 fromLog = false

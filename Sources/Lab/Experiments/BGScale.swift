@@ -89,7 +89,7 @@ public struct BGScaleExperiment: Experiment {
         var rates: [Double] = []
         for o in outcomes where o.plan.variant == variant {
             guard let a = o.analysis else { continue }
-            if let logged = BGPolicyExperiment.loggedLatencies(path: "\(o.directory)/fg.jsonl", appId: 1) {
+            if let logged = BGPolicyExperiment.loggedLatencies(a, app: "fg") {
                 fg += logged.keys.sorted().dropFirst().map { logged[$0]! }
             }
             let client = a.result.interfaces.filter { $0.side == "client" }

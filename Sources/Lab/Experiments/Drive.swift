@@ -16,7 +16,7 @@ import ToyProtocol
 /// - `mptcp-subflow`: cellular as a normal subflow next to WiFi.
 /// They are left out, with a stated reason, on a kernel without MPTCP.
 ///
-/// Figures are app-perceived, from the apps' own logs (so they mean the same for IntNW and MPTCP, whose
+/// Figures are app-perceived, from the apps' own logs as the analyzer read them (so they mean the same for IntNW and MPTCP, whose
 /// subflows a capture cannot put back together): per trial the FG latency p50, p95 and mean over
 /// answered requests, the share of requests answered, and the BG bytes acknowledged per second of the
 /// trial; per strategy the mean of those over trials with a 95% Student-t interval.
@@ -85,7 +85,7 @@ public struct DriveExperiment: Experiment {
         var plans: [TrialPlan] = []
         for s in Self.strategies().run {
             for trial in 1...o.trials {
-                let variant: AppVariant = s.mptcp == nil ? .intnw : .plain
+                let variant: ToyVariant = s.mptcp == nil ? .intnw : .plain
                 let fg = AppLaunch(name: "fg", kind: .fgClient, variant: variant, appId: 1,
                                    arguments: ["--interval", "1", "--request-bytes", "128"] + s.appArguments)
                 let bg = AppLaunch(name: "bg", kind: .bgClient, variant: variant, appId: 2,
@@ -118,16 +118,16 @@ public struct DriveExperiment: Experiment {
         var bgBytesPerSecond: Double { seconds > 0 ? bgBytes / seconds : 0 }
     }
 
-    /// Reads `fg.jsonl` and `bg.jsonl` of a trial directory through the analyzer's typed reader
-    /// (`AppLog`): FG latency per answered request (reply time less send time), the number of requests
-    /// sent (the FG summary's `requests_sent`, or the answered ones when there is no summary), and the
-    /// BG bytes acknowledged.
-    static func figures(directory: String, seconds: Double) -> TrialFigures? {
-        guard let fg = AppLog.read(path: "\(directory)/fg.jsonl"), let bg = AppLog.read(path: "\(directory)/bg.jsonl") else { return nil }
-        let latencies = fg.fgRequests().map { Double($0.latencyNs) / 1e6 }
-        let requests = fg.fgSummary().map { Int($0.requestsSent) } ?? latencies.count
-        let bytes = bg.bgChunks().reduce(0.0) { $0 + Double($1.bytes) }
-        return TrialFigures(fgLatenciesMs: latencies, fgRequests: max(requests, latencies.count), bgBytes: bytes, seconds: seconds)
+    /// A trial's app-perceived figures from the apps' logs as the analyzer decoded them (the `fg` and
+    /// `bg` apps' `AppLogCheck` and logged requests): FG latency per answered request (reply time less
+    /// send time), the number of requests sent (the FG summary's `requests_sent`, or the answered ones
+    /// when there is no summary), and the BG bytes acknowledged. Nil when either app has no readable log.
+    static func figures(_ analysis: TrialAnalysis, seconds: Double) -> TrialFigures? {
+        guard let fg = analysis.appLog("fg"), let bg = analysis.appLog("bg") else { return nil }
+        let latencies = analysis.loggedRequests(app: "fg").compactMap(\.latencyNanoseconds).map { Double($0) / 1e6 }
+        let requests = fg.loggedRequestsSent.map { Int($0) } ?? latencies.count
+        return TrialFigures(fgLatenciesMs: latencies, fgRequests: max(requests, latencies.count), bgBytes: Double(bg.loggedChunkBytes),
+                            seconds: seconds)
     }
 
     /// Per strategy: means over trials (95% intervals) of each trial's FG p50/p95/mean, answered share
@@ -143,7 +143,7 @@ public struct DriveExperiment: Experiment {
 
     static func summary(_ outcomes: [TrialOutcome], _ s: Strategy) -> StrategySummary? {
         let all = outcomes.filter { $0.plan.variant == s.rawValue }
-            .compactMap { Self.figures(directory: $0.directory, seconds: $0.plan.durationSeconds) }
+            .compactMap { o in o.analysis.flatMap { Self.figures($0, seconds: o.plan.durationSeconds) } }
         guard !all.isEmpty else { return nil }
         return StrategySummary(
             trials: all.count,

@@ -1,6 +1,7 @@
 import Analysis
 import Emulation
 import Foundation
+import ToyProtocol
 
 /// Goals 2 and 3 of the multi-app design note, as scaling runs. Every app is one process with an FG
 /// part (small requests) and a BG part (bulk chunks): the note's worst case, all apps using the network
@@ -37,7 +38,7 @@ public struct FairnessExperiment: Experiment {
         return t
     }()
 
-    static func variants(_ setup: Setup, apps n: Int) -> [AppVariant] {
+    static func variants(_ setup: Setup, apps n: Int) -> [ToyVariant] {
         switch setup {
         case .plain: return Array(repeating: .plain, count: n)
         case .intnw: return Array(repeating: .intnw, count: n)

@@ -178,17 +178,23 @@ public struct TroubleExperiment: Experiment {
         var problems: [String] = []
     }
 
-    /// IntNW's trouble-decision log (not an app log: written by the library, `trouble-*.jsonl`).
-    static func jsonLines(_ path: String) -> [[String: Any]] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap {
-            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
-        }
-    }
+    /// One line of IntNW's trouble-decision log (not an app log: written by the library,
+    /// `trouble-*.jsonl`, see `TroubleStatistics`); lines without these fields are left out.
+    struct DecisionLine: Decodable {
+        var realtimeNs: UInt64
+        var outcome: String
+        var kind: String?
 
-    static func uint(_ v: Any?) -> UInt64? {
-        if let n = v as? NSNumber { return n.uint64Value }
-        return nil
+        enum CodingKeys: String, CodingKey {
+            case realtimeNs = "realtime_ns", outcome, kind
+        }
+
+        /// The decodable lines of the log at `path` (none when it cannot be read).
+        static func read(_ path: String) -> [DecisionLine] {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+            let decoder = JSONDecoder()
+            return text.split(separator: "\n").compactMap { try? decoder.decode(DecisionLine.self, from: Data($0.utf8)) }
+        }
     }
 
     static func measure(_ outcome: TrialOutcome) -> Measurements {
@@ -200,26 +206,28 @@ public struct TroubleExperiment: Experiment {
             return m
         }
         m.runSeconds = outcome.plan.durationSeconds
-        // The FG app's log through the analyzer's typed reader (the app-log contract).
-        if let log = AppLog.read(path: "\(dir)/fg.jsonl") {
-            for r in log.fgRequests() {
-                m.requests.append(Request(sentAt: start.seconds(realtimeNs: r.sendNs), answeredAt: start.seconds(realtimeNs: r.receiveNs)))
+        // The FG app's requests as the analyzer read them from its log (the app-log contract).
+        let fg = outcome.plan.apps.first { $0.kind == .fgClient }?.name ?? "fg"
+        if let analysis = outcome.analysis {
+            if let log = analysis.appLog(fg) {
+                for r in analysis.loggedRequests(app: fg) {
+                    m.requests.append(Request(sentAt: start.seconds(realtimeNs: r.sendNanoseconds),
+                                              answeredAt: r.receiveNanoseconds.map { start.seconds(realtimeNs: $0) }))
+                }
+                if let n = log.skippedLines, n > 0 { m.problems.append("\(log.file): \(n) lines outside the app-log contract (\(log.firstSkippedLine ?? "?"))") }
             }
-            for r in log.fgUnanswered() {
-                m.requests.append(Request(sentAt: start.seconds(realtimeNs: r.sendNs), answeredAt: nil))
-            }
-            if log.skippedLines > 0 { m.problems.append("fg.jsonl: \(log.skippedLines) lines outside the app-log contract (\(log.firstProblem ?? "?"))") }
+        } else {
+            m.problems.append("no analysis of the trial (see its problems)")
         }
         m.requests.sort { $0.sentAt < $1.sentAt }
         let files = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.filter { $0.hasPrefix("trouble-") && $0.hasSuffix(".jsonl") } ?? []
         for f in files {
-            for j in jsonLines("\(dir)/\(f)") {
-                guard let t = uint(j["realtime_ns"]), let outcome = j["outcome"] as? String else { continue }
-                m.decisions.append(Decision(at: start.seconds(realtimeNs: t), outcome: outcome, kind: j["kind"] as? String ?? "?"))
+            for d in DecisionLine.read("\(dir)/\(f)") {
+                m.decisions.append(Decision(at: start.seconds(realtimeNs: d.realtimeNs), outcome: d.outcome, kind: d.kind ?? "?"))
             }
         }
         m.decisions.sort { $0.at < $1.at }
-        if m.requests.isEmpty { m.problems.append("no FG requests in fg.jsonl") }
+        if m.requests.isEmpty { m.problems.append("no FG requests in the \(fg) app's log") }
         guard variant.isFailure else { return m }
         let failAt = failAtSeconds
         m.detectSeconds = m.decisions.first { $0.outcome == "declared" && $0.kind == "wifi" && $0.at >= failAt }.map { $0.at - failAt }

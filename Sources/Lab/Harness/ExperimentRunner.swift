@@ -54,15 +54,9 @@ public struct ExperimentRecord: Codable, Sendable {
 
 /// Runs an experiment's trials into one run directory, analyses them together and writes the report.
 public struct ExperimentRunner: Sendable {
-    public var binDirectory: String
-    public var logger: Logger
-    public var interruption: Interruption
+    public var context: HarnessContext
 
-    public init(binDirectory: String, logger: Logger, interruption: Interruption) {
-        self.binDirectory = binDirectory
-        self.logger = logger
-        self.interruption = interruption
-    }
+    public init(_ context: HarnessContext) { self.context = context }
 
     public struct Result: Sendable {
         public var directory: String
@@ -86,11 +80,11 @@ public struct ExperimentRunner: Sendable {
         let progress = Progress(experiment: experiment.name, expectedSeconds: experiment.expectedSeconds(options))
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
 
-        let job = TrialJob(binDirectory: binDirectory, logger: logger, interruption: interruption)
+        let job = TrialJob(context)
         var directories: [String] = []
         if options.jobs <= 1 {
             for (i, spec) in specs.enumerated() {
-                if interruption.isTriggered { break }
+                if context.interruption.isTriggered { break }
                 progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(i + 1)/\(specs.count))")
                 let dir = try run.subdirectory("\(spec.plan.variant)/trial-\(spec.plan.trial)")
                 let record = try await job.run(spec, directory: dir, progress: progress)
@@ -117,17 +111,17 @@ public struct ExperimentRunner: Sendable {
                         for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
                     }
                 }
-                while next < order.count && running < options.jobs && !interruption.isTriggered { launch() }
+                while next < order.count && running < options.jobs && !context.interruption.isTriggered { launch() }
                 while running > 0 {
                     try await group.next()
                     running -= 1
-                    if next < order.count && !interruption.isTriggered { launch() }
+                    if next < order.count && !context.interruption.isTriggered { launch() }
                 }
             }
             directories = dirs
         }
         var result = try ExperimentMerger(progress: progress).merge(directories, into: run.path, plan: specs)
-        result.interrupted = result.interrupted || interruption.isTriggered
+        result.interrupted = result.interrupted || context.interruption.isTriggered
         return result
     }
 }

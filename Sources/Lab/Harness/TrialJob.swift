@@ -63,15 +63,9 @@ public struct TrialJobRecord: Codable, Sendable {
 /// Runs one trial spec into its own directory under a prefix it claims (`intnw-lab trial run`, and each
 /// trial of `intnw-lab experiment`).
 public struct TrialJob: Sendable {
-    public var binDirectory: String
-    public var logger: Logger
-    public var interruption: Interruption
+    public var context: HarnessContext
 
-    public init(binDirectory: String, logger: Logger, interruption: Interruption) {
-        self.binDirectory = binDirectory
-        self.logger = logger
-        self.interruption = interruption
-    }
+    public init(_ context: HarnessContext) { self.context = context }
 
     /// Makes `dir` ready for a trial: created if missing; a previous trial's results there are removed
     /// (rerunning a spec replaces that trial); any other non-empty directory is refused.
@@ -119,7 +113,7 @@ public struct TrialJob: Sendable {
         plan.prefix = claim.prefix
         progress.note("\(spec.id): prefix \(claim.prefix), directory \(dir)")
         do {
-            let outcome = try await TrialRunner(binDirectory: binDirectory, logger: logger, interruption: interruption)
+            let outcome = try await TrialRunner(context)
                 .run(plan, directory: dir, progress: progress)
             record.problems = outcome.problems
             record.tcpSysctls = outcome.tcpSysctls
@@ -128,7 +122,7 @@ public struct TrialJob: Sendable {
             record.status = outcome.interrupted ? .interrupted : outcome.problems.isEmpty ? .completed : .failed
         } catch {
             record.problems.append("\(error)")
-            record.status = interruption.isTriggered ? .interrupted : .failed
+            record.status = context.interruption.isTriggered ? .interrupted : .failed
         }
         record.finishedAt = Date()
         try record.write(directory: dir)

@@ -1,6 +1,7 @@
 import Analysis
 import Emulation
 import Foundation
+import ToyProtocol
 
 /// One toy app the harness launches in the client namespace (see `intnw-app --help`).
 public struct AppLaunch: Sendable, Codable, Equatable {
@@ -12,7 +13,7 @@ public struct AppLaunch: Sendable, Codable, Equatable {
     /// Name in results (`fg`, `bg`, `plain-3`, ...): unique within a trial.
     public var name: String
     public var kind: Kind
-    public var variant: AppVariant
+    public var variant: ToyVariant
     /// Carried in every toy message header; the analyzer attributes flows by it.
     public var appId: UInt32
     /// Seconds after the replay starts.
@@ -25,7 +26,7 @@ public struct AppLaunch: Sendable, Codable, Equatable {
     /// With `process`: share one multisocket among the apps of that process.
     public var shareMultisocket = false
 
-    public init(name: String, kind: Kind, variant: AppVariant, appId: UInt32, startDelaySeconds: Double = 0,
+    public init(name: String, kind: Kind, variant: ToyVariant, appId: UInt32, startDelaySeconds: Double = 0,
                 arguments: [String] = [], process: String? = nil, shareMultisocket: Bool = false) {
         self.name = name
         self.kind = kind
@@ -100,10 +101,6 @@ public struct TrialPlan: Sendable, Codable {
             durationSeconds = d
         }
     }
-
-    /// Server ports per variant; one server process per variant serves every app.
-    /// The server port of each variant: the apps' own default (`ToyVariant.defaultPort`).
-    public static func serverPort(_ v: AppVariant) -> UInt16 { v.defaultPort }
 }
 
 /// Where a user-given trace came from: the file, an FNV-1a 64 hash of its bytes, and the window.

@@ -3,17 +3,7 @@ import Capture
 import Emulation
 import Foundation
 import Logging
-import Synchronization
 import ToyProtocol
-
-/// Set when the user asks the run to stop (Ctrl-C): trials end early but still tear down and keep
-/// what they collected.
-public final class Interruption: Sendable {
-    private let flag = Atomic<Bool>(false)
-    public init() {}
-    public func trigger() { flag.store(true, ordering: .releasing) }
-    public var isTriggered: Bool { flag.load(ordering: .acquiring) }
-}
 
 /// What one trial left behind.
 public struct TrialOutcome: Sendable {
@@ -45,17 +35,11 @@ public struct TrialOutcome: Sendable {
 /// Whatever happens (an app failing, Ctrl-C, an error), everything started is stopped and the
 /// testbed removed before this returns or throws.
 public struct TrialRunner: Sendable {
-    public var binDirectory: String
-    public var logger: Logger
-    public var interruption: Interruption
+    public var context: HarnessContext
 
-    public init(binDirectory: String, logger: Logger, interruption: Interruption) {
-        self.binDirectory = binDirectory
-        self.logger = logger
-        self.interruption = interruption
-    }
+    public init(_ context: HarnessContext) { self.context = context }
 
-    var appBinary: String { "\(binDirectory)/intnw-app" }
+    var appBinary: String { "\(context.binDirectory)/intnw-app" }
 
     public func run(_ plan: TrialPlan, in run: RunDirectory, progress: Progress) async throws -> TrialOutcome {
         try await self.run(plan, directory: try run.subdirectory("\(plan.variant)/trial-\(plan.trial)"), progress: progress)
@@ -79,7 +63,7 @@ public struct TrialRunner: Sendable {
         config.tcp = plan.tcp
         config.mptcp = plan.mptcp
         progress.note("\(label): bringing the testbed up")
-        let bed = try await Testbed.up(config, logger: logger)
+        let bed = try await Testbed.up(config, logger: context.logger)
         let tcpRecord = bed.tcpRecord
         if let data = try? JSONSerialization.data(withJSONObject: tcpRecord, options: [.prettyPrinted, .sortedKeys]) {
             FileManager.default.createFile(atPath: "\(dir)/tcp.json", contents: data)
@@ -122,7 +106,7 @@ public struct TrialRunner: Sendable {
                 env[k] = v.replacingOccurrences(of: TrialPlan.trialDirectoryPlaceholder, with: dir)
             }
             for variant in Set(plan.apps.map(\.variant)).sorted(by: { $0.rawValue < $1.rawValue }) {
-                let port = TrialPlan.serverPort(variant)
+                let port = variant.defaultPort
                 servers.append(try ManagedProcess(
                     name: "server-\(variant.rawValue)", namespace: spec.serverNamespace,
                     argv: [appBinary, "server", "--variant", variant.rawValue, "--port", String(port)] + plan.serverArguments,
@@ -130,7 +114,7 @@ public struct TrialRunner: Sendable {
                     environment: env))
             }
             try await waitForListeners(ns: spec.serverNamespace, ports: servers.isEmpty ? [] :
-                                        Set(plan.apps.map { TrialPlan.serverPort($0.variant) }), servers: servers)
+                                        Set(plan.apps.map { $0.variant.defaultPort }), servers: servers)
 
             cpuAtStart = TrialFidelity.cpuTimes()
             bed.startReplay()
@@ -151,7 +135,7 @@ public struct TrialRunner: Sendable {
             var lastNote = -10.0
             while true {
                 let elapsed = Date().timeIntervalSince(started)
-                if interruption.isTriggered { problems.append("interrupted at \(Int(elapsed)) s"); break }
+                if context.interruption.isTriggered { problems.append("interrupted at \(Int(elapsed)) s"); break }
                 if apps.allSatisfy(\.hasEnded) { break }
                 if let failed = apps.first(where: { $0.hasEnded && !($0.exitStatus?.isSuccess ?? false) }) {
                     problems.append("\(failed.name) exited early (\(failed.exitStatus.map { "\($0)" } ?? failed.startError ?? "?")); see \(failed.name).err")
@@ -183,13 +167,18 @@ public struct TrialRunner: Sendable {
         progress.note("\(label): stopping and tearing down")
         await teardown()
 
-        let metadata = RunMetadata(captures: captures.map(\.1), apps: plan.apps.map {
-            RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
-                                 logFile: Self.logFile(for: $0))
-        })
-        try metadata.write(to: dir)
+        try Self.metadata(apps: plan.apps, captures: captures.map(\.1)).write(to: dir)
         return TrialOutcome(plan: plan, directory: dir, analysis: nil, problems: problems,
-                            interrupted: interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
+                            interrupted: context.interruption.isTriggered, tcpSysctls: tcpRecord, fidelity: fidelity)
+    }
+
+    /// The trial's `apps.json`: its captures, and each app with the log it writes (the analyzer reads
+    /// the apps' logs by it).
+    static func metadata(apps: [AppLaunch], captures: [RunMetadata.CaptureEntry]) -> RunMetadata {
+        RunMetadata(captures: captures, apps: apps.map {
+            RunMetadata.AppEntry(name: $0.name, role: $0.role, variant: $0.variant, appId: $0.appId,
+                                 logFile: AppLogName.file(process: $0.process, app: $0.name))
+        })
     }
 
     /// Groups apps into processes (apps sharing a `process` name run together).
@@ -204,19 +193,16 @@ public struct TrialRunner: Sendable {
         return order.map { ($0, groups[$0]!) }
     }
 
-    /// The log file an app writes (apps sharing a process share its log).
-    static func logFile(for app: AppLaunch) -> String { AppLogName.file(process: app.process, app: app.name) }
-
     /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
     static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
         precondition(!group.isEmpty)
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
-            ["--variant", a.variant.rawValue, "--server", server, "--port", String(TrialPlan.serverPort(a.variant)),
+            ["--variant", a.variant.rawValue, "--server", server, "--port", String(a.variant.defaultPort),
              "--app-id", String(a.appId), "--start-delay", String(startDelay),
              "--duration", String(max(0.1, durationSeconds - startDelay)),
-             "--log", "\(dir)/\(logFile(for: a))"]
+             "--log", "\(dir)/\(AppLogName.file(process: a.process, app: a.name))"]
         }
         if group.count == 1 {
             return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
