@@ -7,16 +7,17 @@ import Testing
 /// --trials 1`: testbed, apps, captures, analysis, report, and the regression check against the
 /// committed baseline) is also the reference the jobs run is compared with. (These were two suites,
 /// `ExperimentNetnsTests` and `ClusterNetnsTests`, that ran the same 4-trial experiment twice more:
-/// 14 trials in about 6.5 minutes; now 10.)
+/// 14 trials in about 6.5 minutes; now 11, two of them at once, in about 4.)
 ///
 /// - In process: `regress` passes against the baseline; the run directory holds everything a reader needs.
 /// - As jobs: the same plan through the real GNU `parallel` (`-j 1`) and `analyze --merge` has the same
 ///   trials, apps, variants and app metric fields and judges the same subjects; re-merging the in-process
 ///   run's trial directories reproduces it exactly.
-/// - A missing trial fails the merge and is named; rerunning its spec fills it in. The rerun is two jobs
-///   of that one spec started together (distinct prefixes, nothing left behind) with the BG policy forced
-///   to `permissive`: a broken scheduler, so the filled-in run is also the regression check's negative
-///   control (exit 3 on the one-multisocket FG row, nothing else regressed, nothing missing).
+/// - Two jobs of one spec started together run under distinct claimed prefixes and leave nothing behind.
+/// - A missing trial fails the merge and is named; rerunning its spec fills it in. The rerun has the BG
+///   policy forced to `permissive`: a broken scheduler, so the filled-in run is also the regression
+///   check's negative control (exit 3 on the one-multisocket FG row, nothing else regressed, nothing
+///   missing).
 @Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct ExperimentNetnsTests {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -111,7 +112,7 @@ struct ExperimentNetnsTests {
 
     static func prefix(_ dir: String) throws -> String { try TrialJobRecord.load(directory: dir).prefix ?? "" }
 
-    @Test("quick multiapp: regress passes in process; the plan through GNU parallel merges like it; a missing trial is named; its spec rerun twice at once with a broken scheduler fills it and fails the regression check on the right metric")
+    @Test("quick multiapp: regress passes in process; the plan through GNU parallel merges like it; two jobs of one spec at once; a missing trial is named; its spec rerun with a broken scheduler fills it and fails the regression check on the right metric")
     func quickMultiappRegressAndJobs() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.lab), "build intnw-lab first (make test does)")
         let parallel = try #require(Self.parallel, "GNU parallel is not installed: make setup")
@@ -212,22 +213,38 @@ struct ExperimentNetnsTests {
         #expect(!vGap.held && vGap.lines.contains { $0.hasPrefix("left out \(gapName): missing") }, "\(vGap.lines)")
         #expect(try (Self.json("\(root)/M2/results.json")["trials"] as? [Any])?.count == specs.count - 1)
 
-        // MARK: Two jobs of one spec at the same moment, with a broken scheduler: the rerun that fills
-        // the gap, and a second copy. INTNW_BG_POLICY=permissive reaches the apps (as `regress --bg-policy`
-        // sets it) without changing the spec.
-        let spec = "\(root)/P/\(gapName).json"
-        let broken = ["INTNW_BG_POLICY": "permissive"]
-        let p1 = try Self.start([Self.lab, "trial", "run", spec, "--out", "\(root)/R/\(gapName)"], log: "\(root)/j1.log", environment: broken)
-        let p2 = try Self.start([Self.lab, "trial", "run", spec, "--out", "\(root)/X/\(gapName)"], log: "\(root)/j2.log", environment: broken)
+        // MARK: Two jobs of one spec at the same moment (the lightest, fg-alone: one app). What this
+        // checks is the prefix claim and the cleanup, not the measurement: two trials at once on this
+        // loaded 2-core machine can push the emulator past its fidelity bound (5.7 ms p99 measured), and
+        // such a trial still ran to its end, so a job may end "failed" for that reason alone.
+        let twin = "\(root)/P/fg-alone.trial-1.json"
+        let p1 = try Self.start([Self.lab, "trial", "run", twin, "--out", "\(root)/X1/fg-alone.trial-1"], log: "\(root)/j1.log")
+        let p2 = try Self.start([Self.lab, "trial", "run", twin, "--out", "\(root)/X2/fg-alone.trial-1"], log: "\(root)/j2.log")
         p1.waitUntilExit()
         p2.waitUntilExit()
-        let logs = ["j1", "j2"].map { Self.output("\(root)/\($0).log") }.map { $0.stdout + $0.stderr }
-        #expect(p1.terminationStatus == 0 && p2.terminationStatus == 0, "both jobs must succeed:\n\(logs[0].suffix(1500))\n---\n\(logs[1].suffix(1500))")
-        let pair = ["\(root)/R/\(gapName)", "\(root)/X/\(gapName)"]
+        let pair = ["\(root)/X1/fg-alone.trial-1", "\(root)/X2/fg-alone.trial-1"]
+        for (k, (p, dir)) in zip([p1, p2], pair).enumerated() {
+            let log = Self.output("\(root)/j\(k + 1).log")
+            let r = try TrialJobRecord.load(directory: dir)
+            let fidelityOnly = r.status == .failed && r.fidelity?.valid == false && !r.problems.isEmpty
+                && r.problems.allSatisfy { $0.hasPrefix("invalid: the emulation fell behind") }
+            #expect((p.terminationStatus == 0 && r.status == .completed) || (p.terminationStatus != 0 && fidelityOnly),
+                    "job \(k + 1) must run to its end: exit \(p.terminationStatus), \(r.status), \(r.problems)\n\((log.stdout + log.stderr).suffix(1500))")
+        }
         let prefixes = try pair.map { try Self.prefix($0) }
         #expect(prefixes[0] != prefixes[1] && prefixes.allSatisfy { $0.hasPrefix("tclp") }, "prefixes \(prefixes)")
         #expect(try Self.overlapping(pair).count == 1, "the two jobs of one spec did not run at the same time")
         #expect(Self.leftovers("tclp").isEmpty && Self.leftovers("tmulti").isEmpty, "left behind: \(Self.leftovers("tclp") + Self.leftovers("tmulti"))")
+
+        // MARK: Rerunning the missing trial's spec fills the gap, with a broken scheduler:
+        // INTNW_BG_POLICY=permissive reaches the apps (as `regress --bg-policy` sets it) without changing
+        // the spec. Alone, so its measurement counts (it must pass the fidelity bound).
+        let spec = "\(root)/P/\(gapName).json"
+        let refill = try Self.run([Self.lab, "trial", "run", spec, "--out", "\(root)/R/\(gapName)"], log: "\(root)/refill.log",
+                                  environment: ["INTNW_BG_POLICY": "permissive"])
+        #expect(refill.status == 0, "the rerun must succeed:\n\((refill.stdout + refill.stderr).suffix(1500))")
+        #expect(try Self.prefix("\(root)/R/\(gapName)").hasPrefix("tclp"))
+        #expect(Self.leftovers("tclp").isEmpty, "left behind: \(Self.leftovers("tclp"))")
 
         let full = try Self.run([Self.lab, "analyze", "--merge", "\(root)/R", "--out", "\(root)/M3"], log: "\(root)/full.log")
         #expect(full.status == 0, "\(full.stdout)\(full.stderr)")
