@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.0"),
+        // X25519 + HKDF + HMAC for IntNW's authenticated attach (docs/wire-protocol.md).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C glue Swift cannot import directly: setns, TUN ioctls, full struct tcp_info, SIOCOUTQ.
@@ -54,6 +56,7 @@ let package = Package(
             dependencies: [
                 "IntNWWire", "LinuxSupport", "CShims", "CMnl",
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -124,6 +127,7 @@ let package = Package(
                 "Lab", "SyntheticTraffic", "Emulation", "Analysis", "Capture", "IntNW", "LinuxSupport", "CShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swift6),
 
@@ -139,7 +143,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["IntNW", "DeterministicRandom"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
 
-        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .testTarget(name: "EmulationTests", dependencies: ["Emulation", "CShims", "LinuxSupport", .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "IntNWTests", dependencies: ["IntNW", "LinuxSupport", "TestSupport", "intnw-sched-probe", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"], swiftSettings: swiftSettings),
         .testTarget(name: "AnalysisTests", dependencies: ["DeterministicRandom", "SyntheticTraffic", "Analysis", "Capture", "IntNW", "ToyProtocol"], swiftSettings: swiftSettings),

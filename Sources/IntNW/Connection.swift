@@ -77,6 +77,9 @@ struct OutBuffer {
 final class Connection {
     enum State: Equatable {
         case connecting
+        /// Client: connected, waiting for another connection's key share to finish (SessionAuth.swift).
+        case awaitingKey
+        /// HELLO (and AUTH) sent; the attach is not complete yet.
         case awaitingHello
         case established
         case closed
@@ -88,6 +91,8 @@ final class Connection {
     /// The client network this connection is bound to.
     var network: LocalNetwork
     var decoder = FrameDecoder()
+    /// The attach handshake's state (SessionAuth.swift).
+    var auth = ConnectionAuth()
     var out: OutBuffer
     /// Control frames waiting for room in `out` (HELLO, RESEND_REQUEST, PONG, GOODBYE ...).
     var control: [Frame] = []
@@ -108,6 +113,13 @@ final class Connection {
         self.out = OutBuffer(capacity: outCapacity)
         self.openedNs = nowNs
     }
+
+    /// Replies the peer has not taken yet: beyond these, the connection is not read until they
+    /// drain (a peer that sends PINGs or DATA_CHECKs and never reads the answers stalls itself,
+    /// not the server's memory).
+    static let maxControlBacklog = 256
+    static let maxAckBacklog = 8192
+    var backlogged: Bool { control.count >= Connection.maxControlBacklog || pendingAcks.count >= Connection.maxAckBacklog }
 
     /// Moves queued control frames into the send buffer as far as they fit.
     func drainControl() {

@@ -25,6 +25,9 @@ public enum IntNWError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// The listener stopped.
     case listenerClosed
+    /// The server no longer knows this session (it restarted, or expired it after an outage
+    /// longer than its idle timeout): unacknowledged messages were not delivered.
+    case sessionLost(String)
 
     public var description: String {
         switch self {
@@ -39,6 +42,7 @@ public enum IntNWError: Error, Equatable, Sendable, CustomStringConvertible {
         case .protocolViolation(let s): "peer violated the IntNW protocol: \(s)"
         case .invalidArgument(let s): "invalid argument: \(s)"
         case .listenerClosed: "the listener is closed"
+        case .sessionLost(let s): "session lost: \(s)"
         }
     }
 

@@ -31,18 +31,81 @@ public struct ReceivedIROB: Sendable, Equatable {
     public var bytes: [UInt8]
 }
 
+/// One bit per byte of an IROB: which bytes have arrived.
+struct ByteBitmap: Sendable {
+    private var words: [UInt64]
+    let length: UInt32
+    /// Bytes marked.
+    private(set) var count = 0
+
+    init(length: UInt32) {
+        self.length = length
+        words = [UInt64](repeating: 0, count: (Int(length) + 63) / 64)
+    }
+
+    var isComplete: Bool { count == Int(length) }
+
+    /// Marks `r` (within 0..<length); returns how many bytes were not marked before.
+    @discardableResult
+    mutating func insert(_ r: Range<UInt32>) -> Int {
+        var lo = Int(r.lowerBound)
+        let hi = min(Int(r.upperBound), Int(length))
+        var added = 0
+        words.withUnsafeMutableBufferPointer { w in
+            while lo < hi {
+                let bit = lo & 63
+                let n = min(64 - bit, hi - lo)
+                let mask: UInt64 = n == 64 ? ~0 : ((1 << UInt64(n)) &- 1) << UInt64(bit)
+                let old = w[lo >> 6]
+                w[lo >> 6] = old | mask
+                added += (mask & ~old).nonzeroBitCount
+                lo += n
+            }
+        }
+        count += added
+        return added
+    }
+
+    func contains(_ i: Int) -> Bool { words[i >> 6] & (1 << UInt64(i & 63)) != 0 }
+
+    /// The first `limit` unmarked ranges of 0..<length, in order.
+    func gaps(limit: Int) -> [Range<UInt32>] {
+        var out: [Range<UInt32>] = []
+        var i = 0
+        let n = Int(length)
+        while i < n && out.count < limit {
+            // Skip whole marked words quickly.
+            if i & 63 == 0 && i + 64 <= n && words[i >> 6] == ~0 { i += 64; continue }
+            if contains(i) { i += 1; continue }
+            let start = i
+            while i < n && !contains(i) {
+                if i & 63 == 0 && i + 64 <= n && words[i >> 6] == 0 { i += 64 } else { i += 1 }
+            }
+            out.append(UInt32(start)..<UInt32(i))
+        }
+        return out
+    }
+}
+
 struct IROBReceiver {
+    /// Most RESEND_REQUESTs one DATA_CHECK entry produces (the first holes; a later check asks again).
+    static let maxGapsPerCheck = 16
+
     /// A class so reassembly writes into the buffer in place (no copy-on-write through the dictionary).
     final class Incoming {
         let begin: BeginIROB
         var buffer: [UInt8]
-        var received = ByteRanges()
+        /// Which bytes arrived: one bit per byte, so each DATA frame costs time linear in its own
+        /// size whatever the arrival order (a sorted range list made descending one-byte
+        /// offsets quadratic, on the loop thread every session shares).
+        var received: ByteBitmap
         var complete = false
         /// Monotonic ns when the last byte arrived (ACK hold time starts here).
         var completedAtNs: UInt64 = 0
         init(begin: BeginIROB, buffer: [UInt8]) {
             self.begin = begin
             self.buffer = buffer
+            self.received = ByteBitmap(length: begin.length)
         }
     }
 
@@ -88,6 +151,14 @@ struct IROBReceiver {
 
     private func cost(_ length: UInt32) -> Int { Int(length) + limits.perIROBOverheadBytes }
 
+    /// What an incomplete IROB holds besides its bytes: the arrival bitmap and the dependency
+    /// list (both charged to the receive buffer until release, so neither is free memory).
+    private static func bookkeeping(_ b: BeginIROB) -> Int {
+        var n = (Int(b.length) + 63) / 64 * 8
+        if case .explicit(let d) = b.dependencies { n += 8 * d.count }
+        return n
+    }
+
     private func checkWindow(_ id: UInt64) throws {
         if id >= releaseFloor &+ limits.idWindow {
             throw ProtocolError(.unexpected("IROB id \(id) is more than \(limits.idWindow) above the lowest unreleased id \(releaseFloor)"))
@@ -104,7 +175,7 @@ struct IROBReceiver {
             return existing.complete ? .reAck(b.id) : .none
         }
         try checkWindow(id)
-        let c = cost(b.length)
+        let c = cost(b.length) + Self.bookkeeping(b)
         if bufferedBytes + c > limits.hardLimitBytes {
             throw ProtocolError(.receiveBufferExceeded(limitBytes: limits.hardLimitBytes))
         }
@@ -141,7 +212,7 @@ struct IROBReceiver {
             (dst.baseAddress! + Int(offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
         }
         irob.received.insert(offset..<UInt32(end))
-        if irob.received.first == 0..<length {
+        if irob.received.isComplete {
             irob.complete = true
             irob.completedAtNs = nowNs
             pendingAcks.append((id, nowNs))
@@ -171,7 +242,9 @@ struct IROBReceiver {
             if isReleased(key) { ack.append(id); continue }
             if let irob = incoming[key] {
                 if irob.complete { ack.append(id); continue }
-                for g in irob.received.gaps(upTo: irob.begin.length) {
+                // At most `maxGapsPerCheck` requests per IROB: a DATA_CHECK must not make the
+                // answer (and this side's control queue) larger than the IROB's fragmentation.
+                for g in irob.received.gaps(limit: IROBReceiver.maxGapsPerCheck) {
                     resend.append(ResendRequest(id: id, needsBegin: false, offset: g.lowerBound, length: UInt32(g.count)))
                 }
             } else if key < releaseFloor &+ limits.idWindow {
@@ -205,6 +278,7 @@ struct IROBReceiver {
             incoming[id] = nil
             released.append(ReceivedIROB(id: irob.begin.id, labels: irob.begin.labels, bytes: irob.buffer))
             releasedUnconsumedBytes += cost(irob.begin.length)
+            bufferedBytes -= Self.bookkeeping(irob.begin)
             if let w = waiters.removeValue(forKey: id) { work.append(contentsOf: w) }
             if id == releaseFloor {
                 releaseFloor += 1

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import CShims
+import Crypto
 import LinuxSupport
 import Logging
 
@@ -15,6 +16,11 @@ final class ListenerCore: IOHandler {
         /// Unique per accepted connection: fd numbers are reused, so a timeout armed for an
         /// earlier connection must not close a later one that got the same fd.
         var serial: UInt64 = 0
+        /// The client's HELLO, once read; its AUTH comes next.
+        var hello: Hello?
+        /// A join in progress: the session it names and the client proof that completes it.
+        var joining: Session?
+        var expectedProof: (clientNonce: [UInt8], serverNonce: [UInt8])?
     }
 
     let loop: IOLoop
@@ -28,7 +34,10 @@ final class ListenerCore: IOHandler {
     private var acceptWaiters: [CheckedContinuation<Session, Error>] = []
     private var closed = false
     private var acceptSerial: UInt64 = 0
-    /// A HELLO is about 60 bytes: a pre-HELLO connection never buffers more than this.
+    /// Key shares answered with a key agreement (X25519), for tests: refusals must not cost one.
+    private(set) var keyAgreements = 0
+    /// A HELLO is about 60 bytes, an AUTH at most 54: a connection that has not finished its
+    /// attach never buffers more than one such frame plus one read.
     static let helloFrameLimit = 128
 
     init(loop: IOLoop, endpoint: IPv4Endpoint, options: ListenerOptions) throws {
@@ -69,7 +78,7 @@ final class ListenerCore: IOHandler {
             let deadline = nowNs + UInt64(options.helloTimeoutSeconds * 1e9)
             loop.schedule(atNs: deadline) { [weak self] in
                 guard let self, self.pending[fd]?.serial == serial else { return }
-                self.dropPending(fd, reason: "no HELLO within \(self.options.helloTimeoutSeconds) s")
+                self.dropPending(fd, reason: "attach not completed within \(self.options.helloTimeoutSeconds) s")
             }
         }
     }
@@ -86,51 +95,184 @@ final class ListenerCore: IOHandler {
         var buf = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         let n: Int
         switch Syscall.retrying({ withUnsafeMutableBytes(of: &buf) { Glibc.recv(fd, $0.baseAddress, $0.count, 0) } }) {
-        case .success(0): return dropPending(fd, reason: "closed before HELLO")
+        case .success(0): return dropPending(fd, reason: "closed before its attach")
         case .success(let got): n = got
         case .failure(let e): return e.isWouldBlock ? () : dropPending(fd, reason: "recv: \(e)")
         }
         withUnsafeBytes(of: &buf) { p.decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        let frame: Frame?
-        do {
-            frame = try p.decoder.next()
-        } catch {
-            return dropPending(fd, reason: "\(error)")
+        while true {
+            let frame: Frame?
+            do {
+                frame = try p.decoder.next()
+            } catch {
+                return dropPending(fd, reason: "\(error)")
+            }
+            guard let frame else {
+                pending[fd] = p
+                return
+            }
+            guard let hello = p.hello else {
+                guard case .hello(let h) = frame, h.role == .client else {
+                    return dropPending(fd, reason: "first frame is not a client HELLO")
+                }
+                guard h.version >= Wire.minimumVersion else {
+                    return dropPending(fd, reason: "\(ProtocolError(.unsupportedVersion(h.version)))")
+                }
+                p.hello = h
+                continue
+            }
+            guard case .auth(let auth) = frame else {
+                return dropPending(fd, reason: "expected AUTH after HELLO, got frame type 0x\(String(frame.typeCode, radix: 16))")
+            }
+            if let expected = p.expectedProof, let session = p.joining {
+                // A join: the client's proof that it holds the session key.
+                guard case .proof(let proof) = auth, let key = session.authKey, session.phase != .closed,
+                      AttachAuth.verify(proof, key: key, role: .client, session: hello.session, networkID: hello.networkID,
+                                        clientNonce: expected.clientNonce, serverNonce: expected.serverNonce) else {
+                    log.warning("refused a join without a valid proof of the session key", metadata: ["peer": "\(p.peer)", "session": "\(hello.session)"])
+                    return dropPending(fd, reason: "bad join proof")
+                }
+                return handOver(fd, p, to: session, reply: [], nowNs: nowNs)
+            }
+            switch auth {
+            case .keyShare(let clientPublic, let clientNonce):
+                if sessions[hello.session] != nil {
+                    // Only the holder of the session key may attach to an existing session.
+                    log.warning("refused a key share for an existing session (hijack attempt?)", metadata: ["peer": "\(p.peer)", "session": "\(hello.session)"])
+                    return dropPending(fd, reason: "key share for an existing session")
+                }
+                // Room first: a key share that would be refused costs no key agreement, so a
+                // peer at its bound cannot make the server burn CPU on X25519 for nothing.
+                if let why = roomRefusal(peer: p.peer) {
+                    log.warning("refused a new session: \(why)")
+                    return dropPending(fd, reason: "no room for another session")
+                }
+                keyAgreements += 1
+                let mine = AttachAuth.newKeyPair()
+                let serverPublic = Array(mine.publicKey.rawRepresentation)
+                let serverNonce = AttachAuth.nonce()
+                guard let key = AttachAuth.sessionKey(privateKey: mine, peerPublicKey: clientPublic, session: hello.session,
+                                                      clientPublicKey: clientPublic, serverPublicKey: serverPublic,
+                                                      clientNonce: clientNonce, serverNonce: serverNonce) else {
+                    return dropPending(fd, reason: "unusable key share")
+                }
+                guard !closed, let session = newSession(hello.session, peer: p.peer, nowNs: nowNs) else {
+                    return dropPending(fd, reason: "no room for another session")
+                }
+                session.authKey = key
+                return handOver(fd, p, to: session, reply: [.hello(serverHello(hello)),
+                                                            .auth(.keyShare(publicKey: serverPublic, nonce: serverNonce))], nowNs: nowNs)
+            case .join(let clientNonce):
+                guard let session = sessions[hello.session], let key = session.authKey, session.phase != .closed else {
+                    // A restarted server, or one that expired the session: say so, so the client
+                    // reports what may be lost instead of silently starting afresh.
+                    sendRaw(fd, [.hello(serverHello(hello)), .auth(.unknownSession)])
+                    return dropPending(fd, reason: "join for an unknown session")
+                }
+                let serverNonce = AttachAuth.nonce()
+                let proof = AttachAuth.proof(key: key, role: .server, session: hello.session, networkID: hello.networkID,
+                                             clientNonce: clientNonce, serverNonce: serverNonce)
+                guard sendRaw(fd, [.hello(serverHello(hello)), .auth(.challenge(nonce: serverNonce, proof: proof))]) else {
+                    return dropPending(fd, reason: "could not send the challenge")
+                }
+                p.joining = session
+                p.expectedProof = (clientNonce, serverNonce)
+            default:
+                return dropPending(fd, reason: "unexpected AUTH from a client")
+            }
         }
-        guard let frame else {
-            pending[fd] = p
-            return
-        }
-        guard case .hello(let hello) = frame, hello.role == .client else {
-            return dropPending(fd, reason: "first frame is not a client HELLO")
-        }
+    }
+
+    private func serverHello(_ h: Hello) -> Hello {
+        Hello(role: .server, session: h.session, networkID: h.networkID, networkKind: h.networkKind, interfaceName: h.interfaceName)
+    }
+
+    /// Writes a few small frames to a connection that is not attached yet (they fit any socket
+    /// buffer); false if the socket did not take them whole.
+    @discardableResult
+    private func sendRaw(_ fd: Int32, _ frames: [Frame]) -> Bool {
+        let bytes = frames.flatMap { $0.encoded() }
+        let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        return n == bytes.count
+    }
+
+    /// The attach is authenticated: the connection joins `session`.
+    private func handOver(_ fd: Int32, _ p: Pending, to session: Session, reply: [Frame], nowNs: UInt64) {
+        var p = p
         let leftover = p.decoder.takeBuffered()
         pending[fd] = nil
         loop.unregister(fd: fd)
-        guard !closed else {
+        guard !closed, let hello = p.hello else {
             Glibc.close(fd)
             return
         }
-        let session: Session
-        if let s = sessions[hello.session] {
-            session = s
-        } else if sessions.count >= options.maxSessions {
+        if session.conns.count >= options.maxConnectionsPerSession && session.conns.byNetwork[hello.networkID] == nil {
             Glibc.close(fd)
-            log.warning("refused a new session: \(options.maxSessions) sessions already")
+            log.warning("refused a connection: the session already has \(options.maxConnectionsPerSession) connections", metadata: ["session": "\(hello.session)"])
             return
-        } else {
-            session = Session(loop: loop, role: .server, sessionID: hello.session, options: options.session, server: nil,
-                              idleTimeoutSeconds: options.sessionIdleTimeoutSeconds)
-            session.listener = self
-            sessions[hello.session] = session
-            if let w = acceptWaiters.first {
-                acceptWaiters.removeFirst()
-                loop.deferAfterUnlock { w.resume(returning: session) }
-            } else {
-                acceptQueue.append(session)
+        }
+        session.attach(fd: fd, hello: hello, leftover: leftover, reply: reply, nowNs: nowNs)
+    }
+
+    /// Why a new session from `peer` would be refused now (nil: there is room, or a session can
+    /// be evicted to make it). Checked before any key agreement.
+    private func roomRefusal(peer: IPv4Endpoint) -> String? {
+        if closed { return "the listener is closed" }
+        let fromPeer = sessions.values.filter { $0.peerAddress == peer.address && $0.phase != .closed }
+        if fromPeer.count >= options.maxSessionsPerPeer && Self.evictionCandidate(fromPeer) == nil {
+            return "\(options.maxSessionsPerPeer) sessions from \(IPv4Endpoint.format(peer.address)) already, all in use"
+        }
+        if sessions.count >= options.maxSessions && Self.evictionCandidate(Array(sessions.values)) == nil {
+            return "\(options.maxSessions) sessions already, all in use"
+        }
+        return nil
+    }
+
+    /// A new server session for `id` from `peer`, within the per-peer and global bounds: when
+    /// one is reached, the peer's (or anyone's) session that has been without a connection the
+    /// longest, else the oldest that never began an IROB, makes room; otherwise nil.
+    private func newSession(_ id: SessionID, peer: IPv4Endpoint, nowNs: UInt64) -> Session? {
+        let fromPeer = sessions.values.filter { $0.peerAddress == peer.address && $0.phase != .closed }
+        if fromPeer.count >= options.maxSessionsPerPeer {
+            guard let victim = Self.evictionCandidate(fromPeer) else {
+                log.warning("refused a new session: \(options.maxSessionsPerPeer) sessions from \(IPv4Endpoint.format(peer.address)) already")
+                return nil
             }
+            evict(victim, why: "\(options.maxSessionsPerPeer) sessions from one peer address")
         }
-        session.attach(fd: fd, hello: hello, leftover: leftover, nowNs: nowNs)
+        if sessions.count >= options.maxSessions {
+            guard let victim = Self.evictionCandidate(Array(sessions.values)) else {
+                log.warning("refused a new session: \(options.maxSessions) sessions already")
+                return nil
+            }
+            evict(victim, why: "\(options.maxSessions) sessions")
+        }
+        let session = Session(loop: loop, role: .server, sessionID: id, options: options.session, server: nil,
+                              idleTimeoutSeconds: options.sessionIdleTimeoutSeconds)
+        session.listener = self
+        session.peerAddress = peer.address
+        sessions[id] = session
+        if let w = acceptWaiters.first {
+            acceptWaiters.removeFirst()
+            loop.deferAfterUnlock { w.resume(returning: session) }
+        } else {
+            acceptQueue.append(session)
+        }
+        return session
+    }
+
+    /// Detached sessions first (longest without a connection), then sessions that never began
+    /// an IROB (oldest first). A session carrying traffic is never evicted.
+    static func evictionCandidate(_ candidates: [Session]) -> Session? {
+        let detached = candidates.filter { $0.conns.isEmpty && $0.phase != .closed }
+        if let s = detached.min(by: { ($0.idleSinceNs ?? 0) < ($1.idleSinceNs ?? 0) }) { return s }
+        return candidates.filter { !$0.sawIROB && $0.phase != .closed }.min(by: { $0.createdNs < $1.createdNs })
+    }
+
+    private func evict(_ s: Session, why: String) {
+        log.info("evicted a session to make room", metadata: ["session": "\(s.sessionID)", "reason": "\(why)"])
+        s.fail(.closed, nowNs: cshims_monotonic_ns())
+        if sessions[s.sessionID] === s { sessions[s.sessionID] = nil }
     }
 
     func addAcceptWaiter(_ c: CheckedContinuation<Session, Error>) {

@@ -307,4 +307,11 @@ public final class MultiSocketListener: @unchecked Sendable {
     public var pendingConnectionCount: Int { core.loop.withLock { core.pending.count } }
     /// Live sessions.
     public var sessionCount: Int { core.loop.withLock { core.sessions.count } }
+    /// Live sessions created from client address `address` (tests of the per-address bound).
+    func sessionCount(from address: String) -> Int {
+        guard let a = IPv4Endpoint.parse(address) else { return 0 }
+        return core.loop.withLock { core.sessions.values.filter { $0.peerAddress == a && $0.phase != .closed }.count }
+    }
+    /// Key agreements (X25519) the listener has done (tests: a refused attach must not cost one).
+    var keyAgreements: Int { core.loop.withLock { core.keyAgreements } }
 }

@@ -98,7 +98,7 @@ public struct MultiSocketOptions: Sendable {
     public var maintenanceIntervalMilliseconds: Int
     public var chooser: any NetworkChooser
     /// When background data may use a network (default: the policy `INTNW_BG_POLICY` names, else
-    /// anticipatory; see `BackgroundPolicyName` and docs/scheduling.md).
+    /// delay-target; see `BackgroundPolicies.fallback` and docs/scheduling.md).
     public var backgroundPolicy: any BackgroundPolicy
     /// Where client multisockets share foreground state with other processes (multi-app
     /// enforcement); default: the per-user, per-network-namespace segment.
@@ -158,16 +158,26 @@ public struct ListenerOptions: Sendable {
     public var maxPendingConnections: Int
     /// A session with no connection for this many seconds is closed.
     public var sessionIdleTimeoutSeconds: Double
-    /// At most this many sessions (accepted or waiting in the accept queue); connections that
-    /// would start another one are refused.
+    /// At most this many sessions (accepted or waiting in the accept queue). At the bound a
+    /// session without connections (longest first), else one that never began an IROB (oldest
+    /// first), is closed to make room; if there is none, the new session is refused.
     public var maxSessions: Int
+    /// At most this many sessions created from one client IPv4 address (same eviction rule), so
+    /// one address cannot take the whole table with throwaway HELLOs.
+    public var maxSessionsPerPeer: Int
+    /// At most this many connections attached to one session (one per client network; a
+    /// connection for a network the session already has replaces it).
+    public var maxConnectionsPerSession: Int
 
     public init(session: MultiSocketOptions = MultiSocketOptions(), helloTimeoutSeconds: Double = 5,
-                maxPendingConnections: Int = 1024, sessionIdleTimeoutSeconds: Double = 120, maxSessions: Int = 1024) {
+                maxPendingConnections: Int = 1024, sessionIdleTimeoutSeconds: Double = 120, maxSessions: Int = 1024,
+                maxSessionsPerPeer: Int = 64, maxConnectionsPerSession: Int = 8) {
         self.session = session
         self.helloTimeoutSeconds = helloTimeoutSeconds
         self.maxPendingConnections = maxPendingConnections
         self.sessionIdleTimeoutSeconds = sessionIdleTimeoutSeconds
         self.maxSessions = maxSessions
+        self.maxSessionsPerPeer = maxSessionsPerPeer
+        self.maxConnectionsPerSession = maxConnectionsPerSession
     }
 }

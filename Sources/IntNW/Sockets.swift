@@ -59,16 +59,16 @@ enum Sockets {
         // An interrupted connect goes on in the background, like one in progress.
         if ep.withSockaddr({ Glibc.connect(fd, $0, $1) }) == 0 { return true }
         let e = Errno.last
-        if e == .nowInProgress || e == .interrupted { return false }
+        if e.isConnectInProgress { return false }
         throw IntNWError.system(call: "connect(\(ep))", errno: e)
     }
 
-    /// The result of a nonblocking connect once the socket is writable (0 = connected).
-    static func pendingError(_ fd: Int32) -> Int32 {
+    /// The result of a nonblocking connect once the socket is writable (nil = connected).
+    static func pendingError(_ fd: Int32) -> Errno? {
         var e: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 { return Errno.last.rawValue }
-        return e
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 { return .last }
+        return e == 0 ? nil : Errno(rawValue: e)
     }
 
     static func listen(on ep: IPv4Endpoint, backlog: Int32 = 512) throws -> Int32 {

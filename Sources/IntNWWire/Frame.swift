@@ -5,10 +5,18 @@
 
 /// Protocol constants and limits. Everything the decoder accepts is bounded by these.
 public enum Wire {
-    /// Current protocol version, sent in HELLO.
-    public static let version: UInt16 = 1
-    /// Lowest version this implementation can talk to.
-    public static let minimumVersion: UInt16 = 1
+    /// Current protocol version, sent in HELLO. Version 2 added AUTH (authenticated attach).
+    public static let version: UInt16 = 2
+    /// Lowest version this implementation can talk to: version 1 had no authenticated attach, so
+    /// anyone who knew a session id could join it; it is refused.
+    public static let minimumVersion: UInt16 = 2
+    /// Oldest HELLO layout the decoder parses (the analyzer reads version 1 captures); the
+    /// runtime refuses anything below `minimumVersion` itself.
+    public static let oldestDecodableVersion: UInt16 = 1
+    /// AUTH field sizes: X25519 public key, nonce, HMAC-SHA256 proof.
+    public static let authKeyLength = 32
+    public static let authNonceLength = 16
+    public static let authProofLength = 32
     /// "INW!" — first four bytes of a HELLO body, so a stray connection is recognised at once.
     public static let helloMagic: UInt32 = 0x494E_5721
     /// Size of the length prefix plus the type byte.
@@ -42,6 +50,44 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case goodbye = 0x0A
     case ping = 0x0B
     case pong = 0x0C
+    case auth = 0x0D
+}
+
+/// AUTH (0x0D): the authenticated attach (docs/wire-protocol.md, "Authenticated attach").
+public enum Auth: Equatable, Sendable {
+    /// First connection of a session, both directions: an ephemeral X25519 public key (32) and a
+    /// nonce (16). Both sides derive the session key from the two.
+    case keyShare(publicKey: [UInt8], nonce: [UInt8])
+    /// Client, on a later connection of an existing session: its nonce (16).
+    case join(nonce: [UInt8])
+    /// Server answer to `join`: its nonce (16) and its proof (32) that it holds the session key.
+    case challenge(nonce: [UInt8], proof: [UInt8])
+    /// Client: its proof (32) that it holds the session key; the connection is attached after it.
+    case proof([UInt8])
+    /// Server: this session is unknown here (the server restarted or expired it): what the
+    /// client's earlier connections carried may never be delivered.
+    case unknownSession
+
+    public var kindCode: UInt8 {
+        switch self {
+        case .keyShare: 0
+        case .join: 1
+        case .challenge: 2
+        case .proof: 3
+        case .unknownSession: 4
+        }
+    }
+
+    /// Body size after the kind byte.
+    public var fieldsLength: Int {
+        switch self {
+        case .keyShare: Wire.authKeyLength + Wire.authNonceLength
+        case .join: Wire.authNonceLength
+        case .challenge: Wire.authNonceLength + Wire.authProofLength
+        case .proof: Wire.authProofLength
+        case .unknownSession: 0
+        }
+    }
 }
 
 /// Which side of a session sent a HELLO.
@@ -203,6 +249,8 @@ public enum Frame: Equatable, Sendable {
     case ping(nonce: UInt64)
     /// PONG: `holdMicroseconds` is the time between reading the PING and writing the PONG.
     case pong(nonce: UInt64, holdMicroseconds: UInt32)
+    /// AUTH: key agreement and proofs of the session key (never carries the key itself).
+    case auth(Auth)
     /// An extension frame (type ≥ 0x80) this version does not interpret.
     case `extension`(type: UInt8, body: [UInt8])
 
@@ -221,6 +269,7 @@ public enum Frame: Equatable, Sendable {
         case .goodbye: FrameType.goodbye.rawValue
         case .ping: FrameType.ping.rawValue
         case .pong: FrameType.pong.rawValue
+        case .auth: FrameType.auth.rawValue
         case .extension(let t, _): t
         }
     }

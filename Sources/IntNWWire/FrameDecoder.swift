@@ -44,6 +44,11 @@ struct ByteReader {
         defer { position += 8 }
         return UInt64(bigEndian: base.loadUnaligned(fromByteOffset: position, as: UInt64.self))
     }
+    mutating func bytes(_ n: Int) throws -> [UInt8] {
+        try need(n)
+        defer { position += n }
+        return [UInt8](UnsafeRawBufferPointer(start: base + position, count: n))
+    }
     mutating func id(_ field: String) throws -> IROBID {
         let v = try u64()
         if v == 0 { throw ProtocolError(.invalidField(frameType: frameType, field: field)) }
@@ -219,7 +224,7 @@ public struct FrameDecoder {
             let magic = try r.u32()
             if magic != Wire.helloMagic { throw ProtocolError(.badMagic(magic)) }
             let version = try r.u16()
-            if version < Wire.minimumVersion { throw ProtocolError(.unsupportedVersion(version)) }
+            if version < Wire.oldestDecodableVersion { throw ProtocolError(.unsupportedVersion(version)) }
             guard let role = Role(rawValue: try r.u8()) else {
                 throw ProtocolError(.invalidField(frameType: type, field: "role"))
             }
@@ -309,6 +314,15 @@ public struct FrameDecoder {
             frame = .ping(nonce: try r.u64())
         case .pong:
             frame = .pong(nonce: try r.u64(), holdMicroseconds: try r.u32())
+        case .auth:
+            switch try r.u8() {
+            case 0: frame = .auth(.keyShare(publicKey: try r.bytes(Wire.authKeyLength), nonce: try r.bytes(Wire.authNonceLength)))
+            case 1: frame = .auth(.join(nonce: try r.bytes(Wire.authNonceLength)))
+            case 2: frame = .auth(.challenge(nonce: try r.bytes(Wire.authNonceLength), proof: try r.bytes(Wire.authProofLength)))
+            case 3: frame = .auth(.proof(try r.bytes(Wire.authProofLength)))
+            case 4: frame = .auth(.unknownSession)
+            default: throw ProtocolError(.invalidField(frameType: type, field: "AUTH kind"))
+            }
         }
         try r.finish()
         return frame

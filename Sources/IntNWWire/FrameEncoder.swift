@@ -135,6 +135,16 @@ public enum FrameEncoder {
         case .pong(let nonce, let hold):
             w.u64(nonce)
             w.u32(hold)
+        case .auth(let a):
+            w.u8(a.kindCode)
+            func put(_ b: [UInt8], _ n: Int) { for i in 0..<n { w.u8(i < b.count ? b[i] : 0) } }
+            switch a {
+            case .keyShare(let k, let nonce): put(k, Wire.authKeyLength); put(nonce, Wire.authNonceLength)
+            case .join(let nonce): put(nonce, Wire.authNonceLength)
+            case .challenge(let nonce, let proof): put(nonce, Wire.authNonceLength); put(proof, Wire.authProofLength)
+            case .proof(let proof): put(proof, Wire.authProofLength)
+            case .unknownSession: break
+            }
         case .extension(_, let body):
             body.withUnsafeBytes { w.bytes($0) }
         }
@@ -183,6 +193,7 @@ extension Frame {
         case .goodbye: body = 9
         case .ping: body = 8
         case .pong: body = 12
+        case .auth(let a): body = 1 + a.fieldsLength
         case .extension(_, let b): body = b.count
         }
         return Wire.headerLength + body

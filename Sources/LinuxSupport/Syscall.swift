@@ -22,6 +22,11 @@ extension Errno {
 
     /// A resource is temporarily unavailable (EAGAIN / EWOULDBLOCK): try again later.
     @inlinable public var isWouldBlock: Bool { self == .resourceTemporarilyUnavailable || self == .wouldBlock }
+
+    /// A nonblocking `connect` that failed this way goes on in the background (EINPROGRESS), and
+    /// so does one interrupted by a signal (EINTR: it must not be called again); wait for the
+    /// socket to become writable and read `SO_ERROR`.
+    @inlinable public var isConnectInProgress: Bool { self == .nowInProgress || self == .interrupted }
 }
 
 public enum Syscall {

@@ -18,6 +18,13 @@ public struct PlainTCPTransport: ToyTransport {
     /// Errors worth retrying while the server may still be starting or a link may come back.
     static let retryableConnectErrors: Set<Errno> = [.connectionRefused, .networkUnreachable, .noRouteToHost, .timedOut]
 
+    /// Longest single connect attempt, seconds: then the socket is dropped and a new one tries again.
+    /// A socket keeps the route (and source address) it got at `connect`, so an attempt that started on
+    /// a link which then vanished (WiFi out of range: its SYNs go nowhere) would otherwise retransmit
+    /// into it until the kernel gives up; a new socket follows the routes as they are now (cellular).
+    /// 4 s lets the kernel send the SYN three times (at 0, 1 and 3 s).
+    public static let attemptTimeoutSeconds = 4.0
+
     public func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection {
         let remote = try IPv4Endpoint.resolve(host, port: port)
         let deadline = AppClock.monotonicNs() + AppClock.nanoseconds(seconds: timeoutSeconds)
@@ -27,7 +34,8 @@ public struct PlainTCPTransport: ToyTransport {
         while true {
             let now = AppClock.monotonicNs()
             do throws(ToyAppError) {
-                let s = try TCPSocket.connect(to: remote, timeoutNs: deadline > now ? deadline - now : 1)
+                let left = deadline > now ? deadline - now : 1
+                let s = try TCPSocket.connect(to: remote, timeoutNs: min(left, AppClock.nanoseconds(seconds: Self.attemptTimeoutSeconds)))
                 return PlainConnection(socket: s, peer: remote.description)
             } catch {
                 guard case .system(_, let e) = error, Self.retryableConnectErrors.contains(e) else {

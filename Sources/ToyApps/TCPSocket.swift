@@ -51,7 +51,7 @@ final class TCPSocket: @unchecked Sendable {
         if remote.withSockaddr({ Glibc.connect(fd, $0, $1) }) != 0 {
             // Interrupted, the connect goes on in the background like one in progress.
             let e = Errno.last
-            guard e == .nowInProgress || e == .interrupted else { throw .system(call: "connect", errno: e) }
+            guard e.isConnectInProgress else { throw .system(call: "connect", errno: e) }
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             let deadline = AppClock.monotonicNs() + timeoutNs
             while true {

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 import LinuxSupport
 import SyntheticTraffic
+import SystemPackage
 #endif
 
 /// Analyzer speed and memory on a synthetic capture of at least a million packets, against
@@ -102,7 +103,7 @@ private func timeChild(_ argv: [String]) throws -> (status: Int32, seconds: Doub
     var pid: pid_t = 0
     let start = Date()
     let rc = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-    guard rc == 0 else { throw BenchError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+    guard rc == 0 else { throw BenchError("cannot start \(argv[0]): \(Errno(rawValue: rc))") }
     var status: Int32 = 0
     var ru = rusage()
     if case .failure(let e) = Syscall.retrying({ wait4(pid, &status, 0, &ru) }) { throw BenchError("wait4 \(argv[0]): \(e)") }

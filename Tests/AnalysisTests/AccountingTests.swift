@@ -160,6 +160,76 @@ import ToyProtocol
         #expect(a.result.captures.first?.snapLength == 96)
     }
 
+    /// IntNW: a capture hole swallows the segment holding a message's BEGIN_IROB and DATA header.
+    /// Decoding resumes at the next message's BEGIN_IROB (the old decoder stopped at the hole):
+    /// the messages on both sides of the hole are decoded and booked, the captured rest of the
+    /// holed message is counted as unattributed.
+    @Test func intnwDecodingResumesAfterACaptureHole() throws {
+        let path = dir + "/holed-intnw.pcap"
+        let cap = try SyntheticCapture(path: path)
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40033), server: (serverIP, 5133))
+        var rng = DeterministicRNG(seed: 4)
+        let framing = WireFraming(intnw: true, rng: &rng)
+        f.handshake(at: t0)
+        var t = t0 + 5 * ms
+        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 0, payload: 5000 - 24), fromClient: true, background: true), at: t, gapNanoseconds: ms) + ms
+        let holed = framing.wrap(toy(.bgChunk, app: 2, seq: 1, payload: 5000 - 24), fromClient: true, background: true)
+        let start = f.clientOffset
+        // The first segment (BEGIN_IROB, DATA header, toy header) is never captured.
+        var o = 1448
+        while o < holed.count {
+            let n = min(1448, holed.count - o)
+            f.segment(fromClient: true, offset: start + UInt64(o), bytes: Array(holed[o ..< o + n]), at: t)
+            o += n
+            t += ms
+        }
+        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 2, payload: 5000 - 24), fromClient: true, background: true), at: t + ms, gapNanoseconds: ms) + ms
+        f.ack(fromClient: false, at: t + 10 * ms)
+        try cap.close()
+        let meta = RunMetadata(apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5133])])
+        let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "cell0")], metadata: meta))
+        let b = try #require(a.result.apps.first { $0.name == "bg" })
+        let c = try #require(a.result.connections.first)
+        #expect(c.uplink.gapBytes == 1448 && c.uplink.gaps == 1)
+        #expect(b.throughput.uplinkBytes == 10_000, "chunks 0 and 2 whole; chunk 1's captured bytes have no IROB")
+        #expect(b.bg?.chunks == 2 && b.bg?.completeChunks == 2, "\(String(describing: b.bg))")
+        let d = try #require(c.intnwDecodingUp)
+        #expect(d.framingLost == 1 && d.resynchronized == 1, "\(d)")
+        #expect(d.unattributedBytes == UInt64(holed.count - 1448), "the holed message's captured bytes: \(d)")
+        #expect(c.framingErrors == 0)
+        #expect(a.result.accountingViolations == 0)
+    }
+
+    /// IntNW: the snap length cuts each IROB's toy header after 9 bytes. The app is unknown, so
+    /// the bytes are unattributed and no message is made up; the old decoder read the cut bytes as
+    /// zeros and reported "payload is not a toy message" framing errors.
+    @Test func cutToyHeaderIsUnattributedNotZeros() throws {
+        let path = dir + "/cut-toy-header.pcap"
+        // 40 bytes of IP and TCP headers, 50 payload bytes: HELLO; BEGIN_IROB 24 + DATA header 17 + 9.
+        let cap = try SyntheticCapture(path: path, snapLength: 40 + 50)
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40034), server: (serverIP, 5134))
+        var rng = DeterministicRNG(seed: 5)
+        let framing = WireFraming(intnw: true, rng: &rng)
+        f.handshake(at: t0)
+        var t = t0 + 5 * ms
+        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+        for k in 0 ..< 3 {
+            t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: UInt64(k), payload: 1000 - 24), fromClient: true, background: true),
+                       at: t, gapNanoseconds: ms) + ms
+        }
+        try cap.close()
+        let meta = RunMetadata(apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5134])])
+        let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "cell0")], metadata: meta))
+        let c = try #require(a.result.connections.first)
+        #expect(c.framingErrors == 0, "\(String(describing: c.firstFramingError))")
+        #expect(a.result.apps.first { $0.name == "bg" }?.throughput.uplinkBytes == 0)
+        #expect(c.messagesUp == 0)
+        // Each message's 1000 DATA bytes, plus its END_IROB (17 bytes, cut whole: framing lost and
+        // resumed at the next BEGIN_IROB).
+        #expect(c.intnwDecodingUp?.unattributedBytes == 3 * (1000 + 17), "\(String(describing: c.intnwDecodingUp))")
+    }
+
     /// IntNW: a DATA payload cut off by the snap length is stepped over and still booked.
     @Test func snappedIntNWDataPayloadIsSteppedOver() throws {
         let path = dir + "/snapped-intnw.pcap"
@@ -185,11 +255,19 @@ import ToyProtocol
         let b = try #require(a.result.apps.first { $0.name == "bg" })
         // Each message is 4 segments (1448, 1448, 1448, ~716 bytes); the DATA payload cut off in
         // the first three is stepped over and booked. The END_IROB at the tail of the 4th segment
-        // was cut off: IntNW framing is lost there and decoding stops, after the first chunk.
+        // was cut off whole: the framing is lost there (the old decoder stopped for good after the
+        // first chunk) and resumes at the next message's BEGIN_IROB, captured at a segment start.
         #expect(sent == 15_000)
-        #expect(b.throughput.uplinkBytes == 5000)
+        #expect(b.throughput.uplinkBytes == 15_000)
+        #expect(b.bg?.chunks == 3 && b.bg?.completeChunks == 3, "\(String(describing: b.bg))")
         let c = try #require(a.result.connections.first)
-        #expect(c.framingErrors == 1 && c.firstFramingError?.contains("snap length") == true, "\(String(describing: c.firstFramingError))")
+        #expect(c.framingErrors == 0, "\(String(describing: c.firstFramingError))")
+        let d = try #require(c.intnwDecodingUp)
+        #expect(d.framingLost == 3 && d.resynchronized == 2, "\(d)")
+        // Exactly the three 17-byte END_IROB frames could not be attributed.
+        #expect(d.unattributedBytes == 3 * 17, "\(d)")
+        #expect(c.intnwFramesUp?["END_IROB"] == nil && c.intnwFramesUp?["BEGIN_IROB"] == 3)
+        #expect(a.warnings.contains { $0.contains("51 IntNW bytes") && $0.contains("lower bounds") }, "\(a.warnings)")
         #expect(c.uplink.truncatedBytes > 10_000)
         #expect(a.result.accountingViolations == 0)
     }

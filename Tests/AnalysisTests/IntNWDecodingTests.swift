@@ -169,6 +169,7 @@ import SyntheticTraffic
                     case .beginIROB(let id, let fg, let l): events.append(("begin \(id) \(String(describing: fg)) \(String(describing: l))", s, end))
                     case .endIROB(let id, let l): events.append(("end \(id) \(l)", s, end))
                     case .other(let name): events.append((name, s, end))
+                    case .dataUnplaced(let id, let len): events.append(("unplaced \(String(describing: id)) \(len)", s, end))
                     }
                 }
                 #expect(err == nil)
@@ -186,6 +187,79 @@ import SyntheticTraffic
         #expect(events.map(\.0).contains("data 2 5 0 []"))
         #expect(events.map(\.0).contains("begin 1 Optional(false) Optional(30)"))
         #expect(events.map(\.0).contains("hello 2 true"))
+    }
+
+    /// The snap length cuts `cut` (a range of stream bytes, present but unknown) out of the stream,
+    /// wherever it falls: inside a DATA payload, a frame header, a length field. Decoding never
+    /// stops; every frame it reports is a true frame at its true position (nothing is invented);
+    /// it resumes at the first frame after the cut it can confirm; and each DATA payload byte is
+    /// either booked (placed or unplaced) or counted as unattributed. The old decoder stopped for
+    /// good at a cut header.
+    @Test func cutFramingResumesAtAConfirmedFrame() throws {
+        let (bytes, frames) = Self.stream()
+        var truth: [String: (UInt64, UInt64)] = [:]
+        var starts: [UInt64] = []
+        var pos: UInt64 = 0
+        for f in frames {
+            starts.append(pos)
+            if case .data(let d) = f { truth["data \(d.id.rawValue) \(d.offset) \(d.bytes.count)"] = (pos, pos + UInt64(f.encodedLength)) }
+            pos += UInt64(f.encodedLength)
+        }
+        let payloadTotal = frames.reduce(0) { if case .data(let d) = $1 { return $0 + d.bytes.count }; return $0 }
+        var cuts: [Range<Int>] = []
+        for a in stride(from: 0, to: bytes.count, by: 3) { for len in [1, 3, 4, 9, 40, 300, 2000] where a + len <= bytes.count { cuts.append(a ..< a + len) } }
+        var resumedAfterLengthCut = 0
+        for cut in cuts {
+            let adapter = IntNWFrameDecoderAdapter()
+            // Confirms DATA / END of the IROBs this stream has (1 and 2 begun; 3 and 2 carry data).
+            adapter.setResyncCheck { e in
+                switch e {
+                case .data(let id, _, _, _), .endIROB(let id, _): return [1, 2, 3].contains(id)
+                case .beginIROB: return true
+                default: return false
+                }
+            }
+            var placed = 0, unplaced = 0
+            var events: [(String, UInt64, UInt64)] = []
+            let handler: (IntNWWireEvent, UInt64, UInt64) -> Void = { e, s, end in
+                switch e {
+                case .data(let id, let o, let len, _):
+                    placed += len
+                    events.append(("data \(id) \(o) \(len)", s, end))
+                case .dataUnplaced(let id, let len):
+                    unplaced += len
+                    if let id { events.append(("unplaced \(id) \(len)", s, end)) }
+                default: events.append(("frame", s, end))
+                }
+            }
+            try bytes.withUnsafeBytes { raw in
+                #expect(adapter.consume(UnsafeRawBufferPointer(rebasing: raw[0 ..< cut.lowerBound]), handler) == nil)
+                #expect(adapter.skip(cut.count, handler) == nil, "cut \(cut)")
+                let err = adapter.consume(UnsafeRawBufferPointer(rebasing: raw[cut.upperBound...]), handler)
+                try #require(err == nil, "cut \(cut): \(err!)")
+            }
+            // Every event is a frame boundary of the true stream; DATA events are the true ones.
+            for (name, s, end) in events {
+                #expect(starts.contains(s) && (starts.contains(end) || end == UInt64(bytes.count)), "cut \(cut): \(name) at \(s)..<\(end)")
+                if name.hasPrefix("data") { #expect(truth[name].map { $0 == (s, end) } == true, "cut \(cut): invented \(name)") }
+                if name.hasPrefix("unplaced") { #expect(truth.values.contains { $0 == (s, end) }, "cut \(cut): \(name)") }
+            }
+            let st = adapter.decodingStats
+            #expect(placed + unplaced <= payloadTotal)
+            #expect(UInt64(placed + unplaced) + st.unattributedBytes >= UInt64(payloadTotal), "cut \(cut): payload neither booked nor unattributed")
+            #expect(st.resynchronized <= st.framingLost)
+            // After the cut, the first confirmable frame (DATA of IROB 3 or 2) is decoded whole.
+            let firstConfirmable = frames.indices.first { k in
+                guard starts[k] >= UInt64(cut.upperBound) else { return false }
+                if case .data = frames[k] { return true }
+                return false
+            }
+            if let k = firstConfirmable, case .data(let d) = frames[k] {
+                #expect(events.contains { $0.0 == "data \(d.id.rawValue) \(d.offset) \(d.bytes.count)" }, "cut \(cut): did not resume by frame \(k)")
+                if st.framingLost > 0 { resumedAfterLengthCut += 1 }
+            }
+        }
+        #expect(resumedAfterLengthCut > 50, "the cuts exercised lost framing: \(resumedAfterLengthCut)")
     }
 
     @Test func hostileBytesFailOnceAndStayFailed() {

@@ -62,7 +62,7 @@ struct TestNamespaces {
         do {
             _ = try link(name, in: namespace)
             return true
-        } catch let error as NetlinkError where error.errno == ENODEV {
+        } catch let error as NetlinkError where error.errno == .operationNotSupportedByDevice {
             return false
         }
     }

@@ -1,4 +1,5 @@
 import CMnl
+import SystemPackage
 import Testing
 @testable import Emulation
 
@@ -252,10 +253,10 @@ import Testing
     @Test func netemErrorsNameOperationNamespaceAndErrno() {
         let request = RouteMessages.replaceNetem(index: 3, interface: "wifi0",
                                                  options: NetemOptions(DirectionParameters(bytesPerSecond: nil, delayMicroseconds: 0), seed: 0))
-        let error = NetlinkError.kernel(operation: request.operation, namespace: "intnw-client", errno: 2,
-                                        kernelMessage: nil, hint: request.hints[2])
+        let error = NetlinkError.kernel(operation: request.operation, namespace: "intnw-client", errno: .noSuchFileOrDirectory,
+                                        kernelMessage: nil, hint: request.hints[.noSuchFileOrDirectory])
         #expect(error.description == "RTM_NEWQDISC netem on wifi0 in intnw-client: No such file or directory (kernel has no sch_netem?)")
-        let withText = NetlinkError.kernel(operation: "RTM_NEWLINK veth wifi0 (peer wifi0)", namespace: "x-client", errno: 17,
+        let withText = NetlinkError.kernel(operation: "RTM_NEWLINK veth wifi0 (peer wifi0)", namespace: "x-client", errno: .fileExists,
                                            kernelMessage: "boom", hint: nil)
         #expect(withText.description == "RTM_NEWLINK veth wifi0 (peer wifi0) in x-client: File exists [kernel: boom]")
         #expect(!withText.description.contains("\n"))

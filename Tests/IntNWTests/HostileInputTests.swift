@@ -112,6 +112,7 @@ struct RawProtocolTests {
         let session = SessionID(high: 1, low: 2)
         var out: [UInt8] = []
         out += Frame.hello(Hello(role: .client, session: session, networkID: 4, networkKind: .cellular, interfaceName: "raw0")).encoded()
+        out += AttachAuth.freshKeyShare().encoded()
         out += Frame.beginIROB(BeginIROB(id: IROBID(1), labels: .foreground, length: 3, dependencies: .allEarlier)).encoded()
         out += Frame.data(DataChunk(id: IROBID(1), offset: 0, bytes: [7, 8, 9])).encoded()
         out += Frame.endIROB(id: IROBID(1), length: 3).encoded()
@@ -124,11 +125,12 @@ struct RawProtocolTests {
         #expect(server.sessionID == session)
         let m = try await server.receive()
         #expect(m.bytes == [7, 8, 9] && m.labels == .foreground)
-        let frames = try readFrames(fd, want: 5)
+        let frames = try readFrames(fd, want: 6)
         guard case .hello(let h)? = frames.first else {
             Issue.record("no HELLO first: \(frames)")
             return
         }
+        if frames.count > 1, case .auth(.keyShare) = frames[1] {} else { Issue.record("no key share after the HELLO: \(frames)") }
         #expect(h.role == .server && h.session == session && h.networkID == 4)
         let acked = frames.compactMap { f -> [IROBID]? in if case .ack(let a) = f { return a.entries.map(\.id) } else { return nil } }.flatMap { $0 }
         #expect(acked.contains(IROBID(1)) && !acked.contains(IROBID(2)))

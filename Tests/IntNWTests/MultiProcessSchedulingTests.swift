@@ -46,6 +46,9 @@ final class HoldingServer: @unchecked Sendable {
                 case .hello(let h):
                     send(fd, .hello(Hello(role: .server, session: h.session, networkID: h.networkID,
                                           networkKind: h.networkKind, interfaceName: h.interfaceName)))
+                case .auth(.keyShare):
+                    // Completes the client's attach; this fake never checks a later join.
+                    send(fd, AttachAuth.freshKeyShare())
                 case .endIROB:
                     lock.lock()
                     completed += 1

@@ -1,3 +1,4 @@
+import Foundation
 @testable import IntNW
 import TestSupport
 
@@ -30,6 +31,24 @@ func sampleFrames() -> [Frame] {
         .goodbye(Goodbye(reason: .abandoned, lastID: 0)),
         .ping(nonce: 0xDEAD_BEEF),
         .pong(nonce: 0xDEAD_BEEF, holdMicroseconds: 12),
+        .auth(.keyShare(publicKey: Array(repeating: 7, count: Wire.authKeyLength), nonce: Array(repeating: 1, count: Wire.authNonceLength))),
+        .auth(.join(nonce: Array(repeating: 2, count: Wire.authNonceLength))),
+        .auth(.challenge(nonce: Array(repeating: 3, count: Wire.authNonceLength), proof: Array(repeating: 4, count: Wire.authProofLength))),
+        .auth(.proof(Array(repeating: 5, count: Wire.authProofLength))),
+        .auth(.unknownSession),
         .extension(type: 0x80, body: [9, 8, 7]),
     ]
+}
+
+/// Runs blocking code (socket calls with timeouts, sleeps) on a thread of its own. Never block
+/// Swift's cooperative pool in a test: it has one thread per core (two here), Swift Testing runs
+/// every suite's tests on it, and the toy apps and IntNW's async API need it to make progress; a
+/// probe that held a pool thread for its whole run let another blocking test stall every task in
+/// the process (a toy-app run then ended with its last request unanswered).
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread {
+            do { c.resume(returning: try body()) } catch { c.resume(throwing: error) }
+        }.start()
+    }
 }

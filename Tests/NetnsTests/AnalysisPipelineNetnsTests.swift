@@ -61,6 +61,78 @@ struct AnalysisPipelineNetnsTests {
         }
         try Self.crossCheckWithTshark(a, directory: outcome.directory)
         try Self.crossCheckWithLogs(a, directory: outcome.directory)
+        try Self.crossCheckSnapped(a, directory: outcome.directory, snapLength: 160)
+    }
+
+    /// The same pcaps cut to a short snap length (`editcap -s`, which keeps each packet's original
+    /// length): every packet and byte still counts, at its time; IntNW decoding loses the framing
+    /// wherever a frame header was cut and resumes at the next confirmed frame, so the FG requests
+    /// and replies decode with the same wire latencies as in the full capture (each IROB of the FG
+    /// apps starts a segment, and a BEGIN_IROB, DATA header and toy header fit in the 108 payload
+    /// bytes kept); no app gains bytes, and what an IntNW app lost is no more than what the decoder
+    /// counted as unattributed. The old decoder stopped at the first cut header.
+    static func crossCheckSnapped(_ full: TrialAnalysis, directory: String, snapLength: Int) throws {
+        let dir = NSTemporaryDirectory() + "snapped-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            let src = "\(directory)/\(f)", dst = "\(dir)/\(f)"
+            if f.hasSuffix(".pcap") {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/editcap")
+                p.arguments = ["-F", "pcap", "-s", String(snapLength), src, dst]
+                try p.run()
+                p.waitUntilExit()
+                try #require(p.terminationStatus == 0, "editcap failed on \(f)")
+            } else if f.hasSuffix(".json") || f.hasSuffix(".jsonl") || f == "oracle.txt" {
+                try FileManager.default.copyItem(atPath: src, toPath: dst)
+            }
+        }
+        let a = try Analyzer.analyze(try TrialInput.runDirectory(dir))
+        #expect(a.result.captures.contains { $0.snapLength == snapLength && ($0.snappedPackets ?? 0) > 0 })
+        #expect(a.result.accountingViolations == 0)
+        let side = Dictionary(a.result.captures.map { ($0.file, $0.side) }, uniquingKeysWith: { x, _ in x })
+        func key(_ c: ConnectionResult) -> String { "\(c.capture) \(c.client) \(c.server)" }
+        let fullConns = Dictionary(full.result.connections.map { (key($0), $0) }, uniquingKeysWith: { x, _ in x })
+        var resumed = 0
+        for c in a.result.connections {
+            let f = try #require(fullConns[key(c)], "\(key(c)) not in the full capture")
+            // Every packet and payload byte still counts; no holes appear.
+            #expect(c.uplink.packets == f.uplink.packets && c.uplink.payloadBytes == f.uplink.payloadBytes, "\(key(c)) up")
+            #expect(c.downlink.packets == f.downlink.packets && c.downlink.payloadBytes == f.downlink.payloadBytes, "\(key(c)) down")
+            #expect(c.uplink.gapBytes == f.uplink.gapBytes && c.downlink.gapBytes == f.downlink.gapBytes, "\(key(c)) holes")
+            #expect(c.framingErrors == 0, "\(key(c)): \(c.firstFramingError ?? "")")
+            for d in [c.intnwDecodingUp, c.intnwDecodingDown].compactMap({ $0 }) {
+                // Lost framing is resumed (at most the last loss runs to the end of the stream).
+                #expect(d.resynchronized + 1 >= d.framingLost, "\(key(c)): \(d)")
+                resumed += d.resynchronized
+            }
+        }
+        #expect(resumed > 0, "some IntNW framing was cut and resumed at \(snapLength) bytes")
+        for app in a.result.apps {
+            let f = try #require(full.result.apps.first { $0.name == app.name })
+            #expect(app.throughput.uplinkBytes <= f.throughput.uplinkBytes && app.throughput.downlinkBytes <= f.throughput.downlinkBytes,
+                    "\(app.name) gained bytes at a short snap length")
+            if app.variant == .intnw {
+                // Uplink is booked from the server-side capture, downlink from the client side.
+                let mine = a.result.connections.filter { app.connections.contains($0.id) || $0.app == app.name }
+                let unUp = mine.filter { side[$0.capture] == "server" }.reduce(0) { $0 + ($1.intnwDecodingUp?.unattributedBytes ?? 0) }
+                let unDown = mine.filter { side[$0.capture] == "client" }.reduce(0) { $0 + ($1.intnwDecodingDown?.unattributedBytes ?? 0) }
+                #expect(app.throughput.uplinkBytes + unUp >= f.throughput.uplinkBytes, "\(app.name) up: \(app.throughput.uplinkBytes) + \(unUp) unattributed < \(f.throughput.uplinkBytes)")
+                #expect(app.throughput.downlinkBytes + unDown >= f.throughput.downlinkBytes, "\(app.name) down: \(app.throughput.downlinkBytes) + \(unDown) unattributed < \(f.throughput.downlinkBytes)")
+            }
+            if app.role == .fg {
+                #expect(app.fg?.requests == f.fg?.requests && app.fg?.replies == f.fg?.replies,
+                        "\(app.name): \(String(describing: app.fg?.replies)) replies at \(snapLength) bytes, \(String(describing: f.fg?.replies)) in full")
+                let fullLatency = Dictionary(full.latencies.filter { $0.app == app.name }.map { ($0.sequence, $0.latencyNanoseconds) },
+                                             uniquingKeysWith: { x, _ in x })
+                for l in a.latencies where l.app == app.name {
+                    let w = try #require(fullLatency[l.sequence])
+                    // editcap writes microsecond timestamps.
+                    #expect(abs(Int64(l.latencyNanoseconds) - Int64(w)) <= 2_000, "\(app.name) request \(l.sequence): \(l.latencyNanoseconds) vs \(w) ns")
+                }
+            }
+        }
     }
 
     /// Runs tshark (with the IntNW dissector) and returns one array of tab-separated fields per packet.

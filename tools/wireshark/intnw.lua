@@ -1,4 +1,5 @@
--- Wireshark / tshark dissector for the IntNW wire protocol, version 1 (docs/wire-protocol.md).
+-- Wireshark / tshark dissector for the IntNW wire protocol, version 2 (docs/wire-protocol.md; version 1 captures,
+-- which have no AUTH frames, dissect too).
 --
 --   wireshark -X lua_script:tools/wireshark/intnw.lua capture.pcap
 --   tshark -X lua_script:tools/wireshark/intnw.lua -r capture.pcap -Y intnw
@@ -14,8 +15,9 @@ local intnw = Proto("intnw", "Intentional Networking")
 local frame_types = {
   [0x01] = "HELLO", [0x02] = "BEGIN_IROB", [0x03] = "DATA", [0x04] = "END_IROB", [0x05] = "ACK",
   [0x06] = "RESEND_REQUEST", [0x07] = "DATA_CHECK", [0x08] = "NEW_INTERFACE", [0x09] = "DOWN_INTERFACE",
-  [0x0A] = "GOODBYE", [0x0B] = "PING", [0x0C] = "PONG", [0xA0] = "NETWORK_TROUBLE",
+  [0x0A] = "GOODBYE", [0x0B] = "PING", [0x0C] = "PONG", [0x0D] = "AUTH", [0xA0] = "NETWORK_TROUBLE",
 }
+local auth_kinds = { [0] = "KEY_SHARE", [1] = "JOIN", [2] = "CHALLENGE", [3] = "PROOF", [4] = "UNKNOWN_SESSION" }
 local toy_kinds = { [1] = "fgRequest", [2] = "fgReply", [3] = "bgChunk", [4] = "bgAck" }
 
 local f = {
@@ -34,6 +36,7 @@ local f = {
   payload_len = ProtoField.uint32("intnw.data.length", "Payload length", base.DEC),
   data_irob = ProtoField.uint64("intnw.data.irob", "IROB id of this DATA", base.DEC),
   app = ProtoField.uint32("intnw.app", "App id (toy header)", base.DEC),
+  auth_kind = ProtoField.uint8("intnw.auth.kind", "AUTH kind", base.DEC, auth_kinds),
   toy_kind = ProtoField.uint8("intnw.toy.kind", "Toy message kind", base.DEC, toy_kinds),
   toy_seq = ProtoField.uint64("intnw.toy.seq", "Toy sequence", base.DEC),
 }
@@ -97,6 +100,8 @@ local function dissect_frame(tvb, pinfo, tree)
   elseif t == 0x04 and length >= 13 then
     sub:add(f.irob, tvb(5, 8))
     sub:add(f.total, tvb(13, 4))
+  elseif t == 0x0D and length >= 2 then
+    sub:add(f.auth_kind, tvb(5, 1))
   end
   pinfo.cols.protocol = "IntNW"
   return tvb:len()

@@ -29,6 +29,7 @@ final class DetectingConsumer: StreamConsumer {
     var toyMessages: Int { (inner as? ToyStreamConsumer)?.messages ?? 0 }
     var intnwFrames: Int { (inner as? IntNWStreamConsumer)?.frames ?? 0 }
     var intnwFramesByType: [String: Int]? { (inner as? IntNWStreamConsumer)?.framesByType }
+    var intnwDecodingStats: IntNWDecodingStats? { (inner as? IntNWStreamConsumer)?.decodingStats }
 
     private func choose(_ p: StreamProtocol) {
         chosen = p

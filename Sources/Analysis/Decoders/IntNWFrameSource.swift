@@ -16,6 +16,10 @@ public enum IntNWWireEvent {
     case data(id: UInt64, irobOffset: UInt64, length: Int, prefix: UnsafeRawBufferPointer)
     /// An IROB is complete at `totalLength` payload bytes.
     case endIROB(id: UInt64, totalLength: UInt64)
+    /// `length` payload bytes of a DATA frame whose header the capture's snap length cut after the
+    /// IROB id (`id`) or before it (nil): the bytes crossed the wire, but where they belong inside
+    /// the IROB is unknown. They are booked to the IROB's app when `id` is known.
+    case dataUnplaced(id: UInt64?, length: Int)
     /// Any other frame (ACK, RESEND_REQUEST, GOODBYE, ...), by name, for counting.
     case other(String)
 }
@@ -28,9 +32,19 @@ public protocol IntNWFrameParser: AnyObject {
     func consume(_ bytes: UnsafeRawBufferPointer,
                  _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String?
     /// The next `length` stream bytes are present but unknown (cut off by the capture's snap
-    /// length). A parser can step over DATA payload; anything else is an error.
+    /// length). A parser steps over them; when they hide frame boundaries it resynchronizes later
+    /// (see `IntNWDecodingStats`).
     func skip(_ length: Int,
               _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String?
+    /// The next `length` stream bytes were never captured (a hole): the frame in progress is lost
+    /// and the parser resynchronizes later.
+    func gap(_ length: Int,
+             _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String?
+    /// How a resynchronization candidate is confirmed: called with a BEGIN_IROB, DATA (empty
+    /// prefix) or END_IROB decoded at a candidate frame boundary; true accepts it.
+    func setResyncCheck(_ check: @escaping (IntNWWireEvent) -> Bool)
+    /// What the parser could not decode so far.
+    var decodingStats: IntNWDecodingStats { get }
 }
 
 extension IntNWFrameParser {
@@ -38,6 +52,38 @@ extension IntNWFrameParser {
                      _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String? {
         "this parser cannot step over \(length) bytes cut off by the snap length"
     }
+    public func gap(_ length: Int,
+                    _ handler: (IntNWWireEvent, _ frameStart: UInt64, _ frameEnd: UInt64) -> Void) -> String? {
+        "capture gap of \(length) bytes; this parser cannot resynchronize"
+    }
+    public func setResyncCheck(_ check: @escaping (IntNWWireEvent) -> Bool) {}
+    public var decodingStats: IntNWDecodingStats { IntNWDecodingStats() }
+}
+
+/// One direction of an IntNW connection: what the decoder could not read (docs/analysis.md,
+/// "Snaplen"). All zero for a complete capture.
+///
+/// When the snap length cuts a frame's length field (or a capture hole swallows frame boundaries),
+/// the decoder has lost the framing: it scans the bytes captured after that point for a frame it
+/// can confirm -- a BEGIN_IROB, DATA or END_IROB, decoded whole by IntNW's own rules, that names an
+/// IROB consistent with what this session direction has shown so far (DATA and END_IROB: an IROB
+/// already begun, inside its declared length; BEGIN_IROB: an IROB not yet complete) -- and resumes
+/// there. Nothing in between is guessed.
+public struct IntNWDecodingStats: Codable, Sendable, Equatable {
+    /// Times the frame boundaries were lost.
+    public var framingLost = 0
+    /// Times decoding resumed at a confirmed frame after losing the framing.
+    public var resynchronized = 0
+    /// Frames whose length was captured but whose header the snap length cut after it (stepped
+    /// over whole; a DATA payload among them is booked to its app when the IROB id was captured).
+    public var cutFrames = 0
+    /// Bytes that crossed the wire (captured or cut by the snap length, never holes) that could
+    /// not be assigned to an IROB: everything between losing the framing and resynchronizing, the
+    /// whole of a frame whose type was cut, and the payload of a DATA frame whose IROB id was cut.
+    /// Per-app bytes exclude them, so they are lower bounds when this is not 0.
+    public var unattributedBytes: UInt64 = 0
+
+    public init() {}
 }
 
 /// How the analyzer finds and builds IntNW parsers.

@@ -8,6 +8,11 @@ final class IROBTable {
         var foreground: Bool?
         var startNanoseconds: UInt64
         var header = [UInt8](repeating: 0, count: ToyWire.headerLength)
+        /// Which bytes of `header` were captured (bit k: byte k).
+        var headerMask: UInt32 = 0
+        /// Whether DATA covering the toy header arrived without its bytes (cut by the snap length):
+        /// the IROB's app cannot be known, which is not a protocol error.
+        var headerCut = false
         /// Received payload ranges, sorted and merged.
         var ranges: [Range<UInt64>] = []
         var totalLength: UInt64?
@@ -20,10 +25,8 @@ final class IROBTable {
         /// DATA bytes seen before the header was known: booked to the app once it is.
         var unbooked: [(connection: Int, fromA: Bool, bytes: UInt64, time: UInt64)] = []
 
-        var headerBytesKnown: Int {
-            guard let first = ranges.first, first.lowerBound == 0 else { return 0 }
-            return Int(min(first.upperBound, UInt64(ToyWire.headerLength)))
-        }
+        /// Leading bytes of the toy header whose contents were captured.
+        var headerBytesKnown: Int { (~headerMask).trailingZeroBitCount }
 
         var isComplete: Bool {
             guard let t = totalLength else { return false }
@@ -41,6 +44,7 @@ final class IROBTable {
 
     func begin(id: UInt64, foreground: Bool?, length: UInt64?, start: UInt64, connection: Int, fromA: Bool) {
         if completed.contains(id) { return }
+        highestID = max(highestID, id)
         var i = irobs[id] ?? IROB(foreground: foreground, startNanoseconds: start, connection: connection, fromA: fromA)
         i.foreground = i.foreground ?? foreground
         i.startNanoseconds = min(i.startNanoseconds, start)
@@ -55,12 +59,16 @@ final class IROBTable {
 
     /// Books DATA payload bytes of IROB `id`, first captured at `time` on `connection`, to the app
     /// named by the IROB's toy header (held until the header is known).
+    /// Bytes of an IROB this table does not know (its BEGIN_IROB and first DATA were not decoded)
+    /// are unattributed.
     func book(id: UInt64, bytes: UInt64, time: UInt64, connection: Int, fromA: Bool) {
         guard bytes > 0 else { return }
         if let app = completedApp[id] ?? irobs[id]?.appID {
             log.bookAppBytes(connection: connection, fromA: fromA, appID: app, bytes: bytes, at: time)
         } else if irobs[id] != nil {
             irobs[id]!.unbooked.append((connection, fromA, bytes, time))
+        } else {
+            log.bookUnattributed(connection: connection, fromA: fromA, bytes: bytes)
         }
     }
 
@@ -74,16 +82,48 @@ final class IROBTable {
         i.unbooked = []
     }
 
+    /// Highest IROB id this table has seen begin or carry data.
+    private var highestID: UInt64 = 0
+
+    /// Whether a frame found while resynchronizing is consistent with what this session direction
+    /// has shown: DATA and END_IROB of an IROB in progress (inside / equal to its declared length),
+    /// a BEGIN_IROB of an IROB not yet complete (agreeing with an earlier BEGIN_IROB's length, and
+    /// within 1024 ids of the highest seen).
+    func confirms(_ event: IntNWWireEvent) -> Bool {
+        switch event {
+        case .beginIROB(let id, _, let length):
+            guard id != 0, !completed.contains(id) else { return false }
+            if highestID > 0 && id > highestID + 1024 { return false }
+            if let t = irobs[id]?.totalLength, let l = length, t != l { return false }
+            return true
+        case .data(let id, let offset, let length, _):
+            guard let i = irobs[id] else { return false }
+            if let t = i.totalLength, offset + UInt64(length) > t { return false }
+            return true
+        case .endIROB(let id, let total):
+            guard let i = irobs[id] else { return false }
+            if let t = i.totalLength, t != total { return false }
+            return true
+        case .hello, .dataUnplaced, .other:
+            return false
+        }
+    }
+
     func data(id: UInt64, offset: UInt64, length: Int, prefix: UnsafeRawBufferPointer, start: UInt64, end: UInt64,
               connection: Int, fromA: Bool) {
         if completed.contains(id) { return }
+        highestID = max(highestID, id)
         var i = irobs[id] ?? IROB(foreground: nil, startNanoseconds: start, connection: connection, fromA: fromA)
         i.startNanoseconds = min(i.startNanoseconds, start)
         if offset < UInt64(ToyWire.headerLength) {
             let n = min(ToyWire.headerLength - Int(offset), prefix.count, length)
             if n > 0 {
-                for k in 0 ..< n { i.header[Int(offset) + k] = prefix[k] }
+                for k in 0 ..< n {
+                    i.header[Int(offset) + k] = prefix[k]
+                    i.headerMask |= 1 << (Int(offset) + k)
+                }
             }
+            if n < min(ToyWire.headerLength - Int(offset), length) { i.headerCut = true }
         }
         i.add(offset ..< offset + UInt64(max(length, 0)))
         learnApp(&i)
@@ -104,6 +144,7 @@ final class IROBTable {
     private func completeIfDone(_ id: UInt64) {
         guard let i = irobs[id], !i.reported, i.isComplete else { return }
         report(id, i, complete: true)
+        for u in i.unbooked { log.bookUnattributed(connection: u.connection, fromA: u.fromA, bytes: u.bytes) }
         irobs[id] = nil
         completed.insert(id)
         if let app = i.appID { completedApp[id] = app }
@@ -111,7 +152,9 @@ final class IROBTable {
 
     private func report(_ id: UInt64, _ i: IROB, complete: Bool) {
         guard i.headerBytesKnown == ToyWire.headerLength else {
-            log.error(connection: i.connection, "IROB \(id) ended without a complete toy header")
+            // A toy header the snap length cut is a capture limit (its bytes are unattributed),
+            // not a protocol error.
+            if !i.headerCut { log.error(connection: i.connection, "IROB \(id) ended without a complete toy header") }
             return
         }
         switch i.header.withUnsafeBytes({ ToyHeader.decodeResult($0) }) {
@@ -126,9 +169,13 @@ final class IROBTable {
     }
 
     /// End of capture: IROBs that started but never completed are reported as incomplete.
+    /// DATA bytes held for an app never learned (the toy header was not captured) are unattributed.
     func finish() {
         for (id, i) in irobs where !i.reported && i.headerBytesKnown == ToyWire.headerLength {
             report(id, i, complete: false)
+        }
+        for i in irobs.values {
+            for u in i.unbooked { log.bookUnattributed(connection: u.connection, fromA: u.fromA, bytes: u.bytes) }
         }
         irobs.removeAll()
     }
@@ -164,7 +211,11 @@ final class IntNWStreamConsumer: StreamConsumer {
         self.connection = connection
         self.fromA = fromA
         self.ownTable = IROBTable(log: log)
+        parser.setResyncCheck { [unowned self] event in self.table.confirms(event) }
     }
+
+    /// What the parser could not decode (all zero for a complete capture).
+    var decodingStats: IntNWDecodingStats { parser.decodingStats }
 
     /// The session's table when a HELLO named it, otherwise this direction's own (a capture
     /// that started after the HELLO).
@@ -213,6 +264,16 @@ final class IntNWStreamConsumer: StreamConsumer {
                 timeline.forEachPart(from: frameEnd - UInt64(length), to: frameEnd) { bytes, time in
                     t.book(id: id, bytes: bytes, time: time, connection: connection, fromA: fromA)
                 }
+            case .dataUnplaced(let id?, let length):
+                // The snap length cut this DATA frame's offset: its payload is booked to the IROB's
+                // app, but cannot be placed inside the IROB.
+                log.bookIROBBytes(connection: connection, fromA: fromA, irob: id, bytes: UInt64(length))
+                let t = table
+                timeline.forEachPart(from: frameEnd - UInt64(length), to: frameEnd) { bytes, time in
+                    t.book(id: id, bytes: bytes, time: time, connection: connection, fromA: fromA)
+                }
+            case .dataUnplaced(nil, _):
+                break
             case .endIROB(let id, let total):
                 framesByType["END_IROB", default: 0] += 1
                 table.end(id: id, totalLength: total, at: availableNanoseconds, connection: connection, fromA: fromA)
@@ -229,10 +290,10 @@ final class IntNWStreamConsumer: StreamConsumer {
     }
 
     func gap(length: UInt64, offset: UInt64, availableNanoseconds: UInt64) {
-        // Frames carry no resynchronization marker: after a hole the rest of this direction is
-        // counted as bytes only.
-        if !failed { log.error(connection: connection, "capture gap of \(length) bytes at offset \(offset); IntNW decoding stops") }
-        failed = true
+        // The frame in progress is lost; the parser resynchronizes on a later confirmed frame.
+        guard !failed else { return }
+        timeline.recordAbsent(offset: offset)
+        run(availableNanoseconds, availableNanoseconds) { handler in parser.gap(Int(length), handler) }
     }
 
     func finish(atNanoseconds: UInt64) {

@@ -69,6 +69,19 @@ public final class MessageLog {
         irobBytes[IROBBytesKey(connection: connection, fromA: fromA, irob: irob), default: 0] += bytes
     }
 
+    /// IntNW bytes that crossed the wire but could not be booked to an app, per connection
+    /// direction (besides what the frame parser counts itself; see `IntNWDecodingStats`).
+    public struct DirectionKey: Hashable, Sendable {
+        public var connection: Int
+        public var fromA: Bool
+    }
+    public private(set) var unattributedBytes: [DirectionKey: UInt64] = [:]
+
+    public func bookUnattributed(connection: Int, fromA: Bool, bytes: UInt64) {
+        guard bytes > 0 else { return }
+        unattributedBytes[DirectionKey(connection: connection, fromA: fromA), default: 0] += bytes
+    }
+
     /// Books `bytes` of app `appID`'s payload on a connection direction at capture time `time`.
     public func bookAppBytes(connection: Int, fromA: Bool, appID: UInt32, bytes: UInt64, at time: UInt64) {
         guard bytes > 0 else { return }

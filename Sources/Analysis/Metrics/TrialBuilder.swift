@@ -96,6 +96,14 @@ struct TrialBuilder {
         for i in apps.indices { apps[i].connections.sort() }
         func isShared(_ cid: Int) -> Bool { (appsOfConn[cid]?.count ?? 0) > 1 }
 
+        // IntNW decoding losses of one direction: the parser's own and bytes of IROBs whose app
+        // was never learned.
+        func decodingStats(_ c: TCPConnection, fromA: Bool) -> IntNWDecodingStats {
+            var s = (fromA ? c.consumerA : c.consumerB)?.intnwDecodingStats ?? IntNWDecodingStats()
+            s.unattributedBytes += log.unattributedBytes[MessageLog.DirectionKey(connection: c.id, fromA: fromA)] ?? 0
+            return s
+        }
+
         // 3. Connection results.
         var connResults: [ConnectionResult] = []
         var toyCount = 0, intnwCount = 0
@@ -118,7 +126,16 @@ struct TrialBuilder {
                 messagesDown: recs.filter { !isUplink(c.id, fromA: $0.fromA) }.count,
                 framingErrors: log.errorsByConnection[c.id] ?? 0, firstFramingError: log.firstErrorByConnection[c.id],
                 intnwFramesUp: proto == .intnw ? ((aIsClient ? c.consumerA : c.consumerB)?.intnwFramesByType ?? [:]) : nil,
-                intnwFramesDown: proto == .intnw ? ((aIsClient ? c.consumerB : c.consumerA)?.intnwFramesByType ?? [:]) : nil))
+                intnwFramesDown: proto == .intnw ? ((aIsClient ? c.consumerB : c.consumerA)?.intnwFramesByType ?? [:]) : nil,
+                intnwDecodingUp: proto == .intnw ? decodingStats(c, fromA: aIsClient) : nil,
+                intnwDecodingDown: proto == .intnw ? decodingStats(c, fromA: !aIsClient) : nil))
+            if proto == .intnw {
+                let lost = [decodingStats(c, fromA: true), decodingStats(c, fromA: false)]
+                let unattributed = lost.reduce(0) { $0 + $1.unattributedBytes }
+                if unattributed > 0 {
+                    warnings.append("connection \(clientEP) → \(serverEP) on \(captures[c.capture].interface): \(unattributed) IntNW bytes crossed the wire but could not be attributed to an app (frame headers cut by the snap length or lost in capture holes; decoding lost its framing \(lost.reduce(0) { $0 + $1.framingLost }) times and resumed \(lost.reduce(0) { $0 + $1.resynchronized }) times); per-app bytes are lower bounds")
+                }
+            }
             if up.gapBytes + down.gapBytes > 0 {
                 warnings.append("connection \(clientEP) → \(serverEP) on \(captures[c.capture].interface): the capture missed \(up.gapBytes + down.gapBytes) bytes in \(up.gaps + down.gaps) holes")
             }

@@ -86,6 +86,11 @@ public struct ConnectionResult: Codable, Sendable {
     /// IntNW connections: frames decoded per direction, by type name (HELLO, BEGIN_IROB, DATA, ...).
     public var intnwFramesUp: [String: Int]?
     public var intnwFramesDown: [String: Int]?
+    /// IntNW connections: what the decoder could not read per direction (framing lost to the snap
+    /// length or a capture hole, resynchronizations, bytes not attributable to an app; all zero
+    /// for a complete capture; docs/analysis.md, "Snaplen").
+    public var intnwDecodingUp: IntNWDecodingStats? = nil
+    public var intnwDecodingDown: IntNWDecodingStats? = nil
 }
 
 public struct AppResult: Codable, Sendable {

@@ -280,7 +280,7 @@ extension NetemShaper {
             try namespace.run {
                 let netlink = try NetlinkSocket(openingHere: namespace)
                 let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { throw NetlinkError.system(call: "socket(AF_INET, SOCK_DGRAM)", namespace: namespace.description, errno: Errno.last.rawValue) }
+                guard fd >= 0 else { throw NetlinkError.system(call: "socket(AF_INET, SOCK_DGRAM)", namespace: namespace.description, errno: .last) }
                 return NamespaceControl(netlink: netlink, ioctlSocket: fd)
             }
         }
@@ -302,14 +302,14 @@ extension NetemShaper {
         func deleteLinkIfPresent(_ name: String) throws {
             do {
                 try netlink.perform(RouteMessages.deleteLink(name: name))
-            } catch let error as NetlinkError where error.errno == ENODEV {
+            } catch let error as NetlinkError where error.errno == .operationNotSupportedByDevice {
                 return
             }
         }
 
         func disableOffloads(_ name: String) throws {
             guard cshims_ethtool_disable_offloads(ioctlSocket, name) == 0 else {
-                throw NetlinkError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", namespace: netlink.namespace.description, errno: Errno.last.rawValue)
+                throw NetlinkError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", namespace: netlink.namespace.description, errno: .last)
             }
         }
     }

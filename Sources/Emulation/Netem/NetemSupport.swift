@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// Whether the running kernel can run netem, decided at run time.
 public struct NetemSupport: Sendable, Equatable {
@@ -32,8 +33,8 @@ public struct NetemSupport: Sendable, Equatable {
                 do {
                     try socket.perform(RouteMessages.replaceNetem(index: lo, interface: "lo", options: options))
                     return NetemSupport(available: true, explanation: "a netem qdisc could be created in a scratch network namespace")
-                } catch let NetlinkError.kernel(_, _, code, kernelMessage, _) where code == ENOENT || code == EOPNOTSUPP {
-                    var line = "creating a netem qdisc in a scratch network namespace failed: \(NetlinkError.errnoText(code))"
+                } catch let NetlinkError.kernel(_, _, code, kernelMessage, _) where code == .noSuchFileOrDirectory || code == .notSupported {
+                    var line = "creating a netem qdisc in a scratch network namespace failed: \(code)"
                     if let kernelMessage, !kernelMessage.isEmpty { line += " [kernel: \(kernelMessage)]" }
                     return NetemSupport(available: false, explanation: line)
                 }

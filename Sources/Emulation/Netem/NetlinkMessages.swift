@@ -2,6 +2,7 @@ import CMnl
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemPackage
 
 /// A ready-to-send netlink request: the bytes (sequence number 0; the socket stamps its own), and how
 /// to describe it in an error.
@@ -10,9 +11,9 @@ public struct NetlinkRequest: Sendable, Equatable {
     /// E.g. "RTM_NEWQDISC netem on wifi0".
     public var operation: String
     /// Extra explanation for specific errno values, e.g. ENOENT on a netem request.
-    public var hints: [Int32: String]
+    public var hints: [Errno: String]
 
-    public init(bytes: [UInt8], operation: String, hints: [Int32: String] = [:]) {
+    public init(bytes: [UInt8], operation: String, hints: [Errno: String] = [:]) {
         self.bytes = bytes
         self.operation = operation
         self.hints = hints
@@ -116,7 +117,7 @@ public enum RouteMessages {
             mnl_attr_nest_end(nlh, opts)
         }
         return NetlinkRequest(bytes: bytes, operation: "RTM_NEWQDISC netem on \(interface)",
-                              hints: [ENOENT: "kernel has no sch_netem?", EOPNOTSUPP: "kernel has no sch_netem?"])
+                              hints: [.noSuchFileOrDirectory: "kernel has no sch_netem?", .notSupported: "kernel has no sch_netem?"])
     }
 
     /// RTM_GETQDISC for the root qdisc of interface `index`; the reply is one RTM_NEWQDISC message

@@ -36,10 +36,10 @@ public enum NetlinkNamespace: Sendable, Equatable, CustomStringConvertible {
     /// Opens the namespace handle (O_RDONLY|O_CLOEXEC), for setns or IFLA_NET_NS_FD. Caller closes it.
     func openHandle() throws -> Int32 {
         guard let path else {
-            throw NetlinkError.system(call: "open namespace handle", namespace: description, errno: EINVAL)
+            throw NetlinkError.system(call: "open namespace handle", namespace: description, errno: .invalidArgument)
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NetlinkError.system(call: "open \(path)", namespace: description, errno: Errno.last.rawValue) }
+        guard fd >= 0 else { throw NetlinkError.system(call: "open \(path)", namespace: description, errno: .last) }
         return fd
     }
 
@@ -54,7 +54,7 @@ public enum NetlinkNamespace: Sendable, Equatable, CustomStringConvertible {
         do {
             return try NetworkNamespaceEntry.run(in: target, body)
         } catch let e as SystemCallError {
-            throw NetlinkError.system(call: e.call, namespace: description, errno: e.errno.rawValue)
+            throw NetlinkError.system(call: e.call, namespace: description, errno: e.errno)
         }
     }
 }

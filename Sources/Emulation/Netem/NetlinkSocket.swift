@@ -30,13 +30,13 @@ public final class NetlinkSocket {
     init(openingHere namespace: NetlinkNamespace) throws {
         self.namespace = namespace
         guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
-            throw NetlinkError.system(call: "mnl_socket_open(NETLINK_ROUTE)", namespace: namespace.description, errno: Errno.last.rawValue)
+            throw NetlinkError.system(call: "mnl_socket_open(NETLINK_ROUTE)", namespace: namespace.description, errno: .last)
         }
         self.socket = socket
         buffer = [UInt8](repeating: 0, count: Self.receiveBufferSize)
         sequence = UInt32(truncatingIfNeeded: cshims_monotonic_ns())
         guard mnl_socket_bind(socket, 0, pid_t(0)) == 0 else {
-            let e = Errno.last.rawValue
+            let e = Errno.last
             mnl_socket_close(socket)
             throw NetlinkError.system(call: "mnl_socket_bind", namespace: namespace.description, errno: e)
         }
@@ -67,13 +67,13 @@ public final class NetlinkSocket {
         let seq = sequence
         var bytes = request.bytes
         guard bytes.count >= NetlinkMessage.headerSize else {
-            throw NetlinkError.system(call: "send \(request.operation) (request shorter than a header)", namespace: label, errno: EINVAL)
+            throw NetlinkError.system(call: "send \(request.operation) (request shorter than a header)", namespace: label, errno: .invalidArgument)
         }
         withUnsafeBytes(of: seq) { for i in 0..<4 { bytes[8 + i] = $0[i] } }
 
         let sent = bytes.withUnsafeBytes { mnl_socket_sendto(socket, $0.baseAddress, $0.count) }
         guard sent == bytes.count else {
-            throw NetlinkError.system(call: "send \(request.operation)", namespace: label, errno: sent < 0 ? Errno.last.rawValue : EMSGSIZE)
+            throw NetlinkError.system(call: "send \(request.operation)", namespace: label, errno: sent < 0 ? .last : .messageTooLong)
         }
 
         var replies: [NetlinkMessage] = []
@@ -82,7 +82,7 @@ public final class NetlinkSocket {
             switch Syscall.retrying({ buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(socket, $0.baseAddress, $0.count) } }) {
             case .success(let n): received = n
             case .failure(let e):
-                throw NetlinkError.system(call: "receive reply to \(request.operation)", namespace: label, errno: e.rawValue)
+                throw NetlinkError.system(call: "receive reply to \(request.operation)", namespace: label, errno: e)
             }
             let messages: [NetlinkMessage]
             do {
@@ -96,7 +96,7 @@ public final class NetlinkSocket {
                     // Both start with an int: 0 for an ack or a clean end of dump, else -errno.
                     let code = (try? message.payload.loadInteger(Int32.self, at: 0)) ?? 0
                     if code == 0 { return replies }
-                    let e = code == Int32.min ? EINVAL : -code
+                    let e = Errno(rawValue: code == Int32.min ? EINVAL : -code)
                     throw NetlinkError.kernel(operation: request.operation, namespace: label, errno: e,
                                               kernelMessage: Self.extendedAckMessage(message), hint: request.hints[e])
                 case NLMSG_NOOP, NLMSG_OVERRUN:

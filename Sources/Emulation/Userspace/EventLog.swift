@@ -14,7 +14,7 @@ final class EventLog {
 
     init(path: String) throws {
         fd = open(path, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw EmulatorError.system(call: "open \(path)", errno: Errno.last.rawValue) }
+        guard fd >= 0 else { throw EmulatorError.system(call: "open \(path)", errno: .last) }
         buffer = [UInt8](repeating: 0, count: 1 << 16)
         self.origin = 0
     }

@@ -39,7 +39,7 @@ final class LinkPipe: @unchecked Sendable {
         self.sourceFD = sourceFD
         self.destinationFD = destinationFD
         let w = cshims_eventfd()
-        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: Errno.last.rawValue) }
+        guard w >= 0 else { throw EmulatorError.system(call: "eventfd", errno: .last) }
         wakeFD = w
         let ring = PacketRing(arenaBytes: arenaBytes, descriptorCapacity: 1 << 16, maxPacketBytes: maxPacketBytes)
         engine = DirectionEngine(link: link, direction: direction, parameters: parameters,
@@ -145,12 +145,12 @@ final class LinkPipe: @unchecked Sendable {
 
 /// Errors from the user-space emulator.
 public enum EmulatorError: Error, CustomStringConvertible {
-    case system(call: String, errno: Int32)
+    case system(call: String, errno: Errno)
     case unknownLink(String)
 
     public var description: String {
         switch self {
-        case .system(let call, let e): return "\(call): \(String(cString: strerror(e)))"
+        case .system(let call, let e): return "\(call): \(e)"
         case .unknownLink(let l): return "no emulated link named '\(l)'"
         }
     }

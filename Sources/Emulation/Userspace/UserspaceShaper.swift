@@ -45,7 +45,7 @@ public final class UserspaceShaper: Shaper {
 
     public func attach(topology: TopologySpec) throws {
         guard access("/dev/net/tun", R_OK | W_OK) == 0 else {
-            throw EmulatorError.system(call: "open /dev/net/tun (TUN support needed for the user-space shaper)", errno: Errno.last.rawValue)
+            throw EmulatorError.system(call: "open /dev/net/tun (TUN support needed for the user-space shaper)", errno: .last)
         }
         let vnet: Int32 = options.offload ? 1 : 0
         let maxPacket = 65_536 + 16
@@ -62,7 +62,7 @@ public final class UserspaceShaper: Shaper {
             }
             if options.offload {
                 for fd in [c, s] where cshims_tun_set_offload(fd, 1) != 0 {
-                    throw EmulatorError.system(call: "TUNSETOFFLOAD on \(iface)", errno: Errno.last.rawValue)
+                    throw EmulatorError.system(call: "TUNSETOFFLOAD on \(iface)", errno: .last)
                 }
             }
             clientFDs[link.name] = c
@@ -87,16 +87,16 @@ public final class UserspaceShaper: Shaper {
     /// thread waits for a core). With them off, a slot is MTU-sized and the same ring holds thousands.
     private static func wireSizePackets(_ name: String) throws {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw EmulatorError.system(call: "socket for ethtool on \(name)", errno: Errno.last.rawValue) }
+        guard fd >= 0 else { throw EmulatorError.system(call: "socket for ethtool on \(name)", errno: .last) }
         defer { close(fd) }
         guard cshims_ethtool_disable_offloads(fd, name) == 0 else {
-            throw EmulatorError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", errno: Errno.last.rawValue)
+            throw EmulatorError.system(call: "ethtool: GRO and segmentation offloads off on \(name)", errno: .last)
         }
     }
 
     private static func openTUN(_ name: String, vnet: Int32) throws -> Int32 {
         let fd = cshims_tun_open(name, vnet)
-        guard fd >= 0 else { throw EmulatorError.system(call: "TUNSETIFF \(name)", errno: Errno.last.rawValue) }
+        guard fd >= 0 else { throw EmulatorError.system(call: "TUNSETIFF \(name)", errno: .last) }
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         return fd
@@ -121,7 +121,7 @@ public final class UserspaceShaper: Shaper {
     public func setCarrier(link: String, up: Bool) throws {
         guard let fd = clientFDs[link] else { throw EmulatorError.unknownLink(link) }
         guard cshims_tun_set_carrier(fd, up ? 1 : 0) == 0 else {
-            throw EmulatorError.system(call: "TUNSETCARRIER \(link)", errno: Errno.last.rawValue)
+            throw EmulatorError.system(call: "TUNSETCARRIER \(link)", errno: .last)
         }
     }
 

@@ -13,6 +13,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LinuxSupport
 import Synchronization
 
 /// The delivery-rate estimate of one interface.
@@ -156,14 +157,20 @@ public struct OracleSchedule: Sendable, Equatable {
 
 /// Reads a whole file of at most `limit` bytes.
 func readSmallFile(_ path: String, limit: Int) throws(IntNWError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .invalidArgument("cannot open: \(String(cString: strerror(errno)))") }
+    let fd: Int32
+    switch Syscall.retrying({ open(path, O_RDONLY | O_CLOEXEC) }) {
+    case .success(let f): fd = f
+    case .failure(let e): throw .invalidArgument("cannot open: \(e)")
+    }
     defer { close(fd) }
     var bytes: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65_536)
     while true {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { throw .invalidArgument("read failed: \(String(cString: strerror(errno)))") }
+        let n: Int
+        switch Syscall.retrying({ buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }) {
+        case .success(let r): n = r
+        case .failure(let e): throw .invalidArgument("read failed: \(e)")
+        }
         if n == 0 { break }
         bytes += buf[0..<n]
         if bytes.count > limit { throw .invalidArgument("larger than \(limit) bytes") }

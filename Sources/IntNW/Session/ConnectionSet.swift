@@ -65,6 +65,7 @@ final class ConnectionSet {
 
     /// No connection is open.
     var isEmpty: Bool { byFD.isEmpty }
+    var count: Int { byFD.count }
 
     /// A snapshot of every open connection (safe to iterate while connections fail).
     var all: [Connection] { Array(byFD.values) }

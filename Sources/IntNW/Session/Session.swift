@@ -15,6 +15,7 @@
 import Glibc
 #endif
 import CShims
+import Crypto
 import Logging
 
 // @unchecked: every member is touched only under the loop lock (IOLoop.withLock / the loop thread).
@@ -62,8 +63,16 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
     var lastConnectError: String = "no usable network"
     var monitor: NetworkMonitor?
 
+    /// The session key agreed on the first connection (SessionAuth.swift); never logged.
+    var authKey: SymmetricKey?
+
     // Server side.
     weak var listener: ListenerCore?
+    /// The client's IPv4 address (host order) on the connection that created the session.
+    var peerAddress: UInt32 = 0
+    let createdNs = cshims_monotonic_ns()
+    /// The peer began at least one IROB (sessions that never did are evicted first under pressure).
+    var sawIROB = false
     var idleSinceNs: UInt64?
     let idleTimeoutNs: UInt64
 
@@ -113,7 +122,7 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
         guard let c = conns.connection(fd: fd) else { return 0 }
         if c.state == .connecting { return Int16(POLLOUT) }
         var e: Int16 = 0
-        if receiver.shouldRead && c.decoder.failed == nil { e |= Int16(POLLIN) }
+        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged { e |= Int16(POLLIN) }
         if c.out.pending > 0 || !c.control.isEmpty { e |= Int16(POLLOUT) }
         return e
     }

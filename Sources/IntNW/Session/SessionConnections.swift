@@ -93,16 +93,12 @@ extension Session {
     }
 
     func connectCompleted(_ c: Connection, nowNs: UInt64) {
-        let err = Sockets.pendingError(c.fd)
-        if err != 0 {
-            lastConnectError = "\(c.network.interfaceName): connect: \(String(cString: strerror(err)))"
-            connectionFailed(c, reason: "connect: \(String(cString: strerror(err)))", nowNs: nowNs)
+        if let err = Sockets.pendingError(c.fd) {
+            lastConnectError = "\(c.network.interfaceName): connect: \(err)"
+            connectionFailed(c, reason: "connect: \(err)", nowNs: nowNs)
             return
         }
-        c.state = .awaitingHello
-        c.control.append(.hello(Hello(role: .client, session: sessionID, networkID: c.network.networkID,
-                                      networkKind: c.network.kind, interfaceName: c.network.interfaceName)))
-        loop.markDirty(self)
+        startAttach(c)
     }
 
     private func failEstablishWaitersIfHopeless() {
@@ -116,16 +112,17 @@ extension Session {
 
     // MARK: - Server: attaching connections
 
-    /// The listener hands over a connection whose HELLO named this session.
-    func attach(fd: Int32, hello: Hello, leftover: [UInt8], nowNs: UInt64) {
+    /// The listener hands over a connection whose HELLO named this session and whose attach it
+    /// authenticated; `reply` is what still has to be sent (the listener already sent the HELLO
+    /// and challenge of a join).
+    func attach(fd: Int32, hello: Hello, leftover: [UInt8], reply: [Frame], nowNs: UInt64) {
         let net = LocalNetwork(networkID: hello.networkID, kind: hello.networkKind, interfaceName: hello.interfaceName, address: 0)
         conns.netState(for: net)
         let c = Connection(id: conns.makeID(), fd: fd, state: .awaitingHello, network: net,
                            outCapacity: Session.outCapacity, nowNs: nowNs)
         conns.add(c)
         loop.register(fd: fd, self)
-        c.control.append(.hello(Hello(role: .server, session: sessionID, networkID: hello.networkID,
-                                      networkKind: hello.networkKind, interfaceName: hello.interfaceName)))
+        for f in reply { _ = c.out.append(f) }
         establish(c, nowNs: nowNs)
         if !leftover.isEmpty {
             c.decoder.feed(leftover)
@@ -177,6 +174,11 @@ extension Session {
             other.pendingAcks.append(contentsOf: c.pendingAcks)
         }
         c.pendingAcks.removeAll()
+        if c.auth.privateKey != nil && authKey == nil {
+            // The key share died with it: a parked connection carries a new one.
+            c.auth.privateKey = nil
+            startParkedAttaches()
+        }
         let requeued = sender.connectionFailed(c.id)
         if wasEstablished || !requeued.isEmpty {
             log.info("connection closed", metadata: ["interface": "\(c.network.interfaceName)", "reason": "\(reason)",

@@ -10,7 +10,7 @@ import LinuxSupport
 extension Session {
     func readAvailable(_ c: Connection, nowNs: UInt64) {
         var reads = 0
-        while c.state != .closed && receiver.shouldRead && reads < 8 {
+        while c.state != .closed && receiver.shouldRead && !c.backlogged && reads < 2 {
             reads += 1
             let r = Syscall.retrying {
                 c.decoder.fill(atLeast: Session.readChunk) { buf in Glibc.recv(c.fd, buf.baseAddress, buf.count, 0) }
@@ -45,7 +45,7 @@ extension Session {
     /// Decodes and handles buffered frames while the receive buffer allows.
     func processFrames(_ c: Connection, nowNs: UInt64) {
         do {
-            while c.state != .closed && receiver.shouldRead {
+            while c.state != .closed && receiver.shouldRead && !c.backlogged {
                 let d = try c.decoder.decodeNextRaw { id, offset, bytes in
                     if c.state != .established {
                         throw ProtocolError(.unexpected("DATA before HELLO"))
@@ -86,17 +86,20 @@ extension Session {
     }
 
     private func handleFrame(_ f: Frame, on c: Connection, nowNs: UInt64) throws {
-        if c.state == .awaitingHello {
-            guard case .hello(let h) = f, role == .client, h.role == .server, h.session == sessionID else {
-                throw ProtocolError(.unexpected("expected the server's HELLO, got frame type 0x\(String(f.typeCode, radix: 16))"))
+        if c.state == .awaitingHello || c.state == .awaitingKey {
+            guard role == .client, c.state == .awaitingHello else {
+                throw ProtocolError(.unexpected("frame type 0x\(String(f.typeCode, radix: 16)) before the attach"))
             }
-            establish(c, nowNs: nowNs)
+            try handleAttachFrame(f, on: c, nowNs: nowNs)
             return
         }
         switch f {
         case .hello:
             throw ProtocolError(.unexpected("second HELLO on a connection"))
+        case .auth:
+            throw ProtocolError(.unexpected("AUTH on an attached connection"))
         case .beginIROB(let b):
+            sawIROB = true
             if case .reAck(let id) = try receiver.begin(b, nowNs: nowNs) { c.pendingAcks.append((id, nowNs)) }
         case .data:
             break  // handled in place by processFrames

@@ -29,6 +29,10 @@ extension Session {
                         break
                     }
                 }
+                // Frames left unprocessed while the connection's replies were backlogged.
+                if c.state == .established && c.decoder.bufferedByteCount > 0 && !c.backlogged && receiver.shouldRead {
+                    processFrames(c, nowNs: nowNs)
+                }
             } else {
                 c.drainControl()
                 flush(c, nowNs: nowNs)
