@@ -151,8 +151,10 @@ struct BackgroundPolicyTests {
         // base RTT 200 ms, so BG is admitted from 0 to 0.8 s. Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B.
         #expect(p.verdict(bench.context(now: 0, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
         #expect(p.verdict(bench.context(now: 0.79, lastFG: nil, unacked: 4_888, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 10_000))
-        #expect(p.verdict(bench.context(now: 0.81, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
-        #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
+        // Held, looking again every 10 ms (the delivery-rate estimate samples at each decision).
+        #expect(p.verdict(bench.context(now: 0.81, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(0.82)))
+        #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(1.51)))
+        #expect(p.verdict(bench.context(now: 1.995, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
         #expect(p.verdict(bench.context(now: 2.25, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
         // The window still bounds what is in flight inside the share.
         #expect(p.verdict(bench.context(now: 0.5, lastFG: nil, unacked: 14_500, srttMs: 200, minRTTMs: 200))

@@ -278,7 +278,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// admitted only until one base RTT before the period's share ends (what is in flight then,
         /// about a bandwidth-delay product, drains by the share's end); the rest of the period it
         /// holds. Time-based only: a rule that used the bandwidth estimate would feed its own
-        /// throttling back into the estimate and spiral down. 1 (the default): off.
+        /// throttling back into the estimate and spiral down. While held it looks again every
+        /// `recheckMilliseconds`. 1 (the default): off.
         public var dutyFraction: Double = 1
         public var dutyPeriodSeconds: Double = 2
         public init() {}
@@ -364,7 +365,10 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
         }
         if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
-            return .hold(.dutyCycle, untilNs: next)
+            // Decisions go on while held: the scheduler's delivery-rate estimate samples at each
+            // one, and sparse decisions would leave only the share's ramp-up windows as samples
+            // (the estimate, and with it the window, then spirals down).
+            return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
         }
         return .send(maxBytes: room)
     }
