@@ -48,7 +48,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
-                            "max-scale": "largest scale on the model window (probing above the estimate)"]
+                            "max-scale": "largest scale on the model window (probing above the estimate)",
+                            "barrier": "sent | acked: how long FG elsewhere on the interface holds BG"]
         }
     }
 }
@@ -129,6 +130,12 @@ public enum BackgroundPolicies {
             if let v = try number("max-scale") {
                 guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
                 p.maximumScale = v
+            }
+            if let b = values["barrier"] {
+                guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
+                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected sent or acked")
+                }
+                p.barrier = v
             }
             return DelayTargetBackgroundPolicy(parameters: p)
         }
