@@ -74,7 +74,7 @@ struct ClientOptions: ParsableArguments {
     var appID: UInt32 = 1
 
     @Option(name: .customLong("connect-timeout"),
-            help: ArgumentHelp("Seconds to keep trying to reach the server (refused connections are retried).", valueName: "seconds"))
+            help: ArgumentHelp("Seconds to keep trying to reach the server: refused, unreachable and timed-out connects are retried (plain TCP/MPTCP: each attempt on a new socket, at most 4 s, so a retry follows the routes of the moment); the harness passes the app's duration.", valueName: "seconds"))
     var connectTimeoutSeconds: Double = 10
 
     @Option(name: .customLong("drain"),
