@@ -126,7 +126,7 @@ extension BackgroundPolicy {
 }
 
 /// Background goes whenever no foreground data waits for the interface (`INTNW_BG_POLICY=permissive`;
-/// kept for comparisons: the default policy is anticipatory, see `BackgroundPolicyName`).
+/// kept for comparisons: the default policy is delay-target, see `BackgroundPolicies.fallback`).
 public struct PermissiveBackgroundPolicy: BackgroundPolicy {
     public init() {}
     public func decide(_ context: BackgroundContext) -> BackgroundDecision { .send(maxBytes: Int.max) }

@@ -9,6 +9,8 @@ import ToyProtocol
 public enum IntNWBackgroundPolicy {
     /// The four policies of the scheduling note (docs/scheduling.md) and delay-target.
     public static let names = ["exclusive", "permissive", "anticipatory", "trickle", "delay-target"]
+    /// The library's policy without configuration.
+    public static let defaultName = BackgroundPolicies.fallback.rawValue
 
     /// Publishes the chosen policy as INTNW_BG_POLICY for the IntNW library (its scheduling layer
     /// reads the variable); nil leaves the environment alone. Call before any multisocket exists.

@@ -26,7 +26,7 @@ struct CommonOptions: ParsableArguments {
     var durationSeconds: Double = 0
 
     @Option(name: .customLong("bg-policy"),
-            help: ArgumentHelp("IntNW background policy: \(IntNWBackgroundPolicy.names.joined(separator: ", ")). Passed to the IntNW library (also as INTNW_BG_POLICY); ignored by the plain variant.",
+            help: ArgumentHelp("IntNW background policy: \(IntNWBackgroundPolicy.names.joined(separator: ", ")). Passed to the IntNW library (also as INTNW_BG_POLICY); default \(IntNWBackgroundPolicy.defaultName) (or INTNW_BG_POLICY when set); ignored by the plain variant.",
                                valueName: "name"))
     var bgPolicy: String?
 
@@ -74,7 +74,7 @@ struct ClientOptions: ParsableArguments {
     var appID: UInt32 = 1
 
     @Option(name: .customLong("connect-timeout"),
-            help: ArgumentHelp("Seconds to keep trying to reach the server (refused connections are retried).", valueName: "seconds"))
+            help: ArgumentHelp("Seconds to keep trying to reach the server: refused, unreachable and timed-out connects are retried (plain TCP/MPTCP: each attempt on a new socket, at most 4 s, so a retry follows the routes of the moment); the harness passes the app's duration.", valueName: "seconds"))
     var connectTimeoutSeconds: Double = 10
 
     @Option(name: .customLong("drain"),

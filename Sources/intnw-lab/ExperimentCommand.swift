@@ -66,7 +66,7 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-apps"), help: "Largest number of apps in scaling experiments (fairness).")
     var maxApps = 8
 
-    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent).")
+    @Option(name: .customLong("bg-policy"), help: "BG policy for IntNW apps (INTNW_BG_POLICY), or the only one bgpolicy runs: exclusive, permissive, anticipatory, trickle, delay-target, optionally with parameters (anticipatory:empty=unsent). Default: the library's, delay-target.")
     var bgPolicy: String?
 
     @Option(help: "Link estimate the BG policies scale with: measured (the library's own) or oracle (the trace's capacity at each moment).")
@@ -89,6 +89,9 @@ struct ExperimentCommand: AsyncParsableCommand {
 
     @Option(help: "Trials run at once, each in its own testbed under its own prefix (<prefix>0, <prefix>1, ...); trials running together are of different variants. Every trial records its emulator's and replayer's lateness (p99) and the CPU load in fidelity.json; one whose emulator p99 lateness exceeds 2 ms (or replayer p99 50 ms) is invalid: left out of the results and named in the verdict. Measured on the project's 2-core machine (shared with other work, CPUs ~100% busy): --jobs 2 kept all 6 drive trials valid (emulator p99 lateness 168-228 µs, replayer 132-563 µs) and ran them in 99 s; more is untested.")
     var jobs = 1
+
+    @Option(help: ArgumentHelp("Run only these variants (comma-separated names, as in the run directory, e.g. mptcp-backup,mptcp-subflow); the verdict then judges only what ran. Combine with another run's trials of the same settings: `intnw-lab analyze --merge RUN1 RUN2 --out M`.", valueName: "names"))
+    var variants: String?
 
     @Flag(name: .customLong("require-expectation"), help: "Exit 1 when the experiment's expectation does not hold.")
     var requireExpectation = false
@@ -116,6 +119,16 @@ struct ExperimentCommand: AsyncParsableCommand {
         }
         guard slurmCpus >= 1 && slurmCpus <= 256 else { throw ValidationError("--slurm-cpus must be 1...256") }
         if let m = slurmMaxParallel, m < 1 { throw ValidationError("--slurm-max-parallel must be at least 1") }
+        if let v = variants, Self.variantList(v).isEmpty { throw ValidationError("--variants needs at least one variant name") }
+    }
+
+    /// `--variants a,b`: the names, blanks dropped, each once.
+    static func variantList(_ text: String) -> [String] {
+        var out: [String] = []
+        for n in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !n.isEmpty && !out.contains(n) {
+            out.append(n)
+        }
+        return out
     }
 
     func run() async throws {
@@ -147,6 +160,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.durationSeconds = duration
         options.tcp = TCPSettings(congestionControl: tcpCC)
         options.jobs = jobs
+        options.variants = variants.map(Self.variantList)
 
         if planOnly {
             try await writePlan(experiment, options: options, to: out!)

@@ -9,7 +9,10 @@ struct BackgroundBudgetTests {
     @Test("the note's policies are still selectable by name; only delay-target scales with the delivery-rate estimate")
     func policiesAndEstimates() {
         unsetenv(BackgroundPolicyName.environmentVariable)
-        #expect((BackgroundPolicies.fromEnvironment() as? any ExplainedBackgroundPolicy)?.name == BackgroundPolicies.fallback.rawValue)
+        // The default is delay-target (the note's anticipatory starves BG when FG talks every second).
+        #expect(BackgroundPolicies.fallback == .delayTarget)
+        #expect(BackgroundPolicies.fromEnvironment() is DelayTargetBackgroundPolicy)
+        #expect(MultiSocketOptions().backgroundPolicy is DelayTargetBackgroundPolicy)
         #expect(BackgroundPolicyName.anticipatory.makePolicy() is AnticipatoryBackgroundPolicy)
         #expect(BackgroundPolicyName.trickle.makePolicy() is TrickleBackgroundPolicy)
         // Only delay-target scales with the delivery-rate estimate; the note's policies keep the

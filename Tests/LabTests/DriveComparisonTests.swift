@@ -42,11 +42,17 @@ struct DriveComparisonTests {
     func mptcpCommands() {
         let t = Topology(spec: TopologySpec(prefix: "x"))
         let backup = t.mptcpCommands(.backup), subflow = t.mptcpCommands(.subflow)
-        #expect(backup.client.contains("mptcp endpoint add 198.18.2.2 dev cell0 subflow backup"))
-        #expect(backup.client.contains("mptcp endpoint add 198.18.1.2 dev wifi0 subflow"))
-        #expect(subflow.client.contains("mptcp endpoint add 198.18.2.2 dev cell0 subflow"))
+        #expect(backup.client.contains("mptcp endpoint add 198.18.2.2 id 2 dev cell0 subflow backup"))
+        #expect(backup.client.contains("mptcp endpoint add 198.18.1.2 id 1 dev wifi0 subflow"))
+        #expect(subflow.client.contains("mptcp endpoint add 198.18.2.2 id 2 dev cell0 subflow"))
         #expect(!subflow.client.contains { $0.hasSuffix("backup") })
         #expect(backup.server == ["mptcp limits set subflows 2 add_addr_accepted 2"])
+        // The endpoint follows the link's carrier: WiFi's is deleted when it goes and added back (same
+        // line as at setup) when it returns.
+        #expect(t.mptcpEndpointCommand(link: "wifi", up: false, mode: .backup) == "mptcp endpoint delete id 1")
+        #expect(t.mptcpEndpointCommand(link: "wifi", up: true, mode: .backup) == "mptcp endpoint add 198.18.1.2 id 1 dev wifi0 subflow")
+        #expect(t.mptcpEndpointCommand(link: "cellular", up: true, mode: .backup) == "mptcp endpoint add 198.18.2.2 id 2 dev cell0 subflow backup")
+        #expect(t.mptcpEndpointCommand(link: "nope", up: true, mode: .backup) == nil)
     }
 
     /// A trial with app logs, analyzed: FG latencies (ms) answered out of `sent`, BG chunk bytes.
@@ -107,6 +113,44 @@ struct DriveComparisonTests {
         #expect(!littleBG.held)
         #expect(littleBG.lines.contains { $0.contains("check: IntNW BG") && $0.hasSuffix("NO") })
         #expect(!experiment().evaluate([], options: ExperimentOptions()).held)
+    }
+
+    @Test("a trial whose apps failed is no data point: fidelity.json says invalid, the merge and the verdict name it and leave it out")
+    func failedAppsAreNoDataPoint() throws {
+        // fidelity.json: the emulation kept up (no lateness over the limits) but the apps failed.
+        let f = TrialFidelity.judged(emulatorP99: nil, packets: 0, replayerP99: 368, replayerEvents: 12, cpuBusy: 1,
+                                     appFailures: ["fg failed (exited(1))", "bg failed (exited(1))"])
+        #expect(!f.valid && f.invalidReason == "invalid: apps failed: fg failed (exited(1)), bg failed (exited(1))")
+        #expect(f.emulationInvalidReason == nil && f.appFailures?.count == 2)
+        let late = TrialFidelity.judged(emulatorP99: 5000, packets: 9, replayerP99: 10, replayerEvents: 3, cpuBusy: 0.5,
+                                        appFailures: ["fg failed (exited(1))"])
+        #expect(!late.valid && late.emulationInvalidReason == "invalid: the emulation fell behind (emulator lateness p99 5000 µs > 2000 µs); CPUs 50% busy")
+        #expect(late.invalidReason?.hasSuffix("; apps failed: fg failed (exited(1))") == true)
+        let fine = TrialFidelity.judged(emulatorP99: 100, packets: 9, replayerP99: 10, replayerEvents: 3, cpuBusy: 0.5, appFailures: [])
+        #expect(fine.valid && fine.invalidReason == nil && fine.appFailures == nil)
+
+        // The merge of a drive plan leaves a failed MPTCP trial out and names it; the verdict cannot hold.
+        var o = ExperimentOptions()
+        o.durationSeconds = 10
+        o.variants = ["intnw", "mptcp-backup"]
+        o.trials = 1
+        let specs = try TrialPlanner.specs(experiment(), options: o, prefix: .auto(stem: "tdrvx"), versions: TrialSpecTests.versions).1
+        let dir = TrialSpecTests.scratch("drive-failed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let bad = try #require(specs.first { $0.plan.variant == "mptcp-backup" })
+        _ = try TrialSpecTests.writeRecord(bad, status: .failed, problems: ["fg failed (exited(1)); see fg.err"], in: dir)
+        let r = try ExperimentMerger().merge([dir], into: "\(dir)/merged")
+        #expect(!r.verdict.held && r.outcomes.isEmpty)
+        #expect(r.verdict.lines.contains("left out mptcp-backup.trial-1: failed on node7: fg failed (exited(1)); see fg.err"), "\(r.verdict.lines)")
+
+        // A trial analysed without the apps' logs is named by the verdict and not counted in the means.
+        var noLogs = try Self.trial("wifi-preferred", fg: [10], sent: 1, bgBytes: [1])
+        noLogs.analysis = nil
+        noLogs.plan.trial = 2
+        let good = try Self.trial("wifi-preferred", fg: [100, 100], sent: 2, bgBytes: [1000])
+        let v = experiment().evaluate([good, noLogs], options: ExperimentOptions())
+        #expect(v.lines.contains("left out wifi-preferred trial 2: not analysed"), "\(v.lines)")
+        #expect(DriveExperiment.summary([good, noLogs], .wifiPreferred)?.trials == 1)
     }
 
     @Test("key metrics are IntNW's means over trials, other strategies ignored")

@@ -194,7 +194,7 @@ import Testing
         let a = try Self.writeRecord(specs[0], status: .failed, problems: ["x"], in: "\(dir)/a")
         let b = try Self.writeRecord(other[1], status: .failed, problems: ["x"], in: "\(dir)/b")
         do { _ = try ExperimentMerger().merge([a, b], into: "\(dir)/out"); Issue.record("mixed plans merged") } catch {
-            #expect("\(error)".contains("2 different plans"), "\(error)")
+            #expect("\(error)".contains("2 plans with different experiment, recipe or settings"), "\(error)")
         }
         var old = specs[0]
         old.recipeVersion = 0
@@ -205,6 +205,59 @@ import Testing
         do { _ = try ExperimentMerger().merge(["\(dir)/nothing-here"], into: "\(dir)/out3"); Issue.record("nothing merged") } catch {
             #expect("\(error)".contains("nothing to merge"), "\(error)")
         }
+    }
+
+    @Test("--variants plans only the named variants, in the recipe's order; an unknown name is a one-line error")
+    func variantsSubset() throws {
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 2
+        o.variants = ["fg-alone", "two-apps"]
+        let (manifest, specs) = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions)
+        #expect(specs.map(\.id) == ["two-apps.trial-1", "two-apps.trial-2", "fg-alone.trial-1", "fg-alone.trial-2"])
+        #expect(manifest.trials.count == 4 && specs.allSatisfy { $0.planTrials == specs.map(\.id) })
+        // Half the trials: half the recipe's time estimate.
+        var all = o
+        all.variants = nil
+        let full = try TrialPlanner.specs(MultiappExperiment(), options: all, prefix: .auto(stem: "tplanx"), versions: Self.versions).0
+        #expect(abs(manifest.expectedSeconds - full.expectedSeconds / 2) < 1e-6 && full.expectedSeconds == MultiappExperiment().expectedSeconds(all))
+        o.variants = ["two-apps", "nope"]
+        do { _ = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions); Issue.record("unknown variant planned") } catch {
+            #expect("\(error)" == "--variants: multiapp has no variant 'nope' (it has two-apps, two-multisockets, one-multisocket, fg-alone)", "\(error)")
+        }
+        o.variants = []
+        #expect(throws: LabError.self) { try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tplanx"), versions: Self.versions) }
+    }
+
+    @Test("merge: a --variants re-run (other prefix, jobs, build) combines with the full run; the latest run of a trial wins")
+    func mergeVariantsRerun() throws {
+        let (_, full) = try Self.quickMultiapp()
+        var o = ExperimentOptions()
+        o.quick = true
+        o.trials = 2
+        o.variants = ["two-apps"]
+        o.prefix = "other"
+        o.jobs = 2
+        let rerun = try TrialPlanner.specs(MultiappExperiment(), options: o, prefix: .auto(stem: "tother"),
+                                           versions: VersionRecord(gitCommit: "newer", gitDirty: false, swift: "swift", kernel: "linux", host: "h")).1
+        #expect(rerun.count == 2 && rerun[0].planId != full[0].planId)
+        let dir = Self.scratch("rerun")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // The full run: two-apps failed; the others never ran (still "running") except one that failed.
+        for s in full { _ = try Self.writeRecord(s, status: s.plan.variant == "two-apps" ? .failed : .running,
+                                                 problems: s.plan.variant == "two-apps" ? ["fg failed (exited(1)); see fg.err"] : [], in: "\(dir)/full") }
+        Thread.sleep(forTimeInterval: 0.01)
+        for s in rerun { _ = try Self.writeRecord(s, status: .failed, problems: ["rerun failed too"], in: "\(dir)/rerun") }
+        let r = try ExperimentMerger().merge(["\(dir)/full", "\(dir)/rerun"], into: "\(dir)/merged")
+        #expect(r.excluded.map(\.id).sorted() == full.map(\.id).sorted(), "every trial of the full plan expected once: \(r.excluded.map(\.id))")
+        let text = r.verdict.lines.joined(separator: "\n")
+        #expect(text.contains("left out two-apps.trial-1: failed on node7: rerun failed too"), "\(text)")
+        #expect(text.contains("two-apps.trial-1 given 2 times: used the latest"), "\(text)")
+        #expect(text.contains("merged trials of 2 plans with the same settings"), "\(text)")
+        #expect(text.contains("incomplete: 0 of 8 planned trials"), "\(text)")
+        // The re-run alone expects only its own trials.
+        let alone = try ExperimentMerger().merge(["\(dir)/rerun"], into: "\(dir)/alone")
+        #expect(alone.excluded.map(\.id) == ["two-apps.trial-1", "two-apps.trial-2"])
     }
 
     @Test("Slurm scripts: one array task per spec, the merge after the whole array")

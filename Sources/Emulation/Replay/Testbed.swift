@@ -37,6 +37,9 @@ public final class Testbed: @unchecked Sendable {
     public private(set) var tcpRecord: [String: [String: String]] = [:]
     private let logger: Logger
     private var isDown = false
+    /// With MPTCP: carrier changes on their way to the task that follows them with path-manager endpoints.
+    private var carrierEvents: AsyncStream<(String, Bool)>.Continuation?
+    private var endpointTask: Task<Void, Never>?
 
     private init(configuration: Configuration, topology: Topology, shaper: Shaper, replayer: TraceReplayer, logger: Logger) {
         self.configuration = configuration
@@ -85,6 +88,7 @@ public final class Testbed: @unchecked Sendable {
                                      eventLogPath: config.replayLogPath, logger: logger)
         let bed = Testbed(configuration: config, topology: topology, shaper: shaper, replayer: replayer, logger: logger)
         bed.tcpRecord = tcpRecord
+        if let mode = config.mptcp { bed.followCarrierWithMPTCPEndpoints(mode) }
         do {
             try replayer.applyInitial()
         } catch {
@@ -105,11 +109,32 @@ public final class Testbed: @unchecked Sendable {
 
     public func startReplay() { replayer.start() }
 
+    /// An address's MPTCP endpoint exists while its link has carrier (`Topology.mptcpEndpointCommand`):
+    /// the replayer's carrier changes are applied in order by a task of their own, off the replay thread.
+    private func followCarrierWithMPTCPEndpoints(_ mode: MPTCPMode) {
+        let (stream, continuation) = AsyncStream<(String, Bool)>.makeStream(bufferingPolicy: .unbounded)
+        carrierEvents = continuation
+        let topology = topology, logger = logger
+        endpointTask = Task {
+            for await (link, up) in stream {
+                do {
+                    try await topology.followCarrierForMPTCP(link: link, up: up, mode: mode)
+                    logger.info("mptcp: \(link) endpoint \(up ? "added" : "deleted") (carrier \(up ? "up" : "down"))")
+                } catch {
+                    logger.warning("mptcp: following \(link) carrier \(up ? "up" : "down") failed: \(error)")
+                }
+            }
+        }
+        replayer.onCarrierChange = { link, up in continuation.yield((link, up)) }
+    }
+
     /// Stops replay, removes the links and namespaces. Safe to call more than once.
     public func down() async {
         guard !isDown else { return }
         isDown = true
         replayer.stop()
+        carrierEvents?.finish()
+        await endpointTask?.value
         shaper.detach()
         await topology.destroy(logger: logger)
         Topology.clearOwner(prefix: topology.spec.prefix)

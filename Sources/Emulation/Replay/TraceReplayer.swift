@@ -39,6 +39,9 @@ public final class TraceReplayer: @unchecked Sendable {
     private let eventLogFD: Int32
     /// CLOCK_MONOTONIC ns when replay started (0 before `start`).
     public private(set) var startNs: UInt64 = 0
+    /// Called on the replay thread after each carrier change (link name, up); set before `start`. It
+    /// must return at once (hand the work to another thread): the replay thread is on a deadline.
+    public var onCarrierChange: (@Sendable (String, Bool) -> Void)?
 
     public init(trace: Trace, linkNames: [String], shaper: Shaper, notifyDelaySeconds: Double,
                 durationSeconds: Double? = nil, eventLogPath: String? = nil, logger: Logger) {
@@ -165,8 +168,10 @@ public final class TraceReplayer: @unchecked Sendable {
                     }
                 case .carrierDown:
                     try shaper.setCarrier(link: item.link!, up: false)
+                    onCarrierChange?(item.link!, false)
                 case .carrierUp:
                     try shaper.setCarrier(link: item.link!, up: true)
+                    onCarrierChange?(item.link!, true)
                 }
             } catch {
                 logger.error("replay: applying \(item.event.rawValue) at \(item.seconds) s failed: \(error)")

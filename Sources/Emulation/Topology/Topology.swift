@@ -109,16 +109,34 @@ public struct Topology: Sendable {
     }
 
     /// `ip -batch` lines configuring Linux MPTCP's in-kernel path manager (client, server): limits on
-    /// both sides, and on the client every non-primary link's address as a subflow endpoint (`backup`
-    /// in that mode), bound to its device. The primary link (WiFi) is an endpoint too, so a connection
-    /// that started on cellular also opens a WiFi subflow when it can.
+    /// both sides, and on the client every link's address as a subflow endpoint (`mptcpEndpointCommand`:
+    /// the non-primary links `backup` in that mode). The primary link (WiFi) is an endpoint too, so a
+    /// connection that started on cellular also opens a WiFi subflow when it can.
     public func mptcpCommands(_ mode: MPTCPMode) -> (client: [String], server: [String]) {
         var c = ["mptcp limits set subflows 2 add_addr_accepted 2", "mptcp endpoint flush"]
-        for (i, l) in spec.links.enumerated() {
-            let backup = i > 0 && mode == .backup ? " backup" : ""
-            c.append("mptcp endpoint add \(l.clientAddress) dev \(l.interface) subflow\(backup)")
-        }
+        for l in spec.links { if let add = mptcpEndpointCommand(link: l.name, up: true, mode: mode) { c.append(add) } }
         return (c, ["mptcp limits set subflows 2 add_addr_accepted 2"])
+    }
+
+    /// The client's `ip mptcp endpoint` line for link `link` (a `TopologySpec` link name) when its
+    /// carrier comes up (`add`, with a fixed id: the link's position + 1) or goes down (`delete` by that
+    /// id); nil for an unknown link. The testbed follows the carrier with these, as a phone's connection
+    /// manager does (NetworkManager adds an MPTCP endpoint for an interface's address when it connects
+    /// and removes it when it disconnects): the in-kernel path manager only opens subflows for endpoints
+    /// when a connection is established or when an endpoint is added, so without this a connection made
+    /// over cellular while WiFi was absent would never get a WiFi subflow.
+    public func mptcpEndpointCommand(link: String, up: Bool, mode: MPTCPMode) -> String? {
+        guard let i = spec.links.firstIndex(where: { $0.name == link }) else { return nil }
+        let l = spec.links[i]
+        guard up else { return "mptcp endpoint delete id \(i + 1)" }
+        let backup = i > 0 && mode == .backup ? " backup" : ""
+        return "mptcp endpoint add \(l.clientAddress) id \(i + 1) dev \(l.interface) subflow\(backup)"
+    }
+
+    /// Applies `mptcpEndpointCommand` in the client namespace.
+    public func followCarrierForMPTCP(link: String, up: Bool, mode: MPTCPMode) async throws {
+        guard let line = mptcpEndpointCommand(link: link, up: up, mode: mode) else { return }
+        try await CommandRunner.run(["ip", "-n", spec.clientNamespace] + line.split(separator: " ").map(String.init))
     }
 
     /// Applies `mptcpCommands` and turns MPTCP on in both namespaces.

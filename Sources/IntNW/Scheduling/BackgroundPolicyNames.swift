@@ -1,5 +1,5 @@
 /// Choosing a background policy by name: the `INTNW_BG_POLICY` values, their parameters, and
-/// the default (anticipatory). The policies themselves are in BackgroundPolicies.swift.
+/// the default (delay-target). The policies themselves are in BackgroundPolicies.swift.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,17 +48,21 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
-                            "max-scale": "largest scale on the model window (probing above the estimate)"]
+                            "max-scale": "largest scale on the model window (probing above the estimate)",
+                            "barrier": "sent | acked: how long FG elsewhere on the interface holds BG"]
         }
     }
 }
 
 /// Defaults for `MultiSocketOptions.backgroundPolicy`.
 public enum BackgroundPolicies {
-    /// Without configuration: anticipatory, the scheduling note's final algorithm (BG only after the
-    /// link has been FG-idle for 4 x RTT, in chunks that grow with idle time). `permissive` remains one
-    /// `INTNW_BG_POLICY=permissive` away for comparisons.
-    public static let fallback = BackgroundPolicyName.anticipatory
+    /// Without configuration: delay-target (BG bounded interface-wide by a window of bandwidth x
+    /// (min RTT + one segment + a 10 ms target queue), steered by the measured queueing delay), the
+    /// policy that comes closest to the scheduling note's goal of FG unharmed while BG gets the rest
+    /// (docs/scheduling.md). The note's own policies stay one `INTNW_BG_POLICY` away for comparisons:
+    /// `anticipatory` (its final algorithm, which starves BG when FG talks every second), `trickle`,
+    /// `exclusive`, and `permissive` (the straw man).
+    public static let fallback = BackgroundPolicyName.delayTarget
 
     /// The policy `INTNW_BG_POLICY` describes, else `fallback`. A value that does not parse falls
     /// back too and is reported (one error line) by the first multisocket that starts.
@@ -126,6 +130,12 @@ public enum BackgroundPolicies {
             if let v = try number("max-scale") {
                 guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
                 p.maximumScale = v
+            }
+            if let b = values["barrier"] {
+                guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
+                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected sent or acked")
+                }
+                p.barrier = v
             }
             return DelayTargetBackgroundPolicy(parameters: p)
         }

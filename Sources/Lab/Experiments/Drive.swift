@@ -180,6 +180,10 @@ public struct DriveExperiment: Experiment {
         let (run, skipped) = Self.strategies()
         var lines: [String] = []
         if let skipped { lines.append(skipped) }
+        // A trial whose apps left no readable log is no data point: named, and out of the means.
+        for o in outcomes where o.analysis.flatMap({ Self.figures($0, seconds: o.plan.durationSeconds) }) == nil {
+            lines.append("left out \(o.plan.variant) trial \(o.plan.trial): " + (o.analysis == nil ? "not analysed" : "no readable fg and bg app log"))
+        }
         var sums: [Strategy: StrategySummary] = [:]
         for s in run {
             if let m = Self.summary(outcomes, s) { sums[s] = m } else { lines.append("\(s.rawValue): no results") }

@@ -30,6 +30,8 @@ public struct ExperimentOptions: Sendable, Codable {
     public var tcp = TCPSettings()
     /// Trials run at once, each in its own testbed (`--jobs`).
     public var jobs = 1
+    /// Run only these of the experiment's variants (`--variants`); nil = all of them.
+    public var variants: [String]? = nil
 
     public init() {}
 }

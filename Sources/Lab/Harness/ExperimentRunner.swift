@@ -77,7 +77,7 @@ public struct ExperimentRunner: Sendable {
                                                        versions: await VersionRecord.current())
         let run = try RunDirectory.create(experiment: experiment.name, root: options.runsRoot)
         try TrialPlanner.write(manifest, specs: specs, to: "\(run.path)/plan")
-        let progress = Progress(experiment: experiment.name, expectedSeconds: experiment.expectedSeconds(options))
+        let progress = Progress(experiment: experiment.name, expectedSeconds: manifest.expectedSeconds)
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
 
         let job = TrialJob(context)

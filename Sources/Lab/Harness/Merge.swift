@@ -57,10 +57,13 @@ public struct ExperimentMerger: Sendable {
         guard let reference = records.first?.record.spec ?? plan.first else {
             throw TrialSpecError.invalid("nothing to merge: " + (bad.isEmpty ? "no paths given" : bad.map { "\($0.path) \($0.reason)" }.joined(separator: "; ")))
         }
-        let plans = Dictionary(grouping: records, by: { $0.record.spec.planId })
-        guard plans.count == 1 else {
-            throw TrialSpecError.invalid("the trials come from \(plans.count) different plans (" + plans.map { "\($0.key): \($0.value.count) trial(s), e.g. \($0.value[0].dir)" }.sorted().joined(separator: "; ") + "): merge one plan at a time")
+        // Trials of several plans merge when the plans differ only in how they ran (prefix, --jobs, runs
+        // directory, --variants, build): e.g. some variants run again with `--variants` next to a full run.
+        let settings = Dictionary(grouping: records, by: { Self.settingsKey($0.record.spec) })
+        guard settings.count == 1 else {
+            throw TrialSpecError.invalid("the trials come from \(settings.count) plans with different experiment, recipe or settings (" + settings.map { "\($0.value.count) trial(s), e.g. \($0.value[0].dir)" }.sorted().joined(separator: "; ") + "): merge trials of the same settings only")
         }
+        let plans = Dictionary(grouping: records, by: { $0.record.spec.planId })
         guard let experiment = ExperimentRegistry.named(reference.experiment) else {
             throw TrialSpecError.invalid("the trials are of experiment '\(reference.experiment)', which this intnw-lab does not know")
         }
@@ -85,11 +88,19 @@ public struct ExperimentMerger: Sendable {
             }
         }
 
+        // Every trial any of the plans names is expected (a `--variants` run names only its own).
+        var planTrials = plan.isEmpty ? [] : plan.first!.planTrials
+        for r in records { for id in r.record.spec.planTrials where !planTrials.contains(id) { planTrials.append(id) } }
+        if plans.count > 1 {
+            notes.append("merged trials of \(plans.count) plans with the same settings: " + plans.map { id, runs in
+                "\(id) (\(Set(runs.map(\.record.spec.plan.variant)).sorted().joined(separator: ", ")))" }.sorted().joined(separator: "; "))
+        }
+
         var excluded: [ExperimentRecord.Excluded] = []
         var completed: [(plan: TrialPlan, directory: String)] = []
         var trialRecords: [ExperimentRecord.TrialRecord] = []
         var interrupted = false
-        for id in reference.planTrials {
+        for id in planTrials {
             guard let (dir, r) = byId[id] else {
                 let named = bad.first { ($0.path as NSString).lastPathComponent == id }
                 excluded.append(.init(id: id, reason: named.map { "\($0.path) \($0.reason)" } ?? "missing: no trial directory given holds it",
@@ -118,7 +129,7 @@ public struct ExperimentMerger: Sendable {
             }
         }
         // Trials that ran under different builds, kernels or TCP congestion control are noted.
-        let used = reference.planTrials.compactMap { byId[$0]?.record }.filter { $0.status == .completed }
+        let used = planTrials.compactMap { byId[$0]?.record }.filter { $0.status == .completed }
         func differing(_ what: String, _ value: (TrialJobRecord) -> String?) {
             let values = Dictionary(grouping: used, by: { value($0) ?? "unknown" })
             if values.count > 1 {
@@ -134,13 +145,13 @@ public struct ExperimentMerger: Sendable {
         }
 
         var traces: [String: TraceRecord] = [:]
-        for id in reference.planTrials {
+        for id in planTrials {
             guard let s = byId[id]?.record.spec, traces[s.plan.variant] == nil else { continue }
             traces[s.plan.variant] = try run.recordTrace(s.plan.trace, name: "trace-\(s.plan.variant)")
         }
 
         // Evaluate, then write: analysis, verdict, plots, and only then the report, once.
-        progress?.note("analysing \(completed.count) trial(s)" + (excluded.isEmpty ? "" : "; \(excluded.count) of \(reference.planTrials.count) left out"))
+        progress?.note("analysing \(completed.count) trial(s)" + (excluded.isEmpty ? "" : "; \(excluded.count) of \(planTrials.count) left out"))
         var results: AnalysisResults?
         var analyses: [TrialAnalysis] = []
         var analysisProblems: [String] = []
@@ -168,7 +179,7 @@ public struct ExperimentMerger: Sendable {
             : experiment.evaluate(outcomes, options: reference.options)
         if !excluded.isEmpty {
             verdict.held = false
-            verdict.lines.append("incomplete: \(outcomes.count) of \(reference.planTrials.count) planned trials are in the results; the expectation is not judged on the rest")
+            verdict.lines.append("incomplete: \(outcomes.count) of \(planTrials.count) planned trials are in the results; the expectation is not judged on the rest")
             verdict.lines += excluded.map { "left out \($0.id): \($0.reason)" }
         }
         verdict.lines += notes
@@ -199,5 +210,20 @@ public struct ExperimentMerger: Sendable {
         }
         return ExperimentRunner.Result(directory: out, outcomes: outcomes, verdict: verdict, results: results,
                                        interrupted: interrupted, excluded: excluded)
+    }
+
+    /// What must agree for trials to be judged together: experiment, recipe version and every option
+    /// except how the trials ran (namespace prefix, --jobs, runs directory, --variants). Builds may differ
+    /// (the merge notes it).
+    static func settingsKey(_ spec: TrialSpec) -> String {
+        var o = spec.options
+        o.prefix = ""
+        o.jobs = 1
+        o.runsRoot = ""
+        o.variants = nil
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let options = (try? enc.encode(o)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return "\(spec.experiment) v\(spec.recipeVersion) \(options)"
     }
 }

@@ -159,11 +159,15 @@ public struct TrialRunner: Sendable {
         // Fidelity guard: how late the emulator released packets and the replayer applied slices, and how
         // busy the CPUs were; a trial whose emulation fell behind is invalid (a problem: left out of the
         // results and named in the verdict).
-        let fidelity = TrialFidelity.measure(bed: bed, cpuAtStart: cpuAtStart)
+        // An app that failed (e.g. never reached the server) makes the trial no data point either, even
+        // though the emulation kept up: fidelity.json says so too.
+        let appFailures = apps.filter { $0.hasEnded && !($0.exitStatus?.isSuccess ?? false) }
+            .map { "\($0.name) failed (\($0.exitStatus.map { "\($0)" } ?? $0.startError ?? "?"))" }
+        let fidelity = TrialFidelity.measure(bed: bed, cpuAtStart: cpuAtStart, appFailures: appFailures)
         if let data = try? JSONEncoder.pretty.encode(fidelity) {
             FileManager.default.createFile(atPath: "\(dir)/fidelity.json", contents: data)
         }
-        if let why = fidelity.invalidReason { problems.append(why) }
+        if let why = fidelity.emulationInvalidReason { problems.append(why) }
         progress.note("\(label): stopping and tearing down")
         await teardown()
 
@@ -195,14 +199,17 @@ public struct TrialRunner: Sendable {
 
     /// `intnw-app` arguments for one process running `group`: one app alone (`fg-client`/`bg-client`),
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
+    /// An app keeps trying to reach the server for its whole run (`--connect-timeout` = its duration), as
+    /// a real app retries while no path works yet (e.g. a trace window that starts without WiFi).
     static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
         precondition(!group.isEmpty)
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
-            ["--variant", a.variant.rawValue, "--server", server, "--port", String(a.variant.defaultPort),
-             "--app-id", String(a.appId), "--start-delay", String(startDelay),
-             "--duration", String(max(0.1, durationSeconds - startDelay)),
-             "--log", "\(dir)/\(AppLogName.file(process: a.process, app: a.name))"]
+            let runs = String(max(0.1, durationSeconds - startDelay))
+            return ["--variant", a.variant.rawValue, "--server", server, "--port", String(a.variant.defaultPort),
+                    "--app-id", String(a.appId), "--start-delay", String(startDelay),
+                    "--duration", runs, "--connect-timeout", runs,
+                    "--log", "\(dir)/\(AppLogName.file(process: a.process, app: a.name))"]
         }
         if group.count == 1 {
             return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
@@ -273,8 +280,19 @@ public struct TrialFidelity: Codable, Sendable {
     /// Share of all CPUs' time busy during the trial (from /proc/stat), 0-1; >= 0.95 counts as saturated.
     public var cpuBusyFraction: Double?
     public var cpuSaturated: Bool
+    /// Apps of the trial that failed (exited non-zero: e.g. never reached the server); nil or empty
+    /// when every app ran. Older records lack it.
+    public var appFailures: [String]? = nil
+    /// False when the emulation fell behind or an app failed: the trial is no data point.
     public var valid: Bool
     public var invalidReason: String?
+
+    /// Why the emulation (not the apps) makes the trial invalid; nil when it kept up.
+    public var emulationInvalidReason: String? {
+        guard let r = invalidReason, r.hasPrefix(Self.emulationPrefix) else { return nil }
+        return r.components(separatedBy: "; apps failed: ").first
+    }
+    static let emulationPrefix = "invalid: the emulation fell behind"
 
     /// (busy, total) jiffies of all CPUs so far.
     static func cpuTimes() -> (busy: Double, total: Double)? {
@@ -286,7 +304,7 @@ public struct TrialFidelity: Codable, Sendable {
         return (total - v[3] - v[4], total)  // idle and iowait are not busy
     }
 
-    static func measure(bed: Testbed, cpuAtStart: (busy: Double, total: Double)?) -> TrialFidelity {
+    static func measure(bed: Testbed, cpuAtStart: (busy: Double, total: Double)?, appFailures: [String] = []) -> TrialFidelity {
         var emulatorP99: Int?, packets: UInt64?
         if let u = bed.shaper as? UserspaceShaper {
             let h = u.lateness()
@@ -297,16 +315,30 @@ public struct TrialFidelity: Codable, Sendable {
         let replayerP99 = late.isEmpty ? nil : Int(late[min(late.count - 1, Int((Double(late.count) * 0.99).rounded(.up)) - 1)].rounded())
         var busy: Double?
         if let a = cpuAtStart, let b = cpuTimes(), b.total > a.total { busy = (b.busy - a.busy) / (b.total - a.total) }
+        return judged(emulatorP99: emulatorP99, packets: packets, replayerP99: replayerP99, replayerEvents: late.count,
+                      cpuBusy: busy, appFailures: appFailures)
+    }
+
+    /// The record with its verdict: invalid when the emulator's or the replayer's p99 lateness is over
+    /// its limit, or when an app failed.
+    static func judged(emulatorP99: Int?, packets: UInt64?, replayerP99: Int?, replayerEvents: Int, cpuBusy busy: Double?,
+                       appFailures: [String]) -> TrialFidelity {
         var reasons: [String] = []
         let limit = maxLatenessP99Microseconds
         if let e = emulatorP99, e > limit { reasons.append("emulator lateness p99 \(e) µs > \(limit) µs") }
         if let r = replayerP99, r > maxReplayerLatenessP99Microseconds {
             reasons.append("replayer lateness p99 \(r) µs > \(maxReplayerLatenessP99Microseconds) µs")
         }
-        let reason = reasons.isEmpty ? nil : "invalid: the emulation fell behind (\(reasons.joined(separator: ", ")))" + (busy.map { String(format: "; CPUs %.0f%% busy", $0 * 100) } ?? "")
+        var parts: [String] = []
+        if !reasons.isEmpty {
+            parts.append("\(emulationPrefix) (\(reasons.joined(separator: ", ")))" + (busy.map { String(format: "; CPUs %.0f%% busy", $0 * 100) } ?? ""))
+        }
+        if !appFailures.isEmpty { parts.append((parts.isEmpty ? "invalid: " : "") + "apps failed: " + appFailures.joined(separator: ", ")) }
         return TrialFidelity(emulatorLatenessP99Microseconds: emulatorP99, emulatorPackets: packets,
-                             replayerLatenessP99Microseconds: replayerP99, replayerEvents: late.count,
-                             cpuBusyFraction: busy, cpuSaturated: (busy ?? 0) >= 0.95, valid: reasons.isEmpty, invalidReason: reason)
+                             replayerLatenessP99Microseconds: replayerP99, replayerEvents: replayerEvents,
+                             cpuBusyFraction: busy, cpuSaturated: (busy ?? 0) >= 0.95,
+                             appFailures: appFailures.isEmpty ? nil : appFailures, valid: parts.isEmpty,
+                             invalidReason: parts.isEmpty ? nil : parts.joined(separator: "; "))
     }
 }
 

@@ -181,11 +181,12 @@ public enum TrialPlanner {
         // `--trace/--trace-start/--duration` replace every plan's conditions and length here, so the
         // specs (and `trial plan`) carry them.
         let override = try TraceOverride.load(options)
-        let plans = try experiment.plans(options).map { p -> TrialPlan in
+        let allPlans = try experiment.plans(options).map { p -> TrialPlan in
             var p = p
             p.applyTraceOverride(override, durationSeconds: options.durationSeconds)
             return p
         }
+        let plans = try selectVariants(allPlans, options.variants, experiment: experiment.name)
         guard !plans.isEmpty else { throw TrialSpecError.invalid("\(experiment.name) planned no trial") }
         let ids = plans.map { TrialSpec.id(variant: $0.variant, trial: $0.trial) }
         guard Set(ids).count == ids.count, ids.allSatisfy(TrialSpec.isSafeId) else {
@@ -204,11 +205,25 @@ public enum TrialPlanner {
         let manifest = PlanManifest(
             format: "intnw-lab plan manifest 1", experiment: experiment.name, recipeVersion: experiment.version,
             expectation: experiment.expectation, options: options, planId: planId, prefix: prefix, versions: versions,
-            expectedSeconds: experiment.expectedSeconds(options),
+            // The recipe estimates all its variants; `--variants` runs that share of its trials.
+            expectedSeconds: experiment.expectedSeconds(options) * Double(plans.count) / Double(max(1, allPlans.count)),
             trials: specs.map { .init(id: $0.id, file: "\($0.id).json", variant: $0.plan.variant, trial: $0.plan.trial,
                                       seed: $0.plan.seed, durationSeconds: $0.plan.durationSeconds,
                                       traceFnv1a64: $0.trace.fnv1a64) })
         return (manifest, specs)
+    }
+
+    /// The plans of the variants named by `--variants` (all with nil), in the experiment's order; a
+    /// name the experiment does not have is a one-line error listing the ones it has.
+    static func selectVariants(_ plans: [TrialPlan], _ names: [String]?, experiment: String) throws -> [TrialPlan] {
+        guard let names else { return plans }
+        var known: [String] = []
+        for p in plans where !known.contains(p.variant) { known.append(p.variant) }
+        guard !names.isEmpty else { throw LabError.badOption("--variants names no variant; \(experiment) has \(known.joined(separator: ", "))") }
+        for n in names where !known.contains(n) {
+            throw LabError.badOption("--variants: \(experiment) has no variant '\(n)' (it has \(known.joined(separator: ", ")))")
+        }
+        return plans.filter { names.contains($0.variant) }
     }
 
     static func traceRecord(_ t: Trace) -> TraceRecord {
