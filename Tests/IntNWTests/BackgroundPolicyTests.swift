@@ -237,6 +237,44 @@ struct BackgroundPolicyTests {
         #expect(fresh.currentScale == 1 && fresh !== p)
     }
 
+    @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (default, as the note's policies) or sent (barrier=sent)")
+    func delayTargetBarrier() throws {
+        #expect(DelayTargetBackgroundPolicy().parameters.barrier == .acked && DelayTargetBackgroundPolicy().honorsForegroundBarrier)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent") as? DelayTargetBackgroundPolicy)
+        #expect(p.parameters.barrier == .sent && !p.honorsForegroundBarrier)
+        func ctx(_ now: Double, lastFG: Double?, elsewhere: Int) -> BackgroundContext {
+            var c = bench.context(now: now, lastFG: lastFG, srttMs: 201 + 1448.0 / 64, minRTTMs: 200)
+            c.foregroundElsewhere = elsewhere
+            return c
+        }
+        let recheck = PolicyBench.at(10) + 10_000_000
+        // FG elsewhere first seen at 10 s; its last activity (a reply at 9.5 s) predates it: not sent yet.
+        #expect(p.verdict(ctx(10, lastFG: 9.5, elsewhere: 1)) == .hold(.foregroundElsewhere, untilNs: recheck))
+        #expect(p.verdict(ctx(10.005, lastFG: 9.5, elsewhere: 1)).reason == .foregroundElsewhere)
+        // Sent at 10.006 s: BG may go (behind it at the bottleneck), within the window.
+        #expect(p.verdict(ctx(10.007, lastFG: 10.006, elsewhere: 1)) == .send(maxBytes: 14_888))
+        // Activity up to 20 ms before the barrier was first seen counts (decisions notice it late) ...
+        let q = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(q.verdict(ctx(10, lastFG: 9.981, elsewhere: 1)).reason == nil)
+        // ... 21 ms before does not.
+        let r = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(r.verdict(ctx(10, lastFG: 9.979, elsewhere: 1)).reason == .foregroundElsewhere)
+        // The barrier ends; the next FG elsewhere starts a new one (the old send does not count).
+        #expect(p.verdict(ctx(10.3, lastFG: 10.25, elsewhere: 0)).reason == nil)
+        #expect(p.verdict(ctx(11, lastFG: 10.25, elsewhere: 1)).reason == .foregroundElsewhere)
+        #expect(p.verdict(ctx(11.01, lastFG: 11.002, elsewhere: 1)).reason == nil)
+        // barrier=acked (the default): the scheduler holds BG for the whole time FG is outstanding elsewhere.
+        let a = try #require(try BackgroundPolicies.parse("delay-target:barrier=acked") as? DelayTargetBackgroundPolicy)
+        #expect(a.parameters.barrier == .acked && a.honorsForegroundBarrier)
+        #expect(throws: IntNWError.invalidArgument("delay-target barrier=never: expected sent or acked")) {
+            try BackgroundPolicies.parse("delay-target:barrier=never")
+        }
+        // The note's policies keep the barrier.
+        for n in [BackgroundPolicyName.exclusive, .anticipatory, .trickle] {
+            #expect((n.makePolicy() as? any ExplainedBackgroundPolicy)?.honorsForegroundBarrier == true, "\(n)")
+        }
+    }
+
     @Test("policy names: parse, environment default, unknown names rejected with the list")
     func names() throws {
         for n in BackgroundPolicyName.allCases {

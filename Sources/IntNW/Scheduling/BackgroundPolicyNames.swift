@@ -50,7 +50,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
                             "max-scale": "largest scale on the model window (probing above the estimate)",
                             "duty": "fault injection: share (0-1] of each period BG may use the link",
-                            "duty-period-s": "period of the duty share, seconds"]
+                            "duty-period-s": "period of the duty share, seconds",
+                            "barrier": "sent | acked: how long FG elsewhere on the interface holds BG"]
         }
     }
 }
@@ -139,6 +140,12 @@ public enum BackgroundPolicies {
             if let v = try number("duty-period-s") {
                 guard v >= 0.1, v <= 60 else { throw IntNWError.invalidArgument("delay-target duty-period-s=\(v): expected 0.1 to 60 s") }
                 p.dutyPeriodSeconds = v
+            }
+            if let b = values["barrier"] {
+                guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
+                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected sent or acked")
+                }
+                p.barrier = v
             }
             return DelayTargetBackgroundPolicy(parameters: p)
         }
