@@ -11,9 +11,8 @@
 # regression check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-QUIET_SUITES=(EmulatorNetnsTests IntNWEmulatedNetnsTests TroubleBlackoutNetnsTests FalseTroubleNetnsTests
-              AppsNetnsTests AnalysisPipelineNetnsTests BackgroundSchedulingNetnsTests ExperimentNetnsTests
-              ClusterNetnsTests)
+QUIET_SUITES=(EmulatorNetnsTests WiFiReturnNetnsTests TroubleBlackoutNetnsTests FalseTroubleNetnsTests
+              AppsNetnsTests AnalysisPipelineNetnsTests BackgroundSchedulingNetnsTests ExperimentNetnsTests)
 quiet_regex="NetnsTests\.($(IFS='|'; echo "${QUIET_SUITES[*]}"))/"
 log=.build/test-output.log
 swift build --build-tests || exit 1

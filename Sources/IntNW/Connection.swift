@@ -104,6 +104,13 @@ final class Connection {
     /// Not to be chosen for data: troubled by this side's detector or by the peer's.
     var troubled: Bool { trouble.local || trouble.peer }
     let openedNs: UInt64
+    /// Decoded frames are still waiting in `decoder` (the per-pass frame budget ran out): the
+    /// socket is not read until they are handled, in later loop passes.
+    var framesPending = false
+    /// Monotonic ns of the last read that returned bytes (server idle timeout).
+    var lastReceivedNs: UInt64
+    /// Monotonic ns of the last write that the socket took bytes of (client keepalive).
+    var lastSentNs: UInt64
 
     init(id: ConnectionID, fd: Int32, state: State, network: LocalNetwork, outCapacity: Int, nowNs: UInt64) {
         self.id = id
@@ -112,6 +119,8 @@ final class Connection {
         self.network = network
         self.out = OutBuffer(capacity: outCapacity)
         self.openedNs = nowNs
+        self.lastReceivedNs = nowNs
+        self.lastSentNs = nowNs
     }
 
     /// Replies the peer has not taken yet: beyond these, the connection is not read until they

@@ -291,8 +291,30 @@ struct IROBReceiver {
         }
     }
 
+    /// What a BEGIN_IROB for `b` would add to `bufferedBytes` (0: already begun or released).
+    func charge(for b: BeginIROB) -> Int {
+        let id = b.id.rawValue
+        return isReleased(id) || incoming[id] != nil ? 0 : cost(b.length) + Self.bookkeeping(b)
+    }
+
+    /// Forgets the IROBs that are still incomplete and returns the bytes freed. Only for a session
+    /// that has lost every connection: the sender puts back everything a dead connection carried
+    /// and not acknowledged, so each such IROB comes again with a new BEGIN_IROB. Complete IROBs
+    /// (acknowledged) are kept.
+    mutating func dropIncomplete() -> Int {
+        var freed = 0
+        for (id, irob) in incoming where !irob.complete {
+            freed += cost(irob.begin.length) + Self.bookkeeping(irob.begin)
+            incoming[id] = nil
+        }
+        bufferedBytes -= freed
+        return freed
+    }
+
     /// Hands released IROBs to the runtime (in release order).
     mutating func takeReleased() -> [ReceivedIROB] {
+        // Nothing to hand over (most DATA frames): no copy of the emptied buffer.
+        if released.isEmpty { return [] }
         defer { released.removeAll(keepingCapacity: true) }
         return released
     }
@@ -305,6 +327,7 @@ struct IROBReceiver {
     }
 
     mutating func takePendingAcks() -> [(id: IROBID, completedAtNs: UInt64)] {
+        if pendingAcks.isEmpty { return [] }
         defer { pendingAcks.removeAll(keepingCapacity: true) }
         return pendingAcks
     }

@@ -34,6 +34,8 @@ final class ListenerCore: IOHandler {
     private var acceptWaiters: [CheckedContinuation<Session, Error>] = []
     private var closed = false
     private var acceptSerial: UInt64 = 0
+    /// Every session's receive memory, under one cap (ReceiveMemory.swift).
+    let memoryBudget: ReceiveMemoryBudget
     /// Key shares answered with a key agreement (X25519), for tests: refusals must not cost one.
     private(set) var keyAgreements = 0
     /// A HELLO is about 60 bytes, an AUTH at most 54: a connection that has not finished its
@@ -44,6 +46,7 @@ final class ListenerCore: IOHandler {
         self.loop = loop
         self.options = options
         self.log = options.session.logger
+        self.memoryBudget = ReceiveMemoryBudget(limitBytes: options.receiveMemoryLimitBytes)
         listenFD = try Sockets.listen(on: endpoint)
         self.endpoint = Sockets.localEndpoint(listenFD) ?? endpoint
         loop.register(fd: listenFD, self)
@@ -251,6 +254,8 @@ final class ListenerCore: IOHandler {
                               idleTimeoutSeconds: options.sessionIdleTimeoutSeconds)
         session.listener = self
         session.peerAddress = peer.address
+        session.memoryBudget = memoryBudget
+        session.connectionIdleTimeoutNs = UInt64(max(0, options.connectionIdleTimeoutSeconds) * 1e9)
         sessions[id] = session
         if let w = acceptWaiters.first {
             acceptWaiters.removeFirst()

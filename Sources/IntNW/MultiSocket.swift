@@ -312,6 +312,10 @@ public final class MultiSocketListener: @unchecked Sendable {
         guard let a = IPv4Endpoint.parse(address) else { return 0 }
         return core.loop.withLock { core.sessions.values.filter { $0.peerAddress == a && $0.phase != .closed }.count }
     }
+    /// Bytes charged to the listener's global receive-memory cap now, and the highest ever.
+    var receiveMemory: (used: Int, peak: Int, limit: Int) {
+        core.loop.withLock { (core.memoryBudget.usedBytes, core.memoryBudget.peakBytes, core.memoryBudget.limitBytes) }
+    }
     /// Key agreements (X25519) the listener has done (tests: a refused attach must not cost one).
     var keyAgreements: Int { core.loop.withLock { core.keyAgreements } }
 }

@@ -94,6 +94,10 @@ public struct MultiSocketOptions: Sendable {
     public var receiveLimits: ReceiveLimits
     /// TCP_NOTSENT_LOWAT in bytes: bounds data queued in the kernel ahead of later foreground data.
     public var notSentLowWatermarkBytes: Int
+    /// Client: a connection this side has sent nothing on for this many seconds gets a PING, so an
+    /// idle session stays within the server's `ListenerOptions.connectionIdleTimeoutSeconds`
+    /// (default 20 s; 0 turns keepalives off). Checked every `maintenanceIntervalMilliseconds`.
+    public var keepaliveIntervalSeconds: Double = 20
     /// Period of TCP_INFO sampling and housekeeping, in milliseconds.
     public var maintenanceIntervalMilliseconds: Int
     public var chooser: any NetworkChooser
@@ -152,8 +156,19 @@ public struct MultiSocketOptions: Sendable {
 public struct ListenerOptions: Sendable {
     /// Options given to every accepted session.
     public var session: MultiSocketOptions
-    /// A connection that has not sent a valid HELLO within this many seconds is closed.
+    /// Handshake timeout: a connection that has not completed its attach (HELLO and AUTH, and the
+    /// PROOF of a join) within this many seconds is closed. Default 5 s.
     public var helloTimeoutSeconds: Double
+    /// Idle timeout: an attached connection from which nothing arrives for this many seconds is
+    /// closed (clients send PING while otherwise silent, every `MultiSocketOptions.keepaliveIntervalSeconds`);
+    /// its session then counts as detached. Default 60 s; 0 turns it off.
+    public var connectionIdleTimeoutSeconds: Double
+    /// Global receive-memory cap, in bytes, over every session of the listener: IROBs begun and not
+    /// yet consumed by the application (with their bookkeeping) plus the connections' read buffers.
+    /// At the cap no connection is read until the applications consume or connections go; a
+    /// BEGIN_IROB that would exceed it closes its connection (the sender resends later). Default
+    /// 256 MiB (each session's own bound is `MultiSocketOptions.receiveLimits`).
+    public var receiveMemoryLimitBytes: Int
     /// At most this many connections may be waiting for their HELLO; beyond it the oldest is closed.
     public var maxPendingConnections: Int
     /// A session with no connection for this many seconds is closed.
@@ -171,9 +186,12 @@ public struct ListenerOptions: Sendable {
 
     public init(session: MultiSocketOptions = MultiSocketOptions(), helloTimeoutSeconds: Double = 5,
                 maxPendingConnections: Int = 1024, sessionIdleTimeoutSeconds: Double = 120, maxSessions: Int = 1024,
-                maxSessionsPerPeer: Int = 64, maxConnectionsPerSession: Int = 8) {
+                maxSessionsPerPeer: Int = 64, maxConnectionsPerSession: Int = 8,
+                connectionIdleTimeoutSeconds: Double = 60, receiveMemoryLimitBytes: Int = 256 << 20) {
         self.session = session
         self.helloTimeoutSeconds = helloTimeoutSeconds
+        self.connectionIdleTimeoutSeconds = connectionIdleTimeoutSeconds
+        self.receiveMemoryLimitBytes = receiveMemoryLimitBytes
         self.maxPendingConnections = maxPendingConnections
         self.sessionIdleTimeoutSeconds = sessionIdleTimeoutSeconds
         self.maxSessions = maxSessions

@@ -89,6 +89,26 @@ public struct FrameDecoder {
 
     /// Bytes fed but not yet decoded.
     public var bufferedByteCount: Int { writeIndex - readIndex }
+    /// Bytes of memory the decoder's buffer holds (it grows to one partial frame plus one read).
+    public var capacityBytes: Int { storage.count }
+
+    /// What `capacityBytes` becomes if `n` free bytes are reserved (as `fill(atLeast: n)` does).
+    public func capacityAfterReserving(_ n: Int) -> Int {
+        if storage.count - writeIndex >= n { return storage.count }
+        let live = writeIndex - readIndex
+        var newCount = storage.count
+        while newCount - live < n { newCount *= 2 }
+        return newCount
+    }
+
+    /// With nothing buffered, gives back a buffer grown beyond `bytes` (e.g. by one large frame),
+    /// so an idle connection does not keep the memory of its largest frame.
+    public mutating func shrink(ifLargerThan bytes: Int) {
+        guard readIndex == writeIndex, storage.count > bytes else { return }
+        storage = [UInt8](repeating: 0, count: 4096)
+        readIndex = 0
+        writeIndex = 0
+    }
     /// Whether the decoder has failed; every later `next()` rethrows the same error.
     public var failed: ProtocolError? { failure }
 

@@ -53,12 +53,17 @@ public struct PlainTCPTransport: ToyTransport {
     }
 
     public func listen(address: String, port: UInt16) throws(ToyAppError) -> ToyListener {
+        try listen(address: address, port: port, readTimeoutSeconds: 0)
+    }
+
+    /// `readTimeoutSeconds` > 0 sets a receive timeout (SO_RCVTIMEO) on every accepted connection.
+    public func listen(address: String, port: UInt16, readTimeoutSeconds: Double) throws(ToyAppError) -> ToyListener {
         guard let local = IPv4Endpoint(address, port: port) else {
             throw .invalidArgument("listen address '\(address)' is not an IPv4 address")
         }
         do throws(ToyAppError) {
             let s = try TCPSocket.listen(on: local)
-            return PlainListener(socket: s, port: s.localAddress?.port ?? port)
+            return PlainListener(socket: s, port: s.localAddress?.port ?? port, readTimeoutSeconds: readTimeoutSeconds)
         } catch {
             if case .system(_, let e) = error {
                 let hint = e == .addressInUse ? " (another server is using the port?)" : ""
@@ -74,15 +79,18 @@ public struct PlainTCPTransport: ToyTransport {
 final class PlainListener: ToyListener, @unchecked Sendable {
     private let socket: TCPSocket
     let port: UInt16
+    let readTimeoutSeconds: Double
 
-    init(socket: TCPSocket, port: UInt16) {
+    init(socket: TCPSocket, port: UInt16, readTimeoutSeconds: Double = 0) {
         self.socket = socket
         self.port = port
+        self.readTimeoutSeconds = readTimeoutSeconds
     }
 
     func accept() throws(ToyAppError) -> ToyConnection? {
         guard let (s, peer) = try socket.accept() else { return nil }
-        return PlainConnection(socket: s, peer: peer.description)
+        if readTimeoutSeconds > 0 { s.setReceiveTimeout(seconds: readTimeoutSeconds) }
+        return PlainConnection(socket: s, peer: peer.description, readTimeoutSeconds: readTimeoutSeconds)
     }
 
     func close() { socket.shutdown() }
@@ -109,9 +117,13 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
     /// Read-only payload filler shared by every connection; longer payloads go out in slices.
     private static let filler = [UInt8](repeating: MessageBufferPool.fill, count: 256 << 10)
 
-    init(socket: TCPSocket, peer: String) {
+    /// The receive timeout set on the socket (0: none), for the error it causes.
+    private let readTimeoutSeconds: Double
+
+    init(socket: TCPSocket, peer: String, readTimeoutSeconds: Double = 0) {
         self.socket = socket
         self.peerDescription = peer
+        self.readTimeoutSeconds = readTimeoutSeconds
     }
 
     func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64 {
@@ -186,6 +198,9 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
         if socket.wasShutDown { return .closed }
         if case .system(_, let e) = error, e == .brokenPipe || e == .connectionReset {
             return .peerClosed("\(peerDescription) reset the connection")
+        }
+        if case .system(let call, let e) = error, call == "recv", readTimeoutSeconds > 0, e == .resourceTemporarilyUnavailable {
+            return .peerClosed("\(peerDescription) sent nothing for \(JSONLine.fixed(readTimeoutSeconds, decimals: 1)) s (read timeout)")
         }
         return error
     }

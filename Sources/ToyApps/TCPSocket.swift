@@ -170,6 +170,12 @@ final class TCPSocket: @unchecked Sendable {
         }
     }
 
+    /// A blocking `recv` on this socket fails with EAGAIN after `seconds` without data.
+    func setReceiveTimeout(seconds: Double) {
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - seconds.rounded(.down)) * 1e6))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Wakes every thread blocked on this socket; later calls fail. Idempotent.
     func shutdown() {
         lock.withLock { _ in

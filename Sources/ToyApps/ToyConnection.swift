@@ -58,6 +58,15 @@ public protocol ToyTransport: Sendable {
     func connect(host: String, port: UInt16, timeoutSeconds: Double, stop: StopToken) throws(ToyAppError) -> ToyConnection
     /// Listens on `address:port` (port 0: any free port).
     func listen(address: String, port: UInt16) throws(ToyAppError) -> ToyListener
+    /// Like `listen(address:port:)`; accepted connections from which nothing arrives for
+    /// `readTimeoutSeconds` fail their `receive` (transports with their own idle timeout ignore it).
+    func listen(address: String, port: UInt16, readTimeoutSeconds: Double) throws(ToyAppError) -> ToyListener
+}
+
+extension ToyTransport {
+    public func listen(address: String, port: UInt16, readTimeoutSeconds: Double) throws(ToyAppError) -> ToyListener {
+        try listen(address: address, port: port)
+    }
 }
 
 extension ToyConnection {

@@ -16,17 +16,37 @@ public struct ServerSettings: Sendable, Equatable {
     /// Whole size of each bgAck in bytes, header included: 24 (a bare header) for BG uploads; a
     /// BG client that sends header-only chunks and gets large acks downloads BG instead.
     public var ackBytes: Int
+    /// At most this many connections (multisockets) served at once, one thread each; a connection
+    /// beyond it is closed at once, logged and counted (`connections_refused`).
+    public var maxConnections: Int
+    /// Plain TCP: a connection from which nothing arrives for this many seconds is closed (a read
+    /// timeout). IntNW connections have the library's own idle timeout
+    /// (`ListenerOptions.connectionIdleTimeoutSeconds`).
+    public var idleTimeoutSeconds: Double
 
-    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64, ackBytes: Int = ToyWire.headerLength) {
+    public static let defaultMaxConnections = 256
+    public static let defaultIdleTimeoutSeconds = 300.0
+
+    public init(address: String = "0.0.0.0", port: UInt16, replyBytes: Int = 64, ackBytes: Int = ToyWire.headerLength,
+                maxConnections: Int = ServerSettings.defaultMaxConnections,
+                idleTimeoutSeconds: Double = ServerSettings.defaultIdleTimeoutSeconds) {
         self.address = address
         self.port = port
         self.replyBytes = replyBytes
         self.ackBytes = ackBytes
+        self.maxConnections = maxConnections
+        self.idleTimeoutSeconds = idleTimeoutSeconds
     }
 
     public func validate() throws(ToyAppError) {
         try validateMessageBytes(replyBytes, option: "--reply-bytes")
         try validateMessageBytes(ackBytes, option: "--ack-bytes")
+        guard maxConnections >= 1 && maxConnections <= 65_536 else {
+            throw .invalidArgument("--max-connections must be 1 ... 65536 (got \(maxConnections))")
+        }
+        guard idleTimeoutSeconds.isFinite && idleTimeoutSeconds > 0 else {
+            throw .invalidArgument("--idle-timeout must be a positive number of seconds (got \(idleTimeoutSeconds))")
+        }
         guard IPv4Endpoint(address, port: port) != nil else {
             throw .invalidArgument("--address must be an IPv4 address such as 0.0.0.0 (got '\(address)')")
         }
@@ -36,7 +56,8 @@ public struct ServerSettings: Sendable, Equatable {
 /// The server side of both apps: answers each fgRequest with an fgReply and acknowledges each
 /// bgChunk with a bgAck (a bare header unless `ackBytes` says otherwise), both carrying the request's app id and sequence number (and,
 /// over IntNW, its labels).
-/// One thread per connection (multisocket); a bad client only loses its own connection.
+/// One thread per connection (multisocket), at most `maxConnections` of them; a bad client only
+/// loses its own connection, and a silent plain-TCP one is closed after `idleTimeoutSeconds`.
 // @unchecked: mutable state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
@@ -61,7 +82,7 @@ public final class ToyServer: @unchecked Sendable {
 
     /// Listens and starts accepting. Returns the bound port.
     public func start() throws(ToyAppError) -> UInt16 {
-        let l = try transport.listen(address: settings.address, port: settings.port)
+        let l = try transport.listen(address: settings.address, port: settings.port, readTimeoutSeconds: settings.idleTimeoutSeconds)
         lock.withLock { _ in listener = l }
         threads.spawn("toy-accept") { [self] in acceptLoop(l) }
         return l.port
@@ -77,15 +98,27 @@ public final class ToyServer: @unchecked Sendable {
                 return
             }
             guard let c else { return }
-            let refused = lock.withLock { _ in
-                if stopping { return true }
+            enum Admission { case stopping, refused, accepted }
+            let admission = lock.withLock { _ -> Admission in
+                if stopping { return .stopping }
+                if open.count >= settings.maxConnections {
+                    stats.connectionsRefused += 1
+                    return .refused
+                }
                 open[ObjectIdentifier(c)] = c
                 stats.connections += 1
-                return false
+                return .accepted
             }
-            if refused {
+            switch admission {
+            case .stopping:
                 c.close()
                 return
+            case .refused:
+                c.close()
+                logConnection(c, event: "refused", error: nil)
+                continue
+            case .accepted:
+                break
             }
             threads.spawn("toy-serve") { [self] in serve(c) }
         }

@@ -272,6 +272,8 @@ public struct ServerSummary: Sendable, Equatable {
     public var bytesReceived: UInt64 = 0
     /// Connections closed because of a protocol violation or I/O error.
     public var connectionErrors: UInt64 = 0
+    /// Connections closed at once because `maxConnections` were being served.
+    public var connectionsRefused: UInt64 = 0
 
     public init(variant: ToyVariant) { self.variant = variant }
 
@@ -285,6 +287,7 @@ public struct ServerSummary: Sendable, Equatable {
         j.add("bg_chunks_acked", bgChunksAcked)
         j.add("bytes_received", bytesReceived)
         j.add("connection_errors", connectionErrors)
+        j.add("connections_refused", connectionsRefused)
         return j.string
     }
 
@@ -292,6 +295,7 @@ public struct ServerSummary: Sendable, Equatable {
         "server (\(variant)): \(connections) connections, \(fgRequestsAnswered) FG requests answered, "
             + "\(bgChunksAcked) BG chunks acked, \(bytesReceived) bytes received"
             + (connectionErrors > 0 ? ", \(connectionErrors) connections closed by errors" : "")
+            + (connectionsRefused > 0 ? ", \(connectionsRefused) connections refused (at --max-connections)" : "")
     }
 }
 

@@ -184,8 +184,17 @@ struct ServerCommand: ParsableCommand {
     @Option(name: .customLong("ack-bytes"),
             help: ArgumentHelp("Size of each BG ack in bytes, the 24-byte toy header included (larger: BG downloads).", valueName: "bytes"))
     var ackBytes = 24
+    @Option(name: .customLong("max-connections"),
+            help: ArgumentHelp("Connections (multisockets) served at once, one thread each; more are closed at once and counted as refused.", valueName: "n"))
+    var maxConnections = ServerSettings.defaultMaxConnections
+    @Option(name: .customLong("idle-timeout"),
+            help: ArgumentHelp("Plain TCP: close a connection that sends nothing for this many seconds (IntNW connections: the library's 60 s idle timeout, kept alive by client PINGs).", valueName: "seconds"))
+    var idleTimeout = ServerSettings.defaultIdleTimeoutSeconds
 
-    var settings: ServerSettings { ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes, ackBytes: ackBytes) }
+    var settings: ServerSettings {
+        ServerSettings(address: address, port: common.resolvedPort, replyBytes: replyBytes, ackBytes: ackBytes,
+                       maxConnections: maxConnections, idleTimeoutSeconds: idleTimeout)
+    }
 
     func validate() throws {
         try check { () throws(ToyAppError) in try settings.validate() }

@@ -121,6 +121,44 @@ import SyntheticTraffic
         #expect(conn.firstFramingError?.contains("IntNW framing error") == true)
     }
 
+    /// One multisocket, FG and BG apps (ids 1 and 2), two networks. A BG IROB starts on WiFi and
+    /// its second half goes out on cellular, where only FG messages complete. The cellular
+    /// connection carries both apps' bytes: the old rule ("a connection where one app's messages
+    /// complete is that app's") booked BG's 6,000 cellular bytes to FG -- seen in a vehicular
+    /// bgpolicy run, FG 139 kB where its requests were 2.7 kB (the dissector's figure).
+    @Test func bgBytesOfAnIROBSplitAcrossNetworksAreNotBookedToFG() throws {
+        let wifiPath = dir + "/split-wifi0.pcap", cellPath = dir + "/split-cell0.pcap"
+        let wifi = try SyntheticCapture(path: wifiPath), cell = try SyntheticCapture(path: cellPath)
+        let w = SyntheticFlow(capture: wifi, client: (parseIPv4("198.18.1.2")!, 40110), server: (serverIP, 9010))
+        let c = SyntheticFlow(capture: cell, client: (parseIPv4("198.18.2.2")!, 40111), server: (serverIP, 9010))
+        w.handshake(at: t0)
+        c.handshake(at: t0)
+        w.send(fromClient: true, bytes: hello(.client, network: 1, kind: .wifi), at: t0 + 2 * ms)
+        c.send(fromClient: true, bytes: hello(.client, network: 2, kind: .cellular), at: t0 + 2 * ms)
+        // BG IROB 1: 12,024 bytes in two DATA frames, the first (with the toy header) on WiFi.
+        let b = irob(1, labels: .background, message: toy(.bgChunk, app: 2, seq: 0, payload: 12_000), pieces: 2)
+        w.send(fromClient: true, bytes: b.begin + b.data[0], at: t0 + 10 * ms)
+        c.send(fromClient: true, bytes: b.begin + b.data[1] + b.end, at: t0 + 20 * ms)
+        // FG requests complete on cellular only.
+        for k in 0 ..< 3 {
+            let r = irob(UInt64(2 + k), labels: .foreground, message: toy(.fgRequest, app: 1, seq: UInt64(k), payload: 104))
+            c.send(fromClient: true, bytes: r.begin + r.data[0] + r.end, at: t0 + UInt64(100 + 100 * k) * ms)
+        }
+        try wifi.close()
+        try cell.close()
+        let meta = RunMetadata(apps: [.init(name: "fg", role: .fg, variant: .intnw, appId: 1),
+                                      .init(name: "bg", role: .bg, variant: .intnw, appId: 2)])
+        let a = try Analyzer.analyze(TrialInput(name: "s", captures: [CaptureInput(path: wifiPath, interface: "wifi0"),
+                                                                    CaptureInput(path: cellPath, interface: "cell0")], metadata: meta))
+        let fg = try #require(a.result.apps.first { $0.name == "fg" })
+        let bg = try #require(a.result.apps.first { $0.name == "bg" })
+        #expect(fg.throughput.uplinkBytes == 3 * 128, "FG's own requests only")
+        #expect(bg.throughput.uplinkBytes == 12_024, "both halves of the BG IROB")
+        let cellConn = try #require(a.result.connections.first { $0.interface == "cell0" })
+        #expect(cellConn.app == "fg+bg")
+        #expect(a.result.accountingViolations == 0)
+    }
+
     @Test func helloRecognition() {
         let h = hello(.client, network: 1, kind: .wifi)
         h.withUnsafeBytes { raw in

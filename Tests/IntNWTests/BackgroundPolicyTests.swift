@@ -144,6 +144,29 @@ struct BackgroundPolicyTests {
         #expect(p.decide(bench.context(now: 10, lastFG: 10)) == .send(maxBytes: Int.max))
     }
 
+    @Test("delay-target duty (fault injection): BG admitted only until one base RTT before the period's share ends")
+    func delayTargetDuty() throws {
+        let p = try #require(try BackgroundPolicies.parse("delay-target:duty=0.5,duty-period-s=2") as? DelayTargetBackgroundPolicy)
+        // The bench's origin is a whole number of 2 s periods: `now` 0-1 s is the share, 1-2 s is not;
+        // base RTT 200 ms, so BG is admitted from 0 to 0.8 s. Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B.
+        #expect(p.verdict(bench.context(now: 0, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        #expect(p.verdict(bench.context(now: 0.79, lastFG: nil, unacked: 4_888, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 10_000))
+        // Held, looking again every 10 ms (the delivery-rate estimate samples at each decision).
+        #expect(p.verdict(bench.context(now: 0.81, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(0.82)))
+        #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(1.51)))
+        #expect(p.verdict(bench.context(now: 1.995, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .hold(.dutyCycle, untilNs: PolicyBench.at(2)))
+        #expect(p.verdict(bench.context(now: 2.25, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        // The window still bounds what is in flight inside the share.
+        #expect(p.verdict(bench.context(now: 0.5, lastFG: nil, unacked: 14_500, srttMs: 200, minRTTMs: 200))
+                == .hold(.queueingDelay, untilNs: PolicyBench.at(0.5) + 10_000_000))
+        // Off by default; bad values are one-line errors.
+        let plain = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        #expect(plain.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=1.5") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=0") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty-period-s=0.01") }
+    }
+
     @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms) x a scale the measured queueing delay steers per RTT")
     func delayTarget() throws {
         // The steering, with the target and probing range of the first version (25 ms, up to 16x):
@@ -212,6 +235,44 @@ struct BackgroundPolicyTests {
         // Each multisocket gets its own scale.
         let fresh = p.makeInstance() as! DelayTargetBackgroundPolicy
         #expect(fresh.currentScale == 1 && fresh !== p)
+    }
+
+    @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (default, as the note's policies) or sent (barrier=sent)")
+    func delayTargetBarrier() throws {
+        #expect(DelayTargetBackgroundPolicy().parameters.barrier == .acked && DelayTargetBackgroundPolicy().honorsForegroundBarrier)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent") as? DelayTargetBackgroundPolicy)
+        #expect(p.parameters.barrier == .sent && !p.honorsForegroundBarrier)
+        func ctx(_ now: Double, lastFG: Double?, elsewhere: Int) -> BackgroundContext {
+            var c = bench.context(now: now, lastFG: lastFG, srttMs: 201 + 1448.0 / 64, minRTTMs: 200)
+            c.foregroundElsewhere = elsewhere
+            return c
+        }
+        let recheck = PolicyBench.at(10) + 10_000_000
+        // FG elsewhere first seen at 10 s; its last activity (a reply at 9.5 s) predates it: not sent yet.
+        #expect(p.verdict(ctx(10, lastFG: 9.5, elsewhere: 1)) == .hold(.foregroundElsewhere, untilNs: recheck))
+        #expect(p.verdict(ctx(10.005, lastFG: 9.5, elsewhere: 1)).reason == .foregroundElsewhere)
+        // Sent at 10.006 s: BG may go (behind it at the bottleneck), within the window.
+        #expect(p.verdict(ctx(10.007, lastFG: 10.006, elsewhere: 1)) == .send(maxBytes: 14_888))
+        // Activity up to 20 ms before the barrier was first seen counts (decisions notice it late) ...
+        let q = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(q.verdict(ctx(10, lastFG: 9.981, elsewhere: 1)).reason == nil)
+        // ... 21 ms before does not.
+        let r = p.makeInstance() as! DelayTargetBackgroundPolicy
+        #expect(r.verdict(ctx(10, lastFG: 9.979, elsewhere: 1)).reason == .foregroundElsewhere)
+        // The barrier ends; the next FG elsewhere starts a new one (the old send does not count).
+        #expect(p.verdict(ctx(10.3, lastFG: 10.25, elsewhere: 0)).reason == nil)
+        #expect(p.verdict(ctx(11, lastFG: 10.25, elsewhere: 1)).reason == .foregroundElsewhere)
+        #expect(p.verdict(ctx(11.01, lastFG: 11.002, elsewhere: 1)).reason == nil)
+        // barrier=acked (the default): the scheduler holds BG for the whole time FG is outstanding elsewhere.
+        let a = try #require(try BackgroundPolicies.parse("delay-target:barrier=acked") as? DelayTargetBackgroundPolicy)
+        #expect(a.parameters.barrier == .acked && a.honorsForegroundBarrier)
+        #expect(throws: IntNWError.invalidArgument("delay-target barrier=never: expected sent or acked")) {
+            try BackgroundPolicies.parse("delay-target:barrier=never")
+        }
+        // The note's policies keep the barrier.
+        for n in [BackgroundPolicyName.exclusive, .anticipatory, .trickle] {
+            #expect((n.makePolicy() as? any ExplainedBackgroundPolicy)?.honorsForegroundBarrier == true, "\(n)")
+        }
     }
 
     @Test("policy names: parse, environment default, unknown names rejected with the list")

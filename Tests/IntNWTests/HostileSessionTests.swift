@@ -189,8 +189,10 @@ struct HostileSessionTests {
         let full = ProcessInfo.processInfo.environment["INTNW_HOSTILE_FULL"] == "1"
         var opts = ListenerOptions()
         if !full {
-            opts.maxSessionsPerPeer = 8
-            opts.maxSessions = 24
+            // Small, so the probe exceeds both bounds several times for few key agreements (two
+            // X25519 operations each on the server, about 15 ms in a debug build).
+            opts.maxSessionsPerPeer = 4
+            opts.maxSessions = 12
         }
         let sources = full ? ["127.0.0.1"] : ["127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
         let throwawayPerSource = full ? 1024 : 3 * opts.maxSessionsPerPeer

@@ -193,6 +193,14 @@ struct AnalysisPipelineNetnsTests {
             // 2. The IntNW dissector: frames by type, DATA bytes per IROB and per app.
             var frames: [Dir: [String: Int]] = [:], irob: [Dir: [UInt64: UInt64]] = [:]
             let rows = try tshark(pcap, ["tcp.srcport", "tcp.dstport", "intnw.type_name", "intnw.data.irob", "intnw.data.length", "intnw.app"], filter: "intnw")
+            // The dissector names an IROB's app once it has seen the toy header, which may come in
+            // several DATA frames: frames before that say app 0 and are booked by IROB id at the end.
+            struct IROBKey: Hashable { var dir: Dir; var id: UInt64 }
+            var appOfIROB: [IROBKey: UInt32] = [:]
+            var beforeHeader: [(IROBKey, UInt64)] = []
+            func bookApp(_ d: Dir, _ app: UInt32, _ n: UInt64) {
+                if d.uplink { if booksUp { appUp[app, default: 0] += n } } else if booksDown { appDown[app, default: 0] += n }
+            }
             for row in rows where row.count == 6 {
                 guard let d = byPorts["\(row[0])>\(row[1])"] else { continue }
                 for t in row[2].split(separator: ";") { frames[d, default: [:]][String(t), default: 0] += 1 }
@@ -202,9 +210,15 @@ struct AnalysisPipelineNetnsTests {
                 #expect(ids.count == lens.count && lens.count == apps.count, "DATA fields aligned: \(row)")
                 for (k, id) in ids.enumerated() where k < lens.count && k < apps.count {
                     irob[d, default: [:]][id, default: 0] += lens[k]
-                    if d.uplink { if booksUp { appUp[apps[k], default: 0] += lens[k] } } else if booksDown { appDown[apps[k], default: 0] += lens[k] }
+                    if apps[k] != 0 {
+                        appOfIROB[IROBKey(dir: d, id: id)] = apps[k]
+                        bookApp(d, apps[k], lens[k])
+                    } else {
+                        beforeHeader.append((IROBKey(dir: d, id: id), lens[k]))
+                    }
                 }
             }
+            for (key, n) in beforeHeader { bookApp(key.dir, appOfIROB[key] ?? 0, n) }
             for c in conns where c.protocol == .intnw {
                 checkedIntNW += 1
                 #expect(frames[Dir(connection: c.id, uplink: true)] ?? [:] == c.intnwFramesUp ?? [:], "\(c.client) up: dissector \(frames[Dir(connection: c.id, uplink: true)] ?? [:]), analyzer \(c.intnwFramesUp ?? [:])")

@@ -10,8 +10,12 @@ import Testing
 /// Issue 4 acceptance on the emulator: cellular only (64 KB/s up, 128 KB/s down, 200 ms RTT, WiFi
 /// absent), a BG sender keeping four 256 KB chunks in flight and an FG sender of 128-byte requests
 /// with small replies every 2 s (the multi-app design (docs/scheduling.md)'s test), in the three layouts of the note.
-/// The three layouts run in parallel, each on a testbed of its own.
-@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
+/// The layouts run one after the other on one testbed (`SharedSchedulingBed`), brought up once for the
+/// suite: the trace is constant and every run closes its multisockets, server and probe before the next
+/// starts. (Each layout's figures on the shared testbed matched those it gave
+/// on a testbed of its own: anticipatory FG p95 207-246 ms against 207-270, BG 18-20% of the uplink
+/// against 18-19%, permissive as before.)
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized, SharedSchedulingBed())
 struct BackgroundSchedulingNetnsTests {
     static let uplinkBytesPerSecond = 64_000.0
     static let trace = Trace.constant(
@@ -22,11 +26,14 @@ struct BackgroundSchedulingNetnsTests {
     enum Layout: String { case sameMultisocket = "same multisocket", twoMultisockets = "two multisockets", twoProcesses = "two processes" }
 
     /// What one run measured.
-    struct Outcome: CustomStringConvertible {
+    struct Outcome: CustomStringConvertible, Sendable {
         var fgLatenciesMs: [Double]
         var bgBytes: UInt64
         var seconds: Double
         var bgStats: BackgroundSchedulingStats?
+        /// BG bytes received and seconds elapsed from FG's start (t = 3 s) to the end of the run.
+        var bgBytesWhileFG: UInt64 = 0
+        var secondsWhileFG: Double = 1
         /// Nearest-rank percentile of the FG latencies after the first request (the first one
         /// meets whatever BG queued before any FG existed: the note expects it to be slow).
         func fg(_ p: Double) -> Double {
@@ -35,25 +42,17 @@ struct BackgroundSchedulingNetnsTests {
             return s[min(s.count - 1, max(0, Int((Double(s.count) * p).rounded(.up)) - 1))]
         }
         var bgBytesPerSecond: Double { Double(bgBytes) / seconds }
+        var bgBytesPerSecondWhileFG: Double { Double(bgBytesWhileFG) / secondsWhileFG }
         var description: String {
-            String(format: "FG p50 %.0f ms p95 %.0f ms (n=%d, first %.0f ms), BG %.0f B/s (%.0f%% of uplink)",
+            String(format: "FG p50 %.0f ms p95 %.0f ms (n=%d, first %.0f ms), BG %.0f B/s (%.0f%% of uplink; %.0f B/s, %.0f%%, while FG ran)",
                    fg(0.5), fg(0.95), fgLatenciesMs.count, fgLatenciesMs.first ?? -1, bgBytesPerSecond,
-                   100 * bgBytesPerSecond / BackgroundSchedulingNetnsTests.uplinkBytesPerSecond)
+                   100 * bgBytesPerSecond / BackgroundSchedulingNetnsTests.uplinkBytesPerSecond, bgBytesPerSecondWhileFG,
+                   100 * bgBytesPerSecondWhileFG / BackgroundSchedulingNetnsTests.uplinkBytesPerSecond)
                 + (bgStats.map { s in
                     ", holds " + s.holds.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue)=\($0.value)" }.joined(separator: " ")
                         + String(format: ", policy saw RTT %.0f ms, bandwidth %.0f B/s (max %.0f)", s.lastRTTMilliseconds,
                                  s.lastBandwidthBytesPerSecond, s.maxBandwidthBytesPerSecond)
                 } ?? "")
-        }
-    }
-
-    static func withBed(_ prefix: String, _ body: (Testbed) async throws -> Void) async throws {
-        var config = Testbed.Configuration(trace: trace)
-        config.prefix = prefix
-        config.notifyDelaySeconds = 0  // WiFi is absent from the start: the OS knows.
-        try await withTestbed(config) { bed in
-            bed.startReplay()
-            try await body(bed)
         }
     }
 
@@ -215,6 +214,11 @@ struct BackgroundSchedulingNetnsTests {
         let count = Int((seconds - fgStart) / 2)
         let started = Date()
         let before = server.bytesReceived
+        // BG received by the time FG starts: the run's BG alone, which the whole-run rate includes.
+        let atFG = Task.detached { () -> (bytes: UInt64, at: Date) in
+            try? await Task.sleep(for: .milliseconds(Int(fgStart * 1000)))
+            return (server.bytesReceived, Date())
+        }
         let bgTask = Task.detached { await runBackground(bg) }
         var latencies: [Double] = []
         switch layout {
@@ -240,13 +244,20 @@ struct BackgroundSchedulingNetnsTests {
         }
         let elapsed = Date().timeIntervalSince(started)
         let bgBytes = server.bytesReceived - before
+        let fgStarted = await atFG.value
+        let bgWhileFG = server.bytesReceived - fgStarted.bytes
+        let secondsWhileFG = Date().timeIntervalSince(fgStarted.at)
         let stats = bg.socket.backgroundStats
         bgTask.cancel()
         await bg.socket.close(timeoutSeconds: 0.1)
         await server.close()
-        return Outcome(fgLatenciesMs: latencies, bgBytes: bgBytes, seconds: elapsed, bgStats: stats)
+        return Outcome(fgLatenciesMs: latencies, bgBytes: bgBytes, seconds: elapsed, bgStats: stats,
+                       bgBytesWhileFG: bgWhileFG, secondsWhileFG: secondsWhileFG)
     }
 
+    /// FG alone is measured right before each layout's anticipatory run, so the 2x bound compares runs
+    /// made under the same machine load (one baseline for all three, measured minutes earlier, let a
+    /// load change in between decide a layout's verdict).
     static func check(_ layout: Layout, anticipatory a: Outcome, baseline b: Outcome) {
         print("[\(layout.rawValue)] FG alone: \(b)")
         print("[\(layout.rawValue)] anticipatory: \(a)")
@@ -254,18 +265,57 @@ struct BackgroundSchedulingNetnsTests {
         #expect(a.fg(0.95) <= 2 * b.fg(0.95), "\(layout.rawValue): anticipatory FG p95 \(a.fg(0.95)) ms > 2 x FG alone \(b.fg(0.95)) ms")
         #expect(a.bgBytesPerSecond >= 0.1 * uplinkBytesPerSecond,
                 "\(layout.rawValue): BG made \(Int(a.bgBytesPerSecond)) B/s, under 10% of the uplink")
+        // BG keeps moving while FG runs. The whole-run rate above includes the 3 s of BG alone before FG
+        // starts (up to 180 kB at 93% of the uplink, 9% of it averaged over 30 s), so on its own it
+        // barely notices a BG that stops once FG starts. Measured while FG ran: 16% in every layout.
+        #expect(a.bgBytesPerSecondWhileFG >= 0.05 * uplinkBytesPerSecond,
+                "\(layout.rawValue): BG made \(Int(a.bgBytesPerSecondWhileFG)) B/s while FG ran, under 5% of the uplink")
+    }
+
+    /// Brings the testbed up on the first call, then hands out the same one; set for the suite by
+    /// `SharedSchedulingBed`, which tears the testbed down after the suite's last test.
+    actor Holder {
+        private var bed: Testbed?
+        @TaskLocal static var current: Holder?
+
+        func get() async throws -> Testbed {
+            if let bed { return bed }
+            var config = Testbed.Configuration(trace: BackgroundSchedulingNetnsTests.trace)
+            config.prefix = "isc"
+            config.notifyDelaySeconds = 0  // WiFi is absent from the start: the OS knows.
+            var logger = Logger(label: "test.isc")
+            logger.logLevel = .warning
+            let up = try await Testbed.up(config, logger: logger)
+            up.startReplay()
+            bed = up
+            return up
+        }
+
+        func tearDown() async {
+            await bed?.down()
+            bed = nil
+        }
+    }
+
+    static func sharedBed() async throws -> Testbed {
+        let holder = try #require(Holder.current, "the suite's testbed holder is missing (SharedSchedulingBed did not run)")
+        return try await holder.get()
     }
 
     @Test("same multisocket: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive is at least 3x worse")
     func sameMultisocket() async throws {
-        try await Self.withBed("isc1") { bed in
-            let b = try await Self.baseline(bed, port: 6101)
-            let a = try await Self.run(bed, layout: .sameMultisocket, policy: .anticipatory, seconds: 30, port: 6102)
-            Self.check(.sameMultisocket, anticipatory: a, baseline: b)
-            let p = try await Self.run(bed, layout: .sameMultisocket, policy: .permissive, seconds: 20, port: 6103)
-            print("[same multisocket] permissive: \(p)")
-            #expect(p.fg(0.95) >= 3 * a.fg(0.95), "permissive FG p95 \(p.fg(0.95)) ms is not 3x anticipatory's \(a.fg(0.95)) ms")
-        }
+        let bed = try await Self.sharedBed()
+        let b = try await Self.baseline(bed, port: 6101)
+        let a = try await Self.run(bed, layout: .sameMultisocket, policy: .anticipatory, seconds: 30, port: 6102)
+        Self.check(.sameMultisocket, anticipatory: a, baseline: b)
+        // Permissive FG requests queue behind the BG chunks in the multisocket's socket buffer (about
+        // 256 KB, 4 s of the uplink), so each takes about 3.5 s against anticipatory's 0.2-0.3 s (measured
+        // 3448 ms median, 12x). Four requests (11 s of grid; about 17 s at that latency, where 20 s of grid
+        // took 30) are enough: p95 of the three after the first is their maximum, and fewer samples can
+        // only make that maximum smaller, so the 3x bound is no easier to meet than with more.
+        let p = try await Self.run(bed, layout: .sameMultisocket, policy: .permissive, seconds: 11, port: 6103)
+        print("[same multisocket] permissive: \(p)")
+        #expect(p.fg(0.95) >= 3 * a.fg(0.95), "permissive FG p95 \(p.fg(0.95)) ms is not 3x anticipatory's \(a.fg(0.95)) ms")
     }
 
     /// Permissive control run in `layout`. On separate connections FG meets BG only at the cellular
@@ -287,22 +337,38 @@ struct BackgroundSchedulingNetnsTests {
 
     @Test("two multisockets in one process: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive queues FG behind BG")
     func twoMultisockets() async throws {
-        try await Self.withBed("isc2") { bed in
-            let b = try await Self.baseline(bed, port: 6201)
-            let a = try await Self.run(bed, layout: .twoMultisockets, policy: .anticipatory, seconds: 30, port: 6202)
-            Self.check(.twoMultisockets, anticipatory: a, baseline: b)
-            try await Self.permissiveControl(bed, .twoMultisockets, anticipatory: a, port: 6203)
-        }
+        let bed = try await Self.sharedBed()
+        let b = try await Self.baseline(bed, port: 6201)
+        let a = try await Self.run(bed, layout: .twoMultisockets, policy: .anticipatory, seconds: 30, port: 6202)
+        Self.check(.twoMultisockets, anticipatory: a, baseline: b)
+        try await Self.permissiveControl(bed, .twoMultisockets, anticipatory: a, port: 6203)
     }
 
     @Test("two processes: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive queues FG behind BG")
     func twoProcesses() async throws {
-        try await Self.withBed("isc3") { bed in
-            let b = try await Self.baseline(bed, port: 6301)
-            let a = try await Self.run(bed, layout: .twoProcesses, policy: .anticipatory, seconds: 30, port: 6302)
-            Self.check(.twoProcesses, anticipatory: a, baseline: b)
-            try await Self.permissiveControl(bed, .twoProcesses, anticipatory: a, port: 6303)
+        let bed = try await Self.sharedBed()
+        let b = try await Self.baseline(bed, port: 6301)
+        let a = try await Self.run(bed, layout: .twoProcesses, policy: .anticipatory, seconds: 30, port: 6302)
+        Self.check(.twoProcesses, anticipatory: a, baseline: b)
+        try await Self.permissiveControl(bed, .twoProcesses, anticipatory: a, port: 6303)
+    }
+}
+
+/// Gives the scheduling suite one testbed, brought up by the first test that asks and torn down after
+/// the suite's last test. Lazily: a run that filters the suite's tests out (phase 1 skips them) still
+/// enters the suite's scope.
+struct SharedSchedulingBed: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        let holder = BackgroundSchedulingNetnsTests.Holder()
+        do {
+            try await BackgroundSchedulingNetnsTests.Holder.$current.withValue(holder) { try await function() }
+        } catch {
+            await holder.tearDown()
+            throw error
         }
+        await holder.tearDown()
     }
 }
 

@@ -6,6 +6,10 @@ import Testing
 
 /// Issue 3 on the emulated testbed: IntNW over the shaped WiFi and cellular links while the trace takes
 /// WiFi away and brings it back three times (the OS notices each outage after the notification delay).
+/// Runs in phase 1, alongside other tests: what it checks (exactly-once delivery in dependency order,
+/// the outages reaching the OS, cellular carrying traffic meanwhile, WiFi carrying the traffic once it
+/// is back for good) does not depend on how fast the machine is; the timed claim (new traffic on WiFi
+/// within 1 s of its carrier) is `WiFiReturnNetnsTests`, in the quiet phase 2.
 @Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
 struct IntNWEmulatedNetnsTests {
     static let wifi = LinkConditions(downBytesPerSecond: 2_500_000, upBytesPerSecond: 2_500_000, rttMilliseconds: 20)
@@ -23,13 +27,6 @@ struct IntNWEmulatedNetnsTests {
         return Trace(slices: slices, durationSeconds: 600, source: "wifi flapping x3")
     }
 
-    func waitFor(_ what: String, timeoutSeconds: Double, _ cond: () -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        while !cond() {
-            if Date() > deadline { throw INWTopology.CommandFailed(command: "wait for \(what)", output: "timed out") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
 
     @Test("1,000 IROBs each way exactly once in dependency order while WiFi comes and goes three times")
     func flappingWiFi() async throws {
@@ -47,7 +44,7 @@ struct IntNWEmulatedNetnsTests {
             clientOpts.logger.logLevel = .warning
             let client = try await MultiSocket.connect(to: spec.serviceAddress, port: listener.localEndpoint.port, options: clientOpts)
             let server = try await listener.accept()
-            try await waitFor("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
+            try await waitUntil("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
             bed.startReplay()
 
             // Paced so each direction spans outages: ~1,000 sends over ~10 s.
@@ -82,7 +79,7 @@ struct IntNWEmulatedNetnsTests {
             let origin = Double(bed.replayer.startNs) / 1e9
             let sinceStart = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 - origin }
             if sinceStart() < 21 { try await Task.sleep(for: .seconds(21 - sinceStart())) }
-            try await waitFor("WiFi usable after the last outage", timeoutSeconds: 3) {
+            try await waitUntil("WiFi usable after the last outage", timeoutSeconds: 3) {
                 client.networks.contains { $0.kind == .wifi && $0.usable }
             }
             let before = client.networks
@@ -102,6 +99,14 @@ struct IntNWEmulatedNetnsTests {
             await server.close()
         }
     }
+
+}
+
+/// How fast IntNW puts new traffic back on WiFi once its carrier returns: a wall-clock bound, so in the
+/// quiet phase 2 (`QUIET_SUITES` in scripts/run-tests.sh).
+@Suite(.netnsAvailableOrRequired, .netnsRequired, .serialized)
+struct WiFiReturnNetnsTests {
+    static let wifi = IntNWEmulatedNetnsTests.wifi, cell = IntNWEmulatedNetnsTests.cell, off = IntNWEmulatedNetnsTests.off
 
     @Test("new traffic is on WiFi within 1 s of its carrier coming up")
     func wifiReturnsQuickly() async throws {
@@ -124,7 +129,7 @@ struct IntNWEmulatedNetnsTests {
             clientOpts.logger.logLevel = .warning
             let client = try await MultiSocket.connect(to: spec.serviceAddress, port: listener.localEndpoint.port, options: clientOpts)
             let server = try await listener.accept()
-            try await waitFor("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
+            try await waitUntil("both networks", timeoutSeconds: 5) { client.networks.filter(\.usable).count == 2 }
             bed.startReplay()
             let receiver = Task { while true { _ = try await server.receive() } }
             defer { receiver.cancel() }
@@ -148,5 +153,14 @@ struct IntNWEmulatedNetnsTests {
             _ = await client.close()
             await server.close()
         }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds, or throws after `timeoutSeconds`.
+func waitUntil(_ what: String, timeoutSeconds: Double, _ cond: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeoutSeconds)
+    while !cond() {
+        if Date() > deadline { throw INWTopology.CommandFailed(command: "wait for \(what)", output: "timed out") }
+        try await Task.sleep(for: .milliseconds(10))
     }
 }

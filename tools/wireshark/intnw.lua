@@ -7,7 +7,8 @@
 -- IntNW connections are found heuristically (a stream that starts with a HELLO frame: length,
 -- type 0x01, magic "INW!"), so any port works. Frames spanning TCP segments are reassembled.
 -- Each DATA frame shows its IROB id, offset and payload length, and the app id of the toy message
--- the IROB carries (learned from the toy header at IROB offset 0, per session and direction).
+-- the IROB carries (learned from its toy header, whole or in several DATA frames, per session and
+-- direction; 0 on the frames before the header is complete).
 -- Bytes cut off by a capture's snap length cannot be reassembled: those frames are not shown.
 
 local intnw = Proto("intnw", "Intentional Networking")
@@ -46,6 +47,9 @@ intnw.fields = f
 local stream_session = {}
 -- Per session, role and IROB id: the app id of its toy header.
 local irob_app = {}
+-- Per session, role and IROB id: the toy header's first 12 bytes seen so far (index 0-11), for
+-- an IROB whose first DATA frames are shorter than the header (a sender limited to a few bytes).
+local irob_head = {}
 
 local function session_key(pinfo, stream)
   return stream_session[tostring(stream) .. ":" .. tostring(pinfo.src_port)]
@@ -94,8 +98,19 @@ local function dissect_frame(tvb, pinfo, tree)
       irob_app[irob_key] = tvb(25, 4):uint()
       sub:add(f.toy_kind, tvb(22, 1))
       sub:add(f.toy_seq, tvb(29, 8))
+    elseif off < 12 and irob_app[irob_key] == nil then
+      -- The header arrives in pieces: collect its magic and app id by offset.
+      local head = irob_head[irob_key] or {}
+      for j = 0, math.min(plen, 12 - off) - 1 do head[off + j] = tvb(17 + j, 1):uint() end
+      irob_head[irob_key] = head
+      local whole = true
+      for j = 0, 11 do if head[j] == nil then whole = false end end
+      if whole and head[0] == 0x54 and head[1] == 0x4F and head[2] == 0x59 and head[3] == 0x31 then
+        irob_app[irob_key] = ((head[8] * 256 + head[9]) * 256 + head[10]) * 256 + head[11]
+        irob_head[irob_key] = nil
+      end
     end
-    -- 0 when the IROB's toy header was not seen (so the DATA fields stay aligned).
+    -- 0 when the IROB's toy header was not seen yet (so the DATA fields stay aligned).
     sub:add(f.app, irob_app[irob_key] or 0)
   elseif t == 0x04 and length >= 13 then
     sub:add(f.irob, tvb(5, 8))

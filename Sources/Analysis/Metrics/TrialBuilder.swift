@@ -71,6 +71,8 @@ struct TrialBuilder {
         // A connection belongs to one app (port match, or the only app id in its messages) or is shared:
         // several apps on one multisocket. Messages on a shared connection go to the app in their header.
         var appsOfConn: [Int: [Int]] = [:]
+        var bookedIDs: [Int: Set<UInt32>] = [:]
+        for k in log.appBytesPerBin.keys { bookedIDs[k.connection, default: []].insert(k.appID) }
         for c in connections {
             let aIsClient = clientIsA[c.id]!.0
             let clientPort = aIsClient ? c.key.portA : c.key.portB
@@ -79,10 +81,16 @@ struct TrialBuilder {
                 appsOfConn[c.id] = [m]
                 continue
             }
-            guard let recs = recordsByConn[c.id], !recs.isEmpty else { continue }
+            let recs = recordsByConn[c.id] ?? []
             var counts: [UInt32: Int] = [:]
             for r in recs { counts[r.header.appID, default: 0] += 1 }
-            let ids = counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map(\.key)
+            var ids = counts.sorted { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }.map(\.key)
+            // An app whose IntNW bytes crossed this connection without completing a message here
+            // (an IROB split across a session's networks completes on the other one) is on it too.
+            for id in bookedIDs[c.id, default: []].sorted() where counts[id] == nil && apps.contains(where: { $0.appId == id }) {
+                ids.append(id)
+            }
+            guard !ids.isEmpty else { continue }
             appsOfConn[c.id] = ids.map { id in
                 if let m = apps.firstIndex(where: { $0.appId == id }) { return m }
                 let mine = recs.filter { $0.header.appID == id }
@@ -95,6 +103,7 @@ struct TrialBuilder {
         for (cid, list) in appsOfConn { for a in list { apps[a].connections.append(cid) } }
         for i in apps.indices { apps[i].connections.sort() }
         func isShared(_ cid: Int) -> Bool { (appsOfConn[cid]?.count ?? 0) > 1 }
+        let knownIDs = Set(apps.compactMap(\.appId))
 
         // IntNW decoding losses of one direction: the parser's own and bytes of IROBs whose app
         // was never learned.
@@ -273,7 +282,8 @@ struct TrialBuilder {
                 }
                 if protocolOf[c.id] == .intnw || protocolOf[c.id] == .toy {
                     // A connection of this app alone: all its messages; a shared one: by app id.
-                    let mine: (UInt32) -> Bool = { id in !isShared(c.id) || id == app.appId }
+                    // Bytes carrying another known app's id are never this app's.
+                    let mine: (UInt32) -> Bool = { id in id == app.appId || (!isShared(c.id) && !knownIDs.contains(id)) }
                     for conn in Set([c.id, upConn.id]).sorted().compactMap({ byID[$0] }) {
                         for (key, bins) in appBytesByKey[conn.id] ?? [] where mine(key.appID) {
                             let up = isUplink(conn.id, fromA: key.fromA)

@@ -22,6 +22,9 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     case socketBusy = "socket-busy"
     /// The background window is full for the queueing delay measured (delay-target).
     case queueingDelay = "queueing-delay"
+    /// Outside the share of each period background may use (delay-target's `duty`, a fault
+    /// injection for regression checks).
+    case dutyCycle = "duty-cycle"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"
@@ -254,7 +257,8 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 ///   application-limited never shows the link's rate) does not cap background for good;
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
-public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, Sendable {
+// @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
+public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
@@ -270,28 +274,65 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var maximumScale: Double = 1
         /// How soon to look again while the window is full, milliseconds.
         public var recheckMilliseconds: Double = 10
+        /// Fault injection (regression checks; docs/regression.md): the share of each
+        /// `dutyPeriodSeconds` period background may keep the link busy. Background bytes are
+        /// admitted only until one base RTT before the period's share ends (what is in flight then,
+        /// about a bandwidth-delay product, drains by the share's end); the rest of the period it
+        /// holds. Time-based only: a rule that used the bandwidth estimate would feed its own
+        /// throttling back into the estimate and spiral down. While held it looks again every
+        /// `recheckMilliseconds`. 1 (the default): off.
+        public var dutyFraction: Double = 1
+        public var dutyPeriodSeconds: Double = 2
+        /// How long another multisocket's or process's foreground data on the interface holds
+        /// background back (the multi-app barrier).
+        /// Default `acked`: `sent` gives BG much more of the uplink but lets BG into the bottleneck
+        /// between the flights of FG larger than one congestion window (16 KB replies on the
+        /// 3G downlink: FG p95 1.28-1.30x alone), docs/scheduling.md.
+        public var barrier: Barrier = .acked
         public init() {}
     }
 
-    public let parameters: Parameters
-    private struct State {
-        var scale = 1.0
-        var lastUpdateNs: UInt64 = 0
-        /// Whether a decision since the last update held background back for lack of window.
-        var windowLimited = false
+    /// The multi-app barrier as delay-target applies it.
+    public enum Barrier: String, Sendable, Equatable, CaseIterable {
+        /// Until the foreground data is acknowledged, as every note policy does: on a link where
+        /// foreground talks about once a second, background stops for a round trip each time
+        /// and the link idles for most of it (multiapp: about a quarter of the uplink).
+        case acked
+        /// Until the foreground data has been sent: foreground activity on the interface at or
+        /// after the moment this multisocket first saw the barrier (less `sentSlackMilliseconds`,
+        /// as decisions notice the barrier up to one re-check late). Background sent after it
+        /// queues behind it at the bottleneck, and the window bounds what it adds ahead of the
+        /// next foreground data.
+        case sent
     }
-    private let state = Mutex(State())
+
+    /// With `barrier` = `sent`: foreground activity this long before the barrier was first seen
+    /// counts as sending it, milliseconds (two barrier re-checks).
+    public static let sentSlackMilliseconds = 20.0
+
+    public let parameters: Parameters
+    /// Guards the scale, the update time, the window flag and the barrier time (holds no value itself).
+    private let lock = Mutex(())
+    private var scale = 1.0
+    private var lastUpdateNs: UInt64 = 0
+    /// Whether a decision since the last update held background back for lack of window.
+    private var windowLimited = false
+    /// When this multisocket first saw foreground outstanding elsewhere (0: not now).
+    private var barrierSinceNs: UInt64 = 0
 
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
+    /// With `barrier` = `sent` the policy applies the barrier itself (`verdict`); with `acked`
+    /// the scheduler does, as for the note's policies.
+    public var honorsForegroundBarrier: Bool { parameters.barrier == .acked }
     /// Its window exceeds the estimate's bandwidth-delay product by the target, so the delivery
     /// rate rises with the link.
     public var scalesWithDeliveryRate: Bool { true }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
     /// The current scale on the model window (tests and diagnostics).
-    public var currentScale: Double { state.withLock { $0.scale } }
+    public var currentScale: Double { lock.withLock { _ in scale } }
 
     /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
     /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
@@ -330,30 +371,60 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
-        return state.withLock { s in
-            if context.nowNs &- s.lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || s.lastUpdateNs == 0 {
-                if qdelay > parameters.ceilingQueueingDelayMilliseconds {
-                    s.scale = max(parameters.minimumScale, s.scale / 2)
-                } else if qdelay > target {
-                    if s.scale > 1 { s.scale = max(1, s.scale * 0.75) }
-                } else if qdelay < target / 2 && s.windowLimited {
-                    s.scale = min(parameters.maximumScale, s.scale + 0.25)
-                } else if s.scale < 1 {
-                    s.scale = min(1, s.scale + 0.25)
+        lock.withLock { _ in
+            if parameters.barrier == .sent {
+                if context.foregroundElsewhere > 0 {
+                    if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }
+                    let slack = nanoseconds(milliseconds: Self.sentSlackMilliseconds)
+                    let sentSince = context.lastForegroundActivityNs != 0
+                        && context.lastForegroundActivityNs &+ slack >= barrierSinceNs
+                    if !sentSince {
+                        return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+                    }
+                } else {
+                    barrierSinceNs = 0
                 }
-                s.lastUpdateNs = context.nowNs
-                s.windowLimited = false
             }
-            let window = max(Double(parameters.minimumWindowBytes), model * s.scale)
+            if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
+                if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                    scale = max(parameters.minimumScale, scale / 2)
+                } else if qdelay > target {
+                    if scale > 1 { scale = max(1, scale * 0.75) }
+                } else if qdelay < target / 2 && windowLimited {
+                    scale = min(parameters.maximumScale, scale + 0.25)
+                } else if scale < 1 {
+                    scale = min(1, scale + 0.25)
+                }
+                lastUpdateNs = context.nowNs
+                windowLimited = false
+            }
+            let window = max(Double(parameters.minimumWindowBytes), model * scale)
             // The window is the interface's: background other connections, multisockets and
             // processes have in kernel queues there counts against it.
             let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
             // Less than a segment of room: wait rather than dribble tiny frames.
             if room < min(1448, Int(window) / 2) {
-                s.windowLimited = true
+                windowLimited = true
                 return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
+            if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
+                // Decisions go on while held: the scheduler's delivery-rate estimate samples at each
+                // one, and sparse decisions would leave only the share's ramp-up windows as samples
+                // (the estimate, and with it the window, then spirals down).
+                return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
             }
             return .send(maxBytes: room)
         }
+    }
+
+    /// When background is outside the period's share (or within one base RTT of its end): the
+    /// start of the next period; nil when it may send.
+    static func dutyHoldUntil(_ p: Parameters, _ c: BackgroundContext) -> UInt64? {
+        let period = UInt64(p.dutyPeriodSeconds * 1e9)
+        guard period > 0 else { return nil }
+        let phase = c.nowNs % period
+        let on = UInt64(Double(period) * p.dutyFraction)
+        let rtt = UInt64(max(baseRTTMilliseconds(c), 0) * 1e6)
+        return phase + rtt < on ? nil : c.nowNs - phase + period
     }
 }

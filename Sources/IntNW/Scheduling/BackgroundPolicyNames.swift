@@ -49,7 +49,10 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
-                            "max-scale": "largest scale on the model window (probing above the estimate)"]
+                            "max-scale": "largest scale on the model window (probing above the estimate)",
+                            "duty": "fault injection: share (0-1] of each period BG may use the link",
+                            "duty-period-s": "period of the duty share, seconds",
+                            "barrier": "sent | acked: how long FG elsewhere on the interface holds BG"]
         }
     }
 }
@@ -130,6 +133,20 @@ public enum BackgroundPolicies {
             if let v = try number("max-scale") {
                 guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
                 p.maximumScale = v
+            }
+            if let v = try number("duty") {
+                guard v <= 1 else { throw IntNWError.invalidArgument("delay-target duty=\(v): expected a share in (0, 1]") }
+                p.dutyFraction = v
+            }
+            if let v = try number("duty-period-s") {
+                guard v >= 0.1, v <= 60 else { throw IntNWError.invalidArgument("delay-target duty-period-s=\(v): expected 0.1 to 60 s") }
+                p.dutyPeriodSeconds = v
+            }
+            if let b = values["barrier"] {
+                guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
+                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected sent or acked")
+                }
+                p.barrier = v
             }
             return DelayTargetBackgroundPolicy(parameters: p)
         }

@@ -75,11 +75,22 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
     var sawIROB = false
     var idleSinceNs: UInt64?
     let idleTimeoutNs: UInt64
+    /// An attached connection from which nothing arrives for this long is closed (0: never);
+    /// `ListenerOptions.connectionIdleTimeoutSeconds`.
+    var connectionIdleTimeoutNs: UInt64 = 0
+    /// The listener's global receive-memory budget (ReceiveMemory.swift) and what this session
+    /// has charged to it.
+    var memoryBudget: ReceiveMemoryBudget?
+    var memoryCharged = 0
 
     static let outCapacity = 192 << 10
     /// Data is appended while less than this is queued in user space (keeps FG close to the socket).
     static let outHighWater = 64 << 10
     static let readChunk = 128 << 10
+    /// POLLRDHUP (Linux): the peer shut down its sending side.
+    static let pollPeerShutdown: Int16 = 0x2000
+    /// Frames handled per connection per pass (SessionReceivePath.swift).
+    static let framesPerPass = 64
 
     init(loop: IOLoop, role: Role, sessionID: SessionID, options: MultiSocketOptions, server: IPv4Endpoint?,
          idleTimeoutSeconds: Double = 120) {
@@ -122,7 +133,11 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
         guard let c = conns.connection(fd: fd) else { return 0 }
         if c.state == .connecting { return Int16(POLLOUT) }
         var e: Int16 = 0
-        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged { e |= Int16(POLLIN) }
+        if receiver.shouldRead && c.decoder.failed == nil && !c.backlogged && !c.framesPending {
+            // Left unread at the receive-memory cap, a connection still reports its peer's
+            // shutdown, so one that leaves is closed and its memory given back (readAvailable).
+            e |= memoryAllowsReading(c) ? Int16(POLLIN) : Session.pollPeerShutdown
+        }
         if c.out.pending > 0 || !c.control.isEmpty { e |= Int16(POLLOUT) }
         return e
     }
@@ -133,8 +148,8 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
             connectCompleted(c, nowNs: nowNs)
             return
         }
-        if revents & Int16(POLLIN) != 0 || revents & Int16(POLLHUP | POLLERR) != 0 {
-            readAvailable(c, nowNs: nowNs)
+        if revents & Int16(POLLIN) != 0 || revents & (Int16(POLLHUP | POLLERR) | Session.pollPeerShutdown) != 0 {
+            readAvailable(c, hangup: revents & (Int16(POLLHUP | POLLERR) | Session.pollPeerShutdown) != 0, nowNs: nowNs)
         }
         if c.state != .closed, revents & Int16(POLLOUT) != 0 {
             flush(c, nowNs: nowNs)
@@ -165,12 +180,33 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
         // Trouble checks run on their own timer (Trouble/SessionTrouble.swift), at the earliest
         // moment a timeout could expire rather than on this period.
         checkStaleIROBs(nowNs: nowNs)
+        checkConnectionIdle(nowNs: nowNs)
         if role == .server, let idle = idleSinceNs, conns.isEmpty, nowNs - idle > idleTimeoutNs {
             log.info("session idle too long, closing")
             fail(.closed, nowNs: nowNs)
             return
         }
         if !conns.isEmpty || idleSinceNs != nil { scheduleMaintenance(nowNs: nowNs) }
+    }
+
+    /// Server: closes attached connections silent for longer than the idle timeout (a peer that
+    /// attached and went quiet, or a path that died without a reset). Client: a PING on every
+    /// connection it has sent nothing on for `keepaliveIntervalSeconds`, so a live but idle
+    /// session never looks dead to the server.
+    private func checkConnectionIdle(nowNs: UInt64) {
+        if role == .server {
+            guard connectionIdleTimeoutNs > 0 else { return }
+            for c in conns.all where c.state == .established && nowNs &- c.lastReceivedNs > connectionIdleTimeoutNs {
+                connectionFailed(c, reason: "nothing received for \((connectionIdleTimeoutNs) / 1_000_000_000) s (idle timeout)", nowNs: nowNs)
+            }
+        } else if options.keepaliveIntervalSeconds > 0 {
+            let interval = UInt64(options.keepaliveIntervalSeconds * 1e9)
+            for c in conns.all where c.state == .established && nowNs &- c.lastSentNs > interval && c.out.pending == 0 {
+                c.control.append(.ping(nonce: nowNs))
+                c.lastSentNs = nowNs
+                loop.markDirty(self)
+            }
+        }
     }
 
     /// IROBs fully sent long ago and still not ACKed (an ACK lost with a connection, or a
@@ -236,6 +272,7 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
             c.closeSocket()
         }
         conns.removeAll()
+        syncReceiveMemory()
         log.info("closed", metadata: ["undelivered": "\(undelivered.count)"])
         teardown(error: .closed)
         mailbox.closeFinished(report)

@@ -51,6 +51,7 @@ extension Session {
     func takeMessage() -> Message? {
         guard let r = mailbox.takeReceived() else { return nil }
         receiver.consumed(length: r.bytes.count)
+        syncReceiveMemory()
         if readPaused && receiver.shouldRead {
             loop.markDirty(self)
             loop.wakeLocked()

@@ -187,9 +187,13 @@ extension Session {
         if role == .client {
             if localNetworks[nid] != nil && phase == .open && !peerGoodbye { scheduleReconnect(nid, nowNs: nowNs) }
         } else if conns.isEmpty {
+            // Every carrier is gone, so the client puts back all it had not had acknowledged:
+            // partial IROBs come again and need not hold memory meanwhile.
+            _ = receiver.dropIncomplete()
             idleSinceNs = nowNs
             scheduleMaintenance(nowNs: nowNs)
         }
+        syncReceiveMemory()
         loop.markDirty(self)
     }
 }

@@ -8,9 +8,21 @@ import Glibc
 import LinuxSupport
 
 extension Session {
-    func readAvailable(_ c: Connection, nowNs: UInt64) {
+    /// `hangup`: poll reported an error, the peer gone, or its sending side shut down. At the
+    /// receive-memory cap such a connection is closed unread (what it carried and was not
+    /// acknowledged is resent elsewhere, or reported undelivered by its sender) rather than left
+    /// holding memory until the idle timeout.
+    func readAvailable(_ c: Connection, hangup: Bool = false, nowNs: UInt64) {
+        defer {
+            if c.state != .closed { c.decoder.shrink(ifLargerThan: Session.idleReadBufferBytes) }
+            syncReceiveMemory()
+        }
+        if hangup && !memoryAllowsReading(c) {
+            connectionFailed(c, reason: "closed by peer (left unread at the receive-memory cap)", nowNs: nowNs)
+            return
+        }
         var reads = 0
-        while c.state != .closed && receiver.shouldRead && !c.backlogged && reads < 2 {
+        while c.state != .closed && receiver.shouldRead && !c.backlogged && !c.framesPending && memoryAllowsReading(c) && reads < 2 {
             reads += 1
             let r = Syscall.retrying {
                 c.decoder.fill(atLeast: Session.readChunk) { buf in Glibc.recv(c.fd, buf.baseAddress, buf.count, 0) }
@@ -20,7 +32,10 @@ extension Session {
             case .success(0):
                 connectionFailed(c, reason: peerGoodbye ? "closed after GOODBYE" : "closed by peer", nowNs: nowNs)
                 return
-            case .success(let got): n = got
+            case .success(let got):
+                n = got
+                c.lastReceivedNs = nowNs
+                syncReceiveMemory()
             case .failure(let e):
                 if !e.isWouldBlock { connectionFailed(c, reason: "recv: \(e)", nowNs: nowNs) }
                 return
@@ -42,10 +57,20 @@ extension Session {
         if !receiver.shouldRead { readPaused = true }
     }
 
-    /// Decodes and handles buffered frames while the receive buffer allows.
+    /// Decodes and handles buffered frames while the receive buffer allows, at most
+    /// `Session.framesPerPass` of them: a peer sending many tiny frames must not hold the loop
+    /// thread (shared by every session of a listener) for long; the rest waits for the next pass.
     func processFrames(_ c: Connection, nowNs: UInt64) {
+        var frames = 0
+        c.framesPending = false
         do {
             while c.state != .closed && receiver.shouldRead && !c.backlogged {
+                if frames == Session.framesPerPass {
+                    c.framesPending = true
+                    loop.markDirty(self)
+                    return
+                }
+                frames += 1
                 let d = try c.decoder.decodeNextRaw { id, offset, bytes in
                     if c.state != .established {
                         throw ProtocolError(.unexpected("DATA before HELLO"))
@@ -100,7 +125,9 @@ extension Session {
             throw ProtocolError(.unexpected("AUTH on an attached connection"))
         case .beginIROB(let b):
             sawIROB = true
+            try checkReceiveMemory(for: b)
             if case .reAck(let id) = try receiver.begin(b, nowNs: nowNs) { c.pendingAcks.append((id, nowNs)) }
+            syncReceiveMemory()
         case .data:
             break  // handled in place by processFrames
         case .endIROB(let id, let length):

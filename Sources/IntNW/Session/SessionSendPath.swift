@@ -29,7 +29,8 @@ extension Session {
                         break
                     }
                 }
-                // Frames left unprocessed while the connection's replies were backlogged.
+                // Frames left unprocessed while the connection's replies were backlogged, or
+                // beyond the per-pass frame budget (processFrames).
                 if c.state == .established && c.decoder.bufferedByteCount > 0 && !c.backlogged && receiver.shouldRead {
                     processFrames(c, nowNs: nowNs)
                 }
@@ -44,8 +45,11 @@ extension Session {
     func flush(_ c: Connection, nowNs: UInt64) {
         guard c.state != .closed && c.state != .connecting else { return }
         c.drainControl()
+        let before = c.out.pending
         if let err = c.out.write(to: c.fd) {
             connectionFailed(c, reason: "send: \(err)", nowNs: nowNs)
+        } else if c.out.pending < before {
+            c.lastSentNs = nowNs
         }
     }
 
