@@ -371,7 +371,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
-        lock.withLock { _ in
+        return lock.withLock { _ -> BackgroundVerdict in
             if parameters.barrier == .sent {
                 if context.foregroundElsewhere > 0 {
                     if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }
