@@ -117,7 +117,6 @@ let package = Package(
             dependencies: [
                 "ToyApps", "IntNW", "ToyProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swift6),

@@ -9,24 +9,8 @@ import Glibc
 #endif
 import CShims
 import LinuxSupport
+import Synchronization
 import SystemPackage
-
-/// A pthread mutex in a small owning class.
-// @unchecked: a pthread mutex: the whole point of the type is to be shared between threads.
-final class Lock: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-    @inline(__always) func lock() { pthread_mutex_lock(m) }
-    @inline(__always) func unlock() { pthread_mutex_unlock(m) }
-}
 
 /// Something with file descriptors on the loop.
 protocol IOHandler: AnyObject {
@@ -43,7 +27,8 @@ protocol IOService: AnyObject {
 
 // @unchecked: every mutable member is touched only under `lock` or on the loop thread.
 final class IOLoop: @unchecked Sendable {
-    let lock = Lock()
+    /// Guards the loop's state and everything the loop serves (it holds no value itself).
+    private let lock = Mutex(())
     private let wakeFD: Int32
     private let wakeWriteFD: Int32
     private var handlers: [Int32: IOHandler] = [:]
@@ -113,49 +98,24 @@ final class IOLoop: @unchecked Sendable {
     }
 
     /// Blocks the creating thread until the loop thread has joined its namespace (or failed to).
-// @unchecked: `error` is written and read only under its pthread mutex/condition.
-    private final class StartGate: @unchecked Sendable {
-        private var mutex = pthread_mutex_t()
-        private var cond = pthread_cond_t()
-        private var done = false
-        private var error: IntNWError?
-        init() {
-            pthread_mutex_init(&mutex, nil)
-            pthread_cond_init(&cond, nil)
-        }
-        func open(_ e: IntNWError?) {
-            pthread_mutex_lock(&mutex)
-            error = e
-            done = true
-            pthread_cond_signal(&cond)
-            pthread_mutex_unlock(&mutex)
-        }
-        func wait() -> IntNWError? {
-            pthread_mutex_lock(&mutex)
-            while !done { pthread_cond_wait(&cond, &mutex) }
-            let e = error
-            pthread_mutex_unlock(&mutex)
-            return e
-        }
+    private final class StartGate: Sendable {
+        /// nil until the thread started; then the failure, if any.
+        private let outcome = WaitableMutex<IntNWError??>(nil)
+        func open(_ e: IntNWError?) { outcome.update { $0 = .some(e) } }
+        func wait() -> IntNWError? { outcome.wait(until: { $0 != nil }) { o, _ in o! } }
     }
 
-    /// Runs `body` under the lock, then (unlocked) whatever it deferred.
+    /// Runs `body` under the lock, then (unlocked) whatever it deferred, also when `body` throws.
     @discardableResult
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        lock.lock()
-        let r: R
-        do {
-            r = try body()
-        } catch {
-            let after = takeDeferred()
-            lock.unlock()
-            for a in after { a() }
-            throw error
+    func withLock<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        var result: Result<R, E>?
+        var after: [() -> Void] = []
+        lock.withLock { _ in
+            result = Result { () throws(E) -> R in try body() }
+            after = takeDeferred()
         }
-        let after = takeDeferred()
-        lock.unlock()
         for a in after { a() }
-        return r
+        return try result!.get()
     }
 
     private func takeDeferred() -> [() -> Void] {
@@ -191,9 +151,7 @@ final class IOLoop: @unchecked Sendable {
     /// Any thread, not holding the lock: interrupt ppoll. Coalesced: at most one wake-up byte
     /// is outstanding.
     func wake() {
-        lock.lock()
-        wakeLocked()
-        lock.unlock()
+        lock.withLock { _ in wakeLocked() }
     }
 
     /// Like `wake`, for callers holding the lock.
@@ -236,49 +194,59 @@ final class IOLoop: @unchecked Sendable {
     }
 
     private func run() {
-        lock.lock()
+        var polled = 0
         while true {
-            let now = cshims_monotonic_ns()
-            runTasksAndTimers(now)
-            serviceDirty(now)
-            if stopping { break }
-            // Build the poll set.
-            pollFDs.removeAll(keepingCapacity: true)
-            pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
-            for (fd, h) in handlers {
-                let ev = h.pollEvents(fd: fd)
-                // An fd with no interest still reports errors/hangups.
-                pollFDs.append(pollfd(fd: fd, events: ev, revents: 0))
-            }
+            // Under the lock: the events the last ppoll returned, tasks and timers, dirty services,
+            // and the next poll set; then (unlocked) what that deferred, and ppoll.
+            var stop = false
             var timeoutNs: Int64 = -1
-            if !tasks.isEmpty || !dirty.isEmpty {
-                timeoutNs = 0
-            } else if let next = timers.min(by: { $0.deadlineNs < $1.deadlineNs })?.deadlineNs {
-                timeoutNs = next > now ? Int64(next - now) : 0
+            var after: [() -> Void] = []
+            lock.withLock { _ in
+                if polled > 0 { handlePolled() }
+                let now = cshims_monotonic_ns()
+                runTasksAndTimers(now)
+                serviceDirty(now)
+                stop = stopping
+                if !stop { timeoutNs = buildPollSet(now) }
+                after = takeDeferred()
             }
-            let after = takeDeferred()
-            lock.unlock()
             for a in after { a() }
-            let n = pollFDs.withUnsafeMutableBufferPointer {
+            if stop { return }
+            polled = Int(pollFDs.withUnsafeMutableBufferPointer {
                 cshims_ppoll_ns($0.baseAddress, UInt(CUnsignedLong($0.count)), timeoutNs)
-            }
-            lock.lock()
-            if n <= 0 { continue }
-            let woke = cshims_monotonic_ns()
-            for p in pollFDs where p.revents != 0 {
-                if p.fd == wakeFD {
-                    wakePending = false
-                    var drain = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-                    _ = withUnsafeMutableBytes(of: &drain) { Glibc.read(wakeFD, $0.baseAddress, $0.count) }
-                    continue
-                }
-                // The handler may have been removed by an earlier one in this batch.
-                if let h = handlers[p.fd] { h.handle(fd: p.fd, revents: p.revents, nowNs: woke) }
-            }
+            })
         }
-        let after = takeDeferred()
-        lock.unlock()
-        for a in after { a() }
+    }
+
+    /// Under the lock: fills `pollFDs` (the wake pipe first) and returns ppoll's timeout, ns (-1: none).
+    private func buildPollSet(_ now: UInt64) -> Int64 {
+        pollFDs.removeAll(keepingCapacity: true)
+        pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+        for (fd, h) in handlers {
+            let ev = h.pollEvents(fd: fd)
+            // An fd with no interest still reports errors/hangups.
+            pollFDs.append(pollfd(fd: fd, events: ev, revents: 0))
+        }
+        if !tasks.isEmpty || !dirty.isEmpty { return 0 }
+        if let next = timers.min(by: { $0.deadlineNs < $1.deadlineNs })?.deadlineNs {
+            return next > now ? Int64(next - now) : 0
+        }
+        return -1
+    }
+
+    /// Under the lock: hands the ready descriptors of the last ppoll to their handlers.
+    private func handlePolled() {
+        let woke = cshims_monotonic_ns()
+        for p in pollFDs where p.revents != 0 {
+            if p.fd == wakeFD {
+                wakePending = false
+                var drain = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+                _ = withUnsafeMutableBytes(of: &drain) { Glibc.read(wakeFD, $0.baseAddress, $0.count) }
+                continue
+            }
+            // The handler may have been removed by an earlier one in this batch.
+            if let h = handlers[p.fd] { h.handle(fd: p.fd, revents: p.revents, nowNs: woke) }
+        }
     }
 
     private func runTasksAndTimers(_ now: UInt64) {

@@ -18,20 +18,14 @@ struct ByteWriter {
         base.storeBytes(of: v, toByteOffset: position, as: UInt8.self)
         position += 1
     }
-    @inlinable mutating func u16(_ v: UInt16) {
-        assert(position + 2 <= limit)
-        base.storeBytes(of: v.bigEndian, toByteOffset: position, as: UInt16.self)
-        position += 2
-    }
-    @inlinable mutating func u32(_ v: UInt32) {
-        assert(position + 4 <= limit)
-        base.storeBytes(of: v.bigEndian, toByteOffset: position, as: UInt32.self)
-        position += 4
-    }
-    @inlinable mutating func u64(_ v: UInt64) {
-        assert(position + 8 <= limit)
-        base.storeBytes(of: v.bigEndian, toByteOffset: position, as: UInt64.self)
-        position += 8
+    @inlinable mutating func u16(_ v: UInt16) { bigEndian(v) }
+    @inlinable mutating func u32(_ v: UInt32) { bigEndian(v) }
+    @inlinable mutating func u64(_ v: UInt64) { bigEndian(v) }
+    /// Stores `v` in network byte order at the write position.
+    @inlinable mutating func bigEndian<T: FixedWidthInteger>(_ v: T) {
+        assert(position + MemoryLayout<T>.size <= limit)
+        base.storeBytes(of: v.bigEndian, toByteOffset: position, as: T.self)
+        position += MemoryLayout<T>.size
     }
     @inlinable mutating func bytes(_ p: UnsafeRawBufferPointer) {
         assert(position + p.count <= limit)

@@ -33,25 +33,26 @@ public enum NamespaceSocket {
         try check(a.withSockaddr { Glibc.bind(fd, $0, $1) }, "bind \(a)")
     }
 
-    /// A TCP listener in namespace `ns`.
-    public static func listen(ns: String, ip: String, port: UInt16) throws -> Int32 {
+    /// A socket of `type` created in namespace `ns` and bound to `ip`:`port`.
+    static func bound(ns: String, type: __socket_type, ip: String, port: UInt16) throws -> Int32 {
         try NetworkNamespace.run(in: ns) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(type.rawValue), 0)
             try check(fd, "socket")
             try bind(fd, ip, port)
-            try check(Glibc.listen(fd, 64), "listen")
             return fd
         }
     }
 
+    /// A TCP listener in namespace `ns`.
+    public static func listen(ns: String, ip: String, port: UInt16) throws -> Int32 {
+        let fd = try bound(ns: ns, type: SOCK_STREAM, ip: ip, port: port)
+        try check(Glibc.listen(fd, 64), "listen")
+        return fd
+    }
+
     /// A TCP socket in namespace `ns`, bound to `source` (so policy routing picks its link), unconnected.
     public static func tcp(ns: String, source: String) throws -> Int32 {
-        try NetworkNamespace.run(in: ns) {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            try check(fd, "socket")
-            try bind(fd, source, 0)
-            return fd
-        }
+        try bound(ns: ns, type: SOCK_STREAM, ip: source, port: 0)
     }
 
     public static func connect(_ fd: Int32, _ ip: String, _ port: UInt16) throws {
@@ -60,12 +61,7 @@ public enum NamespaceSocket {
     }
 
     public static func udp(ns: String, bindIP: String, port: UInt16) throws -> Int32 {
-        try NetworkNamespace.run(in: ns) {
-            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            try check(fd, "socket")
-            try bind(fd, bindIP, port)
-            return fd
-        }
+        try bound(ns: ns, type: SOCK_DGRAM, ip: bindIP, port: port)
     }
 
     public static func setReceiveTimeout(_ fd: Int32, seconds: Double) {

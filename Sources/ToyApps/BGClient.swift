@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSupport
 import ToyProtocol
 
 /// Settings of one BG (bulk) client.
@@ -27,19 +28,21 @@ public struct BGClientSettings: Sendable, Equatable {
 }
 
 /// The BG client: sends chunks back to back while fewer than `depth` are unacknowledged.
-// @unchecked: in-flight table and record are touched only under `cond` (NSCondition).
-final class BGClient: AnswerConsumer, @unchecked Sendable {
+final class BGClient: AnswerConsumer, Sendable {
     let settings: BGClientSettings
     let variant: ToyVariant
     private let connection: ToyConnection
     private let sink: LineSink
     private let stop: StopToken
 
-    private let condition = NSCondition()
-    private var table: InFlightTable
-    private var ended = false
-    private var endError: ToyAppError?
-    private var stats = BGStats()
+    /// The chunks in flight, the counts, and how the connection ended.
+    private struct State {
+        var table: InFlightTable
+        var ended = false
+        var endError: ToyAppError?
+        var stats = BGStats()
+    }
+    private let state: WaitableMutex<State>
     private let warn: @Sendable (String) -> Void
 
     var appID: UInt32 { settings.appID }
@@ -53,48 +56,40 @@ final class BGClient: AnswerConsumer, @unchecked Sendable {
         self.sink = sink
         self.stop = stop
         self.warn = warn
-        table = InFlightTable(capacity: settings.depth)
-        stop.onStop { [condition] in
-            condition.lock()
-            condition.broadcast()
-            condition.unlock()
-        }
+        state = WaitableMutex(State(table: InFlightTable(capacity: settings.depth)))
+        stop.onStop { [state] in state.broadcast() }
     }
 
     func deliver(_ message: ReceivedMessage) {
-        condition.lock()
-        let result = table.markAnswered(sequence: message.header.sequence, atNs: message.receivedNs,
-                                        bytes: message.header.messageLength)
-        var record: BGChunkRecord?
-        switch result {
-        case .completed(let e):
-            record = complete(e)
-            condition.broadcast()
-        case .awaitingSend:
-            break
-        case .unknown:
-            stats.recordUnexpected()
+        let (result, record) = state.update { s -> (InFlightTable.AnswerResult, BGChunkRecord?) in
+            let result = s.table.markAnswered(sequence: message.header.sequence, atNs: message.receivedNs,
+                                              bytes: message.header.messageLength)
+            switch result {
+            case .completed(let e): return (result, complete(e, &s.stats))
+            case .awaitingSend: return (result, nil)
+            case .unknown:
+                s.stats.recordUnexpected()
+                return (result, nil)
+            }
         }
-        condition.unlock()
         if let record { sink.write(line: record.jsonLine) }
         if result == .unknown {
             warn("app \(appID): ack with sequence \(message.header.sequence) matches no chunk in flight")
         }
     }
 
-    /// Books a chunk whose send and ack are both known. Caller holds the lock.
-    private func complete(_ e: InFlightTable.Entry) -> BGChunkRecord {
+    /// Books a chunk whose send and ack are both known (called with the state held).
+    private func complete(_ e: InFlightTable.Entry, _ stats: inout BGStats) -> BGChunkRecord {
         stats.recordAcked(bytes: e.bytes, atNs: e.answerNs!)
         return BGChunkRecord(appID: appID, sequence: e.sequence, sendNs: e.sendNs!, ackNs: e.answerNs!, bytes: e.bytes,
                              variant: variant)
     }
 
     func connectionEnded(_ error: ToyAppError?) {
-        condition.lock()
-        ended = true
-        endError = error
-        condition.broadcast()
-        condition.unlock()
+        state.update { s in
+            s.ended = true
+            s.endError = error
+        }
     }
 
     /// Sends chunks until a stop or a connection failure, then waits for the acks of the chunks in
@@ -105,14 +100,12 @@ final class BGClient: AnswerConsumer, @unchecked Sendable {
         var sequence: UInt64 = 0
         var failure: ToyAppError?
         while true {
-            condition.lock()
-            while table.isFull && !ended && !stop.isStopped { condition.wait() }
-            if ended || stop.isStopped {
-                condition.unlock()
-                break
+            let go = state.wait(until: { [stop] s in !s.table.isFull || s.ended || stop.isStopped }) { s, _ -> Bool in
+                if s.ended || stop.isStopped { return false }
+                s.table.insert(sequence: sequence, bytes: settings.chunkBytes)
+                return true
             }
-            table.insert(sequence: sequence, bytes: settings.chunkBytes)
-            condition.unlock()
+            if !go { break }
 
             let sentNs: UInt64
             do throws(ToyAppError) {
@@ -121,36 +114,30 @@ final class BGClient: AnswerConsumer, @unchecked Sendable {
                 failure = error
                 break
             }
-            condition.lock()
-            stats.recordSent(bytes: settings.chunkBytes, atNs: sentNs)
-            let record = table.markSent(sequence: sequence, atNs: sentNs).map { complete($0) }
-            if record != nil { condition.broadcast() }
-            condition.unlock()
+            let record = state.update { s in
+                s.stats.recordSent(bytes: settings.chunkBytes, atNs: sentNs)
+                return s.table.markSent(sequence: sequence, atNs: sentNs).map { complete($0, &s.stats) }
+            }
             if let record { sink.write(line: record.jsonLine) }
             sequence += 1
         }
-        condition.lock()
-        while !table.isEmpty && !ended && failure == nil { condition.wait() }
-        if failure == nil && ended && !stop.isStopped {
-            failure = endError ?? .peerClosed("\(connection.peerDescription) closed the connection")
+        let sendFailure = failure
+        failure = state.wait(until: { s in sendFailure != nil || s.table.isEmpty || s.ended }) { s, _ in
+            guard sendFailure == nil && s.ended && !stop.isStopped else { return sendFailure }
+            return s.endError ?? .peerClosed("\(connection.peerDescription) closed the connection")
         }
-        condition.unlock()
         return stop.isStopped ? nil : failure
     }
 
     /// Logs a progress line (called once a second by the owner); nothing before the first chunk
     /// (a BG app with a start delay has no progress to report yet).
     func reportProgress() {
-        condition.lock()
-        let r = stats.chunksSent == 0 ? nil
-            : stats.progress(appID: appID, variant: variant, inFlight: table.count, nowNs: AppClock.realtimeNs())
-        condition.unlock()
+        let r = state.withLock { s in
+            s.stats.chunksSent == 0 ? nil
+                : s.stats.progress(appID: appID, variant: variant, inFlight: s.table.count, nowNs: AppClock.realtimeNs())
+        }
         if let r { sink.write(line: r.jsonLine) }
     }
 
-    var summary: BGSummary {
-        condition.lock()
-        defer { condition.unlock() }
-        return stats.summary(appID: appID, variant: variant)
-    }
+    var summary: BGSummary { state.withLock { $0.stats.summary(appID: appID, variant: variant) } }
 }

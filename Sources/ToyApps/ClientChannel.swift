@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ToyProtocol
 
 /// Receives the answers (fgReply, bgAck) a client's requests and chunks get back.
@@ -17,12 +18,12 @@ protocol AnswerConsumer: AnyObject, Sendable {
 ///
 /// Sharing is how "one multisocket for an FG and a BG app" is built: both send on the same
 /// connection and this router hands each answer to the app whose id it carries.
-// @unchecked: consumers and strays are touched only under `lock` (NSLock).
+// @unchecked: consumers and strays are touched only under `lock` (a Mutex guarding no value of its own).
 final class ClientChannel: @unchecked Sendable {
     let connection: ToyConnection
     private var consumers: [UInt32: AnswerConsumer] = [:]
     private let warn: @Sendable (String) -> Void
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var strays: UInt64 = 0
 
     init(connection: ToyConnection, warn: @escaping @Sendable (String) -> Void) {
@@ -37,9 +38,9 @@ final class ClientChannel: @unchecked Sendable {
 
     /// Answers that matched no registered app or carried the wrong kind.
     var strayMessages: UInt64 {
-        lock.lock()
-        defer { lock.unlock() }
-        return strays
+        lock.withLock { _ in
+            return strays
+        }
     }
 
     /// Starts the reader thread in `group`.
@@ -59,10 +60,10 @@ final class ClientChannel: @unchecked Sendable {
                 if let c = consumers[m.header.appID], c.answerKind == m.header.kind {
                     c.deliver(m)
                 } else {
-                    lock.lock()
-                    strays += 1
-                    let first = strays == 1
-                    lock.unlock()
+                    let first = lock.withLock { _ in
+                        strays += 1
+                        return strays == 1
+                    }
                     if first {
                         warn("ignoring \(m.header.kind) for app \(m.header.appID) from \(connection.peerDescription) "
                              + "(no such app on this connection; further ones are only counted)")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ToyProtocol
 
 /// One client app to run: FG or BG, with its settings.
@@ -104,7 +105,7 @@ public enum AppSummary: Sendable, Equatable {
 /// Life cycle: `start` (returns at once; connecting happens on a thread), any number of
 /// `reportProgress`, then `stop`. `onFinished` runs (on some thread) when every app ended by
 /// itself, e.g. because the server went away; `failure` then says why.
-// @unchecked: mutable state is touched only under `lock` (NSLock).
+// @unchecked: mutable state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class ClientSession: @unchecked Sendable {
     public let configuration: ClientSessionConfiguration
     private let transport: ToyTransport
@@ -112,7 +113,7 @@ public final class ClientSession: @unchecked Sendable {
     private let warn: @Sendable (String) -> Void
     private let stopToken = StopToken()
 
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var channels: [ClientChannel] = []
     private var fgClients: [FGClient] = []
     private var bgClients: [BGClient] = []
@@ -135,23 +136,23 @@ public final class ClientSession: @unchecked Sendable {
 
     /// The first error that ended an app (or the connect attempt) before a stop was requested.
     public var failure: ToyAppError? {
-        lock.lock()
-        defer { lock.unlock() }
-        return firstFailure
+        lock.withLock { _ in
+            return firstFailure
+        }
     }
 
     /// True when every app has ended (by itself or after `stop`).
     public var isFinished: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return finished
+        lock.withLock { _ in
+            return finished
+        }
     }
 
     /// Apps whose thread has started (after their start delay and their connection's connect).
     public var startedApps: Int {
-        lock.lock()
-        defer { lock.unlock() }
-        return started
+        lock.withLock { _ in
+            return started
+        }
     }
 
     /// Connects and starts the apps, each connection on a thread of its own (so several
@@ -170,9 +171,7 @@ public final class ClientSession: @unchecked Sendable {
         Thread { [self] in
             setupThreads.wait()
             appThreads.wait()
-            lock.lock()
-            finished = true
-            lock.unlock()
+            lock.withLock { _ in finished = true }
             onFinished()
         }.start()
     }
@@ -206,23 +205,22 @@ public final class ClientSession: @unchecked Sendable {
                 apps.append((due, c.run))
             }
         }
-        lock.lock()
-        if closing {
-            lock.unlock()
+        let closed = lock.withLock { _ in
+            if closing { return true }
+            channels.append(channel)
+            fgClients += fgs
+            bgClients += bgs
+            return false
+        }
+        if closed {
             connection.close()
             return
         }
-        channels.append(channel)
-        fgClients += fgs
-        bgClients += bgs
-        lock.unlock()
         channel.startReader(in: readerThreads)
         for app in apps {
             appThreads.spawn("toy-app") { [self] in
                 guard stopToken.sleep(untilMonotonicNs: app.due) else { return }
-                lock.lock()
-                started += 1
-                lock.unlock()
+                lock.withLock { _ in started += 1 }
                 if let e = app.run() { fail(e) }
             }
         }
@@ -232,18 +230,14 @@ public final class ClientSession: @unchecked Sendable {
     /// experiment would only produce misleading numbers.
     private func fail(_ e: ToyAppError?) {
         if let e {
-            lock.lock()
-            if firstFailure == nil { firstFailure = e }
-            lock.unlock()
+            lock.withLock { _ in if firstFailure == nil { firstFailure = e } }
         }
         stopToken.stop()
     }
 
     /// Writes a progress line for every BG app.
     public func reportProgress() {
-        lock.lock()
-        let bgs = bgClients
-        lock.unlock()
+        let bgs = lock.withLock { _ in bgClients }
         for c in bgs { c.reportProgress() }
     }
 
@@ -257,10 +251,10 @@ public final class ClientSession: @unchecked Sendable {
         // cannot be interrupted): its thread closes the connection if it ever completes.
         setupThreads.wait(untilMonotonicNs: drainDeadline)
         appThreads.wait(untilMonotonicNs: drainDeadline)
-        lock.lock()
-        closing = true
-        let open = channels
-        lock.unlock()
+        let open = lock.withLock { _ in
+            closing = true
+            return channels
+        }
         for c in open { c.connection.close() }
         appThreads.wait()
         readerThreads.wait()
@@ -269,9 +263,7 @@ public final class ClientSession: @unchecked Sendable {
 
     /// The apps' numbers so far, FG and BG in the order they were configured.
     public var summaries: [AppSummary] {
-        lock.lock()
-        let fgs = fgClients, bgs = bgClients
-        lock.unlock()
+        let (fgs, bgs) = lock.withLock { _ in (fgClients, bgClients) }
         var byID: [UInt32: AppSummary] = [:]
         for c in fgs { byID[c.appID] = .fg(c.summary) }
         for c in bgs { byID[c.appID] = .bg(c.summary) }

@@ -1,4 +1,5 @@
 import Foundation
+import LinuxSupport
 import ToyProtocol
 
 /// Settings of one FG (interactive) client.
@@ -35,8 +36,7 @@ func validateMessageBytes(_ bytes: Int, option: String) throws(ToyAppError) {
 }
 
 /// The FG client: one request every interval, the next only after the previous was answered.
-// @unchecked: the pending request and its answer are touched only under `cond` (NSCondition).
-final class FGClient: AnswerConsumer, @unchecked Sendable {
+final class FGClient: AnswerConsumer, Sendable {
     let settings: FGClientSettings
     let variant: ToyVariant
     private let connection: ToyConnection
@@ -44,12 +44,15 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
     private let stop: StopToken
     private let warn: @Sendable (String) -> Void
 
-    private let condition = NSCondition()
-    private var table = InFlightTable(capacity: 1)
-    private var answered: InFlightTable.Entry?
-    private var ended = false
-    private var endError: ToyAppError?
-    private var stats = FGStats()
+    /// The request in flight, its answer, and how the connection ended.
+    private struct State {
+        var table = InFlightTable(capacity: 1)
+        var answered: InFlightTable.Entry?
+        var ended = false
+        var endError: ToyAppError?
+        var stats = FGStats()
+    }
+    private let state = WaitableMutex(State())
 
     var appID: UInt32 { settings.appID }
     var answerKind: ToyMessageKind { .fgReply }
@@ -62,50 +65,35 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
         self.sink = sink
         self.stop = stop
         self.warn = warn
-        stop.onStop { [condition] in
-            condition.lock()
-            condition.broadcast()
-            condition.unlock()
-        }
+        stop.onStop { [state] in state.broadcast() }
     }
 
     /// Sleeps until the monotonic `deadlineNs`; false when a stop or the connection's end came first.
     private func sleep(untilMonotonicNs deadlineNs: UInt64) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while !stop.isStopped && !ended {
-            let now = AppClock.monotonicNs()
-            if now >= deadlineNs { return true }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadlineNs - now) / 1e9))
-        }
-        return false
+        state.wait(until: { [stop] s in stop.isStopped || s.ended }, deadlineMonotonicNs: deadlineNs) { _, interrupted in !interrupted }
     }
 
     func deliver(_ message: ReceivedMessage) {
-        condition.lock()
-        let result = table.markAnswered(sequence: message.header.sequence, atNs: message.receivedNs,
-                                        bytes: message.header.messageLength)
-        switch result {
-        case .completed(let e):
-            answered = e
-            condition.broadcast()
-        case .awaitingSend:
-            break
-        case .unknown:
-            stats.recordUnexpected()
+        let result = state.update { s in
+            let result = s.table.markAnswered(sequence: message.header.sequence, atNs: message.receivedNs,
+                                              bytes: message.header.messageLength)
+            switch result {
+            case .completed(let e): s.answered = e
+            case .awaitingSend: break
+            case .unknown: s.stats.recordUnexpected()
+            }
+            return result
         }
-        condition.unlock()
         if result == .unknown {
             warn("app \(appID): reply with sequence \(message.header.sequence) matches no outstanding request")
         }
     }
 
     func connectionEnded(_ error: ToyAppError?) {
-        condition.lock()
-        ended = true
-        endError = error
-        condition.broadcast()
-        condition.unlock()
+        state.update { s in
+            s.ended = true
+            s.endError = error
+        }
     }
 
     /// Sends requests until a stop or a connection failure. Returns the failure, or nil when it
@@ -119,37 +107,35 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
         let payload = UInt32(settings.requestBytes - ToyWire.headerLength)
         while true {
             guard sleep(untilMonotonicNs: due) else {
-                condition.lock()
-                defer { condition.unlock() }
-                return ended ? failure(endError ?? .peerClosed("\(connection.peerDescription) closed the connection")) : nil
+                return state.withLock { s in
+                    s.ended ? failure(s.endError ?? .peerClosed("\(connection.peerDescription) closed the connection")) : nil
+                }
             }
-            condition.lock()
-            answered = nil
-            table.insert(sequence: sequence, bytes: settings.requestBytes)
-            condition.unlock()
+            state.withLock { s in
+                s.answered = nil
+                s.table.insert(sequence: sequence, bytes: settings.requestBytes)
+            }
 
             let sentNs: UInt64
             do throws(ToyAppError) {
                 sentNs = try connection.send(ToyHeader(kind: .fgRequest, appID: appID, sequence: sequence, payloadLength: payload))
             } catch {
-                condition.lock()
-                _ = table.drain()
-                condition.unlock()
+                state.withLock { _ = $0.table.drain() }
                 return failure(error)
             }
 
-            condition.lock()
-            stats.recordSent()
-            if let e = table.markSent(sequence: sequence, atNs: sentNs) { answered = e }
-            while answered == nil && !ended { condition.wait() }
-            let entry = answered
-            if let e = entry {
-                stats.recordAnswered(latencyNs: e.answerNs! >= sentNs ? e.answerNs! - sentNs : 0)
-            } else {
-                _ = table.drain()
+            state.withLock { s in
+                s.stats.recordSent()
+                if let e = s.table.markSent(sequence: sequence, atNs: sentNs) { s.answered = e }
             }
-            let error = endError
-            condition.unlock()
+            let (entry, error) = state.wait(until: { $0.answered != nil || $0.ended }) { s, _ -> (InFlightTable.Entry?, ToyAppError?) in
+                if let e = s.answered {
+                    s.stats.recordAnswered(latencyNs: e.answerNs! >= sentNs ? e.answerNs! - sentNs : 0)
+                } else {
+                    _ = s.table.drain()
+                }
+                return (s.answered, s.endError)
+            }
 
             guard let e = entry else {
                 sink.write(line: FGUnansweredRecord(appID: appID, sequence: sequence, sendNs: sentNs,
@@ -169,9 +155,5 @@ final class FGClient: AnswerConsumer, @unchecked Sendable {
         stop.isStopped ? nil : e
     }
 
-    var summary: FGSummary {
-        condition.lock()
-        defer { condition.unlock() }
-        return stats.summary(appID: appID, variant: variant)
-    }
+    var summary: FGSummary { state.withLock { $0.stats.summary(appID: appID, variant: variant) } }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 import IntNW
 import ToyProtocol
 
@@ -111,12 +112,12 @@ public struct IntNWTransport: ToyTransport {
 }
 
 /// A listening IntNW server.
-// @unchecked: mutable state is touched only under `lock` (NSLock).
+// @unchecked: mutable state is touched only under `lock` (a Mutex guarding no value of its own).
 final class IntNWListener: ToyListener, @unchecked Sendable {
     private let listener: MultiSocketListener
     private let closeTimeoutSeconds: Double
     private let labeling: MessageLabeling
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var closed = false
 
     init(listener: MultiSocketListener, labeling: MessageLabeling, closeTimeoutSeconds: Double) {
@@ -142,29 +143,29 @@ final class IntNWListener: ToyListener, @unchecked Sendable {
     }
 
     private var isClosed: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return closed
+        lock.withLock { _ in
+            return closed
+        }
     }
 
     func close() {
-        lock.lock()
-        let first = !closed
-        closed = true
-        lock.unlock()
+        let first = lock.withLock { _ in
+            defer { closed = true }
+            return !closed
+        }
         if first { listener.close() }
     }
 }
 
 /// One multisocket carrying toy messages, one per IROB.
-// @unchecked: mutable state is touched only under `lock` (NSLock).
+// @unchecked: mutable state is touched only under `lock` (a Mutex guarding no value of its own).
 final class IntNWConnection: ToyConnection, @unchecked Sendable {
     private let socket: MultiSocket
     let peerDescription: String
     private let closeTimeoutSeconds: Double
     private let labeling: MessageLabeling
     private let buffers = MessageBufferPool()
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var closed = false
     var variant: ToyVariant { .intnw }
 
@@ -176,9 +177,9 @@ final class IntNWConnection: ToyConnection, @unchecked Sendable {
     }
 
     private var isClosed: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return closed
+        lock.withLock { _ in
+            return closed
+        }
     }
 
     func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64 {
@@ -238,10 +239,10 @@ final class IntNWConnection: ToyConnection, @unchecked Sendable {
     }
 
     func close() {
-        lock.lock()
-        let first = !closed
-        closed = true
-        lock.unlock()
+        let first = lock.withLock { _ in
+            defer { closed = true }
+            return !closed
+        }
         guard first else { return }
         let s = socket
         let timeout = closeTimeoutSeconds

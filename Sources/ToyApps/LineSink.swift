@@ -17,11 +17,11 @@ public protocol LineSink: AnyObject, Sendable {
 /// Each line is one `write(2)` while holding a lock, and is flushed at once (no user-space
 /// buffer), so a log survives a killed process and a tailing reader sees whole lines. Files are
 /// opened with O_APPEND, so several processes may share one log.
-// @unchecked: writes and the failure flag are serialized by `lock` (NSLock).
+// @unchecked: writes and the failure flag are serialized by `lock` (a Mutex guarding no value of its own).
 public final class FileLineSink: LineSink, @unchecked Sendable {
     private let fd: Int32
     private let ownsFD: Bool
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private let name: String
     /// First write error, reported once on stderr (the app keeps running: a full disk must not
     /// stop the traffic the experiment measures).
@@ -50,19 +50,19 @@ public final class FileLineSink: LineSink, @unchecked Sendable {
     public func write(line: String) {
         var bytes = Array(line.utf8)
         bytes.append(0x0A)
-        lock.lock()
-        defer { lock.unlock() }
-        var off = 0
-        while off < bytes.count {
-            switch Syscall.retrying({ bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) } }) {
-            case .success(let n): off += n
-            case .failure(let e):
-                if !failed {
-                    failed = true
-                    let msg = "intnw-app: warning: cannot write log \(name): \(e)\n"
-                    _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+        lock.withLock { _ in
+            var off = 0
+            while off < bytes.count {
+                switch Syscall.retrying({ bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, $0.count - off) } }) {
+                case .success(let n): off += n
+                case .failure(let e):
+                    if !failed {
+                        failed = true
+                        let msg = "intnw-app: warning: cannot write log \(name): \(e)\n"
+                        _ = msg.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+                    }
+                    return
                 }
-                return
             }
         }
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 import LinuxSupport
 import SystemPackage
 import ToyProtocol
@@ -103,7 +104,7 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
     var variant: ToyVariant { .plain }
 
     /// Serializes senders: two threads (FG and BG on one connection) must not interleave bytes.
-    private let sendLock = NSLock()
+    private let sendLock = Mutex(())
     private var headerBytes = [UInt8](repeating: 0, count: ToyWire.headerLength)
 
     // Receive state: touched only by the one receiving thread.
@@ -126,31 +127,31 @@ final class PlainConnection: ToyConnection, @unchecked Sendable {
     }
 
     func send(_ header: ToyHeader, inReplyTo request: ReceivedMessage?) throws(ToyAppError) -> UInt64 {
-        sendLock.lock()
-        defer { sendLock.unlock() }
-        headerBytes.withUnsafeMutableBytes { header.encode(into: $0) }
-        var remaining = Int(header.payloadLength)
-        let sentAt = AppClock.realtimeNs()
-        // The buffer closures are `rethrows` (untyped), so errors come out as a Result.
-        let result: Result<Void, ToyAppError> = headerBytes.withUnsafeBytes { h in
-            Self.filler.withUnsafeBytes { f in
-                do throws(ToyAppError) {
-                    let first = min(remaining, f.count)
-                    try socket.sendAll(h, UnsafeRawBufferPointer(rebasing: f[0 ..< first]))
-                    remaining -= first
-                    while remaining > 0 {
-                        let n = min(remaining, f.count)
-                        try socket.sendAll(UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(rebasing: f[0 ..< n]))
-                        remaining -= n
+        try sendLock.withLock { _ throws(ToyAppError) -> UInt64 in
+            headerBytes.withUnsafeMutableBytes { header.encode(into: $0) }
+            var remaining = Int(header.payloadLength)
+            let sentAt = AppClock.realtimeNs()
+            // The buffer closures are `rethrows` (untyped), so errors come out as a Result.
+            let result: Result<Void, ToyAppError> = headerBytes.withUnsafeBytes { h in
+                Self.filler.withUnsafeBytes { f in
+                    do throws(ToyAppError) {
+                        let first = min(remaining, f.count)
+                        try socket.sendAll(h, UnsafeRawBufferPointer(rebasing: f[0 ..< first]))
+                        remaining -= first
+                        while remaining > 0 {
+                            let n = min(remaining, f.count)
+                            try socket.sendAll(UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(rebasing: f[0 ..< n]))
+                            remaining -= n
+                        }
+                        return .success(())
+                    } catch {
+                        return .failure(error)
                     }
-                    return .success(())
-                } catch {
-                    return .failure(error)
                 }
             }
+            if case .failure(let error) = result { throw mapIOError(error) }
+            return sentAt
         }
-        if case .failure(let error) = result { throw mapIOError(error) }
-        return sentAt
     }
 
     func receive() throws(ToyAppError) -> ReceivedMessage? {

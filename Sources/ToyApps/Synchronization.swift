@@ -1,80 +1,57 @@
 import Foundation
+import LinuxSupport
 
 /// A stop request shared by everything one app process runs.
 ///
 /// Roles poll `isStopped` between messages and sleep through `sleep(untilMonotonicNs:)`, which
 /// returns early when a stop arrives. Blocked waits elsewhere register an observer that wakes them.
-// @unchecked: the flag and observers are touched only under `cond` (NSCondition).
-public final class StopToken: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var stopped = false
-    private var observers: [@Sendable () -> Void] = []
+public final class StopToken: Sendable {
+    private struct State {
+        var stopped = false
+        var observers: [@Sendable () -> Void] = []
+    }
+    private let state = WaitableMutex(State())
 
     public init() {}
 
-    public var isStopped: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return stopped
-    }
+    public var isStopped: Bool { state.withLock { $0.stopped } }
 
     /// Requests a stop: wakes sleepers and runs every observer (once). Idempotent.
     public func stop() {
-        condition.lock()
-        if stopped {
-            condition.unlock()
-            return
+        let run: [@Sendable () -> Void] = state.update { s in
+            if s.stopped { return [] }
+            s.stopped = true
+            defer { s.observers.removeAll() }
+            return s.observers
         }
-        stopped = true
-        let run = observers
-        observers.removeAll()
-        condition.broadcast()
-        condition.unlock()
         for o in run { o() }
     }
 
     /// Runs `observer` when a stop is requested (at once if it already was).
     public func onStop(_ observer: @escaping @Sendable () -> Void) {
-        condition.lock()
-        if stopped {
-            condition.unlock()
-            observer()
-            return
+        let already = state.withLock { s -> Bool in
+            if !s.stopped { s.observers.append(observer) }
+            return s.stopped
         }
-        observers.append(observer)
-        condition.unlock()
+        if already { observer() }
     }
 
     /// Sleeps until the monotonic time `deadlineNs`. Returns false if a stop came first.
     public func sleep(untilMonotonicNs deadlineNs: UInt64) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while !stopped {
-            let now = AppClock.monotonicNs()
-            if now >= deadlineNs { return true }
-            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadlineNs - now) / 1e9))
-        }
-        return false
+        state.wait(until: \.stopped, deadlineMonotonicNs: deadlineNs) { _, stopped in !stopped }
     }
 }
 
 /// Counts running threads so an owner can wait, with a deadline, for all of them to finish.
-// @unchecked: the count is touched only under `cond` (NSCondition).
-final class ThreadGroup: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var running = 0
+final class ThreadGroup: Sendable {
+    private let running = WaitableMutex(0)
 
     /// Runs `body` on a new thread named `name`.
     func spawn(_ name: String, stackSizeBytes: Int = 512 << 10, _ body: @escaping @Sendable () -> Void) {
-        condition.lock()
-        running += 1
-        condition.unlock()
-        let t = Thread { [self] in
+        running.withLock { $0 += 1 }
+        let t = Thread { [running] in
             body()
-            condition.lock()
-            running -= 1
-            condition.broadcast()
-            condition.unlock()
+            running.update { $0 -= 1 }
         }
         t.name = name
         t.stackSize = stackSizeBytes
@@ -85,25 +62,10 @@ final class ThreadGroup: @unchecked Sendable {
     /// Returns true when all finished.
     @discardableResult
     func wait(untilMonotonicNs deadlineNs: UInt64? = nil) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while running > 0 {
-            if let d = deadlineNs {
-                let now = AppClock.monotonicNs()
-                if now >= d { return false }
-                _ = condition.wait(until: Date(timeIntervalSinceNow: Double(d - now) / 1e9))
-            } else {
-                condition.wait()
-            }
-        }
-        return true
+        running.wait(until: { $0 == 0 }, deadlineMonotonicNs: deadlineNs) { _, finished in finished }
     }
 
-    var runningCount: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return running
-    }
+    var runningCount: Int { running.withLock { $0 } }
 }
 
 /// Runs an async operation from a plain thread and blocks that thread until it finishes.
@@ -123,22 +85,10 @@ func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws
     return try box.wait().get()
 }
 
-// @unchecked: `result` is touched only under `cond` (NSCondition).
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var result: Result<T, Error>?
+private final class ResultBox<T: Sendable>: Sendable {
+    private let result = WaitableMutex<Result<T, Error>?>(nil)
 
-    func set(_ r: Result<T, Error>) {
-        condition.lock()
-        result = r
-        condition.signal()
-        condition.unlock()
-    }
+    func set(_ r: Result<T, Error>) { result.update { $0 = r } }
 
-    func wait() -> Result<T, Error> {
-        condition.lock()
-        defer { condition.unlock() }
-        while result == nil { condition.wait() }
-        return result!
-    }
+    func wait() -> Result<T, Error> { result.wait(until: { $0 != nil }) { r, _ in r! } }
 }

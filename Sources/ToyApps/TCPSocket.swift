@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 import LinuxSupport
 import SystemPackage
 
@@ -21,7 +22,7 @@ extension IPv4Endpoint {
 // @unchecked: `isShutDown` is touched only under `lock`; the descriptor is immutable.
 final class TCPSocket: @unchecked Sendable {
     let fd: Int32
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var isShutDown = false
 
     private init(fd: Int32) { self.fd = fd }
@@ -177,16 +178,16 @@ final class TCPSocket: @unchecked Sendable {
 
     /// Wakes every thread blocked on this socket; later calls fail. Idempotent.
     func shutdown() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !isShutDown else { return }
-        isShutDown = true
-        _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        lock.withLock { _ in
+            guard !isShutDown else { return }
+            isShutDown = true
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        }
     }
 
     var wasShutDown: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return isShutDown
+        lock.withLock { _ in
+            return isShutDown
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LinuxSupport
 import SystemPackage
 import ToyProtocol
@@ -57,14 +58,14 @@ public struct ServerSettings: Sendable, Equatable {
 /// over IntNW, its labels).
 /// One thread per connection (multisocket), at most `maxConnections` of them; a bad client only
 /// loses its own connection, and a silent plain-TCP one is closed after `idleTimeoutSeconds`.
-// @unchecked: mutable state is touched only under `lock` (NSLock).
+// @unchecked: mutable state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class ToyServer: @unchecked Sendable {
     public let settings: ServerSettings
     private let transport: ToyTransport
     private let sink: LineSink
     private let warn: @Sendable (String) -> Void
 
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var listener: ToyListener?
     private var open: [ObjectIdentifier: ToyConnection] = [:]
     private var stats: ServerSummary
@@ -82,9 +83,7 @@ public final class ToyServer: @unchecked Sendable {
     /// Listens and starts accepting. Returns the bound port.
     public func start() throws(ToyAppError) -> UInt16 {
         let l = try transport.listen(address: settings.address, port: settings.port, readTimeoutSeconds: settings.idleTimeoutSeconds)
-        lock.lock()
-        listener = l
-        lock.unlock()
+        lock.withLock { _ in listener = l }
         threads.spawn("toy-accept") { [self] in acceptLoop(l) }
         return l.port
     }
@@ -99,30 +98,36 @@ public final class ToyServer: @unchecked Sendable {
                 return
             }
             guard let c else { return }
-            lock.lock()
-            if stopping {
-                lock.unlock()
+            enum Admission { case stopping, refused, accepted }
+            let admission = lock.withLock { _ -> Admission in
+                if stopping { return .stopping }
+                if open.count >= settings.maxConnections {
+                    stats.connectionsRefused += 1
+                    return .refused
+                }
+                open[ObjectIdentifier(c)] = c
+                stats.connections += 1
+                return .accepted
+            }
+            switch admission {
+            case .stopping:
                 c.close()
                 return
-            }
-            if open.count >= settings.maxConnections {
-                stats.connectionsRefused += 1
-                lock.unlock()
+            case .refused:
                 c.close()
                 logConnection(c, event: "refused", error: nil)
                 continue
+            case .accepted:
+                break
             }
-            open[ObjectIdentifier(c)] = c
-            stats.connections += 1
-            lock.unlock()
             threads.spawn("toy-serve") { [self] in serve(c) }
         }
     }
 
     private var isStopping: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopping
+        lock.withLock { _ in
+            return stopping
+        }
     }
 
     private func serve(_ c: ToyConnection) {
@@ -151,22 +156,23 @@ public final class ToyServer: @unchecked Sendable {
                 failure = error
                 break
             }
-            lock.lock()
-            stats.bytesReceived += UInt64(m.header.messageLength)
-            if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
-            lock.unlock()
+            lock.withLock { _ in
+                stats.bytesReceived += UInt64(m.header.messageLength)
+                if kind == .fgReply { stats.fgRequestsAnswered += 1 } else { stats.bgChunksAcked += 1 }
+            }
         }
         // Count the error before closing: once the client sees the close it may stop the server,
         // and an error judged after that would be taken for one our own shutdown caused.
-        lock.lock()
-        open[ObjectIdentifier(c)] = nil
-        // Errors caused by our own shutdown are not the client's fault; a client that vanishes
-        // (reset, closed mid-message) is logged but is not an error of the server.
-        let real = failure.flatMap { stopping || $0 == .closed ? nil : $0 }
-        var serious = false
-        if let real, case .peerClosed = real {} else if real != nil { serious = true }
-        if serious { stats.connectionErrors += 1 }
-        lock.unlock()
+        let (real, serious) = lock.withLock { _ -> (ToyAppError?, Bool) in
+            open[ObjectIdentifier(c)] = nil
+            // Errors caused by our own shutdown are not the client's fault; a client that vanishes
+            // (reset, closed mid-message) is logged but is not an error of the server.
+            let real = failure.flatMap { stopping || $0 == .closed ? nil : $0 }
+            var serious = false
+            if let real, case .peerClosed = real {} else if real != nil { serious = true }
+            if serious { stats.connectionErrors += 1 }
+            return (real, serious)
+        }
         if serious, let real { warn("connection from \(c.peerDescription) closed: \(real)") }
         c.close()
         logConnection(c, event: "close", error: real)
@@ -186,11 +192,10 @@ public final class ToyServer: @unchecked Sendable {
     /// Stops accepting, closes every connection and waits for the server's threads.
     @discardableResult
     public func stop() -> ServerSummary {
-        lock.lock()
-        stopping = true
-        let l = listener
-        let conns = Array(open.values)
-        lock.unlock()
+        let (l, conns) = lock.withLock { _ in
+            stopping = true
+            return (listener, Array(open.values))
+        }
         l?.close()
         for c in conns { c.close() }
         threads.wait()
@@ -198,8 +203,8 @@ public final class ToyServer: @unchecked Sendable {
     }
 
     public var summary: ServerSummary {
-        lock.lock()
-        defer { lock.unlock() }
-        return stats
+        lock.withLock { _ in
+            return stats
+        }
     }
 }

@@ -41,11 +41,40 @@ func independentApps(_ count: Int, common: CommonOptions, client: ClientOptions,
     return c
 }
 
-struct FGClientCommand: ParsableCommand {
+/// fg-client and bg-client: `--multisockets` independent apps of one role; they differ only in the
+/// role's options, which `app(_:)` turns into an app's settings.
+protocol SingleRoleClientCommand: ParsableCommand {
+    /// The role's name in messages (the subcommand's name).
+    static var role: String { get }
+    var common: CommonOptions { get }
+    var client: ClientOptions { get }
+    var multisockets: Int { get }
+    /// The app with id `appID`.
+    func app(_ appID: UInt32) -> ClientApp
+}
+
+extension SingleRoleClientCommand {
+    func sessionConfiguration() throws -> ClientSessionConfiguration {
+        try independentApps(multisockets, common: common, client: client, app: app)
+    }
+
+    func validate() throws {
+        try common.checkIntNWOnly(client)
+        _ = try sessionConfiguration()
+    }
+
+    func run() throws {
+        AppProcess.prepare(common)
+        try AppProcess.runClients(role: Self.role, common: common, labeling: client.labeling, configuration: sessionConfiguration())
+    }
+}
+
+struct FGClientCommand: SingleRoleClientCommand {
     static let configuration = CommandConfiguration(
         commandName: "fg-client",
         abstract: "Foreground app: a small request every --interval seconds, each after the previous reply.",
         discussion: logDiscussion)
+    static let role = "fg-client"
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var client: ClientOptions
@@ -54,28 +83,17 @@ struct FGClientCommand: ParsableCommand {
                                valueName: "count"))
     var multisockets = 1
 
-    func sessionConfiguration() throws -> ClientSessionConfiguration {
-        try independentApps(multisockets, common: common, client: client) {
-            .fg(FGClientSettings(appID: $0, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))
-        }
-    }
-
-    func validate() throws {
-        try common.checkIntNWOnly(client)
-        _ = try sessionConfiguration()
-    }
-
-    func run() throws {
-        AppProcess.prepare(common)
-        try AppProcess.runClients(role: "fg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
+    func app(_ appID: UInt32) -> ClientApp {
+        .fg(FGClientSettings(appID: appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))
     }
 }
 
-struct BGClientCommand: ParsableCommand {
+struct BGClientCommand: SingleRoleClientCommand {
     static let configuration = CommandConfiguration(
         commandName: "bg-client",
         abstract: "Background app: bulk chunks back to back, at most --depth unacknowledged.",
         discussion: logDiscussion)
+    static let role = "bg-client"
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var client: ClientOptions
@@ -84,20 +102,8 @@ struct BGClientCommand: ParsableCommand {
                                valueName: "count"))
     var multisockets = 1
 
-    func sessionConfiguration() throws -> ClientSessionConfiguration {
-        try independentApps(multisockets, common: common, client: client) {
-            .bg(BGClientSettings(appID: $0, chunkBytes: bg.chunkBytes, depth: bg.depth))
-        }
-    }
-
-    func validate() throws {
-        try common.checkIntNWOnly(client)
-        _ = try sessionConfiguration()
-    }
-
-    func run() throws {
-        AppProcess.prepare(common)
-        try AppProcess.runClients(role: "bg-client", common: common, labeling: client.labeling, configuration: sessionConfiguration())
+    func app(_ appID: UInt32) -> ClientApp {
+        .bg(BGClientSettings(appID: appID, chunkBytes: bg.chunkBytes, depth: bg.depth))
     }
 }
 

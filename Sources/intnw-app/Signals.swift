@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Atomics
+import Synchronization
 
 /// Signal handling for the app process: SIGINT/SIGTERM ask for a clean shutdown.
 ///
@@ -12,7 +12,7 @@ import Atomics
 /// has the signals unblocked would otherwise die of SIGTERM's default action: the fallback handlers
 /// record the signal instead, and the main loop checks that record at least once a second.
 enum Signals {
-    private static let fallbackSignal = ManagedAtomic<Int32>(0)
+    private static let fallbackSignal = Atomic<Int32>(0)
 
     private static var waitSet: sigset_t {
         var set = sigset_t()

@@ -5,6 +5,7 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 
 /// Which shared segment client multisockets coordinate through.
 public enum SharedSchedulingSegment: Sendable, Equatable {
@@ -16,7 +17,7 @@ public enum SharedSchedulingSegment: Sendable, Equatable {
     case processLocal
 }
 
-// @unchecked: `registries` is touched only under `lock`.
+// @unchecked: the per-interface dictionaries are touched only under `lock` (a Mutex guarding no value of its own).
 final class ForegroundRegistry: @unchecked Sendable {
     /// What a multisocket sees about an interface before sending background data.
     struct View {
@@ -30,8 +31,7 @@ final class ForegroundRegistry: @unchecked Sendable {
         var reclaimedPIDs: [UInt64]
     }
 
-    private static let registriesLock = Lock()
-    nonisolated(unsafe) private static var registries: [String: ForegroundRegistry] = [:]
+    private static let registries = Mutex<[String: ForegroundRegistry]>([:])
 
     /// The registry of segment `choice` for sockets living in the namespace at `namespacePath`
     /// (nil: this process's own namespace). One per process and segment; `logger` reports the
@@ -51,15 +51,15 @@ final class ForegroundRegistry: @unchecked Sendable {
                 key = ""
             }
         }
-        registriesLock.lock()
-        defer { registriesLock.unlock() }
-        if let r = registries[key] { return r }
-        let r = ForegroundRegistry(segmentName: key.isEmpty ? nil : key, logger: logger)
-        registries[key] = r
-        return r
+        return registries.withLock { registries in
+            if let r = registries[key] { return r }
+            let r = ForegroundRegistry(segmentName: key.isEmpty ? nil : key, logger: logger)
+            registries[key] = r
+            return r
+        }
     }
 
-    private let lock = Lock()
+    private let lock = Mutex(())
     let segment: SharedSegment?
     /// Why the segment is not used, when a segment was asked for.
     let segmentError: SharedStateError?
@@ -105,39 +105,39 @@ final class ForegroundRegistry: @unchecked Sendable {
     /// A multisocket starts (`true`) or stops having foreground data enqueued or unACKed on
     /// `interface`. The process's contribution to the shared count follows the first and last.
     func setForegroundOutstanding(_ on: Bool, interface: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        let before = sessionsWithForeground[interface, default: 0]
-        let after = max(0, before + (on ? 1 : -1))
-        sessionsWithForeground[interface] = after == 0 ? nil : after
-        if (before == 0) != (after == 0), let s = slot(interface) {
-            segment?.setContribution(after > 0, interface: s)
+        lock.withLock { _ in
+            let before = sessionsWithForeground[interface, default: 0]
+            let after = max(0, before + (on ? 1 : -1))
+            sessionsWithForeground[interface] = after == 0 ? nil : after
+            if (before == 0) != (after == 0), let s = slot(interface) {
+                segment?.setContribution(after > 0, interface: s)
+            }
         }
     }
 
     /// Foreground data was sent or received on `interface` at `nowNs`.
     func noteForeground(interface: String, nowNs: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        if lastForeground[interface, default: 0] < nowNs { lastForeground[interface] = nowNs }
-        if let s = slot(interface) { segment?.noteForeground(interface: s, nowNs: nowNs) }
+        lock.withLock { _ in
+            if lastForeground[interface, default: 0] < nowNs { lastForeground[interface] = nowNs }
+            if let s = slot(interface) { segment?.noteForeground(interface: s, nowNs: nowNs) }
+        }
     }
 
     /// The interface as a multisocket sees it; `selfOutstanding` says whether that multisocket
     /// itself is one of those with foreground data there (it does not wait for itself).
     func view(interface: String, selfOutstanding: Bool) -> View {
-        lock.lock()
-        defer { lock.unlock() }
-        var v = View(lastForegroundNs: lastForeground[interface, default: 0],
-                     otherMultisockets: max(0, sessionsWithForeground[interface, default: 0] - (selfOutstanding ? 1 : 0)),
-                     otherProcesses: 0, reclaimedPIDs: [])
-        if let s = slot(interface), let segment {
-            v.lastForegroundNs = max(v.lastForegroundNs, segment.lastForeground(interface: s))
-            let scan = segment.scanOthers(interface: s)
-            v.otherProcesses = scan.others
-            v.reclaimedPIDs = scan.reclaimed
+        lock.withLock { _ in
+            var v = View(lastForegroundNs: lastForeground[interface, default: 0],
+                         otherMultisockets: max(0, sessionsWithForeground[interface, default: 0] - (selfOutstanding ? 1 : 0)),
+                         otherProcesses: 0, reclaimedPIDs: [])
+            if let s = slot(interface), let segment {
+                v.lastForegroundNs = max(v.lastForegroundNs, segment.lastForeground(interface: s))
+                let scan = segment.scanOthers(interface: s)
+                v.otherProcesses = scan.others
+                v.reclaimedPIDs = scan.reclaimed
+            }
+            return v
         }
-        return v
     }
 
     // MARK: - Interface-wide background budget
@@ -149,30 +149,30 @@ final class ForegroundRegistry: @unchecked Sendable {
     /// Multisocket `owner` has `bytes` of background data unacknowledged in kernel send queues on
     /// `interface` (0 when it has none). The process's sum of fresh reports goes to the segment.
     func reportBackground(owner: ObjectIdentifier, interface: String, bytes: Int, nowNs: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        background[interface, default: [:]][owner] = (max(0, bytes), nowNs)
-        if let s = slot(interface), let segment {
-            segment.publishBackground(bytes: processBackground(interface, except: nil, nowNs: nowNs), interface: s, nowNs: nowNs)
+        lock.withLock { _ in
+            background[interface, default: [:]][owner] = (max(0, bytes), nowNs)
+            if let s = slot(interface), let segment {
+                segment.publishBackground(bytes: processBackground(interface, except: nil, nowNs: nowNs), interface: s, nowNs: nowNs)
+            }
         }
     }
 
     /// Background bytes in kernel send queues on `interface` that are not `owner`'s: other
     /// multisockets of this process and, through the segment, other processes.
     func backgroundElsewhere(owner: ObjectIdentifier, interface: String, nowNs: UInt64) -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        var total = processBackground(interface, except: owner, nowNs: nowNs)
-        if let s = slot(interface), let segment { total += segment.otherBackground(interface: s, nowNs: nowNs) }
-        return total
+        lock.withLock { _ in
+            var total = processBackground(interface, except: owner, nowNs: nowNs)
+            if let s = slot(interface), let segment { total += segment.otherBackground(interface: s, nowNs: nowNs) }
+            return total
+        }
     }
 
     /// The multisocket `owner` is gone: its background reports stop counting.
     func forgetBackground(owner: ObjectIdentifier) {
-        lock.lock()
-        defer { lock.unlock() }
-        for key in background.keys { background[key]?[owner] = nil }
-        for key in delivered.keys { if let d = delivered[key]?.removeValue(forKey: owner) { retiredDelivered[key, default: 0] &+= d } }
+        lock.withLock { _ in
+            for key in background.keys { background[key]?[owner] = nil }
+            for key in delivered.keys { if let d = delivered[key]?.removeValue(forKey: owner) { retiredDelivered[key, default: 0] &+= d } }
+        }
     }
 
     /// Per interface: cumulative bytes acknowledged on each multisocket's background-sending
@@ -184,13 +184,13 @@ final class ForegroundRegistry: @unchecked Sendable {
     /// total over every multisocket of this process and every other process (a counter: its
     /// growth over time is the interface's delivery rate).
     func reportDelivered(owner: ObjectIdentifier, interface: String, cumulativeBytes: UInt64) -> UInt64 {
-        lock.lock()
-        defer { lock.unlock() }
-        delivered[interface, default: [:]][owner] = cumulativeBytes
-        let mine = delivered[interface, default: [:]].values.reduce(retiredDelivered[interface, default: 0], &+)
-        guard let s = slot(interface), let segment else { return mine }
-        segment.publishDelivered(bytes: mine, interface: s)
-        return mine &+ segment.otherDelivered(interface: s)
+        lock.withLock { _ in
+            delivered[interface, default: [:]][owner] = cumulativeBytes
+            let mine = delivered[interface, default: [:]].values.reduce(retiredDelivered[interface, default: 0], &+)
+            guard let s = slot(interface), let segment else { return mine }
+            segment.publishDelivered(bytes: mine, interface: s)
+            return mine &+ segment.otherDelivered(interface: s)
+        }
     }
 
     private func processBackground(_ interface: String, except: ObjectIdentifier?, nowNs: UInt64) -> Int {
@@ -204,9 +204,9 @@ final class ForegroundRegistry: @unchecked Sendable {
 
     /// The segment's published count for `interface` (tests and diagnostics).
     func publishedCount(interface: String) -> UInt64? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let s = slot(interface), let segment else { return nil }
-        return segment.foregroundCount(interface: s)
+        lock.withLock { _ in
+            guard let s = slot(interface), let segment else { return nil }
+            return segment.foregroundCount(interface: s)
+        }
     }
 }

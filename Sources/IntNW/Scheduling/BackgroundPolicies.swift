@@ -6,6 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Why background data was held back: the counters of `BackgroundSchedulingStats` and the
 /// `reason` of each debug log line.
@@ -256,7 +257,7 @@ public struct TrickleBackgroundPolicy: ExplainedBackgroundPolicy {
 ///   application-limited never shows the link's rate) does not cap background for good;
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
-// @unchecked: per-multisocket windows are touched only under `lock`.
+// @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
@@ -310,7 +311,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public static let sentSlackMilliseconds = 20.0
 
     public let parameters: Parameters
-    private let lock = Lock()
+    /// Guards the scale, the update time, the window flag and the barrier time (holds no value itself).
+    private let lock = Mutex(())
     private var scale = 1.0
     private var lastUpdateNs: UInt64 = 0
     /// Whether a decision since the last update held background back for lack of window.
@@ -330,7 +332,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
     /// The current scale on the model window (tests and diagnostics).
-    public var currentScale: Double { lock.lock(); defer { lock.unlock() }; return scale }
+    public var currentScale: Double { lock.withLock { _ in scale } }
 
     /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
     /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
@@ -369,50 +371,50 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
-        lock.lock()
-        defer { lock.unlock() }
-        if parameters.barrier == .sent {
-            if context.foregroundElsewhere > 0 {
-                if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }
-                let slack = nanoseconds(milliseconds: Self.sentSlackMilliseconds)
-                let sentSince = context.lastForegroundActivityNs != 0
-                    && context.lastForegroundActivityNs &+ slack >= barrierSinceNs
-                if !sentSince {
-                    return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+        lock.withLock { _ in
+            if parameters.barrier == .sent {
+                if context.foregroundElsewhere > 0 {
+                    if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }
+                    let slack = nanoseconds(milliseconds: Self.sentSlackMilliseconds)
+                    let sentSince = context.lastForegroundActivityNs != 0
+                        && context.lastForegroundActivityNs &+ slack >= barrierSinceNs
+                    if !sentSince {
+                        return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+                    }
+                } else {
+                    barrierSinceNs = 0
                 }
-            } else {
-                barrierSinceNs = 0
             }
-        }
-        if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
-            if qdelay > parameters.ceilingQueueingDelayMilliseconds {
-                scale = max(parameters.minimumScale, scale / 2)
-            } else if qdelay > target {
-                if scale > 1 { scale = max(1, scale * 0.75) }
-            } else if qdelay < target / 2 && windowLimited {
-                scale = min(parameters.maximumScale, scale + 0.25)
-            } else if scale < 1 {
-                scale = min(1, scale + 0.25)
+            if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
+                if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                    scale = max(parameters.minimumScale, scale / 2)
+                } else if qdelay > target {
+                    if scale > 1 { scale = max(1, scale * 0.75) }
+                } else if qdelay < target / 2 && windowLimited {
+                    scale = min(parameters.maximumScale, scale + 0.25)
+                } else if scale < 1 {
+                    scale = min(1, scale + 0.25)
+                }
+                lastUpdateNs = context.nowNs
+                windowLimited = false
             }
-            lastUpdateNs = context.nowNs
-            windowLimited = false
+            let window = max(Double(parameters.minimumWindowBytes), model * scale)
+            // The window is the interface's: background other connections, multisockets and
+            // processes have in kernel queues there counts against it.
+            let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
+            // Less than a segment of room: wait rather than dribble tiny frames.
+            if room < min(1448, Int(window) / 2) {
+                windowLimited = true
+                return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
+            if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
+                // Decisions go on while held: the scheduler's delivery-rate estimate samples at each
+                // one, and sparse decisions would leave only the share's ramp-up windows as samples
+                // (the estimate, and with it the window, then spirals down).
+                return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
+            }
+            return .send(maxBytes: room)
         }
-        let window = max(Double(parameters.minimumWindowBytes), model * scale)
-        // The window is the interface's: background other connections, multisockets and
-        // processes have in kernel queues there counts against it.
-        let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
-        // Less than a segment of room: wait rather than dribble tiny frames.
-        if room < min(1448, Int(window) / 2) {
-            windowLimited = true
-            return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
-        }
-        if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
-            // Decisions go on while held: the scheduler's delivery-rate estimate samples at each
-            // one, and sparse decisions would leave only the share's ramp-up windows as samples
-            // (the estimate, and with it the window, then spirals down).
-            return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
-        }
-        return .send(maxBytes: room)
     }
 
     /// When background is outside the period's share (or within one base RTT of its end): the

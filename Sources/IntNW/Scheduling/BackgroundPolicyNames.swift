@@ -3,6 +3,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 // MARK: - selection by name
 
@@ -155,22 +156,11 @@ public enum BackgroundPolicies {
 /// A configuration problem found while building default options (no logger there yet): the
 /// first background scheduler logs it once.
 enum EnvironmentProblem {
-    private static let lock = Lock()
-    nonisolated(unsafe) private static var pending: String?
+    private static let pending = Mutex<String?>(nil)
 
-    static func record(_ s: String) {
-        lock.lock()
-        pending = s
-        lock.unlock()
-    }
+    static func record(_ s: String) { pending.withLock { $0 = s } }
 
-    static func take() -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        let s = pending
-        pending = nil
-        return s
-    }
+    static func take() -> String? { pending.withLock { p in defer { p = nil }; return p } }
 }
 
 extension String {

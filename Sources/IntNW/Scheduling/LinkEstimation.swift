@@ -182,12 +182,12 @@ func readSmallFile(_ path: String, limit: Int) throws(IntNWError) -> String {
 /// file (`%p` becomes the process id): `{"t_ns":…,"side":"client","interface":"…","bw_Bps":…,
 /// "rtt_ms":…,"source":"tracked|measured|prior|oracle"}`, at most every 100 ms per interface and
 /// multisocket, while background data is being scheduled.
-final class EstimateRecorder: @unchecked Sendable {
+final class EstimateRecorder: Sendable {
     static let periodNs: UInt64 = 100_000_000
-    private let lock = Lock()
-    private var fd: Int32
+    /// The log's descriptor; holding the mutex keeps each line's write whole among threads.
+    private let fd: Mutex<Int32>
 
-    private init(fd: Int32) { self.fd = fd }
+    private init(fd: Int32) { self.fd = Mutex(fd) }
 
     static let shared: EstimateRecorder? = {
         guard let raw = getenv("INTNW_BG_ESTIMATE_LOG") else { return nil }
@@ -201,8 +201,6 @@ final class EstimateRecorder: @unchecked Sendable {
     func record(nowNs: UInt64, side: String, interface: String, bandwidthBytesPerSecond: Double, rttMilliseconds: Double,
                 source: String) {
         let line = "{\"t_ns\":\(nowNs),\"side\":\"\(side)\",\"interface\":\"\(interface.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })\",\"bw_Bps\":\(Int(bandwidthBytesPerSecond)),\"rtt_ms\":\(Double(Int(rttMilliseconds * 10)) / 10),\"source\":\"\(source)\"}\n"
-        lock.lock()
-        defer { lock.unlock() }
-        _ = Array(line.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        fd.withLock { fd in _ = Array(line.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
     }
 }
