@@ -34,6 +34,8 @@ public enum Wire {
     /// Frame types at or above this value are optional extensions: a peer that does not know one
     /// skips it. Unknown types below it are protocol errors.
     public static let firstExtensionType: UInt8 = 0x80
+    /// NETWORK_TROUBLE (an extension): "my side sees no progress on this network" or "it works again".
+    public static let networkTroubleType: UInt8 = 0xA0
 }
 
 /// Frame type codes (the `type` byte).

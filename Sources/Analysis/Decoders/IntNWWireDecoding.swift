@@ -440,7 +440,9 @@ final class IntNWFrameDecoderAdapter: IntNWFrameParser {
         case .ping: handler(.other("PING"), start, end)
         case .pong: handler(.other("PONG"), start, end)
         case .auth: handler(.other("AUTH"), start, end)
-        case .extension(let t, _): handler(.other("EXT_\(t)"), start, end)
+        case .extension(let t, _):
+            // Named as the Wireshark dissector names them; an unknown extension by its type code.
+            handler(.other(t == Wire.networkTroubleType ? "NETWORK_TROUBLE" : "EXT_\(t)"), start, end)
         }
     }
 }

@@ -30,7 +30,7 @@ struct ConnectionTrouble {
 /// NETWORK_TROUBLE, an optional extension frame (docs/wire-protocol.md): "my side sees no progress on
 /// the network with this id" or "it works again". A peer that does not know the type skips it.
 enum TroubleNotice {
-    static let frameType: UInt8 = 0xA0
+    static let frameType: UInt8 = Wire.networkTroubleType
 
     static func frame(networkID: UInt32, troubled: Bool) -> Frame {
         let n = networkID
