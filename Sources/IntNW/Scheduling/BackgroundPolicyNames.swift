@@ -1,5 +1,5 @@
 /// Choosing a background policy by name: the `INTNW_BG_POLICY` values, their parameters, and
-/// the default (delay-target). The policies themselves are in BackgroundPolicies.swift.
+/// the default (delay-target). The policies themselves are in BackgroundPolicies.swift and DelayTargetPolicy.swift.
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,0 +1,197 @@
+/// delay-target, the BG policy of our own (LEDBAT-like): a window per multisocket steered by the
+/// measured queueing delay, within the interface-wide BG budget. The note's four policies are in
+/// BackgroundPolicies.swift; docs/scheduling.md explains what each costs foreground traffic.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+
+// MARK: - delay-target (ours)
+
+/// Our fifth policy, in the spirit of LEDBAT (RFC 6817's goal, not its algorithm): background bytes
+/// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by a window: the link's
+/// bandwidth-delay product (with one full segment's transmission) plus `targetQueueingDelayMilliseconds`
+/// worth of bandwidth, times a scale
+/// the measured queueing delay (TCP_INFO smoothed RTT minus minimum RTT) steers once per RTT.
+/// At most about the target's worth of background data then waits in the bottleneck queue ahead of
+/// a foreground packet, while background keeps the link busy whenever foreground is quiet (no idle
+/// wait). The scale:
+/// - measured delay above `ceilingQueueingDelayMilliseconds` (LEDBAT's 100 ms): halved (the
+///   estimates are too optimistic);
+/// - above the target: back towards 1 (x 0.75 per RTT, not below 1);
+/// - below half the target while background wanted more than the window allowed: + 0.25 per RTT,
+///   up to `maximumScale`, so a bandwidth estimate that is too low (traffic the policy keeps
+///   application-limited never shows the link's rate) does not cap background for good;
+/// - otherwise, below 1: + 0.25 per RTT.
+/// Each multisocket keeps its own scale.
+// @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
+public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
+    public struct Parameters: Sendable, Equatable {
+        /// Queueing delay background data may add ahead of foreground data, milliseconds.
+        public var targetQueueingDelayMilliseconds: Double = 10
+        /// Measured queueing delay above which the window is halved, milliseconds.
+        public var ceilingQueueingDelayMilliseconds: Double = 100
+        /// Smallest window, bytes (two full segments).
+        public var minimumWindowBytes: Int = 2 * 1448
+        /// Range of the scale on the model window.
+        public var minimumScale: Double = 1.0 / 16
+        /// Largest scale: 1, no probing above the model window (the window's target already
+        /// exceeds the estimate's bandwidth-delay product, which is what lets the delivery-rate
+        /// estimate rise to the link's; a larger scale only lengthens FG's wait).
+        public var maximumScale: Double = 1
+        /// How soon to look again while the window is full, milliseconds.
+        public var recheckMilliseconds: Double = 10
+        /// Fault injection (regression checks; docs/regression.md): the share of each
+        /// `dutyPeriodSeconds` period background may keep the link busy. Background bytes are
+        /// admitted only until one base RTT before the period's share ends (what is in flight then,
+        /// about a bandwidth-delay product, drains by the share's end); the rest of the period it
+        /// holds. Time-based only: a rule that used the bandwidth estimate would feed its own
+        /// throttling back into the estimate and spiral down. While held it looks again every
+        /// `recheckMilliseconds`. 1 (the default): off.
+        public var dutyFraction: Double = 1
+        public var dutyPeriodSeconds: Double = 2
+        /// How long another multisocket's or process's foreground data on the interface holds
+        /// background back (the multi-app barrier).
+        /// Default `acked`: `sent` gives BG much more of the uplink but lets BG into the bottleneck
+        /// between the flights of FG larger than one congestion window (16 KB replies on the
+        /// 3G downlink: FG p95 1.28-1.30x alone), docs/scheduling.md.
+        public var barrier: Barrier = .acked
+        public init() {}
+    }
+
+    /// The multi-app barrier as delay-target applies it.
+    public enum Barrier: String, Sendable, Equatable, CaseIterable {
+        /// Until the foreground data is acknowledged, as every note policy does: on a link where
+        /// foreground talks about once a second, background stops for a round trip each time
+        /// and the link idles for most of it (multiapp: about a quarter of the uplink).
+        case acked
+        /// Until the foreground data has been sent: foreground activity on the interface at or
+        /// after the moment this multisocket first saw the barrier (less `sentSlackMilliseconds`,
+        /// as decisions notice the barrier up to one re-check late). Background sent after it
+        /// queues behind it at the bottleneck, and the window bounds what it adds ahead of the
+        /// next foreground data.
+        case sent
+    }
+
+    /// With `barrier` = `sent`: foreground activity this long before the barrier was first seen
+    /// counts as sending it, milliseconds (two barrier re-checks).
+    public static let sentSlackMilliseconds = 20.0
+
+    public let parameters: Parameters
+    /// Guards the scale, the update time, the window flag and the barrier time (holds no value itself).
+    private let lock = Mutex(())
+    private var scale = 1.0
+    private var lastUpdateNs: UInt64 = 0
+    /// Whether a decision since the last update held background back for lack of window.
+    private var windowLimited = false
+    /// When this multisocket first saw foreground outstanding elsewhere (0: not now).
+    private var barrierSinceNs: UInt64 = 0
+
+    public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
+
+    public var name: String { "delay-target" }
+    /// With `barrier` = `sent` the policy applies the barrier itself (`verdict`); with `acked`
+    /// the scheduler does, as for the note's policies.
+    public var honorsForegroundBarrier: Bool { parameters.barrier == .acked }
+    /// Its window exceeds the estimate's bandwidth-delay product by the target, so the delivery
+    /// rate rises with the link.
+    public var scalesWithDeliveryRate: Bool { true }
+    public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
+
+    /// The current scale on the model window (tests and diagnostics).
+    public var currentScale: Double { lock.withLock { _ in scale } }
+
+    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
+    /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
+    /// transmission, the minimum RTT is usually a small segment's: on a 64 KB/s link that is 22 ms
+    /// that is not queueing), or 0 when unknown.
+    static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
+        guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
+              c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
+        let serializationMs = segmentSerializationMilliseconds(bandwidthBytesPerSecond: c.network.estimate.bandwidthBytesPerSecond)
+        return max(0, (Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000 - serializationMs)
+    }
+
+    /// Transmission time of one full segment (1448 bytes) at `bw`, ms.
+    static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
+        bw > 0 && bw.isFinite ? 1448 / bw * 1000 : 0
+    }
+
+    static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {
+        c.kernelMinRTTMicroseconds > 0 && c.kernelMinRTTMicroseconds != UInt32.max
+            ? Double(c.kernelMinRTTMicroseconds) / 1000 : c.network.estimate.rttMilliseconds
+    }
+
+    /// The window before scaling: bandwidth x (base RTT + one full segment's transmission time +
+    /// target), bytes. The minimum RTT is usually a small segment's; a full segment's round trip is
+    /// longer by its own transmission (22 ms on 3G), and a window without it stays below the
+    /// bandwidth-delay product whenever the estimate is below the link (the delivery rate then
+    /// only ever shows the estimate back, and it never rises).
+    public func modelWindowBytes(_ context: BackgroundContext) -> Double {
+        let bw = context.network.estimate.bandwidthBytesPerSecond
+        let bytes = bw * (Self.baseRTTMilliseconds(context) + Self.segmentSerializationMilliseconds(bandwidthBytesPerSecond: bw)
+                          + parameters.targetQueueingDelayMilliseconds) / 1000
+        return max(Double(parameters.minimumWindowBytes), bytes)
+    }
+
+    public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
+        let model = modelWindowBytes(context)
+        let qdelay = Self.queueingDelayMilliseconds(context)
+        let target = parameters.targetQueueingDelayMilliseconds
+        return lock.withLock { _ -> BackgroundVerdict in
+            if parameters.barrier == .sent {
+                if context.foregroundElsewhere > 0 {
+                    if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }
+                    let slack = nanoseconds(milliseconds: Self.sentSlackMilliseconds)
+                    let sentSince = context.lastForegroundActivityNs != 0
+                        && context.lastForegroundActivityNs &+ slack >= barrierSinceNs
+                    if !sentSince {
+                        return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+                    }
+                } else {
+                    barrierSinceNs = 0
+                }
+            }
+            if context.nowNs &- lastUpdateNs >= nanoseconds(milliseconds: max(Self.baseRTTMilliseconds(context), 1)) || lastUpdateNs == 0 {
+                if qdelay > parameters.ceilingQueueingDelayMilliseconds {
+                    scale = max(parameters.minimumScale, scale / 2)
+                } else if qdelay > target {
+                    if scale > 1 { scale = max(1, scale * 0.75) }
+                } else if qdelay < target / 2 && windowLimited {
+                    scale = min(parameters.maximumScale, scale + 0.25)
+                } else if scale < 1 {
+                    scale = min(1, scale + 0.25)
+                }
+                lastUpdateNs = context.nowNs
+                windowLimited = false
+            }
+            let window = max(Double(parameters.minimumWindowBytes), model * scale)
+            // The window is the interface's: background other connections, multisockets and
+            // processes have in kernel queues there counts against it.
+            let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
+            // Less than a segment of room: wait rather than dribble tiny frames.
+            if room < min(1448, Int(window) / 2) {
+                windowLimited = true
+                return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
+            if parameters.dutyFraction < 1, let next = Self.dutyHoldUntil(parameters, context) {
+                // Decisions go on while held: the scheduler's delivery-rate estimate samples at each
+                // one, and sparse decisions would leave only the share's ramp-up windows as samples
+                // (the estimate, and with it the window, then spirals down).
+                return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
+            }
+            return .send(maxBytes: room)
+        }
+    }
+
+    /// When background is outside the period's share (or within one base RTT of its end): the
+    /// start of the next period; nil when it may send.
+    static func dutyHoldUntil(_ p: Parameters, _ c: BackgroundContext) -> UInt64? {
+        let period = UInt64(p.dutyPeriodSeconds * 1e9)
+        guard period > 0 else { return nil }
+        let phase = c.nowNs % period
+        let on = UInt64(Double(period) * p.dutyFraction)
+        let rtt = UInt64(max(baseRTTMilliseconds(c), 0) * 1e6)
+        return phase + rtt < on ? nil : c.nowNs - phase + period
+    }
+}
