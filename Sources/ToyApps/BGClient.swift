@@ -100,9 +100,13 @@ final class BGClient: AnswerConsumer, Sendable {
         var sequence: UInt64 = 0
         var failure: ToyAppError?
         while true {
-            let go = state.wait(until: { [stop] s in !s.table.isFull || s.ended || stop.isStopped }) { s, _ -> Bool in
+            // Wait for this sequence's own slot, not merely for room: with acks out of order the
+            // slot may still hold an older chunk, and a chunk sent untracked would have its ack
+            // counted as unexpected (a drive's wifi-preferred BG showed half its acks so).
+            let go = state.wait(until: { [stop, sequence] s in s.table.canInsert(sequence: sequence) || s.ended || stop.isStopped }) { s, _ -> Bool in
                 if s.ended || stop.isStopped { return false }
-                s.table.insert(sequence: sequence, bytes: settings.chunkBytes)
+                let inserted = s.table.insert(sequence: sequence, bytes: settings.chunkBytes)
+                precondition(inserted, "BG chunk \(sequence): its in-flight slot was free a moment ago")
                 return true
             }
             if !go { break }

@@ -44,6 +44,11 @@ public struct InFlightTable: Sendable {
 
     private func slot(_ sequence: UInt64) -> Int { Int(sequence % UInt64(slots.count)) }
 
+    /// Whether `sequence` can be added now: its slot is free. Answers may come out of order (an
+    /// unlabeled message may take either network), so a table that is not full can still hold an
+    /// older outstanding entry in that slot.
+    public func canInsert(sequence: UInt64) -> Bool { slots[slot(sequence)] == nil }
+
     /// Adds an outstanding entry. Returns false (and changes nothing) when its slot is taken,
     /// i.e. the table is full or `sequence` collides with an older outstanding one.
     @discardableResult

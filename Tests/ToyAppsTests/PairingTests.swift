@@ -81,6 +81,31 @@ struct PairingTests {
         #expect(sent?.answerNs == 5)
     }
 
+    @Test("out-of-order answers: a table with room can still have the next sequence's slot taken")
+    func slotTakenThoughNotFull() {
+        // Catches a sender that waits only for "not full": chunk 4 would be sent while chunk 0
+        // (same slot) is still outstanding, untracked, and its ack reported as unexpected.
+        var t = InFlightTable(capacity: 4)
+        for s in 0 ..< 4 as Range<UInt64> {
+            let ok = t.insert(sequence: s, bytes: 10)
+            #expect(ok)
+            let early = t.markSent(sequence: s, atNs: 1)
+            #expect(early == nil)
+        }
+        for s in 1 ..< 4 as Range<UInt64> {
+            guard case .completed = t.markAnswered(sequence: s, atNs: 2, bytes: 1) else {
+                Issue.record("answer \(s) did not complete its entry"); continue
+            }
+        }
+        #expect(!t.isFull)
+        #expect(!t.canInsert(sequence: 4), "slot of 4 still holds outstanding 0")
+        #expect(t.canInsert(sequence: 5))
+        guard case .completed = t.markAnswered(sequence: 0, atNs: 3, bytes: 1) else {
+            Issue.record("answer 0 did not complete its entry"); return
+        }
+        #expect(t.canInsert(sequence: 4))
+    }
+
     @Test("drain returns what is outstanding, oldest first")
     func drain() {
         var t = InFlightTable(capacity: 3)
