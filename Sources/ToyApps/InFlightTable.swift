@@ -53,9 +53,8 @@ public struct InFlightTable: Sendable {
     /// i.e. the table is full or `sequence` collides with an older outstanding one.
     @discardableResult
     public mutating func insert(sequence: UInt64, bytes: Int) -> Bool {
-        let i = slot(sequence)
-        guard slots[i] == nil else { return false }
-        slots[i] = Entry(sequence: sequence, bytes: bytes)
+        guard canInsert(sequence: sequence) else { return false }
+        slots[slot(sequence)] = Entry(sequence: sequence, bytes: bytes)
         count += 1
         return true
     }
