@@ -233,6 +233,7 @@ final class LockedValue<T: Sendable>: @unchecked Sendable {
     init(_ v: T) { value = v }
     func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
     func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    func update(_ body: (inout T) -> Void) { lock.lock(); body(&value); lock.unlock() }
 }
 
 final class DoneFlag: @unchecked Sendable {
