@@ -13,10 +13,10 @@ import Glibc
 struct HostileSessionTests {
     /// Interface names of their own: multisockets of one process coordinate foreground/background
     /// by interface name, and these probes must not hold up other suites' apps running alongside.
-    static func clientOptions() -> MultiSocketOptions {
+    static func clientOptions(wifi: String = "127.0.0.1", cellular: String = "127.0.0.2") -> MultiSocketOptions {
         var o = MultiSocketOptions(staticNetworks: [
-            LocalNetwork(networkID: 1, kind: .wifi, interfaceName: "hs-wifi", address: IPv4Endpoint.parse("127.0.0.1")!),
-            LocalNetwork(networkID: 2, kind: .cellular, interfaceName: "hs-cell", address: IPv4Endpoint.parse("127.0.0.2")!),
+            LocalNetwork(networkID: 1, kind: .wifi, interfaceName: "hs-wifi", address: IPv4Endpoint.parse(wifi)!),
+            LocalNetwork(networkID: 2, kind: .cellular, interfaceName: "hs-cell", address: IPv4Endpoint.parse(cellular)!),
         ], connectTimeoutSeconds: 5)
         o.sharedSchedulingSegment = .processLocal
         return o
@@ -202,8 +202,9 @@ struct HostileSessionTests {
     }
 
     /// Runs `flood` (blocking socket calls) on a thread of its own; the flood calls `tick` after
-    /// each batch of its connections, and `tick` starts a new legitimate client (from 127.0.0.1
-    /// and .2) whenever `interval` seconds passed since the last one, without waiting for it:
+    /// each batch of its connections, and `tick` starts a new legitimate client (each from
+    /// addresses of its own, 127.0.1.N and 127.0.2.N: clients that overlap on a loaded machine
+    /// must not meet the tight per-address bound of the reduced probe among themselves) whenever `interval` seconds passed since the last one, without waiting for it:
     /// each connects, sends one request, waits for its echo and closes. Started from the flood's
     /// own progress, clients meet every stage of it (table filling, bounds reached, evictions)
     /// however fast it runs.
@@ -216,10 +217,13 @@ struct HostileSessionTests {
             clients.update { if now.timeIntervalSince($0.last) >= interval { $0.last = now; start = true } }
             guard start else { return }
             let byte = UInt8.random(in: 0...255)
+            var k = 0
+            clients.update { k = $0.tasks.count % 250 + 1 }
             let task = Task { () -> Result<Double, ServedFailure> in
                 let t0 = Date()
                 do {
-                    let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
+                    let client = try await MultiSocket.connect(to: "127.0.0.1", port: port,
+                                                               options: Self.clientOptions(wifi: "127.0.1.\(k)", cellular: "127.0.2.\(k)"))
                     try await client.send([byte])
                     let reply = try await client.receive()
                     let took = Date().timeIntervalSince(t0)
@@ -262,8 +266,8 @@ struct HostileSessionTests {
             opts.maxSessionsPerPeer = 4
             opts.maxSessions = 12
         }
-        // The floods met by new clients come from other addresses than the clients' (127.0.0.1
-        // and .2): from the clients' own address, a flood of new sessions evicts a new client's
+        // The floods met by new clients come from other addresses than the clients': from a
+        // client's own address, a flood of new sessions evicts a new client's
         // session before its first request arrives (docs/wire-protocol.md, "Threat model"); the
         // per-address bound cannot tell them apart. A slowloris flood from the clients' own
         // address follows, with a new client after it.
