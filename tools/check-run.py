@@ -15,7 +15,9 @@ Checks, for every trial and every 1 s bin from the trial's origin (results.json 
   C  no app bin and no tshark interface bin exceeds the trace's capacity over the bin (oracle.txt)
      plus one 1500-byte packet and 10 ms at the link's rate
   T  each app's bins sum to its total in results.json; for an IntNW app that total equals the
-     dissector's DATA bytes carrying the app's id
+     dissector's DATA bytes carrying the app's id (on a connection with a hole the capture never
+     filled, tshark cannot decode past the hole: there they may differ by at most the bytes captured
+     after the first hole, and a note says so)
   R  results.json reports accountingViolations 0 and capacityViolations 0 for the trial
   G  results are aggregated per (variant, app): each aggregate counts the trials of its variant;
      an interval only with n >= 2, never below 0, and around the mean
@@ -39,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_LUA = os.path.join(HERE, 'wireshark', 'intnw.lua')
 BIN_NS = 1_000_000_000
 FIELDS = ['frame.time_epoch', 'tcp.srcport', 'tcp.dstport', 'tcp.len', 'intnw.data.length', 'intnw.app',
-          'intnw.data.irob', 'intnw.hello.session']
+          'intnw.data.irob', 'intnw.hello.session', 'tcp.seq']
 
 
 class InputError(Exception):
@@ -77,6 +79,37 @@ def tshark_rows(tshark, lua, pcap):
             err.seek(0)
             msg = err.read().decode(errors='replace').strip().splitlines()
             raise InputError(f'tshark failed on {pcap} (exit {rc}): {msg[0] if msg else "no message"}')
+
+
+class Coverage:
+    """Which stream bytes of one connection direction the capture holds: disjoint [start, end) ranges
+    of relative sequence numbers. A hole is a range between two held ones (never captured)."""
+
+    def __init__(self):
+        self.ranges = []
+
+    def add(self, start, n):
+        end = start + n
+        r = self.ranges
+        if not r or start > r[-1][1]:
+            r.append([start, end])
+            return
+        if start >= r[-1][0]:
+            r[-1][1] = max(r[-1][1], end)
+            return
+        merged = []
+        for a, b in r:
+            if b < start or a > end:
+                merged.append([a, b])
+            else:
+                start, end = min(a, start), max(b, end)
+        merged.append([start, end])
+        merged.sort()
+        self.ranges = merged
+
+    def after_first_hole(self):
+        """Bytes held after the first hole (0 without a hole)."""
+        return sum(b - a for a, b in self.ranges[1:])
 
 
 def load_schedule(tdir):
@@ -180,6 +213,7 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
     irob_app = {}  # (side, connection, uplink, irob) -> app id
     pending = collections.Counter()  # (side, connection, uplink, irob, booked) -> DATA bytes of app 0
     session_of = {}  # connection id -> IntNW session
+    coverage = collections.defaultdict(Coverage)  # (connection id, uplink) -> captured stream ranges
     for cap in captures:
         pcap = os.path.join(tdir, cap['file'])
         if not os.path.exists(pcap):
@@ -196,7 +230,7 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
         books_down = cap['side'] == 'client'
         for row in tshark_rows(tshark, lua, pcap):
             row += [''] * (len(FIELDS) - len(row))
-            tstr, sport, dport, tlen, dlen, dapp, dirob, sess = row[:len(FIELDS)]
+            tstr, sport, dport, tlen, dlen, dapp, dirob, sess, seq = row[:len(FIELDS)]
             k = ports.get((sport, dport))
             if k is None:
                 continue
@@ -206,6 +240,7 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
                 continue
             try:
                 ns, n = epoch_ns(tstr), int(tlen)
+                coverage[k].add(int(seq), n)
                 lens = [int(x) for x in dlen.split(';') if x]
                 apps = [int(x) for x in dapp.split(';') if x]
                 irobs = [int(x) for x in dirob.split(';') if x]
@@ -297,8 +332,16 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
                 problems.append(('T', f'{tname} app {a["name"]} {d}: bins sum to {tot} B, results.json says {want} B'))
             if a['variant'] == 'intnw':
                 dis = dissector_app.get((a['name'], up), 0)
-                if dis != want:
-                    problems.append(('T', f'{tname} app {a["name"]} {d}: dissector DATA {dis} B, analyzer {want} B'))
+                # Past a hole the capture never filled, tshark cannot reassemble the stream and the
+                # dissector stops decoding that connection; the analyzer resumes at the next frame.
+                # There the two may differ by at most the bytes captured after the first hole.
+                slack = sum(coverage[(c['id'], up)].after_first_hole() for c in mine)
+                if abs(dis - want) > slack:
+                    problems.append(('T', f'{tname} app {a["name"]} {d}: dissector DATA {dis} B, analyzer {want} B'
+                                          + (f' (more apart than the {slack} B captured after a capture hole)' if slack else '')))
+                elif dis != want:
+                    notes.append(f'{tname} app {a["name"]} {d}: dissector DATA {dis} B, analyzer {want} B: within the {slack} B '
+                                 f'captured after a hole the capture never filled (tshark cannot decode past it)')
     # R: what the analyzer itself says.
     if t['accountingViolations'] != 0 or (t.get('capacityViolations') or 0) != 0:
         problems.append(('R', f'{tname}: results.json says accountingViolations {t["accountingViolations"]}, '

@@ -1,7 +1,10 @@
 import Foundation
 import Testing
 @testable import Analysis
-import SyntheticTraffic
+import Capture
+import DeterministicRandom
+@testable import SyntheticTraffic
+import ToyProtocol
 
 /// `tools/check-run.py`, the independent per-bin checker (python3, tshark and the Lua dissector; no
 /// code shared with the analyzer), on a small synthetic run directory the analyzer wrote: it agrees
@@ -174,5 +177,59 @@ import SyntheticTraffic
         #expect(e5.status == 2 && e5.err.contains("RUN_DIR"), "\(e5.err)")
         let help = check(["--help"])
         #expect(help.status == 0 && help.out.contains("Exit status: 0 no violation, 1 violations found"), "\(help.out)")
+    }
+
+    /// An IntNW BG app whose second chunk's first segment the capture never held (an unfilled hole):
+    /// the analyzer resumes decoding at the next frame (chunks 0 and 2: 10,000 B), tshark cannot
+    /// reassemble past the hole, so the dissector sees less. The checker accepts the difference only
+    /// within the bytes captured after the hole, says so in a note, and still fails a total further off.
+    @Test(.enabled(if: toolsPresent, "tshark or python3 not installed (CI=true makes this a failure)"))
+    func captureHoleBoundsTheDissectorDifference() throws {
+        try #require(ToolGate.installed("tshark") && ToolGate.installed("python3"), "tshark and python3 are needed (make setup installs them)")
+        let run = dir + "/holed", trial = run + "/trial1"
+        try FileManager.default.createDirectory(atPath: trial, withIntermediateDirectories: true)
+        let cap = try SyntheticCapture(path: trial + "/client-cell0.pcap")
+        let f = SyntheticFlow(capture: cap, client: (clientIP, 40033), server: (serverIP, 5133))
+        var rng = DeterministicRNG(seed: 4)
+        let framing = WireFraming(intnw: true, rng: &rng)
+        f.handshake(at: Self.start)
+        var t = Self.start + 5 * ms
+        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 0, payload: 5000 - 24), fromClient: true, background: true), at: t, gapNanoseconds: ms) + ms
+        let holed = framing.wrap(toy(.bgChunk, app: 2, seq: 1, payload: 5000 - 24), fromClient: true, background: true)
+        let first = f.clientOffset
+        var o = 1448
+        while o < holed.count {
+            let n = min(1448, holed.count - o)
+            f.segment(fromClient: true, offset: first + UInt64(o), bytes: Array(holed[o ..< o + n]), at: t)
+            o += n
+            t += ms
+        }
+        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 2, payload: 5000 - 24), fromClient: true, background: true), at: t + ms, gapNanoseconds: ms) + ms
+        f.ack(fromClient: false, at: t + 10 * ms)
+        try cap.close()
+        try RunMetadata(captures: [.init(file: "client-cell0.pcap", interface: "cell0", side: .client)],
+                        apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5133])]).write(to: trial)
+        try writeCapacity(trial, bytesPerSecond: 10_000_000)
+        let (results, trials) = try Analyzer.analyze(trials: [try TrialInput.runDirectory(trial)])
+        #expect(results.trials[0].apps.first?.throughput.uplinkBytes == 10_000)
+        try ReportWriter(renderer: BuiltinSVGRenderer()).write(results, trials: trials, to: run)
+        let ok = check([run])
+        #expect(ok.status == 0 && ok.out.contains("note: trial1 app bg uplink: dissector DATA ") && ok.out.contains("captured after a hole"),
+                "exit \(ok.status)\n\(ok.out)\(ok.err)")
+        // 9,000 B more than the wire shows is further off than the bytes after the hole.
+        let off = try copy(run, "holed-off")
+        try editResults(off) { r in
+            var trials = try #require(r["trials"] as? [[String: Any]])
+            var apps = try #require(trials[0]["apps"] as? [[String: Any]])
+            var tp = try #require(apps[0]["throughput"] as? [String: Any])
+            tp["uplinkBytes"] = (tp["uplinkBytes"] as? Int ?? 0) + 9_000
+            apps[0]["throughput"] = tp
+            trials[0]["apps"] = apps
+            r["trials"] = trials
+        }
+        let bad = check([off])
+        #expect(bad.status == 1 && bad.out.contains("VIOLATION T: trial1 app bg uplink: dissector DATA ") && bad.out.contains("more apart than the"),
+                "exit \(bad.status)\n\(bad.out)\(bad.err)")
     }
 }
