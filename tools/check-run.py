@@ -15,7 +15,8 @@ Checks, for every trial and every 1 s bin from the trial's origin (results.json 
   C  no app bin and no tshark interface bin exceeds the trace's capacity over the bin (oracle.txt)
      plus one 1500-byte packet and 10 ms at the link's rate
   T  each app's bins sum to its total in results.json; for an IntNW app that total equals the
-     dissector's DATA bytes carrying the app's id (on a connection with a hole the capture never
+     dissector's DATA bytes carrying the app's id; for a plain-TCP app on connections of its own, it
+     equals the distinct stream bytes tshark captured on them (on a connection with a hole the capture never
      filled, tshark cannot decode past the hole: there they may differ by at most the bytes captured
      after the first hole, and a note says so)
   R  results.json reports accountingViolations 0 and capacityViolations 0 for the trial
@@ -106,6 +107,10 @@ class Coverage:
         merged.append([start, end])
         merged.sort()
         self.ranges = merged
+
+    def held(self):
+        """Distinct stream bytes captured."""
+        return sum(b - a for a, b in self.ranges)
 
     def after_first_hole(self):
         """Bytes held after the first hole (0 without a hole)."""
@@ -342,6 +347,12 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
                 elif dis != want:
                     notes.append(f'{tname} app {a["name"]} {d}: dissector DATA {dis} B, analyzer {want} B: within the {slack} B '
                                  f'captured after a hole the capture never filled (tshark cannot decode past it)')
+            elif mine and all(c['protocol'] == 'toy' and c['app'] == a['name'] for c in mine):
+                # A plain-TCP connection of one app carries nothing but its toy messages: the app's
+                # bytes are the distinct stream bytes captured on it.
+                held = sum(coverage[(c['id'], up)].held() for c in mine)
+                if held != want:
+                    problems.append(('T', f'{tname} app {a["name"]} {d}: tshark stream bytes of its own connections {held} B, analyzer {want} B'))
     # R: what the analyzer itself says.
     if t['accountingViolations'] != 0 or (t.get('capacityViolations') or 0) != 0:
         problems.append(('R', f'{tname}: results.json says accountingViolations {t["accountingViolations"]}, '

@@ -131,7 +131,8 @@ import ToyProtocol
         #expect(d.status == 1 && d.out.contains("VIOLATION D: trial1 interface cell0 downlink bin \(ibin): tshark "), "\(d.out)")
 
         // 4. results.json: the analyzer's own counters (R), an IntNW app's total (T against the
-        //    dissector) and an aggregate that pools more trials than the run has (G).
+        //    dissector), a plain app's total (T against tshark's stream bytes) and an aggregate that
+        //    pools more trials than the run has (G).
         let res = try copy(run, "results")
         try editResults(res) { r in
             var trials = try #require(r["trials"] as? [[String: Any]])
@@ -141,6 +142,10 @@ import ToyProtocol
             var tp = try #require(apps[k]["throughput"] as? [String: Any])
             tp["downlinkBytes"] = (tp["downlinkBytes"] as? Int ?? 0) + 64
             apps[k]["throughput"] = tp
+            let p = try #require(apps.firstIndex { $0["name"] as? String == "fg1" && $0["variant"] as? String == "plain" })
+            var pt = try #require(apps[p]["throughput"] as? [String: Any])
+            pt["uplinkBytes"] = (pt["uplinkBytes"] as? Int ?? 0) + 5
+            apps[p]["throughput"] = pt
             trials[0]["apps"] = apps
             r["trials"] = trials
             var agg = try #require(r["aggregate"] as? [String: Any])
@@ -153,6 +158,7 @@ import ToyProtocol
         #expect(g.status == 1, "\(g.out)")
         #expect(g.out.contains("VIOLATION R: trial1: results.json says accountingViolations 2"), "\(g.out)")
         #expect(g.out.contains("VIOLATION T: trial1 app fg2 downlink: dissector DATA "), "\(g.out)")
+        #expect(g.out.contains("VIOLATION T: trial1 app fg1 uplink: tshark stream bytes of its own connections "), "\(g.out)")
         #expect(g.out.contains("VIOLATION G: aggregate "), "\(g.out)")
 
         // 5. Input it cannot check: exit 2 with one line naming the problem; a good run among them
