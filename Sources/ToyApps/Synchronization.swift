@@ -68,14 +68,46 @@ final class ThreadGroup: Sendable {
     var runningCount: Int { running.withLock { $0 } }
 }
 
+/// The toy apps' own executor: one thread that runs the jobs of the tasks `blockingAwait` starts,
+/// so the apps never need a thread of Swift's shared cooperative pool (one per core, two here).
+/// Code in the same process that blocks pool threads -- a test doing socket calls, say -- once
+/// starved the apps: their IntNW calls had completed, but the tasks waiting for them never ran
+/// again. The jobs are short (an IntNW call's start and its resumption); nothing here blocks.
+final class ToyAppExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = ToyAppExecutor()
+    private let jobs = WaitableMutex<[UnownedJob]>([])
+
+    private init() {
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = "toy-app-executor"
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        jobs.update { $0.append(unowned) }
+    }
+
+    private func run() {
+        while true {
+            let batch = jobs.wait(until: { !$0.isEmpty }) { queue, _ -> [UnownedJob] in
+                defer { queue.removeAll(keepingCapacity: true) }
+                return queue
+            }
+            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        }
+    }
+}
+
 /// Runs an async operation from a plain thread and blocks that thread until it finishes.
 ///
 /// The IntNW API is async; the apps run each role on a dedicated thread so the plain-TCP variant
-/// can block in the kernel without starving Swift's small cooperative pool. Only app threads
-/// call this, never code already running in a task.
+/// can block in the kernel, and the async operations run on the apps' own executor
+/// (`ToyAppExecutor`), not on Swift's small cooperative pool. Only app threads call this, never
+/// code already running in a task.
 func blockingAwait<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) throws -> T {
     let box = ResultBox<T>()
-    Task.detached {
+    Task.detached(executorPreference: ToyAppExecutor.shared) {
         do {
             box.set(.success(try await operation()))
         } catch {
