@@ -7,8 +7,8 @@ ARGS ?=
 N ?= 8
 # Debian packages the project needs: headers for libpcap/libmnl, the tools the topology and
 # analyzer drive (ip, tc, ethtool), tcpdump/tshark for cross-checks, gnuplot for plots, GNU parallel
-# for trials as jobs (a test runs a plan through it).
-DEB_PACKAGES := libpcap-dev libmnl-dev pkg-config iproute2 ethtool tcpdump tshark gnuplot-nox procps psmisc kmod parallel
+# for trials as jobs (a test runs a plan through it), python3 for tools/check-run.py.
+DEB_PACKAGES := libpcap-dev libmnl-dev pkg-config iproute2 ethtool tcpdump tshark gnuplot-nox procps psmisc kmod parallel python3
 
 RELEASE_BIN = .build/release
 LAB = $(RELEASE_BIN)/intnw-lab

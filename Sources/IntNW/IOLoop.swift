@@ -43,6 +43,12 @@ final class IOLoop: @unchecked Sendable {
     private var pollFDs: [pollfd] = []
     private var thread: pthread_t?
     let name: String
+    /// Longest time, ns, one pass of the loop thread held the lock (handling ready descriptors,
+    /// tasks, timers and dirty services): how long every other session of this loop could be kept
+    /// waiting by one pass. Read and reset under the lock (tests and the hostile probes).
+    private(set) var longestPassNs: UInt64 = 0
+    /// Under the lock.
+    func resetPassStats() { longestPassNs = 0 }
 
     /// Starts the loop thread. With `namespacePath` (e.g. /var/run/netns/NAME) the thread first
     /// joins that network namespace, so every socket it creates lives there.
@@ -202,6 +208,7 @@ final class IOLoop: @unchecked Sendable {
             var timeoutNs: Int64 = -1
             var after: [() -> Void] = []
             lock.withLock { _ in
+                let start = cshims_monotonic_ns()
                 if polled > 0 { handlePolled() }
                 let now = cshims_monotonic_ns()
                 runTasksAndTimers(now)
@@ -209,6 +216,7 @@ final class IOLoop: @unchecked Sendable {
                 stop = stopping
                 if !stop { timeoutNs = buildPollSet(now) }
                 after = takeDeferred()
+                longestPassNs = max(longestPassNs, cshims_monotonic_ns() &- start)
             }
             for a in after { a() }
             if stop { return }

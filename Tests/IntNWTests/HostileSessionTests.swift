@@ -13,10 +13,10 @@ import Glibc
 struct HostileSessionTests {
     /// Interface names of their own: multisockets of one process coordinate foreground/background
     /// by interface name, and these probes must not hold up other suites' apps running alongside.
-    static func clientOptions() -> MultiSocketOptions {
+    static func clientOptions(wifi: String = "127.0.0.1", cellular: String = "127.0.0.2") -> MultiSocketOptions {
         var o = MultiSocketOptions(staticNetworks: [
-            LocalNetwork(networkID: 1, kind: .wifi, interfaceName: "hs-wifi", address: IPv4Endpoint.parse("127.0.0.1")!),
-            LocalNetwork(networkID: 2, kind: .cellular, interfaceName: "hs-cell", address: IPv4Endpoint.parse("127.0.0.2")!),
+            LocalNetwork(networkID: 1, kind: .wifi, interfaceName: "hs-wifi", address: IPv4Endpoint.parse(wifi)!),
+            LocalNetwork(networkID: 2, kind: .cellular, interfaceName: "hs-cell", address: IPv4Endpoint.parse(cellular)!),
         ], connectTimeoutSeconds: 5)
         o.sharedSchedulingSegment = .processLocal
         return o
@@ -162,7 +162,10 @@ struct HostileSessionTests {
     /// In batches of `batch` (keep it below the per-address bound: a session evicted before the
     /// server flushed its answer would not count), so the probe waits for the server instead of
     /// piling up the backlog.
-    static func throwawaySessions(port: UInt16, from source: String, count: Int, batch size: Int) -> (answered: Int, fds: [Int32]) {
+    /// `pause` seconds between batches spread a small probe over time, so clients started
+    /// meanwhile meet it at every stage (table filling, bounds reached, evictions).
+    static func throwawaySessions(port: UInt16, from source: String, count: Int, batch size: Int,
+                                  pause: Double = 0, afterBatch: () -> Void = {}) -> (answered: Int, fds: [Int32]) {
         var answered = 0
         var fds: [Int32] = []
         var left = count
@@ -176,28 +179,107 @@ struct HostileSessionTests {
             left -= min(size, left)
             answered += batch.filter { Self.read($0, stopAfter: 2).frames.count == 2 }.count
             fds += batch
+            afterBatch()
+            if pause > 0 && left > 0 { usleep(UInt32(pause * 1e6)) }
         }
         return (answered, fds)
+    }
+
+    struct ServedFailure: Error { var text: String }
+
+    /// What a new legitimate client saw while a flood ran: the time from starting its connect to
+    /// the echo of its first request (attach + first round trip), for each client started.
+    struct ServedDuring {
+        var seconds: [Double] = []
+        var failures: [String] = []
+        var worst: Double { seconds.max() ?? 0 }
+        var summary: String {
+            let sorted = seconds.sorted()
+            let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+            return "\(seconds.count) new clients served during it (median \(String(format: "%.3f", median)) s, slowest "
+                + "\(String(format: "%.3f", worst)) s), \(failures.count) failed"
+        }
+    }
+
+    /// Runs `flood` (blocking socket calls) on a thread of its own; the flood calls `tick` after
+    /// each batch of its connections, and `tick` starts a new legitimate client (each from
+    /// addresses of its own, 127.0.1.N and 127.0.2.N: clients that overlap on a loaded machine
+    /// must not meet the tight per-address bound of the reduced probe among themselves) whenever `interval` seconds passed since the last one, without waiting for it:
+    /// each connects, sends one request, waits for its echo and closes. Started from the flood's
+    /// own progress, clients meet every stage of it (table filling, bounds reached, evictions)
+    /// however fast it runs.
+    static func servedDuring<T: Sendable>(port: UInt16, interval: Double,
+                                          _ flood: @escaping @Sendable (_ tick: @escaping @Sendable () -> Void) throws -> T) async throws -> (result: T, served: ServedDuring) {
+        let clients = LockedValue<(last: Date, tasks: [Task<Result<Double, ServedFailure>, Never>])>((.distantPast, []))
+        let tick: @Sendable () -> Void = {
+            let now = Date()
+            var start = false
+            clients.update { if now.timeIntervalSince($0.last) >= interval { $0.last = now; start = true } }
+            guard start else { return }
+            let byte = UInt8.random(in: 0...255)
+            var k = 0
+            clients.update { k = $0.tasks.count % 250 + 1 }
+            let task = Task { () -> Result<Double, ServedFailure> in
+                let t0 = Date()
+                do {
+                    let client = try await MultiSocket.connect(to: "127.0.0.1", port: port,
+                                                               options: Self.clientOptions(wifi: "127.0.1.\(k)", cellular: "127.0.2.\(k)"))
+                    try await client.send([byte])
+                    let reply = try await client.receive()
+                    let took = Date().timeIntervalSince(t0)
+                    _ = await client.close(timeoutSeconds: 0.5)
+                    return reply.bytes == [byte] ? .success(took) : .failure(ServedFailure(text: "wrong echo \(reply.bytes)"))
+                } catch {
+                    return .failure(ServedFailure(text: "after \(String(format: "%.3f", Date().timeIntervalSince(t0))) s: \(error)"))
+                }
+            }
+            clients.update { $0.tasks.append(task) }
+        }
+        let result = try await offPool { tick(); return try flood(tick) }
+        var served = ServedDuring()
+        for t in clients.get().tasks {
+            switch await t.value {
+            case .success(let s): served.seconds.append(s)
+            case .failure(let f): served.failures.append(f.text)
+            }
+        }
+        return (result, served)
     }
 
     /// The lockout probe of issue 14. In `make test` it runs at reduced scale against tight bounds
     /// (several times both the per-address and the global bound, from four addresses, so both
     /// bounds evict); `INTNW_HOSTILE_FULL=1` runs the acceptance scale against the default bounds
-    /// (1024 throwaway sessions and 300 slowloris sessions from one address).
-    @Test("throwaway HELLOs and slowloris sessions beyond every session bound: a new client is still served")
+    /// (1024 throwaway sessions and 300 slowloris sessions from one address). While each flood
+    /// runs, new legitimate clients are started every 25 ms (50 ms at reduced scale) and timed
+    /// (`servedDuring`).
+    ///
+    /// Catches: a session table that fills up (new clients refused until the idle timeout), a
+    /// legitimate session evicted by the flood, and a server so busy with the flood's attaches
+    /// (key agreements on the loop thread every session shares) that new clients wait seconds.
+    @Test("throwaway HELLOs and slowloris sessions beyond every session bound: a new client is served throughout")
     func sessionTableLockout() async throws {
         let full = ProcessInfo.processInfo.environment["INTNW_HOSTILE_FULL"] == "1"
         var opts = ListenerOptions()
         if !full {
             // Small, so the probe exceeds both bounds several times for few key agreements (two
-            // X25519 operations each on the server, about 15 ms in a debug build).
+            // X25519 operations each on the server).
             opts.maxSessionsPerPeer = 4
             opts.maxSessions = 12
         }
-        let sources = full ? ["127.0.0.1"] : ["127.0.0.1", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
-        let throwawayPerSource = full ? 1024 : 3 * opts.maxSessionsPerPeer
-        let slowlorisCount = full ? 300 : 3 * opts.maxSessionsPerPeer
+        // The floods met by new clients come from other addresses than the clients': from a
+        // client's own address, a flood of new sessions evicts a new client's
+        // session before its first request arrives (docs/wire-protocol.md, "Threat model"); the
+        // per-address bound cannot tell them apart. A slowloris flood from the clients' own
+        // address follows, with a new client after it.
+        let sources = full ? ["127.0.0.9"] : ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+        let throwawayPerSource = full ? 1024 : 6 * opts.maxSessionsPerPeer
+        let slowlorisCount = full ? 300 : 6 * opts.maxSessionsPerPeer
         let batch = min(32, opts.maxSessionsPerPeer / 2)
+        // Each flood takes well under a second: a new client every 25 ms at full scale (a flood
+        // of 300 takes about 0.2 s); the reduced one is paced (batches of 2 sessions 20 ms apart)
+        // and met by a new client every 50 ms, so several clients meet every flood.
+        let pause = full ? 0 : 0.02
+        let interval = full ? 0.025 : 0.05
         let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
         defer { listener.close() }
         let port = listener.localEndpoint.port
@@ -206,10 +288,10 @@ struct HostileSessionTests {
 
         // Sessions opened with a valid key share and abandoned as soon as the server made them
         // (its HELLO + key share arrived): each one really took a session-table entry.
-        let made = try await offPool { () -> Int in
+        let (made, duringThrowaway) = try await Self.servedDuring(port: port, interval: interval) { tick -> Int in
             var made = 0
             for source in sources {
-                let r = Self.throwawaySessions(port: port, from: source, count: throwawayPerSource, batch: batch)
+                let r = Self.throwawaySessions(port: port, from: source, count: throwawayPerSource, batch: batch, pause: pause, afterBatch: tick)
                 for fd in r.fds { close(fd) }
                 made += r.answered
             }
@@ -222,23 +304,37 @@ struct HostileSessionTests {
         let afterThrowaway = try await Self.roundTrip(first, 1)
         _ = await first.close(timeoutSeconds: 1)
 
-        // Sessions whose connection stays open and silent after the attach, from the legitimate
-        // client's own address: each got its session (evicting an older one beyond the bound).
-        let slow = try await offPool { Self.throwawaySessions(port: port, from: "127.0.0.1", count: slowlorisCount, batch: batch) }
+        // Sessions whose connection stays open and silent after the attach: each got its session
+        // (evicting an older one beyond the bound). First from another address while new clients
+        // come, then from the legitimate client's own address.
+        let (slow, duringSlowloris) = try await Self.servedDuring(port: port, interval: interval) { tick in
+            Self.throwawaySessions(port: port, from: sources[0], count: slowlorisCount, batch: batch, pause: pause, afterBatch: tick)
+        }
         defer { for fd in slow.fds { close(fd) } }
         #expect(slow.answered == slowlorisCount)
+        let own = try await offPool { Self.throwawaySessions(port: port, from: "127.0.0.1", count: slowlorisCount, batch: batch) }
+        defer { for fd in own.fds { close(fd) } }
+        #expect(own.answered == slowlorisCount)
         let t0 = Date()
         let second = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
         let afterSlowloris = try await Self.roundTrip(second, 2)
         let withConnect = Date().timeIntervalSince(t0)
         _ = await second.close(timeoutSeconds: 1)
-        print("lockout probe (\(full ? "acceptance scale" : "reduced scale")): request served \(String(format: "%.3f", afterThrowaway)) s after "
-              + "\(made) throwaway sessions, \(String(format: "%.3f", afterSlowloris)) s (\(String(format: "%.3f", withConnect)) s with connect) "
-              + "under \(slow.answered) slowloris sessions; \(listener.keyAgreements) key agreements")
-        // Generous bounds on a loaded machine; the acceptance number (1 s) is measured by hand.
-        #expect(afterThrowaway < 5 && withConnect < 5)
+        print("lockout probe (\(full ? "acceptance scale" : "reduced scale")): \(made) throwaway sessions: \(duringThrowaway.summary), "
+              + "a request after it served in \(String(format: "%.3f", afterThrowaway)) s; \(slow.answered) slowloris sessions: "
+              + "\(duringSlowloris.summary); after \(own.answered) more from the client's own address, a new client served in \(String(format: "%.3f", withConnect)) s "
+              + "(request \(String(format: "%.3f", afterSlowloris)) s); \(listener.keyAgreements) key agreements")
+        for (name, d) in [("throwaway", duringThrowaway), ("slowloris", duringSlowloris)] {
+            #expect(d.failures.isEmpty, "legitimate clients failed during the \(name) flood: \(d.failures)")
+            // The flood really overlapped some clients (else "throughout" was not measured).
+            #expect(d.seconds.count >= 3, "only \(d.seconds.count) clients ran during the \(name) flood")
+            // Generous bound for a loaded debug build (the acceptance number, 1 s, is measured by
+            // hand); before the session bounds, new clients were refused for the idle timeout.
+            #expect(d.worst < 3, "a new client during the \(name) flood took \(d.worst) s")
+        }
+        #expect(afterThrowaway < 3 && withConnect < 3)
         // Both bounds held after it all.
-        #expect(listener.sessionCount(from: "127.0.0.1") <= opts.maxSessionsPerPeer)
+        for a in ["127.0.0.1"] + sources { #expect(listener.sessionCount(from: a) <= opts.maxSessionsPerPeer) }
         #expect(listener.sessionCount <= opts.maxSessions)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 @testable import Lab
 import Testing
 
@@ -83,5 +84,23 @@ struct RegressionTests {
         let a = Self.noise(100, seed: 1).map { $0 + 1 }, b = Self.noise(100, seed: 2)
         #expect(Regression.mannWhitneyGreater(a, b) < 1e-6)
         #expect(Regression.mannWhitneyGreater(b, a) > 0.99)
+    }
+
+    /// Catches: a committed baseline that absorbed an accounting bug. The old one held 117 kB/s of
+    /// one-multisocket BG, declared message lengths booked at completion, on multiapp's 64 kB/s
+    /// uplink; a regression check against it passes a scheduler that moves less than the link.
+    @Test func committedBaselineBGRatesAreWithinTheUplinkCapacity() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try Data(contentsOf: repo.appendingPathComponent("regress/baseline.json"))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let metrics = try #require(json["metrics"] as? [[String: Any]])
+        let bg = metrics.filter { ($0["name"] as? String).map { $0.hasPrefix("multiapp.") && $0.hasSuffix(".bg_bytes_per_s") } ?? false }
+        #expect(bg.count == 3, "one BG rate per multiapp layout: \(bg.map { $0["name"] ?? "?" })")
+        let capacity = Double(MultiappExperiment.uplinkCapacity)
+        for m in bg {
+            let values = [m["value"] as? Double].compactMap { $0 } + (m["runValues"] as? [Double] ?? []) + (m["samples"] as? [Double] ?? [])
+            #expect(values.count >= 6, "\(m["name"] ?? "?"): value, run values and samples")
+            for v in values { #expect(v > 0 && v <= capacity, "\(m["name"] ?? "?"): \(v) B/s on a \(capacity) B/s uplink") }
+        }
     }
 }

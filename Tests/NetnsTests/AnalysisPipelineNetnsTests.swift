@@ -35,7 +35,8 @@ struct AnalysisPipelineNetnsTests {
         let runner = TrialRunner(HarnessContext(binDirectory: bin, logger: logger, interruption: Interruption()))
         let outcome = try await runner.run(plan, in: run, progress: Progress(experiment: "pipeline", expectedSeconds: 25, quiet: true))
         #expect(outcome.problems.isEmpty, "\(outcome.problems)")
-        let a = try Analyzer.analyze(try TrialInput.runDirectory(outcome.directory))
+        let (results, analyzed) = try Analyzer.analyze(trials: [try TrialInput.runDirectory(outcome.directory)])
+        let a = try #require(analyzed.first)
         for name in ["fg-plain", "fg-intnw"] {
             let app = try #require(a.result.apps.first { $0.name == name }, "\(name) not found on the wire")
             let check = try #require(app.logCheck, "\(name): no log cross-check")
@@ -62,6 +63,29 @@ struct AnalysisPipelineNetnsTests {
         try Self.crossCheckWithTshark(a, directory: outcome.directory)
         try Self.crossCheckWithLogs(a, directory: outcome.directory)
         try Self.crossCheckSnapped(a, directory: outcome.directory, snapLength: 160)
+        try Self.independentCheck(results, a, trialDirectory: outcome.directory)
+    }
+
+    /// The trial's results written as a run directory next to it and checked bin by bin by
+    /// `tools/check-run.py` (python3, tshark and the Lua dissector; no code shared with the analyzer):
+    /// four apps, plain and IntNW, both directions, client- and server-side captures.
+    static func independentCheck(_ results: AnalysisResults, _ a: TrialAnalysis, trialDirectory: String) throws {
+        let runDir = (trialDirectory as NSString).deletingLastPathComponent
+        try #require(a.result.name == (trialDirectory as NSString).lastPathComponent)
+        try ReportWriter(renderer: BuiltinSVGRenderer()).write(results, trials: [a], to: runDir)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", repo.appendingPathComponent("tools/check-run.py").path, runDir]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        print("check-run: \(o)")
+        #expect(p.terminationStatus == 0 && o.contains("violations: 0") && !o.contains("not checked"),
+                "tools/check-run.py: exit \(p.terminationStatus)\n\(o)\(e)")
     }
 
     /// The same pcaps cut to a short snap length (`editcap -s`, which keeps each packet's original

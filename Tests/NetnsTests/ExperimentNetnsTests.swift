@@ -150,6 +150,14 @@ struct ExperimentNetnsTests {
         for t in trials { #expect(t["accountingViolations"] as? Int == 0, "\(t["name"] ?? "?")") }
         // No app or interface above the trace's capacity in any 1 s bin (checked, not skipped).
         for t in trials { #expect(t["capacityViolations"] as? Int == 0, "\(t["name"] ?? "?"): capacity violations \(t["capacityViolations"] ?? "not checked")") }
+        // The same, a second way: the independent checker (python3, tshark and the Lua dissector, no
+        // code shared with the analyzer) recomputes every 1 s bin of every trial from the pcaps.
+        let checked = try Self.run(["/usr/bin/env", "python3", Self.repo.appendingPathComponent("tools/check-run.py").path, localDir],
+                                   log: "\(root)/check-run.log")
+        print("check-run: \(checked.stdout)")
+        #expect(checked.status == 0 && checked.stdout.contains("4 trials") && checked.stdout.contains("violations: 0")
+                && !checked.stdout.contains("not checked"),
+                "tools/check-run.py on the quick multiapp run: exit \(checked.status)\n\(checked.stdout)\(checked.stderr)")
         // The variants of the run, as <variant>/trial-1 directories (the layout `regress --from-runs` reads).
         let variants = try FileManager.default.contentsOfDirectory(atPath: localDir)
             .filter { FileManager.default.fileExists(atPath: "\(localDir)/\($0)/trial-1/trial.json") }.sorted()
