@@ -280,6 +280,24 @@ final class ListenerCore: IOHandler {
         if sessions[s.sessionID] === s { sessions[s.sessionID] = nil }
     }
 
+    /// At the receive-memory cap, a connected session's need goes before what departed clients
+    /// left: sessions without a connection that hold memory (IROBs complete and acknowledged but
+    /// not yet released, kept for a client that may come back) are closed, longest detached first,
+    /// until `bytes` fit. Without this, a few departed clients' unreleasable IROBs held the cap for
+    /// the session idle timeout and every other session's next IROB was refused. A client whose
+    /// session went this way meets an unknown session when it returns and reports what was not
+    /// delivered. True if `bytes` fit now.
+    func reclaimDetachedMemory(toAdmit bytes: Int, for requester: Session) -> Bool {
+        let candidates = sessions.values
+            .filter { $0 !== requester && $0.conns.isEmpty && $0.phase != .closed && $0.memoryCharged > 0 }
+            .sorted { ($0.idleSinceNs ?? 0) < ($1.idleSinceNs ?? 0) }
+        for s in candidates {
+            if memoryBudget.admits(bytes) { break }
+            evict(s, why: "the receive-memory cap: a connected session needs \(bytes) bytes")
+        }
+        return memoryBudget.admits(bytes)
+    }
+
     func addAcceptWaiter(_ c: CheckedContinuation<Session, Error>) {
         if closed {
             loop.deferAfterUnlock { c.resume(throwing: IntNWError.listenerClosed) }

@@ -136,6 +136,63 @@ struct BoundedResourcesTests {
         #expect(after.used <= baseline + (1 << 20), "\(after.used) B still charged after the probe left")
     }
 
+    /// Catches: memory a departed client pinned at the global cap locking every other session out.
+    /// IROBs that are complete but cannot be released (an earlier id never came) were acknowledged,
+    /// so their session keeps them after its last connection went, charged to the global cap until
+    /// it expires (120 s): four such sessions of 3 MiB under a 16 MiB cap refused another
+    /// session's 3 MiB BEGIN_IROB. Now detached sessions holding memory make room (longest detached
+    /// first) before a live session's IROB is refused.
+    @Test("complete but unreleasable IROBs of departed clients do not lock others out of the global cap")
+    func pinnedMemoryOfDepartedClients() async throws {
+        var opts = ListenerOptions()
+        opts.receiveMemoryLimitBytes = 16 << 20
+        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
+        defer { listener.close() }
+        let port = listener.localEndpoint.port
+        let echo = H.echo(listener)
+        defer { echo.cancel() }
+        // Four sessions, each completing IROB 2 (3 MiB, after all earlier ones) without IROB 1,
+        // then leaving; each got its ACK (the server holds the bytes for good).
+        let pinned = try await offPool { () -> Int in
+            var acked = 0
+            let length = UInt32(3 << 20)
+            for a in 0..<4 {
+                guard let fd = H.connectRaw(port, from: "127.0.0.\(50 + a)") else { continue }
+                defer { close(fd) }
+                var tv = timeval(tv_sec: 5, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+                guard H.read(fd, stopAfter: 2).frames.count == 2 else { continue }
+                var frames: [Frame] = [.beginIROB(BeginIROB(id: IROBID(2), labels: .none, length: length, dependencies: .allEarlier))]
+                var off: UInt32 = 0
+                while off < length {
+                    let n = min(UInt32(256 << 10), length - off)
+                    frames.append(.data(DataChunk(id: IROBID(2), offset: off, bytes: [UInt8](repeating: 9, count: Int(n)))))
+                    off += n
+                }
+                H.send(fd, frames)
+                if H.read(fd, stopAfter: 1, timeoutSeconds: 5).frames.contains(where: { if case .ack = $0 { true } else { false } }) { acked += 1 }
+            }
+            return acked
+        }
+        #expect(pinned == 4)
+        let held = listener.receiveMemory
+        // A new client's 3 MiB message (with its arrival bitmap 3.4 MiB): it needs room that only the departed sessions hold.
+        let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: H.clientOptions())
+        let message = [UInt8](repeating: 3, count: 3 << 20)
+        let t0 = Date()
+        try await client.send(message)
+        let reply = try await client.receive()
+        let took = Date().timeIntervalSince(t0)
+        _ = await client.close(timeoutSeconds: 1)
+        let after = listener.receiveMemory
+        print("pinned-memory probe: 4 departed sessions held \(held.used) B of a \(held.limit) B cap; a new client's 3 MiB message echoed in "
+              + "\(String(format: "%.3f", took)) s; \(after.used) B held afterwards, peak \(after.peak) B")
+        #expect(reply.bytes == message)
+        #expect(took < 5, "the new client's message took \(took) s")
+        #expect(after.peak <= after.limit)
+    }
+
     /// Catches: reassembly whose cost grows with the fragmentation of an IROB (a sorted range list
     /// made one-byte DATA frames at descending offsets quadratic), run on the loop thread every
     /// session of the listener shares: 1.4 MiB of such input blocked it for 10 s. Also catches one

@@ -2,7 +2,9 @@
 /// of one listener charges what it holds for its peer -- begun and not yet consumed IROBs with their
 /// bookkeeping, and its connections' read buffers -- to one shared budget. At the cap no connection
 /// of any of them is read (a read that could grow a read buffer past the cap waits), and a BEGIN_IROB that would take the total past it closes the connection
-/// that sent it (what the sender put on it comes again later). Confined to the listener's loop.
+/// that sent it (what the sender put on it comes again later). Before either, sessions whose
+/// clients have left (no connection) and that still hold memory are closed to make room
+/// (`ListenerCore.reclaimDetachedMemory`). Confined to the listener's loop.
 
 final class ReceiveMemoryBudget {
     let limitBytes: Int
@@ -56,6 +58,7 @@ extension Session {
         guard let budget = memoryBudget else { return true }
         let growth = c.decoder.capacityAfterReserving(Session.readChunk) - c.decoder.capacityBytes
         if growth == 0 || budget.admits(growth) { return true }
+        if listener?.reclaimDetachedMemory(toAdmit: growth, for: self) == true { return true }
         budget.readersWaiting = true
         return false
     }
@@ -64,7 +67,7 @@ extension Session {
     func checkReceiveMemory(for b: BeginIROB) throws {
         guard let budget = memoryBudget else { return }
         let more = receiver.charge(for: b)
-        if more > 0 && !budget.admits(more) {
+        if more > 0 && !budget.admits(more) && listener?.reclaimDetachedMemory(toAdmit: more, for: self) != true {
             throw ProtocolError(.receiveBufferExceeded(limitBytes: budget.limitBytes))
         }
     }
