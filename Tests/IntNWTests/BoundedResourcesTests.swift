@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,20 +19,20 @@ struct BoundedResourcesTests {
     func handshakeTimeout() async throws {
         var opts = ListenerOptions()
         opts.helloTimeoutSeconds = 0.5
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
+        let server = try LoopbackServer(options: opts, echo: false)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: H.clientOptions())
         let victim = client.sessionID
         let r = try await offPool { () -> (silent: (Bool, Double), join: (Int, Bool, Double)) in
             let t0 = Date()
-            guard let silent = H.connectRaw(port), let join = H.connectRaw(port) else { return ((false, 0), (0, false, 0)) }
+            guard let silent = RawPeer.connect(port), let join = RawPeer.connect(port) else { return ((false, 0), (0, false, 0)) }
             defer { close(silent); close(join) }
-            H.send(join, [H.hello(victim, network: 3), .auth(.join(nonce: AttachAuth.nonce()))])
-            let challenged = H.read(join, stopAfter: 2, timeoutSeconds: 2)
-            let s = H.read(silent, timeoutSeconds: 3)
+            RawPeer.send(join, [RawPeer.hello(victim, network: 3), .auth(.join(nonce: AttachAuth.nonce()))])
+            let challenged = RawPeer.read(join, stopAfter: 2, timeoutSeconds: 2)
+            let s = RawPeer.read(silent, timeoutSeconds: 3)
             let sAt = Date().timeIntervalSince(t0)
-            let j = H.read(join, timeoutSeconds: 3)
+            let j = RawPeer.read(join, timeoutSeconds: 3)
             return ((s.closed, sAt), (challenged.frames.count, j.closed, Date().timeIntervalSince(t0)))
         }
         _ = await client.close(timeoutSeconds: 0.5)
@@ -50,11 +51,9 @@ struct BoundedResourcesTests {
         var opts = ListenerOptions()
         opts.connectionIdleTimeoutSeconds = 1
         opts.session.maintenanceIntervalMilliseconds = 100
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = H.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         var copts = H.clientOptions()
         copts.keepaliveIntervalSeconds = 0.3
         copts.maintenanceIntervalMilliseconds = 100
@@ -64,12 +63,12 @@ struct BoundedResourcesTests {
 
         // A session attached and then silent.
         let silent = try await offPool { () -> (attached: Bool, closed: Bool, after: Double) in
-            guard let fd = H.connectRaw(port) else { return (false, false, 0) }
+            guard let fd = RawPeer.connect(port) else { return (false, false, 0) }
             defer { close(fd) }
-            H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
-            let attached = H.read(fd, stopAfter: 2).frames.count == 2
+            RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+            let attached = RawPeer.read(fd, stopAfter: 2).frames.count == 2
             let t0 = Date()
-            let r = H.read(fd, timeoutSeconds: 4)
+            let r = RawPeer.read(fd, timeoutSeconds: 4)
             return (attached, r.closed, Date().timeIntervalSince(t0))
         }
         #expect(silent.attached)
@@ -88,11 +87,9 @@ struct BoundedResourcesTests {
     func globalReceiveMemoryCap() async throws {
         var opts = ListenerOptions()
         opts.receiveMemoryLimitBytes = 16 << 20
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = H.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         let baseline = listener.receiveMemory.used
 
         // Four sessions from four addresses, each beginning two 3 MiB IROBs (24 MiB asked in all,
@@ -101,19 +98,19 @@ struct BoundedResourcesTests {
             var fds: [Int32] = []
             var refused = 0
             for a in 0..<4 {
-                guard let fd = H.connectRaw(port, from: "127.0.0.\(10 + a)") else { continue }
+                guard let fd = RawPeer.connect(port, from: "127.0.0.\(10 + a)") else { continue }
                 var tv = timeval(tv_sec: 2, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
-                guard H.read(fd, stopAfter: 2).frames.count == 2 else { close(fd); continue }
+                RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+                guard RawPeer.read(fd, stopAfter: 2).frames.count == 2 else { close(fd); continue }
                 var frames: [Frame] = []
                 for i in 1...2 {
                     frames.append(.beginIROB(BeginIROB(id: IROBID(UInt64(i)), labels: .none, length: 3 << 20, dependencies: .explicit([]))))
                     frames.append(.data(DataChunk(id: IROBID(UInt64(i)), offset: 0, bytes: [UInt8](repeating: 7, count: 64 << 10))))
                 }
-                H.send(fd, frames)
+                RawPeer.send(fd, frames)
                 // The server closes a connection whose BEGIN_IROB would pass the cap.
-                if H.read(fd, timeoutSeconds: 1).closed { refused += 1; close(fd) } else { fds.append(fd) }
+                if RawPeer.read(fd, timeoutSeconds: 1).closed { refused += 1; close(fd) } else { fds.append(fd) }
             }
             return (fds, refused)
         }
@@ -146,23 +143,21 @@ struct BoundedResourcesTests {
     func pinnedMemoryOfDepartedClients() async throws {
         var opts = ListenerOptions()
         opts.receiveMemoryLimitBytes = 16 << 20
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = H.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         // Four sessions, each completing IROB 2 (3 MiB, after all earlier ones) without IROB 1,
         // then leaving; each got its ACK (the server holds the bytes for good).
         let pinned = try await offPool { () -> Int in
             var acked = 0
             let length = UInt32(3 << 20)
             for a in 0..<4 {
-                guard let fd = H.connectRaw(port, from: "127.0.0.\(50 + a)") else { continue }
+                guard let fd = RawPeer.connect(port, from: "127.0.0.\(50 + a)") else { continue }
                 defer { close(fd) }
                 var tv = timeval(tv_sec: 5, tv_usec: 0)
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
-                guard H.read(fd, stopAfter: 2).frames.count == 2 else { continue }
+                RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+                guard RawPeer.read(fd, stopAfter: 2).frames.count == 2 else { continue }
                 var frames: [Frame] = [.beginIROB(BeginIROB(id: IROBID(2), labels: .none, length: length, dependencies: .allEarlier))]
                 var off: UInt32 = 0
                 while off < length {
@@ -170,8 +165,8 @@ struct BoundedResourcesTests {
                     frames.append(.data(DataChunk(id: IROBID(2), offset: off, bytes: [UInt8](repeating: 9, count: Int(n)))))
                     off += n
                 }
-                H.send(fd, frames)
-                if H.read(fd, stopAfter: 1, timeoutSeconds: 5).frames.contains(where: { if case .ack = $0 { true } else { false } }) { acked += 1 }
+                RawPeer.send(fd, frames)
+                if RawPeer.read(fd, stopAfter: 1, timeoutSeconds: 5).frames.contains(where: { if case .ack = $0 { true } else { false } }) { acked += 1 }
             }
             return acked
         }
@@ -204,11 +199,9 @@ struct BoundedResourcesTests {
     /// baseline. Numbers of record: docs/wire-protocol.md, "Threat model".
     @Test("1.4 MiB of one-byte DATA at descending offsets does not hold up another session")
     func descendingOffsets() async throws {
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1")
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = H.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer()
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: H.clientOptions())
         _ = try await H.roundTrip(client, 0)
 
@@ -226,10 +219,10 @@ struct BoundedResourcesTests {
         // On a thread of its own (it blocks on its socket), awaited from a task.
         let attack = Task { try await offPool { () -> (sent: Int, acked: Bool) in
             defer { done.set() }
-            guard let fd = H.connectRaw(port, from: "127.0.0.20") else { return (0, false) }
+            guard let fd = RawPeer.connect(port, from: "127.0.0.20") else { return (0, false) }
             defer { close(fd) }
-            H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
-            guard H.read(fd, stopAfter: 2).frames.count == 2 else { return (0, false) }
+            RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+            guard RawPeer.read(fd, stopAfter: 2).frames.count == 2 else { return (0, false) }
             // The attach's passes (its key agreement) apart from the data's.
             attachPass.set(listener.core.loop.withLock { defer { listener.core.loop.resetPassStats() }; return listener.core.loop.longestPassNs })
             // Encoded straight into one buffer (cheap: the probe must not load the machine itself).
@@ -245,7 +238,7 @@ struct BoundedResourcesTests {
                 }
             }
             _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            let acked = H.read(fd, stopAfter: 1, timeoutSeconds: 30).frames.contains { if case .ack = $0 { true } else { false } }
+            let acked = RawPeer.read(fd, stopAfter: 1, timeoutSeconds: 30).frames.contains { if case .ack = $0 { true } else { false } }
             return (bytes.count, acked)
         } }
         // Meanwhile the same session's requests, one after the other, until the probe's IROB is

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,67 +23,11 @@ struct HostileSessionTests {
         return o
     }
 
-    /// A blocking TCP connection to the listener from `source` (any 127/8 address works on
-    /// loopback: each is another peer address for the server's per-address bound).
-    static func connectRaw(_ port: UInt16, from source: String = "127.0.0.1") -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_addr.s_addr = IPv4Endpoint.parse(source)!.bigEndian
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = port.bigEndian
-        sa.sin_addr.s_addr = IPv4Endpoint.parse("127.0.0.1")!.bigEndian
-        let bound = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        let r = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if bound != 0 || r != 0 {
-            close(fd)
-            return nil
-        }
-        return fd
-    }
-
     /// One client key pair for every throwaway attach of the probes: the server still does its own
     /// key generation and key agreement for each one (what the probe costs it), the test does not
     /// pay an X25519 operation per connection as well. Each attach has a fresh nonce.
     static let throwawayPublicKey = Array(AttachAuth.newKeyPair().publicKey.rawRepresentation)
     static func throwawayKeyShare() -> Frame { .auth(.keyShare(publicKey: throwawayPublicKey, nonce: AttachAuth.nonce())) }
-
-    static func send(_ fd: Int32, _ frames: [Frame]) {
-        let bytes = frames.flatMap { $0.encoded() }
-        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    }
-
-    /// Frames the server sends on `fd` until it closes it, `stopAfter` frames arrived, or the
-    /// timeout passes; `closed` says whether the server closed (or reset) the connection.
-    static func read(_ fd: Int32, stopAfter: Int = .max, timeoutSeconds: Double = 3) -> (frames: [Frame], closed: Bool) {
-        var tv = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var decoder = FrameDecoder()
-        var frames: [Frame] = []
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline && frames.count < stopAfter {
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return (frames, true) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
-                return (frames, true)
-            }
-            decoder.feed(Array(buf[0..<n]))
-            while let f = try? decoder.next() { frames.append(f) }
-        }
-        return (frames, false)
-    }
-
-    static func hello(_ id: SessionID, network: UInt32, version: UInt16 = Wire.version) -> Frame {
-        .hello(Hello(version: version, role: .client, session: id, networkID: network, networkKind: .wifi, interfaceName: "evil"))
-    }
 
     /// Sends one request and waits for its echo; the round trip in seconds.
     static func roundTrip(_ client: MultiSocket, _ byte: UInt8) async throws -> Double {
@@ -93,24 +38,13 @@ struct HostileSessionTests {
         return Date().timeIntervalSince(t0)
     }
 
-    /// Echoes every message of every session the listener accepts.
-    static func echo(_ listener: MultiSocketListener) -> Task<Void, Never> {
-        Task {
-            while let s = try? await listener.accept() {
-                Task { while let m = try? await s.receive() { try? await s.send(m.bytes) } }
-            }
-        }
-    }
-
     @Test("hijack with a known session id is refused; the victim completes all its requests")
     func hijack() async throws {
         var opts = ListenerOptions()
         opts.helloTimeoutSeconds = 2
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = Self.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: Self.clientOptions())
         for i in 0..<10 { _ = try await Self.roundTrip(client, UInt8(i)) }
         let victim = client.sessionID
@@ -120,32 +54,32 @@ struct HostileSessionTests {
             var bad: [String] = []
             // A key share naming the victim's session (on each of its networks and others): refused.
             for nid: UInt32 in [1, 2, 3] {
-                guard let fd = Self.connectRaw(port) else { bad.append("connect failed"); continue }
+                guard let fd = RawPeer.connect(port) else { bad.append("connect failed"); continue }
                 defer { close(fd) }
-                Self.send(fd, [Self.hello(victim, network: nid), Self.throwawayKeyShare()])
-                let r = Self.read(fd)
+                RawPeer.send(fd, [RawPeer.hello(victim, network: nid), Self.throwawayKeyShare()])
+                let r = RawPeer.read(fd)
                 if !(r.closed && r.frames.isEmpty) { bad.append("key share on network \(nid) answered: \(r.frames)") }
             }
             // A join with a forged proof: the server answers HELLO + challenge, then closes on the proof.
-            if let fd = Self.connectRaw(port) {
+            if let fd = RawPeer.connect(port) {
                 defer { close(fd) }
-                Self.send(fd, [Self.hello(victim, network: 1), .auth(.join(nonce: AttachAuth.nonce()))])
-                let first = Self.read(fd, stopAfter: 2)
+                RawPeer.send(fd, [RawPeer.hello(victim, network: 1), .auth(.join(nonce: AttachAuth.nonce()))])
+                let first = RawPeer.read(fd, stopAfter: 2)
                 if first.frames.count != 2 || first.closed { bad.append("join not answered with HELLO + challenge: \(first)") }
                 if case .auth(.challenge) = first.frames.last {} else { bad.append("no challenge: \(first.frames)") }
-                Self.send(fd, [.auth(.proof((0..<Wire.authProofLength).map { _ in UInt8.random(in: 0...255) }))])
-                let after = Self.read(fd)
+                RawPeer.send(fd, [.auth(.proof((0..<Wire.authProofLength).map { _ in UInt8.random(in: 0...255) }))])
+                let after = RawPeer.read(fd)
                 if !(after.closed && after.frames.isEmpty) { bad.append("forged proof not refused: \(after)") }
             } else {
                 bad.append("connect failed")
             }
             // Version 1 (no authentication) and a HELLO without AUTH: refused.
-            for frames in [[Self.hello(victim, network: 1, version: 1), Self.throwawayKeyShare()],
-                           [Self.hello(victim, network: 1), Frame.downInterface(networkID: 2)]] {
-                guard let fd = Self.connectRaw(port) else { bad.append("connect failed"); continue }
+            for frames in [[RawPeer.hello(victim, network: 1, version: 1), Self.throwawayKeyShare()],
+                           [RawPeer.hello(victim, network: 1), Frame.downInterface(networkID: 2)]] {
+                guard let fd = RawPeer.connect(port) else { bad.append("connect failed"); continue }
                 defer { close(fd) }
-                Self.send(fd, frames)
-                let r = Self.read(fd)
+                RawPeer.send(fd, frames)
+                let r = RawPeer.read(fd)
                 if !(r.closed && r.frames.isEmpty) { bad.append("\(frames) answered: \(r.frames)") }
             }
             return bad
@@ -172,12 +106,12 @@ struct HostileSessionTests {
         while left > 0 {
             var batch: [Int32] = []
             for _ in 0..<min(size, left) {
-                guard let fd = Self.connectRaw(port, from: source) else { continue }
-                Self.send(fd, [Self.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
+                guard let fd = RawPeer.connect(port, from: source) else { continue }
+                RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
                 batch.append(fd)
             }
             left -= min(size, left)
-            answered += batch.filter { Self.read($0, stopAfter: 2).frames.count == 2 }.count
+            answered += batch.filter { RawPeer.read($0, stopAfter: 2).frames.count == 2 }.count
             fds += batch
             afterBatch()
             if pause > 0 && left > 0 { usleep(UInt32(pause * 1e6)) }
@@ -280,11 +214,9 @@ struct HostileSessionTests {
         // and met by a new client every 50 ms, so several clients meet every flood.
         let pause = full ? 0 : 0.02
         let interval = full ? 0.025 : 0.05
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = Self.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
 
         // Sessions opened with a valid key share and abandoned as soon as the server made them
         // (its HELLO + key share arrived): each one really took a session-table entry.
@@ -344,28 +276,28 @@ struct HostileSessionTests {
     func refusedBeforeKeyAgreement() async throws {
         var opts = ListenerOptions()
         opts.maxSessionsPerPeer = 2
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
+        let server = try LoopbackServer(options: opts, echo: false)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
         let r = try await offPool { () -> (inUse: Int, refused: Bool, before: Int, after: Int) in
             // Two sessions that carry traffic (an IROB each) and stay attached: not evictable.
             var inUse: [Int32] = []
             for _ in 0..<2 {
-                guard let fd = Self.connectRaw(port, from: "127.0.0.6") else { continue }
-                Self.send(fd, [Self.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
-                if Self.read(fd, stopAfter: 2).frames.count == 2 {
-                    Self.send(fd, [.beginIROB(BeginIROB(id: IROBID(1), labels: .none, length: 1, dependencies: .allEarlier)),
+                guard let fd = RawPeer.connect(port, from: "127.0.0.6") else { continue }
+                RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
+                if RawPeer.read(fd, stopAfter: 2).frames.count == 2 {
+                    RawPeer.send(fd, [.beginIROB(BeginIROB(id: IROBID(1), labels: .none, length: 1, dependencies: .allEarlier)),
                                    .data(DataChunk(id: IROBID(1), offset: 0, bytes: [1])), .endIROB(id: IROBID(1), length: 1)])
                     // Its ACK says the server took the IROB.
-                    if Self.read(fd, stopAfter: 1).frames.contains(where: { if case .ack = $0 { true } else { false } }) { inUse.append(fd) }
+                    if RawPeer.read(fd, stopAfter: 1).frames.contains(where: { if case .ack = $0 { true } else { false } }) { inUse.append(fd) }
                 }
             }
             defer { for fd in inUse { close(fd) } }
             let before = listener.keyAgreements
-            guard let fd = Self.connectRaw(port, from: "127.0.0.6") else { return (inUse.count, false, before, -1) }
+            guard let fd = RawPeer.connect(port, from: "127.0.0.6") else { return (inUse.count, false, before, -1) }
             defer { close(fd) }
-            Self.send(fd, [Self.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
-            let third = Self.read(fd)
+            RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
+            let third = RawPeer.read(fd)
             return (inUse.count, third.closed && third.frames.isEmpty, before, listener.keyAgreements)
         }
         #expect(r.inUse == 2)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,11 +47,11 @@ struct MemoryProbeTests {
     }
 
     static func attach(_ port: UInt16, from source: String) -> Int32? {
-        guard let fd = H.connectRaw(port, from: source) else { return nil }
+        guard let fd = RawPeer.connect(port, from: source) else { return nil }
         var tv = timeval(tv_sec: 1, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        H.send(fd, [H.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
-        guard H.read(fd, stopAfter: 2).frames.count == 2 else { close(fd); return nil }
+        RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), H.throwawayKeyShare()])
+        guard RawPeer.read(fd, stopAfter: 2).frames.count == 2 else { close(fd); return nil }
         return fd
     }
 
@@ -84,7 +85,7 @@ struct MemoryProbeTests {
             var lines: [(name: String, before: Int, peak: Int, after: Int)] = []
             // Wait until it listens.
             for _ in 0..<100 {
-                if let fd = H.connectRaw(port) { close(fd); break }
+                if let fd = RawPeer.connect(port) { close(fd); break }
                 usleep(50_000)
             }
             usleep(300_000)

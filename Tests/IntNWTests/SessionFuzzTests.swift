@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import IntNW
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -284,7 +285,7 @@ struct SessionFuzzTests {
     /// Sends the case, then PING(n) and shuts down its sending side; reads until the server
     /// closes (at most `timeoutSeconds`).
     static func run(_ c: Case, n: Int, port: UInt16, source: String, timeoutSeconds: Double = 5) -> Outcome? {
-        guard let fd = H.connectRaw(port, from: source) else { return nil }
+        guard let fd = RawPeer.connect(port, from: source) else { return nil }
         defer { close(fd) }
         var sa = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -354,11 +355,9 @@ struct SessionFuzzTests {
         var opts = ListenerOptions()
         opts.receiveMemoryLimitBytes = 8 << 20
         opts.session.logger = Logger(label: "fuzz.server") { _ in CapturingHandler(capture: capture) }
-        let listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: opts)
-        defer { listener.close() }
-        let port = listener.localEndpoint.port
-        let echo = H.echo(listener)
-        defer { echo.cancel() }
+        let server = try LoopbackServer(options: opts)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
 
         // The legitimate session, with its own connections, checked between batches of cases.
         let client = try await MultiSocket.connect(to: "127.0.0.1", port: port, options: H.clientOptions())

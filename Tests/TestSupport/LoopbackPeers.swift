@@ -1,0 +1,96 @@
+/// The set-up the hostile-client suites share (IntNWTests: HostileSessionTests,
+/// BoundedResourcesTests, SessionLossTests, SessionFuzzTests, MemoryProbeTests): a server on
+/// loopback whose application echoes, and a raw peer that speaks frames over a blocking socket.
+/// Public IntNW API only (this target is built without testing enabled).
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import IntNW
+
+/// A listener on 127.0.0.1 (a free port) and, unless told otherwise, an application that echoes
+/// every message of every session it accepts. `close()` stops both.
+public final class LoopbackServer: @unchecked Sendable {
+    public let listener: MultiSocketListener
+    public let port: UInt16
+    private let echo: Task<Void, Never>?
+
+    public init(options: ListenerOptions = ListenerOptions(), echo: Bool = true) throws {
+        listener = try MultiSocketListener(port: 0, address: "127.0.0.1", options: options)
+        port = listener.localEndpoint.port
+        self.echo = echo ? Self.echo(listener) : nil
+    }
+
+    public func close() {
+        echo?.cancel()
+        listener.close()
+    }
+
+    /// Echoes every message of every session `listener` accepts.
+    public static func echo(_ listener: MultiSocketListener) -> Task<Void, Never> {
+        Task {
+            while let s = try? await listener.accept() {
+                Task { while let m = try? await s.receive() { try? await s.send(m.bytes) } }
+            }
+        }
+    }
+}
+
+/// A hostile (or just raw) client: blocking socket calls, so run it off Swift's cooperative pool.
+public enum RawPeer {
+    /// A blocking TCP connection to the listener from `source` (any 127/8 address works on
+    /// loopback: each is another peer address for the server's per-address bound).
+    public static func connect(_ port: UInt16, from source: String = "127.0.0.1") -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var local = sockaddr_in()
+        local.sin_family = sa_family_t(AF_INET)
+        local.sin_addr.s_addr = IPv4Endpoint.parse(source)!.bigEndian
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        sa.sin_addr.s_addr = IPv4Endpoint.parse("127.0.0.1")!.bigEndian
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let r = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound != 0 || r != 0 {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    public static func send(_ fd: Int32, _ frames: [Frame]) {
+        let bytes = frames.flatMap { $0.encoded() }
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Frames the server sends on `fd` until it closes it, `stopAfter` frames arrived, or the
+    /// timeout passes; `closed` says whether the server closed (or reset) the connection.
+    public static func read(_ fd: Int32, stopAfter: Int = .max, timeoutSeconds: Double = 3) -> (frames: [Frame], closed: Bool) {
+        var tv = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var decoder = FrameDecoder()
+        var frames: [Frame] = []
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while Date() < deadline && frames.count < stopAfter {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return (frames, true) }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                return (frames, true)
+            }
+            decoder.feed(Array(buf[0..<n]))
+            while let f = try? decoder.next() { frames.append(f) }
+        }
+        return (frames, false)
+    }
+
+    public static func hello(_ id: SessionID, network: UInt32, version: UInt16 = Wire.version) -> Frame {
+        .hello(Hello(version: version, role: .client, session: id, networkID: network, networkKind: .wifi, interfaceName: "evil"))
+    }
+}
