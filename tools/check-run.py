@@ -182,7 +182,7 @@ def load_series(run):
     return series
 
 
-def check_run(run, tshark, lua):
+def check_run(run, tshark, lua, roots=()):
     """Returns (problems, notes, summary line); problems are (check letter, text)."""
     if not os.path.isdir(run):
         raise InputError(f'{run}: not a directory')
@@ -195,16 +195,24 @@ def check_run(run, tshark, lua):
         raise InputError(f'{run}/results.json: not JSON ({e})')
     series = load_series(run)
     try:
-        return check_results(run, res, series, tshark, lua)
+        return check_results(run, res, series, tshark, lua, roots)
     except (KeyError, TypeError, AttributeError, IndexError) as e:
         raise InputError(f'{run}/results.json: unexpected shape ({type(e).__name__}: {e})')
 
 
-def check_trial(run, t, series, tshark, lua, problems, notes):
+def find_trial(run, tname, roots):
+    """A trial's directory: RUN/<name>, else under each --trials DIR as <name> or as a job directory
+    <variant>.trial-<n> (what `analyze --merge` reads)."""
+    for d in [os.path.join(run, tname)] + [os.path.join(r, x) for r in roots for x in (tname, tname.replace('/', '.'))]:
+        if os.path.isdir(d):
+            return d
+    where = ', '.join([run] + list(roots))
+    raise InputError(f'{run}: trial directory {tname} not found in {where} (a merged run keeps its trials elsewhere: --trials DIR)')
+
+
+def check_trial(run, t, series, tshark, lua, problems, notes, roots):
     tname = t['name']
-    tdir = os.path.join(run, tname)
-    if not os.path.isdir(tdir):
-        raise InputError(f'{run}: trial directory {tname} missing (a merged run keeps its trials elsewhere: check those runs)')
+    tdir = find_trial(run, tname, roots)
     origin = int(t['originNanoseconds'])
     sched = load_schedule(tdir)
     captures = [c for c in t['captures'] if c['packets'] > 0]
@@ -362,11 +370,11 @@ def check_trial(run, t, series, tshark, lua, problems, notes):
     return nbins
 
 
-def check_results(run, res, series, tshark, lua):
+def check_results(run, res, series, tshark, lua, roots):
     problems, notes = [], []
     nbins = 0
     for t in res['trials']:
-        nbins += check_trial(run, t, series, tshark, lua, problems, notes)
+        nbins += check_trial(run, t, series, tshark, lua, problems, notes, roots)
     # G: aggregation per (variant, app).
     per_variant = collections.Counter(str(t.get('variant')) for t in res['trials'])
     for ag in res['aggregate']['apps']:
@@ -400,6 +408,9 @@ def main(argv):
         epilog='Bytes are TCP payload bytes; bins are 1 s wide. Needs tshark (apt-get install tshark).')
     ap.add_argument('runs', metavar='RUN_DIR', nargs='+',
                     help='experiment run directory (results.json, throughput_1s.csv, one directory per trial with its pcaps)')
+    ap.add_argument('--trials', metavar='DIR', action='append', default=[],
+                    help='also look for trial directories here, as <variant>/trial-<n> or <variant>.trial-<n> '
+                         '(a run written by `intnw-lab analyze --merge`: the job directories); repeatable')
     ap.add_argument('--lua', default=DEFAULT_LUA, help='IntNW dissector (default: %(default)s)')
     ap.add_argument('--tshark', default=None, help='tshark executable (default: tshark on PATH)')
     ap.add_argument('--max-lines', type=int, default=50, metavar='N',
@@ -418,7 +429,7 @@ def main(argv):
     total = 0
     for run in args.runs:
         try:
-            problems, notes, summary = check_run(run.rstrip('/') or '/', tshark, args.lua)
+            problems, notes, summary = check_run(run.rstrip('/') or '/', tshark, args.lua, args.trials)
         except InputError as e:
             print(f'{PROG}: error: {e}', file=sys.stderr)
             return 2

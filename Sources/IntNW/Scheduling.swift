@@ -73,6 +73,11 @@ public struct BackgroundContext: Sendable {
     /// connection: this multisocket's other connections, other multisockets and (through the shared
     /// segment) other processes. Policies with an interface-wide budget subtract it.
     public var backgroundElsewhereBytes: Int
+    /// Of `foregroundElsewhere`, those whose foreground data on this interface is not yet entirely
+    /// sent: still in user space or unsent in a kernel send queue (SIOCOUTQNSD > 0). Once it is 0,
+    /// every byte of that foreground data has left the host's socket send queues, ahead of any
+    /// background data sent now (`delay-target:barrier=wire`).
+    public var foregroundElsewhereUnsent: Int = 0
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,

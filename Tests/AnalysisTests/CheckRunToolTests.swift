@@ -179,6 +179,14 @@ import ToyProtocol
         try editSeries(badRow) { f in if f[2] == "fg1" { f[5] = "many" } }
         let e4 = check([badRow])
         #expect(e4.status == 2 && e4.err.contains("throughput_1s.csv:") && e4.err.contains("not a throughput row"), "\(e4.err)")
+        // A run whose trials live elsewhere (what `analyze --merge` writes): named, then found with --trials.
+        let merged = try copy(run, "merged")
+        try FileManager.default.createDirectory(atPath: dir + "/jobs", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: merged + "/trial1", toPath: dir + "/jobs/trial1")
+        let m1 = check([merged])
+        #expect(m1.status == 2 && m1.err.contains("trial directory trial1 not found") && m1.err.contains("--trials DIR"), "\(m1.err)")
+        let m2 = check(["--trials", dir + "/jobs", merged])
+        #expect(m2.status == 0 && m2.out.contains("violations: 0"), "exit \(m2.status)\n\(m2.out)\(m2.err)")
         let e5 = check([])
         #expect(e5.status == 2 && e5.err.contains("RUN_DIR"), "\(e5.err)")
         let help = check(["--help"])

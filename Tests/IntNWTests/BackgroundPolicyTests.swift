@@ -266,13 +266,43 @@ struct BackgroundPolicyTests {
         // barrier=acked (the default): the scheduler holds BG for the whole time FG is outstanding elsewhere.
         let a = try #require(try BackgroundPolicies.parse("delay-target:barrier=acked") as? DelayTargetBackgroundPolicy)
         #expect(a.parameters.barrier == .acked && a.honorsForegroundBarrier)
-        #expect(throws: IntNWError.invalidArgument("delay-target barrier=never: expected sent or acked")) {
+        #expect(throws: IntNWError.invalidArgument("delay-target barrier=never: expected acked, wire or sent")) {
             try BackgroundPolicies.parse("delay-target:barrier=never")
         }
         // The note's policies keep the barrier.
         for n in [BackgroundPolicyName.exclusive, .anticipatory, .trickle] {
             #expect((n.makePolicy() as? any ExplainedBackgroundPolicy)?.honorsForegroundBarrier == true, "\(n)")
         }
+    }
+
+    @Test("delay-target barrier=wire: FG elsewhere holds BG exactly while some of it is not yet sent by its kernel, whatever the FG timestamps say")
+    func delayTargetWireBarrier() throws {
+        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=wire") as? DelayTargetBackgroundPolicy)
+        // The policy applies it (the scheduler's acked barrier would hold BG until the FG's ACK).
+        #expect(p.parameters.barrier == .wire && !p.honorsForegroundBarrier)
+        func ctx(_ now: Double, lastFG: Double?, elsewhere: Int, unsent: Int, unacked: Int = 0) -> BackgroundContext {
+            var c = bench.context(now: now, lastFG: lastFG, unacked: unacked, srttMs: 201 + 1448.0 / 64, minRTTMs: 200)
+            c.foregroundElsewhere = elsewhere
+            c.foregroundElsewhereUnsent = unsent
+            return c
+        }
+        let recheck = PolicyBench.at(10) + 10_000_000
+        // FG elsewhere, not yet sent, although its sender already stamped the last-FG time (what
+        // barrier=sent goes by): held. Catches releasing BG while FG bytes are still in a socket.
+        #expect(p.verdict(ctx(10, lastFG: 10, elsewhere: 1, unsent: 1)) == .hold(.foregroundElsewhere, untilNs: recheck))
+        // Two holders, one of them sent: still held.
+        #expect(p.verdict(ctx(10, lastFG: 10, elsewhere: 2, unsent: 1)).reason == .foregroundElsewhere)
+        // Everything sent, though unacknowledged: BG may go at once, within the window. Catches the
+        // acked barrier's round trip of idling (and a stale last-FG time from before the barrier,
+        // which barrier=sent would wait on, does not matter here).
+        #expect(p.verdict(ctx(10.001, lastFG: 9.5, elsewhere: 1, unsent: 0)) == .send(maxBytes: 14_888))
+        // The window still bounds it: the wire barrier does not open the budget.
+        #expect(p.verdict(ctx(10.002, lastFG: 9.5, elsewhere: 1, unsent: 0, unacked: 14_000)).reason == .queueingDelay)
+        // A context that claims unsent FG without FG outstanding (cannot happen; still held, the safe way).
+        #expect(p.verdict(ctx(10.003, lastFG: 9.5, elsewhere: 0, unsent: 1)).reason == .foregroundElsewhere)
+        // The other barriers ignore the unsent count: acked is the scheduler's, sent goes by time.
+        let s = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent") as? DelayTargetBackgroundPolicy)
+        #expect(s.verdict(ctx(10, lastFG: 9.995, elsewhere: 1, unsent: 1)).reason == nil)
     }
 
     @Test("policy names: parse, environment default, unknown names rejected with the list")

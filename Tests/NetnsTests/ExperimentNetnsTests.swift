@@ -186,6 +186,12 @@ struct ExperimentNetnsTests {
 
         // Same variants, apps and metrics as the in-process run.
         let b = try Self.json("\(root)/M/results.json")
+        // The merged run's trials are the job directories: the independent checker finds them there.
+        let checkedJobs = try Self.run(["/usr/bin/env", "python3", Self.repo.appendingPathComponent("tools/check-run.py").path,
+                                        "--trials", "\(root)/R", "\(root)/M"], log: "\(root)/check-run-merged.log")
+        #expect(checkedJobs.status == 0 && checkedJobs.stdout.contains("\(specs.count) trials") && checkedJobs.stdout.contains("violations: 0")
+                && !checkedJobs.stdout.contains("not checked"),
+                "tools/check-run.py on the merged jobs: exit \(checkedJobs.status)\n\(checkedJobs.stdout)\(checkedJobs.stderr)")
         #expect(Self.apps(a) == Self.apps(b) && Self.apps(a).count == plannedApps, "apps (\(plannedApps) planned): \(Self.apps(a)) vs \(Self.apps(b))")
         #expect((a["trials"] as? [Any])?.count == specs.count && (b["trials"] as? [Any])?.count == specs.count)
         // The apps' metric fields (maps keyed by what was seen, like frame-type counts, are data, not shape).

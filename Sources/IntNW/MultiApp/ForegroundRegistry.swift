@@ -27,6 +27,10 @@ final class ForegroundRegistry: @unchecked Sendable {
         var otherMultisockets: Int
         /// Other live processes with foreground data enqueued or unACKed on it.
         var otherProcesses: Int
+        /// Of those, the ones whose foreground data there is not yet entirely sent (in user space
+        /// or unsent in a kernel send queue): what `delay-target:barrier=wire` waits for.
+        var otherMultisocketsUnsent: Int = 0
+        var otherProcessesUnsent: Int = 0
         /// Dead processes whose contributions this look reclaimed.
         var reclaimedPIDs: [UInt64]
     }
@@ -65,6 +69,7 @@ final class ForegroundRegistry: @unchecked Sendable {
     let segmentError: SharedStateError?
     private var slots: [String: Int?] = [:]
     private var sessionsWithForeground: [String: Int] = [:]
+    private var sessionsWithUnsent: [String: Int] = [:]
     private var lastForeground: [String: UInt64] = [:]
     private let logger: Logger
 
@@ -115,6 +120,20 @@ final class ForegroundRegistry: @unchecked Sendable {
         }
     }
 
+    /// A multisocket starts (`true`) or stops having foreground data on `interface` that is not
+    /// yet entirely sent. Multisockets set it before `setForegroundOutstanding(true, ...)` (readers
+    /// must never see foreground outstanding without it while it is unsent).
+    func setForegroundUnsent(_ on: Bool, interface: String) {
+        lock.withLock { _ in
+            let before = sessionsWithUnsent[interface, default: 0]
+            let after = max(0, before + (on ? 1 : -1))
+            sessionsWithUnsent[interface] = after == 0 ? nil : after
+            if (before == 0) != (after == 0), let s = slot(interface) {
+                segment?.setUnsent(after > 0, interface: s)
+            }
+        }
+    }
+
     /// Foreground data was sent or received on `interface` at `nowNs`.
     func noteForeground(interface: String, nowNs: UInt64) {
         lock.withLock { _ in
@@ -123,17 +142,20 @@ final class ForegroundRegistry: @unchecked Sendable {
         }
     }
 
-    /// The interface as a multisocket sees it; `selfOutstanding` says whether that multisocket
-    /// itself is one of those with foreground data there (it does not wait for itself).
-    func view(interface: String, selfOutstanding: Bool) -> View {
+    /// The interface as a multisocket sees it; `selfOutstanding` (`selfUnsent`) says whether that
+    /// multisocket itself is one of those with foreground data (not yet sent) there: it does not
+    /// wait for itself.
+    func view(interface: String, selfOutstanding: Bool, selfUnsent: Bool = false) -> View {
         lock.withLock { _ in
             var v = View(lastForegroundNs: lastForeground[interface, default: 0],
                          otherMultisockets: max(0, sessionsWithForeground[interface, default: 0] - (selfOutstanding ? 1 : 0)),
                          otherProcesses: 0, reclaimedPIDs: [])
+            v.otherMultisocketsUnsent = max(0, sessionsWithUnsent[interface, default: 0] - (selfUnsent ? 1 : 0))
             if let s = slot(interface), let segment {
                 v.lastForegroundNs = max(v.lastForegroundNs, segment.lastForeground(interface: s))
                 let scan = segment.scanOthers(interface: s)
                 v.otherProcesses = scan.others
+                v.otherProcessesUnsent = scan.othersUnsent
                 v.reclaimedPIDs = scan.reclaimed
             }
             return v

@@ -25,7 +25,11 @@
 ///      ticks since boot (bits 0-47), written by the owner right after claiming: a reclaimer
 ///      compares it with /proc/<pid>/stat to tell a live process from a reused pid
 ///   2  inode of the owner's PID namespace (pids of another PID namespace cannot be checked)
-///   3-7 reserved (0)
+///   3  unsent mask (layout version 3): bit i set while some multisocket of the owner has foreground
+///      data on interface i not yet entirely sent (queued in user space or unsent in a kernel send
+///      queue, SIOCOUTQNSD). Set before the owner's mask bit i, meaningful only where that bit is
+///      set; cleared when the slot is claimed. `delay-target:barrier=wire` waits only for these.
+///   4-7 reserved (0)
 /// background matrix (processSlotCount x interfaceSlotCount words), entry [j][i] at
 /// `backgroundEntry(process: j, interface: i)`, written only by the owner of process slot j:
 ///   monotonic ms of the write, modulo 2^28 (bits 36-63) | background bytes this process has in
@@ -48,7 +52,7 @@ enum SharedLayout {
     /// "INWS".
     static let magic: UInt64 = 0x494E_5753
     /// Bump whenever any offset, size or meaning above changes.
-    static let version: UInt64 = 2
+    static let version: UInt64 = 3
     static var magicAndVersion: UInt64 { magic << 32 | version }
 
     static let headerWords = 8
@@ -85,6 +89,7 @@ enum SharedLayout {
     static let procOwner = 0
     static let procStart = 1
     static let procPidNamespace = 2
+    static let procUnsentMask = 3
 
     // Background matrix.
     static var backgroundMatrixWord: Int { headerWords + interfaceSlotCount * interfaceSlotWords + processSlotCount * processSlotWords }

@@ -52,6 +52,8 @@ final class SharedSegment: @unchecked Sendable {
     private var generation: UInt64 = 0
     /// Interface bits this process holds (restored if its slot was ever wrongly reclaimed).
     private var heldMask: UInt64 = 0
+    /// Interface bits of this process's unsent mask (`SharedLayout.procUnsentMask`).
+    private var heldUnsentMask: UInt64 = 0
 
     private init(name: String, words: UnsafeMutablePointer<Storage>, identity: ProcessIdentity) {
         self.name = name
@@ -64,6 +66,7 @@ final class SharedSegment: @unchecked Sendable {
             for i in 0..<SharedLayout.interfaceSlotCount where heldMask & (1 << UInt64(i)) != 0 {
                 setContribution(false, interface: i)
             }
+            word(SharedLayout.processSlot(slot) + SharedLayout.procUnsentMask).store(0, ordering: .sequentiallyConsistent)
             for i in 0..<SharedLayout.interfaceSlotCount {
                 word(SharedLayout.backgroundEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
                 word(SharedLayout.deliveredEntry(process: slot, interface: i)).store(0, ordering: .relaxed)
@@ -197,6 +200,8 @@ final class SharedSegment: @unchecked Sendable {
                 if w.compareExchange(expected: o, desired: mine, ordering: .sequentiallyConsistent).exchanged {
                     let base = SharedLayout.processSlot(j)
                     word(base + SharedLayout.procPidNamespace).store(identity.pidNamespaceInode, ordering: .relaxed)
+                    // A previous owner's unsent bits are not ours (our mask is still 0: they count nowhere).
+                    word(base + SharedLayout.procUnsentMask).store(0, ordering: .sequentiallyConsistent)
                     word(base + SharedLayout.procStart).store(SharedLayout.start(generation: gen, ticks: identity.startTicks),
                                                               ordering: .releasing)
                     // A previous owner's background entries are not ours.
@@ -262,6 +267,8 @@ final class SharedSegment: @unchecked Sendable {
     private func reRegister() throws(SharedStateError) {
         slot = -1
         try register()
+        // Unsent bits before the mask bits they qualify.
+        word(SharedLayout.processSlot(slot) + SharedLayout.procUnsentMask).store(heldUnsentMask, ordering: .sequentiallyConsistent)
         var mask = heldMask
         while mask != 0 {
             let i = mask.trailingZeroBitCount
@@ -395,10 +402,30 @@ final class SharedSegment: @unchecked Sendable {
         }
     }
 
+    /// Sets or clears this process's unsent bit for slot `i` (`SharedLayout.procUnsentMask`): some
+    /// multisocket here has foreground data on it not yet entirely sent. Callers set it before
+    /// their contribution (`setContribution`), so that no reader sees foreground outstanding
+    /// without it while it is unsent.
+    func setUnsent(_ on: Bool, interface i: Int) {
+        guard slot >= 0 else { return }
+        let bit: UInt64 = 1 << UInt64(i)
+        guard on != (heldUnsentMask & bit != 0) else { return }
+        if on { heldUnsentMask |= bit } else { heldUnsentMask &= ~bit }
+        let o = ownerWord(slot).load(ordering: .acquiring)
+        guard SharedLayout.pid(ofOwner: o) == identity.pid, SharedLayout.generation(ofOwner: o) == generation else {
+            // Our slot was taken from us: claim a new one, which restores both masks.
+            try? reRegister()
+            return
+        }
+        word(SharedLayout.processSlot(slot) + SharedLayout.procUnsentMask).store(heldUnsentMask, ordering: .sequentiallyConsistent)
+    }
+
     /// What the scan of process slots found for one interface.
     struct Scan {
         /// Live processes other than this one with foreground data on the interface.
         var others: Int
+        /// Those of `others` whose foreground data there is not yet entirely sent (unsent bit set).
+        var othersUnsent: Int = 0
         /// Pids of dead processes whose contributions were taken back during the scan.
         var reclaimed: [UInt64]
     }
@@ -413,6 +440,9 @@ final class SharedSegment: @unchecked Sendable {
             guard SharedLayout.pid(ofOwner: o) != 0, SharedLayout.mask(ofOwner: o) & bit != 0 else { continue }
             if ownerAlive(j, o) {
                 scan.others += 1
+                if word(SharedLayout.processSlot(j) + SharedLayout.procUnsentMask).load(ordering: .sequentiallyConsistent) & bit != 0 {
+                    scan.othersUnsent += 1
+                }
             } else if let pid = reclaim(j, o) {
                 scan.reclaimed.append(pid)
             }

@@ -52,7 +52,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "max-scale": "largest scale on the model window (probing above the estimate)",
                             "duty": "fault injection: share (0-1] of each period BG may use the link",
                             "duty-period-s": "period of the duty share, seconds",
-                            "barrier": "sent | acked: how long FG elsewhere on the interface holds BG"]
+                            "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
         }
     }
 }
@@ -144,7 +144,7 @@ public enum BackgroundPolicies {
             }
             if let b = values["barrier"] {
                 guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
-                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected sent or acked")
+                    throw IntNWError.invalidArgument("delay-target barrier=\(b): expected acked, wire or sent")
                 }
                 p.barrier = v
             }

@@ -71,6 +71,10 @@ final class BackgroundScheduler {
     private var outstanding: [UInt64: [String]] = [:]
     /// Per interface: how many entries of `outstanding` count on it.
     private var perInterface: [String: Int] = [:]
+    /// Which foreground IROBs are not yet entirely sent, and the interfaces this multisocket has
+    /// published as having such foreground data (`ForegroundRegistry.setForegroundUnsent`).
+    private var wire = ForegroundWireTracker()
+    private var publishedUnsent: Set<String> = []
     /// Last foreground activity this multisocket saw per interface (when there is no registry).
     private var ownLastForeground: [String: UInt64] = [:]
     /// Per connection (fd): its interface, the bytes unacknowledged in its kernel send queue at
@@ -155,11 +159,43 @@ final class BackgroundScheduler {
     /// A foreground IROB was enqueued; `interface` is where the chooser would put it now (nil:
     /// no usable network yet; it counts once it is sent somewhere).
     func foregroundEnqueued(_ id: IROBID, interface: String?) {
-        if let interface, let k = key(interface, fd: nil) {
+        // Unsent first, outstanding second: no reader may see it outstanding but sent.
+        let k = interface.flatMap { key($0, fd: nil) }
+        wire.enqueued(id.rawValue, interface: k)
+        syncUnsent()
+        if let k {
             count(id.rawValue, on: k)
         } else if outstanding[id.rawValue] == nil {
             outstanding[id.rawValue] = []
         }
+    }
+
+    /// A chunk of foreground IROB `id` was appended to connection `fd` (on `interface`);
+    /// `isLast`: nothing of it is left in the sender. Called before `observe(.sent ...)`.
+    func foregroundChunkQueued(_ id: IROBID, interface: String, fd: Int32, isLast: Bool) {
+        guard let k = key(interface, fd: fd) else { return }
+        wire.chunkQueued(id.rawValue, interface: k, fd: fd, isLast: isLast)
+        syncUnsent()
+    }
+
+    /// Looks whether foreground data handed to connections has left them: `unsent(fd)` is what
+    /// connection `fd` still has to send (user-space buffer plus SIOCOUTQNSD; nil: gone). Returns
+    /// whether to look again soon (some foreground data still waits in a kernel queue, and nothing
+    /// wakes the session when that drains).
+    func checkForegroundOnWire(unsent: (Int32) -> Int?) -> Bool {
+        guard wire.hasWritten else { return false }
+        let waiting = wire.probe(unsent: unsent)
+        syncUnsent()
+        return waiting
+    }
+
+    /// Publishes the interfaces whose foreground data is not yet entirely sent, as changed.
+    private func syncUnsent() {
+        let now = wire.pendingInterfaces
+        guard now != publishedUnsent else { return }
+        for i in now where !publishedUnsent.contains(i) { registry?.setForegroundUnsent(true, interface: i) }
+        for i in publishedUnsent where !now.contains(i) { registry?.setForegroundUnsent(false, interface: i) }
+        publishedUnsent = now
     }
 
     /// Foreground activity reported by the session; `interface` names the event's network, `fd`
@@ -175,6 +211,8 @@ final class BackgroundScheduler {
             if let interface, let k = key(interface, fd: fd) { noteActivity(k, nowNs) }
         case .acknowledged(let id, _):
             release(id.rawValue)
+            wire.acknowledged(id.rawValue)
+            syncUnsent()
         }
         policy.observe(event)
     }
@@ -191,10 +229,14 @@ final class BackgroundScheduler {
         for interface in perInterface.keys { registry?.setForegroundOutstanding(false, interface: interface) }
         perInterface.removeAll()
         outstanding.removeAll()
+        wire.removeAll()
+        syncUnsent()
     }
 
     /// Foreground IROBs this multisocket counts as outstanding on `interface` (tests).
     func outstandingForeground(on interface: String) -> Int { perInterface[interface, default: 0] }
+    /// Whether this multisocket publishes foreground data on `interface` as not yet entirely sent (tests).
+    func foregroundUnsent(on interface: String) -> Bool { publishedUnsent.contains(interface) }
 
     // MARK: - Decisions
 
@@ -213,10 +255,13 @@ final class BackgroundScheduler {
         let haveInfo = cshims_get_tcp_info(fd, &info, &len) == 0
         var lastFG = max(network.lastForegroundActivityNs, ownLastForeground[sharedKey, default: 0])
         var elsewhere = 0
+        var elsewhereUnsent = 0
         if let registry {
-            let v = registry.view(interface: sharedKey, selfOutstanding: perInterface[sharedKey, default: 0] > 0)
+            let v = registry.view(interface: sharedKey, selfOutstanding: perInterface[sharedKey, default: 0] > 0,
+                                  selfUnsent: publishedUnsent.contains(sharedKey))
             lastFG = max(lastFG, v.lastForegroundNs)
             elsewhere = v.otherMultisockets + v.otherProcesses
+            elsewhereUnsent = v.otherMultisocketsUnsent + v.otherProcessesUnsent
             if !v.reclaimedPIDs.isEmpty {
                 stats.reclaimedProcesses += UInt64(v.reclaimedPIDs.count)
                 log.notice("reclaimed the foreground state of exited processes",
@@ -242,12 +287,13 @@ final class BackgroundScheduler {
         if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         record(view, nowNs: nowNs)
-        let ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
+        var ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
                                     kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
                                     kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0,
                                     backgroundElsewhereBytes: bgElsewhere)
+        ctx.foregroundElsewhereUnsent = elsewhereUnsent
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
@@ -286,7 +332,7 @@ final class BackgroundScheduler {
             log.debug("background held", metadata: [
                 "reason": "\(reason.rawValue)", "policy": "\(stats.policy)", "interface": "\(interface)",
                 "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
-                "fg_elsewhere": "\(elsewhere)", "bg_elsewhere": "\(bgElsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
+                "fg_elsewhere": "\(elsewhere)", "fg_unsent_elsewhere": "\(elsewhereUnsent)", "bg_elsewhere": "\(bgElsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
                 "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
                 "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
                 "kernel_room": "\(room == Int.max ? -1 : room)",

@@ -71,6 +71,14 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// queues behind it at the bottleneck, and the window bounds what it adds ahead of the
         /// next foreground data.
         case sent
+        /// Until every byte of the foreground data has left the host's socket send queues: the
+        /// holder's user-space buffers are empty and its kernel reports nothing unsent
+        /// (SIOCOUTQNSD = 0) on the connections that carried it; the holder publishes that
+        /// (`BackgroundContext.foregroundElsewhereUnsent`, through the shared segment across
+        /// processes). Background sent after that enters the path (qdisc, emulator or bottleneck
+        /// FIFO) behind the foreground bytes, also for foreground larger than one congestion window
+        /// (unlike `sent`, which may let background in between its flights).
+        case wire
     }
 
     /// With `barrier` = `sent`: foreground activity this long before the barrier was first seen
@@ -90,8 +98,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
     public var name: String { "delay-target" }
-    /// With `barrier` = `sent` the policy applies the barrier itself (`verdict`); with `acked`
-    /// the scheduler does, as for the note's policies.
+    /// With `barrier` = `sent` or `wire` the policy applies the barrier itself (`verdict`); with
+    /// `acked` the scheduler does, as for the note's policies.
     public var honorsForegroundBarrier: Bool { parameters.barrier == .acked }
     /// Its window exceeds the estimate's bandwidth-delay product by the target, so the delivery
     /// rate rises with the link.
@@ -139,6 +147,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
         return lock.withLock { _ -> BackgroundVerdict in
+            if parameters.barrier == .wire, context.foregroundElsewhereUnsent > 0 {
+                return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
             if parameters.barrier == .sent {
                 if context.foregroundElsewhere > 0 {
                     if barrierSinceNs == 0 { barrierSinceNs = context.nowNs }

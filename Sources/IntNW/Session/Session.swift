@@ -52,6 +52,8 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
     private var nextDataCheckNs: UInt64 = 0
     /// When a background policy asked to be consulted again (monotonic ns), if it did (SessionSendPath.swift).
     var backgroundWakeNs: UInt64?
+    /// When the next look at whether foreground data left the kernel send queues is armed (SessionSendPath.swift).
+    var wireCheckWakeNs: UInt64?
     /// An IROB fully sent this long ago without an ACK triggers a DATA_CHECK, in seconds.
     static let dataCheckAfterSeconds = 2.0
 

@@ -39,6 +39,27 @@ extension Session {
                 flush(c, nowNs: nowNs)
             }
         }
+        checkForegroundOnWire(nowNs: nowNs)
+    }
+
+    /// Tells the background scheduler which foreground data has left this session's socket send
+    /// queues (`delay-target:barrier=wire` in other multisockets and processes waits for it); while
+    /// some still waits in a kernel queue, looks again after a barrier re-check period (nothing
+    /// else wakes the session when a kernel queue drains).
+    private func checkForegroundOnWire(nowNs: UInt64) {
+        let again = background.checkForegroundOnWire { fd in
+            guard let c = conns.connection(fd: fd), c.state == .established else { return nil }
+            let kernel = cshims_siocoutqnsd(fd)
+            return kernel < 0 ? nil : c.out.pending + Int(kernel)
+        }
+        guard again, wireCheckWakeNs == nil else { return }
+        let at = nowNs + UInt64(BackgroundScheduler.barrierRecheckMilliseconds * 1_000_000)
+        wireCheckWakeNs = at
+        loop.schedule(atNs: at) { [weak self] in
+            guard let self else { return }
+            self.wireCheckWakeNs = nil
+            self.loop.markDirty(self)
+        }
     }
 
     /// Writes what `c` has queued (control frames first) as far as the socket takes it.
@@ -133,6 +154,7 @@ extension Session {
                 if pick.labels.isForeground {
                     troubleForegroundSent(c, id: chunk.id, nowNs: nowNs)
                     net.lastForegroundNs = nowNs
+                    background.foregroundChunkQueued(chunk.id, interface: net.name, fd: c.fd, isLast: chunk.isLast)
                     background.observe(.sent(id: chunk.id, networkID: nid, bytes: chunk.range.count, nowNs: nowNs), interface: net.name, fd: c.fd)
                 }
             }
