@@ -167,25 +167,7 @@ import ToyProtocol
     @Test func intnwDecodingResumesAfterACaptureHole() throws {
         let path = dir + "/holed-intnw.pcap"
         let cap = try SyntheticCapture(path: path)
-        let f = SyntheticFlow(capture: cap, client: (clientIP, 40033), server: (serverIP, 5133))
-        var rng = DeterministicRNG(seed: 4)
-        let framing = WireFraming(intnw: true, rng: &rng)
-        f.handshake(at: t0)
-        var t = t0 + 5 * ms
-        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
-        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 0, payload: 5000 - 24), fromClient: true, background: true), at: t, gapNanoseconds: ms) + ms
-        let holed = framing.wrap(toy(.bgChunk, app: 2, seq: 1, payload: 5000 - 24), fromClient: true, background: true)
-        let start = f.clientOffset
-        // The first segment (BEGIN_IROB, DATA header, toy header) is never captured.
-        var o = 1448
-        while o < holed.count {
-            let n = min(1448, holed.count - o)
-            f.segment(fromClient: true, offset: start + UInt64(o), bytes: Array(holed[o ..< o + n]), at: t)
-            o += n
-            t += ms
-        }
-        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 2, payload: 5000 - 24), fromClient: true, background: true), at: t + ms, gapNanoseconds: ms) + ms
-        f.ack(fromClient: false, at: t + 10 * ms)
+        let holed = writeHoledIntNWBGStream(to: cap, start: t0).holedMessageBytes
         try cap.close()
         let meta = RunMetadata(apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5133])])
         let a = try Analyzer.analyze(TrialInput(name: "t", captures: [CaptureInput(path: path, interface: "cell0")], metadata: meta))
@@ -196,7 +178,7 @@ import ToyProtocol
         #expect(b.bg?.chunks == 2 && b.bg?.completeChunks == 2, "\(String(describing: b.bg))")
         let d = try #require(c.intnwDecodingUp)
         #expect(d.framingLost == 1 && d.resynchronized == 1, "\(d)")
-        #expect(d.unattributedBytes == UInt64(holed.count - 1448), "the holed message's captured bytes: \(d)")
+        #expect(d.unattributedBytes == UInt64(holed - 1448), "the holed message's captured bytes: \(d)")
         #expect(c.framingErrors == 0)
         #expect(a.result.accountingViolations == 0)
     }

@@ -203,24 +203,7 @@ import ToyProtocol
         let run = dir + "/holed", trial = run + "/trial1"
         try FileManager.default.createDirectory(atPath: trial, withIntermediateDirectories: true)
         let cap = try SyntheticCapture(path: trial + "/client-cell0.pcap")
-        let f = SyntheticFlow(capture: cap, client: (clientIP, 40033), server: (serverIP, 5133))
-        var rng = DeterministicRNG(seed: 4)
-        let framing = WireFraming(intnw: true, rng: &rng)
-        f.handshake(at: Self.start)
-        var t = Self.start + 5 * ms
-        t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
-        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 0, payload: 5000 - 24), fromClient: true, background: true), at: t, gapNanoseconds: ms) + ms
-        let holed = framing.wrap(toy(.bgChunk, app: 2, seq: 1, payload: 5000 - 24), fromClient: true, background: true)
-        let first = f.clientOffset
-        var o = 1448
-        while o < holed.count {
-            let n = min(1448, holed.count - o)
-            f.segment(fromClient: true, offset: first + UInt64(o), bytes: Array(holed[o ..< o + n]), at: t)
-            o += n
-            t += ms
-        }
-        t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 2, payload: 5000 - 24), fromClient: true, background: true), at: t + ms, gapNanoseconds: ms) + ms
-        f.ack(fromClient: false, at: t + 10 * ms)
+        writeHoledIntNWBGStream(to: cap, start: Self.start)
         try cap.close()
         try RunMetadata(captures: [.init(file: "client-cell0.pcap", interface: "cell0", side: .client)],
                         apps: [.init(name: "bg", role: .bg, variant: .intnw, appId: 2, serverPorts: [5133])]).write(to: trial)

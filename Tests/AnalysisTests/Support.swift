@@ -2,7 +2,8 @@ import Foundation
 @testable import Analysis
 import Capture
 import ToyProtocol
-import SyntheticTraffic
+import DeterministicRandom
+@testable import SyntheticTraffic
 
 let clientIP = parseIPv4("198.18.1.2")!
 let serverIP = parseIPv4("198.19.0.1")!
@@ -26,6 +27,34 @@ func tempDir(_ tag: String) -> String {
 
 func toy(_ kind: ToyMessageKind, app: UInt32, seq: UInt64, payload: Int) -> [UInt8] {
     ToyHeader(kind: kind, appID: app, sequence: seq, payloadLength: UInt32(payload)).encodedMessage()
+}
+
+/// Writes an IntNW connection (client 40033 -> server 5133) whose BG app 2 sends three 5,000-byte
+/// chunks, and whose capture never holds the first segment of the second chunk (its BEGIN_IROB,
+/// DATA header and toy header): a hole that is never filled. Returns the wire size of the holed
+/// message (its IntNW frames) and the time of the server's final ACK; the caller closes the capture.
+@discardableResult
+func writeHoledIntNWBGStream(to cap: SyntheticCapture, start: UInt64) -> (holedMessageBytes: Int, end: UInt64) {
+    let f = SyntheticFlow(capture: cap, client: (clientIP, 40033), server: (serverIP, 5133))
+    var rng = DeterministicRNG(seed: 4)
+    let framing = WireFraming(intnw: true, rng: &rng)
+    f.handshake(at: start)
+    var t = start + 5 * ms
+    t = f.send(fromClient: true, bytes: framing.hello(fromClient: true), at: t) + ms
+    t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 0, payload: 5000 - 24), fromClient: true, background: true), at: t, gapNanoseconds: ms) + ms
+    let holed = framing.wrap(toy(.bgChunk, app: 2, seq: 1, payload: 5000 - 24), fromClient: true, background: true)
+    let first = f.clientOffset
+    // The first segment (1,448 B) is never captured.
+    var o = 1448
+    while o < holed.count {
+        let n = min(1448, holed.count - o)
+        f.segment(fromClient: true, offset: first + UInt64(o), bytes: Array(holed[o ..< o + n]), at: t)
+        o += n
+        t += ms
+    }
+    t = f.send(fromClient: true, bytes: framing.wrap(toy(.bgChunk, app: 2, seq: 2, payload: 5000 - 24), fromClient: true, background: true), at: t + ms, gapNanoseconds: ms) + ms
+    f.ack(fromClient: false, at: t + 10 * ms)
+    return (holed.count, t + 10 * ms)
 }
 
 /// Records what a reassembler delivers.
