@@ -225,15 +225,16 @@ final class ListenerCore: IOHandler {
         if fromPeer.count >= options.maxSessionsPerPeer && Self.evictionCandidate(fromPeer) == nil {
             return "\(options.maxSessionsPerPeer) sessions from \(IPv4Endpoint.format(peer.address)) already, all in use"
         }
-        if sessions.count >= options.maxSessions && Self.evictionCandidate(Array(sessions.values)) == nil {
+        if sessions.count >= options.maxSessions && Self.globalEvictionCandidate(Array(sessions.values)) == nil {
             return "\(options.maxSessions) sessions already, all in use"
         }
         return nil
     }
 
     /// A new server session for `id` from `peer`, within the per-peer and global bounds: when
-    /// one is reached, the peer's (or anyone's) session that has been without a connection the
-    /// longest, else the oldest that never began an IROB, makes room; otherwise nil.
+    /// one is reached, the peer's session (at the global bound: one of the peer addresses holding
+    /// the most sessions) that has been without a connection the longest, else the oldest that
+    /// never began an IROB, makes room; otherwise nil.
     private func newSession(_ id: SessionID, peer: IPv4Endpoint, nowNs: UInt64) -> Session? {
         let fromPeer = sessions.values.filter { $0.peerAddress == peer.address && $0.phase != .closed }
         if fromPeer.count >= options.maxSessionsPerPeer {
@@ -244,7 +245,7 @@ final class ListenerCore: IOHandler {
             evict(victim, why: "\(options.maxSessionsPerPeer) sessions from one peer address")
         }
         if sessions.count >= options.maxSessions {
-            guard let victim = Self.evictionCandidate(Array(sessions.values)) else {
+            guard let victim = Self.globalEvictionCandidate(Array(sessions.values)) else {
                 log.warning("refused a new session: \(options.maxSessions) sessions already")
                 return nil
             }
@@ -272,6 +273,19 @@ final class ListenerCore: IOHandler {
         let detached = candidates.filter { $0.conns.isEmpty && $0.phase != .closed }
         if let s = detached.min(by: { ($0.idleSinceNs ?? 0) < ($1.idleSinceNs ?? 0) }) { return s }
         return candidates.filter { !$0.sawIROB && $0.phase != .closed }.min(by: { $0.createdNs < $1.createdNs })
+    }
+
+    /// At the global bound, the peer addresses holding the most sessions give one up first (in
+    /// `evictionCandidate`'s order among them). Picking the oldest idle session anywhere instead
+    /// let a flood of new sessions from a few addresses evict a legitimate client's new session
+    /// (from an address of its own, holding one session) before its first request arrived, as soon
+    /// as the machine was slow enough for that request to come after a table's worth of flood.
+    static func globalEvictionCandidate(_ candidates: [Session]) -> Session? {
+        let byPeer = Dictionary(grouping: candidates.filter { $0.phase != .closed }, by: \.peerAddress)
+        var heaviest = byPeer.filter { evictionCandidate($0.value) != nil }
+        guard let most = heaviest.values.map(\.count).max() else { return nil }
+        heaviest = heaviest.filter { $0.value.count == most }
+        return evictionCandidate(heaviest.values.flatMap { $0 })
     }
 
     private func evict(_ s: Session, why: String) {

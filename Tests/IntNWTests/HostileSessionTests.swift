@@ -270,6 +270,44 @@ struct HostileSessionTests {
         #expect(listener.sessionCount <= opts.maxSessions)
     }
 
+    /// Catches: a global session bound that evicts the oldest unused session anywhere, so a flood of
+    /// new sessions from a few addresses closes a legitimate client's new session (one session, an
+    /// address of its own, its first request not yet sent). The flood's addresses hold the most
+    /// sessions and must give them up instead. Deterministic: the client's session is the oldest
+    /// unused one when the global bound is first reached.
+    @Test("at the global session bound a flood from a few addresses gives up its own sessions, not a lone client's new one")
+    func globalBoundEvictsFromTheHeaviestAddresses() async throws {
+        var opts = ListenerOptions()
+        opts.maxSessionsPerPeer = 4
+        opts.maxSessions = 6
+        let server = try LoopbackServer(options: opts, echo: false)
+        defer { server.close() }
+        let (listener, port) = (server.listener, server.port)
+        let r = try await offPool { () -> (attached: Bool, flood: Int, acked: Bool, fds: [Int32]) in
+            guard let fd = RawPeer.connect(port, from: "127.0.0.7") else { return (false, 0, false, []) }
+            RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), Self.throwawayKeyShare()])
+            let attached = RawPeer.read(fd, stopAfter: 2).frames.count == 2
+            var fds = [fd]
+            var flood = 0
+            for source in ["127.0.0.3", "127.0.0.4"] {
+                let t = Self.throwawaySessions(port: port, from: source, count: 10, batch: 2)
+                flood += t.answered
+                fds += t.fds
+            }
+            // The client's first request, after the flood: its session must still be there.
+            RawPeer.send(fd, [.beginIROB(BeginIROB(id: IROBID(1), labels: .none, length: 1, dependencies: .allEarlier)),
+                              .data(DataChunk(id: IROBID(1), offset: 0, bytes: [1])), .endIROB(id: IROBID(1), length: 1)])
+            let acked = RawPeer.read(fd, stopAfter: 1).frames.contains { if case .ack = $0 { true } else { false } }
+            return (attached, flood, acked, fds)
+        }
+        defer { for fd in r.fds { close(fd) } }
+        #expect(r.attached && r.flood == 20, "attached \(r.attached), flood sessions made \(r.flood) of 20")
+        #expect(listener.sessionCount(from: "127.0.0.7") == 1, "the lone client's session was evicted by the flood")
+        #expect(r.acked, "the lone client's first request was not acknowledged")
+        #expect(listener.sessionCount <= opts.maxSessions)
+        for a in ["127.0.0.3", "127.0.0.4"] { #expect(listener.sessionCount(from: a) <= opts.maxSessionsPerPeer) }
+    }
+
     /// Catches: a server that does its key agreement before it knows it has room, so a peer whose
     /// sessions are all in use still makes it spend two X25519 operations per refused attach.
     @Test("a peer at its bound with every session in use is refused before any key agreement")
