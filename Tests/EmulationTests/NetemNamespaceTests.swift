@@ -74,7 +74,7 @@ struct TestNamespaces {
     @Test(.enabled(if: NetemNetnsGate.enabled, NetemNetnsGate.reason))
     func attachCreatesVethPairsInBothNamespacesAndDetachRemovesThem() throws {
         try #require(NetemNetnsGate.available, NetemNetnsGate.reason)
-        let namespaces = try TestNamespaces(prefix: "inma")
+        let namespaces = try TestNamespaces(prefix: "tnma")
         defer { namespaces.remove() }
         let spec = namespaces.spec
         let shaper = NetemShaper(logger: logger)
@@ -115,7 +115,7 @@ struct TestNamespaces {
     @Test(.enabled(if: NetemNetnsGate.enabled, NetemNetnsGate.reason))
     func carrierFollowsTheServerEnd() throws {
         try #require(NetemNetnsGate.available, NetemNetnsGate.reason)
-        let namespaces = try TestNamespaces(prefix: "inmb")
+        let namespaces = try TestNamespaces(prefix: "tnmb")
         defer { namespaces.remove() }
         let spec = namespaces.spec
         let shaper = NetemShaper(logger: logger)

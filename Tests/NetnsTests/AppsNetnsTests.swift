@@ -166,11 +166,11 @@ struct AppsNetnsTests {
 
     @Test("plain-TCP apps: server, FG, BG and a shared-connection FG+BG client in the testbed")
     func plain() async throws {
-        try await run(variant: "plain", prefix: "iapp")
+        try await run(variant: "plain", prefix: "tapp")
     }
 
     @Test("IntNW apps: server, FG, BG and a shared-multisocket FG+BG client in the testbed")
     func intnw() async throws {
-        try await run(variant: "intnw", prefix: "iapi")
+        try await run(variant: "intnw", prefix: "tapi")
     }
 }

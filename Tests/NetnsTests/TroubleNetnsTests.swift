@@ -221,7 +221,7 @@ struct TroubleBlackoutNetnsTests {
 
     @Test("detection on: the in-flight request completes over cellular within 1 s, later ones use cellular, FG returns to WiFi within 1 s of the blackout's end")
     func detectionOn() async throws {
-        let o = try await Self.run(prefix: "itb1", detection: true)
+        let o = try await Self.run(prefix: "ttb1", detection: true)
         Self.checkExactlyOnce(o)
         let before = o.requests.filter { $0.doneAt < Self.blackoutAt }
         #expect(before.count > 30 && before.allSatisfy { $0.overWiFi }, "before the blackout FG uses WiFi")
@@ -250,7 +250,7 @@ struct TroubleBlackoutNetnsTests {
 
     @Test("detection off: the in-flight request waits for the carrier notification (>= 5 s)")
     func detectionOff() async throws {
-        let o = try await Self.run(prefix: "itb2", detection: false)
+        let o = try await Self.run(prefix: "ttb2", detection: false)
         Self.checkExactlyOnce(o)
         let r = try Self.inFlight(o)
         let wait = r.doneAt - Self.blackoutAt
@@ -342,7 +342,7 @@ struct FalseTroubleNetnsTests {
         var wifi = TroubleBed.wifi
         wifi.rttMilliseconds = 50
         let trace = Trace.constant(wifi: wifi, cellular: TroubleBed.cellular, durationSeconds: Self.seconds + 15)
-        let r = try await Self.run(prefix: "itb3", trace: trace, interfaces: ["wifi0", "cell0"],
+        let r = try await Self.run(prefix: "ttb3", trace: trace, interfaces: ["wifi0", "cell0"],
                                    uplinkBytesPerSecond: wifi.upBytesPerSecond)
         Self.report("WiFi 50 ms", r)
         #expect(r.checks > 100, "the detector was consulted")
@@ -353,7 +353,7 @@ struct FalseTroubleNetnsTests {
     func variable3G() async throws {
         let trace = TroubleExperiment.variableRTTCellular(seconds: Self.seconds + 15, cellular: TroubleBed.cellular,
                                                           wifi: TroubleBed.wifi, seed: 5)
-        let r = try await Self.run(prefix: "itb4", trace: trace, interfaces: ["cell0"],
+        let r = try await Self.run(prefix: "ttb4", trace: trace, interfaces: ["cell0"],
                                    uplinkBytesPerSecond: TroubleBed.cellular.upBytesPerSecond)
         Self.report("3G 200 ms ±50%", r)
         #expect(r.checks > 10, "the detector was consulted")
