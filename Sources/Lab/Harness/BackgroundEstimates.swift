@@ -28,14 +28,21 @@ public enum BackgroundEstimates {
     }
 
     /// The oracle schedule of `trace` on `spec`'s interfaces, trace time 0 at `startMonotonicNs`
-    /// (the format of `IntNW.OracleSchedule`).
-    public static func oracleText(trace: Trace, spec: TopologySpec, startMonotonicNs: UInt64) -> String {
-        var out = "# the trace's capacity per interface (\(trace.source))\nstart_ns \(startMonotonicNs)\n"
+    /// (the format of `IntNW.OracleSchedule`). `sliceStarts` are the slices the replayer applies and
+    /// when (its `timeline()`): a replay longer than the trace loops it, and the schedule must say
+    /// so. Without them the trace is listed once, and its last slice holds from then on; a trial
+    /// that drained past the trace's end was then judged against the last slice while the
+    /// emulator already ran the trace's first seconds again. nil: the trace once.
+    public static func oracleText(trace: Trace, spec: TopologySpec, startMonotonicNs: UInt64,
+                                  sliceStarts: [(seconds: Double, slice: Int)]? = nil) -> String {
+        let starts = sliceStarts ?? trace.slices.enumerated().map { (seconds: $0.element.startSeconds, slice: $0.offset) }
+        var out = "# the trace's capacity per interface (\(trace.source)), as replayed\nstart_ns \(startMonotonicNs)\n"
         for (k, name) in trace.links.enumerated() {
             guard let link = spec.link(named: name) else { continue }
-            for s in trace.slices {
+            for (seconds, index) in starts where trace.slices.indices.contains(index) {
+                let s = trace.slices[index]
                 let c = s.conditions[k]
-                out += "link \(link.interface) \(s.startSeconds) \(c.upBytesPerSecond) \(c.downBytesPerSecond) \(c.rttMilliseconds) \(trace.isAvailable(link: k, in: s) ? 1 : 0)\n"
+                out += "link \(link.interface) \(seconds) \(c.upBytesPerSecond) \(c.downBytesPerSecond) \(c.rttMilliseconds) \(trace.isAvailable(link: k, in: s) ? 1 : 0)\n"
             }
         }
         return out

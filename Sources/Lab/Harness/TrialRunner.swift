@@ -120,7 +120,9 @@ public struct TrialRunner: Sendable {
             bed.startReplay()
             try ReplayStartRecord.now(startMonotonicNs: bed.replayer.startNs).write(to: dir)
             // The trace's capacity, for `--estimator oracle` and for judging the measured estimate.
-            try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs)
+            let sliceStarts = bed.replayer.timeline().compactMap { $0.event == .slice ? (seconds: $0.seconds, slice: $0.slice) : nil }
+            try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs,
+                                               sliceStarts: sliceStarts)
                 .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
