@@ -28,9 +28,9 @@ public enum BackgroundEstimates {
     }
 
     /// The oracle schedule of `trace` on `spec`'s interfaces, trace time 0 at `startMonotonicNs`
-    /// (the format of `IntNW.OracleSchedule`). `sliceStarts` are the slices the replayer applies and
-    /// when (its `timeline()`): a replay longer than the trace loops it, and the schedule must say
-    /// so. Without them the trace is listed once, and its last slice holds from then on; a trial
+    /// (the format of `IntNW.OracleSchedule`), with the rates the shaper applies. `sliceStarts` are
+    /// the slices the replayer applies and when (its `timeline()`): a replay longer than the trace
+    /// loops it, and the schedule must say so. Without them the trace is listed once, and its last slice holds from then on; a trial
     /// that drained past the trace's end was then judged against the last slice while the
     /// emulator already ran the trace's first seconds again. nil: the trace once.
     public static func oracleText(trace: Trace, spec: TopologySpec, startMonotonicNs: UInt64,
@@ -42,7 +42,12 @@ public enum BackgroundEstimates {
             for (seconds, index) in starts where trace.slices.indices.contains(index) {
                 let s = trace.slices[index]
                 let c = s.conditions[k]
-                out += "link \(link.interface) \(seconds) \(c.upBytesPerSecond) \(c.downBytesPerSecond) \(c.rttMilliseconds) \(trace.isAvailable(link: k, in: s) ? 1 : 0)\n"
+                // The rates the shaper applies (`DirectionParameters.from`: an available link keeps
+                // a floor, so "0 B/s" on cellular still drains 1 kB/s), not the trace's raw figures.
+                let available = trace.isAvailable(link: k, in: s)
+                let up = DirectionParameters.from(c, direction: .uplink, available: available).bytesPerSecond ?? 0
+                let down = DirectionParameters.from(c, direction: .downlink, available: available).bytesPerSecond ?? 0
+                out += "link \(link.interface) \(seconds) \(up) \(down) \(c.rttMilliseconds) \(available ? 1 : 0)\n"
             }
         }
         return out
