@@ -52,6 +52,18 @@ swift test --skip-build --no-parallel --filter "$quiet_regex" 2>&1 | tee -a "$lo
 # Whatever a crashed test left behind (namespaces with test prefixes) is reclaimed here.
 bash netns-scripts/topology.sh reclaim-tests >/dev/null 2>&1 || true
 drop_host_segment
+# IntNW's segments of namespaces that no longer exist (a test that failed before its teardown):
+# /dev/shm/intnw-u<uid>-n<inode> whose inode no live namespace has, while no IntNW process runs.
+drop_orphan_segments() {
+    pgrep -f '/intnw-(app|lab|sched-probe)( |$)' >/dev/null 2>&1 && return
+    local live
+    live=$( { stat -L -c %i /proc/[0-9]*/ns/net /run/netns/* 2>/dev/null || true; } | sort -u)
+    for f in /dev/shm/intnw-u"$(id -u)"-n*; do
+        [ -e "$f" ] || continue
+        grep -qx "${f##*-n}" <<<"$live" || rm -f "$f"
+    done
+}
+drop_orphan_segments
 end=$(date +%s)
 echo "== phase 1 $(( phase1 - start )) s, phase 2 $(( end - phase1 )) s, exit $rc" | tee -a "$log"
 exit $rc
