@@ -30,9 +30,9 @@ public enum BackgroundEstimates {
     /// The oracle schedule of `trace` on `spec`'s interfaces, trace time 0 at `startMonotonicNs`
     /// (the format of `IntNW.OracleSchedule`), with the rates the shaper applies. `sliceStarts` are
     /// the slices the replayer applies and when (its `timeline()`): a replay longer than the trace
-    /// loops it, and the schedule must say so. Without them the trace is listed once, and its last slice holds from then on; a trial
-    /// that drained past the trace's end was then judged against the last slice while the
-    /// emulator already ran the trace's first seconds again. nil: the trace once.
+    /// loops it, and the schedule must say so, or a trial that drains past the trace's end is
+    /// judged against the last slice while the emulator runs the first ones again. nil: the
+    /// trace once.
     public static func oracleText(trace: Trace, spec: TopologySpec, startMonotonicNs: UInt64,
                                   sliceStarts: [(seconds: Double, slice: Int)]? = nil) -> String {
         let starts = sliceStarts ?? trace.slices.enumerated().map { (seconds: $0.element.startSeconds, slice: $0.offset) }
