@@ -37,12 +37,20 @@ public struct NetworkEstimate: Sendable, Equatable {
 ///
 /// An IROB ACK sample measures `ackArrival - firstByteSent - receiverHold`, which is one RTT plus
 /// the time to push the IROB through the bottleneck (plus queueing). Small IROBs therefore sample
-/// RTT; large ones, after subtracting the RTT, sample bandwidth. TCP_INFO adds the kernel's minimum
-/// RTT and, when the sender was not application-limited, its delivery rate.
+/// RTT; large ones, after subtracting the path's minimum RTT, sample bandwidth. TCP_INFO adds the
+/// kernel's minimum RTT and, when the sender was not application-limited, its delivery rate.
+///
+/// A bandwidth sample must never read above the link: it counts only the bytes that surely had to
+/// cross the bottleneck after the IROB's first byte was queued (the IROB and the bytes not yet sent
+/// ahead of it; bytes already in flight may be past the bottleneck), and it subtracts the minimum
+/// RTT, not the smoothed one (which swells with the very queue the sample measures: subtracting it
+/// read 138-175 kB/s on a 64 kB/s link).
 struct NetworkEstimator {
     private(set) var estimate: NetworkEstimate
     private var rttSamples = 0
     private var bwSamples = 0
+    /// The smallest RTT seen on this network (kernel minimum RTTs and clean IROB samples), ms.
+    private(set) var minimumRTTMilliseconds: Double?
     var oracle: NetworkEstimate?
     /// EWMA gain for new samples.
     let gain = 0.25
@@ -53,6 +61,7 @@ struct NetworkEstimator {
 
     mutating func addRTT(ms: Double) {
         guard ms.isFinite, ms > 0 else { return }
+        noteMinimumRTT(ms: ms)
         estimate.rttMilliseconds = rttSamples == 0 ? ms : estimate.rttMilliseconds * (1 - gain) + ms * gain
         rttSamples += 1
         estimate.source = .measured
@@ -66,15 +75,22 @@ struct NetworkEstimator {
         estimate.source = .measured
     }
 
-    /// An IROB of `bytes`, sent behind `queuedAheadBytes` already queued on the connection, took
-    /// `elapsedNs` from its first byte being queued to its ACK, less the receiver's hold. That is
-    /// one RTT plus the time to push `bytes + queuedAheadBytes` through the bottleneck. Its bytes
-    /// were handed to the connection over `sendSpanNs` (first to last chunk).
+    private mutating func noteMinimumRTT(ms: Double) {
+        guard ms.isFinite, ms > 0 else { return }
+        minimumRTTMilliseconds = min(minimumRTTMilliseconds ?? ms, ms)
+    }
+
+    /// An IROB of `bytes`, sent behind `queuedAheadBytes` not yet sent on the connection (user
+    /// space and the kernel's unsent bytes), took `elapsedNs` from its first byte being queued to
+    /// its ACK, less the receiver's hold. That is at least the minimum RTT plus the time to push
+    /// `bytes + queuedAheadBytes` through the bottleneck. Its bytes were handed to the connection
+    /// over `sendSpanNs` (first to last chunk).
     mutating func addIROBSample(bytes: Int, queuedAheadBytes: Int = 0, elapsedNs: UInt64, sendSpanNs: UInt64 = 0) {
         let elapsedMs = Double(elapsedNs) / 1e6
         guard elapsedMs > 0 else { return }
         let total = Double(bytes + queuedAheadBytes)
-        let rtt = estimate.rttMilliseconds
+        // The propagation part of the elapsed time: the path's minimum RTT once known.
+        let rtt = minimumRTTMilliseconds.map { min($0, estimate.rttMilliseconds) } ?? estimate.rttMilliseconds
         let bw = estimate.bandwidthBytesPerSecond
         if total <= 4_096 {
             // Latency-bound: subtract the (small) serialization time at the current bandwidth.
@@ -89,6 +105,7 @@ struct NetworkEstimator {
 
     /// Kernel view: min RTT is a clean RTT floor; delivery rate counts only when not app-limited.
     mutating func addTCPInfo(_ info: cshims_tcp_info) {
+        if info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max { noteMinimumRTT(ms: Double(info.tcpi_min_rtt) / 1000) }
         if info.tcpi_rtt > 0 {
             // Smoothed RTT swells under queueing; blend towards min_rtt when it is known.
             let srtt = Double(info.tcpi_rtt) / 1000

@@ -1,4 +1,5 @@
 import Testing
+import CShims
 @testable import IntNW
 #if canImport(Glibc)
 import Glibc
@@ -85,5 +86,26 @@ struct NetworkViewTests {
         #expect(abs(e.current.rttMilliseconds - 80) < 1e-9)
         e.oracle = NetworkEstimate(rttMilliseconds: 5, bandwidthBytesPerSecond: 7, source: .oracle)
         #expect(e.current.rttMilliseconds == 5)
+    }
+
+    @Test("passive estimator: a queue that swells the smoothed RTT does not read as a link faster than it is")
+    func estimatorSubtractsTheMinimumRTT() {
+        // A 64 kB/s link with a 200 ms minimum RTT, and a background queue that has swollen the
+        // kernel's smoothed RTT to 1.2 s.
+        var e = NetworkEstimator(kind: .cellular)
+        var info = cshims_tcp_info()
+        info.tcpi_rtt = 1_200_000
+        info.tcpi_min_rtt = 200_000
+        info.tcpi_app_limited_flags = 1
+        e.addTCPInfo(info)
+        #expect(e.minimumRTTMilliseconds == 200)
+        #expect(e.current.rttMilliseconds == 700)
+        // A 32 KB IROB behind 32 KB not yet sent: 64 KB through the link take 1 s, plus the 200 ms
+        // minimum RTT. Subtracting the smoothed 700 ms would read 128 kB/s.
+        e.addIROBSample(bytes: 32_768, queuedAheadBytes: 32_768, elapsedNs: 1_200_000_000)
+        #expect(abs(e.current.bandwidthBytesPerSecond - 65_536) < 1)
+        // The sample is a lower bound: more elapsed time (queueing behind another sender) reads lower.
+        e.addIROBSample(bytes: 32_768, queuedAheadBytes: 32_768, elapsedNs: 2_200_000_000)
+        #expect(e.current.bandwidthBytesPerSecond < 65_536)
     }
 }

@@ -270,6 +270,12 @@ struct BackgroundSchedulingNetnsTests {
         // barely notices a BG that stops once FG starts. Measured while FG ran: 16% in every layout.
         #expect(a.bgBytesPerSecondWhileFG >= 0.05 * uplinkBytesPerSecond,
                 "\(layout.rawValue): BG made \(Int(a.bgBytesPerSecondWhileFG)) B/s while FG ran, under 5% of the uplink")
+        // The estimate the policy sized its chunks by is a rate the link can give: once it read
+        // 175 kB/s on this 64 kB/s link (the smoothed RTT, swollen by BG's own queue, was subtracted
+        // from IROB samples) and anticipatory's chunks put FG p95 at 2.6x.
+        let seen = a.bgStats?.maxBandwidthBytesPerSecond ?? .infinity
+        #expect(seen <= 1.1 * uplinkBytesPerSecond,
+                "\(layout.rawValue): the policy's bandwidth estimate reached \(seen) B/s on a \(Int(uplinkBytesPerSecond)) B/s uplink")
     }
 
     /// Brings the testbed up on the first call, then hands out the same one; set for the suite by

@@ -131,10 +131,12 @@ extension Session {
             maxBytes = min(maxBytes, room)
             if maxBytes <= 0 { return produced }
             guard c.out.reserve(maxBytes + FrameEncoder.dataHeaderLength + BeginIROB.maxEncodedLength + 64) else { return produced }
-            // For passive estimation: what is already queued on this connection ahead of a new IROB.
+            // For passive estimation: what has yet to cross the link ahead of a new IROB (user
+            // space and the kernel's unsent bytes; bytes in flight may already be past the
+            // bottleneck, so counting them would read a rate above the link's).
             var aheadBytes: Int?
             if let irob = sender.unacked[pick.id.rawValue], irob.firstSentNs == 0 {
-                aheadBytes = max(0, Int(cshims_siocoutq(c.fd))) + c.out.pending
+                aheadBytes = max(0, Int(cshims_siocoutqnsd(c.fd))) + c.out.pending
             }
             guard let chunk = sender.nextChunk(labels: pick.labels, maxBytes: maxBytes, on: c.id, nowNs: nowNs) else { continue }
             if let aheadBytes { sender.unacked[chunk.id.rawValue]?.queuedAheadBytes = aheadBytes }
