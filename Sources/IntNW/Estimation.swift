@@ -40,6 +40,11 @@ public struct NetworkEstimate: Sendable, Equatable {
 /// RTT; large ones, after subtracting the path's minimum RTT, sample bandwidth. TCP_INFO adds the
 /// kernel's minimum RTT and, when the sender was not application-limited, its delivery rate.
 ///
+/// A kernel delivery-rate sample counts only up to the rate the connection's acknowledged bytes
+/// grew at over the last window of at least two minimum RTTs (300 ms at least): a single
+/// delivery-rate sample reads above the link when ACKs arrive bunched (a loaded shaper, delayed
+/// ACKs), the window's rate cannot.
+///
 /// A bandwidth sample must never read above the link: it counts only the bytes that surely had to
 /// cross the bottleneck after the IROB's first byte was queued (the IROB and the bytes not yet sent
 /// ahead of it; bytes already in flight may be past the bottleneck), and it subtracts the minimum
@@ -51,6 +56,8 @@ struct NetworkEstimator {
     private var bwSamples = 0
     /// The smallest RTT seen on this network (kernel minimum RTTs and clean IROB samples), ms.
     private(set) var minimumRTTMilliseconds: Double?
+    /// The acknowledged-bytes window of the connection last seen (`addTCPInfo`).
+    private var ackWindow: (connection: Int32, startNs: UInt64, startAcked: UInt64)?
     var oracle: NetworkEstimate?
     /// EWMA gain for new samples.
     let gain = 0.25
@@ -103,8 +110,10 @@ struct NetworkEstimator {
         }
     }
 
-    /// Kernel view: min RTT is a clean RTT floor; delivery rate counts only when not app-limited.
-    mutating func addTCPInfo(_ info: cshims_tcp_info) {
+    /// Kernel view of `connection` at `nowNs`: min RTT is a clean RTT floor; delivery rate counts
+    /// only when not app-limited, and at most at the rate bytes were acknowledged over the window
+    /// that ends now (no window ends now: no sample).
+    mutating func addTCPInfo(_ info: cshims_tcp_info, connection: Int32, nowNs: UInt64) {
         if info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max { noteMinimumRTT(ms: Double(info.tcpi_min_rtt) / 1000) }
         if info.tcpi_rtt > 0 {
             // Smoothed RTT swells under queueing; blend towards min_rtt when it is known.
@@ -112,9 +121,27 @@ struct NetworkEstimator {
             let minRTT = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? Double(info.tcpi_min_rtt) / 1000 : srtt
             addRTT(ms: (srtt + minRTT) / 2)
         }
+        let windowRate = ackedRate(info, connection: connection, nowNs: nowNs)
         let appLimited = info.tcpi_app_limited_flags & 1 != 0
-        if !appLimited, info.tcpi_delivery_rate > 0 {
-            addBandwidth(bytesPerSecond: Double(info.tcpi_delivery_rate))
+        if !appLimited, info.tcpi_delivery_rate > 0, let windowRate, windowRate > 0 {
+            addBandwidth(bytesPerSecond: min(Double(info.tcpi_delivery_rate), windowRate))
         }
+    }
+
+    /// The rate `connection`'s acknowledged bytes grew at over the window ending at `nowNs`, when
+    /// one of at least `max(2 x minimum RTT, 300 ms)` (and at most four times that: longer gaps
+    /// say nothing about the link's rate) ends there; then a new window starts.
+    private mutating func ackedRate(_ info: cshims_tcp_info, connection: Int32, nowNs: UInt64) -> Double? {
+        let acked = info.tcpi_bytes_acked
+        guard let w = ackWindow, w.connection == connection, nowNs > w.startNs, acked >= w.startAcked else {
+            ackWindow = (connection, nowNs, acked)
+            return nil
+        }
+        let minimumNs = max(2 * UInt64((minimumRTTMilliseconds ?? 0) * 1e6), 300_000_000)
+        let dt = nowNs - w.startNs
+        guard dt >= minimumNs else { return nil }
+        ackWindow = (connection, nowNs, acked)
+        guard dt <= 4 * minimumNs else { return nil }
+        return Double(acked - w.startAcked) / (Double(dt) / 1e9)
     }
 }

@@ -97,7 +97,7 @@ struct NetworkViewTests {
         info.tcpi_rtt = 1_200_000
         info.tcpi_min_rtt = 200_000
         info.tcpi_app_limited_flags = 1
-        e.addTCPInfo(info)
+        e.addTCPInfo(info, connection: 3, nowNs: 1_000_000_000)
         #expect(e.minimumRTTMilliseconds == 200)
         #expect(e.current.rttMilliseconds == 700)
         // A 32 KB IROB behind 32 KB not yet sent: 64 KB through the link take 1 s, plus the 200 ms
@@ -107,5 +107,37 @@ struct NetworkViewTests {
         // The sample is a lower bound: more elapsed time (queueing behind another sender) reads lower.
         e.addIROBSample(bytes: 32_768, queuedAheadBytes: 32_768, elapsedNs: 2_200_000_000)
         #expect(e.current.bandwidthBytesPerSecond < 65_536)
+    }
+
+    @Test("passive estimator: a kernel delivery-rate sample counts at most at the rate bytes were acknowledged over a window")
+    func estimatorBoundsDeliveryRate() {
+        var e = NetworkEstimator(kind: .cellular)
+        var info = cshims_tcp_info()
+        info.tcpi_rtt = 200_000
+        info.tcpi_min_rtt = 200_000
+        info.tcpi_delivery_rate = 180_000  // ACKs that arrived bunched
+        info.tcpi_bytes_acked = 1_000_000
+        e.addTCPInfo(info, connection: 5, nowNs: 10_000_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 50_000)  // no window yet: the prior
+        // 250 ms later: shorter than the 400 ms window (2 x min RTT), no sample.
+        info.tcpi_bytes_acked += 16_000
+        e.addTCPInfo(info, connection: 5, nowNs: 10_250_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 50_000)
+        // 500 ms after the window began, 32 000 B were acknowledged: 64 kB/s, not 180.
+        info.tcpi_bytes_acked += 16_000
+        e.addTCPInfo(info, connection: 5, nowNs: 10_500_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 64_000)
+        // An application-limited snapshot is no sample; nor is one of another connection (its
+        // acknowledged bytes start a window of their own).
+        info.tcpi_bytes_acked += 32_000
+        info.tcpi_app_limited_flags = 1
+        e.addTCPInfo(info, connection: 5, nowNs: 11_000_000_000)
+        info.tcpi_app_limited_flags = 0
+        e.addTCPInfo(info, connection: 6, nowNs: 11_500_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 64_000)
+        // A gap of more than four windows says nothing about the link.
+        info.tcpi_bytes_acked += 900_000
+        e.addTCPInfo(info, connection: 6, nowNs: 13_500_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 64_000)
     }
 }

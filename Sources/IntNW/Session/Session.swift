@@ -177,7 +177,7 @@ final class Session: IOHandler, IOService, @unchecked Sendable {
             var info = cshims_tcp_info()
             var len: UInt32 = 0
             guard cshims_get_tcp_info(c.fd, &info, &len) == 0, let net = conns.nets[c.network.networkID] else { continue }
-            net.estimator.addTCPInfo(info)
+            net.estimator.addTCPInfo(info, connection: c.fd, nowNs: nowNs)
         }
         // Trouble checks run on their own timer (Trouble/SessionTrouble.swift), at the earliest
         // moment a timeout could expire rather than on this period.

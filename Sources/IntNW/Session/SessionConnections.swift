@@ -145,7 +145,7 @@ extension Session {
         c.lastAckReceivedNs = nowNs
         var info = cshims_tcp_info()
         var len: UInt32 = 0
-        if cshims_get_tcp_info(c.fd, &info, &len) == 0 { conns.nets[nid]?.estimator.addTCPInfo(info) }
+        if cshims_get_tcp_info(c.fd, &info, &len) == 0 { conns.nets[nid]?.estimator.addTCPInfo(info, connection: c.fd, nowNs: nowNs) }
         log.info("connection established", metadata: ["interface": "\(c.network.interfaceName)", "kind": "\(c.network.kind)"])
         if role == .client {
             // Informational for the server (and for anyone reading a capture).
