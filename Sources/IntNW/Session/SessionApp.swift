@@ -50,9 +50,13 @@ extension Session {
     /// Takes one received message if there is one (and frees its buffer space).
     func takeMessage() -> Message? {
         guard let r = mailbox.takeReceived() else { return nil }
+        // Reading stops wherever the receive buffer fills (a read, a pass of frames), not only
+        // where `readPaused` is recorded: whenever this message is what makes room, the loop
+        // must look again (its poll set left the connections out; nothing else may wake it).
+        let wasFull = !receiver.shouldRead
         receiver.consumed(length: r.bytes.count)
         syncReceiveMemory()
-        if readPaused && receiver.shouldRead {
+        if (readPaused || wasFull) && receiver.shouldRead {
             loop.markDirty(self)
             loop.wakeLocked()
         }

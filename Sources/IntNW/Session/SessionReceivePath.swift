@@ -66,8 +66,13 @@ extension Session {
         do {
             while c.state != .closed && receiver.shouldRead && !c.backlogged {
                 if frames == Session.framesPerPass {
-                    c.framesPending = true
-                    loop.markDirty(self)
+                    // Frames left over are decoded by the next pass (the session's service), and
+                    // the connection is not read until then. With nothing left over there is no
+                    // next pass to wait for: marked pending then, it would never be read again.
+                    if c.decoder.bufferedByteCount > 0 {
+                        c.framesPending = true
+                        loop.markDirty(self)
+                    }
                     return
                 }
                 frames += 1
