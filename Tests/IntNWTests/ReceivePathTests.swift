@@ -9,18 +9,44 @@ import Glibc
 /// The session's receive path against a raw peer on loopback: reading resumes after every pause.
 @Suite("Receive path: reading never stops for good", .serialized)
 struct ReceivePathTests {
-    /// PONGs with nonces in `nonces` that arrive on `fd` within `timeoutSeconds`.
-    static func pongs(_ fd: Int32, _ nonces: Set<UInt64>, timeoutSeconds: Double = 5) -> Set<UInt64> {
-        var got: Set<UInt64> = []
-        let deadline = Date().addingTimeInterval(timeoutSeconds)
-        while got.count < nonces.count && Date() < deadline {
-            let r = RawPeer.read(fd, stopAfter: 1, timeoutSeconds: 0.2)
-            for f in r.frames {
-                if case .pong(let n, _) = f, nonces.contains(n) { got.insert(n) }
-            }
-            if r.closed { break }
+    /// The raw peer's side of the stream: one decoder for the whole connection (a frame split
+    /// across two reads is decoded whole).
+    final class Reader: @unchecked Sendable {
+        let fd: Int32
+        private var decoder = FrameDecoder()
+        init(fd: Int32) {
+            self.fd = fd
+            var tv = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         }
-        return got
+
+        /// Frames until `done` says so, the server closes, or `timeoutSeconds` pass.
+        func read(timeoutSeconds: Double = 5, until done: ([Frame]) -> Bool) -> (frames: [Frame], closed: Bool) {
+            var frames: [Frame] = []
+            var buf = [UInt8](repeating: 0, count: 16 << 10)
+            let deadline = Date().addingTimeInterval(timeoutSeconds)
+            while !done(frames) && Date() < deadline {
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n == 0 { return (frames, true) }
+                if n < 0 {
+                    if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
+                    return (frames, true)
+                }
+                decoder.feed(Array(buf[0..<n]))
+                while let f = try? decoder.next() { frames.append(f) }
+            }
+            return (frames, false)
+        }
+
+        /// The PONGs of `nonces` that arrive within `timeoutSeconds`.
+        func pongs(_ nonces: Set<UInt64>, timeoutSeconds: Double = 5) -> Set<UInt64> {
+            var got: Set<UInt64> = []
+            _ = read(timeoutSeconds: timeoutSeconds) { frames in
+                for f in frames { if case .pong(let n, _) = f, nonces.contains(n) { got.insert(n) } }
+                return got.count == nonces.count
+            }
+            return got
+        }
     }
 
     /// A pass decodes at most `Session.framesPerPass` frames. When a read held exactly that many,
@@ -35,20 +61,21 @@ struct ReceivePathTests {
         defer { close(fd) }
         RawPeer.send(fd, [RawPeer.hello(SessionID.random(), network: 1), HostileSessionTests.throwawayKeyShare()])
         // The attach is answered (its frames are decoded in passes of their own).
-        let attach = try await offPool { RawPeer.read(fd, stopAfter: 1, timeoutSeconds: 5) }
+        let reader = Reader(fd: fd)
+        let attach = try await offPool { reader.read { !$0.isEmpty } }
         #expect(!attach.frames.isEmpty && !attach.closed, "the server did not answer the attach")
         var nonce: UInt64 = 0
         for passes in [1, 2, 3] {
             // One write of exactly `passes` passes' worth of PINGs: one loopback segment, one read.
             let batch = (0..<(passes * Session.framesPerPass)).map { _ -> UInt64 in nonce += 1; return nonce }
             RawPeer.send(fd, batch.map { .ping(nonce: $0) })
-            let answered = try await offPool { Self.pongs(fd, Set(batch)) }
+            let answered = try await offPool { reader.pongs(Set(batch)) }
             #expect(answered.count == batch.count, "\(answered.count) of \(batch.count) PINGs answered")
             // Then one more frame, on its own.
             nonce += 1
             let last = nonce
             RawPeer.send(fd, [.ping(nonce: last)])
-            let after = try await offPool { Self.pongs(fd, [last]) }
+            let after = try await offPool { reader.pongs([last]) }
             #expect(after == [last], "the PING after \(batch.count) frames was never answered")
         }
     }
