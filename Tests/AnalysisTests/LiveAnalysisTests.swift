@@ -34,7 +34,7 @@ enum AnalysisNetnsGate {
 /// FG latencies must agree with the client's own measurements and the byte counts with what the
 /// apps sent. The apps are small Python clients/servers speaking the toy protocol.
 @Suite(.serialized) struct LiveAnalysisTests {
-    static let client = "ian-ana-c", server = "ian-ana-s"
+    static let client = "tana-client", server = "tana-server"
 
     static let appScript = #"""
     import socket, struct, sys, time, json, threading

@@ -287,7 +287,7 @@ struct BackgroundSchedulingNetnsTests {
         func get() async throws -> Testbed {
             if let bed { return bed }
             var config = Testbed.Configuration(trace: BackgroundSchedulingNetnsTests.trace)
-            config.prefix = "isc"
+            config.prefix = "tisc"
             config.notifyDelaySeconds = 0  // WiFi is absent from the start: the OS knows.
             var logger = Logger(label: "test.isc")
             logger.logLevel = .warning

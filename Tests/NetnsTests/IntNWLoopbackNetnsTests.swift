@@ -14,8 +14,8 @@ final class RecoveryTimes: @unchecked Sendable {
 /// addressing), built and torn down with `ip`.
 struct INWTopology {
     static let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/ip"
-    let client = "inw-client"
-    let server = "inw-server"
+    let client = "tveth-client"
+    let server = "tveth-server"
     static let serviceAddress = "198.19.0.1"
 
     struct CommandFailed: Error, CustomStringConvertible {
@@ -75,7 +75,7 @@ struct INWTopology {
     }
 }
 
-@Suite("IntNW over two veth links in namespaces", .serialized, .netnsAvailableOrRequired, .netnsRequired)
+@Suite("IntNW over two veth links in namespaces", .serialized, .netnsAvailableOrRequired, .netnsRequired, .timeLimit(.minutes(3)))
 struct IntNWLoopbackNetnsTests {
     let topo = INWTopology()
 
