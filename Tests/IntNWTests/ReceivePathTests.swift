@@ -9,46 +9,6 @@ import Glibc
 /// The session's receive path against a raw peer on loopback: reading resumes after every pause.
 @Suite("Receive path: reading never stops for good", .serialized)
 struct ReceivePathTests {
-    /// The raw peer's side of the stream: one decoder for the whole connection (a frame split
-    /// across two reads is decoded whole).
-    final class Reader: @unchecked Sendable {
-        let fd: Int32
-        private var decoder = FrameDecoder()
-        init(fd: Int32) {
-            self.fd = fd
-            var tv = timeval(tv_sec: 0, tv_usec: 100_000)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        }
-
-        /// Frames until `done` says so, the server closes, or `timeoutSeconds` pass.
-        func read(timeoutSeconds: Double = 5, until done: ([Frame]) -> Bool) -> (frames: [Frame], closed: Bool) {
-            var frames: [Frame] = []
-            var buf = [UInt8](repeating: 0, count: 16 << 10)
-            let deadline = Date().addingTimeInterval(timeoutSeconds)
-            while !done(frames) && Date() < deadline {
-                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n == 0 { return (frames, true) }
-                if n < 0 {
-                    if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { continue }
-                    return (frames, true)
-                }
-                decoder.feed(Array(buf[0..<n]))
-                while let f = try? decoder.next() { frames.append(f) }
-            }
-            return (frames, false)
-        }
-
-        /// The PONGs of `nonces` that arrive within `timeoutSeconds`.
-        func pongs(_ nonces: Set<UInt64>, timeoutSeconds: Double = 5) -> Set<UInt64> {
-            var got: Set<UInt64> = []
-            _ = read(timeoutSeconds: timeoutSeconds) { frames in
-                for f in frames { if case .pong(let n, _) = f, nonces.contains(n) { got.insert(n) } }
-                return got.count == nonces.count
-            }
-            return got
-        }
-    }
-
     /// A pass decodes at most `Session.framesPerPass` frames. When a read held exactly that many,
     /// the pass used to leave the connection marked "frames pending" with nothing buffered: no
     /// later pass ran for it and it was never polled for reading again (a client stalled in
@@ -68,7 +28,7 @@ struct ReceivePathTests {
         })
         defer { close(fd) }
         // The attach is answered (its frames are decoded in passes of their own).
-        let reader = Reader(fd: fd)
+        let reader = RawStream(fd: fd)
         let attach = try await offPool { reader.read { !$0.isEmpty } }
         #expect(!attach.frames.isEmpty && !attach.closed, "the server did not answer the attach")
         var nonce: UInt64 = 0

@@ -69,15 +69,37 @@ public enum RawPeer {
     }
 
     /// Frames the server sends on `fd` until it closes it, `stopAfter` frames arrived, or the
-    /// timeout passes; `closed` says whether the server closed (or reset) the connection.
+    /// timeout passes; `closed` says whether the server closed (or reset) the connection. Bytes of
+    /// a frame that is still incomplete at the end are dropped: read a connection in several steps
+    /// with one `RawStream`.
     public static func read(_ fd: Int32, stopAfter: Int = .max, timeoutSeconds: Double = 3) -> (frames: [Frame], closed: Bool) {
+        RawStream(fd: fd).read(timeoutSeconds: timeoutSeconds) { $0.count >= stopAfter }
+    }
+
+    public static func hello(_ id: SessionID, network: UInt32, version: UInt16 = Wire.version) -> Frame {
+        .hello(Hello(version: version, role: .client, session: id, networkID: network, networkKind: .wifi, interfaceName: "evil"))
+    }
+}
+
+/// The raw peer's side of one connection's stream, read in as many steps as needed: one decoder
+/// for the whole connection, so a frame split across two reads is decoded whole.
+public final class RawStream: @unchecked Sendable {
+    public let fd: Int32
+    private var decoder = FrameDecoder()
+
+    public init(fd: Int32) {
+        self.fd = fd
         var tv = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var decoder = FrameDecoder()
+    }
+
+    /// Frames until `done` says so (asked with every frame of this call so far), the server
+    /// closes (or resets) the connection, or `timeoutSeconds` pass.
+    public func read(timeoutSeconds: Double = 5, until done: ([Frame]) -> Bool) -> (frames: [Frame], closed: Bool) {
         var frames: [Frame] = []
+        var buf = [UInt8](repeating: 0, count: 16 << 10)
         let deadline = Date().addingTimeInterval(timeoutSeconds)
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while Date() < deadline && frames.count < stopAfter {
+        while !done(frames) && Date() < deadline {
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { return (frames, true) }
             if n < 0 {
@@ -90,7 +112,13 @@ public enum RawPeer {
         return (frames, false)
     }
 
-    public static func hello(_ id: SessionID, network: UInt32, version: UInt16 = Wire.version) -> Frame {
-        .hello(Hello(version: version, role: .client, session: id, networkID: network, networkKind: .wifi, interfaceName: "evil"))
+    /// The PONGs of `nonces` that arrive within `timeoutSeconds`.
+    public func pongs(_ nonces: Set<UInt64>, timeoutSeconds: Double = 5) -> Set<UInt64> {
+        var got: Set<UInt64> = []
+        _ = read(timeoutSeconds: timeoutSeconds) { frames in
+            for f in frames { if case .pong(let n, _) = f, nonces.contains(n) { got.insert(n) } }
+            return got.count == nonces.count
+        }
+        return got
     }
 }
