@@ -114,12 +114,12 @@ struct NetworkEstimator {
     /// only when not app-limited, and at most at the rate bytes were acknowledged over the window
     /// that ends now (no window ends now: no sample).
     mutating func addTCPInfo(_ info: cshims_tcp_info, connection: Int32, nowNs: UInt64) {
-        if info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max { noteMinimumRTT(ms: Double(info.tcpi_min_rtt) / 1000) }
+        let kernelMinimum = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? Double(info.tcpi_min_rtt) / 1000 : nil
+        if let kernelMinimum { noteMinimumRTT(ms: kernelMinimum) }
         if info.tcpi_rtt > 0 {
             // Smoothed RTT swells under queueing; blend towards min_rtt when it is known.
             let srtt = Double(info.tcpi_rtt) / 1000
-            let minRTT = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? Double(info.tcpi_min_rtt) / 1000 : srtt
-            addRTT(ms: (srtt + minRTT) / 2)
+            addRTT(ms: (srtt + (kernelMinimum ?? srtt)) / 2)
         }
         let windowRate = ackedRate(info, connection: connection, nowNs: nowNs)
         let appLimited = info.tcpi_app_limited_flags & 1 != 0
@@ -137,7 +137,7 @@ struct NetworkEstimator {
             ackWindow = (connection, nowNs, acked)
             return nil
         }
-        let minimumNs = max(2 * UInt64((minimumRTTMilliseconds ?? 0) * 1e6), 300_000_000)
+        let minimumNs = LinkRateTracker.windowNs(minRTTNs: UInt64((minimumRTTMilliseconds ?? 0) * 1e6))
         let dt = nowNs - w.startNs
         guard dt >= minimumNs else { return nil }
         ackWindow = (connection, nowNs, acked)
