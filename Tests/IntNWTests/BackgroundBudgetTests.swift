@@ -25,7 +25,9 @@ struct BackgroundBudgetTests {
 
     @Test("delay-target's window is the interface's: BG other connections and processes have in the kernel counts against it")
     func delayTargetInterfaceWindow() {
-        let p = DelayTargetBackgroundPolicy()
+        var unpaced = DelayTargetBackgroundPolicy.Parameters()
+        unpaced.pacingGain = 0  // the window alone (pacing would cap each grant at one segment)
+        let p = DelayTargetBackgroundPolicy(parameters: unpaced)
         // 64 KB/s x (200 + 22.625 + 10) ms = 14,888 bytes.
         var c = bench.context(now: 1, lastFG: nil, unacked: 4_000, srttMs: 200, minRTTMs: 200)
         #expect(p.verdict(c).decision == .send(maxBytes: 10_888))

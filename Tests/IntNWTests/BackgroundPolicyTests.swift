@@ -146,7 +146,7 @@ struct BackgroundPolicyTests {
 
     @Test("delay-target duty (fault injection): BG admitted only until one base RTT before the period's share ends")
     func delayTargetDuty() throws {
-        let p = try #require(try BackgroundPolicies.parse("delay-target:duty=0.5,duty-period-s=2") as? DelayTargetBackgroundPolicy)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:duty=0.5,duty-period-s=2,pace=0") as? DelayTargetBackgroundPolicy)
         // The bench's origin is a whole number of 2 s periods: `now` 0-1 s is the share, 1-2 s is not;
         // base RTT 200 ms, so BG is admitted from 0 to 0.8 s. Window: 64,000 x (0.2 + 0.022625 + 0.010) = 14,888 B.
         #expect(p.verdict(bench.context(now: 0, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
@@ -160,7 +160,7 @@ struct BackgroundPolicyTests {
         #expect(p.verdict(bench.context(now: 0.5, lastFG: nil, unacked: 14_500, srttMs: 200, minRTTMs: 200))
                 == .hold(.queueingDelay, untilNs: PolicyBench.at(0.5) + 10_000_000))
         // Off by default; bad values are one-line errors.
-        let plain = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        let plain = try #require(try BackgroundPolicies.parse("delay-target:pace=0") as? DelayTargetBackgroundPolicy)
         #expect(plain.verdict(bench.context(now: 1.5, lastFG: nil, srttMs: 200, minRTTMs: 200)) == .send(maxBytes: 14_888))
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=1.5") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:duty=0") }
@@ -170,7 +170,7 @@ struct BackgroundPolicyTests {
     @Test("delay-target: BG in flight up to bandwidth x (min RTT + 25 ms) x a scale the measured queueing delay steers per RTT")
     func delayTarget() throws {
         // The steering, with the target and probing range of the first version (25 ms, up to 16x):
-        let p = try #require(try BackgroundPolicies.parse("delay-target:target-ms=25,max-scale=16") as? DelayTargetBackgroundPolicy)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:target-ms=25,max-scale=16,pace=0") as? DelayTargetBackgroundPolicy)
         // 64,000 B/s, min RTT 200 ms: the model window is 64,000 x (0.2 + 0.022625 + 0.025) = 15,848 B. A full
         // segment's RTT includes its own serialization (1448 B at 64,000 B/s: 22.6 ms), which is
         // not queueing: the measured delay is smoothed RTT - min RTT - that.
@@ -218,8 +218,8 @@ struct BackgroundPolicyTests {
             _ = p.verdict(bench.context(now: now, lastFG: nil, unacked: 50_000, srttMs: 220 + ser, minRTTMs: 200))
         }
         #expect(p.currentScale == 1)
-        // The defaults: a 10 ms target and no probing above the model window.
-        let d = DelayTargetBackgroundPolicy()
+        // The defaults (pacing aside): a 10 ms target and no probing above the model window.
+        let d = try #require(try BackgroundPolicies.parse("delay-target:pace=0") as? DelayTargetBackgroundPolicy)
         var t = 1.0
         #expect(d.verdict(bench.context(now: t, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 14_888))
         for _ in 0..<5 {
@@ -230,6 +230,7 @@ struct BackgroundPolicyTests {
         // The target is a parameter; without kernel RTTs the estimate's RTT is the base.
         var params = DelayTargetBackgroundPolicy.Parameters()
         params.targetQueueingDelayMilliseconds = 50
+        params.pacingGain = 0
         let q = DelayTargetBackgroundPolicy(parameters: params)
         #expect(q.verdict(bench.context(now: 1, lastFG: nil)) == .send(maxBytes: 17_448))
         // Each multisocket gets its own scale.
@@ -237,10 +238,55 @@ struct BackgroundPolicyTests {
         #expect(fresh.currentScale == 1 && fresh !== p)
     }
 
-    @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (default, as the note's policies) or sent (barrier=sent)")
+    @Test("delay-target pacing: one segment per grant, the next only once the previous had time to cross the link at 1.25 x the estimate")
+    func delayTargetPacing() throws {
+        let p = DelayTargetBackgroundPolicy()
+        #expect(p.parameters.pacingGain == 1.25)
+        let ser = 1448.0 / 64
+        /// A pacing hold until `at` seconds (to the microsecond: the times come from floating point).
+        func pacedUntil(_ v: BackgroundVerdict, _ at: Double) -> Bool {
+            guard v.reason == .pacing, case .wait(let until?) = v.decision else { return false }
+            return until.distance(to: PolicyBench.at(at)).magnitude < 1_000
+        }
+        // 64,000 B/s: 5 ms of bandwidth is 320 B, so the quantum is one segment's payload (1,416 B),
+        // which takes 1,416 / 80,000 s = 17.7 ms at 1.25 x the estimate. The first grant starts
+        // with half a quantum's credit (8.85 ms).
+        #expect(p.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        // Window room for ten segments (an ACK for a pair of segments, or the barrier lifting):
+        // still one segment at a time, not a burst into the bottleneck queue.
+        #expect(pacedUntil(p.verdict(bench.context(now: 1.001, lastFG: nil, unacked: 1_416, srttMs: 201 + ser, minRTTMs: 200)), 1.00885))
+        #expect(p.verdict(bench.context(now: 1.00885, lastFG: nil, unacked: 1_416, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        #expect(pacedUntil(p.verdict(bench.context(now: 1.01, lastFG: nil, unacked: 2_832, srttMs: 201 + ser, minRTTMs: 200)), 1.02655))
+        // A decision 23.45 ms late keeps only half a quantum's time as credit: the next one is due
+        // 8.85 ms after it, not at once (no pair of segments).
+        #expect(p.verdict(bench.context(now: 1.05, lastFG: nil, unacked: 2_832, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        #expect(pacedUntil(p.verdict(bench.context(now: 1.0501, lastFG: nil, unacked: 4_248, srttMs: 201 + ser, minRTTMs: 200)), 1.05885))
+        // The window still binds first (a full window is a queueing-delay hold, not pacing).
+        #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, unacked: 14_000, srttMs: 201 + ser, minRTTMs: 200)).reason == .queueingDelay)
+        // On a fast link the quantum is 5 ms of bandwidth: at 1 MB/s, 5,000 B every 4 ms.
+        var wifi = bench
+        wifi.bandwidthBytesPerSecond = 1_000_000
+        wifi.kind = .wifi
+        let w = DelayTargetBackgroundPolicy()
+        #expect(w.verdict(wifi.context(now: 1, lastFG: nil, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 5_000))
+        #expect(pacedUntil(w.verdict(wifi.context(now: 1.001, lastFG: nil, unacked: 5_000, srttMs: 21, minRTTMs: 20)), 1.002))
+        #expect(w.verdict(wifi.context(now: 1.002, lastFG: nil, unacked: 5_000, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 5_000))
+        #expect(pacedUntil(w.verdict(wifi.context(now: 1.003, lastFG: nil, unacked: 10_000, srttMs: 21, minRTTMs: 20)), 1.006))
+        // Parameters: pace=0 turns it off (the whole room at once), the quantum is a parameter.
+        let off = try #require(try BackgroundPolicies.parse("delay-target:pace=0") as? DelayTargetBackgroundPolicy)
+        #expect(off.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 14_888))
+        let big = try #require(try BackgroundPolicies.parse("delay-target:pace=2,pace-quantum-ms=50") as? DelayTargetBackgroundPolicy)
+        #expect(big.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 3_200))
+        #expect(pacedUntil(big.verdict(bench.context(now: 1.001, lastFG: nil, unacked: 3_200, srttMs: 201 + ser, minRTTMs: 200)), 1.0125))
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace=0.5") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }
+    }
+
+    @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (barrier=acked, as the note's policies) or sent (barrier=sent)")
     func delayTargetBarrier() throws {
-        #expect(DelayTargetBackgroundPolicy().parameters.barrier == .acked && DelayTargetBackgroundPolicy().honorsForegroundBarrier)
-        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent") as? DelayTargetBackgroundPolicy)
+        // The default is the wire barrier (the policy applies it; below), not the scheduler's acked one.
+        #expect(DelayTargetBackgroundPolicy().parameters.barrier == .wire && !DelayTargetBackgroundPolicy().honorsForegroundBarrier)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent,pace=0") as? DelayTargetBackgroundPolicy)
         #expect(p.parameters.barrier == .sent && !p.honorsForegroundBarrier)
         func ctx(_ now: Double, lastFG: Double?, elsewhere: Int) -> BackgroundContext {
             var c = bench.context(now: now, lastFG: lastFG, srttMs: 201 + 1448.0 / 64, minRTTMs: 200)
@@ -263,7 +309,7 @@ struct BackgroundPolicyTests {
         #expect(p.verdict(ctx(10.3, lastFG: 10.25, elsewhere: 0)).reason == nil)
         #expect(p.verdict(ctx(11, lastFG: 10.25, elsewhere: 1)).reason == .foregroundElsewhere)
         #expect(p.verdict(ctx(11.01, lastFG: 11.002, elsewhere: 1)).reason == nil)
-        // barrier=acked (the default): the scheduler holds BG for the whole time FG is outstanding elsewhere.
+        // barrier=acked: the scheduler holds BG for the whole time FG is outstanding elsewhere.
         let a = try #require(try BackgroundPolicies.parse("delay-target:barrier=acked") as? DelayTargetBackgroundPolicy)
         #expect(a.parameters.barrier == .acked && a.honorsForegroundBarrier)
         #expect(throws: IntNWError.invalidArgument("delay-target barrier=never: expected acked, wire or sent")) {
@@ -277,7 +323,7 @@ struct BackgroundPolicyTests {
 
     @Test("delay-target barrier=wire: FG elsewhere holds BG exactly while some of it is not yet sent by its kernel, whatever the FG timestamps say")
     func delayTargetWireBarrier() throws {
-        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=wire") as? DelayTargetBackgroundPolicy)
+        let p = try #require(try BackgroundPolicies.parse("delay-target:barrier=wire,pace=0") as? DelayTargetBackgroundPolicy)
         // The policy applies it (the scheduler's acked barrier would hold BG until the FG's ACK).
         #expect(p.parameters.barrier == .wire && !p.honorsForegroundBarrier)
         func ctx(_ now: Double, lastFG: Double?, elsewhere: Int, unsent: Int, unacked: Int = 0) -> BackgroundContext {
@@ -301,7 +347,7 @@ struct BackgroundPolicyTests {
         // A context that claims unsent FG without FG outstanding (cannot happen; still held, the safe way).
         #expect(p.verdict(ctx(10.003, lastFG: 9.5, elsewhere: 0, unsent: 1)).reason == .foregroundElsewhere)
         // The other barriers ignore the unsent count: acked is the scheduler's, sent goes by time.
-        let s = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent") as? DelayTargetBackgroundPolicy)
+        let s = try #require(try BackgroundPolicies.parse("delay-target:barrier=sent,pace=0") as? DelayTargetBackgroundPolicy)
         #expect(s.verdict(ctx(10, lastFG: 9.995, elsewhere: 1, unsent: 1)).reason == nil)
     }
 

@@ -96,7 +96,7 @@ struct ForegroundWireTests {
         let seg = uniqueSegmentName("wiresched")
         defer { SharedSegment.unlink(name: seg) }
         let wire = try BackgroundPolicies.parse("delay-target:barrier=wire")
-        let acked = try BackgroundPolicies.parse("delay-target")
+        let acked = try BackgroundPolicies.parse("delay-target:barrier=acked")
         let fg = BackgroundScheduler(options: BackgroundSchedulerTests.options(ExclusiveBackgroundPolicy(excludedKinds: []), segment: seg),
                                      role: .client, log: quietLogger())
         let bg = BackgroundScheduler(options: BackgroundSchedulerTests.options(wire, segment: seg), role: .client, log: quietLogger())

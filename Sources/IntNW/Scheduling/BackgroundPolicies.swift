@@ -25,6 +25,9 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// Outside the share of each period background may use (delay-target's `duty`, a fault
     /// injection for regression checks).
     case dutyCycle = "duty-cycle"
+    /// The previous grants have not yet had time to cross the link at the pacing rate
+    /// (delay-target's pacing, which keeps background from entering the bottleneck in bursts).
+    case pacing = "pacing"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"

@@ -52,6 +52,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "max-scale": "largest scale on the model window (probing above the estimate)",
                             "duty": "fault injection: share (0-1] of each period BG may use the link",
                             "duty-period-s": "period of the duty share, seconds",
+                            "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
+                            "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
         }
     }
@@ -141,6 +143,17 @@ public enum BackgroundPolicies {
             if let v = try number("duty-period-s") {
                 guard v >= 0.1, v <= 60 else { throw IntNWError.invalidArgument("delay-target duty-period-s=\(v): expected 0.1 to 60 s") }
                 p.dutyPeriodSeconds = v
+            }
+            if let text = values["pace"] {
+                // 0 is allowed here (off), unlike the positive numbers above.
+                guard let v = Double(text), v == 0 || (v >= 1 && v <= 4) else {
+                    throw IntNWError.invalidArgument("delay-target pace=\(text): expected 0 (off) or a gain from 1 to 4")
+                }
+                p.pacingGain = v
+            }
+            if let v = try number("pace-quantum-ms") {
+                guard v > 0, v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-quantum-ms=\(v): expected (0, 1000] ms") }
+                p.pacingQuantumMilliseconds = v
             }
             if let b = values["barrier"] {
                 guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {
