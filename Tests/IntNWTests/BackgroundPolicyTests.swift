@@ -278,6 +278,14 @@ struct BackgroundPolicyTests {
         let big = try #require(try BackgroundPolicies.parse("delay-target:pace=2,pace-quantum-ms=50") as? DelayTargetBackgroundPolicy)
         #expect(big.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 3_200))
         #expect(pacedUntil(big.verdict(bench.context(now: 1.001, lastFG: nil, unacked: 3_200, srttMs: 201 + ser, minRTTMs: 200)), 1.0125))
+        // An estimate far below the link (a prior, a link that just came back) paces at most one
+        // segment per 100 ms, and a wait set by a low estimate shortens when the estimate rises.
+        var slow = bench
+        slow.bandwidthBytesPerSecond = 1_000
+        let s = DelayTargetBackgroundPolicy()
+        #expect(s.verdict(slow.context(now: 1, lastFG: nil, srttMs: 201, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        #expect(pacedUntil(s.verdict(slow.context(now: 1.01, lastFG: nil, unacked: 1_416, srttMs: 201, minRTTMs: 200)), 1.05))
+        #expect(pacedUntil(s.verdict(bench.context(now: 1.011, lastFG: nil, unacked: 1_416, srttMs: 201 + ser, minRTTMs: 200)), 1.011 + 0.0177))
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace=0.5") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }
     }

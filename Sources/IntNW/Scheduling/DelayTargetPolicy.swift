@@ -53,8 +53,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// How long another multisocket's or process's foreground data on the interface holds
         /// background back (the multi-app barrier). Default `wire`: until the foreground data has
         /// left the holder's socket send queues. `acked` (the note's barrier) idles the link for a
-        /// round trip per foreground message (multiapp: BG 52-61% of the spare uplink against
-        /// 64-82% with `wire`); `sent` lets BG into the bottleneck between the flights of
+        /// round trip per foreground message (multiapp, before pacing: BG 52-61% of the spare
+        /// uplink against 77-83% with `wire`); `sent` lets BG into the bottleneck between the flights of
         /// foreground data larger than one congestion window (16 KB replies on the 3G downlink:
         /// FG p95 1.28-1.30x alone). docs/scheduling.md.
         public var barrier: Barrier = .wire
@@ -73,6 +73,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// The smallest pacing quantum, bytes: one full segment's payload less the frame header of
         /// a DATA frame, so that a grant leaves as one segment.
         public var minimumQuantumBytes: Int = 1448 - 32
+        /// The longest pacing wait, milliseconds (at most one segment per 100 ms: 14 KB/s; on a
+        /// slower link the window binds, as without pacing).
+        public var maximumPacingGapMilliseconds: Double = 100
         public init() {}
     }
 
@@ -213,18 +216,23 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             guard parameters.pacingGain > 0, let rate = Self.pacingRate(parameters, context) else {
                 return .send(maxBytes: room)
             }
+            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
+            // The wait never exceeds one quantum at the current rate, nor `maximumPacingGapMilliseconds`:
+            // a grant paced by an estimate that was far too low (a link that just came back, a
+            // prior) must not hold background long after the estimate has risen.
+            let gap = min(Double(quantum) / rate * 1e9, parameters.maximumPacingGapMilliseconds * 1e6)
+            pacedUntilNs = min(pacedUntilNs, context.nowNs + UInt64(gap))
             if pacedUntilNs > context.nowNs {
                 return .hold(.pacing, untilNs: pacedUntilNs)
             }
-            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
             let grant = min(room, quantum)
             // A decision taken late (the loop's wake-up, other work first) keeps up to half a
             // quantum's time of the lateness as credit: without it every late wake-up would lower
             // the rate below the gain, and the delivery-rate estimate, which only rises when
             // background is sent faster than the estimate, would stay where it is.
-            let credit = UInt64(Double(quantum) / rate * 0.5e9)
+            let credit = UInt64(gap / 2)
             let start = max(pacedUntilNs, context.nowNs > credit ? context.nowNs - credit : 0)
-            pacedUntilNs = start + UInt64(Double(grant) / rate * 1e9)
+            pacedUntilNs = start + UInt64(min(Double(grant) / rate * 1e9, gap))
             return .send(maxBytes: grant)
         }
     }
