@@ -286,6 +286,20 @@ struct BackgroundPolicyTests {
         #expect(s.verdict(slow.context(now: 1, lastFG: nil, srttMs: 201, minRTTMs: 200)) == .send(maxBytes: 1_416))
         #expect(pacedUntil(s.verdict(slow.context(now: 1.01, lastFG: nil, unacked: 1_416, srttMs: 201, minRTTMs: 200)), 1.05))
         #expect(pacedUntil(s.verdict(bench.context(now: 1.011, lastFG: nil, unacked: 1_416, srttMs: 201 + ser, minRTTMs: 200)), 1.011 + 0.0177))
+        // The pacing charges what the grant carried: a 100-byte BG message granted a whole quantum
+        // holds the next grant for 1.25 ms, not 17.7 ms (an application's small BG acknowledgements
+        // would otherwise go one per quantum, or one per 100 ms under a far-too-low estimate).
+        let u = DelayTargetBackgroundPolicy()
+        #expect(u.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        u.backgroundUsed(100, nowNs: PolicyBench.at(1))
+        #expect(u.verdict(bench.context(now: 1.001, lastFG: nil, unacked: 100, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        u.backgroundUsed(1_416, nowNs: PolicyBench.at(1.001))
+        // That one is charged in full, from where the 100 bytes' interval ended (0.99240 s, inside
+        // the half-quantum credit): 0.99240 + 0.0177.
+        #expect(pacedUntil(u.verdict(bench.context(now: 1.002, lastFG: nil, unacked: 1_516, srttMs: 201 + ser, minRTTMs: 200)), 1.0101))
+        // A report with no grant pending (a hold came in between) changes nothing.
+        u.backgroundUsed(0, nowNs: PolicyBench.at(1.003))
+        #expect(pacedUntil(u.verdict(bench.context(now: 1.004, lastFG: nil, unacked: 1_516, srttMs: 201 + ser, minRTTMs: 200)), 1.0101))
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace=0.5") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }
     }

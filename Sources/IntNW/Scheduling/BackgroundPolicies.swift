@@ -80,6 +80,15 @@ public protocol StatefulBackgroundPolicy: BackgroundPolicy {
     func makeInstance() -> any BackgroundPolicy
 }
 
+/// A policy told how much of its latest grant was used: the multisocket reports it after the fill
+/// that followed the grant (the fill may use less: the scheduler caps a grant by the kernel's room,
+/// and background data may run out). delay-target's pacing charges the bytes sent, not the bytes
+/// granted: a small background message (an application's acknowledgement) must not hold the next
+/// one for a whole quantum.
+public protocol BackgroundUsageObserving: BackgroundPolicy {
+    func backgroundUsed(_ bytes: Int, nowNs: UInt64)
+}
+
 extension BackgroundContext {
     /// Nanoseconds since the last foreground activity; `UInt64.max` when there never was any.
     public var foregroundIdleNs: UInt64 {

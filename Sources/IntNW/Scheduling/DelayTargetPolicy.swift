@@ -25,7 +25,8 @@ import Synchronization
 /// - otherwise, below 1: + 0.25 per RTT.
 /// Each multisocket keeps its own scale.
 // @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
-public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, @unchecked Sendable {
+public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, BackgroundUsageObserving,
+    @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
@@ -116,6 +117,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     private var barrierSinceNs: UInt64 = 0
     /// When the background granted so far will have crossed the link at the pacing rate.
     private var pacedUntilNs: UInt64 = 0
+    /// The latest paced grant, until its use is reported: where its pacing interval started, the
+    /// rate and the longest gap it was paced with.
+    private var pendingGrant: (startNs: UInt64, rate: Double, gapNs: Double)?
 
     public init(parameters: Parameters = Parameters()) { self.parameters = parameters }
 
@@ -233,7 +237,20 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             let credit = UInt64(gap / 2)
             let start = max(pacedUntilNs, context.nowNs > credit ? context.nowNs - credit : 0)
             pacedUntilNs = start + UInt64(min(Double(grant) / rate * 1e9, gap))
+            pendingGrant = (start, rate, gap)
             return .send(maxBytes: grant)
+        }
+    }
+
+    /// The fill after the latest grant sent `bytes`: the pacing interval is charged for those, not
+    /// for the grant (a 40-byte acknowledgement granted a 1,416-byte quantum would otherwise hold
+    /// the next one for the quantum's time; on a link whose estimate is far too low, for the whole
+    /// 100 ms gap).
+    public func backgroundUsed(_ bytes: Int, nowNs: UInt64) {
+        lock.withLock { _ in
+            guard let g = pendingGrant else { return }
+            pendingGrant = nil
+            pacedUntilNs = g.startNs + UInt64(min(Double(max(0, bytes)) / g.rate * 1e9, g.gapNs))
         }
     }
 

@@ -96,6 +96,11 @@ extension Session {
         var produced = 0
         let nid = c.network.networkID
         var bgAllowance: Int?
+        var bgGranted = 0
+        defer {
+            // The policy learns what the grant carried (its pacing charges bytes sent, not granted).
+            if bgGranted > 0, let left = bgAllowance { background.backgroundUsed(bgGranted - max(0, left), nowNs: nowNs) }
+        }
         while c.out.pending < Session.outHighWater {
             // Foreground before background; within a class, lowest id first.
             var best: (labels: Labels, id: IROBID)?
@@ -122,6 +127,7 @@ extension Session {
                 // No foreground is waiting for this interface (it would have been picked first).
                 if bgAllowance == nil {
                     bgAllowance = backgroundAllowance(c, usable: usable, nowNs: nowNs)
+                    bgGranted = max(0, bgAllowance!)
                 }
                 if bgAllowance! <= 0 { return produced }
                 maxBytes = min(maxBytes, bgAllowance!)
