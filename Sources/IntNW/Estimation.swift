@@ -142,6 +142,10 @@ struct NetworkEstimator {
         guard dt >= minimumNs else { return nil }
         ackWindow = (connection, nowNs, acked)
         guard dt <= 4 * minimumNs else { return nil }
+        // A window that carried only a few segments measured the sender (acknowledgements, small
+        // replies), not the link: a server session sending 40-byte BG acknowledgements read
+        // 635 B/s on a 625 KB/s WiFi uplink.
+        guard acked - w.startAcked >= LinkRateTracker.minimumWindowBytes else { return nil }
         return Double(acked - w.startAcked) / (Double(dt) / 1e9)
     }
 }

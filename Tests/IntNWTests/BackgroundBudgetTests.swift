@@ -46,7 +46,7 @@ struct BackgroundBudgetTests {
         #expect(t.verdict(tc).decision == .send(maxBytes: 3_200))
     }
 
-    @Test("delivery-rate tracking: the largest window rate of the last 3 s; a slower link is followed once the horizon passes")
+    @Test("delivery-rate tracking: the largest window rate of the last 3 s; a slower link is followed once the horizon passes; windows of a few small messages are no sample")
     func linkRateTracker() {
         var t = LinkRateTracker()
         let ms: UInt64 = 1_000_000
@@ -76,6 +76,15 @@ struct BackgroundBudgetTests {
         let back = t.observe(nowNs: now + 10 * ms, deliveredBytes: 0, minRTTNs: 200 * ms)
         let gap = t.observe(nowNs: now + 5_000 * ms, deliveredBytes: 1_000_000, minRTTNs: 200 * ms)
         #expect(!back && !gap && t.samples == n)
+        // A sender of small messages (acknowledgements: 254 B in 400 ms) measures itself, not the
+        // link: no sample, the estimate stays where the last real window put it.
+        var acks = LinkRateTracker()
+        var d: UInt64 = 0
+        for k in 1...300 {
+            d += k % 16 == 0 ? 40 : 0
+            acks.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: d, minRTTNs: 20 * ms)
+        }
+        #expect(acks.samples == 0 && acks.estimateBytesPerSecond == 0)
     }
 
     @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")

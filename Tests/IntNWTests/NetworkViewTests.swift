@@ -139,5 +139,14 @@ struct NetworkViewTests {
         info.tcpi_bytes_acked += 900_000
         e.addTCPInfo(info, connection: 6, nowNs: 13_500_000_000)
         #expect(e.current.bandwidthBytesPerSecond == 64_000)
+        // Nor does a window that carried a few small messages (254 B in 400 ms: a sender of
+        // acknowledgements), although the kernel did not flag it application-limited.
+        info.tcpi_bytes_acked += 254
+        e.addTCPInfo(info, connection: 6, nowNs: 13_900_000_000)
+        #expect(e.current.bandwidthBytesPerSecond == 64_000)
+        // Four full segments do.
+        info.tcpi_bytes_acked += 4 * 1448
+        e.addTCPInfo(info, connection: 6, nowNs: 14_300_000_000)
+        #expect(e.current.bandwidthBytesPerSecond < 64_000)
     }
 }

@@ -34,6 +34,12 @@ struct LinkRateTracker {
     /// read as a rate above the link's).
     static func windowNs(minRTTNs: UInt64) -> UInt64 { max(2 * minRTTNs, 300_000_000) }
 
+    /// The fewest bytes a window must have delivered to be a sample: four full segments. A window
+    /// of a few small messages measured the sender, not the link (a server session whose only
+    /// background data were 40-byte acknowledgements read 635 B/s on a 625 KB/s WiFi uplink, and
+    /// paced its acknowledgements by it).
+    static let minimumWindowBytes: UInt64 = 4 * 1448
+
     /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
     /// a window ended with a sample.
     @discardableResult
@@ -49,8 +55,8 @@ struct LinkRateTracker {
         defer { restart(nowNs, deliveredBytes) }
         // Decisions too sparse to have kept the link busy (background was idle): no sample.
         guard dt <= 3 * window, observations >= 2 else { return false }
+        guard deliveredBytes - windowStartDelivered >= Self.minimumWindowBytes else { return false }
         let rate = Double(deliveredBytes - windowStartDelivered) / (Double(dt) / 1e9)
-        guard rate > 0 else { return false }
         recent.append((nowNs, rate))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
         estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
