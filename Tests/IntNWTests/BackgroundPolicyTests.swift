@@ -263,24 +263,15 @@ struct BackgroundPolicyTests {
         #expect(pacedUntil(p.verdict(bench.context(now: 1.0501, lastFG: nil, unacked: 4_248, srttMs: 201 + ser, minRTTMs: 200)), 1.05885))
         // The window still binds first (a full window is a queueing-delay hold, not pacing).
         #expect(p.verdict(bench.context(now: 1.5, lastFG: nil, unacked: 14_000, srttMs: 201 + ser, minRTTMs: 200)).reason == .queueingDelay)
-        // Pacing applies while a full segment takes at least 5 ms at the estimate (below 289,600 B/s).
-        // At 250,000 B/s (5.8 ms a segment) it paces one segment per 1,416 / 312,500 s = 4.53 ms.
-        var mid = bench
-        mid.bandwidthBytesPerSecond = 250_000
-        mid.kind = .wifi
-        let m = DelayTargetBackgroundPolicy()
-        #expect(m.verdict(mid.context(now: 1, lastFG: nil, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 1_416))
-        #expect(pacedUntil(m.verdict(mid.context(now: 1.001, lastFG: nil, unacked: 1_416, srttMs: 21, minRTTMs: 20)), 1 + 0.0045312 / 2))
-        // At 1 MB/s (1.4 ms a segment) it does not: a pair of segments costs FG little there, and
-        // the wake-ups would cost BG more. The window alone: 1 MB/s x (20 + 1.448 + 10) ms.
+        // On a fast link the quantum is 5 ms of bandwidth: at 1 MB/s, 5,000 B every 4 ms.
         var wifi = bench
         wifi.bandwidthBytesPerSecond = 1_000_000
         wifi.kind = .wifi
         let w = DelayTargetBackgroundPolicy()
-        #expect(w.verdict(wifi.context(now: 1, lastFG: nil, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 31_448))
-        #expect(w.verdict(wifi.context(now: 1.001, lastFG: nil, unacked: 5_000, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 26_448))
-        let always = try #require(try BackgroundPolicies.parse("delay-target:pace-min-segment-ms=0.001") as? DelayTargetBackgroundPolicy)
-        #expect(always.verdict(wifi.context(now: 1, lastFG: nil, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 5_000))
+        #expect(w.verdict(wifi.context(now: 1, lastFG: nil, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 5_000))
+        #expect(pacedUntil(w.verdict(wifi.context(now: 1.001, lastFG: nil, unacked: 5_000, srttMs: 21, minRTTMs: 20)), 1.002))
+        #expect(w.verdict(wifi.context(now: 1.002, lastFG: nil, unacked: 5_000, srttMs: 21, minRTTMs: 20)) == .send(maxBytes: 5_000))
+        #expect(pacedUntil(w.verdict(wifi.context(now: 1.003, lastFG: nil, unacked: 10_000, srttMs: 21, minRTTMs: 20)), 1.006))
         // Parameters: pace=0 turns it off (the whole room at once), the quantum is a parameter.
         let off = try #require(try BackgroundPolicies.parse("delay-target:pace=0") as? DelayTargetBackgroundPolicy)
         #expect(off.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 14_888))

@@ -54,7 +54,6 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "duty-period-s": "period of the duty share, seconds",
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
-                            "pace-min-segment-ms": "pace only while a full segment takes at least this long at the estimate, ms",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
         }
     }
@@ -155,10 +154,6 @@ public enum BackgroundPolicies {
             if let v = try number("pace-quantum-ms") {
                 guard v > 0, v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-quantum-ms=\(v): expected (0, 1000] ms") }
                 p.pacingQuantumMilliseconds = v
-            }
-            if let v = try number("pace-min-segment-ms") {
-                guard v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-min-segment-ms=\(v): expected (0, 1000] ms") }
-                p.minimumPacedSegmentMilliseconds = v
             }
             if let b = values["barrier"] {
                 guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {

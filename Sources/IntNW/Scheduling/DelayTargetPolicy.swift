@@ -74,12 +74,6 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// The smallest pacing quantum, bytes: one full segment's payload less the frame header of
         /// a DATA frame, so that a grant leaves as one segment.
         public var minimumQuantumBytes: Int = 1448 - 32
-        /// Pacing applies only while one full segment takes at least this long at the estimate,
-        /// milliseconds (5 ms: below about 290 KB/s). There a pair of segments sent at once costs
-        /// foreground a segment's time (22.6 ms at 64 KB/s); on a faster link that is under 5 ms,
-        /// and pacing's wake-ups cost background more than they save: on the vehicular trace's
-        /// WiFi, paced BG got 25-28% of the capacity against 56-78% unpaced, at the same FG p95.
-        public var minimumPacedSegmentMilliseconds: Double = 5
         /// The longest pacing wait, milliseconds (at most one segment per 100 ms: 14 KB/s; on a
         /// slower link the window binds, as without pacing).
         public var maximumPacingGapMilliseconds: Double = 100
@@ -223,10 +217,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 // (the estimate, and with it the window, then spirals down).
                 return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
             }
-            guard parameters.pacingGain > 0, let rate = Self.pacingRate(parameters, context),
-                  Self.segmentSerializationMilliseconds(bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
-                      >= parameters.minimumPacedSegmentMilliseconds else {
-                pendingGrant = nil
+            guard parameters.pacingGain > 0, let rate = Self.pacingRate(parameters, context) else {
                 return .send(maxBytes: room)
             }
             let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
