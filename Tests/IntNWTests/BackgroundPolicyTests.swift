@@ -291,14 +291,14 @@ struct BackgroundPolicyTests {
         // would otherwise go one per quantum, or one per 100 ms under a far-too-low estimate).
         let u = DelayTargetBackgroundPolicy()
         #expect(u.verdict(bench.context(now: 1, lastFG: nil, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
-        u.backgroundUsed(100, nowNs: PolicyBench.at(1))
+        u.backgroundUsed(100)
         #expect(u.verdict(bench.context(now: 1.001, lastFG: nil, unacked: 100, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
-        u.backgroundUsed(1_416, nowNs: PolicyBench.at(1.001))
+        u.backgroundUsed(1_416)
         // That one is charged in full, from where the 100 bytes' interval ended (0.99240 s, inside
         // the half-quantum credit): 0.99240 + 0.0177.
         #expect(pacedUntil(u.verdict(bench.context(now: 1.002, lastFG: nil, unacked: 1_516, srttMs: 201 + ser, minRTTMs: 200)), 1.0101))
         // A report with no grant pending (a hold came in between) changes nothing.
-        u.backgroundUsed(0, nowNs: PolicyBench.at(1.003))
+        u.backgroundUsed(0)
         #expect(pacedUntil(u.verdict(bench.context(now: 1.004, lastFG: nil, unacked: 1_516, srttMs: 201 + ser, minRTTMs: 200)), 1.0101))
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace=0.5") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }

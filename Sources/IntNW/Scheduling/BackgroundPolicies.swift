@@ -86,7 +86,7 @@ public protocol StatefulBackgroundPolicy: BackgroundPolicy {
 /// granted: a small background message (an application's acknowledgement) must not hold the next
 /// one for a whole quantum.
 public protocol BackgroundUsageObserving: BackgroundPolicy {
-    func backgroundUsed(_ bytes: Int, nowNs: UInt64)
+    func backgroundUsed(_ bytes: Int)
 }
 
 extension BackgroundContext {

@@ -240,13 +240,13 @@ final class BackgroundScheduler {
 
     // MARK: - Decisions
 
-    /// Decides how much background data may go on the connection `fd` of `network` now.
-    /// `userQueuedBytes` is what already waits in the connection's user-space buffer.
     /// How many bytes the fill after the latest grant sent (policies that pace by it).
-    func backgroundUsed(_ bytes: Int, nowNs: UInt64) {
-        (policy as? any BackgroundUsageObserving)?.backgroundUsed(bytes, nowNs: nowNs)
+    func backgroundUsed(_ bytes: Int) {
+        (policy as? any BackgroundUsageObserving)?.backgroundUsed(bytes)
     }
 
+    /// Decides how much background data may go on the connection `fd` of `network` now.
+    /// `userQueuedBytes` is what already waits in the connection's user-space buffer.
     func decide(network: NetworkStatus, otherUsableNetworks: Int, fd: Int32, userQueuedBytes: Int,
                 nowNs: UInt64) -> BackgroundDecision {
         stats.decisions += 1

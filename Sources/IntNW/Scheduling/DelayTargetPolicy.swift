@@ -71,8 +71,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var pacingGain: Double = 1.25
         /// The largest grant while pacing, in milliseconds of bandwidth.
         public var pacingQuantumMilliseconds: Double = 5
-        /// The smallest pacing quantum, bytes: one full segment's payload less the frame header of
-        /// a DATA frame, so that a grant leaves as one segment.
+        /// The smallest pacing quantum, bytes: one full segment's payload (1,448) less 32 bytes
+        /// for the frames around the chunk (a DATA header is 17 bytes), so that a grant usually
+        /// leaves as one segment.
         public var minimumQuantumBytes: Int = 1448 - 32
         /// The longest pacing wait, milliseconds (at most one segment per 100 ms: 14 KB/s; on a
         /// slower link the window binds, as without pacing).
@@ -246,7 +247,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// for the grant (a 40-byte acknowledgement granted a 1,416-byte quantum would otherwise hold
     /// the next one for the quantum's time; on a link whose estimate is far too low, for the whole
     /// 100 ms gap).
-    public func backgroundUsed(_ bytes: Int, nowNs: UInt64) {
+    public func backgroundUsed(_ bytes: Int) {
         lock.withLock { _ in
             guard let g = pendingGrant else { return }
             pendingGrant = nil

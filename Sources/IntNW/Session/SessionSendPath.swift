@@ -99,7 +99,7 @@ extension Session {
         var bgGranted = 0
         defer {
             // The policy learns what the grant carried (its pacing charges bytes sent, not granted).
-            if bgGranted > 0, let left = bgAllowance { background.backgroundUsed(bgGranted - max(0, left), nowNs: nowNs) }
+            if bgGranted > 0, let left = bgAllowance { background.backgroundUsed(bgGranted - max(0, left)) }
         }
         while c.out.pending < Session.outHighWater {
             // Foreground before background; within a class, lowest id first.
