@@ -87,6 +87,66 @@ struct BackgroundBudgetTests {
         #expect(acks.samples == 0 && acks.estimateBytesPerSecond == 0)
     }
 
+    @Test("delivery-rate probing: a window held by the policy without queueing raises the estimate a step above the largest measurement, never on a probe alone; the step grows while the delivery rate follows; queueing drops every probe")
+    func linkRateTrackerProbes() {
+        let ms: UInt64 = 1_000_000
+        var t = LinkRateTracker()
+        var now: UInt64 = 1_000 * ms
+        var delivered: UInt64 = 0
+        // Observations every 10 ms on a 50 ms path (windows of 300 ms), each with `evidence`.
+        func run(_ rate: Double, seconds: Double, _ evidence: LinkEvidence) {
+            for _ in 0..<Int((seconds * 100).rounded()) {
+                now += 10 * ms
+                delivered += UInt64(rate / 100)
+                t.observe(nowNs: now, deliveredBytes: delivered, minRTTNs: 50 * ms)
+                t.note(evidence)
+            }
+        }
+        func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.02 }
+        // Without evidence the estimate is the delivery rate, as before.
+        run(200_000, seconds: 1, .none)
+        #expect(near(t.estimateBytesPerSecond, 200_000) && t.probes == 0 && !t.estimateIsProbe)
+        // Held by the window, no queueing: a first small step (a quarter of the gain's 25%), and
+        // however long it lasts no more while the delivery rate does not follow.
+        run(200_000, seconds: 1.5, .headroom(gain: 1.25))
+        #expect(near(t.estimateBytesPerSecond, 212_500) && t.probes >= 3 && t.estimateIsProbe)
+        // A delivery rate that follows each probe (the link has room): the step doubles each
+        // window up to the whole gain, and the estimate more than doubles in eight windows.
+        let start = t.estimateBytesPerSecond
+        var ratios: [Double] = []
+        for _ in 0..<240 {
+            let before = t.estimateBytesPerSecond
+            run(before, seconds: 0.01, .headroom(gain: 1.25))
+            if t.estimateBytesPerSecond != before { ratios.append(t.estimateBytesPerSecond / before) }
+        }
+        #expect(ratios.count >= 6)
+        #expect(t.estimateBytesPerSecond > 2 * start)
+        #expect(ratios.allSatisfy { $0 <= 1.25 + 1e-9 } && ratios.suffix(3).allSatisfy { $0 > 1.2 })
+        // Queueing shows: every probe goes at once, the estimate is the largest measurement.
+        let measured = t.estimateBytesPerSecond / ratios.last!
+        t.note(.queueing)
+        #expect(near(t.estimateBytesPerSecond, measured) && !t.estimateIsProbe && t.probesDropped >= 4)
+        // A window with headroom at some decisions and queueing at another is no probe.
+        let before = t.probes
+        run(measured, seconds: 0.6, .headroom(gain: 1.25))
+        let afterHeadroom = t.probes
+        for k in 0..<60 {
+            now += 10 * ms
+            delivered += UInt64(measured / 100)
+            t.observe(nowNs: now, deliveredBytes: delivered, minRTTNs: 50 * ms)
+            t.note(k % 20 == 10 ? .queueing : .headroom(gain: 1.25))
+        }
+        #expect(afterHeadroom > before && t.probes == afterHeadroom && !t.estimateIsProbe)
+        // Headroom in a window that delivered too little to be a sample (background ran dry) is
+        // no probe either.
+        var idle = LinkRateTracker()
+        for k in 1...100 {
+            idle.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 5, minRTTNs: 50 * ms)
+            idle.note(.headroom(gain: 1.25))
+        }
+        #expect(idle.probes == 0 && idle.estimateBytesPerSecond == 0)
+    }
+
     @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")
     func oracleSchedule() throws {
         let s = try OracleSchedule.parse("""

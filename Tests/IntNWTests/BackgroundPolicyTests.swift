@@ -304,6 +304,34 @@ struct BackgroundPolicyTests {
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }
     }
 
+    @Test("delay-target's link evidence: headroom when its window holds BG below half the target, queueing at the target, nothing in between or when probing is off")
+    func delayTargetLinkEvidence() throws {
+        let p = DelayTargetBackgroundPolicy()
+        let ser = 1448.0 / 64_000 * 1000  // one full segment at 64 KB/s, ms
+        // A full window (the model window is 14,888 B) and 2 ms of queueing: headroom.
+        let full = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 202 + ser, minRTTMs: 200)
+        let held = p.verdict(full)
+        #expect(held.reason == .queueingDelay)
+        #expect(p.linkEvidence(full, verdict: held) == .headroom(gain: 1.25))
+        // The same window with 7 ms of queueing: neither; with 10 ms: queueing, whatever the verdict.
+        let between = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 207 + ser, minRTTMs: 200)
+        #expect(p.linkEvidence(between, verdict: held) == LinkEvidence.none)
+        let queued = bench.context(now: 1, lastFG: nil, unacked: 0, srttMs: 210 + ser, minRTTMs: 200)
+        #expect(p.linkEvidence(queued, verdict: .send(maxBytes: 1_416)) == .queueing)
+        // Room in the window (the grant is paced or sent): no headroom, the delivery rate shows the link.
+        let room = bench.context(now: 1, lastFG: nil, unacked: 0, srttMs: 201 + ser, minRTTMs: 200)
+        #expect(p.linkEvidence(room, verdict: .send(maxBytes: 1_416)) == LinkEvidence.none)
+        #expect(p.linkEvidence(room, verdict: .hold(.pacing, untilNs: nil)) == LinkEvidence.none)
+        // probe=0 turns it off; probe=2 is the gain; out-of-range gains are refused.
+        let off = try #require(try BackgroundPolicies.parse("delay-target:probe=0") as? DelayTargetBackgroundPolicy)
+        #expect(off.linkEvidence(full, verdict: held) == LinkEvidence.none)
+        let two = try #require(try BackgroundPolicies.parse("delay-target:probe=2") as? DelayTargetBackgroundPolicy)
+        #expect(two.linkEvidence(full, verdict: held) == .headroom(gain: 2))
+        for bad in ["probe=1", "probe=0.5", "probe=5", "probe=x"] {
+            #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:\(bad)") }
+        }
+    }
+
     @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (barrier=acked, as the note's policies) or sent (barrier=sent)")
     func delayTargetBarrier() throws {
         // The default is the wire barrier (the policy applies it; below), not the scheduler's acked one.

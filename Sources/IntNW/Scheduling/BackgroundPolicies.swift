@@ -89,6 +89,12 @@ public protocol BackgroundUsageObserving: BackgroundPolicy {
     func backgroundUsed(_ bytes: Int)
 }
 
+/// A policy that tells the scheduler's delivery-rate estimate what each decision saw of the link
+/// (`LinkEvidence`), so that the estimate can probe above what the policy's own window let through.
+public protocol LinkEvidenceReporting: BackgroundPolicy {
+    func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence
+}
+
 extension BackgroundContext {
     /// Nanoseconds since the last foreground activity; `UInt64.max` when there never was any.
     public var foregroundIdleNs: UInt64 {

@@ -54,6 +54,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "duty-period-s": "period of the duty share, seconds",
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
+                            "probe": "gain over the largest measured delivery rate when the window holds BG without queueing (0: off)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
         }
     }
@@ -150,6 +151,12 @@ public enum BackgroundPolicies {
                     throw IntNWError.invalidArgument("delay-target pace=\(text): expected 0 (off) or a gain from 1 to 4")
                 }
                 p.pacingGain = v
+            }
+            if let text = values["probe"] {
+                guard let v = Double(text), v == 0 || (v > 1 && v <= 4) else {
+                    throw IntNWError.invalidArgument("delay-target probe=\(text): expected 0 (off) or a gain above 1, at most 4")
+                }
+                p.probeGain = v
             }
             if let v = try number("pace-quantum-ms") {
                 guard v > 0, v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-quantum-ms=\(v): expected (0, 1000] ms") }

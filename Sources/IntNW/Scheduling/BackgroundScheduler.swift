@@ -311,6 +311,9 @@ final class BackgroundScheduler {
             let d = policy.decide(ctx)
             verdict = BackgroundVerdict(decision: d, reason: { if case .wait = d { return .policy } else { return nil } }())
         }
+        if let reporter = policy as? any LinkEvidenceReporting {
+            trackers[interface]?.note(reporter.linkEvidence(ctx, verdict: verdict))
+        }
         var room = Int.max
         if case .send(let n) = verdict.decision {
             room = kernelRoom(fd: fd, unsent: unsent, userQueuedBytes: userQueuedBytes)
@@ -394,7 +397,7 @@ final class BackgroundScheduler {
         var source = network.estimate.source.rawValue
         if explained?.scalesWithDeliveryRate == true, let t = trackers[network.interfaceName], t.samples > 0 {
             n.estimate.bandwidthBytesPerSecond = t.estimateBytesPerSecond
-            source = "tracked"
+            source = t.estimateIsProbe ? "probed" : "tracked"
         }
         if let info, info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max {
             n.estimate.rttMilliseconds = Double(info.tcpi_min_rtt) / 1000

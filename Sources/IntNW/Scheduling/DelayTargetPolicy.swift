@@ -26,7 +26,7 @@ import Synchronization
 /// Each multisocket keeps its own scale.
 // @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, BackgroundUsageObserving,
-    @unchecked Sendable {
+    LinkEvidenceReporting, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
@@ -78,6 +78,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// The longest pacing wait, milliseconds (at most one segment per 100 ms: 14 KB/s; on a
         /// slower link the window binds, as without pacing).
         public var maximumPacingGapMilliseconds: Double = 100
+        /// Probing of the delivery-rate estimate (`LinkEvidence`): when this policy's window holds
+        /// background back while the measured queueing delay is below half the target, the
+        /// estimate goes to this gain x the largest delivery rate measured, until queueing at or
+        /// above the target shows. Without it the estimate cannot rise where the path's RTT
+        /// wanders above its minimum: the window is the estimate x (minimum RTT + one segment +
+        /// target), so a path RTT that exceeds the minimum by about the target makes the delivery
+        /// rate show the estimate back (the vehicular trace's WiFi: 44-59 ms RTT; the estimate sat
+        /// at 190-250 KB/s on a 500-950 KB/s link). 0: off.
+        public var probeGain: Double = 1.25
         public init() {}
     }
 
@@ -253,6 +262,19 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             pendingGrant = nil
             pacedUntilNs = g.startNs + UInt64(min(Double(max(0, bytes)) / g.rate * 1e9, g.gapNs))
         }
+    }
+
+    /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
+    /// reached the target; headroom when the window held background back while the delay was
+    /// below half the target (and probing is on).
+    public func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence {
+        let qdelay = Self.queueingDelayMilliseconds(context)
+        let target = parameters.targetQueueingDelayMilliseconds
+        if qdelay >= target { return .queueing }
+        if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2 {
+            return .headroom(gain: parameters.probeGain)
+        }
+        return .none
     }
 
     /// The pacing rate, bytes/s: `pacingGain` x the bandwidth estimate (nil when unknown).

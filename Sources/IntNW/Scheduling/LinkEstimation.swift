@@ -7,25 +7,61 @@
 /// whenever background filled it at some point, and forgets a rate the link no longer gives
 /// within the horizon. Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
 /// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
-/// used: a policy that keeps background below the link must probe above its estimate
-/// (delay-target does) for the estimate to rise. Also: the oracle schedule experiments give
-/// (`INTNW_BG_ORACLE`), and the record of estimates over time (`INTNW_BG_ESTIMATE_LOG`).
+/// used: a policy that keeps background below the link must probe above its estimate for the
+/// estimate to rise. delay-target does so through `LinkEvidence`: a window whose background was
+/// held back by the policy's own window while the path showed no queueing adds a *probe* of
+/// `gain` x the largest measured rate, which lasts until the policy sees queueing. Also: the oracle
+/// schedule experiments give (`INTNW_BG_ORACLE`), and the record of estimates over time
+/// (`INTNW_BG_ESTIMATE_LOG`).
 #if canImport(Glibc)
 import Glibc
 #endif
 import LinuxSupport
 import Synchronization
 
+/// What a policy's decision saw of the link, for the delivery-rate estimate to probe by.
+public enum LinkEvidence: Sendable, Equatable {
+    /// Nothing either way (background was not held by the policy's window, or the measured
+    /// queueing delay was in between).
+    case none
+    /// The policy's own window held background back while the path showed no queueing: the
+    /// delivery rate measured is the window's, not the link's, and the link may carry `gain` x
+    /// more.
+    case headroom(gain: Double)
+    /// The path showed queueing: the link is full at what background sends now.
+    case queueing
+}
+
 /// The delivery-rate estimate of one interface.
 struct LinkRateTracker {
     /// Bytes per second; 0 until the first sample.
     private(set) var estimateBytesPerSecond = 0.0
     private(set) var samples = 0
-    /// Window rates of the horizon: (end of window, rate).
-    private var recent: [(atNs: UInt64, rate: Double)] = []
+    /// Probes added (a window that showed headroom and no queueing), and probes dropped when
+    /// queueing showed (diagnostics and tests).
+    private(set) var probes = 0
+    private(set) var probesDropped = 0
+    /// Whether the estimate is a probe's, not a measurement's.
+    var estimateIsProbe: Bool {
+        guard let top = recent.max(by: { $0.rate < $1.rate }) else { return false }
+        return top.probe
+    }
+    /// Window rates of the horizon: (end of window, rate, whether a probe rather than a measurement).
+    private var recent: [(atNs: UInt64, rate: Double, probe: Bool)] = []
     private var windowStartNs: UInt64 = 0
     private var windowStartDelivered: UInt64 = 0
     private var observations = 0
+    /// The largest probe gain the current window showed headroom with (0: none), and whether it
+    /// showed queueing.
+    private var headroomGain = 0.0
+    private var queueingSeen = false
+    /// The step of the next probe above the largest measurement, as a share of the gain's excess
+    /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
+    /// after each probe the delivery rate followed, up to the whole gain.
+    private var probeStep = Self.firstProbeStep
+    /// The largest measurement when the latest probe was made (0: no probe since queueing).
+    private var measuredAtProbe = 0.0
+    static let firstProbeStep = 0.25
     /// How long a window's rate counts, ns.
     static let horizonNs: UInt64 = 3_000_000_000
 
@@ -57,17 +93,58 @@ struct LinkRateTracker {
         guard dt <= 3 * window, observations >= 2 else { return false }
         guard deliveredBytes - windowStartDelivered >= Self.minimumWindowBytes else { return false }
         let rate = Double(deliveredBytes - windowStartDelivered) / (Double(dt) / 1e9)
-        recent.append((nowNs, rate))
+        recent.append((nowNs, rate, false))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
-        estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
         samples += 1
+        // A busy window (it was a sample) held back by the policy's window with no queueing
+        // anywhere in it: the link may carry more than anything measured, so the estimate goes
+        // one step above the largest measurement. Always relative to a measurement, so a probe
+        // never builds on a probe that the delivery rate did not follow; the step grows while
+        // the delivery rate follows (a link far above the estimate is found in a few windows)
+        // and starts small otherwise (a link just above it is overshot by little).
+        if headroomGain > 1, !queueingSeen {
+            let measured = recent.filter { !$0.probe }.map(\.rate).max() ?? rate
+            if measuredAtProbe > 0 {
+                // The delivery rate followed the previous probe (a new largest measurement): the
+                // link had room, take a larger step; otherwise start small again.
+                probeStep = measured > measuredAtProbe * 1.02 ? min(1, probeStep * 2) : Self.firstProbeStep
+            }
+            recent.append((nowNs, measured * (1 + (headroomGain - 1) * probeStep), true))
+            measuredAtProbe = measured
+            probes += 1
+        }
+        estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
         return true
+    }
+
+    /// What the latest decision saw of the link. Queueing drops every probe at once: the link is
+    /// full at what background sends now, and the estimate falls back to the largest measured
+    /// rate.
+    mutating func note(_ evidence: LinkEvidence) {
+        switch evidence {
+        case .none:
+            break
+        case .headroom(let gain):
+            headroomGain = max(headroomGain, gain)
+        case .queueing:
+            queueingSeen = true
+            probeStep = Self.firstProbeStep
+            measuredAtProbe = 0
+            let before = recent.count
+            recent.removeAll { $0.probe }
+            if recent.count != before {
+                probesDropped += before - recent.count
+                if let m = recent.map(\.rate).max() { estimateBytesPerSecond = m }
+            }
+        }
     }
 
     private mutating func restart(_ nowNs: UInt64, _ delivered: UInt64) {
         windowStartNs = nowNs
         windowStartDelivered = delivered
         observations = 0
+        headroomGain = 0
+        queueingSeen = false
     }
 }
 
@@ -186,7 +263,8 @@ func readSmallFile(_ path: String, limit: Int) throws(IntNWError) -> String {
 
 /// The background link estimates over time, as JSON lines, when `INTNW_BG_ESTIMATE_LOG` names a
 /// file (`%p` becomes the process id): `{"t_ns":…,"side":"client","interface":"…","bw_Bps":…,
-/// "rtt_ms":…,"source":"tracked|measured|prior|oracle"}`, at most every 100 ms per interface and
+/// "rtt_ms":…,"source":"tracked|probed|measured|prior|oracle"}` (`probed`: the
+/// delivery-rate estimate is a probe above the measurements), at most every 100 ms per interface and
 /// multisocket, while background data is being scheduled.
 final class EstimateRecorder: Sendable {
     static let periodNs: UInt64 = 100_000_000
