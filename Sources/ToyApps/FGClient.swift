@@ -11,12 +11,19 @@ public struct FGClientSettings: Sendable, Equatable {
     public var intervalSeconds: Double
     /// Seconds after the session starts before the first request.
     public var startDelaySeconds: Double
+    /// When set (CLOCK_MONOTONIC ns): requests go on the grid `gridOriginNs + k × interval`, the
+    /// first at the first grid point after the app is ready, so that FG apps started at different
+    /// moments (an FG-alone trial and a layout's trial) meet a trace at the same phase. Nil: the
+    /// grid starts when the app is ready.
+    public var gridOriginNs: UInt64?
 
-    public init(appID: UInt32, requestBytes: Int = 128, intervalSeconds: Double = 1, startDelaySeconds: Double = 0) {
+    public init(appID: UInt32, requestBytes: Int = 128, intervalSeconds: Double = 1, startDelaySeconds: Double = 0,
+                gridOriginNs: UInt64? = nil) {
         self.appID = appID
         self.requestBytes = requestBytes
         self.intervalSeconds = intervalSeconds
         self.startDelaySeconds = startDelaySeconds
+        self.gridOriginNs = gridOriginNs
     }
 
     public func validate() throws(ToyAppError) {
@@ -100,8 +107,12 @@ final class FGClient: AnswerConsumer, Sendable {
     /// ended because of a stop. A stop does not abandon a request in flight: its reply is awaited
     /// until the owner closes the connection (after its drain period).
     func run() -> ToyAppError? {
-        var schedule = RequestSchedule(startNs: AppClock.monotonicNs(),
-                                       intervalNs: max(1, AppClock.nanoseconds(seconds: settings.intervalSeconds)))
+        let intervalNs = max(1, AppClock.nanoseconds(seconds: settings.intervalSeconds))
+        let readyNs = AppClock.monotonicNs()
+        let startNs = settings.gridOriginNs.map {
+            RequestSchedule.alignedStart(originNs: $0, intervalNs: intervalNs, notBeforeNs: readyNs)
+        } ?? readyNs
+        var schedule = RequestSchedule(startNs: startNs, intervalNs: intervalNs)
         var due = schedule.firstDueNs
         var sequence: UInt64 = 0
         let payload = UInt32(settings.requestBytes - ToyWire.headerLength)

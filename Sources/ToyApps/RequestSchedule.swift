@@ -21,6 +21,16 @@ public struct RequestSchedule: Sendable, Equatable {
     /// When the first request is due.
     public var firstDueNs: UInt64 { startNs }
 
+    /// The first point of the grid `originNs + k × intervalNs` (k ≥ 0) at or after `notBeforeNs`:
+    /// where a client whose grid is tied to an outside clock (a trace's replay) starts, so that
+    /// clients started at different moments send at the same phase of that clock.
+    public static func alignedStart(originNs: UInt64, intervalNs: UInt64, notBeforeNs: UInt64) -> UInt64 {
+        precondition(intervalNs > 0, "request interval must be positive")
+        guard notBeforeNs > originNs else { return originNs }
+        let k = (notBeforeNs - originNs + intervalNs - 1) / intervalNs
+        return originNs &+ k &* intervalNs
+    }
+
     /// After the previous request was answered at `nowNs`: when the next one is due (never
     /// earlier than its grid point; `nowNs` itself when the grid point has passed).
     public mutating func next(afterAnswerAtNs nowNs: UInt64) -> UInt64 {

@@ -84,7 +84,8 @@ struct FGClientCommand: SingleRoleClientCommand {
     var multisockets = 1
 
     func app(_ appID: UInt32) -> ClientApp {
-        .fg(FGClientSettings(appID: appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds))
+        .fg(FGClientSettings(appID: appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds,
+                             gridOriginNs: fg.gridOriginNs))
     }
 }
 
@@ -147,7 +148,7 @@ struct FGBGClientCommand: ParsableCommand {
             throw ValidationError("\(name) must be zero or a positive number of seconds")
         }
         let fgApp = ClientApp.fg(FGClientSettings(appID: client.appID, requestBytes: fg.requestBytes, intervalSeconds: fg.intervalSeconds,
-                                                  startDelaySeconds: fgStartDelaySeconds))
+                                                  startDelaySeconds: fgStartDelaySeconds, gridOriginNs: fg.gridOriginNs))
         let bgApp = ClientApp.bg(BGClientSettings(appID: bgID, chunkBytes: bg.chunkBytes, depth: bg.depth,
                                                   startDelaySeconds: bgStartDelaySeconds))
         let c = ClientSessionConfiguration(

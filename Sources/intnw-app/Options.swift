@@ -115,6 +115,11 @@ struct FGOptions: ParsableArguments {
             help: ArgumentHelp("Seconds between requests (fractions allowed). A request is sent only after the previous reply; a late reply makes the next request go out at once, skipping missed ticks.",
                                valueName: "seconds"))
     var intervalSeconds: Double = 1
+
+    @Option(name: .customLong("grid-origin-ns"),
+            help: ArgumentHelp("Tie the request grid to this CLOCK_MONOTONIC instant (nanoseconds): requests go at origin + k x interval, the first at the first such point after the app is ready. The testbed passes the trace replay's start, so FG apps of different trials meet the trace at the same phase. Default: the grid starts when the app is ready.",
+                               valueName: "ns"))
+    var gridOriginNs: UInt64?
 }
 
 /// Options of BG clients.

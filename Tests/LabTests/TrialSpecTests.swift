@@ -25,6 +25,24 @@ import Testing
         return d
     }
 
+    @Test("FG apps get the trace replay's start as their request grid's origin; BG apps alone do not")
+    func appArgumentsCarryTheGridOrigin() {
+        let fg = AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1)
+        let bg = AppLaunch(name: "bg", kind: .bgClient, variant: .intnw, appId: 2)
+        func origin(_ argv: [String]) -> String? {
+            argv.firstIndex(of: "--grid-origin-ns").map { argv[$0 + 1] }
+        }
+        let o: UInt64 = 53_310_508_471_038
+        #expect(origin(TrialRunner.arguments(for: [fg], server: "s", dir: "/d", durationSeconds: 40, gridOriginNs: o)) == String(o))
+        #expect(origin(TrialRunner.arguments(for: [bg], server: "s", dir: "/d", durationSeconds: 40, gridOriginNs: o)) == nil)
+        var f = fg, b = bg
+        f.process = "fgbg"
+        b.process = "fgbg"
+        let both = TrialRunner.arguments(for: [f, b], server: "s", dir: "/d", durationSeconds: 40, gridOriginNs: o)
+        #expect(both.first == "fg-bg-client" && origin(both) == String(o))
+        #expect(origin(TrialRunner.arguments(for: [fg], server: "s", dir: "/d", durationSeconds: 40)) == nil)
+    }
+
     @Test("a plan is one spec per trial; the files read back equal to what was planned")
     func planRoundTrip() throws {
         let (manifest, specs) = try Self.quickMultiapp()

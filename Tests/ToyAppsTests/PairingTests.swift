@@ -139,4 +139,18 @@ struct RequestScheduleTests {
         #expect(s.next(afterAnswerAtNs: 500) == 500)
         #expect(s.lateSends == 1)
     }
+
+    @Test("a grid tied to an outside origin: the first point at or after the app is ready, so apps started apart share a phase")
+    func alignedStart() {
+        // Origin 1000, interval 100: an app ready at 1234 starts at 1300, one ready at 1300 at 1300,
+        // one ready before the origin at the origin.
+        #expect(RequestSchedule.alignedStart(originNs: 1000, intervalNs: 100, notBeforeNs: 1234) == 1300)
+        #expect(RequestSchedule.alignedStart(originNs: 1000, intervalNs: 100, notBeforeNs: 1300) == 1300)
+        #expect(RequestSchedule.alignedStart(originNs: 1000, intervalNs: 100, notBeforeNs: 900) == 1000)
+        // Two apps ready 0.43 s apart on a 2 s grid send at the same instants.
+        let o: UInt64 = 50_000_000_000, i: UInt64 = 2_000_000_000
+        let a = RequestSchedule.alignedStart(originNs: o, intervalNs: i, notBeforeNs: o + 3_020_000_000)
+        let b = RequestSchedule.alignedStart(originNs: o, intervalNs: i, notBeforeNs: o + 3_450_000_000)
+        #expect(a == o + 4_000_000_000 && a == b)
+    }
 }

@@ -126,7 +126,9 @@ public struct TrialRunner: Sendable {
                 .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
-                                                        durationSeconds: plan.durationSeconds)
+                                                        durationSeconds: plan.durationSeconds,
+                                                        gridOriginNs: plan.apps.filter { $0.kind == .fgClient }.count == 1
+                                                            ? bed.replayer.startNs : nil)
                 apps.append(try ManagedProcess(name: processName, namespace: spec.clientNamespace, argv: argv,
                                                stdoutPath: "\(dir)/\(processName).out", stderrPath: "\(dir)/\(processName).err",
                                                environment: env))
@@ -203,8 +205,14 @@ public struct TrialRunner: Sendable {
     /// or an FG app and a BG app together (`fg-bg-client`, on two multisockets or sharing one).
     /// An app keeps trying to reach the server for its whole run (`--connect-timeout` = its duration), as
     /// a real app retries while no path works yet (e.g. a trace window that starts without WiFi).
-    static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double) -> [String] {
+    /// FG apps send on a grid tied to `gridOriginNs` (the trace replay's start), so that every trial
+    /// of a run (FG alone and each layout) puts its requests at the same phase of the trace. The
+    /// runner passes it only for trials with one FG app: several FG apps tied to one grid would all
+    /// send at the same instants (`fairness` keeps the phases its apps happen to start with).
+    static func arguments(for group: [AppLaunch], server: String, dir: String, durationSeconds: Double,
+                          gridOriginNs: UInt64? = nil) -> [String] {
         precondition(!group.isEmpty)
+        let grid = gridOriginNs.map { ["--grid-origin-ns", String($0)] } ?? []
         let first = group[0]
         func common(_ a: AppLaunch, startDelay: Double) -> [String] {
             let runs = String(max(0.1, durationSeconds - startDelay))
@@ -215,6 +223,7 @@ public struct TrialRunner: Sendable {
         }
         if group.count == 1 {
             return [first.kind.rawValue] + common(first, startDelay: first.startDelaySeconds) + first.arguments
+                + (first.kind == .fgClient ? grid : [])
         }
         precondition(group.count == 2 && Set(group.map(\.kind)) == [.fgClient, .bgClient],
                      "a process hosts one app or one FG app and one BG app")
@@ -224,7 +233,7 @@ public struct TrialRunner: Sendable {
             + ["--bg-app-id", String(bg.appId), "--multisockets", group.contains(where: \.shareMultisocket) ? "1" : "2"]
         if fg.startDelaySeconds > start { argv += ["--fg-start-delay", String(fg.startDelaySeconds - start)] }
         if bg.startDelaySeconds > start { argv += ["--bg-start-delay", String(bg.startDelaySeconds - start)] }
-        return argv + fg.arguments + bg.arguments
+        return argv + fg.arguments + bg.arguments + grid
     }
 
     /// Waits until every port listens in `ns` (or a server died).
