@@ -60,6 +60,34 @@ struct BGPolicyRecipeTests {
         #expect(!v.held && v.lines.contains { $0.contains("no FG-alone baseline") })
     }
 
+    @Test("FG paired with FG alone by trace time: each request against the FG-alone request sent at the same tenth of a second of the replay, trial k with trial k; too few pairs is no answer")
+    func pairedExcess() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isc-bgpolicy-pair-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let apps = [AppLaunch(name: "fg", kind: .fgClient, variant: .intnw, appId: 1)]
+        let start: UInt64 = 1_796_550_895_161_668_397
+        // Requests at 5.02, 7.02 (+3 ms of jitter) and 9.02 s of the replay; the first is left out.
+        let lines = [(5.02, 300.0), (7.023, 210.0), (9.02, 1_300.0)].enumerated().map { k, r in
+            let send = start + UInt64(r.0 * 1e9)
+            return FGRequestRecord(appID: 1, sequence: UInt64(k + 1), sendNs: send, receiveNs: send + UInt64(r.1 * 1e6),
+                                   requestBytes: 128, replyBytes: 64, variant: .intnw).jsonLine
+        }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("fg.jsonl"), atomically: true, encoding: .utf8)
+        let a = try AnalyzedTrial.analysis(directory: dir.path, apps: apps)
+        #expect(BGPolicyExperiment.latenciesByTraceTime(a, app: "fg", replayStartRealtimeNs: start) == [70: 210, 90: 1_300])
+        // Trial 1 pairs at both times, trial 2 at one of two: 3 pairs of 4 requests; the 1.3 s
+        // spike both met adds nothing.
+        let alone: [[Int: Double]] = [[70: 210, 90: 1_300], [70: 200, 90: 1_290]]
+        let other: [[Int: Double]] = [[70: 240, 90: 1_310], [75: 900, 90: 1_350]]
+        let e = try #require(BGPolicyExperiment.pairedExcess(alone: alone, other: other))
+        #expect(e.pairs == 3 && e.requests == 4)
+        #expect(e.p50Ms == 30 && e.p95Ms > 30 && e.p95Ms <= 60)
+        // Fewer than half of the requests pair (grids not tied to the replay): no answer.
+        #expect(BGPolicyExperiment.pairedExcess(alone: [[70: 210]], other: [[71: 240, 91: 1_300, 110: 60]]) == nil)
+        #expect(BGPolicyExperiment.pairedExcess(alone: [], other: []) == nil)
+    }
+
     @Test("FG latencies come from the app's own JSON-lines log (as the analyzer read it) when it is there")
     func logReading() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isc-bgpolicy-\(getpid())-\(UUID().uuidString)")

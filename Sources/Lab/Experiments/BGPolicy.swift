@@ -134,6 +134,53 @@ public struct BGPolicyExperiment: Experiment {
         return out
     }
 
+    /// FG latencies (ms, app-perceived) of `app` by when each request was sent, in tenths of a
+    /// second after the trace replay started at `replayStartRealtimeNs`; the first request left
+    /// out. With the request grid tied to the replay's start (`--grid-origin-ns`), the FG-alone
+    /// trial and a layout's trial send at the same tenths.
+    static func latenciesByTraceTime(_ analysis: TrialAnalysis, app: String, replayStartRealtimeNs: UInt64) -> [Int: Double] {
+        var out: [Int: Double] = [:]
+        for r in analysis.loggedRequests(app: app).sorted(by: { $0.sequence < $1.sequence }).dropFirst() {
+            guard let ns = r.latencyNanoseconds, r.sendNanoseconds >= replayStartRealtimeNs else { continue }
+            out[Int((Double(r.sendNanoseconds - replayStartRealtimeNs) / 1e8).rounded())] = Double(ns) / 1e6
+        }
+        return out
+    }
+
+    /// What FG lost per request against FG alone at the same moment of the trace: each request's
+    /// latency less the FG-alone request sent at the same tenth of a second (trial k against
+    /// FG-alone trial k). On a trace whose conditions change every second (an RTT spike, WiFi
+    /// appearing) this compares like with like, where p95 over 20 requests mostly repeats the
+    /// trace's worst second. Nil when fewer than half of the requests found a partner.
+    struct PairedExcess: Equatable {
+        var pairs: Int
+        var requests: Int
+        var p50Ms: Double
+        var p95Ms: Double
+    }
+
+    static func pairedExcess(alone: [[Int: Double]], other: [[Int: Double]]) -> PairedExcess? {
+        var excess: [Double] = []
+        var requests = 0
+        for (a, o) in zip(alone, other) {
+            requests += o.count
+            for (t, ms) in o { if let base = a[t] { excess.append(ms - base) } }
+        }
+        guard requests > 0, excess.count * 2 >= requests, let p50 = excess.percentile(0.5),
+              let p95 = excess.percentile(0.95) else { return nil }
+        return PairedExcess(pairs: excess.count, requests: requests, p50Ms: p50, p95Ms: p95)
+    }
+
+    /// Per trial (in trial order) of `variant`, its FG app's latencies by trace time (empty for a
+    /// trial without a readable log or replay record).
+    static func latenciesByTraceTime(_ outcomes: [TrialOutcome], variant: String) -> [[Int: Double]] {
+        outcomes.filter { $0.plan.variant == variant }.sorted { $0.plan.trial < $1.plan.trial }.map { o in
+            guard let a = o.analysis, let fg = o.plan.apps.first(where: { $0.kind == .fgClient }),
+                  let start = try? ReplayStartRecord.read(from: o.directory) else { return [:] }
+            return latenciesByTraceTime(a, app: fg.name, replayStartRealtimeNs: start.realtimeNs)
+        }
+    }
+
     static func figures(_ outcomes: [TrialOutcome], variant: String) -> Figures? {
         var fg: [Double] = []
         var bgRates: [Double] = []
@@ -197,6 +244,15 @@ public struct BGPolicyExperiment: Experiment {
             lines.append(String(format: "%@: FG alone p50 %.0f ms, p95 %.0f ms; uplink capacity %.0f B/s",
                                 c.rawValue, alone.fgMs.percentile(0.5) ?? 0, aloneP95, unused + 76))
             var p95: [String: Double] = [:]
+            let aloneByTime = Self.latenciesByTraceTime(outcomes, variant: Self.variant(c, nil, nil))
+            func pairedNote(_ c: Condition, _ layout: Layout, _ policy: String) -> String {
+                let other = Self.latenciesByTraceTime(outcomes, variant: Self.variant(c, layout, policy))
+                guard let e = Self.pairedExcess(alone: aloneByTime, other: other) else {
+                    return "; FG against FG alone at the same trace time: too few requests pair"
+                }
+                return String(format: "; FG against FG alone at the same trace time (%d of %d requests): +%.0f ms median, +%.0f ms p95",
+                              e.pairs, e.requests, e.p50Ms, e.p95Ms)
+            }
             for layout in Layout.allCases {
                 for policy in policies(o) {
                     guard let f = Self.figures(outcomes, variant: Self.variant(c, layout, policy)),
@@ -210,7 +266,7 @@ public struct BGPolicyExperiment: Experiment {
                     let goal = p <= 1.25 * aloneP95 && share >= 0.5
                     lines.append(String(format: "%@ %@ %@: FG p50 %.0f ms, p95 %.0f ms (%.2fx alone)%@, BG %.0f B/s (%.0f%% of unused capacity): goal %@",
                                         c.rawValue, layout.rawValue, policy, p50, p, p / aloneP95, f.fromLog ? "" : " [wire]",
-                                        f.bgBytesPerSecond, share * 100, goal ? "met" : "missed"))
+                                        f.bgBytesPerSecond, share * 100, goal ? "met" : "missed") + pairedNote(c, layout, policy))
                     if c == .cellular && policy == "anticipatory" {
                         let ok = p <= 2 * aloneP95 && f.bgBytesPerSecond >= 0.1 * Conditions.cellular.upBytesPerSecond
                         held = held && ok
@@ -239,7 +295,8 @@ public struct BGPolicyExperiment: Experiment {
             let unused = Self.uplinkCapacity(tr, seconds: duration) - 76
             md += String(format: "\n%@: FG alone p50 %.0f ms, p95 %.0f ms; uplink capacity %.0f B/s\n\n", c.rawValue,
                          alone.fgMs.percentile(0.5) ?? 0, aloneP95, unused + 76)
-            md += "| policy | FG p50 (ms) | FG p95 (ms), x alone | BG (KB/s, % of capacity FG leaves) |\n|---|---|---|---|\n"
+            md += "| policy | FG p50 (ms) | FG p95 (ms), x alone | FG added at the same trace time, median / p95 (ms) | BG (KB/s, % of capacity FG leaves) |\n|---|---|---|---|---|\n"
+            let aloneByTime = Self.latenciesByTraceTime(outcomes, variant: Self.variant(c, nil, nil))
             var policies: [String] = []
             for o in outcomes {
                 let parts = o.plan.variant.split(separator: ".", maxSplits: 2).map(String.init)
@@ -253,7 +310,11 @@ public struct BGPolicyExperiment: Experiment {
                 let x = cell { String(format: "%.2f", ($0.fgMs.percentile(0.95) ?? 0) / aloneP95) }
                 let bg = cell { String(format: "%.1f", $0.bgBytesPerSecond / 1000) }
                 let share = cell { String(format: "%.0f%%", $0.bgBytesPerSecond / unused * 100) }
-                md += "| \(policy) | \(p50) | \(p95) (\(x)x) | \(bg) (\(share)) |\n"
+                let paired = Layout.allCases.map { layout -> String in
+                    let other = Self.latenciesByTraceTime(outcomes, variant: "\(c.rawValue).\(layout.rawValue).\(policy)")
+                    return Self.pairedExcess(alone: aloneByTime, other: other).map { String(format: "%.0f / %.0f", $0.p50Ms, $0.p95Ms) } ?? "-"
+                }.joined(separator: ", ")
+                md += "| \(policy) | \(p50) | \(p95) (\(x)x) | \(paired) | \(bg) (\(share)) |\n"
             }
         }
         md += "\nCells: two apps / two multisockets / one multisocket.\n"
