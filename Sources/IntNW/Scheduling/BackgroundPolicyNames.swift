@@ -54,7 +54,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "duty-period-s": "period of the duty share, seconds",
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
-                            "probe": "gain over the largest measured delivery rate when the window holds BG without queueing (0: off)",
+                            "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
         }
     }

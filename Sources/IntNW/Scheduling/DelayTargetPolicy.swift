@@ -80,8 +80,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         public var maximumPacingGapMilliseconds: Double = 100
         /// Probing of the delivery-rate estimate (`LinkEvidence`): when this policy's window holds
         /// background back while the measured queueing delay is below half the target, the
-        /// estimate goes to this gain x the largest delivery rate measured, until queueing at or
-        /// above the target shows. Without it the estimate cannot rise where the path's RTT
+        /// estimate goes a step above the largest delivery rate measured (1 + a quarter of the
+        /// gain's excess at first, growing to this gain while the delivery rate follows), until
+        /// queueing at or above the target shows. Without it the estimate cannot rise where the path's RTT
         /// wanders above its minimum: the window is the estimate x (minimum RTT + one segment +
         /// target), so a path RTT that exceeds the minimum by about the target makes the delivery
         /// rate show the estimate back (the vehicular trace's WiFi: 44-59 ms RTT; the estimate sat

@@ -9,8 +9,9 @@
 /// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
 /// used: a policy that keeps background below the link must probe above its estimate for the
 /// estimate to rise. delay-target does so through `LinkEvidence`: a window whose background was
-/// held back by the policy's own window while the path showed no queueing adds a *probe* of
-/// `gain` x the largest measured rate, which lasts until the policy sees queueing. Also: the oracle
+/// held back by the policy's own window while the path showed no queueing adds a *probe* a step
+/// above the largest measured rate (the step grows towards `gain` while the delivery rate
+/// follows), which lasts until the policy sees queueing. Also: the oracle
 /// schedule experiments give (`INTNW_BG_ORACLE`), and the record of estimates over time
 /// (`INTNW_BG_ESTIMATE_LOG`).
 #if canImport(Glibc)

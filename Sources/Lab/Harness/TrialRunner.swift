@@ -124,11 +124,10 @@ public struct TrialRunner: Sendable {
             try BackgroundEstimates.oracleText(trace: plan.trace, spec: spec, startMonotonicNs: bed.replayer.startNs,
                                                sliceStarts: sliceStarts)
                 .write(toFile: "\(dir)/\(BackgroundEstimates.oracleFile)", atomically: true, encoding: .utf8)
+            let gridOriginNs = plan.apps.filter { $0.kind == .fgClient }.count == 1 ? bed.replayer.startNs : nil
             for (processName, group) in Self.processes(plan.apps) {
                 let argv = [appBinary] + Self.arguments(for: group, server: spec.serviceAddress, dir: dir,
-                                                        durationSeconds: plan.durationSeconds,
-                                                        gridOriginNs: plan.apps.filter { $0.kind == .fgClient }.count == 1
-                                                            ? bed.replayer.startNs : nil)
+                                                        durationSeconds: plan.durationSeconds, gridOriginNs: gridOriginNs)
                 apps.append(try ManagedProcess(name: processName, namespace: spec.clientNamespace, argv: argv,
                                                stdoutPath: "\(dir)/\(processName).out", stderrPath: "\(dir)/\(processName).err",
                                                environment: env))
