@@ -90,6 +90,9 @@ struct ExperimentCommand: AsyncParsableCommand {
     @Option(help: "Trials run at once, each in its own testbed under its own prefix (<prefix>0, <prefix>1, ...); trials running together are of different variants. Every trial records its emulator's and replayer's lateness (p99) and the CPU load in fidelity.json; one whose emulator p99 lateness exceeds 2 ms (or replayer p99 50 ms) is invalid: left out of the results and named in the verdict. Measured on the project's 2-core machine (shared with other builds and experiments): --jobs 2 kept all 18 trials of the 600 s downtown drive (6 strategies x 3) valid (emulator p99 lateness at most 319 µs, replayer at most 3.3 ms) and ran them in 91 min against about 182 min one after another; more is untested.")
     var jobs = 1
 
+    @Option(name: .customLong("retry-invalid"), help: ArgumentHelp("How many times a trial the fidelity guard invalidated (the emulation fell behind: a host stall or load; nothing else wrong) is run again, with the same spec and seed. The invalid run is kept under invalid-attempts/ in the run directory and named in the verdict; a trial that stays invalid is left out as before. 0 = never. Trials with any other problem (an app failed, capture drops) are never rerun.", valueName: "count"))
+    var retryInvalid = ExperimentOptions.defaultRetryInvalid
+
     @Option(help: ArgumentHelp("Run only these variants (comma-separated names, as in the run directory, e.g. mptcp-backup,mptcp-subflow); the verdict then judges only what ran. Combine with another run's trials of the same settings: `intnw-lab analyze --merge RUN1 RUN2 --out M`.", valueName: "names"))
     var variants: String?
 
@@ -106,6 +109,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         }
         guard maxApps >= 1 && maxApps <= 64 else { throw ValidationError("--max-apps must be 1...64") }
         guard jobs >= 1 && jobs <= 16 else { throw ValidationError("--jobs must be 1...16") }
+        guard retryInvalid >= 0 && retryInvalid <= 3 else { throw ValidationError("--retry-invalid must be 0...3") }
         guard traceStart.isFinite, traceStart >= 0 else { throw ValidationError("--trace-start must be 0 or more seconds") }
         if traceStart > 0 && trace == nil { throw ValidationError("--trace-start needs --trace") }
         if let d = duration, !(d.isFinite && d > 0 && d <= 864_000) { throw ValidationError("--duration must be more than 0 and at most 864000 seconds") }
@@ -160,6 +164,7 @@ struct ExperimentCommand: AsyncParsableCommand {
         options.durationSeconds = duration
         options.tcp = TCPSettings(congestionControl: tcpCC)
         options.jobs = jobs
+        options.retryInvalid = retryInvalid
         options.variants = variants.map(Self.variantList)
 
         if planOnly {

@@ -22,7 +22,8 @@ struct TrialRunCommand: AsyncParsableCommand {
         by 0...99, so jobs started together on one host never share a testbed. DIR gets the captures, app
         logs, apps.json and trial.json (the spec, the prefix and host used, and the status: completed, or
         failed/interrupted with why). Running a spec again into the same DIR replaces that trial; a
-        non-empty DIR that holds no trial.json is refused. Exit status: 0 completed, 1 failed, 130
+        non-empty DIR that holds no trial.json is refused. A trial the fidelity guard alone invalidated is run
+        again once (--retry-invalid). Exit status: 0 completed, 1 failed, 130
         interrupted. Merge the trial directories with `intnw-lab analyze --merge`.
         """)
 
@@ -35,6 +36,9 @@ struct TrialRunCommand: AsyncParsableCommand {
     @Option(help: "Use exactly this namespace prefix instead of the spec's policy (1-8 lowercase letters/digits).")
     var prefix: String?
 
+    @Option(name: .customLong("retry-invalid"), help: ArgumentHelp("How many times the trial is run again when the fidelity guard invalidated it (the emulation fell behind: a host stall or load; nothing else wrong). The invalid run is moved to DIR.invalid-attempt-K, a trial directory a merge finds and names; 0 = never.", valueName: "count"))
+    var retryInvalid = ExperimentOptions.defaultRetryInvalid
+
     @Flag(name: .shortAndLong, help: "Debug logging.")
     var verbose = false
 
@@ -42,6 +46,7 @@ struct TrialRunCommand: AsyncParsableCommand {
         if let p = prefix, !(TopologySpec.isValidPrefix(p) && p == p.lowercased()) {
             throw ValidationError("--prefix must be 1-8 lowercase letters/digits starting with a letter")
         }
+        guard retryInvalid >= 0 && retryInvalid <= 3 else { throw ValidationError("--retry-invalid must be 0...3") }
     }
 
     func run() async throws {
@@ -63,7 +68,9 @@ struct TrialRunCommand: AsyncParsableCommand {
         let job = TrialJob(HarnessContext(binDirectory: LabCLI.binDirectory, logger: logger, interruption: interruption))
         let record = try await LabCLI.userError {
             try await job.run(trialSpec, directory: out, prefix: prefix.map { PrefixPolicy(mode: .fixed, value: $0) },
-                              progress: progress)
+                              retryingInvalid: retryInvalid, progress: progress) { attempt in
+                (out.hasSuffix("/") ? String(out.dropLast()) : out) + ".invalid-attempt-\(attempt)"
+            }
         }
         print("\(trialSpec.id): \(record.status.rawValue) (prefix \(record.prefix ?? "-"), host \(record.host)) -> \(out)")
         for p in record.problems { print("  \(p)") }

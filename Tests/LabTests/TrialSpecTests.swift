@@ -271,11 +271,46 @@ import Testing
         let text = r.verdict.lines.joined(separator: "\n")
         #expect(text.contains("left out two-apps.trial-1: failed on node7: rerun failed too"), "\(text)")
         #expect(text.contains("two-apps.trial-1 given 2 times: used the latest"), "\(text)")
+        // ... and says what the earlier run was.
+        #expect(text.contains("earlier: \(dir)/full/two-apps.trial-1 (failed: fg failed (exited(1)); see fg.err)"), "\(text)")
         #expect(text.contains("merged trials of 2 plans with the same settings"), "\(text)")
         #expect(text.contains("incomplete: 0 of 8 planned trials"), "\(text)")
         // The re-run alone expects only its own trials.
         let alone = try ExperimentMerger().merge(["\(dir)/rerun"], into: "\(dir)/alone")
         #expect(alone.excluded.map(\.id) == ["two-apps.trial-1", "two-apps.trial-2"])
+    }
+
+    @Test("--retry-invalid reruns a trial only when the fidelity guard alone invalidated it")
+    func retryOnlyWhenTheEmulationFellBehind() throws {
+        let spec = try Self.quickMultiapp().1[0]
+        func record(_ status: TrialJobRecord.Status, emulatorP99: Int?, appFailures: [String] = [], extra: [String] = []) -> TrialJobRecord {
+            let f = TrialFidelity.judged(emulatorP99: emulatorP99, packets: 1000, replayerP99: 100, replayerEvents: 10,
+                                         cpuBusy: 0.01, appFailures: appFailures)
+            var r = TrialJobRecord(spec: spec, status: status, prefix: "tx1", host: "h", startedAt: Date(), finishedAt: Date(),
+                                   problems: (f.emulationInvalidReason.map { [$0] } ?? []) + extra)
+            r.fidelity = f
+            return r
+        }
+        // The 13:00 CI case: emulator p99 6.2 ms on idle CPUs, nothing else wrong.
+        let stalled = record(.failed, emulatorP99: 6_200)
+        #expect(stalled.problems.count == 1 && stalled.problems[0].hasPrefix("invalid: the emulation fell behind (emulator lateness p99 6200 µs"))
+        #expect(stalled.onlyEmulationFellBehind)
+        // Kept as results, not rerun: a valid trial; a stall together with an app failure or another
+        // problem; an interrupted trial.
+        #expect(!record(.completed, emulatorP99: 300).onlyEmulationFellBehind)
+        #expect(!record(.failed, emulatorP99: 300, extra: ["fg failed (exited(1)); see fg.err"]).onlyEmulationFellBehind)
+        #expect(!record(.failed, emulatorP99: 6_200, appFailures: ["fg failed (exited(1))"]).onlyEmulationFellBehind)
+        #expect(!record(.failed, emulatorP99: 6_200, extra: ["capture client-wifi0 dropped 3 packets"]).onlyEmulationFellBehind)
+        #expect(!record(.interrupted, emulatorP99: 6_200).onlyEmulationFellBehind)
+        // The option is not a setting of the experiment: runs with different retries merge.
+        var a = ExperimentOptions(), b = ExperimentOptions()
+        a.retryInvalid = 0
+        b.retryInvalid = 3
+        var sa = spec, sb = spec
+        sa.options = a
+        sb.options = b
+        #expect(ExperimentMerger.settingsKey(sa) == ExperimentMerger.settingsKey(sb))
+        #expect(ExperimentOptions().retryInvalid == nil && ExperimentOptions.defaultRetryInvalid == 1)
     }
 
     @Test("Slurm scripts: one array task per spec, the merge after the whole array")

@@ -32,6 +32,11 @@ public struct ExperimentOptions: Sendable, Codable {
     public var jobs = 1
     /// Run only these of the experiment's variants (`--variants`); nil = all of them.
     public var variants: [String]? = nil
+    /// How many times a trial the fidelity guard invalidated (the emulation fell behind, nothing else
+    /// wrong) is run again (`--retry-invalid`); nil = `defaultRetryInvalid`. Optional so that records
+    /// written before it existed still decode.
+    public var retryInvalid: Int? = nil
+    public static let defaultRetryInvalid = 1
 
     public init() {}
 }

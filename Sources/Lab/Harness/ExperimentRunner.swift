@@ -81,14 +81,26 @@ public struct ExperimentRunner: Sendable {
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
 
         let job = TrialJob(context)
+        let retries = max(0, options.retryInvalid ?? ExperimentOptions.defaultRetryInvalid)
+        let attempts = Attempts()
+        /// Runs a trial; one the fidelity guard alone invalidated is kept under `invalid-attempts/` and
+        /// run again (`--retry-invalid`). The kept attempts go to the merge, which uses the latest run of
+        /// each trial and names the earlier ones in the verdict.
+        @Sendable func runTrial(_ spec: TrialSpec, _ dir: String, _ policy: PrefixPolicy?) async throws {
+            let record = try await job.run(spec, directory: dir, prefix: policy, retryingInvalid: retries, progress: progress) { attempt in
+                let kept = "\(run.path)/invalid-attempts/\(spec.id).attempt-\(attempt)"
+                attempts.add(kept)
+                return kept
+            }
+            for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
+        }
         var directories: [String] = []
         if options.jobs <= 1 {
             for (i, spec) in specs.enumerated() {
                 if context.interruption.isTriggered { break }
                 progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(i + 1)/\(specs.count))")
                 let dir = try run.subdirectory("\(spec.plan.variant)/trial-\(spec.plan.trial)")
-                let record = try await job.run(spec, directory: dir, progress: progress)
-                for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
+                try await runTrial(spec, dir, nil)
                 directories.append(dir)
             }
         } else {
@@ -106,10 +118,7 @@ public struct ExperimentRunner: Sendable {
                     running += 1
                     let spec = specs[order[k]], dir = dirs[k]
                     progress.note("\(spec.plan.variant) trial \(spec.plan.trial) (\(k + 1)/\(specs.count), up to \(options.jobs) at once)")
-                    group.addTask {
-                        let record = try await job.run(spec, directory: dir, prefix: policy, progress: progress)
-                        for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
-                    }
+                    group.addTask { try await runTrial(spec, dir, policy) }
                 }
                 while next < order.count && running < options.jobs && !context.interruption.isTriggered { launch() }
                 while running > 0 {
@@ -120,8 +129,16 @@ public struct ExperimentRunner: Sendable {
             }
             directories = dirs
         }
-        var result = try ExperimentMerger(progress: progress).merge(directories, into: run.path, plan: specs)
+        var result = try ExperimentMerger(progress: progress).merge(directories + attempts.paths, into: run.path, plan: specs)
         result.interrupted = result.interrupted || context.interruption.isTriggered
         return result
+    }
+
+    /// Directories of invalid attempts, collected from concurrent trials.
+    final class Attempts: @unchecked Sendable {
+        private let lock = NSLock()
+        private var list: [String] = []
+        func add(_ path: String) { lock.withLock { list.append(path) } }
+        var paths: [String] { lock.withLock { list.sorted() } }
     }
 }

@@ -80,11 +80,16 @@ public struct ExperimentMerger: Sendable {
         // The newest run of a trial wins (a spec run again into another directory).
         var notes: [String] = []
         var byId: [String: (dir: String, record: TrialJobRecord)] = [:]
-        for (id, runs) in Dictionary(grouping: records, by: { $0.record.spec.id }) {
+        // (An experiment keeps a trial the fidelity guard invalidated under `invalid-attempts/` and runs
+        // it again: the rerun is the latest, and the note says what the earlier run was.)
+        for (id, runs) in Dictionary(grouping: records, by: { $0.record.spec.id }).sorted(by: { $0.key < $1.key }) {
             let sorted = runs.sorted { ($0.record.finishedAt ?? $0.record.startedAt) < ($1.record.finishedAt ?? $1.record.startedAt) }
             byId[id] = sorted.last!
             if runs.count > 1 {
-                notes.append("\(id) given \(runs.count) times: used the latest, \(sorted.last!.dir)")
+                let earlier = sorted.dropLast().map { r in
+                    "\(r.dir) (\(r.record.status.rawValue)" + (r.record.problems.isEmpty ? "" : ": " + r.record.problems.joined(separator: "; ")) + ")"
+                }
+                notes.append("\(id) given \(runs.count) times: used the latest, \(sorted.last!.dir); earlier: " + earlier.joined(separator: "; "))
             }
         }
 
@@ -221,6 +226,7 @@ public struct ExperimentMerger: Sendable {
         o.jobs = 1
         o.runsRoot = ""
         o.variants = nil
+        o.retryInvalid = nil
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let options = (try? enc.encode(o)).map { String(decoding: $0, as: UTF8.self) } ?? ""

@@ -33,6 +33,14 @@ public struct TrialJobRecord: Codable, Sendable {
     /// Emulator/replayer lateness and CPU load of the trial; an invalid one is also a problem.
     public var fidelity: TrialFidelity? = nil
 
+    /// True when the trial failed only because the emulation fell behind (a host stall or load): the
+    /// measurement is void, not wrong, so running it again is a fair remedy. Any other problem (an app
+    /// failed, capture drops, an error) is the trial's result and is kept.
+    public var onlyEmulationFellBehind: Bool {
+        status == .failed && fidelity?.valid == false && fidelity?.appFailures == nil && !problems.isEmpty
+            && problems.allSatisfy { $0.hasPrefix(TrialFidelity.emulationPrefix) }
+    }
+
     public static func load(directory: String) throws -> TrialJobRecord {
         let path = "\(directory)/\(file)"
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -126,6 +134,26 @@ public struct TrialJob: Sendable {
         }
         record.finishedAt = Date()
         try record.write(directory: dir)
+        return record
+    }
+
+    /// `run`, and again while the fidelity guard alone invalidated the trial, at most `retries` times.
+    /// Before each rerun the invalid trial's directory is moved to `keep(attempt)` (attempt 1, 2, ...),
+    /// a trial directory of its own that a merge finds and names. Returns the last run's record.
+    public func run(_ spec: TrialSpec, directory dir: String, prefix override: PrefixPolicy? = nil, retryingInvalid retries: Int,
+                    progress: Progress, keep: (Int) -> String) async throws -> TrialJobRecord {
+        var record = try await run(spec, directory: dir, prefix: override, progress: progress)
+        var attempt = 0
+        while attempt < retries && record.onlyEmulationFellBehind && !context.interruption.isTriggered {
+            attempt += 1
+            let kept = keep(attempt)
+            let fm = FileManager.default
+            try fm.createDirectory(atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            if fm.fileExists(atPath: kept) { try fm.removeItem(atPath: kept) }
+            try fm.moveItem(atPath: dir, toPath: kept)
+            progress.note("\(spec.id): \(record.problems.joined(separator: "; ")); kept in \(kept); running it again (\(attempt) of \(retries))")
+            record = try await run(spec, directory: dir, prefix: override, progress: progress)
+        }
         return record
     }
 
