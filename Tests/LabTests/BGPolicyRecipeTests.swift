@@ -58,6 +58,13 @@ struct BGPolicyRecipeTests {
     func evaluateEmpty() {
         let v = experiment().evaluate([], options: ExperimentOptions())
         #expect(!v.held && v.lines.contains { $0.contains("no FG-alone baseline") })
+        // `--variants` with only vehicular ones: cellular was not run, and the verdict says so
+        // (not that a baseline is missing) and still does not hold.
+        var o = ExperimentOptions()
+        o.variants = ["vehicular.fg-alone", "vehicular.two-apps.delay-target"]
+        let w = experiment().evaluate([], options: o)
+        #expect(!w.held && w.lines.contains("cellular: not run (--variants); its part of the expectation is not judged"), "\(w.lines)")
+        #expect(w.lines.contains("vehicular: no FG-alone baseline"), "\(w.lines)")
     }
 
     @Test("FG paired with FG alone by trace time: each request against the FG-alone request sent at the same tenth of a second of the replay, trial k with trial k; too few pairs is no answer")

@@ -228,6 +228,13 @@ public struct BGPolicyExperiment: Experiment {
         for c in Condition.allCases {
             // The trace and length the trials ran with (a `--trace` window replaces the built-in ones).
             let ran = outcomes.first { $0.plan.variant.hasPrefix(c.rawValue + ".") }?.plan
+            // `--variants` without any of this condition's: nothing of it to judge, and the
+            // expectation (its clauses are about cellular) is not judged either.
+            if ran == nil, let chosen = o.variants, !chosen.contains(where: { $0.hasPrefix(c.rawValue + ".") }) {
+                lines.append("\(c.rawValue): not run (--variants); its part of the expectation is not judged")
+                held = false
+                continue
+            }
             guard let tr = ran?.trace ?? (try? trace(c, o)) else {
                 lines.append("\(c.rawValue): trace unavailable")
                 held = false
