@@ -33,7 +33,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// Measured queueing delay above which the window is halved, milliseconds.
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
-        public var minimumWindowBytes: Int = 2 * 1448
+        public var minimumWindowBytes: Int = 2 * FullSegment.payloadBytes
         /// Range of the scale on the model window.
         public var minimumScale: Double = 1.0 / 16
         /// Largest scale: 1, no probing above the model window (the window's target already
@@ -74,7 +74,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// The smallest pacing quantum, bytes: one full segment's payload (1,448) less 32 bytes
         /// for the frames around the chunk (a DATA header is 17 bytes), so that a grant usually
         /// leaves as one segment.
-        public var minimumQuantumBytes: Int = 1448 - 32
+        public var minimumQuantumBytes: Int = FullSegment.payloadBytes - 32
         /// The longest pacing wait, milliseconds (at most one segment per 100 ms: 14 KB/s; on a
         /// slower link the window binds, as without pacing).
         public var maximumPacingGapMilliseconds: Double = 100
@@ -157,9 +157,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(0, (Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000 - serializationMs)
     }
 
-    /// Transmission time of one full segment (1448 bytes) at `bw`, ms.
+    /// Transmission time of one full segment (`FullSegment.payloadBytes`) at `bw`, ms.
     static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
-        bw > 0 && bw.isFinite ? 1448 / bw * 1000 : 0
+        bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1000 : 0
     }
 
     static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {
@@ -218,7 +218,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             // processes have in kernel queues there counts against it.
             let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
             // Less than a segment of room: wait rather than dribble tiny frames.
-            if room < min(1448, Int(window) / 2) {
+            if room < min(FullSegment.payloadBytes, Int(window) / 2) {
                 windowLimited = true
                 return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
             }

@@ -20,6 +20,14 @@ import Glibc
 import LinuxSupport
 import Synchronization
 
+/// One full TCP segment's payload on the testbed's paths, bytes: a 1,500-byte MTU less the IPv4
+/// and TCP headers and the timestamp option (1500 - 20 - 20 - 12). The unit the background
+/// policies size windows, grants and samples in; a path with a smaller MTU only makes these
+/// bounds a little generous.
+enum FullSegment {
+    static let payloadBytes = 1448
+}
+
 /// What a policy's decision saw of the link, for the delivery-rate estimate to probe by.
 public enum LinkEvidence: Sendable, Equatable {
     /// Nothing either way (background was not held by the policy's window, or the measured
@@ -75,7 +83,7 @@ struct LinkRateTracker {
     /// of a few small messages measured the sender, not the link (a server session whose only
     /// background data were 40-byte acknowledgements read 635 B/s on a 625 KB/s WiFi uplink, and
     /// paced its acknowledgements by it).
-    static let minimumWindowBytes: UInt64 = 4 * 1448
+    static let minimumWindowBytes = UInt64(4 * FullSegment.payloadBytes)
 
     /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
     /// a window ended with a sample.
