@@ -326,11 +326,18 @@ def check_trial(run, t, series, tshark, lua, problems, notes, roots):
         for up in (True, False):
             d = 'uplink' if up else 'downlink'
             side = 'server' if (up and has_server) else 'client'
-            mine = [c for c in t['connections'] if c.get('app') and a['name'] in c['app'].split('+')
-                    and side_of.get(c['capture']) == side]
-            sharers = set()
-            for c in mine:
-                sharers |= set(c['app'].split('+'))
+            # The group: the apps sharing a connection with this one, and the apps sharing one with
+            # those, and so on; its connections: every connection of any of them. (An app's bytes
+            # per bin are not split by connection: with bg on a connection of its own as well as on
+            # one it shares with fg, fg's connections alone would not hold bg's bytes.)
+            booked = [c for c in t['connections'] if c.get('app') and side_of.get(c['capture']) == side]
+            sharers = {a['name']}
+            while True:
+                mine = [c for c in booked if sharers & set(c['app'].split('+'))]
+                grown = sharers.union(*(set(c['app'].split('+')) for c in mine))
+                if grown == sharers:
+                    break
+                sharers = grown
             s = series.get((tname, 'app', a['name'], d), {})
             for b in sorted(s):
                 tot = sum(series.get((tname, 'app', x, d), {}).get(b, 0) for x in sharers)

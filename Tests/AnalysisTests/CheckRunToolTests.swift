@@ -107,6 +107,43 @@ import ToyProtocol
         #expect(a.out.contains("VIOLATION B: trial1 app bg1 (with bg1) uplink bin \(bin)"), "\(a.out)")
         #expect(a.out.contains("VIOLATION T: trial1 app bg1 uplink: bins sum to"), "\(a.out)")
 
+        // 1b. An app on a connection it shares and on one of its own (IntNW's one-multisocket layout:
+        //     BG opened a connection before FG existed): the apps' bytes per bin are not split by
+        //     connection, so B compares the whole group (apps sharing connections, transitively) with
+        //     all of its connections. Here the IntNW FG app's connection is labelled as shared with
+        //     the IntNW BG app, which keeps its own: honest, no violation; BG inflated by 1 MB in a
+        //     bin: B names the group.
+        func intnwApp(_ r: [String: Any], _ role: String) throws -> String {
+            let apps = try #require(((r["trials"] as? [[String: Any]])?.first?["apps"] as? [[String: Any]]))
+            return try #require(apps.first { $0["variant"] as? String == "intnw" && ($0["name"] as? String ?? "").hasPrefix(role) }?["name"] as? String)
+        }
+        let shared = try copy(run, "shared")
+        var group = ""
+        var bgName = ""
+        try editResults(shared) { r in
+            let fg = try intnwApp(r, "fg"), bg = try intnwApp(r, "bg")
+            group = [bg, fg].sorted().joined(separator: "+")
+            bgName = bg
+            var trials = try #require(r["trials"] as? [[String: Any]])
+            var conns = try #require(trials[0]["connections"] as? [[String: Any]])
+            try #require(conns.contains { $0["app"] as? String == bg }, "the BG app has a connection of its own")
+            let k = try #require(conns.firstIndex { $0["app"] as? String == fg })
+            conns[k]["app"] = group
+            trials[0]["connections"] = conns
+            r["trials"] = trials
+        }
+        let sh = check([shared])
+        #expect(sh.status == 0 && sh.out.contains("violations: 0"), "shared connection, honest: exit \(sh.status)\n\(sh.out)\(sh.err)")
+        var sbin = ""
+        try editSeries(shared) { f in
+            if sbin.isEmpty, f[1] == "app", f[2] == bgName, f[3] == "uplink", (Int(f[5]) ?? 0) > 0 {
+                sbin = String(Int(Double(f[4])!))
+                f[5] = String(Int(f[5])! + 1_000_000)
+            }
+        }
+        let shx = check([shared])
+        #expect(shx.status == 1 && shx.out.contains("VIOLATION B: trial1 app \(bgName) (with \(group)) uplink bin \(sbin): "), "\(shx.out)")
+
         // 2. The same inflation against a capacity of 100 kB/s per link: the app bin is above it (C).
         let capped = try copy(inflated, "capped")
         try writeCapacity(capped + "/trial1", bytesPerSecond: 100_000)
