@@ -90,6 +90,14 @@ struct BGPolicyRecipeTests {
         let e = try #require(BGPolicyExperiment.pairedExcess(alone: alone, other: other))
         #expect(e.pairs == 3 && e.requests == 4)
         #expect(e.p50Ms == 30 && e.p95Ms > 30 && e.p95Ms <= 60)
+        // Both p95s over the paired moments only (FG alone's 70 in trial 2 has no partner).
+        #expect(e.aloneP95Ms >= 1_290 && e.aloneP95Ms <= 1_300 && e.otherP95Ms >= 1_310 && e.otherP95Ms <= 1_350)
+        #expect(e.p95Ratio > 1 && e.p95Ratio < 1.05)
+        // The vehicular case: FG alone's p95 is the spike at 8.0 s; the other FG's first request (left
+        // out) fell on it, so its p95 over the rest looks 0.3x alone's. Paired, both leave 8.0 s out.
+        let late = try #require(BGPolicyExperiment.pairedExcess(alone: [[60: 207, 80: 1_306, 100: 209, 120: 209]],
+                                                                 other: [[100: 215, 120: 260]]))
+        #expect(late.pairs == 2 && late.aloneP95Ms == 209 && late.otherP95Ms == 260 && abs(late.p95Ratio - 260.0 / 209) < 1e-9)
         // Fewer than half of the requests pair (grids not tied to the replay): no answer.
         #expect(BGPolicyExperiment.pairedExcess(alone: [[70: 210]], other: [[71: 240, 91: 1_300, 110: 60]]) == nil)
         #expect(BGPolicyExperiment.pairedExcess(alone: [], other: []) == nil)
