@@ -82,15 +82,13 @@ public struct ExperimentRunner: Sendable {
 
         let job = TrialJob(context)
         let retries = max(0, options.retryInvalid ?? ExperimentOptions.defaultRetryInvalid)
-        let attempts = Attempts()
+        let attemptsDirectory = "\(run.path)/invalid-attempts"
         /// Runs a trial; one the fidelity guard alone invalidated is kept under `invalid-attempts/` and
-        /// run again (`--retry-invalid`). The kept attempts go to the merge, which uses the latest run of
+        /// run again (`--retry-invalid`). That directory goes to the merge, which uses the latest run of
         /// each trial and names the earlier ones in the verdict.
         @Sendable func runTrial(_ spec: TrialSpec, _ dir: String, _ policy: PrefixPolicy?) async throws {
             let record = try await job.run(spec, directory: dir, prefix: policy, retryingInvalid: retries, progress: progress) { attempt in
-                let kept = "\(run.path)/invalid-attempts/\(spec.id).attempt-\(attempt)"
-                attempts.add(kept)
-                return kept
+                "\(attemptsDirectory)/\(spec.id).attempt-\(attempt)"
             }
             for p in record.problems { progress.note("\(spec.plan.variant) trial \(spec.plan.trial): \(p)") }
         }
@@ -129,16 +127,9 @@ public struct ExperimentRunner: Sendable {
             }
             directories = dirs
         }
-        var result = try ExperimentMerger(progress: progress).merge(directories + attempts.paths, into: run.path, plan: specs)
+        let kept = FileManager.default.fileExists(atPath: attemptsDirectory) ? [attemptsDirectory] : []
+        var result = try ExperimentMerger(progress: progress).merge(directories + kept, into: run.path, plan: specs)
         result.interrupted = result.interrupted || context.interruption.isTriggered
         return result
-    }
-
-    /// Directories of invalid attempts, collected from concurrent trials.
-    final class Attempts: @unchecked Sendable {
-        private let lock = NSLock()
-        private var list: [String] = []
-        func add(_ path: String) { lock.withLock { list.append(path) } }
-        var paths: [String] { lock.withLock { list.sorted() } }
     }
 }
