@@ -15,8 +15,9 @@ QUIET_SUITES=(EmulatorNetnsTests WiFiReturnNetnsTests TroubleBlackoutNetnsTests 
               AppsNetnsTests AnalysisPipelineNetnsTests BackgroundSchedulingNetnsTests ExperimentNetnsTests
               IntNWLoopbackNetnsTests)
 # Quiet suites outside Tests/NetnsTests, as Target.Suite: the hostile-client floods time new clients
-# against the server's session bounds and their key agreements, which parallel load distorts.
-QUIET_OTHER=(IntNWTests.HostileSessionTests)
+# against the server's session bounds and their key agreements, which parallel load distorts; the
+# cooperative-pool test must block every thread of Swift's pool, which other suites' tasks share.
+QUIET_OTHER=(IntNWTests.HostileSessionTests ToyAppsTests.CooperativePoolTests)
 quiet_regex="(NetnsTests\.($(IFS='|'; echo "${QUIET_SUITES[*]}"))|$(IFS='|'; echo "${QUIET_OTHER[*]//./\\.}"))/"
 log=.build/test-output.log
 swift build --build-tests || exit 1
