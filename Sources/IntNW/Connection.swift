@@ -99,6 +99,9 @@ final class Connection {
     /// IROBs completed (or re-received) on this connection and not yet acknowledged: (id, ns).
     var pendingAcks: [(id: IROBID, completedAtNs: UInt64)] = []
     var lastAckReceivedNs: UInt64 = 0
+    /// The nonce (its monotonic send time, ns) of the path probe's PING in flight on this
+    /// connection (0: none); only the PONG that echoes it is a path RTT sample.
+    var pathProbeNonce: UInt64 = 0
     /// Trouble detection state (Trouble/SessionTrouble.swift).
     var trouble = ConnectionTrouble()
     /// Not to be chosen for data: troubled by this side's detector or by the peer's.

@@ -78,6 +78,9 @@ public struct BackgroundContext: Sendable {
     /// every byte of that foreground data has left the host's socket send queues, ahead of any
     /// background data sent now (`delay-target:barrier=wire`).
     public var foregroundElsewhereUnsent: Int = 0
+    /// The path's RTT now without background's queue, microseconds, from the latest drain's PING
+    /// on this interface (`PathRTTProbe`; policies that ask for drains); 0 = unknown.
+    public var pathRTTMicroseconds: UInt32 = 0
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,

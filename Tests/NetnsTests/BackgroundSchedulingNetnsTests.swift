@@ -350,6 +350,41 @@ struct BackgroundSchedulingNetnsTests {
         try await Self.permissiveControl(bed, .twoMultisockets, anticipatory: a, port: 6203)
     }
 
+    @Test("delay-target's path probe: BG drains every 4 s (10 base RTTs of 200-202 ms, rounded up) and a PING then measures the path's RTT without a BG segment ahead of it")
+    func pathProbe() async throws {
+        let bed = try await Self.sharedBed()
+        let server = try Server(bed: bed, port: 6401)
+        // The default, 20 base RTTs, is 4.0-4.04 s here (the kernel's minimum RTT reads 200-202
+        // ms), which rounds to a 4 s or an 8 s grid; 10 RTTs always gives 4 s.
+        var parameters = DelayTargetBackgroundPolicy.Parameters()
+        parameters.pathProbeRTTs = 10
+        let bg = Mux(try await MultiSocket.connect(to: bed.topology.spec.serviceAddress, port: 6401,
+                                                   options: Self.clientOptions(bed, policy: DelayTargetBackgroundPolicy(parameters: parameters))))
+        let bgTask = Task.detached { await Self.runBackground(bg) }
+        let seconds = 13.0
+        try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+        let stats = bg.socket.backgroundStats
+        let bytes = server.bytesReceived
+        bgTask.cancel()
+        await bg.socket.close(timeoutSeconds: 0.1)
+        await server.close()
+        let rate = Double(bytes) / seconds
+        print("[path probe] pings \(stats.pathProbePings), samples \(stats.pathRTTSamples), timeouts \(stats.pathProbeTimeouts), "
+              + "latest path RTT \(stats.pathRTTMilliseconds) ms, path-probe holds \(stats.held(.pathProbe)), BG \(Int(rate)) B/s")
+        // 13 s on a 4 s grid, after the first decision's slot: at least two drains.
+        #expect(stats.pathProbePings >= 2, "only \(stats.pathProbePings) path-probe PINGs in \(seconds) s")
+        #expect(stats.pathRTTSamples >= 2, "only \(stats.pathRTTSamples) PONGs answered the path-probe PINGs")
+        #expect(stats.held(.pathProbe) > 0, "no decision held BG for a drain")
+        // The emulated path is 200 ms; the PING and PONG take about 2 ms to serialize. One full BG
+        // segment ahead of the PING at the 64 KB/s bottleneck would add 22.6 ms: a reading above
+        // 215 ms means the drain did not empty the queue.
+        #expect(stats.pathRTTMilliseconds >= 195 && stats.pathRTTMilliseconds <= 215,
+                "path RTT \(stats.pathRTTMilliseconds) ms on a 200 ms path")
+        // The drains cost about one round trip in four seconds: BG still fills most of the uplink
+        // (slow start included).
+        #expect(rate >= 0.6 * Self.uplinkBytesPerSecond, "BG made \(Int(rate)) B/s, under 60% of the uplink")
+    }
+
     @Test("two processes: anticipatory keeps FG p95 within 2x of FG alone with BG progressing; permissive queues FG behind BG")
     func twoProcesses() async throws {
         let bed = try await Self.sharedBed()

@@ -28,6 +28,9 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// The previous grants have not yet had time to cross the link at the pacing rate
     /// (delay-target's pacing, which keeps background from entering the bottleneck in bursts).
     case pacing = "pacing"
+    /// Background on the interface drains so that a PING can measure the path's RTT without its
+    /// queue (delay-target's path probe, about one round trip every few seconds).
+    case pathProbe = "path-probe"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"

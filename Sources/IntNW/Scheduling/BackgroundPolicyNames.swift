@@ -55,7 +55,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
-                            "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)"]
+                            "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
+                            "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; 0: off, use the kernel's minimum RTT)"]
         }
     }
 }
@@ -161,6 +162,12 @@ public enum BackgroundPolicies {
             if let v = try number("pace-quantum-ms") {
                 guard v > 0, v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-quantum-ms=\(v): expected (0, 1000] ms") }
                 p.pacingQuantumMilliseconds = v
+            }
+            if let text = values["path-probe-rtts"] {
+                guard let v = Double(text), v == 0 || (v >= 5 && v <= 1000) else {
+                    throw IntNWError.invalidArgument("delay-target path-probe-rtts=\(text): expected 0 (off) or 5 to 1000 base RTTs")
+                }
+                p.pathProbeRTTs = v
             }
             if let b = values["barrier"] {
                 guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {

@@ -30,6 +30,12 @@ public struct BackgroundSchedulingStats: Sendable, Equatable, Codable {
     public var lastBandwidthBytesPerSecond: Double = 0
     /// The largest bandwidth (bytes/s) any decision was given.
     public var maxBandwidthBytesPerSecond: Double = 0
+    /// Path probes (`PathRTTProbe`): PINGs sent after a drain, drains given up (the interface did
+    /// not empty in time), PONGs that answered, and the latest path RTT measured (ms; 0: none).
+    public var pathProbePings: UInt64 = 0
+    public var pathProbeTimeouts: UInt64 = 0
+    public var pathRTTSamples: UInt64 = 0
+    public var pathRTTMilliseconds: Double = 0
 
     public init(policy: String) { self.policy = policy }
 
@@ -85,6 +91,10 @@ final class BackgroundScheduler {
     private var trackers: [String: LinkRateTracker] = [:]
     private var ackedByConnection: [Int32: UInt64] = [:]
     private var ownDelivered: [String: UInt64] = [:]
+    /// The path probe per interface (shared-state key), for policies that ask for it, and the
+    /// connection a PING is wanted on now (`takePathProbe`).
+    private var pathProbes: [String: PathRTTProbe] = [:]
+    private var pathProbeWanted: Int32?
     /// The trace's capacity when an experiment gives it (`INTNW_BG_ORACLE`).
     private let oracle: OracleSchedule?
     private let side: String
@@ -290,8 +300,11 @@ final class BackgroundScheduler {
             bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
         }
         if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
+        let probeAction = pathProbe(key: sharedKey, fd: fd, info: haveInfo ? info : nil, drained: unacked <= PathRTTProbe.drainedBytes
+                                    && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes, nowNs: nowNs)
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
-        record(view, nowNs: nowNs)
+        let pathRTTMicroseconds = pathProbes[sharedKey]?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
+        record(view, pathRTTMicroseconds: pathRTTMicroseconds, nowNs: nowNs)
         var ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
@@ -299,11 +312,17 @@ final class BackgroundScheduler {
                                     kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0,
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
+        ctx.pathRTTMicroseconds = pathRTTMicroseconds
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)
         var verdict: BackgroundVerdict
-        if elsewhere > 0 && (explained?.honorsForegroundBarrier ?? true) {
+        // The PING goes alone: BG granted in the same write would share its segment, and the
+        // PING's bytes would arrive only with the whole segment (one segment's transmission, 22.6
+        // ms on a 64 KB/s link, read as path).
+        if probeAction != .none {
+            verdict = .hold(.pathProbe, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
+        } else if elsewhere > 0 && (explained?.honorsForegroundBarrier ?? true) {
             verdict = .hold(.foregroundElsewhere, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
         } else if let explained {
             verdict = explained.verdict(ctx)
@@ -348,6 +367,37 @@ final class BackgroundScheduler {
             ])
         }
         return verdict.decision
+    }
+
+    /// Runs the path probe of interface `key` for a policy that asks for one (`PathRTTProbing`)
+    /// and notes the connection a PING is wanted on.
+    private func pathProbe(key: String, fd: Int32, info: cshims_tcp_info?, drained: Bool, nowNs: UInt64) -> PathRTTProbe.Action {
+        guard let probing = explained as? any PathRTTProbing, probing.pathProbeRTTs > 0, let info,
+              info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else { return .none }
+        let period = PathRTTProbe.periodNs(baseRTTNs: UInt64(info.tcpi_min_rtt) * 1000, rtts: probing.pathProbeRTTs)
+        var probe = pathProbes[key, default: PathRTTProbe()]
+        let timeoutsBefore = probe.timeouts
+        let action = probe.check(nowNs: nowNs, periodNs: period, drained: drained, smoothedRTTNs: UInt64(info.tcpi_rtt) * 1000)
+        stats.pathProbeTimeouts += UInt64(probe.timeouts - timeoutsBefore)
+        pathProbes[key] = probe
+        if action == .ping { pathProbeWanted = fd }
+        return action
+    }
+
+    /// Whether the latest decision on connection `fd` wants a PING sent on it now (asked once).
+    func takePathProbe(fd: Int32) -> Bool {
+        guard pathProbeWanted == fd else { return false }
+        pathProbeWanted = nil
+        stats.pathProbePings += 1
+        return true
+    }
+
+    /// The PONG of a path probe's PING on connection `fd` of `interface` came back `rttNs` after it left.
+    func observePathRTT(interface: String, fd: Int32, rttNs: UInt64, nowNs: UInt64) {
+        guard let k = key(interface, fd: fd), pathProbes[k] != nil else { return }
+        pathProbes[k]?.sample(rttNs: rttNs, nowNs: nowNs)
+        stats.pathRTTSamples += 1
+        stats.pathRTTMilliseconds = Double(rttNs) / 1e6
     }
 
     /// The budget's name for `interface`: the interface on the client; on the server the client's
@@ -405,13 +455,14 @@ final class BackgroundScheduler {
         return (n, source)
     }
 
-    private func record(_ view: (network: NetworkStatus, source: String), nowNs: UInt64) {
+    private func record(_ view: (network: NetworkStatus, source: String), pathRTTMicroseconds: UInt32, nowNs: UInt64) {
         guard let recorder = EstimateRecorder.shared else { return }
         let interface = view.network.interfaceName
         if let last = lastRecordNs[interface], nowNs &- last < EstimateRecorder.periodNs { return }
         lastRecordNs[interface] = nowNs
         recorder.record(nowNs: nowNs, side: side, interface: interface, bandwidthBytesPerSecond: view.network.estimate.bandwidthBytesPerSecond,
-                        rttMilliseconds: view.network.estimate.rttMilliseconds, source: view.source)
+                        rttMilliseconds: view.network.estimate.rttMilliseconds,
+                        pathRTTMilliseconds: pathRTTMicroseconds > 0 ? Double(pathRTTMicroseconds) / 1000 : nil, source: view.source)
     }
 
     /// Payload bytes the kernel will surely take at once: below TCP_NOTSENT_LOWAT (the kernel stops

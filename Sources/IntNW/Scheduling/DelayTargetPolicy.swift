@@ -12,7 +12,8 @@ import Synchronization
 /// in flight (SIOCOUTQ: everything not yet acknowledged) are bounded by a window: the link's
 /// bandwidth-delay product (with one full segment's transmission) plus `targetQueueingDelayMilliseconds`
 /// worth of bandwidth, times a scale
-/// the measured queueing delay (TCP_INFO smoothed RTT minus minimum RTT) steers once per RTT.
+/// the measured queueing delay (TCP_INFO smoothed RTT minus the base RTT: the path's RTT that the
+/// latest drain measured, `PathRTTProbe`, else the kernel's minimum RTT) steers once per RTT.
 /// At most about the target's worth of background data then waits in the bottleneck queue ahead of
 /// a foreground packet, while background keeps the link busy whenever foreground is quiet (no idle
 /// wait). The scale:
@@ -26,7 +27,7 @@ import Synchronization
 /// Each multisocket keeps its own scale.
 // @unchecked: the per-multisocket window state is touched only under `lock` (a Mutex guarding no value of its own).
 public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, StatefulBackgroundPolicy, BackgroundUsageObserving,
-    LinkEvidenceReporting, @unchecked Sendable {
+    LinkEvidenceReporting, PathRTTProbing, @unchecked Sendable {
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
@@ -88,6 +89,14 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// rate show the estimate back (the vehicular trace's WiFi: 44-59 ms RTT; the estimate sat
         /// at 190-250 KB/s on a 500-950 KB/s link). 0: off.
         public var probeGain: Double = 1.25
+        /// The path probe (`PathRTTProbe`): every this many base RTTs (rounded up to a power of two
+        /// seconds, 1-8 s), background on the interface drains for about one round trip and a
+        /// PING measures the path's RTT without its queue; the queueing delay and the window are
+        /// then measured from that RTT rather than the kernel's five-minute minimum (which a path
+        /// whose RTT wanders above it, as a vehicular WiFi hop's does, turns into phantom queueing
+        /// and a window below the path's bandwidth-delay product). 20: at most about 5% of the
+        /// link's time. 0: off (the kernel's minimum only).
+        public var pathProbeRTTs: Double = 20
         public init() {}
     }
 
@@ -143,10 +152,12 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public var scalesWithDeliveryRate: Bool { true }
     public func makeInstance() -> any BackgroundPolicy { DelayTargetBackgroundPolicy(parameters: parameters) }
 
+    var pathProbeRTTs: Double { parameters.pathProbeRTTs }
+
     /// The current scale on the model window (tests and diagnostics).
     public var currentScale: Double { lock.withLock { _ in scale } }
 
-    /// Measured queueing delay, ms: kernel smoothed RTT minus its minimum, less the serialization
+    /// Measured queueing delay, ms: kernel smoothed RTT minus the base RTT, less the serialization
     /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
     /// transmission, the minimum RTT is usually a small segment's: on a 64 KB/s link that is 22 ms
     /// that is not queueing), or 0 when unknown.
@@ -154,7 +165,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
               c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
         let serializationMs = segmentSerializationMilliseconds(bandwidthBytesPerSecond: c.network.estimate.bandwidthBytesPerSecond)
-        return max(0, (Double(c.kernelSmoothedRTTMicroseconds) - Double(c.kernelMinRTTMicroseconds)) / 1000 - serializationMs)
+        return max(0, Double(c.kernelSmoothedRTTMicroseconds) / 1000 - baseRTTMilliseconds(c) - serializationMs)
     }
 
     /// Transmission time of one full segment (`FullSegment.payloadBytes`) at `bw`, ms.
@@ -162,9 +173,20 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1000 : 0
     }
 
+    /// The base RTT, ms: the kernel's minimum RTT of the connection (IntNW's estimate when
+    /// unknown), raised to the path's RTT the latest drain measured (`pathRTTMicroseconds`) but
+    /// never above the smoothed RTT less one segment's transmission: the drained sample cannot
+    /// push the base above what the connection itself shows (a path that has shortened since, or
+    /// a peer that delays its PONGs).
     static func baseRTTMilliseconds(_ c: BackgroundContext) -> Double {
-        c.kernelMinRTTMicroseconds > 0 && c.kernelMinRTTMicroseconds != UInt32.max
-            ? Double(c.kernelMinRTTMicroseconds) / 1000 : c.network.estimate.rttMilliseconds
+        guard c.kernelMinRTTMicroseconds > 0 && c.kernelMinRTTMicroseconds != UInt32.max else {
+            return c.network.estimate.rttMilliseconds
+        }
+        let minimum = Double(c.kernelMinRTTMicroseconds) / 1000
+        guard c.pathRTTMicroseconds > 0, c.kernelSmoothedRTTMicroseconds > 0 else { return minimum }
+        let serializationMs = segmentSerializationMilliseconds(bandwidthBytesPerSecond: c.network.estimate.bandwidthBytesPerSecond)
+        let ceiling = max(minimum, Double(c.kernelSmoothedRTTMicroseconds) / 1000 - serializationMs)
+        return min(max(minimum, Double(c.pathRTTMicroseconds) / 1000), ceiling)
     }
 
     /// The window before scaling: bandwidth x (base RTT + one full segment's transmission time +

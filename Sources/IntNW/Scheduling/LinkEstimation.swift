@@ -273,8 +273,9 @@ func readSmallFile(_ path: String, limit: Int) throws(IntNWError) -> String {
 /// The background link estimates over time, as JSON lines, when `INTNW_BG_ESTIMATE_LOG` names a
 /// file (`%p` becomes the process id): `{"t_ns":…,"side":"client","interface":"…","bw_Bps":…,
 /// "rtt_ms":…,"source":"tracked|probed|measured|prior|oracle"}` (`probed`: the
-/// delivery-rate estimate is a probe above the measurements), at most every 100 ms per interface and
-/// multisocket, while background data is being scheduled.
+/// delivery-rate estimate is a probe above the measurements; `rtt_ms`: the kernel's minimum RTT),
+/// with `"path_rtt_ms":…` when a path probe has measured the path's RTT (`PathRTTProbe`), at most
+/// every 100 ms per interface and multisocket, while background data is being scheduled.
 final class EstimateRecorder: Sendable {
     static let periodNs: UInt64 = 100_000_000
     /// The log's descriptor; holding the mutex keeps each line's write whole among threads.
@@ -292,8 +293,9 @@ final class EstimateRecorder: Sendable {
     }()
 
     func record(nowNs: UInt64, side: String, interface: String, bandwidthBytesPerSecond: Double, rttMilliseconds: Double,
-                source: String) {
-        let line = "{\"t_ns\":\(nowNs),\"side\":\"\(side)\",\"interface\":\"\(interface.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })\",\"bw_Bps\":\(Int(bandwidthBytesPerSecond)),\"rtt_ms\":\(Double(Int(rttMilliseconds * 10)) / 10),\"source\":\"\(source)\"}\n"
+                pathRTTMilliseconds: Double? = nil, source: String) {
+        let path = pathRTTMilliseconds.map { ",\"path_rtt_ms\":\(Double(Int($0 * 10)) / 10)" } ?? ""
+        let line = "{\"t_ns\":\(nowNs),\"side\":\"\(side)\",\"interface\":\"\(interface.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." })\",\"bw_Bps\":\(Int(bandwidthBytesPerSecond)),\"rtt_ms\":\(Double(Int(rttMilliseconds * 10)) / 10)\(path),\"source\":\"\(source)\"}\n"
         fd.withLock { fd in _ = Array(line.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
     }
 }

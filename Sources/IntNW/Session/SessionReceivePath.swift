@@ -159,8 +159,13 @@ extension Session {
             mailbox.wakeSenders()
         case .ping(let nonce):
             c.control.append(.pong(nonce: nonce, holdMicroseconds: 0))
-        case .pong:
-            break
+        case .pong(let nonce, _):
+            // Only the echo of this connection's own path-probe PING is a sample: a PONG the peer
+            // made up, repeated or held back can name no other time.
+            if c.pathProbeNonce != 0, nonce == c.pathProbeNonce, nowNs >= nonce {
+                c.pathProbeNonce = 0
+                background.observePathRTT(interface: c.network.interfaceName, fd: c.fd, rttNs: nowNs - nonce, nowNs: nowNs)
+            }
         case .extension(let type, let body):
             handleExtensionFrame(type: type, body: body, on: c, nowNs: nowNs)
         }

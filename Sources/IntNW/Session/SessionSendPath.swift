@@ -176,6 +176,11 @@ extension Session {
         guard let net = conns.nets[c.network.networkID] else { return 0 }
         let decision = background.decide(network: conns.status(of: net), otherUsableNetworks: usable.count - 1, fd: c.fd,
                                          userQueuedBytes: c.out.pending, nowNs: nowNs)
+        // The interface has drained for the path probe: a PING, ahead of the background that
+        // follows it, measures the path's RTT without background's queue.
+        if background.takePathProbe(fd: c.fd), c.out.append(.ping(nonce: nowNs)) {
+            c.pathProbeNonce = nowNs
+        }
         switch decision {
         case .send(let maxBytes): return maxBytes
         case .wait(let until):

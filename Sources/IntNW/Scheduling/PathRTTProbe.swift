@@ -1,0 +1,132 @@
+/// The path's RTT now, measured without background's own queue: the base a delay-based background
+/// policy measures its queueing delay against.
+///
+/// Why: the kernel's minimum RTT (TCP_INFO `min_rtt`) is the smallest sample of the last five
+/// minutes. On a path whose RTT moves (a vehicular WiFi hop: 22-45 ms from second to second, with
+/// spikes of 100-335 ms lasting seconds, against a minimum of 18-24 ms), everything above that
+/// minimum reads as queueing. A window of bandwidth x (minimum + target) then no longer covers the
+/// path's round trip, background delivers less than the estimate, and the estimate (the largest
+/// delivery rate of a few seconds) falls with it, a second at a time. RTT alone cannot tell a
+/// longer path from a queue; emptying the queue can.
+///
+/// How, per interface: every *period* (on a grid of the monotonic clock, so that every multisocket
+/// and process on the host drains in the same slot) background holds until nothing of it is in
+/// flight on the interface (this connection, this multisocket's other connections and, through the
+/// shared segment, other multisockets and processes), then a PING goes on the connection. Its
+/// round trip, echoed by the peer at once, is the path's without background's queue; background
+/// resumes behind the PING after a short grace (so that the others draining in the same slot
+/// still find the interface empty). The link idles for about one round trip per drain, so the
+/// period is `periodRTTs` base RTTs, rounded up to a power of two seconds (1-8 s): at most about
+/// 1/`periodRTTs` of the link's time. A drain that cannot empty the queue within
+/// `drainTimeoutRTTs` smoothed RTTs (at least `minimumDrainTimeoutNs`) gives up until the next
+/// slot. The sample is used until `maximumAgePeriods` periods have passed without a new one.
+///
+/// The sample only ever moves the base within [kernel minimum, smoothed RTT less one segment]: a
+/// path that shortened since (the smoothed RTT falls below the sample) and a peer that delays its
+/// PONGs (its echo can only make the sample larger) cannot push the base above what the connection
+/// itself shows.
+struct PathRTTProbe {
+    /// What the scheduler should do about background on the interface now.
+    enum Action: Equatable {
+        /// Decide as usual.
+        case none
+        /// A drain is on: hold background back.
+        case hold
+        /// The interface is drained: send a PING on the deciding connection, alone (background
+        /// stays held for this decision and the grace after it).
+        case ping
+    }
+
+    /// In flight or queued at most this much, bytes, a connection or an interface counts as
+    /// drained: IntNW's own ACK and control frames (well under one segment), not data.
+    static let drainedBytes = 256
+    static let drainTimeoutRTTs = 4.0
+    /// How long background stays held after the PING, ns: the other multisockets and processes
+    /// draining in the same slot look again within one re-check (10 ms) and must still find the
+    /// interface drained to send their own.
+    static let graceNs: UInt64 = 20_000_000
+    static let minimumDrainTimeoutNs: UInt64 = 100_000_000
+    static let maximumAgePeriods: UInt64 = 3
+    /// The shortest and longest period, ns.
+    static let minimumPeriodNs: UInt64 = 1_000_000_000
+    static let maximumPeriodNs: UInt64 = 8_000_000_000
+
+    /// The drain period for a path of base RTT `baseRTTNs`: `rtts` base RTTs rounded up to a power
+    /// of two seconds, 1-8 s (every multisocket on an interface lands on the same grid, or on one
+    /// whose slots contain the others'). 0: never probe.
+    static func periodNs(baseRTTNs: UInt64, rtts: Double) -> UInt64 {
+        guard rtts > 0, rtts.isFinite else { return 0 }
+        let want = Double(baseRTTNs) * rtts
+        var p = minimumPeriodNs
+        while Double(p) < want && p < maximumPeriodNs { p *= 2 }
+        return p
+    }
+
+    /// The grid slot drained (or given up) last, and the period of that grid (nil before the first
+    /// decision).
+    private var slotDone: (slot: UInt64, periodNs: UInt64)?
+    /// When the current drain began (0: none on).
+    private var drainStartNs: UInt64 = 0
+    /// Until when background stays held after this slot's PING.
+    private var graceUntilNs: UInt64 = 0
+    /// The latest sample: the path's RTT, ns, and when it was measured.
+    private(set) var sampleNs: UInt64 = 0
+    private var sampleAtNs: UInt64 = 0
+    private var samplePeriodNs: UInt64 = 0
+    /// Drains that ended with a PING, and drains given up (diagnostics and tests).
+    private(set) var pings = 0
+    private(set) var timeouts = 0
+
+    /// At a decision: `drained` is whether no background of anyone's is in flight on the interface
+    /// or waiting in this connection's buffers; `smoothedRTTNs` the connection's smoothed RTT.
+    mutating func check(nowNs: UInt64, periodNs: UInt64, drained: Bool, smoothedRTTNs: UInt64) -> Action {
+        guard periodNs > 0 else { return .none }
+        if nowNs < graceUntilNs { return .hold }
+        let slot = nowNs / periodNs
+        guard let done = slotDone, done.periodNs == periodNs else {
+            // The first decision, or the period changed with the base RTT: start counting from
+            // this slot (the queue of a new connection is empty, and its first round trips
+            // measure the path anyway).
+            slotDone = (slot, periodNs)
+            drainStartNs = 0
+            return .none
+        }
+        guard slot > done.slot else { return .none }
+        if drainStartNs == 0 { drainStartNs = nowNs }
+        if drained {
+            slotDone = (slot, periodNs)
+            drainStartNs = 0
+            graceUntilNs = nowNs + Self.graceNs
+            pings += 1
+            samplePeriodNs = periodNs
+            return .ping
+        }
+        let timeout = max(Self.minimumDrainTimeoutNs, UInt64(Double(smoothedRTTNs) * Self.drainTimeoutRTTs))
+        if nowNs &- drainStartNs > timeout {
+            slotDone = (slot, periodNs)
+            drainStartNs = 0
+            timeouts += 1
+            return .none
+        }
+        return .hold
+    }
+
+    /// A PONG answered the drain's PING after `rttNs`.
+    mutating func sample(rttNs: UInt64, nowNs: UInt64) {
+        sampleNs = rttNs
+        sampleAtNs = nowNs
+    }
+
+    /// The path's RTT, µs, for the base (0: no sample, or too old).
+    func pathRTTMicroseconds(nowNs: UInt64) -> UInt32 {
+        guard sampleNs > 0, samplePeriodNs > 0, nowNs &- sampleAtNs <= Self.maximumAgePeriods * samplePeriodNs else { return 0 }
+        return UInt32(clamping: sampleNs / 1000)
+    }
+}
+
+/// A background policy that measures its queueing delay against the path's RTT now and asks for
+/// the drains that measure it (`PathRTTProbe`).
+protocol PathRTTProbing {
+    /// The drain period in base RTTs (0: no drains).
+    var pathProbeRTTs: Double { get }
+}

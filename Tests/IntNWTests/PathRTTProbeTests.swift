@@ -1,0 +1,113 @@
+import Testing
+@testable import IntNW
+
+@Suite("Path RTT probe")
+struct PathRTTProbeTests {
+    static let s: UInt64 = 1_000_000_000
+    static let ms: UInt64 = 1_000_000
+
+    @Test("the drain period: base RTTs x the multiple, rounded up to 1, 2, 4 or 8 s; 0 turns it off")
+    func period() {
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 24 * Self.ms, rtts: 20) == 1 * Self.s)   // WiFi: 0.48 s
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 80 * Self.ms, rtts: 20) == 2 * Self.s)   // cellular: 1.6 s
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 200 * Self.ms, rtts: 20) == 4 * Self.s)  // 3G: exactly 4 s
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 201 * Self.ms, rtts: 20) == 8 * Self.s)
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 2_000 * Self.ms, rtts: 20) == 8 * Self.s) // capped
+        #expect(PathRTTProbe.periodNs(baseRTTNs: 24 * Self.ms, rtts: 0) == 0)
+    }
+
+    @Test("a drain per slot of the clock's grid: hold until drained, one PING, a short grace, then nothing until the next slot")
+    func drainCycle() {
+        var p = PathRTTProbe()
+        let period = 1 * Self.s
+        let srtt = 30 * Self.ms
+        // The first decision only starts the count (a new connection has no queue).
+        #expect(p.check(nowNs: 100 * Self.s + 500 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        #expect(p.check(nowNs: 100 * Self.s + 900 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        // The next slot: hold while anything is in flight.
+        var now = 101 * Self.s + 2 * Self.ms
+        #expect(p.check(nowNs: now, periodNs: period, drained: false, smoothedRTTNs: srtt) == .hold)
+        now += 10 * Self.ms
+        #expect(p.check(nowNs: now, periodNs: period, drained: false, smoothedRTTNs: srtt) == .hold)
+        now += 10 * Self.ms
+        #expect(p.check(nowNs: now, periodNs: period, drained: true, smoothedRTTNs: srtt) == .ping)
+        #expect(p.pings == 1)
+        // The grace: still held (others draining in the slot must find the link empty), then free.
+        #expect(p.check(nowNs: now + 10 * Self.ms, periodNs: period, drained: true, smoothedRTTNs: srtt) == .hold)
+        #expect(p.check(nowNs: now + 21 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        #expect(p.check(nowNs: 101 * Self.s + 990 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        // No sample until the PONG; then the path's RTT for three periods.
+        #expect(p.pathRTTMicroseconds(nowNs: now + 30 * Self.ms) == 0)
+        p.sample(rttNs: 41_500_000, nowNs: now + 42 * Self.ms)
+        #expect(p.pathRTTMicroseconds(nowNs: now + 50 * Self.ms) == 41_500)
+        #expect(p.pathRTTMicroseconds(nowNs: now + 42 * Self.ms + 3 * period) == 41_500)
+        #expect(p.pathRTTMicroseconds(nowNs: now + 43 * Self.ms + 3 * period) == 0)
+    }
+
+    @Test("a drain that cannot empty the queue gives up after 4 smoothed RTTs (at least 100 ms) until the next slot")
+    func drainTimeout() {
+        var p = PathRTTProbe()
+        let period = 4 * Self.s
+        let srtt = 250 * Self.ms
+        _ = p.check(nowNs: 100 * Self.s, periodNs: period, drained: false, smoothedRTTNs: srtt)
+        let start = 104 * Self.s
+        #expect(p.check(nowNs: start, periodNs: period, drained: false, smoothedRTTNs: srtt) == .hold)
+        #expect(p.check(nowNs: start + 1_000 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .hold)
+        #expect(p.check(nowNs: start + 1_001 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        #expect(p.timeouts == 1 && p.pings == 0)
+        #expect(p.check(nowNs: start + 3_000 * Self.ms, periodNs: period, drained: true, smoothedRTTNs: srtt) == .none)
+        #expect(p.check(nowNs: 108 * Self.s, periodNs: period, drained: true, smoothedRTTNs: srtt) == .ping)
+        // A short RTT still gets 100 ms.
+        var q = PathRTTProbe()
+        _ = q.check(nowNs: 10 * Self.s, periodNs: Self.s, drained: false, smoothedRTTNs: 5 * Self.ms)
+        #expect(q.check(nowNs: 11 * Self.s, periodNs: Self.s, drained: false, smoothedRTTNs: 5 * Self.ms) == .hold)
+        #expect(q.check(nowNs: 11 * Self.s + 99 * Self.ms, periodNs: Self.s, drained: false, smoothedRTTNs: 5 * Self.ms) == .hold)
+        #expect(q.check(nowNs: 11 * Self.s + 101 * Self.ms, periodNs: Self.s, drained: false, smoothedRTTNs: 5 * Self.ms) == .none)
+    }
+
+    @Test("a new period (the base RTT moved across a power of two) restarts the count instead of waiting for the old grid's slot numbers")
+    func periodChange() {
+        var p = PathRTTProbe()
+        _ = p.check(nowNs: 100 * Self.s + 100 * Self.ms, periodNs: 2 * Self.s, drained: false, smoothedRTTNs: 60 * Self.ms)
+        #expect(p.check(nowNs: 100 * Self.s + 600 * Self.ms, periodNs: Self.s, drained: true, smoothedRTTNs: 30 * Self.ms) == .none)
+        #expect(p.check(nowNs: 101 * Self.s + 10 * Self.ms, periodNs: Self.s, drained: true, smoothedRTTNs: 30 * Self.ms) == .ping)
+        // Off: never holds.
+        var off = PathRTTProbe()
+        for k in 0..<5 {
+            #expect(off.check(nowNs: UInt64(100 + k) * Self.s, periodNs: 0, drained: false, smoothedRTTNs: 30 * Self.ms) == .none)
+        }
+    }
+
+    @Test("delay-target's base RTT: the drained path RTT within [kernel minimum, smoothed RTT less one segment]")
+    func delayTargetBase() throws {
+        let bench = PolicyBench(rttMilliseconds: 30, bandwidthBytesPerSecond: 362_000, kind: .wifi)
+        let ser = 1448.0 / 362  // 4 ms
+        func ctx(srtt: Double, min: Double, path: Double) -> BackgroundContext {
+            var c = bench.context(now: 1, lastFG: nil, srttMs: srtt, minRTTMs: min)
+            c.pathRTTMicroseconds = UInt32(path * 1000)
+            return c
+        }
+        // No sample: the kernel's minimum; the 12 ms above it read as queueing.
+        #expect(DelayTargetBackgroundPolicy.baseRTTMilliseconds(ctx(srtt: 40 + ser, min: 28, path: 0)) == 28)
+        #expect(abs(DelayTargetBackgroundPolicy.queueingDelayMilliseconds(ctx(srtt: 40 + ser, min: 28, path: 0)) - 12) < 1e-9)
+        // A drained PING measured 38 ms: the path is longer now, 2 ms of queueing.
+        #expect(DelayTargetBackgroundPolicy.baseRTTMilliseconds(ctx(srtt: 40 + ser, min: 28, path: 38)) == 38)
+        #expect(abs(DelayTargetBackgroundPolicy.queueingDelayMilliseconds(ctx(srtt: 40 + ser, min: 28, path: 38)) - 2) < 1e-9)
+        // The path shortened since (smoothed RTT 31 + one segment): the base follows it down.
+        #expect(abs(DelayTargetBackgroundPolicy.baseRTTMilliseconds(ctx(srtt: 31 + ser, min: 28, path: 120)) - 31) < 1e-9)
+        // Never below the kernel's minimum.
+        #expect(DelayTargetBackgroundPolicy.baseRTTMilliseconds(ctx(srtt: 40 + ser, min: 28, path: 20)) == 28)
+        // The window covers the path's round trip: 362,000 x (38 + 4 + 10) ms.
+        var params = DelayTargetBackgroundPolicy.Parameters()
+        params.pacingGain = 0
+        let d = DelayTargetBackgroundPolicy(parameters: params)
+        #expect(d.verdict(ctx(srtt: 40 + ser, min: 28, path: 38)) == .send(maxBytes: 18_824))
+        #expect(d.pathProbeRTTs == 20)
+        // The parameter: 0 turns the probe off; below 5 RTTs (more than 20% of the link) is refused.
+        let off = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=0") as? DelayTargetBackgroundPolicy)
+        #expect(off.pathProbeRTTs == 0)
+        #expect(throws: IntNWError.invalidArgument("delay-target path-probe-rtts=2: expected 0 (off) or 5 to 1000 base RTTs")) {
+            try BackgroundPolicies.parse("delay-target:path-probe-rtts=2")
+        }
+    }
+}
