@@ -102,12 +102,60 @@ struct PathRTTProbeTests {
         params.pacingGain = 0
         let d = DelayTargetBackgroundPolicy(parameters: params)
         #expect(d.verdict(ctx(srtt: 40 + ser, min: 28, path: 38)) == .send(maxBytes: 18_824))
-        #expect(d.pathProbeRTTs == 20)
-        // The parameter: 0 turns the probe off; below 5 RTTs (more than 20% of the link) is refused.
-        let off = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=0") as? DelayTargetBackgroundPolicy)
-        #expect(off.pathProbeRTTs == 0)
+        // Off by default; the parameter turns it on; below 5 RTTs (more than 20% of the link) is refused.
+        #expect(d.pathProbeRTTs == 0)
+        let on = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=20") as? DelayTargetBackgroundPolicy)
+        #expect(on.pathProbeRTTs == 20)
         #expect(throws: IntNWError.invalidArgument("delay-target path-probe-rtts=2: expected 0 (off) or 5 to 1000 base RTTs")) {
             try BackgroundPolicies.parse("delay-target:path-probe-rtts=2")
         }
+    }
+
+    @Test("after a drain the window ramps from a quarter to all of it over three base RTTs, and the ramp's holds are no headroom for the estimate")
+    func refill() throws {
+        var p = PathRTTProbe()
+        let period = 1 * Self.s
+        _ = p.check(nowNs: 100 * Self.s, periodNs: period, drained: false, smoothedRTTNs: 30 * Self.ms)
+        #expect(p.refillSinceNs(nowNs: 100 * Self.s, withinNs: 135 * Self.ms) == 0)
+        let ping = 101 * Self.s + 5 * Self.ms
+        #expect(p.check(nowNs: ping, periodNs: period, drained: true, smoothedRTTNs: 30 * Self.ms) == .ping)
+        let resumed = ping + 20 * Self.ms
+        // During the grace: not refilling yet (still held); from its end, for `within`.
+        #expect(p.refillSinceNs(nowNs: ping + 10 * Self.ms, withinNs: 135 * Self.ms) == 0)
+        #expect(p.refillSinceNs(nowNs: resumed, withinNs: 135 * Self.ms) == resumed)
+        #expect(p.refillSinceNs(nowNs: resumed + 134 * Self.ms, withinNs: 135 * Self.ms) == resumed)
+        #expect(p.refillSinceNs(nowNs: resumed + 135 * Self.ms, withinNs: 135 * Self.ms) == 0)
+
+        // delay-target: base 30 ms (kernel minimum, no sample), ramp over 90 ms.
+        let bench = PolicyBench(rttMilliseconds: 30, bandwidthBytesPerSecond: 362_000, kind: .wifi)
+        func ctx(at ms: Double, since: UInt64, srtt: Double = 32) -> BackgroundContext {
+            var c = bench.context(now: 1 + ms / 1000, lastFG: nil, srttMs: srtt + 4, minRTTMs: 30)
+            c.refillSinceNs = since
+            return c
+        }
+        let since = PolicyBench.at(1)
+        #expect(DelayTargetBackgroundPolicy.refillFraction(ctx(at: 0, since: since)) == 0.25)
+        #expect(abs(DelayTargetBackgroundPolicy.refillFraction(ctx(at: 45, since: since)) - 0.625) < 1e-9)
+        #expect(DelayTargetBackgroundPolicy.refillFraction(ctx(at: 90, since: since)) == 1)
+        #expect(DelayTargetBackgroundPolicy.refillFraction(ctx(at: 10, since: 0)) == 1)
+        var params = DelayTargetBackgroundPolicy.Parameters()
+        params.pacingGain = 0
+        // The window, 362,000 x (30 + 4 + 10) ms = 15,928 B, is a quarter of that at first.
+        let d = DelayTargetBackgroundPolicy(parameters: params)
+        #expect(d.verdict(ctx(at: 0, since: since)) == .send(maxBytes: 3_982))
+        let e = DelayTargetBackgroundPolicy(parameters: params)
+        #expect(e.verdict(ctx(at: 0, since: 0)) == .send(maxBytes: 15_928))
+        // A hold by the ramp's window with no queueing is not headroom; the same hold outside the
+        // ramp is.
+        var held = ctx(at: 0, since: since, srtt: 30)
+        held.kernelUnackedBytes = 4_000
+        let v = d.verdict(held)
+        #expect(v.reason == .queueingDelay)
+        #expect(d.linkEvidence(held, verdict: v) == .none)
+        var free = ctx(at: 0, since: 0, srtt: 30)
+        free.kernelUnackedBytes = 15_000
+        let w = e.verdict(free)
+        #expect(w.reason == .queueingDelay)
+        #expect(e.linkEvidence(free, verdict: w) == .headroom(gain: 1.25))
     }
 }

@@ -56,7 +56,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
-                            "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; 0: off, use the kernel's minimum RTT)"]
+                            "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; 0, the default: off, use the kernel's minimum RTT)"]
         }
     }
 }
