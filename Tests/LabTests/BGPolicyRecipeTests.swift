@@ -54,6 +54,16 @@ struct BGPolicyRecipeTests {
         #expect(abs(BGPolicyExperiment.uplinkCapacity(cell, seconds: 60) - 64_000) < 1)
     }
 
+    @Test("the estimates are reported for delay-target in two apps, with or without parameters, and for nothing else")
+    func estimateVariants() {
+        #expect(BGPolicyExperiment.isDelayTargetTwoApps("vehicular.two-apps.delay-target"))
+        #expect(BGPolicyExperiment.isDelayTargetTwoApps("cellular.two-apps.delay-target-path-probe-rtts-20"))
+        #expect(!BGPolicyExperiment.isDelayTargetTwoApps("cellular.one-multisocket.delay-target"))
+        #expect(!BGPolicyExperiment.isDelayTargetTwoApps("cellular.two-apps.anticipatory"))
+        #expect(!BGPolicyExperiment.isDelayTargetTwoApps("cellular.two-apps.delay-targetx"))
+        #expect(!BGPolicyExperiment.isDelayTargetTwoApps("cellular.fg-alone"))
+    }
+
     @Test("no outcomes: the verdict says what is missing and does not hold")
     func evaluateEmpty() {
         let v = experiment().evaluate([], options: ExperimentOptions())

@@ -313,10 +313,6 @@ final class BackgroundScheduler {
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
         ctx.pathRTTMicroseconds = pathRTTMicroseconds
-        if haveInfo, let probe = pathProbes[sharedKey] {
-            let within = UInt64(Double(max(info.tcpi_rtt, info.tcpi_min_rtt)) * 1000 * DelayTargetBackgroundPolicy.refillRTTs * 1.5)
-            ctx.refillSinceNs = probe.refillSinceNs(nowNs: nowNs, withinNs: within)
-        }
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)

@@ -96,8 +96,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// whose RTT wanders above it, as a vehicular WiFi hop's does, turns into phantom queueing
         /// and a window below the path's bandwidth-delay product). 20 costs at most about 5% of
         /// the link's time. 0 (the default): off, the kernel's minimum only. Not yet the default:
-        /// on the 3G link with 8 BG processes the synchronized drains' refills still cost FG
-        /// (bgscale: FG p95 1.30x alone in one trial of three; docs/scheduling.md).
+        /// with several BG processes on the 3G link, FG requests right after the synchronized
+        /// drains meet the refill (bgscale: FG p95 1.33x and 1.35x alone in two cells of 24;
+        /// docs/scheduling.md).
         public var pathProbeRTTs: Double = 0
         public init() {}
     }
@@ -170,19 +171,6 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(0, Double(c.kernelSmoothedRTTMicroseconds) / 1000 - baseRTTMilliseconds(c) - serializationMs)
     }
 
-    /// Round trips over which the window ramps back up after a path-probe drain.
-    public static let refillRTTs = 3.0
-    /// The share of the window background may fill while it refills after a path-probe drain:
-    /// from a quarter, growing linearly to all of it over `refillRTTs` base RTTs, so that the
-    /// acknowledgements clock most of it out (a window sent at once, in less than a round trip,
-    /// would queue at the emptied bottleneck: bgscale, two BG processes on 3G, FG requests
-    /// right after each drain took 266-288 ms against 206-235 ms otherwise). 1 when not refilling.
-    static func refillFraction(_ c: BackgroundContext) -> Double {
-        guard c.refillSinceNs != 0, c.nowNs >= c.refillSinceNs else { return 1 }
-        let rampNs = max(1, baseRTTMilliseconds(c) * refillRTTs * 1e6)
-        return min(1, 0.25 + 0.75 * Double(c.nowNs - c.refillSinceNs) / rampNs)
-    }
-
     /// Transmission time of one full segment (`FullSegment.payloadBytes`) at `bw`, ms.
     static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
         bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1000 : 0
@@ -250,7 +238,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 lastUpdateNs = context.nowNs
                 windowLimited = false
             }
-            let window = max(Double(parameters.minimumWindowBytes), model * scale * Self.refillFraction(context))
+            let window = max(Double(parameters.minimumWindowBytes), model * scale)
             // The window is the interface's: background other connections, multisockets and
             // processes have in kernel queues there counts against it.
             let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
@@ -309,9 +297,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
         if qdelay >= target { return .queueing }
-        // While the window refills after a drain, little queueing is the drain's doing, and the
-        // window that holds BG back is the ramp's: no sign of headroom on the link.
-        if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2, Self.refillFraction(context) >= 1 {
+        if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2 {
             return .headroom(gain: parameters.probeGain)
         }
         return .none

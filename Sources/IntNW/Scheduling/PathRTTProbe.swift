@@ -111,16 +111,6 @@ struct PathRTTProbe {
         return .hold
     }
 
-    /// When background resumed after this interface's latest drain (the end of the PING's grace),
-    /// while that was less than `withinNs` ago; 0 otherwise. The policy ramps its window back up
-    /// from there (`DelayTargetBackgroundPolicy.refillFraction`): refilled at once, a whole window
-    /// would enter the emptied bottleneck within less than a round trip, ahead of any
-    /// acknowledgement, and queue there far above the target.
-    func refillSinceNs(nowNs: UInt64, withinNs: UInt64) -> UInt64 {
-        guard graceUntilNs != 0, nowNs >= graceUntilNs, nowNs - graceUntilNs < withinNs else { return 0 }
-        return graceUntilNs
-    }
-
     /// A PONG answered the drain's PING after `rttNs`.
     mutating func sample(rttNs: UInt64, nowNs: UInt64) {
         sampleNs = rttNs

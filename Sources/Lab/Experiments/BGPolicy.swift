@@ -302,8 +302,17 @@ public struct BGPolicyExperiment: Experiment {
                 lines.append(String(format: "cellular one-multisocket: permissive FG p95 is %.1fx anticipatory's%@", perm / a, ok ? "" : " (expected at least 3x)"))
             }
         }
-        lines += BGScaleExperiment.estimateLines(outcomes.filter { $0.plan.variant.hasSuffix("two-apps.delay-target") })
+        lines += BGScaleExperiment.estimateLines(outcomes.filter { Self.isDelayTargetTwoApps($0.plan.variant) })
         return Verdict(held: held, lines: lines)
+    }
+
+    /// Whether `variant` runs delay-target, with or without parameters (`--bg-policy
+    /// delay-target:path-probe-rtts=20` names it `….two-apps.delay-target-path-probe-rtts-20`), in
+    /// the two-apps layout: the variants whose link estimates the run reports and plots.
+    static func isDelayTargetTwoApps(_ variant: String) -> Bool {
+        let parts = variant.split(separator: ".", maxSplits: 2).map(String.init)
+        return parts.count == 3 && parts[1] == Layout.twoApps.rawValue
+            && (parts[2] == "delay-target" || parts[2].hasPrefix("delay-target-"))
     }
 
     /// The policy x layout x condition table of docs/scheduling.md, from this run's figures
@@ -342,7 +351,7 @@ public struct BGPolicyExperiment: Experiment {
         md += "\nCells: two apps / two multisockets / one multisocket.\n"
         try md.write(toFile: "\(directory)/scheduling-table.md", atomically: true, encoding: .utf8)
         var out: [String] = []
-        for o in outcomes where o.plan.trial == 1 && o.plan.variant.hasSuffix("two-apps.delay-target") {
+        for o in outcomes where o.plan.trial == 1 && Self.isDelayTargetTwoApps(o.plan.variant) {
             guard let start = try? ReplayStartRecord.read(from: o.directory) else { continue }
             let files = BackgroundEstimates.samples(dir: o.directory, startMonotonicNs: start.monotonicNs)
             out += try BackgroundEstimates.plots(files, trace: o.plan.trace, spec: TopologySpec(prefix: o.plan.prefix),
