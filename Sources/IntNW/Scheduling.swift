@@ -81,6 +81,9 @@ public struct BackgroundContext: Sendable {
     /// The path's RTT now without background's queue, microseconds, from the latest drain's PING
     /// on this interface (`PathRTTProbe`; policies that ask for drains); 0 = unknown.
     public var pathRTTMicroseconds: UInt32 = 0
+    /// When background on this interface resumed after the latest path-probe drain, monotonic ns,
+    /// while that is recent (two round trips and 100 ms); 0 = not refilling.
+    public var refillSinceNs: UInt64 = 0
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,

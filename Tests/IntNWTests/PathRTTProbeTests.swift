@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import IntNW
 
 @Suite("Path RTT probe")
@@ -109,5 +112,98 @@ struct PathRTTProbeTests {
         #expect(throws: IntNWError.invalidArgument("delay-target path-probe-rtts=2: expected 0 (off) or 5 to 1000 base RTTs")) {
             try BackgroundPolicies.parse("delay-target:path-probe-rtts=2")
         }
+    }
+
+    /// Eight delay-target instances (eight BG processes) on the 3G link decide every millisecond
+    /// they are free to, right after a drain emptied the link (no acknowledgement comes back
+    /// within the 200 ms simulated). Returns the bytes all of them had in flight at each
+    /// millisecond.
+    static func refillSimulation(refilling: Bool) -> [Int] {
+        let bench = PolicyBench()  // 3G: 64,000 B/s, 200 ms
+        let start = PolicyBench.at(100)
+        let policies = (0..<8).map { _ in DelayTargetBackgroundPolicy() }
+        var own = [Int](repeating: 0, count: 8)
+        var freeAt = [UInt64](repeating: 0, count: 8)
+        var total: [Int] = []
+        for t in 0..<200 {
+            let now = start + UInt64(t) * Self.ms
+            for i in 0..<8 where freeAt[i] <= now {
+                var c = bench.context(now: 0, lastFG: nil, srttMs: 201, minRTTMs: 200)
+                c.nowNs = now
+                c.kernelUnackedBytes = own[i]
+                c.backgroundElsewhereBytes = own.reduce(0, +) - own[i]
+                c.refillSinceNs = refilling ? start : 0
+                let v = policies[i].verdict(c)
+                switch v.decision {
+                case .send(let n):
+                    own[i] += n
+                    policies[i].backgroundUsed(n)
+                    freeAt[i] = now + Self.ms
+                case .wait(let until):
+                    freeAt[i] = max(until ?? now + Self.ms, now + Self.ms)
+                }
+            }
+            total.append(own.reduce(0, +))
+        }
+        return total
+    }
+
+    @Test("after a drain, every BG process on the interface together refills no faster than the bandwidth estimate (8 processes on 3G)")
+    func refillAcrossProcesses() {
+        let window = DelayTargetBackgroundPolicy().modelWindowBytes(PolicyBench().context(now: 0, lastFG: nil, srttMs: 201, minRTTMs: 200))
+        let rate = 64_000.0  // the estimate: the refill adds no queue where it is the link's rate
+        let quantum = 1_416.0
+        let limited = Self.refillSimulation(refilling: true)
+        for (t, bytes) in limited.enumerated() {
+            #expect(Double(bytes) <= quantum + rate * Double(t) / 1000 + 1, "at \(t) ms: \(bytes) B in flight")
+        }
+        // The limit reaches the window within the round trip: background is not starved by it.
+        #expect(Double(limited[199]) >= window - 2 * quantum, "\(limited[199]) B of a \(Int(window)) B window")
+        // Each process paced alone: the eight send the whole window within 50 ms (what the limit is for).
+        let unlimited = Self.refillSimulation(refilling: false)
+        #expect(Double(unlimited[50]) >= window - quantum, "\(unlimited[50]) B at 50 ms without the limit")
+        #expect(Double(limited[50]) <= quantum + rate * 0.05 + 1)
+        // The refill's holds are its own reason, not the window's (no headroom evidence for the estimate).
+        var c = PolicyBench().context(now: 0, lastFG: nil, srttMs: 201, minRTTMs: 200)
+        c.nowNs = PolicyBench.at(100) + 10 * Self.ms
+        c.refillSinceNs = PolicyBench.at(100)
+        c.backgroundElsewhereBytes = 4_000
+        #expect(DelayTargetBackgroundPolicy().verdict(c).reason == .refill)
+        // Past the window, the window binds as before.
+        c.nowNs = PolicyBench.at(100) + 250 * Self.ms
+        c.backgroundElsewhereBytes = Int(window)
+        #expect(DelayTargetBackgroundPolicy().verdict(c).reason == .queueingDelay)
+    }
+
+    @Test("no PING while foreground is outstanding on the interface (another multisocket's or its own): it would queue ahead of the PING and read as path")
+    func noPingBehindForeground() throws {
+        // A loopback TCP connection, so that the scheduler reads a kernel minimum RTT (the grid: 1 s).
+        let (l, c, peer) = try loopbackTCPConnection()
+        defer { close(l); close(c); close(peer) }
+
+        let seg = uniqueSegmentName("probefg")
+        defer { SharedSegment.unlink(name: seg) }
+        let fg = BackgroundScheduler(options: BackgroundSchedulerTests.options(ExclusiveBackgroundPolicy(excludedKinds: []), segment: seg),
+                                     role: .client, log: quietLogger())
+        let bg = BackgroundScheduler(options: BackgroundSchedulerTests.options(try BackgroundPolicies.parse("delay-target:path-probe-rtts=20"),
+                                                                               segment: seg), role: .client, log: quietLogger())
+        func decide(_ t: UInt64) -> Bool {
+            _ = bg.decide(network: BackgroundSchedulerTests.status(), otherUsableNetworks: 0, fd: c, userQueuedBytes: 0, nowNs: t)
+            return bg.takePathProbe(fd: c)
+        }
+        #expect(!decide(100 * Self.s + 500 * Self.ms))  // the first decision starts the count
+        // The next slot: another multisocket's FG is outstanding, the drain waits for it.
+        fg.foregroundEnqueued(IROBID(1), interface: "cell0")
+        #expect(!decide(101 * Self.s + 10 * Self.ms))
+        #expect(!decide(101 * Self.s + 20 * Self.ms))
+        // Its ACK; now this multisocket's own FG is outstanding.
+        fg.observe(.acknowledged(id: IROBID(1), nowNs: 101 * Self.s + 25 * Self.ms), interface: nil)
+        bg.foregroundEnqueued(IROBID(2), interface: "cell0")
+        #expect(!decide(101 * Self.s + 30 * Self.ms))
+        bg.observe(.acknowledged(id: IROBID(2), nowNs: 101 * Self.s + 35 * Self.ms), interface: nil)
+        // Nothing of anyone's on the interface: the PING.
+        #expect(decide(101 * Self.s + 40 * Self.ms))
+        #expect(bg.stats.held(.pathProbe) == 4 && bg.stats.pathProbePings == 1)
+        withExtendedLifetime(fg) {}
     }
 }

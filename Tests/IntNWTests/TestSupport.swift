@@ -52,3 +52,34 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         }.start()
     }
 }
+
+/// A TCP connection over loopback with 1,000 bytes already sent and acknowledged, so that the
+/// kernel reports RTTs for it (TCP_INFO). Returns the listener, the connecting end and the
+/// accepted end; the caller closes all three.
+func loopbackTCPConnection() throws -> (listener: Int32, client: Int32, server: Int32) {
+    let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard l >= 0 else { throw IntNWError.invalidArgument("socket: errno \(errno)") }
+    var handedOver = false
+    defer { if !handedOver { close(l) } }
+    guard IPv4Endpoint("127.0.0.1", port: 0)!.withSockaddr({ bind(l, $0, $1) }) == 0, listen(l, 1) == 0,
+          let a = IPv4Endpoint.receiving({ getsockname(l, $0, $1) }).endpoint else {
+        throw IntNWError.invalidArgument("loopback listener: errno \(errno)")
+    }
+    let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard c >= 0, a.withSockaddr({ connect(c, $0, $1) }) == 0 else {
+        if c >= 0 { close(c) }
+        throw IntNWError.invalidArgument("loopback connect: errno \(errno)")
+    }
+    let s = accept(l, nil, nil)
+    guard s >= 0 else { close(c); throw IntNWError.invalidArgument("loopback accept: errno \(errno)") }
+    var bytes = [UInt8](repeating: 7, count: 1000)
+    let sent = send(c, &bytes, bytes.count, 0)
+    let received = recv(s, &bytes, bytes.count, Int32(MSG_WAITALL))
+    guard sent == 1000, received == 1000 else {
+        close(c); close(s)
+        throw IntNWError.invalidArgument("loopback exchange: sent \(sent), received \(received)")
+    }
+    usleep(20_000)  // the ACK
+    handedOver = true
+    return (l, c, s)
+}

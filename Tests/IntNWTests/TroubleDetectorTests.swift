@@ -191,20 +191,8 @@ import SystemPackage
 
 @Suite struct TCPInfoReaderTests {
     @Test func readsALiveConnection() throws {
-        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(l) }
-        try #require(IPv4Endpoint("127.0.0.1", port: 0)!.withSockaddr { bind(l, $0, $1) } == 0)
-        try #require(listen(l, 1) == 0)
-        let a = try #require(IPv4Endpoint.receiving { getsockname(l, $0, $1) }.endpoint)
-        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(c) }
-        try #require(a.withSockaddr { connect(c, $0, $1) } == 0)
-        let s = accept(l, nil, nil)
-        defer { close(s) }
-        var bytes = [UInt8](repeating: 7, count: 1000)
-        #expect(send(c, &bytes, bytes.count, 0) == 1000)
-        _ = recv(s, &bytes, bytes.count, Int32(MSG_WAITALL))
-        usleep(20_000)
+        let (l, c, s) = try loopbackTCPConnection()
+        defer { close(l); close(c); close(s) }
         let info = try TCPInfoReader.read(fd: c)
         #expect(info.state == 1)  // ESTABLISHED
         #expect(info.unackedPackets == 0)

@@ -31,6 +31,10 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// Background on the interface drains so that a PING can measure the path's RTT without its
     /// queue (delay-target's path probe, about one round trip every few seconds).
     case pathProbe = "path-probe"
+    /// After a path-probe drain, background on the interface refills no faster than the bandwidth
+    /// estimate, summed over every multisocket and process (delay-target): the emptied bottleneck
+    /// would otherwise take each one's paced refill at once.
+    case refill = "refill"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"

@@ -300,8 +300,14 @@ final class BackgroundScheduler {
             bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
         }
         if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
+        // Drained: no background of anyone's in flight on the interface, and no foreground either
+        // (this multisocket's or another's, until acknowledged): a 16 KB FG reply queued ahead of
+        // the PING on the 3G downlink read as 85-105 ms of path (bgscale, 8 BG sessions: samples of
+        // 285-305 ms on the 200 ms path, and the base, the window and FG's wait grew with them).
+        let foregroundOnInterface = elsewhere + perInterface[sharedKey, default: 0]
         let probeAction = pathProbe(key: sharedKey, fd: fd, info: haveInfo ? info : nil, drained: unacked <= PathRTTProbe.drainedBytes
-                                    && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes, nowNs: nowNs)
+                                    && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes
+                                    && foregroundOnInterface == 0, nowNs: nowNs)
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         let pathRTTMicroseconds = pathProbes[sharedKey]?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
         record(view, pathRTTMicroseconds: pathRTTMicroseconds, nowNs: nowNs)
@@ -313,6 +319,13 @@ final class BackgroundScheduler {
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
         ctx.pathRTTMicroseconds = pathRTTMicroseconds
+        if haveInfo, let probe = pathProbes[sharedKey] {
+            // At the estimate the refill takes the window's time: one base RTT, one segment and
+            // the target (10 ms). Two RTTs and 100 ms bound it also on a short path, and end it
+            // where the estimate is far below the link.
+            let within = UInt64(max(info.tcpi_rtt, info.tcpi_min_rtt)) * 1000 * 2 + 100_000_000
+            ctx.refillSinceNs = probe.refillSinceNs(nowNs: nowNs, withinNs: within)
+        }
         stats.lastRTTMilliseconds = ctx.network.estimate.rttMilliseconds
         stats.lastBandwidthBytesPerSecond = ctx.network.estimate.bandwidthBytesPerSecond
         stats.maxBandwidthBytesPerSecond = max(stats.maxBandwidthBytesPerSecond, stats.lastBandwidthBytesPerSecond)

@@ -94,11 +94,13 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// PING measures the path's RTT without its queue; the queueing delay and the window are
         /// then measured from that RTT rather than the kernel's five-minute minimum (which a path
         /// whose RTT wanders above it, as a vehicular WiFi hop's does, turns into phantom queueing
-        /// and a window below the path's bandwidth-delay product). 20 costs at most about 5% of
-        /// the link's time. 0 (the default): off, the kernel's minimum only. Not yet the default:
-        /// with several BG processes on the 3G link, FG requests right after the synchronized
-        /// drains meet the refill (bgscale: FG p95 1.33x and 1.35x alone in two cells of 24;
-        /// docs/scheduling.md).
+        /// and a window below the path's bandwidth-delay product). After each drain every
+        /// multisocket and process on the interface refills together at the bandwidth estimate
+        /// (`refillLimitBytes`). 20 costs at most about 5% of the link's time. 0 (the default):
+        /// off, the kernel's minimum only. Not yet the default: with it, multiapp's FG p95 went
+        /// over 1.25x FG alone in 1 and 2 trials of 9 (none without), and the BG share on 3G fell
+        /// 2-8 points (docs/scheduling.md, "Measured: the path probe with an interface-wide
+        /// refill").
         public var pathProbeRTTs: Double = 0
         public init() {}
     }
@@ -171,6 +173,26 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(0, Double(c.kernelSmoothedRTTMicroseconds) / 1000 - baseRTTMilliseconds(c) - serializationMs)
     }
 
+    /// After a path-probe drain (`refillSinceNs`), the most background every multisocket and
+    /// process on the interface may have in flight together: one pacing quantum plus the
+    /// bandwidth estimate times the time since background resumed; with it the rate the limit
+    /// grows at (nil: not refilling, or no estimate). Each multisocket paces its own grants, so
+    /// without this n of them refill the emptied bottleneck at n times the pacing rate, ahead of
+    /// any acknowledgement: bgscale on the 3G link, with the probe every 8 s, FG requests right
+    /// after a drain took 266-288 ms against 206-235 ms otherwise (FG p95 1.33x and 1.35x alone
+    /// with 8 and 2 BG processes). At the estimate itself, not the pacing gain above it: a
+    /// refill at 1.25x leaves a fifth of the window queued when it ends (multiapp, two
+    /// multisockets: the FG requests 0.2 s after each drain took 243-273 ms against 206-245 ms
+    /// otherwise). The limit reaches the window about one round trip later, when the
+    /// acknowledgements take over the clock.
+    static func refillLimitBytes(_ p: Parameters, _ c: BackgroundContext) -> (bytes: Double, rate: Double)? {
+        guard c.refillSinceNs != 0, c.nowNs >= c.refillSinceNs else { return nil }
+        let bw = c.network.estimate.bandwidthBytesPerSecond
+        guard bw > 0, bw.isFinite else { return nil }
+        let quantum = Double(pacingQuantumBytes(p, bandwidthBytesPerSecond: bw))
+        return (quantum + bw * Double(c.nowNs - c.refillSinceNs) / 1e9, bw)
+    }
+
     /// Transmission time of one full segment (`FullSegment.payloadBytes`) at `bw`, ms.
     static func segmentSerializationMilliseconds(bandwidthBytesPerSecond bw: Double) -> Double {
         bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1000 : 0
@@ -239,11 +261,20 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 windowLimited = false
             }
             let window = max(Double(parameters.minimumWindowBytes), model * scale)
+            let refill = Self.refillLimitBytes(parameters, context)
+            let allowed = min(window, refill?.bytes ?? .infinity)
             // The window is the interface's: background other connections, multisockets and
             // processes have in kernel queues there counts against it.
-            let room = Int(window) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
+            let room = Int(allowed) - context.kernelUnackedBytes - context.backgroundElsewhereBytes
             // Less than a segment of room: wait rather than dribble tiny frames.
-            if room < min(FullSegment.payloadBytes, Int(window) / 2) {
+            let enough = min(FullSegment.payloadBytes, Int(allowed) / 2)
+            if room < enough {
+                if let refill, refill.bytes < window {
+                    // The refill's limit, not the window, holds it back: no sign about the link;
+                    // look again when the limit will have grown by the missing bytes.
+                    let waitNs = min(Double(enough - room) / refill.rate * 1e9, parameters.recheckMilliseconds * 1e6)
+                    return .hold(.refill, untilNs: context.nowNs + UInt64(max(waitNs, 1e6)))
+                }
                 windowLimited = true
                 return .hold(.queueingDelay, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
             }

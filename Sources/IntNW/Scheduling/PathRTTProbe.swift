@@ -12,7 +12,8 @@
 /// How, per interface: every *period* (on a grid of the monotonic clock, so that every multisocket
 /// and process on the host drains in the same slot) background holds until nothing of it is in
 /// flight on the interface (this connection, this multisocket's other connections and, through the
-/// shared segment, other multisockets and processes), then a PING goes on the connection. Its
+/// shared segment, other multisockets and processes) and no foreground is outstanding there (a
+/// reply queued ahead of the PING would read as path), then a PING goes on the connection. Its
 /// round trip, echoed by the peer at once, is the path's without background's queue; background
 /// resumes behind the PING after a short grace (so that the others draining in the same slot
 /// still find the interface empty). The link idles for about one round trip per drain, so the
@@ -78,7 +79,8 @@ struct PathRTTProbe {
     private(set) var timeouts = 0
 
     /// At a decision: `drained` is whether no background of anyone's is in flight on the interface
-    /// or waiting in this connection's buffers; `smoothedRTTNs` the connection's smoothed RTT.
+    /// or waiting in this connection's buffers, and no foreground of anyone's is outstanding there;
+    /// `smoothedRTTNs` the connection's smoothed RTT.
     mutating func check(nowNs: UInt64, periodNs: UInt64, drained: Bool, smoothedRTTNs: UInt64) -> Action {
         guard periodNs > 0 else { return .none }
         if nowNs < graceUntilNs { return .hold }
@@ -109,6 +111,16 @@ struct PathRTTProbe {
             return .none
         }
         return .hold
+    }
+
+    /// When background resumed after this interface's latest drain (the end of the PING's grace),
+    /// while that was less than `withinNs` ago; 0 otherwise. Every multisocket and process on the
+    /// interface drains in the same slot and resumes within a few milliseconds of the others, so
+    /// the policy can bound what all of them have in flight together by the time since then
+    /// (`DelayTargetBackgroundPolicy.refillLimitBytes`).
+    func refillSinceNs(nowNs: UInt64, withinNs: UInt64) -> UInt64 {
+        guard graceUntilNs != 0, nowNs >= graceUntilNs, nowNs - graceUntilNs < withinNs else { return 0 }
+        return graceUntilNs
     }
 
     /// A PONG answered the drain's PING after `rttNs`.
