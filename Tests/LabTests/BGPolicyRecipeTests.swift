@@ -140,4 +140,27 @@ struct BGPolicyRecipeTests {
         try FileManager.default.removeItem(at: log)
         #expect(BGPolicyExperiment.loggedLatencies(try AnalyzedTrial.analysis(directory: dir.path, apps: apps), app: "fg") == nil)
     }
+
+    @Test("by network: WiFi's share while it is up, cellular's while alone, and cellular beside WiFi, from bytes per trace second")
+    func networkShares() throws {
+        let wifi = LinkConditions(downBytesPerSecond: 200, upBytesPerSecond: 100, rttMilliseconds: 20)
+        let cell = LinkConditions(downBytesPerSecond: 80, upBytesPerSecond: 50, rttMilliseconds: 80)
+        let gone = LinkConditions(downBytesPerSecond: 0, upBytesPerSecond: 0, rttMilliseconds: 0)
+        let cellAlone = LinkConditions(downBytesPerSecond: 60, upBytesPerSecond: 40, rttMilliseconds: 90)
+        // 2 s with WiFi, 2 s of cellular alone.
+        let trace = Trace(slices: [TraceSlice(startSeconds: 0, conditions: [wifi, cell]),
+                                   TraceSlice(startSeconds: 2, conditions: [gone, cellAlone])],
+                          durationSeconds: 4, source: "test")
+        // WiFi carried 80 and 70 B; cellular 5 B beside WiFi (not counted as WiFi's), then 20 and 40.
+        let s = try #require(BGPolicyExperiment.networkShares(trace: trace, seconds: 4, bytes: [[80, 70, 0, 0], [5, 0, 20, 40]]))
+        #expect(s.wifiSeconds == 2 && s.cellularAloneSeconds == 2)
+        #expect(s.wifiShare == 150.0 / 200)
+        #expect(s.cellularAloneShare == 60.0 / 80)
+        // Capacity counted: WiFi 200 + cellular beside it 100 + cellular alone 80.
+        #expect(s.cellularBesideWiFi == 100.0 / 380)
+        #expect(s.whole == 215.0 / 380)
+        // No WiFi in the run: nothing to split.
+        let cellularOnly = Trace(slices: [TraceSlice(startSeconds: 0, conditions: [gone, cell])], durationSeconds: 4, source: "test")
+        #expect(BGPolicyExperiment.networkShares(trace: cellularOnly, seconds: 4, bytes: [[0, 0, 0, 0], [50, 50, 50, 50]]) == nil)
+    }
 }

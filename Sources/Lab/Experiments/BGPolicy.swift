@@ -289,6 +289,7 @@ public struct BGPolicyExperiment: Experiment {
                     lines.append(String(format: "%@ %@ %@: FG p50 %.0f ms, p95 %.0f ms (%.2fx alone)%@, BG %.0f B/s (%.0f%% of unused capacity): goal %@",
                                         c.rawValue, layout.rawValue, policy, p50, p, p / aloneP95, f.fromLog ? "" : " [wire]",
                                         f.bgBytesPerSecond, share * 100, goal ? "met" : "missed") + pairedNote(paired))
+                    if let byNetwork = Self.networkLine(outcomes, variant: Self.variant(c, layout, policy)) { lines.append(byNetwork) }
                     if c == .cellular && policy == "anticipatory" {
                         let ok = p <= 2 * aloneP95 && f.bgBytesPerSecond >= 0.1 * Conditions.cellular.upBytesPerSecond
                         held = held && ok
