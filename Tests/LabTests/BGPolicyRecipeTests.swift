@@ -1,6 +1,6 @@
 import Emulation
 import Foundation
-import Analysis
+@testable import Analysis
 @testable import Lab
 import Testing
 import ToyProtocol
@@ -162,5 +162,17 @@ struct BGPolicyRecipeTests {
         // No WiFi in the run: nothing to split.
         let cellularOnly = Trace(slices: [TraceSlice(startSeconds: 0, conditions: [gone, cell])], durationSeconds: 4, source: "test")
         #expect(BGPolicyExperiment.networkShares(trace: cellularOnly, seconds: 4, bytes: [[0, 0, 0, 0], [50, 50, 50, 50]]) == nil)
+    }
+
+    @Test("the trace window: only bins whose middle lies in trace seconds [0, duration) count, as BG shares of the window's capacity need")
+    func traceWindow() {
+        let s = ThroughputSeries(kind: .interface, name: "cell0", direction: "uplink", binWidthNanoseconds: 100_000_000,
+                                 bytesPerBin: Array(repeating: 10, count: 20))
+        let replay: UInt64 = 1_000_000_000_000
+        // The capture starts 250 ms before the replay: bins 2 to 11 have their middles in [0, 1 s).
+        #expect(TraceWindow.traceSeconds(bin: 2, of: s, originNs: replay - 250_000_000, replayStartRealtimeNs: replay) == 0)
+        #expect(TraceWindow.bytes(s, originNs: replay - 250_000_000, replayStartRealtimeNs: replay, seconds: 1) == 100)
+        // The whole 2 s of capture against a 1.5 s window: 15 bins of 20 (after the replay start 1.75 s remain).
+        #expect(TraceWindow.bytes(s, originNs: replay - 250_000_000, replayStartRealtimeNs: replay, seconds: 1.5) == 150)
     }
 }

@@ -213,12 +213,15 @@ public struct BGPolicyExperiment: Experiment {
                 fg += wire.dropFirst().map { Double($0.latencyNanoseconds) / 1e6 }
             }
             // BG throughput: everything the client sent (TCP payload on its interfaces, no
-            // retransmissions) less the FG app's bytes. Finer than counting 256 KB chunks, and the
-            // same in every layout (a shared connection carries both apps).
+            // retransmissions) less the FG app's bytes, inside the trace's window (`TraceWindow`;
+            // the whole capture where the trial has no replay record). Finer than counting 256 KB
+            // chunks, and the same in every layout (a shared connection carries both apps).
             let sent = a.result.interfaces.filter { $0.side == "client" }
                 .reduce(UInt64(0)) { $0 + $1.uplinkBytes - min($1.uplinkBytes, $1.retransmittedBytes) }
             let fgSent = a.result.apps.first { $0.name == "fg" }?.throughput.uplinkBytes ?? 0
-            bgRates.append(Double(sent - min(sent, fgSent)) / o.plan.durationSeconds)
+            let window = TraceWindow.client(o, direction: "uplink")
+            let bg = Double(sent) * (window?.share ?? 1) - (window?.fgBytes ?? Double(fgSent))
+            bgRates.append(max(0, bg) / o.plan.durationSeconds)
         }
         guard any else { return nil }
         return Figures(fgMs: fg, bgBytesPerSecond: bgRates.isEmpty ? 0 : bgRates.reduce(0, +) / Double(bgRates.count), fromLog: fromLog)

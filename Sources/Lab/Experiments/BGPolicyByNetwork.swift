@@ -73,10 +73,9 @@ extension BGPolicyExperiment {
                 guard let interface = spec.link(named: name)?.interface,
                       let series = a.series.first(where: { $0.kind == .interface && $0.name == interface && $0.direction == "uplink" })
                 else { continue }
-                let width = Double(series.binWidthNanoseconds)
                 for (k, b) in series.bytesPerBin.enumerated() where b > 0 {
-                    // The bin's middle, in trace seconds.
-                    let at = (Double(a.result.originNanoseconds) + (Double(k) + 0.5) * width - Double(start.realtimeNs)) / 1e9
+                    let at = TraceWindow.traceSeconds(bin: k, of: series, originNs: a.result.originNanoseconds,
+                                                      replayStartRealtimeNs: start.realtimeNs)
                     guard at >= 0, Int(at) < n else { continue }
                     bytes[i][Int(at)] += Double(b)
                 }

@@ -83,7 +83,7 @@ public struct BGScaleExperiment: Experiment {
 
     /// FG latencies as the app logged them (the first request left out: it meets whatever BG
     /// queued before FG existed) and BG throughput in `d`'s direction: the client's TCP payload on
-    /// its interfaces less the FG app's, over the whole run.
+    /// its interfaces less the FG app's, over the run's trace window.
     static func figures(_ outcomes: [TrialOutcome], variant: String, direction d: Direction) -> Figures? {
         var fg: [Double] = []
         var rates: [Double] = []
@@ -104,7 +104,10 @@ public struct BGScaleExperiment: Experiment {
                 total = client.reduce(0) { $0 + $1.downlinkBytes }
                 fgBytes = fgApp?.downlinkBytes ?? 0
             }
-            rates.append(Double(total - min(total, fgBytes)) / o.plan.durationSeconds)
+            // Inside the trace's window only (`TraceWindow`; the whole capture without a replay record).
+            let window = TraceWindow.client(o, direction: d == .up ? "uplink" : "downlink")
+            let bg = Double(total) * (window?.share ?? 1) - (window?.fgBytes ?? Double(fgBytes))
+            rates.append(max(0, bg) / o.plan.durationSeconds)
         }
         guard !rates.isEmpty || !fg.isEmpty else { return nil }
         return Figures(fgMs: fg, bgBytesPerSecond: rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count))
