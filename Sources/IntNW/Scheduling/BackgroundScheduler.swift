@@ -309,7 +309,8 @@ final class BackgroundScheduler {
                                     && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes
                                     && foregroundOnInterface == 0, nowNs: nowNs)
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
-        let pathRTTMicroseconds = pathProbes[sharedKey]?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
+        let probe = pathProbes[sharedKey]
+        let pathRTTMicroseconds = probe?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
         record(view, pathRTTMicroseconds: pathRTTMicroseconds, nowNs: nowNs)
         var ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
@@ -319,7 +320,7 @@ final class BackgroundScheduler {
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
         ctx.pathRTTMicroseconds = pathRTTMicroseconds
-        if haveInfo, let probe = pathProbes[sharedKey] {
+        if haveInfo, let probe {
             // At the estimate the refill takes the window's time: one base RTT, one segment and
             // the target (10 ms). Two RTTs and 100 ms bound it also on a short path, and end it
             // where the estimate is far below the link.

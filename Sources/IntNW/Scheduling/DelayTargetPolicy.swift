@@ -99,7 +99,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// (`refillLimitBytes`). 20 costs at most about 5% of the link's time. 0 (the default):
         /// off, the kernel's minimum only. Not yet the default: with it, multiapp's FG p95 went
         /// over 1.25x FG alone in 1 and 2 trials of 9 (none without), and the BG share on 3G fell
-        /// 2-8 points (docs/scheduling.md, "Measured: the path probe with an interface-wide
+        /// 0-4 points (docs/scheduling.md, "Measured: the path probe with an interface-wide
         /// refill").
         public var pathProbeRTTs: Double = 0
         public init() {}

@@ -58,11 +58,12 @@ extension BGPolicyExperiment {
     }
 
     /// The client's uplink TCP payload per whole trace second on each link of `o`'s trace (its
-    /// interface series from the capture, placed on trace time by the replay's start), summed over
-    /// the trials of `variant`; nil when no trial has both.
+    /// interface series from the capture, placed on trace time by the replay's start), the mean
+    /// over the trials of `variant` that have both; nil when none has.
     static func uplinkBytesBySecond(_ outcomes: [TrialOutcome], variant: String) -> (trace: Trace, seconds: Double, bytes: [[Double]])? {
         var sum: [[Double]]?
         var ran: (Trace, Double)?
+        var trials = 0.0
         for o in outcomes where o.plan.variant == variant {
             guard let a = o.analysis, let start = try? ReplayStartRecord.read(from: o.directory) else { continue }
             let trace = o.plan.trace
@@ -80,6 +81,7 @@ extension BGPolicyExperiment {
                     bytes[i][Int(at)] += Double(b)
                 }
             }
+            trials += 1
             if let s = sum {
                 sum = zip(s, bytes).map { zip($0, $1).map(+) }
             } else {
@@ -88,15 +90,13 @@ extension BGPolicyExperiment {
             }
         }
         guard let sum, let ran else { return nil }
-        return (ran.0, ran.1, sum)
+        return (ran.0, ran.1, sum.map { $0.map { $0 / trials } })
     }
 
     /// The by-network line of `variant` (pooled over its trials), or nil on a run without WiFi.
     static func networkLine(_ outcomes: [TrialOutcome], variant: String) -> String? {
-        guard let r = uplinkBytesBySecond(outcomes, variant: variant) else { return nil }
-        let trials = Double(outcomes.filter { $0.plan.variant == variant && $0.analysis != nil }.count)
-        guard trials > 0, let s = networkShares(trace: r.trace, seconds: r.seconds, bytes: r.bytes.map { $0.map { $0 / trials } }),
-              s.cellularAloneSeconds > 0 else { return nil }
+        guard let r = uplinkBytesBySecond(outcomes, variant: variant),
+              let s = networkShares(trace: r.trace, seconds: r.seconds, bytes: r.bytes), s.cellularAloneSeconds > 0 else { return nil }
         func pct(_ v: Double?) -> String { v.map { String(format: "%.0f%%", $0 * 100) } ?? "-" }
         return "\(variant) by network (client uplink TCP payload by trace second, FG's few bytes included, mean of trials): "
             + "WiFi up \(Int(s.wifiSeconds)) s: WiFi carried \(pct(s.wifiShare)) of its capacity; "
