@@ -84,6 +84,10 @@ public struct BackgroundContext: Sendable {
     /// When background on this interface resumed after the latest path-probe drain, monotonic ns,
     /// while that is recent (two round trips and 100 ms); 0 = not refilling.
     public var refillSinceNs: UInt64 = 0
+    /// Whether the connection's congestion window is what limits it now: as many segments in
+    /// flight as the window allows (TCP_INFO `tcpi_unacked` >= `tcpi_snd_cwnd`). Unsent bytes
+    /// then wait for acknowledgements, not for the kernel's pacing or its small-queues limit.
+    public var kernelCongestionWindowLimited = false
 
     /// A context, for policy tests and for callers that evaluate policies themselves.
     public init(network: NetworkStatus, nowNs: UInt64, lastForegroundActivityNs: UInt64, otherUsableNetworks: Int = 0,

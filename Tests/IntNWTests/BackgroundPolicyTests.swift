@@ -304,6 +304,53 @@ struct BackgroundPolicyTests {
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:pace-quantum-ms=0") }
     }
 
+    @Test("delay-target holds BG while the congestion window is full and the kernel has more than one pacing quantum unsent (BBR's ProbeRTT), then paces the refill")
+    func delayTargetKernelBacklog() throws {
+        let p = DelayTargetBackgroundPolicy()
+        #expect(p.parameters.holdKernelBacklog)
+        let ser = 1448.0 / 64
+        func limited(_ c: BackgroundContext) -> BackgroundContext {
+            var c = c
+            c.kernelCongestionWindowLimited = true
+            return c
+        }
+        // 64,000 B/s, 200 ms: a 14,888-byte window, a 1,416-byte quantum. Four segments in flight
+        // (5,792 B, a congestion window cut to ProbeRTT's, all of it in use) and 1,500 B unsent:
+        // the window has room for 7,596 B more, but they would wait in the kernel and leave
+        // together when the congestion window reopens.
+        let cut = limited(bench.context(now: 1, lastFG: nil, unsent: 1_500, unacked: 7_292, srttMs: 201 + ser, minRTTMs: 200))
+        let held = p.verdict(cut)
+        #expect(held.reason == .kernelBacklog)
+        guard case .wait(let until?) = held.decision else { Issue.record("no re-check time"); return }
+        #expect(until == PolicyBench.at(1.01))
+        // Not a sign about the link: no probing of the estimate.
+        #expect(p.linkEvidence(cut, verdict: held) == .none)
+        // One quantum unsent (the latest grant) is normal, also with the congestion window full.
+        #expect(p.verdict(limited(bench.context(now: 1.01, lastFG: nil, unsent: 1_416, unacked: 7_208, srttMs: 201 + ser, minRTTMs: 200)))
+                == .send(maxBytes: 1_416))
+        // Once the kernel has sent its backlog the refill goes one quantum per pacing interval.
+        #expect(p.verdict(bench.context(now: 1.011, lastFG: nil, unacked: 8_624, srttMs: 201 + ser, minRTTMs: 200)).reason == .pacing)
+        // Unsent bytes with room in the congestion window wait for the kernel's pacing or its
+        // small-queues limit, not for acknowledgements: no hold.
+        let q = DelayTargetBackgroundPolicy()
+        #expect(q.verdict(bench.context(now: 1, lastFG: nil, unsent: 6_000, unacked: 7_292, srttMs: 201 + ser, minRTTMs: 200)) == .send(maxBytes: 1_416))
+        // On a 1 MB/s link the allowance is what the link carries until the next re-check (10 ms:
+        // 10,000 B, more than the 5,000-byte quantum): 10,000 B unsent go on, 10,001 B hold.
+        var wifi = bench
+        wifi.bandwidthBytesPerSecond = 1_000_000
+        wifi.kind = .wifi
+        #expect(DelayTargetBackgroundPolicy().verdict(limited(wifi.context(now: 1, lastFG: nil, unsent: 10_000, srttMs: 21, minRTTMs: 20)))
+                == .send(maxBytes: 5_000))
+        #expect(DelayTargetBackgroundPolicy().verdict(limited(wifi.context(now: 1, lastFG: nil, unsent: 10_001, srttMs: 21, minRTTMs: 20))).reason
+                == .kernelBacklog)
+        // kernel-backlog=ignore: grants go into the backlog (the comparison without the hold).
+        let ignore = try #require(try BackgroundPolicies.parse("delay-target:kernel-backlog=ignore") as? DelayTargetBackgroundPolicy)
+        #expect(ignore.verdict(cut) == .send(maxBytes: 1_416))
+        #expect(throws: IntNWError.invalidArgument("delay-target kernel-backlog=maybe: expected hold or ignore")) {
+            try BackgroundPolicies.parse("delay-target:kernel-backlog=maybe")
+        }
+    }
+
     @Test("delay-target's link evidence: headroom when its window holds BG below half the target, queueing at the target, nothing in between or when probing is off")
     func delayTargetLinkEvidence() throws {
         let p = DelayTargetBackgroundPolicy()

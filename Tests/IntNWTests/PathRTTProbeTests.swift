@@ -105,10 +105,14 @@ struct PathRTTProbeTests {
         params.pacingGain = 0
         let d = DelayTargetBackgroundPolicy(parameters: params)
         #expect(d.verdict(ctx(srtt: 40 + ser, min: 28, path: 38)) == .send(maxBytes: 18_824))
-        // Off by default; the parameter turns it on; below 5 RTTs (more than 20% of the link) is refused.
-        #expect(d.pathProbeRTTs == 0)
-        let on = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=20") as? DelayTargetBackgroundPolicy)
-        #expect(on.pathProbeRTTs == 20)
+        // On by default (every 20 base RTTs); 0 turns it off; below 5 RTTs (more than 20% of the
+        // link) is refused.
+        #expect(d.pathProbeRTTs == 20)
+        #expect((BackgroundPolicies.fallback.makePolicy() as? DelayTargetBackgroundPolicy)?.pathProbeRTTs == 20)
+        let off = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=0") as? DelayTargetBackgroundPolicy)
+        #expect(off.pathProbeRTTs == 0)
+        let on = try #require(try BackgroundPolicies.parse("delay-target:path-probe-rtts=40") as? DelayTargetBackgroundPolicy)
+        #expect(on.pathProbeRTTs == 40)
         #expect(throws: IntNWError.invalidArgument("delay-target path-probe-rtts=2: expected 0 (off) or 5 to 1000 base RTTs")) {
             try BackgroundPolicies.parse("delay-target:path-probe-rtts=2")
         }

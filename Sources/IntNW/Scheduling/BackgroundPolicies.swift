@@ -35,6 +35,11 @@ public enum BackgroundHoldReason: String, Sendable, CaseIterable, Codable {
     /// estimate, summed over every multisocket and process (delay-target): the emptied bottleneck
     /// would otherwise take each one's paced refill at once.
     case refill = "refill"
+    /// The connection's congestion window is full and its kernel holds more unsent than the link
+    /// carries until the next decision (at least one pacing quantum): the congestion window, not
+    /// the policy, limits it now, and more would leave in a burst when the window reopens
+    /// (delay-target's `holdKernelBacklog`).
+    case kernelBacklog = "kernel-backlog"
     /// The kernel could not take a chunk whole now; bytes it refused would sit in user space ahead
     /// of later foreground data (socket-buffer discipline).
     case kernelBufferFull = "kernel-buffer-full"

@@ -56,7 +56,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
-                            "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; 0, the default: off, use the kernel's minimum RTT)"]
+                            "kernel-backlog": "hold | ignore: hold BG while the connection's congestion window is full and its kernel has more unsent than 10 ms of the link (at least one pacing quantum; default hold)",
+                            "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; default 20; 0: off, use the kernel's minimum RTT)"]
         }
     }
 }
@@ -64,7 +65,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
 /// Defaults for `MultiSocketOptions.backgroundPolicy`.
 public enum BackgroundPolicies {
     /// Without configuration: delay-target (BG bounded interface-wide by a window of bandwidth x
-    /// (min RTT + one segment + a 10 ms target queue), steered by the measured queueing delay), the
+    /// (path RTT + one segment + a 10 ms target queue), steered by the measured queueing delay,
+    /// the path RTT measured by a drained PING every 20 base RTTs), the
     /// policy that comes closest to the scheduling note's goal of FG unharmed while BG gets the rest
     /// (docs/scheduling.md). The note's own policies stay one `INTNW_BG_POLICY` away for comparisons:
     /// `anticipatory` (its final algorithm, which starves BG when FG talks every second), `trickle`,
@@ -168,6 +170,13 @@ public enum BackgroundPolicies {
                     throw IntNWError.invalidArgument("delay-target path-probe-rtts=\(text): expected 0 (off) or 5 to 1000 base RTTs")
                 }
                 p.pathProbeRTTs = v
+            }
+            if let text = values["kernel-backlog"] {
+                switch text.lowercased() {
+                case "hold": p.holdKernelBacklog = true
+                case "ignore": p.holdKernelBacklog = false
+                default: throw IntNWError.invalidArgument("delay-target kernel-backlog=\(text): expected hold or ignore")
+                }
             }
             if let b = values["barrier"] {
                 guard let v = DelayTargetBackgroundPolicy.Barrier(rawValue: b.lowercased()) else {

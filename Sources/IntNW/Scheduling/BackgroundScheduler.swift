@@ -320,6 +320,7 @@ final class BackgroundScheduler {
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
         ctx.pathRTTMicroseconds = pathRTTMicroseconds
+        ctx.kernelCongestionWindowLimited = haveInfo && info.tcpi_snd_cwnd > 0 && info.tcpi_unacked >= info.tcpi_snd_cwnd
         if haveInfo, let probe {
             // At the estimate the refill takes the window's time: one base RTT, one segment and
             // the target (10 ms). Two RTTs and 100 ms bound it also on a short path, and end it

@@ -96,12 +96,25 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// whose RTT wanders above it, as a vehicular WiFi hop's does, turns into phantom queueing
         /// and a window below the path's bandwidth-delay product). After each drain every
         /// multisocket and process on the interface refills together at the bandwidth estimate
-        /// (`refillLimitBytes`). 20 costs at most about 5% of the link's time. 0 (the default):
-        /// off, the kernel's minimum only. Not yet the default: with it, multiapp's FG p95 went
-        /// over 1.25x FG alone in 1 and 2 trials of 9 (none without), and the BG share on 3G fell
-        /// 0-4 points (docs/scheduling.md, "Measured: the path probe with an interface-wide
-        /// refill").
-        public var pathProbeRTTs: Double = 0
+        /// (`refillLimitBytes`). 20 is the default (0: off, the kernel's minimum only). Its cost
+        /// is a drain, a round trip and a refill per period: 0-4 points of BG's share on 3G (8 s
+        /// periods), about a tenth of BG's throughput on a 50 ms WiFi path (1 s periods). It became the default with `holdKernelBacklog`: before
+        /// that, multiapp's FG p95 went over 1.25x FG alone in 1-2 trials of 9 with it, each time
+        /// right after a BG connection's ProbeRTT (docs/scheduling.md, "Measured: no BG into a
+        /// congestion-window-limited kernel").
+        public var pathProbeRTTs: Double = 20
+        /// Whether to hold background while the connection's congestion window is full (TCP_INFO:
+        /// as many segments unacknowledged as the window allows) and its kernel has more unsent
+        /// (SIOCOUTQNSD) than the link carries until the next decision (`backlogAllowanceBytes`,
+        /// at least one pacing quantum). The congestion window, not this policy, limits the
+        /// connection then, and grants would pile up in the kernel (the window counts them, sent
+        /// or not) to leave in one burst when it reopens: BBR cuts it to four segments for about
+        /// 200 ms whenever its minimum RTT is 10 s old (ProbeRTT), and in multiapp with the path
+        /// probe every FG request over 250 ms followed a BG connection's ProbeRTT by 0.09-0.29 s.
+        /// Unsent bytes alone are no sign: on a fast link they wait for the kernel's pacing and
+        /// small-queues limit (holding on them alone cost the vehicular trace's WiFi up to half
+        /// its BG). docs/scheduling.md, "No BG into a congestion-window-limited kernel".
+        public var holdKernelBacklog: Bool = true
         public init() {}
     }
 
@@ -284,10 +297,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 // (the estimate, and with it the window, then spirals down).
                 return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
             }
+            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
+            if parameters.holdKernelBacklog, context.kernelCongestionWindowLimited,
+               context.kernelUnsentBytes > Self.backlogAllowanceBytes(parameters, context, quantum: quantum) {
+                // Not a sign about the link's queue (the scale and the estimate's probing ignore it).
+                return .hold(.kernelBacklog, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
+            }
             guard parameters.pacingGain > 0, let rate = Self.pacingRate(parameters, context) else {
                 return .send(maxBytes: room)
             }
-            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
             // The wait never exceeds one quantum at the current rate, nor `maximumPacingGapMilliseconds`:
             // a grant paced by an estimate that was far too low (a link that just came back, a
             // prior) must not hold background long after the estimate has risen.
@@ -332,6 +350,16 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
             return .headroom(gain: parameters.probeGain)
         }
         return .none
+    }
+
+    /// The unsent bytes a congestion-window-limited kernel may hold without a `kernelBacklog`
+    /// hold: what the link carries at the estimate until the next decision (one re-check), at
+    /// least one pacing quantum. A burst of that much adds about the re-check's time of queue
+    /// (10 ms, the target); a smaller allowance would idle a fast link between re-checks.
+    static func backlogAllowanceBytes(_ p: Parameters, _ c: BackgroundContext, quantum: Int) -> Int {
+        let bw = c.network.estimate.bandwidthBytesPerSecond
+        let recheck = bw.isFinite && bw > 0 ? bw * p.recheckMilliseconds / 1000 : 0
+        return max(quantum, Int(recheck))
     }
 
     /// The pacing rate, bytes/s: `pacingGain` x the bandwidth estimate (nil when unknown).
