@@ -110,7 +110,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// connection then, and grants would pile up in the kernel (the window counts them, sent
         /// or not) to leave in one burst when it reopens: BBR cuts it to four segments for about
         /// 200 ms whenever its minimum RTT is 10 s old (ProbeRTT), and in multiapp with the path
-        /// probe every FG request over 250 ms followed a BG connection's ProbeRTT by 0.09-0.29 s.
+        /// probe the 12 FG requests sent within 0.3 s after a BG connection's ProbeRTT all took over
+        /// 250 ms, and no other did.
         /// Unsent bytes alone are no sign: on a fast link they wait for the kernel's pacing and
         /// small-queues limit (holding on them alone cost the vehicular trace's WiFi up to half
         /// its BG). docs/scheduling.md, "No BG into a congestion-window-limited kernel".
