@@ -199,12 +199,11 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// multisockets: the FG requests 0.2 s after each drain took 243-273 ms against 206-245 ms
     /// otherwise). The limit reaches the window about one round trip later, when the
     /// acknowledgements take over the clock.
-    static func refillLimitBytes(_ p: Parameters, _ c: BackgroundContext) -> (bytes: Double, rate: Double)? {
+    static func refillLimitBytes(_ c: BackgroundContext, quantum: Int) -> (bytes: Double, rate: Double)? {
         guard c.refillSinceNs != 0, c.nowNs >= c.refillSinceNs else { return nil }
         let bw = c.network.estimate.bandwidthBytesPerSecond
         guard bw > 0, bw.isFinite else { return nil }
-        let quantum = Double(pacingQuantumBytes(p, bandwidthBytesPerSecond: bw))
-        return (quantum + bw * Double(c.nowNs - c.refillSinceNs) / 1e9, bw)
+        return (Double(quantum) + bw * Double(c.nowNs - c.refillSinceNs) / 1e9, bw)
     }
 
     /// Transmission time of one full segment (`FullSegment.payloadBytes`) at `bw`, ms.
@@ -275,7 +274,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 windowLimited = false
             }
             let window = max(Double(parameters.minimumWindowBytes), model * scale)
-            let refill = Self.refillLimitBytes(parameters, context)
+            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
+            let refill = Self.refillLimitBytes(context, quantum: quantum)
             let allowed = min(window, refill?.bytes ?? .infinity)
             // The window is the interface's: background other connections, multisockets and
             // processes have in kernel queues there counts against it.
@@ -298,7 +298,6 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 // (the estimate, and with it the window, then spirals down).
                 return .hold(.dutyCycle, untilNs: min(next, context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds)))
             }
-            let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
             if parameters.holdKernelBacklog, context.kernelCongestionWindowLimited,
                context.kernelUnsentBytes > Self.backlogAllowanceBytes(parameters, context, quantum: quantum) {
                 // Not a sign about the link's queue (the scale and the estimate's probing ignore it).

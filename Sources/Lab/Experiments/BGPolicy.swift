@@ -219,9 +219,7 @@ public struct BGPolicyExperiment: Experiment {
             let sent = a.result.interfaces.filter { $0.side == "client" }
                 .reduce(UInt64(0)) { $0 + $1.uplinkBytes - min($1.uplinkBytes, $1.retransmittedBytes) }
             let fgSent = a.result.apps.first { $0.name == "fg" }?.throughput.uplinkBytes ?? 0
-            let window = TraceWindow.client(o, direction: "uplink")
-            let bg = Double(sent) * (window?.share ?? 1) - (window?.fgBytes ?? Double(fgSent))
-            bgRates.append(max(0, bg) / o.plan.durationSeconds)
+            bgRates.append(TraceWindow.backgroundRate(o, direction: "uplink", totalBytes: sent, fgBytes: fgSent))
         }
         guard any else { return nil }
         return Figures(fgMs: fg, bgBytesPerSecond: bgRates.isEmpty ? 0 : bgRates.reduce(0, +) / Double(bgRates.count), fromLog: fromLog)

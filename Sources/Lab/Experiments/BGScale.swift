@@ -105,9 +105,7 @@ public struct BGScaleExperiment: Experiment {
                 fgBytes = fgApp?.downlinkBytes ?? 0
             }
             // Inside the trace's window only (`TraceWindow`; the whole capture without a replay record).
-            let window = TraceWindow.client(o, direction: d == .up ? "uplink" : "downlink")
-            let bg = Double(total) * (window?.share ?? 1) - (window?.fgBytes ?? Double(fgBytes))
-            rates.append(max(0, bg) / o.plan.durationSeconds)
+            rates.append(TraceWindow.backgroundRate(o, direction: d == .up ? "uplink" : "downlink", totalBytes: total, fgBytes: fgBytes))
         }
         guard !rates.isEmpty || !fg.isEmpty else { return nil }
         return Figures(fgMs: fg, bgBytesPerSecond: rates.isEmpty ? 0 : rates.reduce(0, +) / Double(rates.count))

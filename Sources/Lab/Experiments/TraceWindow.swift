@@ -22,6 +22,15 @@ enum TraceWindow {
         (Double(originNs) + (Double(k) + 0.5) * Double(series.binWidthNanoseconds) - Double(replayStartRealtimeNs)) / 1e9
     }
 
+    /// Trial `o`'s BG rate in `direction`, bytes per second of its trace window: `totalBytes` (the
+    /// client's TCP payload that way over the whole capture) less `fgBytes` (the FG app's), both
+    /// cut to the window (`client`); the whole capture where the trial has no replay record.
+    static func backgroundRate(_ o: TrialOutcome, direction: String, totalBytes: UInt64, fgBytes: UInt64) -> Double {
+        let window = client(o, direction: direction)
+        let bg = Double(totalBytes) * (window?.share ?? 1) - (window?.fgBytes ?? Double(fgBytes))
+        return max(0, bg) / o.plan.durationSeconds
+    }
+
     /// For trial `o`: of the client's TCP payload in `direction` ("uplink" or "downlink") on its
     /// interfaces, the share inside the window, and the FG app's bytes inside it (nil: no analysis,
     /// no replay record, or no client bytes at all).
