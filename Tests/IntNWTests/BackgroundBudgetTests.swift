@@ -85,6 +85,38 @@ struct BackgroundBudgetTests {
             acks.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: d, minRTTNs: 20 * ms)
         }
         #expect(acks.samples == 0 && acks.estimateBytesPerSecond == 0)
+        // Without a sample in the horizon, a link slower than four segments per window (9.7 KB/s:
+        // 2.9 KB in a 300 ms window) is measured over a longer window; one slower than four
+        // segments in four windows (3 KB/s) is not.
+        func slow(_ rate: Double) -> LinkRateTracker {
+            var s = LinkRateTracker()
+            for k in 1...300 {
+                s.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(rate * Double(k) / 100),
+                          minRTTNs: 100 * ms)
+            }
+            return s
+        }
+        let crawl = slow(9_700)
+        #expect(crawl.samples >= 1 && abs(crawl.estimateBytesPerSecond - 9_700) < 9_700 * 0.05)
+        #expect(slow(3_000).samples == 0)
+        // With a sample in the horizon, windows keep their shortest length: a slower stretch
+        // after it gives no sample, and the estimate stays the faster window's until the horizon
+        // passes; then the slow link is measured over longer windows.
+        var after = LinkRateTracker()
+        var at: UInt64 = 1_000 * ms, bytes: UInt64 = 0
+        func step(_ rate: Double, _ seconds: Double) {
+            for _ in 0..<Int(seconds * 100) {
+                at += 10 * ms
+                bytes += UInt64(rate / 100)
+                after.observe(nowNs: at, deliveredBytes: bytes, minRTTNs: 100 * ms)
+            }
+        }
+        step(40_000, 1)
+        let fast = after.samples
+        step(9_700, 2.5)
+        #expect(fast >= 2 && after.samples == fast && abs(after.estimateBytesPerSecond - 40_000) < 40_000 * 0.05)
+        step(9_700, 3)
+        #expect(after.samples > fast && abs(after.estimateBytesPerSecond - 9_700) < 9_700 * 0.05)
     }
 
     @Test("delivery-rate probing: a window held by the policy without queueing raises the estimate a step above the largest measurement, never on a probe alone; the step grows while the delivery rate follows; queueing drops every probe")
@@ -145,6 +177,14 @@ struct BackgroundBudgetTests {
             idle.note(.headroom(gain: 1.25))
         }
         #expect(idle.probes == 0 && idle.estimateBytesPerSecond == 0)
+        // A window of a few segments: the probe adds at least one segment to it (a segment step
+        // of 1.5 on 24 KB/s: 36 KB/s, where the gain's first step would have been 25.5 KB/s).
+        var few = LinkRateTracker()
+        for k in 1...100 {
+            few.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
+            few.note(.headroom(gain: 1.25, segmentStep: 1.5))
+        }
+        #expect(few.probes >= 1 && few.estimateIsProbe && abs(few.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
     }
 
     @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")

@@ -359,7 +359,12 @@ struct BackgroundPolicyTests {
         let full = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 202 + ser, minRTTMs: 200)
         let held = p.verdict(full)
         #expect(held.reason == .queueingDelay)
-        #expect(p.linkEvidence(full, verdict: held) == .headroom(gain: 1.25))
+        // With it, the step one more segment makes of that window (probes never smaller).
+        guard case .headroom(let gain, let step) = p.linkEvidence(full, verdict: held) else {
+            Issue.record("no headroom for a full window without queueing")
+            return
+        }
+        #expect(gain == 1.25 && abs(step - (1 + 1448.0 / 14_888)) < 1e-6)
         // The same window with 7 ms of queueing: neither; with 10 ms: queueing, whatever the verdict.
         let between = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 207 + ser, minRTTMs: 200)
         #expect(p.linkEvidence(between, verdict: held) == LinkEvidence.none)
@@ -373,7 +378,23 @@ struct BackgroundPolicyTests {
         let off = try #require(try BackgroundPolicies.parse("delay-target:probe=0") as? DelayTargetBackgroundPolicy)
         #expect(off.linkEvidence(full, verdict: held) == LinkEvidence.none)
         let two = try #require(try BackgroundPolicies.parse("delay-target:probe=2") as? DelayTargetBackgroundPolicy)
-        #expect(two.linkEvidence(full, verdict: held) == .headroom(gain: 2))
+        guard case .headroom(let twoGain, let twoStep) = two.linkEvidence(full, verdict: held) else {
+            Issue.record("probe=2: no headroom")
+            return
+        }
+        #expect(twoGain == 2 && abs(twoStep - step) < 1e-9)
+        // A slow link's window of two segments (the minimum): one more is half as much again.
+        var slowBench = bench
+        slowBench.bandwidthBytesPerSecond = 8_000
+        slowBench.rttMilliseconds = 60
+        let slow = slowBench.context(now: 1, lastFG: nil, unacked: 2_896, srttMs: 60 + 1448.0 / 8_000 * 1000, minRTTMs: 60)
+        let slowHeld = p.verdict(slow)
+        #expect(slowHeld.reason == .queueingDelay)
+        guard case .headroom(_, let slowStep) = p.linkEvidence(slow, verdict: slowHeld) else {
+            Issue.record("no headroom for the minimum window")
+            return
+        }
+        #expect(abs(slowStep - 1.5) < 1e-9)
         for bad in ["probe=1", "probe=0.5", "probe=5", "probe=x"] {
             #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:\(bad)") }
         }

@@ -341,13 +341,19 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
 
     /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
     /// reached the target; headroom when the window held background back while the delay was
-    /// below half the target (and probing is on).
+    /// below half the target (and probing is on), with the step one more full segment makes of
+    /// the window. Without that floor a window of two or three segments stays where it is: the
+    /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
+    /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes
+    /// (+6% of 23 KB/s) too small to admit a third segment.
     public func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence {
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
         if qdelay >= target { return .queueing }
         if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2 {
-            return .headroom(gain: parameters.probeGain)
+            let model = modelWindowBytes(context)
+            let window = max(Double(parameters.minimumWindowBytes), model * currentScale)
+            return .headroom(gain: parameters.probeGain, segmentStep: 1 + Double(FullSegment.payloadBytes) / window)
         }
         return .none
     }

@@ -35,8 +35,11 @@ public enum LinkEvidence: Sendable, Equatable {
     case none
     /// The policy's own window held background back while the path showed no queueing: the
     /// delivery rate measured is the window's, not the link's, and the link may carry `gain` x
-    /// more.
-    case headroom(gain: Double)
+    /// more. `segmentStep` is the ratio by which one more full segment grows that window: the
+    /// policy grants whole segments, so a probe that grows the window by less changes nothing
+    /// that is sent, and the delivery rate cannot follow it (a window of two or three segments
+    /// on a slow path; 1: no such floor).
+    case headroom(gain: Double, segmentStep: Double = 1)
     /// The path showed queueing: the link is full at what background sends now.
     case queueing
 }
@@ -58,11 +61,15 @@ struct LinkRateTracker {
     /// Window rates of the horizon: (end of window, rate, whether a probe rather than a measurement).
     private var recent: [(atNs: UInt64, rate: Double, probe: Bool)] = []
     private var windowStartNs: UInt64 = 0
+    /// The latest observation (the window's start when none since).
+    private var lastObservationNs: UInt64 = 0
     private var windowStartDelivered: UInt64 = 0
     private var observations = 0
     /// The largest probe gain the current window showed headroom with (0: none), and whether it
     /// showed queueing.
     private var headroomGain = 0.0
+    /// The largest segment step the current window's headroom came with (1: none).
+    private var headroomSegmentStep = 1.0
     private var queueingSeen = false
     /// The step of the next probe above the largest measurement, as a share of the gain's excess
     /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
@@ -85,23 +92,41 @@ struct LinkRateTracker {
     /// paced its acknowledgements by it).
     static let minimumWindowBytes = UInt64(4 * FullSegment.payloadBytes)
 
+    /// How many shortest windows a window may run for while it has delivered fewer than
+    /// `minimumWindowBytes` and the horizon holds no sample (the estimate is the prior, or older
+    /// than the horizon): on a link slower than four segments per window it stays open until it
+    /// holds four (a 9.7 KB/s cellular uplink delivers 2.9 KB in 300 ms; without this it never
+    /// gave a sample and the estimate stayed at its 50 KB/s prior, 137% above the link, for the
+    /// whole trial). Four windows: the slowest link measured is four segments in 1.2 s, 4.8 KB/s.
+    /// Only then: a longer window averages over the moments background was held (foreground,
+    /// path-probe drains), and once samples come, windows of the shortest length that hold four
+    /// segments are what the windowed maximum needs (the vehicular segment's cellular estimate
+    /// read 12-14 KB/s on a 14-22 KB/s link with every window allowed to run on, 16 without).
+    static let longestWindowMultiple: UInt64 = 4
+
     /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
     /// a window ended with a sample.
     @discardableResult
     mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
         let window = Self.windowNs(minRTTNs: minRTTNs)
-        guard windowStartNs != 0, nowNs > windowStartNs, deliveredBytes >= windowStartDelivered else {
+        // A gap of more than a window between decisions: background was idle, and the window
+        // would measure the idle time, not the link.
+        guard windowStartNs != 0, nowNs > windowStartNs, nowNs - lastObservationNs <= window,
+              deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
             return false
         }
+        lastObservationNs = nowNs
         observations += 1
         let dt = nowNs - windowStartNs
         guard dt >= window else { return false }
+        let bytes = deliveredBytes - windowStartDelivered
+        // Too few bytes for a sample: the window runs on (a slow link), up to its longest.
+        let unmeasured = recent.last.map { nowNs &- $0.atNs > Self.horizonNs } ?? true
+        if bytes < Self.minimumWindowBytes && unmeasured && dt < Self.longestWindowMultiple * window { return false }
         defer { restart(nowNs, deliveredBytes) }
-        // Decisions too sparse to have kept the link busy (background was idle): no sample.
-        guard dt <= 3 * window, observations >= 2 else { return false }
-        guard deliveredBytes - windowStartDelivered >= Self.minimumWindowBytes else { return false }
-        let rate = Double(deliveredBytes - windowStartDelivered) / (Double(dt) / 1e9)
+        guard observations >= 2, bytes >= Self.minimumWindowBytes else { return false }
+        let rate = Double(bytes) / (Double(dt) / 1e9)
         recent.append((nowNs, rate, false))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
         samples += 1
@@ -118,7 +143,9 @@ struct LinkRateTracker {
                 // link had room, take a larger step; otherwise start small again.
                 probeStep = measured > measuredAtProbe * 1.02 ? min(1, probeStep * 2) : Self.firstProbeStep
             }
-            recent.append((nowNs, measured * (1 + (headroomGain - 1) * probeStep), true))
+            // At least one more segment of window: a smaller probe could not show anything.
+            let ratio = max(1 + (headroomGain - 1) * probeStep, headroomSegmentStep)
+            recent.append((nowNs, measured * ratio, true))
             measuredAtProbe = measured
             probes += 1
         }
@@ -133,8 +160,9 @@ struct LinkRateTracker {
         switch evidence {
         case .none:
             break
-        case .headroom(let gain):
+        case .headroom(let gain, let segmentStep):
             headroomGain = max(headroomGain, gain)
+            if segmentStep.isFinite { headroomSegmentStep = max(headroomSegmentStep, segmentStep) }
         case .queueing:
             queueingSeen = true
             probeStep = Self.firstProbeStep
@@ -150,9 +178,11 @@ struct LinkRateTracker {
 
     private mutating func restart(_ nowNs: UInt64, _ delivered: UInt64) {
         windowStartNs = nowNs
+        lastObservationNs = nowNs
         windowStartDelivered = delivered
         observations = 0
         headroomGain = 0
+        headroomSegmentStep = 1
         queueingSeen = false
     }
 }
