@@ -185,6 +185,14 @@ struct BackgroundBudgetTests {
             few.note(.headroom(gain: 1.25, segmentStep: 1.5))
         }
         #expect(few.probes >= 1 && few.estimateIsProbe && abs(few.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
+        // A window of about nine segments (3G): the gain's first step (6.25%) is more than half a
+        // segment (5.5%), and stays.
+        var nine = LinkRateTracker()
+        for k in 1...100 {
+            nine.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 580, minRTTNs: 100 * ms)
+            nine.note(.headroom(gain: 1.25, segmentStep: 1.11))
+        }
+        #expect(nine.probes >= 1 && abs(nine.estimateBytesPerSecond - 58_000 * 1.0625) < 58_000 * 0.01)
     }
 
     @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")

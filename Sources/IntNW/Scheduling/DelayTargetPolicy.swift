@@ -342,7 +342,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
     /// reached the target; headroom when the window held background back while the delay was
     /// below half the target (and probing is on), with the step one more full segment makes of
-    /// the window. Without that floor a window of two or three segments stays where it is: the
+    /// the window (the estimate's probe is at least that while the gain's step would add less
+    /// than half a segment). Without it a window of two or three segments stays where it is: the
     /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
     /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes
     /// (+6% of 23 KB/s) too small to admit a third segment.

@@ -36,9 +36,9 @@ public enum LinkEvidence: Sendable, Equatable {
     /// The policy's own window held background back while the path showed no queueing: the
     /// delivery rate measured is the window's, not the link's, and the link may carry `gain` x
     /// more. `segmentStep` is the ratio by which one more full segment grows that window: the
-    /// policy grants whole segments, so a probe that grows the window by less changes nothing
-    /// that is sent, and the delivery rate cannot follow it (a window of two or three segments
-    /// on a slow path; 1: no such floor).
+    /// policy grants whole segments, so a probe that grows a window of two or three segments by
+    /// a few percent changes nothing that is sent, and the delivery rate cannot follow it; a
+    /// probe step below half a segment becomes a whole one (1: no such floor).
     case headroom(gain: Double, segmentStep: Double = 1)
     /// The path showed queueing: the link is full at what background sends now.
     case queueing
@@ -143,8 +143,12 @@ struct LinkRateTracker {
                 // link had room, take a larger step; otherwise start small again.
                 probeStep = measured > measuredAtProbe * 1.02 ? min(1, probeStep * 2) : Self.firstProbeStep
             }
-            // At least one more segment of window: a smaller probe could not show anything.
-            let ratio = max(1 + (headroomGain - 1) * probeStep, headroomSegmentStep)
+            // A step that adds less than half a segment to the window: one whole segment
+            // instead, or the probe changes nothing that is sent (a window of two or three
+            // segments). Larger windows keep the gain's step: a 6% probe on 3G's nine segments
+            // already admits an extra segment about half the time.
+            let gainStep = (headroomGain - 1) * probeStep
+            let ratio = gainStep < (headroomSegmentStep - 1) / 2 ? headroomSegmentStep : 1 + gainStep
             recent.append((nowNs, measured * ratio, true))
             measuredAtProbe = measured
             probes += 1
