@@ -73,6 +73,8 @@ struct BackgroundBudgetTests {
         #expect(abs(t.estimateBytesPerSecond - 48_000) < 48_000 * 0.02)
         // A counter that goes back (a process left) or a gap without decisions gives no sample.
         let n = t.samples
+        // (A time before the latest observation, but after the window's start, neither.)
+        #expect(!t.observe(nowNs: now - 5 * ms, deliveredBytes: delivered, minRTTNs: 200 * ms) && t.samples == n)
         let back = t.observe(nowNs: now + 10 * ms, deliveredBytes: 0, minRTTNs: 200 * ms)
         let gap = t.observe(nowNs: now + 5_000 * ms, deliveredBytes: 1_000_000, minRTTNs: 200 * ms)
         #expect(!back && !gap && t.samples == n)

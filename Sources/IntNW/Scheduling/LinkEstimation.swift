@@ -110,9 +110,10 @@ struct LinkRateTracker {
     mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
         let window = Self.windowNs(minRTTNs: minRTTNs)
         // A gap of more than a window between decisions: background was idle, and the window
-        // would measure the idle time, not the link.
-        guard windowStartNs != 0, nowNs > windowStartNs, nowNs - lastObservationNs <= window,
-              deliveredBytes >= windowStartDelivered else {
+        // would measure the idle time, not the link. (A time before the latest observation
+        // starts a new window too.)
+        guard windowStartNs != 0, nowNs > windowStartNs, nowNs >= lastObservationNs,
+              nowNs - lastObservationNs <= window, deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
             return false
         }
