@@ -239,6 +239,11 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return max(Double(parameters.minimumWindowBytes), bytes)
     }
 
+    /// The window a decision applies: the model window times the scale, at least the minimum.
+    func windowBytes(model: Double, scale: Double) -> Double {
+        max(Double(parameters.minimumWindowBytes), model * scale)
+    }
+
     public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
@@ -273,7 +278,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
                 lastUpdateNs = context.nowNs
                 windowLimited = false
             }
-            let window = max(Double(parameters.minimumWindowBytes), model * scale)
+            let window = windowBytes(model: model, scale: scale)
             let quantum = Self.pacingQuantumBytes(parameters, bandwidthBytesPerSecond: context.network.estimate.bandwidthBytesPerSecond)
             let refill = Self.refillLimitBytes(context, quantum: quantum)
             let allowed = min(window, refill?.bytes ?? .infinity)
@@ -353,7 +358,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         if qdelay >= target { return .queueing }
         if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2 {
             let model = modelWindowBytes(context)
-            let window = max(Double(parameters.minimumWindowBytes), model * currentScale)
+            let window = windowBytes(model: model, scale: currentScale)
             return .headroom(gain: parameters.probeGain, segmentStep: 1 + Double(FullSegment.payloadBytes) / window)
         }
         return .none
