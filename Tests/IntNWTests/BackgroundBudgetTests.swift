@@ -68,8 +68,8 @@ struct BackgroundBudgetTests {
         // ...until the horizon has passed without a faster window: the link got slower.
         run(32_000, seconds: 2)
         #expect(abs(t.estimateBytesPerSecond - 32_000) < 32_000 * 0.02)
-        // A faster window raises it at once.
-        run(48_000, seconds: 0.5)
+        // A faster window raises it at once (the first whole window at that rate).
+        run(48_000, seconds: 0.9)
         #expect(abs(t.estimateBytesPerSecond - 48_000) < 48_000 * 0.02)
         // A counter that goes back (a process left) or a gap without decisions gives no sample.
         let n = t.samples
@@ -78,6 +78,27 @@ struct BackgroundBudgetTests {
         let back = t.observe(nowNs: now + 10 * ms, deliveredBytes: 0, minRTTNs: 200 * ms)
         let gap = t.observe(nowNs: now + 5_000 * ms, deliveredBytes: 1_000_000, minRTTNs: 200 * ms)
         #expect(!back && !gap && t.samples == n)
+        // A window's clock starts at its first delivery: the first acknowledgement a round trip
+        // after the connection's first bytes (nothing delivered for 200 ms, then 13 KB/s) is not
+        // read as a slower link (timed from the first decision the window would read 9.1 KB/s:
+        // four segments in 0.64 s, 0.2 s of it the empty pipe).
+        var fresh = LinkRateTracker()
+        for k in 1...160 {
+            let at = UInt64(k) * 10 * ms
+            fresh.observe(nowNs: 1_000 * ms + at, deliveredBytes: at <= 200 * ms ? 0 : UInt64(13_000 * Double(at - 200 * ms) / 1e9),
+                          minRTTNs: 200 * ms)
+        }
+        #expect(fresh.samples >= 1 && abs(fresh.estimateBytesPerSecond - 13_000) < 13_000 * 0.05)
+        // Two connections on the interface, observed in each pass with one clock reading: the
+        // second observation at the window's first delivery neither restarts it nor keeps it
+        // from ending (350 KB/s, the windows of a 25 ms path).
+        var pair = LinkRateTracker()
+        for k in 1...100 {
+            for _ in 0..<2 {
+                pair.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 3_500, minRTTNs: 25 * ms)
+            }
+        }
+        #expect(pair.samples >= 2 && abs(pair.estimateBytesPerSecond - 350_000) < 350_000 * 0.05)
         // A sender of small messages (acknowledgements: 254 B in 400 ms) measures itself, not the
         // link: no sample, the estimate stays where the last real window put it.
         var acks = LinkRateTracker()
@@ -162,7 +183,7 @@ struct BackgroundBudgetTests {
         #expect(near(t.estimateBytesPerSecond, measured) && !t.estimateIsProbe && t.probesDropped >= 4)
         // A window with headroom at some decisions and queueing at another is no probe.
         let before = t.probes
-        run(measured, seconds: 0.6, .headroom(gain: 1.25))
+        run(measured, seconds: 0.7, .headroom(gain: 1.25))
         let afterHeadroom = t.probes
         for k in 0..<60 {
             now += 10 * ms
@@ -171,6 +192,30 @@ struct BackgroundBudgetTests {
             t.note(k % 20 == 10 ? .queueing : .headroom(gain: 1.25))
         }
         #expect(afterHeadroom > before && t.probes == afterHeadroom && !t.estimateIsProbe)
+        // The first sample after the horizon passed without one (background idle 10 s; the
+        // connection starts again slowly): the estimate the link last gave stays as a probe, until
+        // queueing shows.
+        func resumed(firstWindow evidence: LinkEvidence) -> LinkRateTracker {
+            var r = LinkRateTracker()
+            var at: UInt64 = 1_000 * ms, bytes: UInt64 = 0
+            for (rate, seconds) in [(100_000.0, 1.0), (25_000, 0.7)] {
+                if rate < 100_000 { at += 10_000 * ms }
+                for _ in 0..<Int(seconds * 100) {
+                    at += 10 * ms
+                    bytes += UInt64(rate / 100)
+                    r.observe(nowNs: at, deliveredBytes: bytes, minRTTNs: 50 * ms)
+                    if rate < 100_000 { r.note(evidence) }
+                }
+            }
+            return r
+        }
+        var back = resumed(firstWindow: .none)
+        #expect(near(back.estimateBytesPerSecond, 100_000) && back.estimateIsProbe)
+        back.note(.queueing)
+        #expect(near(back.estimateBytesPerSecond, 25_000) && !back.estimateIsProbe)
+        // Not when that first window showed queueing: the link is full at what it delivered.
+        let full = resumed(firstWindow: .queueing)
+        #expect(near(full.estimateBytesPerSecond, 25_000) && !full.estimateIsProbe)
         // Headroom in a window that delivered too little to be a sample (background ran dry) is
         // no probe either.
         var idle = LinkRateTracker()

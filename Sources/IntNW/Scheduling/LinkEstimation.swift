@@ -11,7 +11,9 @@
 /// estimate to rise. delay-target does so through `LinkEvidence`: a window whose background was
 /// held back by the policy's own window while the path showed no queueing adds a *probe* a step
 /// above the largest measured rate (the step grows towards `gain` while the delivery rate
-/// follows), which lasts until the policy sees queueing. Also: the oracle
+/// follows), which lasts until the policy sees queueing. When background resumes after the horizon
+/// passed without a sample, the estimate the link last gave stays as such a probe: a connection
+/// that starts again reads below the link in its first windows. Also: the oracle
 /// schedule experiments give (`INTNW_BG_ORACLE`), and the record of estimates over time
 /// (`INTNW_BG_ESTIMATE_LOG`).
 #if canImport(Glibc)
@@ -65,6 +67,11 @@ struct LinkRateTracker {
     private var lastObservationNs: UInt64 = 0
     private var windowStartDelivered: UInt64 = 0
     private var observations = 0
+    /// Whether the window waits for its first delivery to start its clock (after every restart).
+    private var awaitingDelivery = true
+    /// Whether a window since the latest sample delivered at least one full segment but too few
+    /// for a sample (a slow link, rather than background idle or a dead link).
+    private var slowWindowsSinceSample = false
     /// The largest probe gain the current window showed headroom with (0: none), and whether it
     /// showed queueing.
     private var headroomGain = 0.0
@@ -111,13 +118,28 @@ struct LinkRateTracker {
         let window = Self.windowNs(minRTTNs: minRTTNs)
         // A gap of more than a window between decisions: background was idle, and the window
         // would measure the idle time, not the link. (A time before the latest observation
-        // starts a new window too.)
-        guard windowStartNs != 0, nowNs > windowStartNs, nowNs >= lastObservationNs,
+        // starts a new window too; the same time does not: a scheduling pass observes each of the
+        // interface's connections with one clock reading.)
+        guard windowStartNs != 0, nowNs >= lastObservationNs,
               nowNs - lastObservationNs <= window, deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
             return false
         }
         lastObservationNs = nowNs
+        if awaitingDelivery {
+            // The window's clock starts at its first delivery, which it does not count: after a
+            // restart (the first decision, an idle gap) the first acknowledgement comes a round
+            // trip after the first bytes sent, and a window timed from the send measured that
+            // empty pipe too (the vehicular trace's cellular uplink: 9 KB/s from the
+            // connection's first second on a 13-14 KB/s link, the estimate for 3 s). Between
+            // back-to-back windows it loses only the time to the next acknowledgement.
+            if deliveredBytes > windowStartDelivered {
+                windowStartNs = nowNs
+                windowStartDelivered = deliveredBytes
+                awaitingDelivery = false
+            }
+            return false
+        }
         observations += 1
         let dt = nowNs - windowStartNs
         guard dt >= window else { return false }
@@ -126,10 +148,26 @@ struct LinkRateTracker {
         let unmeasured = recent.last.map { nowNs &- $0.atNs > Self.horizonNs } ?? true
         if bytes < Self.minimumWindowBytes && unmeasured && dt < Self.longestWindowMultiple * window { return false }
         defer { restart(nowNs, deliveredBytes) }
-        guard observations >= 2, bytes >= Self.minimumWindowBytes else { return false }
+        guard observations >= 2, bytes >= Self.minimumWindowBytes else {
+            if bytes >= FullSegment.payloadBytes { slowWindowsSinceSample = true }
+            return false
+        }
         let rate = Double(bytes) / (Double(dt) / 1e9)
         recent.append((nowNs, rate, false))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
+        // The first sample after the horizon passed without one (background idle, the network
+        // gone) comes from a connection that starts again from a small congestion window and
+        // reads below the link: the estimate the link last gave stays, as a probe, until
+        // queueing shows or the horizon passes (the real drive's cellular uplink, idle for 60 s
+        // while WiFi carried background, read 23 KB/s in its first window on a 139 KB/s link,
+        // against 104 before; the estimate then took 2 s of probes to come back).
+        // Not when windows since the last sample delivered between one and four segments: the
+        // link got slower under background, it was not idle.
+        defer { slowWindowsSinceSample = false }
+        if unmeasured, samples > 0, !queueingSeen, !slowWindowsSinceSample, estimateBytesPerSecond > rate {
+            recent.append((nowNs, estimateBytesPerSecond, true))
+            probes += 1
+        }
         samples += 1
         // A busy window (it was a sample) held back by the policy's window with no queueing
         // anywhere in it: the link may carry more than anything measured, so the estimate goes
@@ -186,6 +224,7 @@ struct LinkRateTracker {
         lastObservationNs = nowNs
         windowStartDelivered = delivered
         observations = 0
+        awaitingDelivery = true
         headroomGain = 0
         headroomSegmentStep = 1
         queueingSeen = false
