@@ -351,7 +351,7 @@ struct BackgroundPolicyTests {
         }
     }
 
-    @Test("delay-target's link evidence: headroom when its window holds BG below half the target, queueing at the target, nothing in between or when probing is off")
+    @Test("delay-target's link evidence: headroom when its window holds BG below the target (below half of it with probe-below=0.5), queueing at the target, nothing when probing is off")
     func delayTargetLinkEvidence() throws {
         let p = DelayTargetBackgroundPolicy()
         let ser = 1448.0 / 64_000 * 1000  // one full segment at 64 KB/s, ms
@@ -365,9 +365,10 @@ struct BackgroundPolicyTests {
             return
         }
         #expect(gain == 1.25 && abs(step - (1 + 1448.0 / 14_888)) < 1e-6)
-        // The same window with 7 ms of queueing: neither; with 10 ms: queueing, whatever the verdict.
+        // The same window with 7 ms of queueing: headroom still (under the 10 ms target); with
+        // 10 ms: queueing, whatever the verdict.
         let between = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 207 + ser, minRTTMs: 200)
-        #expect(p.linkEvidence(between, verdict: held) == LinkEvidence.none)
+        #expect(p.linkEvidence(between, verdict: held) != LinkEvidence.none)
         let queued = bench.context(now: 1, lastFG: nil, unacked: 0, srttMs: 210 + ser, minRTTMs: 200)
         #expect(p.linkEvidence(queued, verdict: .send(maxBytes: 1_416)) == .queueing)
         // Room in the window (the grant is paced or sent): no headroom, the delivery rate shows the link.
@@ -395,7 +396,13 @@ struct BackgroundPolicyTests {
             return
         }
         #expect(abs(slowStep - 1.5) < 1e-9)
-        for bad in ["probe=1", "probe=0.5", "probe=5", "probe=x"] {
+        // probe-below=0.5 (the default until 7 Dec): 7 ms is neither headroom nor queueing; 10 ms
+        // stays queueing.
+        let half = try #require(try BackgroundPolicies.parse("delay-target:probe-below=0.5") as? DelayTargetBackgroundPolicy)
+        #expect(half.linkEvidence(between, verdict: held) == LinkEvidence.none)
+        #expect(half.linkEvidence(full, verdict: held) != LinkEvidence.none)
+        #expect(half.linkEvidence(queued, verdict: .send(maxBytes: 1_416)) == .queueing)
+        for bad in ["probe=1", "probe=0.5", "probe=5", "probe=x", "probe-below=0", "probe-below=1.5", "probe-below=nan"] {
             #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:\(bad)") }
         }
     }

@@ -55,6 +55,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
+                            "probe-below": "share (0-1] of target-ms under which the measured queueing delay counts as none for probing (default 1)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
                             "kernel-backlog": "hold | ignore: hold BG while the connection's congestion window is full and its kernel has more unsent than 10 ms of the link (at least one pacing quantum; default hold)",
                             "path-probe-rtts": "drain BG and PING for the path's RTT every this many base RTTs (rounded up to 1, 2, 4 or 8 s; default 20; 0: off, use the kernel's minimum RTT)"]
@@ -160,6 +161,12 @@ public enum BackgroundPolicies {
                     throw IntNWError.invalidArgument("delay-target probe=\(text): expected 0 (off) or a gain above 1, at most 4")
                 }
                 p.probeGain = v
+            }
+            if let text = values["probe-below"] {
+                guard let v = Double(text), v > 0, v <= 1 else {
+                    throw IntNWError.invalidArgument("delay-target probe-below=\(text): expected a share of the target above 0, at most 1")
+                }
+                p.probeBelowTargetShare = v
             }
             if let v = try number("pace-quantum-ms") {
                 guard v > 0, v <= 1000 else { throw IntNWError.invalidArgument("delay-target pace-quantum-ms=\(v): expected (0, 1000] ms") }

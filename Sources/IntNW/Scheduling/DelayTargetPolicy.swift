@@ -80,7 +80,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// slower link the window binds, as without pacing).
         public var maximumPacingGapMilliseconds: Double = 100
         /// Probing of the delivery-rate estimate (`LinkEvidence`): when this policy's window holds
-        /// background back while the measured queueing delay is below half the target, the
+        /// background back while the measured queueing delay is below `probeBelowTargetShare` of the target, the
         /// estimate goes a step above the largest delivery rate measured (1 + a quarter of the
         /// gain's excess at first, growing to this gain while the delivery rate follows), until
         /// queueing at or above the target shows. Without it the estimate cannot rise where the path's RTT
@@ -89,6 +89,15 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// rate show the estimate back (the vehicular trace's WiFi: 44-59 ms RTT; the estimate sat
         /// at 190-250 KB/s on a 500-950 KB/s link). 0: off.
         public var probeGain: Double = 1.25
+        /// The share of the target below which the measured queueing delay counts as no
+        /// queueing for probing (`probeGain`). 1 (the default): a window-limited hold probes
+        /// whenever the delay is under the target. Below 1 there is a band, from that share to
+        /// the target, where the estimate neither probes nor drops its probes; where the path's
+        /// RTT wanders by a few milliseconds between path probes most decisions fall in it and
+        /// the estimate stays where it is (the real drive's cellular uplink with 0.5, the
+        /// default until 7 Dec: an estimate of 84-90 KB/s on a 93-121 KB/s link for 10 s;
+        /// docs/scheduling.md).
+        public var probeBelowTargetShare: Double = 1
         /// The path probe (`PathRTTProbe`): every this many base RTTs (rounded up to a power of two
         /// seconds, 1-8 s), background on the interface drains for about one round trip and a
         /// PING measures the path's RTT without its queue; the queueing delay and the window are
@@ -345,8 +354,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     }
 
     /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
-    /// reached the target; headroom when the window held background back while the delay was
-    /// below half the target (and probing is on), with the step one more full segment makes of
+    /// reached the target; headroom when the window held
+    /// background back while the delay was below `probeBelowTargetShare` of the target (and
+    /// probing is on), with the step one more full segment makes of
     /// the window (the estimate's probe is at least that while the gain's step would add less
     /// than half a segment). Without it a window of two or three segments stays where it is: the
     /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
@@ -356,7 +366,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
         if qdelay >= target { return .queueing }
-        if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target / 2 {
+        if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target * parameters.probeBelowTargetShare {
             let model = modelWindowBytes(context)
             let window = windowBytes(model: model, scale: currentScale)
             return .headroom(gain: parameters.probeGain, segmentStep: 1 + Double(FullSegment.payloadBytes) / window)
