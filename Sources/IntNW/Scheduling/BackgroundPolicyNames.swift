@@ -162,10 +162,8 @@ public enum BackgroundPolicies {
                 }
                 p.probeGain = v
             }
-            if let text = values["probe-below"] {
-                guard let v = Double(text), v > 0, v <= 1 else {
-                    throw IntNWError.invalidArgument("delay-target probe-below=\(text): expected a share of the target above 0, at most 1")
-                }
+            if let v = try number("probe-below") {
+                guard v <= 1 else { throw IntNWError.invalidArgument("delay-target probe-below=\(v): expected a share of the target in (0, 1]") }
                 p.probeBelowTargetShare = v
             }
             if let v = try number("pace-quantum-ms") {

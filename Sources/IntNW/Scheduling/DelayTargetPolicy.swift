@@ -80,8 +80,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// slower link the window binds, as without pacing).
         public var maximumPacingGapMilliseconds: Double = 100
         /// Probing of the delivery-rate estimate (`LinkEvidence`): when this policy's window holds
-        /// background back while the measured queueing delay is below `probeBelowTargetShare` of the target, the
-        /// estimate goes a step above the largest delivery rate measured (1 + a quarter of the
+        /// background back while the measured queueing delay is below `probeBelowTargetShare` of
+        /// the target, the estimate goes a step above the largest delivery rate measured (1 + a quarter of the
         /// gain's excess at first, growing to this gain while the delivery rate follows), until
         /// queueing at or above the target shows. Without it the estimate cannot rise where the path's RTT
         /// wanders above its minimum: the window is the estimate x (minimum RTT + one segment +
@@ -354,10 +354,9 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     }
 
     /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
-    /// reached the target; headroom when the window held
-    /// background back while the delay was below `probeBelowTargetShare` of the target (and
-    /// probing is on), with the step one more full segment makes of
-    /// the window (the estimate's probe is at least that while the gain's step would add less
+    /// reached the target; headroom when the window held background back while the delay was
+    /// below `probeBelowTargetShare` of the target (and probing is on), with the step one more
+    /// full segment makes of the window (the estimate's probe is at least that while the gain's step would add less
     /// than half a segment). Without it a window of two or three segments stays where it is: the
     /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
     /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes

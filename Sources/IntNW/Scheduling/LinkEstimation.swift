@@ -163,8 +163,9 @@ struct LinkRateTracker {
         // against 104 before; the estimate then took 2 s of probes to come back).
         // Not when windows since the last sample delivered between one and four segments: the
         // link got slower under background, it was not idle.
-        defer { slowWindowsSinceSample = false }
-        if unmeasured, samples > 0, !queueingSeen, !slowWindowsSinceSample, estimateBytesPerSecond > rate {
+        let slowedUnderBackground = slowWindowsSinceSample
+        slowWindowsSinceSample = false
+        if unmeasured, samples > 0, !queueingSeen, !slowedUnderBackground, estimateBytesPerSecond > rate {
             recent.append((nowNs, estimateBytesPerSecond, true))
             probes += 1
         }
