@@ -142,6 +142,36 @@ struct BackgroundBudgetTests {
         #expect(after.samples > fast && abs(after.estimateBytesPerSecond - 9_700) < 9_700 * 0.05)
     }
 
+    @Test("delivery-rate tracking on a slow link: windows last six segments at the estimate, so a two-segment window per round trip is sampled and probed without waiting for the horizon")
+    func linkRateTrackerSlowLink() {
+        let ms: UInt64 = 1_000_000
+        // The vehicular segment's cellular uplink: a 212 ms path, background held to two
+        // segments per 266 ms round trip (10.9 KB/s), acknowledged a pair at a time, every
+        // decision showing headroom (a window of two segments: one more is a step of 1.5).
+        var t = LinkRateTracker()
+        var now: UInt64 = 1_000 * ms, delivered: UInt64 = 0
+        var sampleTimes: [UInt64] = []
+        for k in 1...500 {
+            now += 10 * ms
+            if k % 27 == 0 { delivered += 2 * 1_448 }
+            if t.observe(nowNs: now, deliveredBytes: delivered, minRTTNs: 212 * ms) { sampleTimes.append(now) }
+            t.note(.headroom(gain: 1.25, segmentStep: 1.5))
+        }
+        // The first sample runs on (no estimate yet); after it, windows of 6 x 1,448 B at about
+        // 11 KB/s (0.8 s) each hold four segments or more. With windows of two round trips (424
+        // ms, about 4.3 KB) the next sample waited for the 3 s horizon to pass.
+        #expect(sampleTimes.count >= 4)
+        let gaps = zip(sampleTimes.dropFirst(), sampleTimes).map { Double($0 - $1) / 1e9 }
+        #expect(gaps.allSatisfy { $0 < 1.5 })
+        // Each such window held background back without queueing: the estimate is a probe a
+        // segment's step above the 10.9 KB/s measured.
+        #expect(t.estimateIsProbe && t.estimateBytesPerSecond > 10_900 * 1.4 && t.estimateBytesPerSecond < 10_900 * 1.6)
+        // A fast link keeps the shortest window (two RTTs, 300 ms at least).
+        #expect(LinkRateTracker.windowNs(minRTTNs: 50 * ms, estimateBytesPerSecond: 350_000) == 300 * ms)
+        #expect(LinkRateTracker.windowNs(minRTTNs: 50 * ms, estimateBytesPerSecond: 0) == 300 * ms)
+        #expect(LinkRateTracker.windowNs(minRTTNs: 212 * ms, estimateBytesPerSecond: 10_000) == 868_800 * 1_000)
+    }
+
     @Test("delivery-rate probing: a window held by the policy without queueing raises the estimate a step above the largest measurement, never on a probe alone; the step grows while the delivery rate follows; queueing drops every probe")
     func linkRateTrackerProbes() {
         let ms: UInt64 = 1_000_000

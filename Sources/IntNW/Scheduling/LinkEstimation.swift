@@ -1,7 +1,8 @@
 /// The link estimate background policies scale with, kept by each `BackgroundScheduler` per
 /// interface: the interface's delivery rate (bytes acknowledged on every background-sending
 /// connection there, summed across multisockets and processes through the shared segment),
-/// measured over windows of at least two RTTs, and the estimate is the largest window rate of the
+/// measured over windows of at least two RTTs (and six segments' time at the estimate on a slow
+/// link), and the estimate is the largest window rate of the
 /// last `horizonNs` (a windowed maximum, as BBR's bandwidth filter). A delivery rate never exceeds
 /// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
 /// whenever background filled it at some point, and forgets a rate the link no longer gives
@@ -93,6 +94,25 @@ struct LinkRateTracker {
     /// read as a rate above the link's).
     static func windowNs(minRTTNs: UInt64) -> UInt64 { max(2 * minRTTNs, 300_000_000) }
 
+    /// How many full segments a window lasts for at the current estimate, at least: a link that
+    /// delivers two thirds of the estimate still fills a sample (`minimumWindowBytes`, four).
+    /// On a slow link the shortest window holds too few segments to be a sample at the rate
+    /// background is allowed: the vehicular segment's cellular uplink (estimate 10-13 KB/s, a
+    /// window of two segments per 270 ms round trip) delivered about 4.6 KB per 424 ms window,
+    /// so samples came only from the windows that ran on once the horizon was empty, one every
+    /// 3-4 s, and the estimate sat at 8-13 KB/s while the link rose to 18-28. Only links below
+    /// about 29 KB/s (six segments in 300 ms) get longer windows.
+    static let windowSegmentsAtEstimate = 6.0
+
+    /// The window for a link of minimum RTT `minRTTNs` at estimate `bytesPerSecond` (0: none):
+    /// `windowNs(minRTTNs:)`, or six segments' time at the estimate when that is longer.
+    static func windowNs(minRTTNs: UInt64, estimateBytesPerSecond bytesPerSecond: Double) -> UInt64 {
+        let base = windowNs(minRTTNs: minRTTNs)
+        guard bytesPerSecond > 0, bytesPerSecond.isFinite else { return base }
+        let segments = windowSegmentsAtEstimate * Double(FullSegment.payloadBytes) / bytesPerSecond * 1e9
+        return max(base, UInt64(min(segments, 10e9)))
+    }
+
     /// The fewest bytes a window must have delivered to be a sample: four full segments. A window
     /// of a few small messages measured the sender, not the link (a server session whose only
     /// background data were 40-byte acknowledgements read 635 B/s on a 625 KB/s WiFi uplink, and
@@ -115,13 +135,14 @@ struct LinkRateTracker {
     /// a window ended with a sample.
     @discardableResult
     mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
-        let window = Self.windowNs(minRTTNs: minRTTNs)
-        // A gap of more than a window between decisions: background was idle, and the window
-        // would measure the idle time, not the link. (A time before the latest observation
+        let shortest = Self.windowNs(minRTTNs: minRTTNs)
+        let window = Self.windowNs(minRTTNs: minRTTNs, estimateBytesPerSecond: estimateBytesPerSecond)
+        // A gap of more than the shortest window between decisions: background was idle, and the
+        // window would measure the idle time, not the link. (A time before the latest observation
         // starts a new window too; the same time does not: a scheduling pass observes each of the
         // interface's connections with one clock reading.)
         guard windowStartNs != 0, nowNs >= lastObservationNs,
-              nowNs - lastObservationNs <= window, deliveredBytes >= windowStartDelivered else {
+              nowNs - lastObservationNs <= shortest, deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
             return false
         }
@@ -146,7 +167,7 @@ struct LinkRateTracker {
         let bytes = deliveredBytes - windowStartDelivered
         // Too few bytes for a sample: the window runs on (a slow link), up to its longest.
         let unmeasured = recent.last.map { nowNs &- $0.atNs > Self.horizonNs } ?? true
-        if bytes < Self.minimumWindowBytes && unmeasured && dt < Self.longestWindowMultiple * window { return false }
+        if bytes < Self.minimumWindowBytes && unmeasured && dt < Self.longestWindowMultiple * shortest { return false }
         defer { restart(nowNs, deliveredBytes) }
         guard observations >= 2, bytes >= Self.minimumWindowBytes else {
             if bytes >= FullSegment.payloadBytes { slowWindowsSinceSample = true }
