@@ -9,6 +9,52 @@ struct PathRTTProbeTests {
     static let s: UInt64 = 1_000_000_000
     static let ms: UInt64 = 1_000_000
 
+    @Test("the smoothed RTT's history at a drained sample: what of its excess over the path must remain after k segments received is left out, never more")
+    func smoothedRTTHistory() {
+        // The real drive's cellular uplink after 58 s of BG on WiFi: the connection's smoothed
+        // RTT still 275 ms, the drained PING 81 ms, a segment's transmission 13 ms.
+        let at = 100 * Self.s
+        var h = SmoothedRTTHistory()
+        h.update(pathSampleAtNs: at, pathMicroseconds: 81_000, nowNs: at + 15 * Self.ms, smoothedMicroseconds: 275_000,
+                 segmentMicroseconds: 13_000, segmentsIn: 1_000)
+        // The kernel's estimator: an eighth of the way to each sample.
+        func kernel(_ samples: [Double], from start: Double = 275_000) -> Double {
+            samples.reduce(start) { $0 + ($1 - $0) / 8 }
+        }
+        // No queue after the drain (samples of 94 ms), one sample per segment received: the
+        // adjusted RTT is the path's and a segment's, where the kernel's still says 175 ms.
+        let quiet = kernel(Array(repeating: 94_000, count: 6))
+        #expect(quiet > 170_000)
+        #expect(abs(Double(h.adjusted(smoothedMicroseconds: UInt32(quiet), segmentsIn: 1_006)) - 94_000) < 200)
+        // Segments that carried no sample (twice as many received) leave out less: the adjusted
+        // RTT stays at or above what a fresh estimator would read, never below.
+        let halfCounted = Double(h.adjusted(smoothedMicroseconds: UInt32(quiet), segmentsIn: 1_012))
+        #expect(halfCounted > 94_000 && halfCounted < quiet)
+        // A queue that builds after the drain (samples 50 ms above the path) shows in full.
+        let queued = kernel(Array(repeating: 144_000, count: 12))
+        let fresh = kernel(Array(repeating: 144_000, count: 12), from: 94_000)
+        #expect(Double(h.adjusted(smoothedMicroseconds: UInt32(queued), segmentsIn: 1_012)) >= fresh - 200)
+        // Taken only right after the sample: 60 ms later BG may have queued again, nothing is
+        // left out; nor for a smoothed RTT at the path, nor for a counter that went back (a new
+        // connection on the same descriptor).
+        var late = SmoothedRTTHistory()
+        late.update(pathSampleAtNs: at, pathMicroseconds: 81_000, nowNs: at + 60 * Self.ms, smoothedMicroseconds: 275_000,
+                    segmentMicroseconds: 13_000, segmentsIn: 1_000)
+        #expect(late.adjusted(smoothedMicroseconds: 190_000, segmentsIn: 1_006) == 190_000)
+        var atPath = SmoothedRTTHistory()
+        atPath.update(pathSampleAtNs: at, pathMicroseconds: 81_000, nowNs: at + 15 * Self.ms, smoothedMicroseconds: 90_000,
+                      segmentMicroseconds: 13_000, segmentsIn: 1_000)
+        #expect(atPath.adjusted(smoothedMicroseconds: 120_000, segmentsIn: 1_003) == 120_000)
+        #expect(h.adjusted(smoothedMicroseconds: 190_000, segmentsIn: 10) == 190_000)
+        // The same sample again changes nothing; the next one is taken afresh.
+        h.update(pathSampleAtNs: at, pathMicroseconds: 81_000, nowNs: at + 20 * Self.ms, smoothedMicroseconds: 100_000,
+                 segmentMicroseconds: 13_000, segmentsIn: 1_006)
+        #expect(abs(Double(h.adjusted(smoothedMicroseconds: UInt32(quiet), segmentsIn: 1_006)) - 94_000) < 200)
+        h.update(pathSampleAtNs: at + Self.s, pathMicroseconds: 81_000, nowNs: at + Self.s + 10 * Self.ms,
+                 smoothedMicroseconds: 94_000, segmentMicroseconds: 13_000, segmentsIn: 1_100)
+        #expect(h.adjusted(smoothedMicroseconds: 150_000, segmentsIn: 1_101) == 150_000)
+    }
+
     @Test("the drain period: base RTTs x the multiple, rounded up to 1, 2, 4 or 8 s; 0 turns it off")
     func period() {
         #expect(PathRTTProbe.periodNs(baseRTTNs: 24 * Self.ms, rtts: 20) == 1 * Self.s)   // WiFi: 0.48 s

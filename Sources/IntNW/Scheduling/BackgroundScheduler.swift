@@ -95,6 +95,8 @@ final class BackgroundScheduler {
     /// connection a PING is wanted on now (`takePathProbe`).
     private var pathProbes: [String: PathRTTProbe] = [:]
     private var pathProbeWanted: Int32?
+    /// Per connection: what of its smoothed RTT the latest path sample showed to be history.
+    private var rttHistory: [Int32: SmoothedRTTHistory] = [:]
     /// The trace's capacity when an experiment gives it (`INTNW_BG_ORACLE`).
     private let oracle: OracleSchedule?
     private let side: String
@@ -312,10 +314,21 @@ final class BackgroundScheduler {
         let probe = pathProbes[sharedKey]
         let pathRTTMicroseconds = probe?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
         record(view, pathRTTMicroseconds: pathRTTMicroseconds, nowNs: nowNs)
+        var smoothedRTT: UInt32 = haveInfo ? info.tcpi_rtt : 0
+        if haveInfo, let probe, pathRTTMicroseconds > 0 {
+            let bw = view.network.estimate.bandwidthBytesPerSecond
+            var history = rttHistory[fd, default: SmoothedRTTHistory()]
+            history.update(pathSampleAtNs: probe.sampleAtNs, pathMicroseconds: pathRTTMicroseconds, nowNs: nowNs,
+                           smoothedMicroseconds: info.tcpi_rtt,
+                           segmentMicroseconds: bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1e6 : 0,
+                           segmentsIn: info.tcpi_segs_in)
+            rttHistory[fd] = history
+            smoothedRTT = history.adjusted(smoothedMicroseconds: info.tcpi_rtt, segmentsIn: info.tcpi_segs_in)
+        }
         var ctx = BackgroundContext(network: view.network, nowNs: nowNs, lastForegroundActivityNs: lastFG,
                                     otherUsableNetworks: otherUsableNetworks, kernelUnsentBytes: unsent,
                                     kernelUnackedBytes: unacked, foregroundElsewhere: elsewhere,
-                                    kernelSmoothedRTTMicroseconds: haveInfo ? info.tcpi_rtt : 0,
+                                    kernelSmoothedRTTMicroseconds: smoothedRTT,
                                     kernelMinRTTMicroseconds: haveInfo ? info.tcpi_min_rtt : 0,
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
@@ -376,7 +389,7 @@ final class BackgroundScheduler {
                 "idle_ms": "\(lastFG == 0 ? -1 : Double(ctx.foregroundIdleNs) / 1e6)",
                 "fg_elsewhere": "\(elsewhere)", "fg_unsent_elsewhere": "\(elsewhereUnsent)", "bg_elsewhere": "\(bgElsewhere)", "unsent": "\(unsent)", "unacked": "\(unacked)",
                 "rtt_ms": "\(ctx.network.estimate.rttMilliseconds)", "bw_Bps": "\(Int(ctx.network.estimate.bandwidthBytesPerSecond))",
-                "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
+                "srtt_us": "\(ctx.kernelSmoothedRTTMicroseconds)", "kernel_srtt_us": "\(haveInfo ? info.tcpi_rtt : 0)", "min_rtt_us": "\(ctx.kernelMinRTTMicroseconds)",
                 "kernel_room": "\(room == Int.max ? -1 : room)",
                 "retry_in_ms": "\(until.map { Double($0 &- nowNs) / 1e6 } ?? -1)",
             ])

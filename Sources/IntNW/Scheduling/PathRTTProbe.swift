@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The path's RTT now, measured without background's own queue: the base a delay-based background
 /// policy measures its queueing delay against.
 ///
@@ -72,7 +76,7 @@ struct PathRTTProbe {
     private var graceUntilNs: UInt64 = 0
     /// The latest sample: the path's RTT, ns, and when it was measured.
     private(set) var sampleNs: UInt64 = 0
-    private var sampleAtNs: UInt64 = 0
+    private(set) var sampleAtNs: UInt64 = 0
     private var samplePeriodNs: UInt64 = 0
     /// Drains that ended with a PING, and drains given up (diagnostics and tests).
     private(set) var pings = 0
@@ -138,6 +142,48 @@ struct PathRTTProbe {
 
 /// A background policy that measures its queueing delay against the path's RTT now and asks for
 /// the drains that measure it (`PathRTTProbe`).
+/// What of a connection's smoothed RTT (TCP_INFO `tcpi_rtt`) is history, by what a path probe
+/// showed: when the drained PING's answer came back nothing of BG was queued on the interface, so
+/// whatever the smoothed RTT then exceeded the path's RTT (and one segment's transmission) by was
+/// left from before, not queueing now. The kernel moves the smoothed RTT an eighth of the way to
+/// each RTT sample, at most one sample per segment received, so after k segments received at
+/// least 7/8^k of that excess is still in it; delay-target's measured queueing delay leaves that
+/// much out (never more: a queue that builds after the drain still shows in full).
+/// Measured on the real drive: BG back on the cellular uplink after 58 s on WiFi found the
+/// connection's smoothed RTT at 275 ms on an 81 ms path (its value from 58 s before), read more
+/// than 100 ms of queueing for a second while it decayed, halved its window to two segments, and
+/// the delivery-rate estimate read 33 KB/s on a 120 KB/s link.
+struct SmoothedRTTHistory {
+    /// The path sample this was taken at (0: none), the excess then (µs), and the connection's
+    /// segments received then.
+    private var sampleAtNs: UInt64 = 0
+    private var excessMicroseconds = 0.0
+    private var segmentsIn: UInt32 = 0
+    /// Taken only this soon after the sample: later, BG sent since may have queued.
+    static let captureWithinNs: UInt64 = 50_000_000
+    /// What of the smoothed RTT stays per sample (Linux: srtt += (sample - srtt) / 8).
+    static let keptPerSample = 0.875
+
+    /// Notes the connection's smoothed RTT at a path sample (taken at `pathSampleAtNs`, `pathMicroseconds`),
+    /// once per sample; `segmentMicroseconds` is one full segment's transmission at the estimate.
+    mutating func update(pathSampleAtNs: UInt64, pathMicroseconds: UInt32, nowNs: UInt64, smoothedMicroseconds: UInt32,
+                         segmentMicroseconds: Double, segmentsIn: UInt32) {
+        guard pathSampleAtNs != 0, pathSampleAtNs != sampleAtNs, pathMicroseconds > 0 else { return }
+        sampleAtNs = pathSampleAtNs
+        self.segmentsIn = segmentsIn
+        let fresh = nowNs >= pathSampleAtNs && nowNs - pathSampleAtNs <= Self.captureWithinNs
+        let excess = Double(smoothedMicroseconds) - Double(pathMicroseconds) - max(0, segmentMicroseconds)
+        excessMicroseconds = fresh && excess.isFinite ? max(0, excess) : 0
+    }
+
+    /// The smoothed RTT less what of the excess must still be in it, µs.
+    func adjusted(smoothedMicroseconds: UInt32, segmentsIn now: UInt32) -> UInt32 {
+        guard excessMicroseconds > 0, now >= segmentsIn else { return smoothedMicroseconds }
+        let left = excessMicroseconds * pow(Self.keptPerSample, Double(min(now - segmentsIn, 400)))
+        return UInt32(max(1, Double(smoothedMicroseconds) - left))
+    }
+}
+
 protocol PathRTTProbing {
     /// The drain period in base RTTs (0: no drains).
     var pathProbeRTTs: Double { get }
