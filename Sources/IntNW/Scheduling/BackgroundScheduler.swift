@@ -316,11 +316,11 @@ final class BackgroundScheduler {
         record(view, pathRTTMicroseconds: pathRTTMicroseconds, nowNs: nowNs)
         var smoothedRTT: UInt32 = haveInfo ? info.tcpi_rtt : 0
         if haveInfo, let probe, pathRTTMicroseconds > 0 {
-            let bw = view.network.estimate.bandwidthBytesPerSecond
+            let segmentMs = DelayTargetBackgroundPolicy.segmentSerializationMilliseconds(
+                bandwidthBytesPerSecond: view.network.estimate.bandwidthBytesPerSecond)
             var history = rttHistory[fd, default: SmoothedRTTHistory()]
             history.update(pathSampleAtNs: probe.sampleAtNs, pathMicroseconds: pathRTTMicroseconds, nowNs: nowNs,
-                           smoothedMicroseconds: info.tcpi_rtt,
-                           segmentMicroseconds: bw > 0 && bw.isFinite ? Double(FullSegment.payloadBytes) / bw * 1e6 : 0,
+                           smoothedMicroseconds: info.tcpi_rtt, segmentMicroseconds: segmentMs * 1000,
                            segmentsIn: info.tcpi_segs_in)
             rttHistory[fd] = history
             smoothedRTT = history.adjusted(smoothedMicroseconds: info.tcpi_rtt, segmentsIn: info.tcpi_segs_in)

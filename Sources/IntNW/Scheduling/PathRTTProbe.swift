@@ -140,8 +140,6 @@ struct PathRTTProbe {
     }
 }
 
-/// A background policy that measures its queueing delay against the path's RTT now and asks for
-/// the drains that measure it (`PathRTTProbe`).
 /// What of a connection's smoothed RTT (TCP_INFO `tcpi_rtt`) is history, by what a path probe
 /// showed: when the drained PING's answer came back nothing of BG was queued on the interface, so
 /// whatever the smoothed RTT then exceeded the path's RTT (and one segment's transmission) by was
@@ -184,6 +182,8 @@ struct SmoothedRTTHistory {
     }
 }
 
+/// A background policy that measures its queueing delay against the path's RTT now and asks for
+/// the drains that measure it (`PathRTTProbe`).
 protocol PathRTTProbing {
     /// The drain period in base RTTs (0: no drains).
     var pathProbeRTTs: Double { get }
