@@ -292,7 +292,6 @@ final class BackgroundScheduler {
         let freshNs = SharedLayout.backgroundFreshMilliseconds * 1_000_000
         var ownOnInterface = 0
         var bgElsewhere = 0
-        var otherOwners = 0
         for (cfd, e) in backgroundByConnection where e.interface == interface {
             if nowNs &- e.atNs > freshNs { backgroundByConnection[cfd] = nil; continue }
             ownOnInterface += e.bytes
@@ -300,10 +299,9 @@ final class BackgroundScheduler {
         }
         if let budget {
             budget.reportBackground(owner: ObjectIdentifier(self), interface: sharedKey, bytes: ownOnInterface, nowNs: nowNs)
-            otherOwners = budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
-            bgElsewhere += otherOwners
+            bgElsewhere += budget.backgroundElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs)
         }
-        if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, inflightBytes: ownOnInterface + otherOwners, nowNs: nowNs) }
+        if haveInfo { trackLink(interface: interface, key: sharedKey, fd: fd, info: info, nowNs: nowNs) }
         // Drained: no background of anyone's in flight on the interface, and no foreground either
         // (this multisocket's or another's, until acknowledged): a 16 KB FG reply queued ahead of
         // the PING on the 3G downlink read as 85-105 ms of path (bgscale, 8 BG sessions: samples of
@@ -444,25 +442,23 @@ final class BackgroundScheduler {
         return "peer \(ip >> 24).\(ip >> 16 & 255).\(ip >> 8 & 255).\(ip & 255) \(interface)"
     }
 
-    /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO, with the
-    /// background bytes in kernels on the interface (this multisocket's and, through the shared
-    /// segment, others'), which its fall rule averages; logs each sample at debug level.
-    private func trackLink(interface: String, key: String, fd: Int32, info: cshims_tcp_info, inflightBytes: Int, nowNs: UInt64) {
+    /// Feeds the interface's delivery-rate estimate from one connection's TCP_INFO; logs each
+    /// sample at debug level (`link sample`: its rate, the estimate after it, headroom, queueing
+    /// and probes), which is how the estimate's errors on the real drive were traced.
+    private func trackLink(interface: String, key: String, fd: Int32, info: cshims_tcp_info, nowNs: UInt64) {
         let acked = info.tcpi_bytes_acked
         if let prev = ackedByConnection[fd], acked >= prev { ownDelivered[interface, default: 0] &+= acked - prev }
         ackedByConnection[fd] = acked
         let mine = ownDelivered[interface, default: 0]
         let total = budget?.reportDelivered(owner: ObjectIdentifier(self), interface: key, cumulativeBytes: mine) ?? mine
         let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
-        let sampled = trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs,
-                                                                                  inflightBytes: inflightBytes)
+        let sampled = trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
         if sampled, let t = trackers[interface], let s = t.lastSample {
             log.debug("link sample", metadata: [
                 "interface": "\(interface)", "bytes": "\(s.bytes)", "window_ms": "\(s.ns / 1_000_000)",
                 "rate_Bps": "\(Int(s.rate))", "estimate_Bps": "\(Int(t.estimateBytesPerSecond))",
                 "estimate_is_probe": "\(t.estimateIsProbe)", "headroom_gain": "\(s.headroomGain)", "queueing": "\(s.queueing)",
                 "probes": "\(t.probes)", "probes_dropped": "\(t.probesDropped)",
-                "inflight_avg": "\(Int(s.inflight))", "falls": "\(t.falls)", "falling": "\(t.falling)",
             ])
         }
     }

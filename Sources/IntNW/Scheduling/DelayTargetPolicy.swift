@@ -357,42 +357,21 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// What `verdict` (for `context`) saw of the link: queueing when the measured queueing delay
     /// reached the target; headroom when the window held background back while the delay was
     /// below `probeBelowTargetShare` of the target (and probing is on), with the step one more
-    /// full segment makes of the window (the estimate's probe is at least that while the
-    /// gain's step would add less than half a segment) and the estimate at which the window
-    /// admits one more segment than background has in flight (`oneMoreSegmentEstimate`; the
-    /// probe is at least that too). Without them a window of
-    /// two or three segments stays where it is: the real drive's cellular uplink, back at
-    /// 84-142 KB/s after four seconds at 22-43, kept background at two segments per 125 ms round
-    /// trip (23 KB/s) for four seconds, the probes (+6% of 23 KB/s) too small to admit a third
-    /// segment.
+    /// full segment makes of the window (the estimate's probe is at least that while the gain's step would add less
+    /// than half a segment). Without it a window of two or three segments stays where it is: the
+    /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
+    /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes
+    /// (+6% of 23 KB/s) too small to admit a third segment.
     public func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence {
         let qdelay = Self.queueingDelayMilliseconds(context)
         let target = parameters.targetQueueingDelayMilliseconds
         if qdelay >= target { return .queueing }
         if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target * parameters.probeBelowTargetShare {
-            let window = windowBytes(model: modelWindowBytes(context), scale: currentScale)
-            return .headroom(gain: parameters.probeGain, segmentStep: 1 + Double(FullSegment.payloadBytes) / window,
-                             oneMoreSegment: oneMoreSegmentEstimate(context))
+            let model = modelWindowBytes(context)
+            let window = windowBytes(model: model, scale: currentScale)
+            return .headroom(gain: parameters.probeGain, segmentStep: 1 + Double(FullSegment.payloadBytes) / window)
         }
         return .none
-    }
-
-    /// The bandwidth estimate, bytes per second, at which the window (at scale 1: a scale below
-    /// it grows back by itself) leaves a full segment of room beside the background in flight
-    /// on the interface (0: unknown). Only part of the model window grows with the estimate,
-    /// the estimate x (base RTT + target); the rest, one segment's transmission time at the
-    /// estimate, is one segment's bytes whatever the estimate: so the in-flight bytes over
-    /// (base RTT + target), and 1% more for the rounding of the window to whole bytes. A step
-    /// of one segment over the whole window (the rule until 7 Dec) grew the window by less than
-    /// a segment wherever that constant part was a large share of it: the real drive's
-    /// cellular uplink after its fall, an estimate of 18-23 KB/s on an 88 ms path, a window of
-    /// 3.2 KB; a probe of 1.45x made it 4.1 KB, which still admits two segments, and the
-    /// estimate stayed under 31 KB/s for four seconds while the link was back at 84-141.
-    func oneMoreSegmentEstimate(_ context: BackgroundContext) -> Double {
-        let inflight = Double(max(0, context.kernelUnackedBytes) + max(0, context.backgroundElsewhereBytes))
-        let seconds = (Self.baseRTTMilliseconds(context) + parameters.targetQueueingDelayMilliseconds) / 1000
-        guard seconds > 0, seconds.isFinite else { return 0 }
-        return inflight / seconds * 1.01
     }
 
     /// The unsent bytes a congestion-window-limited kernel may hold without a `kernelBacklog`

@@ -38,15 +38,11 @@ public enum LinkEvidence: Sendable, Equatable {
     case none
     /// The policy's own window held background back while the path showed no queueing: the
     /// delivery rate measured is the window's, not the link's, and the link may carry `gain` x
-    /// more. The policy grants whole segments, so a probe that grows a window of two or three
-    /// segments by a few percent changes nothing that is sent, and the delivery rate cannot
-    /// follow it; two floors make a probe at least one segment. `segmentStep` is the ratio by
-    /// which one more full segment grows the window (1: none); a probe step below half of it
-    /// becomes the whole of it. `oneMoreSegment` is the estimate, bytes per second, at which
-    /// the window would admit one full segment more than background has in flight (0:
-    /// unknown); a probe is at least that, and at most `LinkRateTracker.largestSegmentStep` x
-    /// the largest measurement.
-    case headroom(gain: Double, segmentStep: Double = 1, oneMoreSegment: Double = 0)
+    /// more. `segmentStep` is the ratio by which one more full segment grows that window: the
+    /// policy grants whole segments, so a probe that grows a window of two or three segments by
+    /// a few percent changes nothing that is sent, and the delivery rate cannot follow it; a
+    /// probe step below half a segment becomes a whole one (1: no such floor).
+    case headroom(gain: Double, segmentStep: Double = 1)
     /// The path showed queueing: the link is full at what background sends now.
     case queueing
 }
@@ -60,17 +56,9 @@ struct LinkRateTracker {
     /// queueing showed (diagnostics and tests).
     private(set) var probes = 0
     private(set) var probesDropped = 0
-    /// Falls taken (`fallRatio`; diagnostics and tests).
-    private(set) var falls = 0
-    /// Whether the link is falling: from the second window in a row that showed a fall until a
-    /// window shows no queueing, the estimate is the largest rate of the last `fallHorizonNs`.
-    private(set) var falling = false
-    /// Whether the latest sample's window showed a fall.
-    private var previousFallWindow = false
-    /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, whether that
-    /// window showed headroom (the gain, 0: none) or queueing, and its average background bytes
-    /// in flight.
-    private(set) var lastSample: (bytes: UInt64, ns: UInt64, rate: Double, headroomGain: Double, queueing: Bool, inflight: Double)?
+    /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, and whether
+    /// that window showed headroom (the largest gain, 0: none) or queueing.
+    private(set) var lastSample: (bytes: UInt64, ns: UInt64, rate: Double, headroomGain: Double, queueing: Bool)?
     /// Whether the estimate is a probe's, not a measurement's.
     var estimateIsProbe: Bool {
         guard let top = recent.max(by: { $0.rate < $1.rate }) else { return false }
@@ -83,10 +71,6 @@ struct LinkRateTracker {
     private var lastObservationNs: UInt64 = 0
     private var windowStartDelivered: UInt64 = 0
     private var observations = 0
-    /// The window's background bytes in flight integrated over time (byte-nanoseconds), and the
-    /// latest count of them (held until the next observation).
-    private var inflightIntegral = 0.0
-    private var lastInflightBytes = 0
     /// Whether the window waits for its first delivery to start its clock (after every restart).
     private var awaitingDelivery = true
     /// Whether a window since the latest sample delivered at least one full segment but too few
@@ -95,10 +79,8 @@ struct LinkRateTracker {
     /// The largest probe gain the current window showed headroom with (0: none), and whether it
     /// showed queueing.
     private var headroomGain = 0.0
-    /// The largest segment step the current window's headroom came with (1: none), and the
-    /// largest one-more-segment estimate (0: none).
+    /// The largest segment step the current window's headroom came with (1: none).
     private var headroomSegmentStep = 1.0
-    private var headroomSegmentRate = 0.0
     private var queueingSeen = false
     /// The step of the next probe above the largest measurement, as a share of the gain's excess
     /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
@@ -107,10 +89,6 @@ struct LinkRateTracker {
     /// The largest measurement when the latest probe was made (0: no probe since queueing).
     private var measuredAtProbe = 0.0
     static let firstProbeStep = 0.25
-    /// The largest probe over the largest measurement that a segment's step may make: a window
-    /// of two segments doubles per probe at most (BBR's start-up grows about as fast), not by
-    /// the five times a window at its minimum may need on a slow link.
-    static let largestSegmentStep = 2.0
     /// How long a window's rate counts, ns.
     static let horizonNs: UInt64 = 3_000_000_000
 
@@ -156,33 +134,10 @@ struct LinkRateTracker {
     /// read 12-14 KB/s on a 14-22 KB/s link with every window allowed to run on, 16 without).
     static let longestWindowMultiple: UInt64 = 4
 
-    /// Two samples in a row below this share of the estimate, from windows in which the policy
-    /// saw queueing and the link was busy (`fallQueueMilliseconds`), are a fall: the link no
-    /// longer gives what the windowed maximum remembers. Until a window shows no queueing the
-    /// measurements older than `fallHorizonNs` go at every sample (probes went with the
-    /// queueing already), so the estimate is the largest rate of the last second. Without it
-    /// the real drive's cellular uplink, falling from 117 to 22-43 KB/s, kept an estimate of
-    /// 104-166 KB/s for the 3 s horizon (per-second errors of 100-600%), while the windows
-    /// measured 23-38 KB/s. Half: a window that a path RTT of up to twice the base slowed is
-    /// not taken for a fall. Two in a row: single slow windows on a steady link (a foreground
-    /// request's wait, a drain) are not either (one rule of 7 Dec that took single windows fell
-    /// twice in the real drive's first 15 s, on a steady 120 KB/s link).
-    static let fallRatio = 0.5
-    static let fallHorizonNs: UInt64 = 1_000_000_000
-    /// The busy-bottleneck evidence a fall needs, measured without the kernel's smoothed RTT:
-    /// background's bytes in flight over the window, averaged in time, divided by the window's
-    /// delivery rate is the average time a byte spent between leaving and being acknowledged
-    /// (Little's law). At least the minimum RTT, one segment's transmission at that rate and this
-    /// much more: bytes waited in a queue. A smoothed RTT that lags a path whose RTT just fell
-    /// (WiFi appearing: 351 ms settling at 56) reads as queueing for a second or two and halves
-    /// the policy's window, which then delivers little; its bytes do not wait, and this
-    /// average shows that.
-    static let fallQueueMilliseconds = 20.0
-
     /// One observation at a decision: the interface's cumulative delivered bytes. Returns whether
     /// a window ended with a sample.
     @discardableResult
-    mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64, inflightBytes: Int = 0) -> Bool {
+    mutating func observe(nowNs: UInt64, deliveredBytes: UInt64, minRTTNs: UInt64) -> Bool {
         let shortest = Self.windowNs(minRTTNs: minRTTNs)
         let window = Self.windowNs(minRTTNs: minRTTNs, estimateBytesPerSecond: estimateBytesPerSecond)
         // A gap of more than the shortest window between decisions: background was idle, and the
@@ -192,11 +147,8 @@ struct LinkRateTracker {
         guard windowStartNs != 0, nowNs >= lastObservationNs,
               nowNs - lastObservationNs <= shortest, deliveredBytes >= windowStartDelivered else {
             restart(nowNs, deliveredBytes)
-            lastInflightBytes = max(0, inflightBytes)
             return false
         }
-        if !awaitingDelivery { inflightIntegral += Double(lastInflightBytes) * Double(nowNs - lastObservationNs) }
-        lastInflightBytes = max(0, inflightBytes)
         lastObservationNs = nowNs
         if awaitingDelivery {
             // The window's clock starts at its first delivery, which it does not count: after a
@@ -206,7 +158,6 @@ struct LinkRateTracker {
             // connection's first second on a 13-14 KB/s link, the estimate for 3 s). Between
             // back-to-back windows it loses only the time to the next acknowledgement.
             if deliveredBytes > windowStartDelivered {
-                inflightIntegral = 0
                 windowStartNs = nowNs
                 windowStartDelivered = deliveredBytes
                 awaitingDelivery = false
@@ -226,19 +177,7 @@ struct LinkRateTracker {
             return false
         }
         let rate = Double(bytes) / (Double(dt) / 1e9)
-        let averageInflight = inflightIntegral / Double(dt)
-        lastSample = (bytes, dt, rate, headroomGain, queueingSeen, averageInflight)
-        let residenceMs = averageInflight / rate * 1000
-        let busyMs = Double(minRTTNs) / 1e6 + Double(FullSegment.payloadBytes) / rate * 1000 + Self.fallQueueMilliseconds
-        if unmeasured { previousFallWindow = false; falling = false }
-        let fallWindow = queueingSeen && rate < estimateBytesPerSecond * Self.fallRatio && residenceMs >= busyMs
-        if fallWindow && previousFallWindow && !falling {
-            falling = true
-            falls += 1
-        }
-        previousFallWindow = fallWindow
-        if !queueingSeen { falling = false }
-        if falling { recent.removeAll { nowNs &- $0.atNs > Self.fallHorizonNs } }
+        lastSample = (bytes, dt, rate, headroomGain, queueingSeen)
         recent.append((nowNs, rate, false))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
         // The first sample after the horizon passed without one (background idle, the network
@@ -274,16 +213,7 @@ struct LinkRateTracker {
             // segments). Larger windows keep the gain's step: a 6% probe on 3G's nine segments
             // already admits an extra segment about half the time.
             let gainStep = (headroomGain - 1) * probeStep
-            let windowRatio = gainStep < (headroomSegmentStep - 1) / 2 ? headroomSegmentStep : 1 + gainStep
-            // And at least the estimate that admits one more segment than background had in
-            // flight (at most twice the measurement). The window's step alone, taken over the
-            // measurement, stayed short of the next segment wherever the delivery rate sits
-            // below the estimate or only part of the window grows with it: the real drive's
-            // cellular uplink at 47 KB/s measured and 63 probed for 5 s on a 120 KB/s link (four
-            // segments in flight, a fifth needed 67), and after its fall at 18-23 KB/s, where
-            // a probe of 1.45x still left two segments in flight.
-            let segmentRatio = headroomSegmentRate > 0 && measured > 0 ? min(Self.largestSegmentStep, headroomSegmentRate / measured) : 1
-            let ratio = max(windowRatio, segmentRatio)
+            let ratio = gainStep < (headroomSegmentStep - 1) / 2 ? headroomSegmentStep : 1 + gainStep
             recent.append((nowNs, measured * ratio, true))
             measuredAtProbe = measured
             probes += 1
@@ -299,10 +229,9 @@ struct LinkRateTracker {
         switch evidence {
         case .none:
             break
-        case .headroom(let gain, let segmentStep, let oneMoreSegment):
+        case .headroom(let gain, let segmentStep):
             headroomGain = max(headroomGain, gain)
             if segmentStep.isFinite { headroomSegmentStep = max(headroomSegmentStep, segmentStep) }
-            if oneMoreSegment.isFinite { headroomSegmentRate = max(headroomSegmentRate, oneMoreSegment) }
         case .queueing:
             queueingSeen = true
             probeStep = Self.firstProbeStep
@@ -321,11 +250,9 @@ struct LinkRateTracker {
         lastObservationNs = nowNs
         windowStartDelivered = delivered
         observations = 0
-        inflightIntegral = 0
         awaitingDelivery = true
         headroomGain = 0
         headroomSegmentStep = 1
-        headroomSegmentRate = 0
         queueingSeen = false
     }
 }
