@@ -186,10 +186,10 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public var currentScale: Double { lock.withLock { _ in scale } }
 
     /// Measured queueing delay, ms: kernel smoothed RTT (less what of it the latest path probe
-    /// showed to be history, `SmoothedRTTHistory`: the scheduler passes it so) minus the base RTT, less the serialization
-    /// of one full segment at the bandwidth estimate (the RTT of a full segment includes its own
-    /// transmission, the minimum RTT is usually a small segment's: on a 64 KB/s link that is 22 ms
-    /// that is not queueing), or 0 when unknown.
+    /// showed to be history, `SmoothedRTTHistory`: the scheduler passes it so) minus the base
+    /// RTT, less the serialization of one full segment at the bandwidth estimate (the RTT of a
+    /// full segment includes its own transmission, the minimum RTT is usually a small segment's:
+    /// on a 64 KB/s link that is 22 ms that is not queueing), or 0 when unknown.
     static func queueingDelayMilliseconds(_ c: BackgroundContext) -> Double {
         guard c.kernelSmoothedRTTMicroseconds > 0, c.kernelMinRTTMicroseconds > 0,
               c.kernelMinRTTMicroseconds != UInt32.max else { return 0 }
