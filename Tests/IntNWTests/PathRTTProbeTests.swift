@@ -256,4 +256,35 @@ struct PathRTTProbeTests {
         #expect(bg.stats.held(.pathProbe) == 4 && bg.stats.pathProbePings == 1)
         withExtendedLifetime(fg) {}
     }
+
+    @Test("an aborted connection's per-connection state (budget share, acknowledged bytes, RTT history, a wanted PING) goes with it")
+    func connectionClosedForgetsState() throws {
+        let (l, c, peer) = try loopbackTCPConnection()
+        defer { close(l); close(c); close(peer) }
+        let seg = uniqueSegmentName("probeclose")
+        defer { SharedSegment.unlink(name: seg) }
+        let bg = BackgroundScheduler(options: BackgroundSchedulerTests.options(try BackgroundPolicies.parse("delay-target:path-probe-rtts=20"),
+                                                                               segment: seg), role: .client, log: quietLogger())
+        let seg2 = uniqueSegmentName("probeopen")
+        defer { SharedSegment.unlink(name: seg2) }
+        let control = BackgroundScheduler(options: BackgroundSchedulerTests.options(try BackgroundPolicies.parse("delay-target:path-probe-rtts=20"),
+                                                                                    segment: seg2), role: .client, log: quietLogger())
+        func decide(_ s: BackgroundScheduler, _ t: UInt64) {
+            _ = s.decide(network: BackgroundSchedulerTests.status(), otherUsableNetworks: 0, fd: c, userQueuedBytes: 0, nowNs: t)
+        }
+        #expect(bg.connectionStateCount == 0)
+        for s in [bg, control] { decide(s, 100 * Self.s + 500 * Self.ms) }
+        #expect(bg.connectionStateCount == 1)
+        // The next slot wants a PING on it (the control sends it); the connection is aborted
+        // before it goes.
+        for s in [bg, control] { decide(s, 101 * Self.s + 10 * Self.ms) }
+        #expect(control.takePathProbe(fd: c))
+        bg.connectionClosed(fd: c)
+        #expect(bg.connectionStateCount == 0)
+        #expect(!bg.takePathProbe(fd: c))
+        // Another connection's state stays.
+        decide(bg, 102 * Self.s)
+        bg.connectionClosed(fd: c &+ 1_000)
+        #expect(bg.connectionStateCount == 1)
+    }
 }

@@ -246,6 +246,22 @@ final class BackgroundScheduler {
     }
 
     /// Foreground IROBs this multisocket counts as outstanding on `interface` (tests).
+    /// Connection `fd` was aborted (its kernel queues went with it): its share of the
+    /// interface-wide budget, its acknowledged-bytes counter and its smoothed-RTT history go
+    /// too, and a PING wanted on it is not wanted any more (the path probe's timeout covers a
+    /// PING that was never sent). Without this they stayed until the descriptor was reused.
+    func connectionClosed(fd: Int32) {
+        backgroundByConnection[fd] = nil
+        ackedByConnection[fd] = nil
+        rttHistory[fd] = nil
+        if pathProbeWanted == fd { pathProbeWanted = nil }
+    }
+
+    /// How many connections this multisocket keeps per-connection state for (tests).
+    var connectionStateCount: Int {
+        Set(backgroundByConnection.keys).union(ackedByConnection.keys).union(rttHistory.keys).count
+    }
+
     func outstandingForeground(on interface: String) -> Int { perInterface[interface, default: 0] }
     /// Whether this multisocket publishes foreground data on `interface` as not yet entirely sent (tests).
     func foregroundUnsent(on interface: String) -> Bool { publishedUnsent.contains(interface) }

@@ -167,6 +167,7 @@ extension Session {
         if !wasEstablished { lastConnectError = "\(c.network.interfaceName): \(reason)" }
         loop.unregister(fd: c.fd)
         c.abortSocket()
+        background.connectionClosed(fd: c.fd)
         conns.remove(c)
         let nid = c.network.networkID
         // ACKs that were waiting for this connection go out on another one.
