@@ -99,6 +99,7 @@ let package = Package(
             name: "Lab",
             dependencies: [
                 "Analysis", "Capture", "Emulation", "IntNW", "LinuxSupport", "ToyProtocol", "CShims",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),

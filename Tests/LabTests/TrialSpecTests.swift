@@ -200,6 +200,56 @@ import Testing
         #expect(!r.verdict.held && r.excluded.count == 6)
     }
 
+    @Test("merge tells builds apart by the executables' hashes: the same binary under an edited checkout is one build (the checkout noted apart); another binary is another build")
+    func mergeNotesBuildsByBinary() throws {
+        let (_, specs) = try Self.quickMultiapp()
+        func merged(_ name: String, _ versions: [VersionRecord]) throws -> String {
+            let dir = Self.scratch(name)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            for (i, s) in specs.prefix(versions.count).enumerated() {
+                let d = "\(dir)/\(s.id)"
+                try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+                var r = TrialJobRecord(spec: s, status: .completed, prefix: "tx\(i)", host: "h", startedAt: Date(),
+                                       finishedAt: Date(), problems: [])
+                r.versions = versions[i]
+                try r.write(directory: d)
+            }
+            return try ExperimentMerger().merge([dir], into: "\(dir)/merged").verdict.lines.joined(separator: "\n")
+        }
+        let binary = ["intnw-lab": String(repeating: "a", count: 64), "intnw-app": String(repeating: "b", count: 64)]
+        let clean = VersionRecord(gitCommit: "abc", gitDirty: false, swift: "s", kernel: "k", host: "h", binaries: binary)
+        let edited = VersionRecord(gitCommit: "def", gitDirty: true, swift: "s", kernel: "k", host: "h", binaries: binary)
+        let same = try merged("samebin", [clean, edited])
+        #expect(!same.contains("different builds"), "\(same)")
+        #expect(same.contains("different checkouts") && same.contains("abc (two-apps.trial-1)") && same.contains("def+dirty (two-apps.trial-2)"), "\(same)")
+        var rebuilt = edited
+        rebuilt.binaries?["intnw-app"] = String(repeating: "c", count: 64)
+        let other = try merged("otherbin", [clean, rebuilt])
+        #expect(other.contains("different builds (executables' SHA-256)") && other.contains("intnw-app cccccccccccc"), "\(other)")
+        // Records without hashes (made before they were recorded) fall back to the checkout.
+        let old = try merged("oldrec", [VersionRecord(gitCommit: "abc", gitDirty: false, swift: "s", kernel: "k", host: "h"),
+                                       VersionRecord(gitCommit: "abc", gitDirty: true, swift: "s", kernel: "k", host: "h")])
+        #expect(old.contains("different builds: abc (two-apps.trial-1); abc+dirty (two-apps.trial-2)"), "\(old)")
+    }
+
+    @Test("a version record hashes the running executable: the same SHA-256 as sha256sum reads")
+    func versionRecordHashesBinary() async throws {
+        let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let record = await VersionRecord.current()
+        let name = (exe as NSString).lastPathComponent
+        let recorded = try #require(record.binaries?[name])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        p.arguments = [exe]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0 && out.split(separator: " ").first.map(String.init) == recorded)
+        #expect(sha256Hex(ofFile: "/nonexistent/intnw-app") == nil)
+    }
+
     @Test("merge refuses trials of two different plans, and an unknown recipe version")
     func mergeRefusesMixedPlans() throws {
         let (_, specs) = try Self.quickMultiapp()

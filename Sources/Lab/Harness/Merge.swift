@@ -141,7 +141,14 @@ public struct ExperimentMerger: Sendable {
                 notes.append("the trials ran with different \(what): " + values.map { "\($0.key) (\($0.value.map(\.spec.id).sorted().joined(separator: ", ")))" }.sorted().joined(separator: "; "))
             }
         }
-        differing("builds") { $0.versions.map { "\($0.gitCommit)\($0.gitDirty ? "+dirty" : "")" } }
+        // The build is the executables' hashes where every trial recorded them; the checkout's
+        // state is noted apart, since editing or committing during a run changes it, not the build.
+        if used.allSatisfy({ $0.versions?.binaries?.isEmpty == false }) {
+            differing("builds (executables' SHA-256)") { $0.versions?.buildIdentity }
+            differing("checkouts (the working tree's git state when each trial started; the build above)") { $0.versions?.checkout }
+        } else {
+            differing("builds") { $0.versions?.checkout }
+        }
         differing("kernels") { $0.versions?.kernel }
         differing("TCP congestion control") { $0.tcpCongestionControl }
         // Directories that belong to no trial of this plan (unreadable, or not named after a trial).

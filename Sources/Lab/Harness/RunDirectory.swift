@@ -1,3 +1,4 @@
+import Crypto
 import Emulation
 import Foundation
 
@@ -67,11 +68,48 @@ public struct TraceRecord: Codable, Sendable {
 
 /// Tool and system versions recorded with every run.
 public struct VersionRecord: Codable, Sendable {
+    /// The checkout's state when the record was made (the working directory's `git`): what the
+    /// source said then, which is not always what was built (a tree edited or committed during
+    /// a long run still runs the binary built before).
     public var gitCommit: String
     public var gitDirty: Bool
     public var swift: String
     public var kernel: String
     public var host: String
+    /// SHA-256 (hex) of the executables that ran: `intnw-lab` itself and the `intnw-app` built
+    /// beside it (absent in records made before 7 Dec 2026, or where a file was unreadable).
+    public var binaries: [String: String]?
+
+    public init(gitCommit: String, gitDirty: Bool, swift: String, kernel: String, host: String, binaries: [String: String]? = nil) {
+        self.gitCommit = gitCommit
+        self.gitDirty = gitDirty
+        self.swift = swift
+        self.kernel = kernel
+        self.host = host
+        self.binaries = binaries
+    }
+
+    /// The build, as one string: the executables' hashes when recorded, else the checkout's state.
+    public var buildIdentity: String {
+        if let binaries, !binaries.isEmpty {
+            return binaries.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.prefix(12))" }.joined(separator: ", ")
+        }
+        return "\(gitCommit)\(gitDirty ? "+dirty" : "")"
+    }
+
+    /// The checkout's state, as one string.
+    public var checkout: String { "\(gitCommit)\(gitDirty ? "+dirty" : "")" }
+
+    /// This process's executable and the `intnw-app` beside it, hashed once per process.
+    static let runningBinaries: [String: String] = {
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return [:] }
+        let dir = (exe as NSString).deletingLastPathComponent
+        var out: [String: String] = [:]
+        for (name, path) in [((exe as NSString).lastPathComponent, exe), ("intnw-app", "\(dir)/intnw-app")] {
+            if let h = sha256Hex(ofFile: path) { out[name] = h }
+        }
+        return out
+    }()
 
     public static func current() async -> VersionRecord {
         let commit = (try? await CommandRunner.run(["git", "rev-parse", "HEAD"]))?.trimmed ?? "unknown"
@@ -81,8 +119,23 @@ public struct VersionRecord: Codable, Sendable {
         uname(&u)
         func field<T>(_ v: T) -> String { withUnsafeBytes(of: v) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
         return VersionRecord(gitCommit: commit, gitDirty: dirty, swift: swift,
-                             kernel: "\(field(u.sysname)) \(field(u.release))", host: field(u.nodename))
+                             kernel: "\(field(u.sysname)) \(field(u.release))", host: field(u.nodename),
+                             binaries: runningBinaries.isEmpty ? nil : runningBinaries)
     }
+}
+
+/// SHA-256 of a file's bytes, hex, read in 1 MiB pieces; nil when it cannot be read.
+func sha256Hex(ofFile path: String) -> String? {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+    defer { try? handle.close() }
+    var hasher = SHA256()
+    // `read(upToCount:)` gives nil or empty data at the end of the file, and throws on a read error.
+    do {
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+    } catch {
+        return nil
+    }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
 
 extension String {
