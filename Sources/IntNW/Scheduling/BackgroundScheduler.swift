@@ -245,7 +245,6 @@ final class BackgroundScheduler {
         syncUnsent()
     }
 
-    /// Foreground IROBs this multisocket counts as outstanding on `interface` (tests).
     /// Connection `fd` was aborted (its kernel queues went with it): its share of the
     /// interface-wide budget, its acknowledged-bytes counter and its smoothed-RTT history go
     /// too, and a PING wanted on it is not wanted any more (the path probe's timeout covers a
@@ -262,6 +261,7 @@ final class BackgroundScheduler {
         Set(backgroundByConnection.keys).union(ackedByConnection.keys).union(rttHistory.keys).count
     }
 
+    /// Foreground IROBs this multisocket counts as outstanding on `interface` (tests).
     func outstandingForeground(on interface: String) -> Int { perInterface[interface, default: 0] }
     /// Whether this multisocket publishes foreground data on `interface` as not yet entirely sent (tests).
     func foregroundUnsent(on interface: String) -> Bool { publishedUnsent.contains(interface) }

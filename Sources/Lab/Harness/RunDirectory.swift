@@ -94,7 +94,7 @@ public struct VersionRecord: Codable, Sendable {
         if let binaries, !binaries.isEmpty {
             return binaries.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.prefix(12))" }.joined(separator: ", ")
         }
-        return "\(gitCommit)\(gitDirty ? "+dirty" : "")"
+        return checkout
     }
 
     /// The checkout's state, as one string.
