@@ -238,15 +238,9 @@ import Testing
         let record = await VersionRecord.current()
         let name = (exe as NSString).lastPathComponent
         let recorded = try #require(record.binaries?[name])
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        p.arguments = [exe]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && out.split(separator: " ").first.map(String.init) == recorded)
+        // CommandRunner throws on a non-zero exit.
+        let out = try await CommandRunner.run(["sha256sum", exe])
+        #expect(out.split(separator: " ").first.map(String.init) == recorded)
         #expect(sha256Hex(ofFile: "/nonexistent/intnw-app") == nil)
     }
 
