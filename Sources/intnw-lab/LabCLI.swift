@@ -1,6 +1,7 @@
 import ArgumentParser
 import Emulation
 import Foundation
+import Lab
 import Synchronization
 
 /// Helpers shared by subcommands: user errors become one line on stderr and exit status 1.
@@ -76,8 +77,5 @@ final class SignalTrap: @unchecked Sendable {
 
 extension LabCLI {
     /// Directory of this executable: `intnw-app` is built next to it.
-    static var binDirectory: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return (exe as NSString).deletingLastPathComponent
-    }
+    static var binDirectory: String { RunningExecutable.directory }
 }

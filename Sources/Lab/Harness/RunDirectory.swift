@@ -102,10 +102,9 @@ public struct VersionRecord: Codable, Sendable {
 
     /// This process's executable and the `intnw-app` beside it, hashed once per process.
     static let runningBinaries: [String: String] = {
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return [:] }
-        let dir = (exe as NSString).deletingLastPathComponent
+        let exe = RunningExecutable.path
         var out: [String: String] = [:]
-        for (name, path) in [((exe as NSString).lastPathComponent, exe), ("intnw-app", "\(dir)/intnw-app")] {
+        for (name, path) in [((exe as NSString).lastPathComponent, exe), ("intnw-app", "\(RunningExecutable.directory)/intnw-app")] {
             if let h = sha256Hex(ofFile: path) { out[name] = h }
         }
         return out
@@ -122,6 +121,16 @@ public struct VersionRecord: Codable, Sendable {
                              kernel: "\(field(u.sysname)) \(field(u.release))", host: field(u.nodename),
                              binaries: runningBinaries.isEmpty ? nil : runningBinaries)
     }
+}
+
+/// Where this process's executable is: `intnw-app` is built next to `intnw-lab`.
+public enum RunningExecutable {
+    /// Its path (`/proc/self/exe`, else the name it was started by).
+    public static var path: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+    /// Its directory.
+    public static var directory: String { (path as NSString).deletingLastPathComponent }
 }
 
 /// SHA-256 of a file's bytes, hex, read in 1 MiB pieces; nil when it cannot be read.
