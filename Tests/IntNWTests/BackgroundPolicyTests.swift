@@ -407,6 +407,21 @@ struct BackgroundPolicyTests {
         }
     }
 
+    @Test("delay-target's window-slack: the model window grows by exactly that many full segments (the default adds none); bad values are refused")
+    func delayTargetWindowSlack() throws {
+        let ser = 1448.0 / 64_000 * 1000
+        let c = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 202 + ser, minRTTMs: 200)
+        let plain = DelayTargetBackgroundPolicy()
+        #expect(plain.parameters.windowSlackSegments == 0)
+        let one = try #require(try BackgroundPolicies.parse("delay-target:window-slack=1") as? DelayTargetBackgroundPolicy)
+        let half = try #require(try BackgroundPolicies.parse("delay-target:window-slack=0.5") as? DelayTargetBackgroundPolicy)
+        #expect(abs(one.modelWindowBytes(c) - plain.modelWindowBytes(c) - 1_448) < 1e-6)
+        #expect(abs(half.modelWindowBytes(c) - plain.modelWindowBytes(c) - 724) < 1e-6)
+        for bad in ["window-slack=-1", "window-slack=5", "window-slack=x", "window-slack=nan"] {
+            #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:\(bad)") }
+        }
+    }
+
     @Test("delay-target's barrier: FG elsewhere holds BG until it has been acknowledged (barrier=acked, as the note's policies) or sent (barrier=sent)")
     func delayTargetBarrier() throws {
         // The default is the wire barrier (the policy applies it; below), not the scheduler's acked one.

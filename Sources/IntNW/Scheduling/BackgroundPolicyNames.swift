@@ -55,6 +55,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace": "pacing gain on the bandwidth estimate for BG grants (0: off)",
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
+                            "window-slack": "full segments added to the model window for what the grant rule leaves unfilled (0 to 4; default 0)",
                             "probe-below": "share (0-1] of target-ms under which the measured queueing delay counts as none for probing (default 1)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
                             "kernel-backlog": "hold | ignore: hold BG while the connection's congestion window is full and its kernel has more unsent than 10 ms of the link (at least one pacing quantum; default hold)",
@@ -161,6 +162,12 @@ public enum BackgroundPolicies {
                     throw IntNWError.invalidArgument("delay-target probe=\(text): expected 0 (off) or a gain above 1, at most 4")
                 }
                 p.probeGain = v
+            }
+            if let text = values["window-slack"] {
+                guard let v = Double(text), v >= 0, v <= 4 else {
+                    throw IntNWError.invalidArgument("delay-target window-slack=\(text): expected 0 to 4 full segments")
+                }
+                p.windowSlackSegments = v
             }
             if let v = try number("probe-below") {
                 guard v <= 1 else { throw IntNWError.invalidArgument("delay-target probe-below=\(v): expected a share of the target in (0, 1]") }
