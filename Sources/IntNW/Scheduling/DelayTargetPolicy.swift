@@ -42,8 +42,8 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// segment's transmission is shorter than the target's spare (links above about 145
         /// KB/s with the 10 ms target). Below that the delivery rate reads 0.85 x the estimate
         /// and the estimate's probes are never followed (the real drive's cellular uplink: 75
-        /// KB/s delivered under an 88 KB/s estimate on a 140-148 KB/s link for 3 s, the window
-        /// 9.7 KB, 7.8 KB in flight on average). 1 raised BG on the slow links by 5-10 points, but
+        /// KB/s delivered under an 88 KB/s estimate on a 140-148 KB/s link for 2 s, the window
+        /// 9.7 KB, 7.8 KB in flight on average). 1 raised BG on 3G by about 10 points, but
         /// multiapp's FG p95 (3G, FG every second) went over 1.25x FG alone in 3 of 7 trials with
         /// it, so the default is 0: none (docs/scheduling.md).
         public var windowSlackSegments: Double = 0
