@@ -23,7 +23,7 @@ struct TrialRunCommand: AsyncParsableCommand {
         logs, apps.json and trial.json (the spec, the prefix and host used, and the status: completed, or
         failed/interrupted with why). Running a spec again into the same DIR replaces that trial; a
         non-empty DIR that holds no trial.json is refused. A trial the fidelity guard alone invalidated is run
-        again once (--retry-invalid). Exit status: 0 completed, 1 failed, 130
+        again, up to twice (--retry-invalid). Exit status: 0 completed, 1 failed, 130
         interrupted. Merge the trial directories with `intnw-lab analyze --merge`.
         """)
 

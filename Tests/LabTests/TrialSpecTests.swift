@@ -354,7 +354,7 @@ import Testing
         sa.options = a
         sb.options = b
         #expect(ExperimentMerger.settingsKey(sa) == ExperimentMerger.settingsKey(sb))
-        #expect(ExperimentOptions().retryInvalid == nil && ExperimentOptions.defaultRetryInvalid == 1)
+        #expect(ExperimentOptions().retryInvalid == nil && ExperimentOptions.defaultRetryInvalid == 2)
     }
 
     @Test("Slurm scripts: one array task per spec, the merge after the whole array")

@@ -208,7 +208,7 @@ struct ExperimentNetnsTests {
         // The verdict judges the same trials the same way: one line per trial, same subjects.
         let vLocal = try Self.verdict(localDir), vJobs = try Self.verdict("\(root)/M")
         // What each line judges ("two-apps trial 1", "FG alone"), without its numbers. A trial the
-        // fidelity guard invalidated (a host stall) is run again once; the merge then notes the earlier
+        // fidelity guard invalidated (a host stall) is run again; the merge then notes the earlier
         // run ("<id> given 2 times: used the latest ..."), a note, not a judgement.
         func subjects(_ lines: [String]) -> [String] {
             lines.filter { !$0.contains(" times: used the latest, ") }
