@@ -125,12 +125,11 @@ public struct VersionRecord: Codable, Sendable {
 
 /// Where this process's executable is: `intnw-app` is built next to `intnw-lab`.
 public enum RunningExecutable {
-    /// Its path (`/proc/self/exe`, else the name it was started by).
-    public static var path: String {
+    /// Its path (`/proc/self/exe`, else the name it was started by), read once per process.
+    public static let path: String =
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
     /// Its directory.
-    public static var directory: String { (path as NSString).deletingLastPathComponent }
+    public static let directory: String = (path as NSString).deletingLastPathComponent
 }
 
 /// SHA-256 of a file's bytes, hex, read in 1 MiB pieces; nil when it cannot be read.
