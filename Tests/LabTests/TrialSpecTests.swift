@@ -346,6 +346,16 @@ import Testing
         #expect(!record(.failed, emulatorP99: 6_200, appFailures: ["fg failed (exited(1))"]).onlyEmulationFellBehind)
         #expect(!record(.failed, emulatorP99: 6_200, extra: ["capture client-wifi0 dropped 3 packets"]).onlyEmulationFellBehind)
         #expect(!record(.interrupted, emulatorP99: 6_200).onlyEmulationFellBehind)
+        // The same judgement for a single trial's outcome (tests that run one trial retry by it).
+        func outcome(_ r: TrialJobRecord, interrupted: Bool = false) -> TrialOutcome {
+            TrialOutcome(plan: spec.plan, directory: "/nonexistent", analysis: nil, problems: r.problems,
+                         interrupted: interrupted, fidelity: r.fidelity)
+        }
+        #expect(outcome(stalled).onlyEmulationFellBehind)
+        #expect(!outcome(stalled, interrupted: true).onlyEmulationFellBehind)
+        #expect(!outcome(record(.completed, emulatorP99: 300)).onlyEmulationFellBehind)
+        #expect(!outcome(record(.failed, emulatorP99: 6_200, appFailures: ["fg failed (exited(1))"])).onlyEmulationFellBehind)
+        #expect(!outcome(record(.failed, emulatorP99: 6_200, extra: ["capture client-wifi0 dropped 3 packets"])).onlyEmulationFellBehind)
         // The option is not a setting of the experiment: runs with different retries merge.
         var a = ExperimentOptions(), b = ExperimentOptions()
         a.retryInvalid = 0

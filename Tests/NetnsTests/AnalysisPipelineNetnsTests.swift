@@ -33,7 +33,7 @@ struct AnalysisPipelineNetnsTests {
         var logger = Logger(label: "test.pipeline")
         logger.logLevel = .warning
         let runner = TrialRunner(HarnessContext(binDirectory: bin, logger: logger, interruption: Interruption()))
-        let outcome = try await runner.run(plan, in: run, progress: Progress(experiment: "pipeline", expectedSeconds: 25, quiet: true))
+        let outcome = try await runner.run(plan, in: run, retryingInvalid: ExperimentOptions.defaultRetryInvalid, progress: Progress(experiment: "pipeline", expectedSeconds: 25, quiet: true))
         #expect(outcome.problems.isEmpty, "\(outcome.problems)")
         let (results, analyzed) = try Analyzer.analyze(trials: [try TrialInput.runDirectory(outcome.directory)])
         let a = try #require(analyzed.first)

@@ -56,7 +56,7 @@ struct MPTCPStartNetnsTests {
         var logger = Logger(label: "test.mptcp-start")
         logger.logLevel = .warning
         let runner = TrialRunner(HarnessContext(binDirectory: bin, logger: logger, interruption: Interruption()))
-        let outcome = try await runner.run(plan, in: run, progress: Progress(experiment: "mptcp-start", expectedSeconds: 30, quiet: true))
+        let outcome = try await runner.run(plan, in: run, retryingInvalid: ExperimentOptions.defaultRetryInvalid, progress: Progress(experiment: "mptcp-start", expectedSeconds: 30, quiet: true))
         let dir = outcome.directory
         #expect(outcome.problems.isEmpty, "\(outcome.problems); fg.err: \((try? String(contentsOfFile: "\(dir)/fg.err", encoding: .utf8)) ?? "-")")
         #expect(outcome.fidelity?.appFailures == nil && outcome.fidelity?.valid == true, "\(String(describing: outcome.fidelity))")

@@ -19,6 +19,13 @@ public struct TrialOutcome: Sendable {
     /// Whether the emulation kept up (also the trial's `fidelity.json`).
     public var fidelity: TrialFidelity? = nil
 
+    /// True when the trial failed only because the emulation fell behind (as
+    /// `TrialJobRecord.onlyEmulationFellBehind`): void, not wrong, so running it again is fair.
+    public var onlyEmulationFellBehind: Bool {
+        !interrupted && fidelity?.valid == false && fidelity?.appFailures == nil && !problems.isEmpty
+            && problems.allSatisfy { $0.hasPrefix(TrialFidelity.emulationPrefix) }
+    }
+
     public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool,
                 tcpSysctls: [String: [String: String]] = [:], fidelity: TrialFidelity? = nil) {
         self.plan = plan
@@ -43,6 +50,26 @@ public struct TrialRunner: Sendable {
 
     public func run(_ plan: TrialPlan, in run: RunDirectory, progress: Progress) async throws -> TrialOutcome {
         try await self.run(plan, directory: try run.subdirectory("\(plan.variant)/trial-\(plan.trial)"), progress: progress)
+    }
+
+    /// `run(_:in:progress:)`, and again while the fidelity guard alone invalidated the trial, at
+    /// most `retries` times (as experiments and `trial run` do, `--retry-invalid`): each invalid
+    /// attempt's directory is kept beside the trial's as `trial-N.invalid-attempt-K`. Returns the
+    /// last attempt's outcome. For callers that run single trials (tests): on a host whose timers
+    /// stall now and then, one attempt in a few is void, not wrong.
+    public func run(_ plan: TrialPlan, in run: RunDirectory, retryingInvalid retries: Int, progress: Progress) async throws -> TrialOutcome {
+        var outcome = try await self.run(plan, in: run, progress: progress)
+        var attempt = 0
+        while attempt < retries && outcome.onlyEmulationFellBehind && !context.interruption.isTriggered {
+            attempt += 1
+            let kept = "\(outcome.directory).invalid-attempt-\(attempt)"
+            let fm = FileManager.default
+            if fm.fileExists(atPath: kept) { try fm.removeItem(atPath: kept) }
+            try fm.moveItem(atPath: outcome.directory, toPath: kept)
+            progress.note("\(plan.variant) trial \(plan.trial): \(outcome.problems.joined(separator: "; ")); kept in \(kept); running it again (\(attempt) of \(retries))")
+            outcome = try await self.run(plan, in: run, progress: progress)
+        }
+        return outcome
     }
 
     /// Runs the trial into `dir` (which must exist): captures, logs, `apps.json`.
