@@ -176,6 +176,16 @@ struct DirectionEngineTests {
         #expect(h.percentileMicroseconds(0.99) == 98)
         #expect(h.total == 100)
     }
+
+    @Test("the host timer check sleeps each interval and reads its lateness (a behaviour check: no timing bound)")
+    func hostTimerCheckSleeps() {
+        let start = ContinuousClock.now
+        let r = HostTimerCheck.measure(wakeUps: 20, intervalNanoseconds: 2_000_000)
+        let elapsed = ContinuousClock.now - start
+        #expect(r.wakeUps == 20)
+        #expect(elapsed >= .milliseconds(40), "20 sleeps of 2 ms took \(elapsed)")
+        #expect(r.p99Microseconds >= 0 && r.p99Microseconds <= r.maxMicroseconds + 1)
+    }
 }
 
 struct ReplayTimelineTests {

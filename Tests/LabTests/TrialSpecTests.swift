@@ -356,6 +356,11 @@ import Testing
         #expect(!outcome(record(.completed, emulatorP99: 300)).onlyEmulationFellBehind)
         #expect(!outcome(record(.failed, emulatorP99: 6_200, appFailures: ["fg failed (exited(1))"])).onlyEmulationFellBehind)
         #expect(!outcome(record(.failed, emulatorP99: 6_200, extra: ["capture client-wifi0 dropped 3 packets"])).onlyEmulationFellBehind)
+        // A host whose timers wake the emulator's kind of thread late is named before the trials:
+        // at half the guard's bound (1 ms p99) or more; not below.
+        #expect(ExperimentRunner.timerWarning(HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 999, maxMicroseconds: 3000, realtime: true)) == nil)
+        let late = try #require(ExperimentRunner.timerWarning(HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 2600, maxMicroseconds: 5100, realtime: false)))
+        #expect(late.contains("up to 2600 µs late (p99; largest 5100 µs, without real-time priority)") && late.contains("exceeds 2000 µs"), "\(late)")
         // The option is not a setting of the experiment: runs with different retries merge.
         var a = ExperimentOptions(), b = ExperimentOptions()
         a.retryInvalid = 0

@@ -68,6 +68,18 @@ public struct ExperimentRunner: Sendable {
         public var excluded: [ExperimentRecord.Excluded] = []
     }
 
+    /// A warning when the host's timers wake the emulator's kind of thread late (`HostTimerCheck`, 1 s
+    /// before the trials): at half the fidelity guard's bound or more, trials will be invalid and
+    /// run again. Nil when they keep time.
+    static func timerWarning(_ r: HostTimerCheck.Reading) -> String? {
+        let bound = TrialFidelity.maxLatenessP99Microseconds
+        guard r.p99Microseconds * 2 >= bound else { return nil }
+        return "warning: this host's timers are late: \(r.wakeUps) sleeps of 1 ms woke up to \(r.p99Microseconds) µs late (p99; "
+            + "largest \(r.maxMicroseconds) µs\(r.realtime ? "" : ", without real-time priority")); a trial whose emulator lateness p99 "
+            + "exceeds \(bound) µs is invalid and run again (--retry-invalid), so expect some trials invalid or left out "
+            + "(other load on the host, or a VM whose timer interrupts come late)"
+    }
+
     /// Plan, run, merge: the trials are written as specs into `plan/`, each runs like `intnw-lab trial
     /// run` into `<variant>/trial-<k>/`, and the run directory is the merge of those (`analyze --merge`),
     /// so a local run and a cluster run give their results the same way.
@@ -79,6 +91,7 @@ public struct ExperimentRunner: Sendable {
         try TrialPlanner.write(manifest, specs: specs, to: "\(run.path)/plan")
         let progress = Progress(experiment: experiment.name, expectedSeconds: manifest.expectedSeconds)
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
+        if options.shaper == .userspace, let warning = Self.timerWarning(HostTimerCheck.measure()) { progress.note(warning) }
 
         let job = TrialJob(context)
         let retries = max(0, options.retryInvalid ?? ExperimentOptions.defaultRetryInvalid)
