@@ -275,6 +275,70 @@ struct BackgroundBudgetTests {
             nine.note(.headroom(gain: 1.25, segmentStep: 1.11))
         }
         #expect(nine.probes >= 1 && abs(nine.estimateBytesPerSecond - 58_000 * 1.0625) < 58_000 * 0.01)
+        // With a fill share (the policy's probe-from=window), the probe starts from what the window
+        // allowed: 58 KB/s delivered at a share of 0.9 is a 64.4 KB/s window, probed at 1.0625 x that.
+        var filled = LinkRateTracker()
+        for k in 1...100 {
+            filled.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 580, minRTTNs: 100 * ms)
+            filled.note(.headroom(gain: 1.25, segmentStep: 1.11, fillShare: 0.9))
+        }
+        #expect(filled.probes >= 1 && abs(filled.estimateBytesPerSecond - 58_000 / 0.9 * 1.0625) < 58_000 * 0.01)
+        // A share below three quarters (a window of fewer than four segments) is left to the
+        // segment floor: the probe starts from the measurement, as without a share.
+        var few2 = LinkRateTracker()
+        for k in 1...100 {
+            few2.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
+            few2.note(.headroom(gain: 1.25, segmentStep: 1.5, fillShare: 0.5))
+        }
+        #expect(abs(few2.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
+        // Seven segments (the real drive's cellular window): the segment floor (1.15 x the
+        // measurement) and the window's share (0.85) both apply; the larger probe wins: 24 KB/s
+        // at a share of 0.85 is a 28.2 KB/s window, probed at 1.0625 x that (30 KB/s, against
+        // 27.6 from the floor).
+        var seven = LinkRateTracker()
+        for k in 1...100 {
+            seven.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
+            seven.note(.headroom(gain: 1.25, segmentStep: 1.15, fillShare: 0.85))
+        }
+        #expect(abs(seven.estimateBytesPerSecond - 24_000 / 0.85 * 1.0625) < 24_000 * 0.02)
+    }
+
+    @Test("A window-limited delivery rate that shows 85% of the window: probes from the window find a 145 KB/s link, probes from the delivery rate do not")
+    func probesFromTheWindowFindTheLink() {
+        let ms: UInt64 = 1_000_000
+        let capacity = 145_000.0, segment = 1448.0
+        // A model of delay-target on the real drive's cellular uplink (7 Dec, 74.8-77.0 s): the
+        // window is the estimate x (base RTT 84 ms + 10 ms target) plus a segment's transmission
+        // at the estimate; the bytes in flight average 1.3 segments below it (the grant rule);
+        // the round trip is the base, a segment's transmission at the link and 8 ms of delayed
+        // acknowledgements, plus any queue. At an 88 KB/s estimate the delivery rate is 77 KB/s
+        // (measured: 75, 7.8 KB in flight of a 9.7 KB window). The policy reports queueing from
+        // 10 ms over the base less a segment at the estimate.
+        func run(fromWindow: Bool) -> (median: Double, samples: Int) {
+            var t = LinkRateTracker()
+            var delivered: UInt64 = 0
+            var estimates: [Double] = []
+            for k in 1...3_000 {
+                let e = t.estimateBytesPerSecond > 0 ? t.estimateBytesPerSecond : 50_000
+                let window = max(2 * segment, e * (0.084 + 0.010) + segment)
+                let inFlight = window - 1.3 * segment
+                let unqueued = 0.084 + segment / capacity + 0.008
+                let rtt = unqueued + max(0, inFlight - capacity * unqueued) / capacity
+                delivered += UInt64(min(capacity, inFlight / rtt) / 100)
+                t.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: delivered, minRTTNs: 84 * ms)
+                if rtt - 0.084 - segment / e >= 0.010 {
+                    t.note(.queueing)
+                } else {
+                    t.note(.headroom(gain: 1.25, segmentStep: 1 + segment / window, fillShare: fromWindow ? 1 - segment / window : 1))
+                }
+                if k > 1_000 { estimates.append(t.estimateBytesPerSecond) }
+            }
+            return (estimates.sorted()[estimates.count / 2], t.samples)
+        }
+        let window = run(fromWindow: true), measured = run(fromWindow: false)
+        #expect(window.samples > 20 && measured.samples > 20)
+        #expect(abs(window.median - capacity) / capacity <= 0.25, "from the window: median \(window.median) B/s")
+        #expect(measured.median < capacity * 0.75, "from the delivery rate: median \(measured.median) B/s")
     }
 
     @Test("oracle schedule: parsed, looked up by interface and time, bad lines refused with the line number")

@@ -360,11 +360,25 @@ struct BackgroundPolicyTests {
         let held = p.verdict(full)
         #expect(held.reason == .queueingDelay)
         // With it, the step one more segment makes of that window (probes never smaller).
-        guard case .headroom(let gain, let step) = p.linkEvidence(full, verdict: held) else {
+        guard case .headroom(let gain, let step, let fill) = p.linkEvidence(full, verdict: held) else {
             Issue.record("no headroom for a full window without queueing")
             return
         }
         #expect(gain == 1.25 && abs(step - (1 + 1448.0 / 14_888)) < 1e-6)
+        // The default probes from the delivery rate measured (a fill share of 1); probe-from=window
+        // from what the window allowed: the share a window less one segment shows.
+        #expect(fill == 1 && p.parameters.probeFromWindow == false)
+        let fromWindow = try #require(try BackgroundPolicies.parse("delay-target:probe-from=window") as? DelayTargetBackgroundPolicy)
+        guard case .headroom(_, let windowStep, let windowFill) = fromWindow.linkEvidence(full, verdict: fromWindow.verdict(full)) else {
+            Issue.record("probe-from=window: no headroom")
+            return
+        }
+        #expect(abs(windowStep - step) < 1e-9 && abs(windowFill - (1 - 1448.0 / 14_888)) < 1e-6)
+        let measured = try #require(try BackgroundPolicies.parse("delay-target:probe-from=measured") as? DelayTargetBackgroundPolicy)
+        #expect(measured.parameters == DelayTargetBackgroundPolicy.Parameters())
+        #expect(throws: IntNWError.invalidArgument("delay-target probe-from=both: expected measured or window")) {
+            try BackgroundPolicies.parse("delay-target:probe-from=both")
+        }
         // The same window with 7 ms of queueing: headroom still (under the 10 ms target); with
         // 10 ms: queueing, whatever the verdict.
         let between = bench.context(now: 1, lastFG: nil, unacked: 14_000, srttMs: 207 + ser, minRTTMs: 200)
@@ -379,7 +393,7 @@ struct BackgroundPolicyTests {
         let off = try #require(try BackgroundPolicies.parse("delay-target:probe=0") as? DelayTargetBackgroundPolicy)
         #expect(off.linkEvidence(full, verdict: held) == LinkEvidence.none)
         let two = try #require(try BackgroundPolicies.parse("delay-target:probe=2") as? DelayTargetBackgroundPolicy)
-        guard case .headroom(let twoGain, let twoStep) = two.linkEvidence(full, verdict: held) else {
+        guard case .headroom(let twoGain, let twoStep, _) = two.linkEvidence(full, verdict: held) else {
             Issue.record("probe=2: no headroom")
             return
         }
@@ -391,7 +405,7 @@ struct BackgroundPolicyTests {
         let slow = slowBench.context(now: 1, lastFG: nil, unacked: 2_896, srttMs: 60 + 1448.0 / 8_000 * 1000, minRTTMs: 60)
         let slowHeld = p.verdict(slow)
         #expect(slowHeld.reason == .queueingDelay)
-        guard case .headroom(_, let slowStep) = p.linkEvidence(slow, verdict: slowHeld) else {
+        guard case .headroom(_, let slowStep, _) = p.linkEvidence(slow, verdict: slowHeld) else {
             Issue.record("no headroom for the minimum window")
             return
         }

@@ -41,8 +41,14 @@ public enum LinkEvidence: Sendable, Equatable {
     /// more. `segmentStep` is the ratio by which one more full segment grows that window: the
     /// policy grants whole segments, so a probe that grows a window of two or three segments by
     /// a few percent changes nothing that is sent, and the delivery rate cannot follow it; a
-    /// probe step below half a segment becomes a whole one (1: no such floor).
-    case headroom(gain: Double, segmentStep: Double = 1)
+    /// probe step below half a segment becomes a whole one (1: no such floor). `fillShare` is the
+    /// share of the window a window-limited delivery rate shows (1: all of it): the policy grants
+    /// whole segments only while at least one is free, so its bytes in flight average about a
+    /// segment below the window, and the delivery rate reads that share of the estimate even
+    /// where the link has room. Below 1 the next probe starts from the sample divided by it
+    /// (what the window allowed) rather than from the sample, so that the estimate can rise on a
+    /// window of a few segments.
+    case headroom(gain: Double, segmentStep: Double = 1, fillShare: Double = 1)
     /// The path showed queueing: the link is full at what background sends now.
     case queueing
 }
@@ -81,6 +87,8 @@ struct LinkRateTracker {
     private var headroomGain = 0.0
     /// The largest segment step the current window's headroom came with (1: none).
     private var headroomSegmentStep = 1.0
+    /// The smallest fill share the current window's headroom came with (1: none).
+    private var headroomFillShare = 1.0
     private var queueingSeen = false
     /// The step of the next probe above the largest measurement, as a share of the gain's excess
     /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
@@ -89,6 +97,9 @@ struct LinkRateTracker {
     /// The largest measurement when the latest probe was made (0: no probe since queueing).
     private var measuredAtProbe = 0.0
     static let firstProbeStep = 0.25
+    /// The smallest fill share (`LinkEvidence.headroom`) a probe starts from the window by: a
+    /// window of four segments. Smaller windows are left to the segment floor.
+    static let minimumFillShare = 0.75
     /// How long a window's rate counts, ns.
     static let horizonNs: UInt64 = 3_000_000_000
 
@@ -214,7 +225,19 @@ struct LinkRateTracker {
             // already admits an extra segment about half the time.
             let gainStep = (headroomGain - 1) * probeStep
             let ratio = gainStep < (headroomSegmentStep - 1) / 2 ? headroomSegmentStep : 1 + gainStep
-            recent.append((nowNs, measured * ratio, true))
+            // What the window allowed, when the policy says its window-limited delivery shows
+            // only a share of it (`LinkEvidence.headroom`'s fill share), probed by the gain's
+            // step; the segment floor stays on the measurement (both make up for whole segments,
+            // and on a window of two or three segments the two together doubled the estimate:
+            // the vehicular segment's cellular uplink, 13 KB/s probed to 24 on a 19-23 KB/s
+            // link, queueing, and back to the 10-11 KB/s measured). Windows of fewer than four
+            // segments (a share below `minimumFillShare`) keep the measurement alone. The
+            // followed test stays on measurements.
+            var probe = measured * ratio
+            if headroomFillShare >= Self.minimumFillShare && headroomFillShare < 1 {
+                probe = max(probe, rate / headroomFillShare * (1 + gainStep))
+            }
+            recent.append((nowNs, probe, true))
             measuredAtProbe = measured
             probes += 1
         }
@@ -229,9 +252,10 @@ struct LinkRateTracker {
         switch evidence {
         case .none:
             break
-        case .headroom(let gain, let segmentStep):
+        case .headroom(let gain, let segmentStep, let fillShare):
             headroomGain = max(headroomGain, gain)
             if segmentStep.isFinite { headroomSegmentStep = max(headroomSegmentStep, segmentStep) }
+            if fillShare.isFinite { headroomFillShare = min(headroomFillShare, max(0, min(1, fillShare))) }
         case .queueing:
             queueingSeen = true
             probeStep = Self.firstProbeStep
@@ -253,6 +277,7 @@ struct LinkRateTracker {
         awaitingDelivery = true
         headroomGain = 0
         headroomSegmentStep = 1
+        headroomFillShare = 1
         queueingSeen = false
     }
 }
