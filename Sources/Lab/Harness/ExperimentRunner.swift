@@ -91,7 +91,10 @@ public struct ExperimentRunner: Sendable {
         try TrialPlanner.write(manifest, specs: specs, to: "\(run.path)/plan")
         let progress = Progress(experiment: experiment.name, expectedSeconds: manifest.expectedSeconds)
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
-        if options.shaper == .userspace, let warning = Self.timerWarning(HostTimerCheck.measure()) { progress.note(warning) }
+        if options.shaper == .userspace {
+            let timers = HostTimerCheck.measure()
+            progress.note(Self.timerWarning(timers) ?? "host timers: \(timers.wakeUps) sleeps of 1 ms woke up to \(timers.p99Microseconds) µs late (p99; largest \(timers.maxMicroseconds) µs)")
+        }
 
         let job = TrialJob(context)
         let retries = max(0, options.retryInvalid ?? ExperimentOptions.defaultRetryInvalid)
