@@ -56,7 +56,7 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                             "pace-quantum-ms": "largest paced grant, ms of bandwidth (at least one segment)",
                             "probe": "largest probe step over the measured delivery rate when the window holds BG without queueing (0: off)",
                             "window-slack": "full segments added to the model window for what the grant rule leaves unfilled (0 to 4; default 0)",
-                            "probe-from": "measured | window: what the estimate's probes start from, the delivery rate measured or what the window allowed (the rate / (1 - one segment / window)); default measured",
+                            "probe-from": "measured | window: what the estimate's probes start from, the delivery rate measured or what the window allowed (the rate / (1 - one segment / window), on windows of four segments or more); default measured",
                             "probe-below": "share (0-1] of target-ms under which the measured queueing delay counts as none for probing (default 1)",
                             "barrier": "acked | wire | sent: how long FG elsewhere on the interface holds BG (until ACKed, until it left the socket send queues, until written)",
                             "kernel-backlog": "hold | ignore: hold BG while the connection's congestion window is full and its kernel has more unsent than 10 ms of the link (at least one pacing quantum; default hold)",
