@@ -182,7 +182,7 @@ struct DirectionEngineTests {
         let start = ContinuousClock.now
         let r = HostTimerCheck.measure(wakeUps: 20, intervalNanoseconds: 2_000_000)
         let elapsed = ContinuousClock.now - start
-        #expect(r.wakeUps == 20)
+        #expect(r.wakeUps == 20 && r.intervalNanoseconds == 2_000_000 && r.openSummary.hasPrefix("20 sleeps of 2 ms woke up to "))
         #expect(elapsed >= .milliseconds(40), "20 sleeps of 2 ms took \(elapsed)")
         #expect(r.p99Microseconds >= 0 && r.p99Microseconds <= r.maxMicroseconds + 1)
     }

@@ -361,6 +361,9 @@ import Testing
         #expect(ExperimentRunner.timerWarning(HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 999, maxMicroseconds: 3000, realtime: true)) == nil)
         let late = try #require(ExperimentRunner.timerWarning(HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 2600, maxMicroseconds: 5100, realtime: false)))
         #expect(late.contains("up to 2600 µs late (p99; largest 5100 µs, without real-time priority)") && late.contains("exceeds 2000 µs"), "\(late)")
+        let calm = HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 85, maxMicroseconds: 267, realtime: true)
+        #expect(ExperimentRunner.timerNote(calm) == "host timers: 1000 sleeps of 1 ms woke up to 85 µs late (p99; largest 267 µs)")
+        #expect(ExperimentRunner.timerNote(HostTimerCheck.Reading(wakeUps: 1000, p99Microseconds: 2600, maxMicroseconds: 5100, realtime: false)) == late)
         // The option is not a setting of the experiment: runs with different retries merge.
         var a = ExperimentOptions(), b = ExperimentOptions()
         a.retryInvalid = 0

@@ -68,14 +68,18 @@ public struct ExperimentRunner: Sendable {
         public var excluded: [ExperimentRecord.Excluded] = []
     }
 
-    /// A warning when the host's timers wake the emulator's kind of thread late (`HostTimerCheck`, 1 s
-    /// before the trials): at half the fidelity guard's bound or more, trials will be invalid and
-    /// run again. Nil when they keep time.
+    /// What an experiment says of the host's timers before its trials (`HostTimerCheck`, 1 s): the
+    /// reading, or a warning at half the fidelity guard's bound or more, where trials will be
+    /// invalid and run again.
+    static func timerNote(_ r: HostTimerCheck.Reading) -> String {
+        timerWarning(r) ?? "host timers: \(r.openSummary))"
+    }
+
+    /// The warning of `timerNote`; nil when the timers keep time.
     static func timerWarning(_ r: HostTimerCheck.Reading) -> String? {
         let bound = TrialFidelity.maxLatenessP99Microseconds
         guard r.p99Microseconds * 2 >= bound else { return nil }
-        return "warning: this host's timers are late: \(r.wakeUps) sleeps of 1 ms woke up to \(r.p99Microseconds) µs late (p99; "
-            + "largest \(r.maxMicroseconds) µs\(r.realtime ? "" : ", without real-time priority")); a trial whose emulator lateness p99 "
+        return "warning: this host's timers are late: \(r.openSummary)\(r.realtime ? "" : ", without real-time priority")); a trial whose emulator lateness p99 "
             + "exceeds \(bound) µs is invalid and run again (--retry-invalid), so expect some trials invalid or left out "
             + "(other load on the host, or a VM whose timer interrupts come late)"
     }
@@ -91,10 +95,7 @@ public struct ExperimentRunner: Sendable {
         try TrialPlanner.write(manifest, specs: specs, to: "\(run.path)/plan")
         let progress = Progress(experiment: experiment.name, expectedSeconds: manifest.expectedSeconds)
         progress.note("run directory \(run.path); \(specs.count) trial(s); expectation: \(experiment.expectation)")
-        if options.shaper == .userspace {
-            let timers = HostTimerCheck.measure()
-            progress.note(Self.timerWarning(timers) ?? "host timers: \(timers.wakeUps) sleeps of 1 ms woke up to \(timers.p99Microseconds) µs late (p99; largest \(timers.maxMicroseconds) µs)")
-        }
+        if options.shaper == .userspace { progress.note(Self.timerNote(HostTimerCheck.measure())) }
 
         let job = TrialJob(context)
         let retries = max(0, options.retryInvalid ?? ExperimentOptions.defaultRetryInvalid)

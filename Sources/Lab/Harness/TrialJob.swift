@@ -37,8 +37,7 @@ public struct TrialJobRecord: Codable, Sendable {
     /// measurement is void, not wrong, so running it again is a fair remedy. Any other problem (an app
     /// failed, capture drops, an error) is the trial's result and is kept.
     public var onlyEmulationFellBehind: Bool {
-        status == .failed && fidelity?.valid == false && fidelity?.appFailures == nil && !problems.isEmpty
-            && problems.allSatisfy { $0.hasPrefix(TrialFidelity.emulationPrefix) }
+        status == .failed && fidelity?.isTheOnlyProblem(among: problems) == true
     }
 
     public static func load(directory: String) throws -> TrialJobRecord {
@@ -147,14 +146,20 @@ public struct TrialJob: Sendable {
         while attempt < retries && record.onlyEmulationFellBehind && !context.interruption.isTriggered {
             attempt += 1
             let kept = keep(attempt)
-            let fm = FileManager.default
-            try fm.createDirectory(atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            if fm.fileExists(atPath: kept) { try fm.removeItem(atPath: kept) }
-            try fm.moveItem(atPath: dir, toPath: kept)
+            try Self.setAside(dir, as: kept)
             progress.note("\(spec.id): \(record.problems.joined(separator: "; ")); kept in \(kept); running it again (\(attempt) of \(retries))")
             record = try await run(spec, directory: dir, prefix: override, progress: progress)
         }
         return record
+    }
+
+    /// Moves an invalid attempt's directory `dir` to `kept` (replacing what was there, its parent
+    /// created), so that the trial can run again into `dir`.
+    static func setAside(_ dir: String, as kept: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: (kept as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        if fm.fileExists(atPath: kept) { try fm.removeItem(atPath: kept) }
+        try fm.moveItem(atPath: dir, toPath: kept)
     }
 
     static func hostName() -> String {

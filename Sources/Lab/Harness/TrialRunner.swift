@@ -22,8 +22,7 @@ public struct TrialOutcome: Sendable {
     /// True when the trial failed only because the emulation fell behind (as
     /// `TrialJobRecord.onlyEmulationFellBehind`): void, not wrong, so running it again is fair.
     public var onlyEmulationFellBehind: Bool {
-        !interrupted && fidelity?.valid == false && fidelity?.appFailures == nil && !problems.isEmpty
-            && problems.allSatisfy { $0.hasPrefix(TrialFidelity.emulationPrefix) }
+        !interrupted && fidelity?.isTheOnlyProblem(among: problems) == true
     }
 
     public init(plan: TrialPlan, directory: String, analysis: TrialAnalysis?, problems: [String], interrupted: Bool,
@@ -63,9 +62,7 @@ public struct TrialRunner: Sendable {
         while attempt < retries && outcome.onlyEmulationFellBehind && !context.interruption.isTriggered {
             attempt += 1
             let kept = "\(outcome.directory).invalid-attempt-\(attempt)"
-            let fm = FileManager.default
-            if fm.fileExists(atPath: kept) { try fm.removeItem(atPath: kept) }
-            try fm.moveItem(atPath: outcome.directory, toPath: kept)
+            try TrialJob.setAside(outcome.directory, as: kept)
             progress.note("\(plan.variant) trial \(plan.trial): \(outcome.problems.joined(separator: "; ")); kept in \(kept); running it again (\(attempt) of \(retries))")
             outcome = try await self.run(plan, in: run, progress: progress)
         }
@@ -330,6 +327,13 @@ public struct TrialFidelity: Codable, Sendable {
         return r.components(separatedBy: "; apps failed: ").first
     }
     static let emulationPrefix = "invalid: the emulation fell behind"
+
+    /// Whether this fidelity's emulation lateness is all that is wrong with a trial that left
+    /// `problems`: invalid with no app failure, and every problem the guard's own. Such a trial is
+    /// void, not wrong (`--retry-invalid`).
+    func isTheOnlyProblem(among problems: [String]) -> Bool {
+        valid == false && appFailures == nil && !problems.isEmpty && problems.allSatisfy { $0.hasPrefix(Self.emulationPrefix) }
+    }
 
     /// (busy, total) jiffies of all CPUs so far.
     static func cpuTimes() -> (busy: Double, total: Double)? {
