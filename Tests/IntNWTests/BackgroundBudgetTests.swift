@@ -251,55 +251,40 @@ struct BackgroundBudgetTests {
         // Not when that first window showed queueing: the link is full at what it delivered.
         let full = resumed(firstWindow: .queueing)
         #expect(near(full.estimateBytesPerSecond, 25_000) && !full.estimateIsProbe)
+        // A second of decisions every 10 ms, each delivering `bytesPer10Ms` and noting `evidence`.
+        func held(bytesPer10Ms: UInt64, minRTTMs: UInt64, _ evidence: LinkEvidence) -> LinkRateTracker {
+            var t = LinkRateTracker()
+            for k in 1...100 {
+                t.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * bytesPer10Ms, minRTTNs: minRTTMs * ms)
+                t.note(evidence)
+            }
+            return t
+        }
         // Headroom in a window that delivered too little to be a sample (background ran dry) is
         // no probe either.
-        var idle = LinkRateTracker()
-        for k in 1...100 {
-            idle.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 5, minRTTNs: 50 * ms)
-            idle.note(.headroom(gain: 1.25))
-        }
+        let idle = held(bytesPer10Ms: 5, minRTTMs: 50, .headroom(gain: 1.25))
         #expect(idle.probes == 0 && idle.estimateBytesPerSecond == 0)
         // A window of a few segments: the probe adds at least one segment to it (a segment step
         // of 1.5 on 24 KB/s: 36 KB/s, where the gain's first step would have been 25.5 KB/s).
-        var few = LinkRateTracker()
-        for k in 1...100 {
-            few.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
-            few.note(.headroom(gain: 1.25, segmentStep: 1.5))
-        }
+        let few = held(bytesPer10Ms: 240, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.5))
         #expect(few.probes >= 1 && few.estimateIsProbe && abs(few.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
         // A window of about nine segments (3G): the gain's first step (6.25%) is more than half a
         // segment (5.5%), and stays.
-        var nine = LinkRateTracker()
-        for k in 1...100 {
-            nine.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 580, minRTTNs: 100 * ms)
-            nine.note(.headroom(gain: 1.25, segmentStep: 1.11))
-        }
+        let nine = held(bytesPer10Ms: 580, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.11))
         #expect(nine.probes >= 1 && abs(nine.estimateBytesPerSecond - 58_000 * 1.0625) < 58_000 * 0.01)
         // With a fill share (the policy's probe-from=window), the probe starts from what the window
         // allowed: 58 KB/s delivered at a share of 0.9 is a 64.4 KB/s window, probed at 1.0625 x that.
-        var filled = LinkRateTracker()
-        for k in 1...100 {
-            filled.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 580, minRTTNs: 100 * ms)
-            filled.note(.headroom(gain: 1.25, segmentStep: 1.11, fillShare: 0.9))
-        }
+        let filled = held(bytesPer10Ms: 580, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.11, fillShare: 0.9))
         #expect(filled.probes >= 1 && abs(filled.estimateBytesPerSecond - 58_000 / 0.9 * 1.0625) < 58_000 * 0.01)
         // A share below three quarters (a window of fewer than four segments) is left to the
         // segment floor: the probe starts from the measurement, as without a share.
-        var few2 = LinkRateTracker()
-        for k in 1...100 {
-            few2.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
-            few2.note(.headroom(gain: 1.25, segmentStep: 1.5, fillShare: 0.5))
-        }
+        let few2 = held(bytesPer10Ms: 240, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.5, fillShare: 0.5))
         #expect(abs(few2.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
         // Seven segments (the real drive's cellular window): the segment floor (1.15 x the
         // measurement) and the window's share (0.85) both apply; the larger probe wins: 24 KB/s
         // at a share of 0.85 is a 28.2 KB/s window, probed at 1.0625 x that (30 KB/s, against
         // 27.6 from the floor).
-        var seven = LinkRateTracker()
-        for k in 1...100 {
-            seven.observe(nowNs: 1_000 * ms + UInt64(k) * 10 * ms, deliveredBytes: UInt64(k) * 240, minRTTNs: 100 * ms)
-            seven.note(.headroom(gain: 1.25, segmentStep: 1.15, fillShare: 0.85))
-        }
+        let seven = held(bytesPer10Ms: 240, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.15, fillShare: 0.85))
         #expect(abs(seven.estimateBytesPerSecond - 24_000 / 0.85 * 1.0625) < 24_000 * 0.02)
     }
 
