@@ -51,7 +51,9 @@ public struct ExperimentMerger: Sendable {
         let (dirs, unusable) = Self.trialDirectories(paths)
         var bad = unusable
         var records: [(dir: String, record: TrialJobRecord)] = []
-        for d in dirs.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) {
+        // Named by their real paths: a run directory given as `runs/X/latest` (a symlink that moves
+        // on) must name its trials, and the earlier attempts of a rerun trial, as the run itself did.
+        for d in dirs.map({ URL(fileURLWithPath: $0).standardizedFileURL.resolvingSymlinksInPath().path }) {
             do { records.append((d, try TrialJobRecord.load(directory: d))) } catch { bad.append((d, "\(error)")) }
         }
         guard let reference = records.first?.record.spec ?? plan.first else {
