@@ -81,6 +81,9 @@ public struct BackgroundContext: Sendable {
     /// The path's RTT now without background's queue, microseconds, from the latest drain's PING
     /// on this interface (`PathRTTProbe`; policies that ask for drains); 0 = unknown.
     public var pathRTTMicroseconds: UInt32 = 0
+    /// How far the path's RTT moved between the latest drains, microseconds (the lower median change
+    /// between consecutive samples, `PathRTTProbe.variationMicroseconds`); 0 = unknown.
+    public var pathRTTVariationMicroseconds: UInt32 = 0
     /// When background on this interface resumed after the latest path-probe drain, monotonic ns,
     /// while that is recent (two round trips and 100 ms); 0 = not refilling.
     public var refillSinceNs: UInt64 = 0

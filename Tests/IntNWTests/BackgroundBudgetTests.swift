@@ -268,6 +268,8 @@ struct BackgroundBudgetTests {
         // of 1.5 on 24 KB/s: 36 KB/s, where the gain's first step would have been 25.5 KB/s).
         let few = held(bytesPer10Ms: 240, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.5))
         #expect(few.probes >= 1 && few.estimateIsProbe && abs(few.estimateBytesPerSecond - 36_000) < 36_000 * 0.02)
+        // The debug log's queueing share: of the sampled window's decisions, those that saw queueing.
+        #expect(few.lastSample?.queueingShare == 0 && held(bytesPer10Ms: 240, minRTTMs: 100, .queueing).lastSample?.queueingShare == 1)
         // A window of about nine segments (3G): the gain's first step (6.25%) is more than half a
         // segment (5.5%), and stays.
         let nine = held(bytesPer10Ms: 580, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.11))
@@ -286,6 +288,61 @@ struct BackgroundBudgetTests {
         // 27.6 from the floor).
         let seven = held(bytesPer10Ms: 240, minRTTMs: 100, .headroom(gain: 1.25, segmentStep: 1.15, fillShare: 0.85))
         #expect(abs(seven.estimateBytesPerSecond - 24_000 / 0.85 * 1.0625) < 24_000 * 0.02)
+    }
+
+    @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or the default do not")
+    func linkRateTrackerFollowsFalls() throws {
+        let ms: UInt64 = 1_000_000
+        // Decisions every 10 ms on a 50 ms path (windows of 300 ms) until the next sample, each
+        // noting `evidence` and delivering at `rate` (the evidence before the observation, so that
+        // the window that ends has seen it all and the next none).
+        func window(_ t: inout LinkRateTracker, _ rate: Double, _ evidence: LinkEvidence, clock: inout (now: UInt64, delivered: UInt64)) {
+            let n = t.samples
+            while t.samples == n {
+                clock.now += 10 * ms
+                clock.delivered += UInt64(rate / 100)
+                t.note(evidence)
+                t.observe(nowNs: clock.now, deliveredBytes: clock.delivered, minRTTNs: 50 * ms)
+            }
+        }
+        func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.03 }
+        func tracker() -> LinkRateTracker {
+            var t = LinkRateTracker()
+            t.followsFalls = true
+            return t
+        }
+        var clock: (now: UInt64, delivered: UInt64) = (1_000 * ms, 0)
+        var t = tracker()
+        for _ in 0..<3 { window(&t, 140_000, .none, clock: &clock) }
+        #expect(near(t.estimateBytesPerSecond, 140_000))
+        // Background held back without queueing (foreground, the policy's window): as before.
+        for _ in 0..<2 { window(&t, 80_000, .none, clock: &clock) }
+        #expect(near(t.estimateBytesPerSecond, 140_000) && t.superseded == 0)
+        // One window that queued at 80 KB/s: not yet (one window's delivery bunches).
+        window(&t, 80_000, .queueing, clock: &clock)
+        #expect(near(t.estimateBytesPerSecond, 140_000) && t.superseded == 0)
+        // The second in a row: the link was full at 80 KB/s, 140 is a rate it no longer gives.
+        window(&t, 75_000, .queueing, clock: &clock)
+        #expect(near(t.estimateBytesPerSecond, 80_000) && t.superseded >= 1)
+        // Without the option (the default), the horizon alone.
+        var plain = LinkRateTracker()
+        for _ in 0..<3 { window(&plain, 140_000, .none, clock: &clock) }
+        for _ in 0..<3 { window(&plain, 80_000, .queueing, clock: &clock) }
+        #expect(near(plain.estimateBytesPerSecond, 140_000) && plain.superseded == 0)
+        // Queueing windows that alternate with windows that did not queue keep the windowed maximum.
+        var alternating = tracker()
+        for _ in 0..<3 { window(&alternating, 140_000, .none, clock: &clock) }
+        for k in 0..<6 { window(&alternating, 80_000, k % 2 == 0 ? .queueing : .none, clock: &clock) }
+        #expect(near(alternating.estimateBytesPerSecond, 140_000) && alternating.superseded == 0)
+        // A full link's windows spread by 15%: the largest stays the estimate.
+        var spread = tracker()
+        for rate in [140_000.0, 120_000, 125_000, 119_000] { window(&spread, rate, .queueing, clock: &clock) }
+        #expect(near(spread.estimateBytesPerSecond, 140_000) && spread.superseded == 0)
+        // The policy's option.
+        let on = try #require(try BackgroundPolicies.parse("delay-target:fall=queueing") as? DelayTargetBackgroundPolicy)
+        let off = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        #expect(on.estimateFollowsFalls && !off.estimateFollowsFalls)
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall=sometimes") }
     }
 
     @Test("A window-limited delivery rate that shows 85% of the window: probes from the window find a 145 KB/s link, probes from the delivery rate do not")

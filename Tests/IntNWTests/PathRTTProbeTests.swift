@@ -93,6 +93,67 @@ struct PathRTTProbeTests {
         #expect(p.pathRTTMicroseconds(nowNs: now + 43 * Self.ms + 3 * period) == 0)
     }
 
+    @Test("the path's variation: the lower median change between consecutive samples of the last five; one sample far off does not count; none without two fresh samples")
+    func variation() {
+        func probe(_ ms: [Double]) -> PathRTTProbe {
+            var p = PathRTTProbe()
+            let period = 2 * Self.s
+            _ = p.check(nowNs: 100 * Self.s, periodNs: period, drained: false, smoothedRTTNs: 100 * Self.ms)
+            for (k, rtt) in ms.enumerated() {
+                let at = UInt64(102 + 2 * k) * Self.s
+                #expect(p.check(nowNs: at, periodNs: period, drained: true, smoothedRTTNs: 100 * Self.ms) == .ping)
+                p.sample(rttNs: UInt64((rtt * 1000).rounded()) * 1000, nowNs: at + UInt64((rtt * 1000).rounded()) * 1000)
+            }
+            return p
+        }
+        let now = 200 * Self.s
+        func fresh(_ p: PathRTTProbe) -> UInt64 { p.sampleAtNs + 10 * Self.ms }
+        // 3G's emulated path: 200-203 ms, changes of 1-3 ms.
+        let steady = probe([200, 202, 201, 203, 200])
+        #expect(steady.variationMicroseconds(nowNs: fresh(steady)) == 2_000)
+        // The real drive's cellular path at 2 s intervals (the trace's RTTs at 3, 5, ..., 11 s).
+        let drive = probe([76.8, 75.6, 83.8, 84.7, 80.7])
+        #expect(drive.variationMicroseconds(nowNs: fresh(drive)) == 1_200)
+        let moving = probe([80.7, 104.9, 60.2, 98.0, 85.3, 113.6])
+        #expect(moving.variationMicroseconds(nowNs: fresh(moving)) == 28_300)
+        // One second far off (the vehicular segment's 1,288 ms on a 206-214 ms path).
+        let spike = probe([206, 214, 1_288, 211, 209])
+        #expect(spike.variationMicroseconds(nowNs: fresh(spike)) == 8_000)
+        // One sample, or samples too old to be the base: unknown.
+        #expect(probe([80]).variationMicroseconds(nowNs: now) == 0)
+        #expect(drive.variationMicroseconds(nowNs: drive.sampleAtNs + 7 * Self.s) == 0)
+    }
+
+    @Test("delay-target's target on a moving path: target-path x the path's variation when that is above target-ms, at most half the base RTT and half the ceiling; off by default")
+    func delayTargetPathTarget() throws {
+        let bench = PolicyBench(rttMilliseconds: 80, bandwidthBytesPerSecond: 120_000, kind: .cellular)
+        func target(_ policy: String, variationMs: Double, baseMs: Double = 80) throws -> Double {
+            let p = try #require(try BackgroundPolicies.parse(policy) as? DelayTargetBackgroundPolicy)
+            var c = bench.context(now: 1, lastFG: nil, srttMs: baseMs + 10, minRTTMs: baseMs)
+            c.pathRTTMicroseconds = UInt32(baseMs * 1000)
+            c.pathRTTVariationMicroseconds = UInt32(variationMs * 1000)
+            return p.targetMilliseconds(c)
+        }
+        #expect(try target("delay-target", variationMs: 28.3) == 10)
+        #expect(try target("delay-target:target-path=3", variationMs: 2) == 10)
+        #expect(try abs(target("delay-target:target-path=3", variationMs: 9) - 27) < 1e-9)
+        // At most half the base RTT: 40 ms on the drive's 80 ms cellular path, 12 ms on a 24 ms
+        // WiFi path; half the 100 ms ceiling on a long one.
+        #expect(try target("delay-target:target-path=3", variationMs: 28.3) == 40)
+        #expect(try target("delay-target:target-path=3", variationMs: 10, baseMs: 24) == 12)
+        #expect(try target("delay-target:target-path=3", variationMs: 28.3, baseMs: 200) == 50)
+        #expect(try target("delay-target:target-path=3", variationMs: 0) == 10)
+        #expect(try target("delay-target:target-path=3,target-ms=30", variationMs: 8) == 30)
+        // The window grows with it: 20 ms more of the estimate.
+        let p10 = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        let p30 = try #require(try BackgroundPolicies.parse("delay-target:target-path=2") as? DelayTargetBackgroundPolicy)
+        var c = bench.context(now: 1, lastFG: nil, srttMs: 90, minRTTMs: 80)
+        c.pathRTTMicroseconds = 80_000
+        c.pathRTTVariationMicroseconds = 15_000
+        #expect(abs(p30.modelWindowBytes(c) - p10.modelWindowBytes(c) - 120_000 * 0.020) < 1)
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:target-path=20") }
+    }
+
     @Test("a drain that cannot empty the queue gives up after 4 smoothed RTTs (at least 100 ms) until the next slot")
     func drainTimeout() {
         var p = PathRTTProbe()

@@ -105,6 +105,13 @@ public protocol BackgroundUsageObserving: BackgroundPolicy {
 /// (`LinkEvidence`), so that the estimate can probe above what the policy's own window let through.
 public protocol LinkEvidenceReporting: BackgroundPolicy {
     func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence
+    /// Whether two windows in a row that showed queueing drop the measurements well above what
+    /// they delivered (`LinkRateTracker.followsFalls`).
+    var estimateFollowsFalls: Bool { get }
+}
+
+extension LinkEvidenceReporting {
+    public var estimateFollowsFalls: Bool { false }
 }
 
 extension BackgroundContext {

@@ -48,7 +48,10 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
                              "min-chunk-s": "smallest chunk, seconds of bandwidth", "max-chunk-s": "largest chunk, seconds of bandwidth"]
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
-        case .delayTarget: ["target-ms": "queueing delay BG may add, ms", "ceiling-ms": "measured delay that halves the window, ms",
+        case .delayTarget: ["target-ms": "queueing delay BG may add, ms",
+                            "fall": "how the bandwidth estimate forgets a faster link: horizon (after 3 s, the default) or queueing (also once two windows in a row that queued delivered a quarter less)",
+                            "target-path": "on a path whose RTT moves between path probes: the target is this many times that movement (ms) when more than target-ms, at most half the base RTT and half of ceiling-ms (0: off, the default)",
+                            "ceiling-ms": "measured delay that halves the window, ms",
                             "max-scale": "largest scale on the model window (probing above the estimate)",
                             "duty": "fault injection: share (0-1] of each period BG may use the link",
                             "duty-period-s": "period of the duty share, seconds",
@@ -138,6 +141,12 @@ public enum BackgroundPolicies {
         case .delayTarget:
             var p = DelayTargetBackgroundPolicy.Parameters()
             if let v = try number("target-ms") { p.targetQueueingDelayMilliseconds = v }
+            if let text = values["target-path"] {
+                guard let v = Double(text), v == 0 || (v >= 0.5 && v <= 8) else {
+                    throw IntNWError.invalidArgument("delay-target target-path=\(text): expected 0 (off) or 0.5 to 8 times the path's RTT variation")
+                }
+                p.targetPathVariationMultiple = v
+            }
             if let v = try number("ceiling-ms") { p.ceilingQueueingDelayMilliseconds = v }
             if let v = try number("max-scale") {
                 guard v >= 1, v <= 64 else { throw IntNWError.invalidArgument("delay-target max-scale=\(v): expected 1 to 64") }
@@ -169,6 +178,13 @@ public enum BackgroundPolicies {
                     throw IntNWError.invalidArgument("delay-target window-slack=\(text): expected 0 to 4 full segments")
                 }
                 p.windowSlackSegments = v
+            }
+            if let text = values["fall"] {
+                switch text {
+                case "horizon": p.estimateFollowsFalls = false
+                case "queueing": p.estimateFollowsFalls = true
+                default: throw IntNWError.invalidArgument("delay-target fall=\(text): expected horizon or queueing")
+                }
             }
             if let text = values["probe-from"] {
                 switch text {

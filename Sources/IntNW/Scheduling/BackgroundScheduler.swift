@@ -349,6 +349,7 @@ final class BackgroundScheduler {
                                     backgroundElsewhereBytes: bgElsewhere)
         ctx.foregroundElsewhereUnsent = elsewhereUnsent
         ctx.pathRTTMicroseconds = pathRTTMicroseconds
+        ctx.pathRTTVariationMicroseconds = probe?.variationMicroseconds(nowNs: nowNs) ?? 0
         ctx.kernelCongestionWindowLimited = haveInfo && info.tcpi_snd_cwnd > 0 && info.tcpi_unacked >= info.tcpi_snd_cwnd
         if haveInfo, let probe {
             // At the estimate the refill takes the window's time: one base RTT, one segment and
@@ -375,6 +376,7 @@ final class BackgroundScheduler {
             verdict = BackgroundVerdict(decision: d, reason: { if case .wait = d { return .policy } else { return nil } }())
         }
         if let reporter = policy as? any LinkEvidenceReporting {
+            trackers[interface]?.followsFalls = reporter.estimateFollowsFalls
             trackers[interface]?.note(reporter.linkEvidence(ctx, verdict: verdict))
         }
         var room = Int.max
@@ -473,8 +475,8 @@ final class BackgroundScheduler {
             log.debug("link sample", metadata: [
                 "interface": "\(interface)", "bytes": "\(s.bytes)", "window_ms": "\(s.ns / 1_000_000)",
                 "rate_Bps": "\(Int(s.rate))", "estimate_Bps": "\(Int(t.estimateBytesPerSecond))",
-                "estimate_is_probe": "\(t.estimateIsProbe)", "headroom_gain": "\(s.headroomGain)", "queueing": "\(s.queueing)",
-                "probes": "\(t.probes)", "probes_dropped": "\(t.probesDropped)",
+                "estimate_is_probe": "\(t.estimateIsProbe)", "headroom_gain": "\(s.headroomGain)", "queueing": "\(s.queueing)", "queueing_share": "\(Double(Int(s.queueingShare * 100)) / 100)",
+                "probes": "\(t.probes)", "probes_dropped": "\(t.probesDropped)", "superseded": "\(t.superseded)",
             ])
         }
     }

@@ -31,6 +31,18 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public struct Parameters: Sendable, Equatable {
         /// Queueing delay background data may add ahead of foreground data, milliseconds.
         public var targetQueueingDelayMilliseconds: Double = 10
+        /// The target on a path whose RTT moves: this many times the path's variation between
+        /// drains (`BackgroundContext.pathRTTVariationMicroseconds`) when that is more than
+        /// `targetQueueingDelayMilliseconds`, at most half the base RTT (so that FG's round trip
+        /// behind BG's queue stays within 1.5x the path's) and half the ceiling. The measured
+        /// queueing delay is the smoothed RTT less the path's RTT at the latest drain, so a path
+        /// that lengthened since reads as queueing: below the path's own variation the target
+        /// cannot tell the two apart. 0: off (the target is `targetQueueingDelayMilliseconds`).
+        public var targetPathVariationMultiple: Double = 0
+        /// Whether the delivery-rate estimate drops a measurement once two windows in a row that
+        /// showed queueing delivered a quarter less (`LinkRateTracker.followsFalls`), rather than
+        /// only when the 3 s horizon passes (false, the default).
+        public var estimateFollowsFalls = false
         /// Measured queueing delay above which the window is halved, milliseconds.
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
@@ -262,6 +274,18 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         return min(max(minimum, Double(c.pathRTTMicroseconds) / 1000), ceiling)
     }
 
+    /// The queueing target for `context`, ms: `targetQueueingDelayMilliseconds`, or on a path whose
+    /// RTT moves more than that between drains, `targetPathVariationMultiple` x that movement, at
+    /// most half the base RTT and half the ceiling.
+    public func targetMilliseconds(_ context: BackgroundContext) -> Double {
+        let target = parameters.targetQueueingDelayMilliseconds
+        let multiple = parameters.targetPathVariationMultiple
+        guard multiple > 0, context.pathRTTVariationMicroseconds > 0 else { return target }
+        let moving = multiple * Double(context.pathRTTVariationMicroseconds) / 1000
+        let limit = min(Self.baseRTTMilliseconds(context) / 2, parameters.ceilingQueueingDelayMilliseconds / 2)
+        return max(target, min(moving, limit))
+    }
+
     /// The window before scaling: bandwidth x (base RTT + one full segment's transmission time +
     /// target), bytes. The minimum RTT is usually a small segment's; a full segment's round trip is
     /// longer by its own transmission (22 ms on 3G), and a window without it stays below the
@@ -270,7 +294,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public func modelWindowBytes(_ context: BackgroundContext) -> Double {
         let bw = context.network.estimate.bandwidthBytesPerSecond
         let bytes = bw * (Self.baseRTTMilliseconds(context) + Self.segmentSerializationMilliseconds(bandwidthBytesPerSecond: bw)
-                          + parameters.targetQueueingDelayMilliseconds) / 1000
+                          + targetMilliseconds(context)) / 1000
             + parameters.windowSlackSegments * Double(FullSegment.payloadBytes)
         return max(Double(parameters.minimumWindowBytes), bytes)
     }
@@ -283,7 +307,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     public func verdict(_ context: BackgroundContext) -> BackgroundVerdict {
         let model = modelWindowBytes(context)
         let qdelay = Self.queueingDelayMilliseconds(context)
-        let target = parameters.targetQueueingDelayMilliseconds
+        let target = targetMilliseconds(context)
         return lock.withLock { _ -> BackgroundVerdict in
             if parameters.barrier == .wire, context.foregroundElsewhereUnsent > 0 {
                 return .hold(.foregroundElsewhere, untilNs: context.nowNs + nanoseconds(milliseconds: parameters.recheckMilliseconds))
@@ -388,9 +412,11 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
     /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes
     /// (+6% of 23 KB/s) too small to admit a third segment.
+    public var estimateFollowsFalls: Bool { parameters.estimateFollowsFalls }
+
     public func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence {
         let qdelay = Self.queueingDelayMilliseconds(context)
-        let target = parameters.targetQueueingDelayMilliseconds
+        let target = targetMilliseconds(context)
         if qdelay >= target { return .queueing }
         if parameters.probeGain > 1, verdict.reason == .queueingDelay, qdelay < target * parameters.probeBelowTargetShare {
             let model = modelWindowBytes(context)

@@ -6,7 +6,8 @@
 /// last `horizonNs` (a windowed maximum, as BBR's bandwidth filter). A delivery rate never exceeds
 /// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
 /// whenever background filled it at some point, and forgets a rate the link no longer gives
-/// within the horizon. Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
+/// within the horizon (or, with `followsFalls`, within two windows that both showed queueing:
+/// the link was full at what they delivered). Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
 /// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
 /// used: a policy that keeps background below the link must probe above its estimate for the
 /// estimate to rise. delay-target does so through `LinkEvidence`: a window whose background was
@@ -62,9 +63,19 @@ struct LinkRateTracker {
     /// queueing showed (diagnostics and tests).
     private(set) var probes = 0
     private(set) var probesDropped = 0
-    /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, and whether
-    /// that window showed headroom (the largest gain, 0: none) or queueing.
-    private(set) var lastSample: (bytes: UInt64, ns: UInt64, rate: Double, headroomGain: Double, queueing: Bool)?
+    /// Measurements dropped before the horizon passed because two windows in a row that queued
+    /// delivered less (`followsFalls`; diagnostics and tests).
+    private(set) var superseded = 0
+    /// Whether two sampled windows in a row that both showed queueing drop the measurements of
+    /// the horizon more than `fullLinkMargin` above the larger of the two (the policy's option:
+    /// `delay-target:fall=queueing`). Queueing evidence is only as good as the policy's base RTT:
+    /// a path that lengthened since its latest drain reads as queueing too.
+    var followsFalls = false
+    /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, whether that
+    /// window showed headroom (the largest gain, 0: none) or queueing, and the share of its
+    /// decisions that saw queueing.
+    private(set) var lastSample: (bytes: UInt64, ns: UInt64, rate: Double, headroomGain: Double, queueing: Bool,
+                                  queueingShare: Double)?
     /// Whether the estimate is a probe's, not a measurement's.
     var estimateIsProbe: Bool {
         guard let top = recent.max(by: { $0.rate < $1.rate }) else { return false }
@@ -90,6 +101,12 @@ struct LinkRateTracker {
     /// The smallest fill share the current window's headroom came with (1: none).
     private var headroomFillShare = 1.0
     private var queueingSeen = false
+    /// The rate of the latest sample when its window showed queueing (nil: it did not, or the
+    /// latest window was no sample).
+    private var previousQueueingRate: Double?
+    /// The decisions of the current window (evidence noted), and how many of them saw queueing.
+    private var decisions = 0
+    private var queueingDecisions = 0
     /// The step of the next probe above the largest measurement, as a share of the gain's excess
     /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
     /// after each probe the delivery rate followed, up to the whole gain.
@@ -97,6 +114,10 @@ struct LinkRateTracker {
     /// The largest measurement when the latest probe was made (0: no probe since queueing).
     private var measuredAtProbe = 0.0
     static let firstProbeStep = 0.25
+    /// How far above what two queueing windows in a row delivered a measurement may be and
+    /// still count (`followsFalls`): 300 ms windows on a full link read within about 15% of each
+    /// other (the real drive's cellular uplink: 127-143 KB/s on a 140-170 KB/s link).
+    static let fullLinkMargin = 1.25
     /// The smallest fill share (`LinkEvidence.headroom`) a probe starts from the window by: a
     /// window of four segments. Smaller windows are left to the segment floor.
     static let minimumFillShare = 0.75
@@ -185,10 +206,12 @@ struct LinkRateTracker {
         defer { restart(nowNs, deliveredBytes) }
         guard observations >= 2, bytes >= Self.minimumWindowBytes else {
             if bytes >= FullSegment.payloadBytes { slowWindowsSinceSample = true }
+            previousQueueingRate = nil
             return false
         }
         let rate = Double(bytes) / (Double(dt) / 1e9)
-        lastSample = (bytes, dt, rate, headroomGain, queueingSeen)
+        let queueingShare = decisions > 0 ? Double(queueingDecisions) / Double(decisions) : 0
+        lastSample = (bytes, dt, rate, headroomGain, queueingSeen, queueingShare)
         recent.append((nowNs, rate, false))
         recent.removeAll { nowNs &- $0.atNs > Self.horizonNs }
         // The first sample after the horizon passed without one (background idle, the network
@@ -241,6 +264,22 @@ struct LinkRateTracker {
             measuredAtProbe = measured
             probes += 1
         }
+        // Two windows in a row that both showed queueing were limited by the link, not by the
+        // policy's window (if the base RTT is the path's: `followsFalls`): the link was full at
+        // what they delivered, and a measurement well
+        // above the larger of the two is a rate it no longer gives (the real drive's cellular
+        // uplink fell from 140 to 33 KB/s in four seconds while windows that queued delivered
+        // 66-84 and then 23-56 KB/s; the 3 s maximum held 139-143 KB/s, and background's window,
+        // four times the link's, queued foreground behind it). Two windows, and the larger: one
+        // window's delivery bunches, and a foreground burst that queued shares the link with
+        // background for about one window.
+        if followsFalls, queueingSeen, let previous = previousQueueingRate {
+            let full = max(previous, rate)
+            let before = recent.count
+            recent.removeAll { !$0.probe && $0.rate > full * Self.fullLinkMargin }
+            superseded += before - recent.count
+        }
+        previousQueueingRate = queueingSeen ? rate : nil
         estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
         return true
     }
@@ -249,6 +288,8 @@ struct LinkRateTracker {
     /// full at what background sends now, and the estimate falls back to the largest measured
     /// rate.
     mutating func note(_ evidence: LinkEvidence) {
+        decisions += 1
+        if evidence == .queueing { queueingDecisions += 1 }
         switch evidence {
         case .none:
             break
@@ -279,6 +320,8 @@ struct LinkRateTracker {
         headroomSegmentStep = 1
         headroomFillShare = 1
         queueingSeen = false
+        decisions = 0
+        queueingDecisions = 0
     }
 }
 

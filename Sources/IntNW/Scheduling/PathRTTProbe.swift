@@ -78,6 +78,10 @@ struct PathRTTProbe {
     private(set) var sampleNs: UInt64 = 0
     private(set) var sampleAtNs: UInt64 = 0
     private var samplePeriodNs: UInt64 = 0
+    /// The latest samples, ns, oldest first (at most `variationSamples`).
+    private(set) var recentSamplesNs: [UInt64] = []
+    /// How many samples the path's variation is read from.
+    static let variationSamples = 5
     /// Drains that ended with a PING, and drains given up (diagnostics and tests).
     private(set) var pings = 0
     private(set) var timeouts = 0
@@ -131,6 +135,21 @@ struct PathRTTProbe {
     mutating func sample(rttNs: UInt64, nowNs: UInt64) {
         sampleNs = rttNs
         sampleAtNs = nowNs
+        recentSamplesNs.append(rttNs)
+        if recentSamplesNs.count > Self.variationSamples { recentSamplesNs.removeFirst() }
+    }
+
+    /// How far the path's RTT moves from one drain to the next, µs: the lower median of the
+    /// absolute differences between consecutive samples of the latest `variationSamples` (0: fewer
+    /// than two, or the latest too old to be the base). The lower median, so that one sample far
+    /// off (a second of 1,288 ms on a 210 ms path), which makes two of the four differences, does
+    /// not count. A path whose RTT moves by more than the policy's queueing target between two
+    /// drains reads as queueing the moment it lengthens: the real drive's cellular path moves by
+    /// 1-45 ms from second to second (60-113 ms).
+    func variationMicroseconds(nowNs: UInt64) -> UInt32 {
+        guard pathRTTMicroseconds(nowNs: nowNs) > 0, recentSamplesNs.count >= 2 else { return 0 }
+        let d = zip(recentSamplesNs.dropFirst(), recentSamplesNs).map { $0 > $1 ? $0 - $1 : $1 - $0 }.sorted()
+        return UInt32(clamping: d[(d.count - 1) / 2] / 1000)
     }
 
     /// The path's RTT, µs, for the base (0: no sample, or too old).
