@@ -290,7 +290,7 @@ struct BackgroundBudgetTests {
         #expect(abs(seven.estimateBytesPerSecond - 24_000 / 0.85 * 1.0625) < 24_000 * 0.02)
     }
 
-    @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or the default do not")
+    @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less than 1 / the margin drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or the default do not")
     func linkRateTrackerFollowsFalls() throws {
         let ms: UInt64 = 1_000_000
         // Decisions every 10 ms on a 50 ms path (windows of 300 ms) until the next sample, each
@@ -308,7 +308,7 @@ struct BackgroundBudgetTests {
         func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.03 }
         func tracker() -> LinkRateTracker {
             var t = LinkRateTracker()
-            t.followsFalls = true
+            t.fallMargin = LinkRateTracker.defaultFallMargin
             return t
         }
         var clock: (now: UInt64, delivered: UInt64) = (1_000 * ms, 0)
@@ -341,8 +341,20 @@ struct BackgroundBudgetTests {
         // The policy's option.
         let on = try #require(try BackgroundPolicies.parse("delay-target:fall=queueing") as? DelayTargetBackgroundPolicy)
         let off = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
-        #expect(on.estimateFollowsFalls && !off.estimateFollowsFalls)
+        let wide = try #require(try BackgroundPolicies.parse("delay-target:fall-margin=1.5") as? DelayTargetBackgroundPolicy)
+        #expect(on.estimateFallMargin == 1.25 && off.estimateFallMargin == 0 && wide.estimateFallMargin == 1.5)
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall=sometimes") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall=horizon,fall-margin=1.5") }
+        #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall-margin=1") }
+        // A wider margin lets a path's own lengthening (1.4 x below the estimate) pass and still
+        // follows a fall (2 x).
+        var lenient = LinkRateTracker()
+        lenient.fallMargin = 1.5
+        for _ in 0..<3 { window(&lenient, 140_000, .none, clock: &clock) }
+        for _ in 0..<2 { window(&lenient, 100_000, .queueing, clock: &clock) }
+        #expect(near(lenient.estimateBytesPerSecond, 140_000) && lenient.superseded == 0)
+        for _ in 0..<2 { window(&lenient, 70_000, .queueing, clock: &clock) }
+        #expect(near(lenient.estimateBytesPerSecond, 100_000) && lenient.superseded >= 1)
     }
 
     @Test("A window-limited delivery rate that shows 85% of the window: probes from the window find a 145 KB/s link, probes from the delivery rate do not")

@@ -105,13 +105,13 @@ public protocol BackgroundUsageObserving: BackgroundPolicy {
 /// (`LinkEvidence`), so that the estimate can probe above what the policy's own window let through.
 public protocol LinkEvidenceReporting: BackgroundPolicy {
     func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence
-    /// Whether two windows in a row that showed queueing drop the measurements well above what
-    /// they delivered (`LinkRateTracker.followsFalls`).
-    var estimateFollowsFalls: Bool { get }
+    /// How far above what two windows in a row that showed queueing delivered a measurement may
+    /// be and still count (`LinkRateTracker.fallMargin`; 0: any, the horizon alone forgets it).
+    var estimateFallMargin: Double { get }
 }
 
 extension LinkEvidenceReporting {
-    public var estimateFollowsFalls: Bool { false }
+    public var estimateFallMargin: Double { 0 }
 }
 
 extension BackgroundContext {

@@ -49,7 +49,8 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms",
-                            "fall": "how the bandwidth estimate forgets a faster link: horizon (after 3 s, the default) or queueing (also once two windows in a row that queued delivered a quarter less)",
+                            "fall": "how the bandwidth estimate forgets a faster link: horizon (after 3 s, the default) or queueing (also once two windows in a row that queued delivered less than 1 / fall-margin of it)",
+                            "fall-margin": "ratio (1.1-4) of a measurement to what two queueing windows in a row delivered above which fall=queueing drops it (default 1.25; implies fall=queueing)",
                             "target-path": "on a path whose RTT moves between path probes: the target is this many times that movement (ms) when more than target-ms, at most half the base RTT and half of ceiling-ms (0: off, the default)",
                             "ceiling-ms": "measured delay that halves the window, ms",
                             "max-scale": "largest scale on the model window (probing above the estimate)",
@@ -181,10 +182,19 @@ public enum BackgroundPolicies {
             }
             if let text = values["fall"] {
                 switch text {
-                case "horizon": p.estimateFollowsFalls = false
-                case "queueing": p.estimateFollowsFalls = true
+                case "horizon": p.estimateFallMargin = 0
+                case "queueing": p.estimateFallMargin = LinkRateTracker.defaultFallMargin
                 default: throw IntNWError.invalidArgument("delay-target fall=\(text): expected horizon or queueing")
                 }
+            }
+            if let text = values["fall-margin"] {
+                guard let v = Double(text), v >= 1.1, v <= 4 else {
+                    throw IntNWError.invalidArgument("delay-target fall-margin=\(text): expected 1.1 to 4 (a ratio)")
+                }
+                guard values["fall"] != "horizon" else {
+                    throw IntNWError.invalidArgument("delay-target fall-margin=\(text) needs fall=queueing (it is the margin of that rule)")
+                }
+                p.estimateFallMargin = v
             }
             if let text = values["probe-from"] {
                 switch text {

@@ -376,7 +376,7 @@ final class BackgroundScheduler {
             verdict = BackgroundVerdict(decision: d, reason: { if case .wait = d { return .policy } else { return nil } }())
         }
         if let reporter = policy as? any LinkEvidenceReporting {
-            trackers[interface]?.followsFalls = reporter.estimateFollowsFalls
+            trackers[interface]?.fallMargin = reporter.estimateFallMargin
             trackers[interface]?.note(reporter.linkEvidence(ctx, verdict: verdict))
         }
         var room = Int.max

@@ -40,9 +40,10 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
         /// cannot tell the two apart. 0: off (the target is `targetQueueingDelayMilliseconds`).
         public var targetPathVariationMultiple: Double = 0
         /// Whether the delivery-rate estimate drops a measurement once two windows in a row that
-        /// showed queueing delivered a quarter less (`LinkRateTracker.followsFalls`), rather than
-        /// only when the 3 s horizon passes (false, the default).
-        public var estimateFollowsFalls = false
+        /// showed queueing delivered less than 1 / this of it (`LinkRateTracker.fallMargin`:
+        /// `fall=queueing` sets 1.25, `fall-margin` another), rather than only when the 3 s
+        /// horizon passes (0, the default).
+        public var estimateFallMargin: Double = 0
         /// Measured queueing delay above which the window is halved, milliseconds.
         public var ceilingQueueingDelayMilliseconds: Double = 100
         /// Smallest window, bytes (two full segments).
@@ -412,7 +413,7 @@ public final class DelayTargetBackgroundPolicy: ExplainedBackgroundPolicy, State
     /// real drive's cellular uplink, back at 84-142 KB/s after four seconds at 22-43, kept
     /// background at two segments per 125 ms round trip (23 KB/s) for four seconds, the probes
     /// (+6% of 23 KB/s) too small to admit a third segment.
-    public var estimateFollowsFalls: Bool { parameters.estimateFollowsFalls }
+    public var estimateFallMargin: Double { parameters.estimateFallMargin }
 
     public func linkEvidence(_ context: BackgroundContext, verdict: BackgroundVerdict) -> LinkEvidence {
         let qdelay = Self.queueingDelayMilliseconds(context)

@@ -6,7 +6,7 @@
 /// last `horizonNs` (a windowed maximum, as BBR's bandwidth filter). A delivery rate never exceeds
 /// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
 /// whenever background filled it at some point, and forgets a rate the link no longer gives
-/// within the horizon (or, with `followsFalls`, within two windows that both showed queueing:
+/// within the horizon (or, with `fallMargin`, within two windows that both showed queueing:
 /// the link was full at what they delivered). Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
 /// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
 /// used: a policy that keeps background below the link must probe above its estimate for the
@@ -64,13 +64,15 @@ struct LinkRateTracker {
     private(set) var probes = 0
     private(set) var probesDropped = 0
     /// Measurements dropped before the horizon passed because two windows in a row that queued
-    /// delivered less (`followsFalls`; diagnostics and tests).
+    /// delivered less (`fallMargin`; diagnostics and tests).
     private(set) var superseded = 0
-    /// Whether two sampled windows in a row that both showed queueing drop the measurements of
-    /// the horizon more than `fullLinkMargin` above the larger of the two (the policy's option:
-    /// `delay-target:fall=queueing`). Queueing evidence is only as good as the policy's base RTT:
-    /// a path that lengthened since its latest drain reads as queueing too.
-    var followsFalls = false
+    /// Above 1: two sampled windows in a row that both showed queueing drop the measurements of
+    /// the horizon more than this many times the larger of the two (the policy's option:
+    /// `delay-target:fall=queueing`, `fall-margin`). 0: off. Queueing evidence is only as good as
+    /// the policy's base RTT: a path that lengthened since its latest drain reads as queueing
+    /// too, and its windows deliver less (the real drive's cellular path: 1.3-1.5 x below the
+    /// estimate, where the link's fall gave 1.7-2.1 x per step).
+    var fallMargin = 0.0
     /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, whether that
     /// window showed headroom (the largest gain, 0: none) or queueing, and the share of its
     /// decisions that saw queueing.
@@ -114,10 +116,10 @@ struct LinkRateTracker {
     /// The largest measurement when the latest probe was made (0: no probe since queueing).
     private var measuredAtProbe = 0.0
     static let firstProbeStep = 0.25
-    /// How far above what two queueing windows in a row delivered a measurement may be and
-    /// still count (`followsFalls`): 300 ms windows on a full link read within about 15% of each
-    /// other (the real drive's cellular uplink: 127-143 KB/s on a 140-170 KB/s link).
-    static let fullLinkMargin = 1.25
+    /// The `fallMargin` of `delay-target:fall=queueing`: 300 ms windows on a full link read within
+    /// about 15% of each other (the real drive's cellular uplink: 127-143 KB/s on a 140-170 KB/s
+    /// link).
+    static let defaultFallMargin = 1.25
     /// The smallest fill share (`LinkEvidence.headroom`) a probe starts from the window by: a
     /// window of four segments. Smaller windows are left to the segment floor.
     static let minimumFillShare = 0.75
@@ -265,7 +267,7 @@ struct LinkRateTracker {
             probes += 1
         }
         // Two windows in a row that both showed queueing were limited by the link, not by the
-        // policy's window (if the base RTT is the path's: `followsFalls`): the link was full at
+        // policy's window (if the base RTT is the path's: `fallMargin`): the link was full at
         // what they delivered, and a measurement well
         // above the larger of the two is a rate it no longer gives (the real drive's cellular
         // uplink fell from 140 to 33 KB/s in four seconds while windows that queued delivered
@@ -273,10 +275,10 @@ struct LinkRateTracker {
         // four times the link's, queued foreground behind it). Two windows, and the larger: one
         // window's delivery bunches, and a foreground burst that queued shares the link with
         // background for about one window.
-        if followsFalls, queueingSeen, let previous = previousQueueingRate {
+        if fallMargin > 1, queueingSeen, let previous = previousQueueingRate {
             let full = max(previous, rate)
             let before = recent.count
-            recent.removeAll { !$0.probe && $0.rate > full * Self.fullLinkMargin }
+            recent.removeAll { !$0.probe && $0.rate > full * fallMargin }
             superseded += before - recent.count
         }
         previousQueueingRate = queueingSeen ? rate : nil
