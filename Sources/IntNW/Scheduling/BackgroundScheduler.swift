@@ -89,6 +89,8 @@ final class BackgroundScheduler {
     /// The link estimate per interface (delivery rate), and what feeds it: each connection's latest
     /// TCP_INFO bytes_acked and this multisocket's cumulative acknowledged bytes per interface.
     private var trackers: [String: LinkRateTracker] = [:]
+    /// The policy's fall margin for every tracker (`LinkEvidenceReporting.estimateFallMargin`).
+    private let fallMargin: Double
     private var ackedByConnection: [Int32: UInt64] = [:]
     private var ownDelivered: [String: UInt64] = [:]
     /// The path probe per interface (shared-state key), for policies that ask for it, and the
@@ -107,6 +109,7 @@ final class BackgroundScheduler {
         if let s = p as? any StatefulBackgroundPolicy { p = s.makeInstance() }
         policy = p
         explained = p as? any ExplainedBackgroundPolicy
+        fallMargin = (p as? any LinkEvidenceReporting)?.estimateFallMargin ?? 0
         notSentLowWatermarkBytes = options.notSentLowWatermarkBytes
         self.log = log
         stats = BackgroundSchedulingStats(policy: explained?.name ?? String(describing: type(of: p)))
@@ -376,7 +379,6 @@ final class BackgroundScheduler {
             verdict = BackgroundVerdict(decision: d, reason: { if case .wait = d { return .policy } else { return nil } }())
         }
         if let reporter = policy as? any LinkEvidenceReporting {
-            trackers[interface]?.fallMargin = reporter.estimateFallMargin
             trackers[interface]?.note(reporter.linkEvidence(ctx, verdict: verdict))
         }
         var room = Int.max
@@ -470,7 +472,7 @@ final class BackgroundScheduler {
         let mine = ownDelivered[interface, default: 0]
         let total = budget?.reportDelivered(owner: ObjectIdentifier(self), interface: key, cumulativeBytes: mine) ?? mine
         let minRTTNs = info.tcpi_min_rtt > 0 && info.tcpi_min_rtt != UInt32.max ? UInt64(info.tcpi_min_rtt) * 1000 : 0
-        let sampled = trackers[interface, default: LinkRateTracker()].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
+        let sampled = trackers[interface, default: LinkRateTracker(fallMargin: fallMargin)].observe(nowNs: nowNs, deliveredBytes: total, minRTTNs: minRTTNs)
         if sampled, let t = trackers[interface], let s = t.lastSample {
             log.debug("link sample", metadata: [
                 "interface": "\(interface)", "bytes": "\(s.bytes)", "window_ms": "\(s.ns / 1_000_000)",

@@ -78,6 +78,8 @@ struct LinkRateTracker {
     /// decisions that saw queueing.
     private(set) var lastSample: (bytes: UInt64, ns: UInt64, rate: Double, headroomGain: Double, queueing: Bool,
                                   queueingShare: Double)?
+    init(fallMargin: Double = 0) { self.fallMargin = fallMargin }
+
     /// Whether the estimate is a probe's, not a measurement's.
     var estimateIsProbe: Bool {
         guard let top = recent.max(by: { $0.rate < $1.rate }) else { return false }
@@ -102,7 +104,8 @@ struct LinkRateTracker {
     private var headroomSegmentStep = 1.0
     /// The smallest fill share the current window's headroom came with (1: none).
     private var headroomFillShare = 1.0
-    private var queueingSeen = false
+    /// Whether the current window showed queueing at any decision.
+    private var queueingSeen: Bool { queueingDecisions > 0 }
     /// The rate of the latest sample when its window showed queueing (nil: it did not, or the
     /// latest window was no sample).
     private var previousQueueingRate: Double?
@@ -300,7 +303,6 @@ struct LinkRateTracker {
             if segmentStep.isFinite { headroomSegmentStep = max(headroomSegmentStep, segmentStep) }
             if fillShare.isFinite { headroomFillShare = min(headroomFillShare, max(0, min(1, fillShare))) }
         case .queueing:
-            queueingSeen = true
             probeStep = Self.firstProbeStep
             measuredAtProbe = 0
             let before = recent.count
@@ -321,7 +323,6 @@ struct LinkRateTracker {
         headroomGain = 0
         headroomSegmentStep = 1
         headroomFillShare = 1
-        queueingSeen = false
         decisions = 0
         queueingDecisions = 0
     }

@@ -78,8 +78,10 @@ struct PathRTTProbe {
     private(set) var sampleNs: UInt64 = 0
     private(set) var sampleAtNs: UInt64 = 0
     private var samplePeriodNs: UInt64 = 0
-    /// The latest samples, ns, oldest first (at most `variationSamples`).
+    /// The latest samples, ns, oldest first (at most `variationSamples`), and the variation they
+    /// show (`variationMicroseconds`), taken once per sample rather than at every decision.
     private(set) var recentSamplesNs: [UInt64] = []
+    private var variationNs: UInt64 = 0
     /// How many samples the path's variation is read from.
     static let variationSamples = 5
     /// Drains that ended with a PING, and drains given up (diagnostics and tests).
@@ -137,6 +139,8 @@ struct PathRTTProbe {
         sampleAtNs = nowNs
         recentSamplesNs.append(rttNs)
         if recentSamplesNs.count > Self.variationSamples { recentSamplesNs.removeFirst() }
+        let d = zip(recentSamplesNs.dropFirst(), recentSamplesNs).map { $0 > $1 ? $0 - $1 : $1 - $0 }.sorted()
+        variationNs = d.isEmpty ? 0 : d[(d.count - 1) / 2]
     }
 
     /// How far the path's RTT moves from one drain to the next, µs: the lower median of the
@@ -147,9 +151,8 @@ struct PathRTTProbe {
     /// drains reads as queueing the moment it lengthens: the real drive's cellular path moves by
     /// 1-45 ms from second to second (60-113 ms).
     func variationMicroseconds(nowNs: UInt64) -> UInt32 {
-        guard pathRTTMicroseconds(nowNs: nowNs) > 0, recentSamplesNs.count >= 2 else { return 0 }
-        let d = zip(recentSamplesNs.dropFirst(), recentSamplesNs).map { $0 > $1 ? $0 - $1 : $1 - $0 }.sorted()
-        return UInt32(clamping: d[(d.count - 1) / 2] / 1000)
+        guard pathRTTMicroseconds(nowNs: nowNs) > 0 else { return 0 }
+        return UInt32(clamping: variationNs / 1000)
     }
 
     /// The path's RTT, µs, for the base (0: no sample, or too old).
