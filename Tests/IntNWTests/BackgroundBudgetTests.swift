@@ -290,21 +290,24 @@ struct BackgroundBudgetTests {
         #expect(abs(seven.estimateBytesPerSecond - 24_000 / 0.85 * 1.0625) < 24_000 * 0.02)
     }
 
+    /// Decisions every 10 ms on a 50 ms path (windows of 300 ms) until the tracker's next sample,
+    /// each noting `evidence` and delivering at `rate` (the evidence before the observation, so
+    /// that the window that ends has seen it all and the next none).
+    private static func window(_ t: inout LinkRateTracker, _ rate: Double, _ evidence: LinkEvidence,
+                               clock: inout (now: UInt64, delivered: UInt64)) {
+        let ms: UInt64 = 1_000_000
+        let n = t.samples
+        while t.samples == n {
+            clock.now += 10 * ms
+            clock.delivered += UInt64(rate / 100)
+            t.note(evidence)
+            t.observe(nowNs: clock.now, deliveredBytes: clock.delivered, minRTTNs: 50 * ms)
+        }
+    }
+
     @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less than 1 / the margin drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or the default do not")
     func linkRateTrackerFollowsFalls() throws {
         let ms: UInt64 = 1_000_000
-        // Decisions every 10 ms on a 50 ms path (windows of 300 ms) until the next sample, each
-        // noting `evidence` and delivering at `rate` (the evidence before the observation, so that
-        // the window that ends has seen it all and the next none).
-        func window(_ t: inout LinkRateTracker, _ rate: Double, _ evidence: LinkEvidence, clock: inout (now: UInt64, delivered: UInt64)) {
-            let n = t.samples
-            while t.samples == n {
-                clock.now += 10 * ms
-                clock.delivered += UInt64(rate / 100)
-                t.note(evidence)
-                t.observe(nowNs: clock.now, deliveredBytes: clock.delivered, minRTTNs: 50 * ms)
-            }
-        }
         func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.03 }
         func tracker() -> LinkRateTracker {
             var t = LinkRateTracker()
@@ -313,30 +316,30 @@ struct BackgroundBudgetTests {
         }
         var clock: (now: UInt64, delivered: UInt64) = (1_000 * ms, 0)
         var t = tracker()
-        for _ in 0..<3 { window(&t, 140_000, .none, clock: &clock) }
+        for _ in 0..<3 { Self.window(&t, 140_000, .none, clock: &clock) }
         #expect(near(t.estimateBytesPerSecond, 140_000))
         // Background held back without queueing (foreground, the policy's window): as before.
-        for _ in 0..<2 { window(&t, 80_000, .none, clock: &clock) }
+        for _ in 0..<2 { Self.window(&t, 80_000, .none, clock: &clock) }
         #expect(near(t.estimateBytesPerSecond, 140_000) && t.superseded == 0)
         // One window that queued at 80 KB/s: not yet (one window's delivery bunches).
-        window(&t, 80_000, .queueing, clock: &clock)
+        Self.window(&t, 80_000, .queueing, clock: &clock)
         #expect(near(t.estimateBytesPerSecond, 140_000) && t.superseded == 0)
         // The second in a row: the link was full at 80 KB/s, 140 is a rate it no longer gives.
-        window(&t, 75_000, .queueing, clock: &clock)
+        Self.window(&t, 75_000, .queueing, clock: &clock)
         #expect(near(t.estimateBytesPerSecond, 80_000) && t.superseded >= 1)
         // Without the option (the default), the horizon alone.
         var plain = LinkRateTracker()
-        for _ in 0..<3 { window(&plain, 140_000, .none, clock: &clock) }
-        for _ in 0..<3 { window(&plain, 80_000, .queueing, clock: &clock) }
+        for _ in 0..<3 { Self.window(&plain, 140_000, .none, clock: &clock) }
+        for _ in 0..<3 { Self.window(&plain, 80_000, .queueing, clock: &clock) }
         #expect(near(plain.estimateBytesPerSecond, 140_000) && plain.superseded == 0)
         // Queueing windows that alternate with windows that did not queue keep the windowed maximum.
         var alternating = tracker()
-        for _ in 0..<3 { window(&alternating, 140_000, .none, clock: &clock) }
-        for k in 0..<6 { window(&alternating, 80_000, k % 2 == 0 ? .queueing : .none, clock: &clock) }
+        for _ in 0..<3 { Self.window(&alternating, 140_000, .none, clock: &clock) }
+        for k in 0..<6 { Self.window(&alternating, 80_000, k % 2 == 0 ? .queueing : .none, clock: &clock) }
         #expect(near(alternating.estimateBytesPerSecond, 140_000) && alternating.superseded == 0)
         // A full link's windows spread by 15%: the largest stays the estimate.
         var spread = tracker()
-        for rate in [140_000.0, 120_000, 125_000, 119_000] { window(&spread, rate, .queueing, clock: &clock) }
+        for rate in [140_000.0, 120_000, 125_000, 119_000] { Self.window(&spread, rate, .queueing, clock: &clock) }
         #expect(near(spread.estimateBytesPerSecond, 140_000) && spread.superseded == 0)
         // The policy's option.
         let on = try #require(try BackgroundPolicies.parse("delay-target:fall=queueing") as? DelayTargetBackgroundPolicy)
@@ -350,11 +353,53 @@ struct BackgroundBudgetTests {
         // follows a fall (2 x).
         var lenient = LinkRateTracker()
         lenient.fallMargin = 1.5
-        for _ in 0..<3 { window(&lenient, 140_000, .none, clock: &clock) }
-        for _ in 0..<2 { window(&lenient, 100_000, .queueing, clock: &clock) }
+        for _ in 0..<3 { Self.window(&lenient, 140_000, .none, clock: &clock) }
+        for _ in 0..<2 { Self.window(&lenient, 100_000, .queueing, clock: &clock) }
         #expect(near(lenient.estimateBytesPerSecond, 140_000) && lenient.superseded == 0)
-        for _ in 0..<2 { window(&lenient, 70_000, .queueing, clock: &clock) }
+        for _ in 0..<2 { Self.window(&lenient, 70_000, .queueing, clock: &clock) }
         #expect(near(lenient.estimateBytesPerSecond, 100_000) && lenient.superseded >= 1)
+    }
+
+    @Test("fall=queueing and the path probe: measurements dropped while the path itself lengthened come back at the next path sample (within the horizon); a sample that shows too little lengthening, or none, confirms the drop")
+    func fallUndoneByThePathsLengthening() {
+        let ms: UInt64 = 1_000_000
+        func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.03 }
+        var clock: (now: UInt64, delivered: UInt64) = (1_000 * ms, 0)
+        // Two queueing windows at a tenth of the 300 KB/s measured before, on a path sampled at
+        // 35 ms: dropped at once.
+        func fallen() -> LinkRateTracker {
+            var t = LinkRateTracker(fallMargin: 1.5)
+            t.pathSampled(rttNs: 35 * ms, nowNs: clock.now)
+            for _ in 0..<3 { Self.window(&t, 300_000, .none, clock: &clock) }
+            for _ in 0..<2 { Self.window(&t, 30_000, .queueing, clock: &clock) }
+            #expect(near(t.estimateBytesPerSecond, 30_000) && t.superseded >= 1)
+            return t
+        }
+        // The next sample: the path is 335 ms (9.6 x). A window-limited rate falls that much with
+        // no change in the link: the measurements come back.
+        var spike = fallen()
+        spike.pathSampled(rttNs: 335 * ms, nowNs: clock.now + 10 * ms)
+        #expect(near(spike.estimateBytesPerSecond, 300_000) && spike.restored >= 1)
+        // The same path: the link fell; the drop stands, also at later samples.
+        var fall = fallen()
+        fall.pathSampled(rttNs: 36 * ms, nowNs: clock.now + 10 * ms)
+        #expect(near(fall.estimateBytesPerSecond, 30_000) && fall.restored == 0)
+        fall.pathSampled(rttNs: 335 * ms, nowNs: clock.now + 20 * ms)
+        #expect(near(fall.estimateBytesPerSecond, 30_000) && fall.restored == 0)
+        // Lengthened 1.5 x: explains a fall to 30_000 x 1.5 x 1.5 = 67.5 KB/s, not to a tenth.
+        var little = fallen()
+        little.pathSampled(rttNs: 52 * ms, nowNs: clock.now + 10 * ms)
+        #expect(near(little.estimateBytesPerSecond, 30_000) && little.restored == 0)
+        // Explained, but the sample came after the horizon: the measurements are too old to count.
+        var late = fallen()
+        late.pathSampled(rttNs: 335 * ms, nowNs: clock.now + LinkRateTracker.horizonNs + 1_000 * ms)
+        #expect(near(late.estimateBytesPerSecond, 30_000) && late.restored == 0)
+        // No path sample before the drop: nothing to judge a lengthening by.
+        var unknown = LinkRateTracker(fallMargin: 1.5)
+        for _ in 0..<3 { Self.window(&unknown, 300_000, .none, clock: &clock) }
+        for _ in 0..<2 { Self.window(&unknown, 30_000, .queueing, clock: &clock) }
+        unknown.pathSampled(rttNs: 335 * ms, nowNs: clock.now + 10 * ms)
+        #expect(near(unknown.estimateBytesPerSecond, 30_000) && unknown.restored == 0)
     }
 
     @Test("A window-limited delivery rate that shows 85% of the window: probes from the window find a 145 KB/s link, probes from the delivery rate do not")

@@ -444,6 +444,7 @@ final class BackgroundScheduler {
     func observePathRTT(interface: String, fd: Int32, rttNs: UInt64, nowNs: UInt64) {
         guard let k = key(interface, fd: fd), pathProbes[k] != nil else { return }
         pathProbes[k]?.sample(rttNs: rttNs, nowNs: nowNs)
+        trackers[interface]?.pathSampled(rttNs: rttNs, nowNs: nowNs)
         stats.pathRTTSamples += 1
         stats.pathRTTMilliseconds = Double(rttNs) / 1e6
     }
@@ -478,7 +479,7 @@ final class BackgroundScheduler {
                 "interface": "\(interface)", "bytes": "\(s.bytes)", "window_ms": "\(s.ns / 1_000_000)",
                 "rate_Bps": "\(Int(s.rate))", "estimate_Bps": "\(Int(t.estimateBytesPerSecond))",
                 "estimate_is_probe": "\(t.estimateIsProbe)", "headroom_gain": "\(s.headroomGain)", "queueing": "\(s.queueing)", "queueing_share": "\(Double(Int(s.queueingShare * 100)) / 100)",
-                "probes": "\(t.probes)", "probes_dropped": "\(t.probesDropped)", "superseded": "\(t.superseded)",
+                "probes": "\(t.probes)", "probes_dropped": "\(t.probesDropped)", "superseded": "\(t.superseded)", "restored": "\(t.restored)",
             ])
         }
     }

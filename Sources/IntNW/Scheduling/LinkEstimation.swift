@@ -7,7 +7,8 @@
 /// the link's, so every window is a lower bound; the maximum over a few seconds finds the link
 /// whenever background filled it at some point, and forgets a rate the link no longer gives
 /// within the horizon (or, with `fallMargin`, within two windows that both showed queueing:
-/// the link was full at what they delivered). Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
+/// the link was full at what they delivered; the next path sample undoes what the path's own
+/// lengthening explains). Whether the bottleneck was busy cannot be read reliably from RTTs on a slow
 /// link (a full segment's own transmission time and delayed ACKs look like queueing), so it is not
 /// used: a policy that keeps background below the link must probe above its estimate for the
 /// estimate to rise. delay-target does so through `LinkEvidence`: a window whose background was
@@ -66,6 +67,9 @@ struct LinkRateTracker {
     /// Measurements dropped before the horizon passed because two windows in a row that queued
     /// delivered less (`fallMargin`; diagnostics and tests).
     private(set) var superseded = 0
+    /// Measurements the fall rule dropped that came back at the next path sample, which showed
+    /// the path itself lengthened enough to explain their fall (diagnostics and tests).
+    private(set) var restored = 0
     /// Above 1: two sampled windows in a row that both showed queueing drop the measurements of
     /// the horizon more than this many times the larger of the two (the policy's option:
     /// `delay-target:fall=queueing`, `fall-margin`). 0: off. Queueing evidence is only as good as
@@ -112,6 +116,14 @@ struct LinkRateTracker {
     /// The decisions of the current window (evidence noted), and how many of them saw queueing.
     private var decisions = 0
     private var queueingDecisions = 0
+    /// Measurements the fall rule dropped since the latest path sample, the rate the link was
+    /// full at when it dropped them (the smallest, after several drops), and the path's RTT the
+    /// tracker knew of then (ns; 0: none): the next path sample judges them (`pathSampled`).
+    private var suspended: [(atNs: UInt64, rate: Double)] = []
+    private var suspendedFull = 0.0
+    private var suspendedPathNs: UInt64 = 0
+    /// The latest path RTT a path probe measured, ns (0: none yet).
+    private var pathNs: UInt64 = 0
     /// The step of the next probe above the largest measurement, as a share of the gain's excess
     /// over 1: a quarter after queueing (or a probe the delivery rate did not follow), doubled
     /// after each probe the delivery rate followed, up to the whole gain.
@@ -278,15 +290,53 @@ struct LinkRateTracker {
         // four times the link's, queued foreground behind it). Two windows, and the larger: one
         // window's delivery bunches, and a foreground burst that queued shares the link with
         // background for about one window.
+        // The drop waits for no path sample (the link's fall queues foreground at once), but is
+        // undone at the next one if the path lengthened enough to explain it (`pathSampled`).
         if fallMargin > 1, queueingSeen, let previous = previousQueueingRate {
             let full = max(previous, rate)
-            let before = recent.count
-            recent.removeAll { !$0.probe && $0.rate > full * fallMargin }
-            superseded += before - recent.count
+            let dropped = recent.filter { !$0.probe && $0.rate > full * fallMargin }
+            if !dropped.isEmpty {
+                recent.removeAll { !$0.probe && $0.rate > full * fallMargin }
+                superseded += dropped.count
+                if suspended.isEmpty {
+                    suspendedPathNs = pathNs
+                    suspendedFull = full
+                } else {
+                    suspendedFull = min(suspendedFull, full)
+                }
+                suspended += dropped.map { ($0.atNs, $0.rate) }
+            }
         }
         previousQueueingRate = queueingSeen ? rate : nil
         estimateBytesPerSecond = recent.map(\.rate).max() ?? rate
         return true
+    }
+
+    /// A path probe measured the path's RTT, `rttNs`. Measurements the fall rule dropped since
+    /// the previous sample were read against the path's RTT then; if the path has lengthened by
+    /// a factor L since, a window-limited delivery rate fell by L with no change in the link, so
+    /// a dropped measurement within `fallMargin` x L x the rate the link was full at comes back
+    /// (while it is within the horizon). The others stay dropped: the link fell. A sample that
+    /// shows no lengthening confirms the whole drop. (The real drive's WiFi: its RTT went from
+    /// 35 to 335 ms for a second, windows that queued against the 35 ms base delivered a tenth of
+    /// the link, the fall rule dropped the measurements of the seconds before, and background on
+    /// WiFi carried 20-57% of the link for three seconds after the RTT came back, 85-94% without
+    /// the rule.)
+    mutating func pathSampled(rttNs: UInt64, nowNs: UInt64) {
+        defer {
+            pathNs = rttNs
+            suspended.removeAll()
+        }
+        guard !suspended.isEmpty, suspendedPathNs > 0, rttNs > suspendedPathNs else { return }
+        let lengthening = Double(rttNs) / Double(suspendedPathNs)
+        let back = suspended.filter {
+            nowNs >= $0.atNs && nowNs - $0.atNs <= Self.horizonNs && $0.rate <= suspendedFull * fallMargin * lengthening
+        }
+        guard !back.isEmpty else { return }
+        recent += back.map { ($0.atNs, $0.rate, false) }
+        recent.sort { $0.atNs < $1.atNs }
+        restored += back.count
+        if let top = recent.map(\.rate).max() { estimateBytesPerSecond = top }
     }
 
     /// What the latest decision saw of the link. Queueing drops every probe at once: the link is
