@@ -305,13 +305,13 @@ struct BackgroundBudgetTests {
         }
     }
 
-    @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less than 1 / the margin drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or the default do not")
+    @Test("a link that falls (fall=queueing): two windows in a row that queued and delivered less than 1 / the margin drop the larger measurements before the horizon passes; one such window, windows without queueing, a full link's spread, or fall=horizon do not")
     func linkRateTrackerFollowsFalls() throws {
         let ms: UInt64 = 1_000_000
         func near(_ a: Double, _ b: Double) -> Bool { abs(a - b) < b * 0.03 }
         func tracker() -> LinkRateTracker {
             var t = LinkRateTracker()
-            t.fallMargin = LinkRateTracker.defaultFallMargin
+            t.fallMargin = 1.25
             return t
         }
         var clock: (now: UInt64, delivered: UInt64) = (1_000 * ms, 0)
@@ -327,7 +327,7 @@ struct BackgroundBudgetTests {
         // The second in a row: the link was full at 80 KB/s, 140 is a rate it no longer gives.
         Self.window(&t, 75_000, .queueing, clock: &clock)
         #expect(near(t.estimateBytesPerSecond, 80_000) && t.superseded >= 1)
-        // Without the option (the default), the horizon alone.
+        // A tracker without a margin (`fall=horizon`): the horizon alone.
         var plain = LinkRateTracker()
         for _ in 0..<3 { Self.window(&plain, 140_000, .none, clock: &clock) }
         for _ in 0..<3 { Self.window(&plain, 80_000, .queueing, clock: &clock) }
@@ -341,11 +341,13 @@ struct BackgroundBudgetTests {
         var spread = tracker()
         for rate in [140_000.0, 120_000, 125_000, 119_000] { Self.window(&spread, rate, .queueing, clock: &clock) }
         #expect(near(spread.estimateBytesPerSecond, 140_000) && spread.superseded == 0)
-        // The policy's option.
+        // The policy's options: on by default at 1.5 (since 8 Dec), `fall=horizon` turns it off.
         let on = try #require(try BackgroundPolicies.parse("delay-target:fall=queueing") as? DelayTargetBackgroundPolicy)
-        let off = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
-        let wide = try #require(try BackgroundPolicies.parse("delay-target:fall-margin=1.5") as? DelayTargetBackgroundPolicy)
-        #expect(on.estimateFallMargin == 1.25 && off.estimateFallMargin == 0 && wide.estimateFallMargin == 1.5)
+        let plainDefault = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        let off = try #require(try BackgroundPolicies.parse("delay-target:fall=horizon") as? DelayTargetBackgroundPolicy)
+        let tight = try #require(try BackgroundPolicies.parse("delay-target:fall-margin=1.25") as? DelayTargetBackgroundPolicy)
+        #expect(on.estimateFallMargin == 1.5 && plainDefault.estimateFallMargin == 1.5 && off.estimateFallMargin == 0
+                && tight.estimateFallMargin == 1.25)
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall=sometimes") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall=horizon,fall-margin=1.5") }
         #expect(throws: IntNWError.self) { try BackgroundPolicies.parse("delay-target:fall-margin=1") }

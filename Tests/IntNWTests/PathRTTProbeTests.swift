@@ -124,7 +124,7 @@ struct PathRTTProbeTests {
         #expect(drive.variationMicroseconds(nowNs: drive.sampleAtNs + 7 * Self.s) == 0)
     }
 
-    @Test("delay-target's target on a moving path: target-path x the path's variation when that is above target-ms, at most half the base RTT and half the ceiling; off by default")
+    @Test("delay-target's target on a moving path: target-path (3 by default) x the path's variation when that is above target-ms, at most half the base RTT and half the ceiling; target-path=0 turns it off")
     func delayTargetPathTarget() throws {
         let bench = PolicyBench(rttMilliseconds: 80, bandwidthBytesPerSecond: 120_000, kind: .cellular)
         func target(_ policy: String, variationMs: Double, baseMs: Double = 80) throws -> Double {
@@ -134,7 +134,9 @@ struct PathRTTProbeTests {
             c.pathRTTVariationMicroseconds = UInt32(variationMs * 1000)
             return p.targetMilliseconds(c)
         }
-        #expect(try target("delay-target", variationMs: 28.3) == 10)
+        #expect(try target("delay-target:target-path=0", variationMs: 28.3) == 10)
+        let byDefault = try target("delay-target", variationMs: 9)
+        #expect(try byDefault == target("delay-target:target-path=3", variationMs: 9))
         #expect(try target("delay-target:target-path=3", variationMs: 2) == 10)
         #expect(try abs(target("delay-target:target-path=3", variationMs: 9) - 27) < 1e-9)
         // At most half the base RTT: 40 ms on the drive's 80 ms cellular path, 12 ms on a 24 ms
@@ -145,7 +147,7 @@ struct PathRTTProbeTests {
         #expect(try target("delay-target:target-path=3", variationMs: 0) == 10)
         #expect(try target("delay-target:target-path=3,target-ms=30", variationMs: 8) == 30)
         // The window grows with it: 20 ms more of the estimate.
-        let p10 = try #require(try BackgroundPolicies.parse("delay-target") as? DelayTargetBackgroundPolicy)
+        let p10 = try #require(try BackgroundPolicies.parse("delay-target:target-path=0") as? DelayTargetBackgroundPolicy)
         let p30 = try #require(try BackgroundPolicies.parse("delay-target:target-path=2") as? DelayTargetBackgroundPolicy)
         var c = bench.context(now: 1, lastFG: nil, srttMs: 90, minRTTMs: 80)
         c.pathRTTMicroseconds = 80_000

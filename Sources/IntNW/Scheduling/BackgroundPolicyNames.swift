@@ -49,9 +49,9 @@ public enum BackgroundPolicyName: String, CaseIterable, Sendable, Codable {
         case .trickle: ["chunk-s": "chunk, seconds of bandwidth", "idle-chunk-s": "chunk after the idle time, seconds of bandwidth",
                         "idle-after-s": "FG silence before the larger chunk, seconds"]
         case .delayTarget: ["target-ms": "queueing delay BG may add, ms",
-                            "fall": "how the bandwidth estimate forgets a faster link: horizon (after 3 s, the default) or queueing (also once two windows in a row that queued delivered less than 1 / fall-margin of it)",
-                            "fall-margin": "ratio (1.1-4) of a measurement to what two queueing windows in a row delivered above which fall=queueing drops it (default 1.25; implies fall=queueing)",
-                            "target-path": "on a path whose RTT moves between path probes: the target is this many times that movement (ms) when more than target-ms, at most half the base RTT and half of ceiling-ms (0: off, the default)",
+                            "fall": "how the bandwidth estimate forgets a faster link: queueing (the default: after 3 s, or once two windows in a row that queued delivered less than 1 / fall-margin of it; the next path probe brings back what the path's own lengthening explains) or horizon (after 3 s only)",
+                            "fall-margin": "ratio (1.1-4) of a measurement to what two queueing windows in a row delivered above which fall=queueing drops it (default 1.5)",
+                            "target-path": "on a path whose RTT moves between path probes: the target is this many times that movement (ms) when more than target-ms, at most half the base RTT and half of ceiling-ms (default 3; 0: off)",
                             "ceiling-ms": "measured delay that halves the window, ms",
                             "max-scale": "largest scale on the model window (probing above the estimate)",
                             "duty": "fault injection: share (0-1] of each period BG may use the link",

@@ -71,8 +71,8 @@ struct LinkRateTracker {
     /// the path itself lengthened enough to explain their fall (diagnostics and tests).
     private(set) var restored = 0
     /// Above 1: two sampled windows in a row that both showed queueing drop the measurements of
-    /// the horizon more than this many times the larger of the two (the policy's option:
-    /// `delay-target:fall=queueing`, `fall-margin`). 0: off. Queueing evidence is only as good as
+    /// the horizon more than this many times the larger of the two (the policy's
+    /// `delay-target:fall-margin`, `defaultFallMargin` by default; `fall=horizon`: 0). 0: off. Queueing evidence is only as good as
     /// the policy's base RTT: a path that lengthened since its latest drain reads as queueing
     /// too, and its windows deliver less (the real drive's cellular path: 1.3-1.5 x below the
     /// estimate, where the link's fall gave 1.7-2.1 x per step).
@@ -131,10 +131,11 @@ struct LinkRateTracker {
     /// The largest measurement when the latest probe was made (0: no probe since queueing).
     private var measuredAtProbe = 0.0
     static let firstProbeStep = 0.25
-    /// The `fallMargin` of `delay-target:fall=queueing`: 300 ms windows on a full link read within
-    /// about 15% of each other (the real drive's cellular uplink: 127-143 KB/s on a 140-170 KB/s
-    /// link).
-    static let defaultFallMargin = 1.25
+    /// The `fallMargin` of `delay-target` (and of its `fall=queueing`): 300 ms windows on a full
+    /// link read within about 15% of each other (the real drive's cellular uplink: 127-143 KB/s
+    /// on a 140-170 KB/s link), and the path's own lengthening between drains 1.3-1.5 x below the
+    /// estimate (1.25 until 8 Dec).
+    static let defaultFallMargin = 1.5
     /// The smallest fill share (`LinkEvidence.headroom`) a probe starts from the window by: a
     /// window of four segments. Smaller windows are left to the segment floor.
     static let minimumFillShare = 0.75
@@ -320,8 +321,8 @@ struct LinkRateTracker {
     /// shows no lengthening confirms the whole drop. (The real drive's WiFi: its RTT went from
     /// 35 to 335 ms for a second, windows that queued against the 35 ms base delivered a tenth of
     /// the link, the fall rule dropped the measurements of the seconds before, and background on
-    /// WiFi carried 20-57% of the link for three seconds after the RTT came back, 85-94% without
-    /// the rule.)
+    /// WiFi carried 21-88% of the link per second in the three seconds after the RTT came back,
+    /// 64-94% without the rule.)
     mutating func pathSampled(rttNs: UInt64, nowNs: UInt64) {
         defer {
             pathNs = rttNs
