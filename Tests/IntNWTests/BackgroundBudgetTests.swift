@@ -486,6 +486,12 @@ struct BackgroundBudgetTests {
         // b's entry is 100 ms older: 300 ms later it is stale, a's is not yet.
         #expect(c.otherBackground(interface: cell, nowNs: now + 250_000_000) == 10_000)
         #expect(c.otherBackground(interface: cell, nowNs: now + 400_000_000) == 0)
+        // Writers: a fresh entry counts with or without bytes in flight; stale ones and one's own do not.
+        #expect(c.otherBackgroundWriters(interface: cell, nowNs: now) == 2 && a.otherBackgroundWriters(interface: cell, nowNs: now) == 1)
+        c.publishBackground(bytes: 0, interface: cell, nowNs: now)
+        #expect(a.otherBackgroundWriters(interface: cell, nowNs: now) == 2)
+        #expect(a.otherBackgroundWriters(interface: cell, nowNs: now + 250_000_000) == 1)  // b's is stale
+        #expect(b.otherBackgroundWriters(interface: wifi, nowNs: now + 400_000_000) == 0)
         a.publishDelivered(bytes: 1_000_000, interface: cell)
         b.publishDelivered(bytes: 500, interface: cell)
         #expect(c.otherDelivered(interface: cell) == 1_000_500 && a.otherDelivered(interface: cell) == 500)
@@ -505,6 +511,13 @@ struct BackgroundBudgetTests {
         #expect(r.backgroundElsewhere(owner: id2, interface: "cell0", nowNs: now) == 5_000)
         #expect(r.backgroundElsewhere(owner: id2, interface: "wifi0", nowNs: now) == 0)
         #expect(r.backgroundElsewhere(owner: id2, interface: "cell0", nowNs: now + 1_000_000_000) == 0)  // stale
+        // Who else decides about BG there (a path probe's drain waits for them): the other one,
+        // nobody on an interface only one reports on, nobody once the reports are stale.
+        #expect(r.backgroundWritersElsewhere(owner: id1, interface: "cell0", nowNs: now) == 1)
+        r.reportBackground(owner: id2, interface: "wifi0", bytes: 0, nowNs: now)
+        #expect(r.backgroundWritersElsewhere(owner: id2, interface: "wifi0", nowNs: now) == 0)
+        #expect(r.backgroundWritersElsewhere(owner: id1, interface: "wifi0", nowNs: now) == 1)
+        #expect(r.backgroundWritersElsewhere(owner: id1, interface: "cell0", nowNs: now + 1_000_000_000) == 0)
         #expect(r.reportDelivered(owner: id1, interface: "cell0", cumulativeBytes: 100) == 100)
         #expect(r.reportDelivered(owner: id2, interface: "cell0", cumulativeBytes: 50) == 150)
         r.forgetBackground(owner: id1)

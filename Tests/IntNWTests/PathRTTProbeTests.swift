@@ -85,6 +85,13 @@ struct PathRTTProbeTests {
         #expect(p.check(nowNs: now + 10 * Self.ms, periodNs: period, drained: true, smoothedRTTNs: srtt) == .hold)
         #expect(p.check(nowNs: now + 21 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
         #expect(p.check(nowNs: 101 * Self.s + 990 * Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        // Nobody else draining on the interface (`aloneGraceNs`): BG may follow the PING a millisecond later.
+        var alone = PathRTTProbe()
+        _ = alone.check(nowNs: 100 * Self.s, periodNs: period, drained: false, smoothedRTTNs: srtt, graceNs: PathRTTProbe.aloneGraceNs)
+        #expect(alone.check(nowNs: now, periodNs: period, drained: true, smoothedRTTNs: srtt, graceNs: PathRTTProbe.aloneGraceNs) == .ping)
+        #expect(alone.check(nowNs: now + Self.ms / 2, periodNs: period, drained: true, smoothedRTTNs: srtt) == .hold)
+        #expect(alone.check(nowNs: now + Self.ms, periodNs: period, drained: false, smoothedRTTNs: srtt) == .none)
+        #expect(alone.refillSinceNs(nowNs: now + 5 * Self.ms, withinNs: Self.s) == now + Self.ms)
         // No sample until the PONG; then the path's RTT for three periods.
         #expect(p.pathRTTMicroseconds(nowNs: now + 30 * Self.ms) == 0)
         p.sample(rttNs: 41_500_000, nowNs: now + 42 * Self.ms)

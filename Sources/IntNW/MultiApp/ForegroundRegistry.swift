@@ -189,6 +189,18 @@ final class ForegroundRegistry: @unchecked Sendable {
         }
     }
 
+    /// How many multisockets other than `owner` (in this process, and other processes through the
+    /// segment, each counted once) decide about background data on `interface` now: a path
+    /// probe's drain must leave them time to find the interface drained too.
+    func backgroundWritersElsewhere(owner: ObjectIdentifier, interface: String, nowNs: UInt64) -> Int {
+        lock.withLock { _ in
+            let freshNs = SharedLayout.backgroundFreshMilliseconds * 1_000_000
+            var n = background[interface, default: [:]].filter { $0.key != owner && ($0.value.atNs >= nowNs || nowNs - $0.value.atNs <= freshNs) }.count
+            if let s = slot(interface), let segment { n += segment.otherBackgroundWriters(interface: s, nowNs: nowNs) }
+            return n
+        }
+    }
+
     /// The multisocket `owner` is gone: its background reports stop counting.
     func forgetBackground(owner: ObjectIdentifier) {
         lock.withLock { _ in

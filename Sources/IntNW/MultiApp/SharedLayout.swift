@@ -107,8 +107,13 @@ enum SharedLayout {
     }
     /// The bytes of entry `w` if it is fresh at `nowMs`, else 0.
     static func freshBackgroundBytes(_ w: UInt64, nowMs: UInt64) -> UInt64 {
+        isFreshBackground(w, nowMs: nowMs) ? w & backgroundBytesMask : 0
+    }
+    /// Whether entry `w` was written within `backgroundFreshMilliseconds` of `nowMs` (its writer
+    /// is deciding about background data there, whatever it has in flight).
+    static func isFreshBackground(_ w: UInt64, nowMs: UInt64) -> Bool {
         let age = (nowMs &- (w >> backgroundTimeShift)) & backgroundTimeMask
-        return w != 0 && age <= backgroundFreshMilliseconds ? w & backgroundBytesMask : 0
+        return w != 0 && age <= backgroundFreshMilliseconds
     }
 
     // Owner word packing.

@@ -472,6 +472,20 @@ final class SharedSegment: @unchecked Sendable {
         return Int(min(total, UInt64(Int.max)))
     }
 
+    /// How many other processes published a fresh background entry on slot `i` (they are
+    /// deciding about background data there, with or without bytes in flight).
+    func otherBackgroundWriters(interface i: Int, nowNs: UInt64) -> Int {
+        let nowMs = nowNs / 1_000_000
+        var n = 0
+        for j in 0..<SharedLayout.processSlotCount where j != slot {
+            let w = word(SharedLayout.backgroundEntry(process: j, interface: i)).load(ordering: .relaxed)
+            guard SharedLayout.isFreshBackground(w, nowMs: nowMs),
+                  SharedLayout.pid(ofOwner: ownerWord(j).load(ordering: .relaxed)) != 0 else { continue }
+            n += 1
+        }
+        return n
+    }
+
     /// Publishes the cumulative bytes this process's background-sending connections had acknowledged
     /// on slot `i`.
     func publishDelivered(bytes: UInt64, interface i: Int) {

@@ -326,9 +326,13 @@ final class BackgroundScheduler {
         // the PING on the 3G downlink read as 85-105 ms of path (bgscale, 8 BG sessions: samples of
         // 285-305 ms on the 200 ms path, and the base, the window and FG's wait grew with them).
         let foregroundOnInterface = elsewhere + perInterface[sharedKey, default: 0]
+        // Nobody else decides about BG here: nobody else drains in this slot, and BG may follow
+        // the PING at once (`PathRTTProbe.aloneGraceNs`).
+        let drainsAlone = (budget?.backgroundWritersElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs) ?? 0) == 0
+        let grace = drainsAlone ? PathRTTProbe.aloneGraceNs : PathRTTProbe.graceNs
         let probeAction = pathProbe(key: sharedKey, fd: fd, info: haveInfo ? info : nil, drained: unacked <= PathRTTProbe.drainedBytes
                                     && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes
-                                    && foregroundOnInterface == 0, nowNs: nowNs)
+                                    && foregroundOnInterface == 0, graceNs: grace, nowNs: nowNs)
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         let probe = pathProbes[sharedKey]
         let pathRTTMicroseconds = probe?.pathRTTMicroseconds(nowNs: nowNs) ?? 0
@@ -369,7 +373,9 @@ final class BackgroundScheduler {
         // PING's bytes would arrive only with the whole segment (one segment's transmission, 22.6
         // ms on a 64 KB/s link, read as path).
         if probeAction != .none {
-            verdict = .hold(.pathProbe, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
+            let recheckNs = probeAction == .ping ? min(grace, nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
+                : nanoseconds(milliseconds: Self.barrierRecheckMilliseconds)
+            verdict = .hold(.pathProbe, untilNs: nowNs + recheckNs)
         } else if elsewhere > 0 && (explained?.honorsForegroundBarrier ?? true) {
             verdict = .hold(.foregroundElsewhere, untilNs: nowNs + nanoseconds(milliseconds: Self.barrierRecheckMilliseconds))
         } else if let explained {
@@ -419,13 +425,15 @@ final class BackgroundScheduler {
 
     /// Runs the path probe of interface `key` for a policy that asks for one (`PathRTTProbing`)
     /// and notes the connection a PING is wanted on.
-    private func pathProbe(key: String, fd: Int32, info: cshims_tcp_info?, drained: Bool, nowNs: UInt64) -> PathRTTProbe.Action {
+    private func pathProbe(key: String, fd: Int32, info: cshims_tcp_info?, drained: Bool, graceNs: UInt64,
+                           nowNs: UInt64) -> PathRTTProbe.Action {
         guard let probing = explained as? any PathRTTProbing, probing.pathProbeRTTs > 0, let info,
               info.tcpi_min_rtt > 0, info.tcpi_min_rtt != UInt32.max else { return .none }
         let period = PathRTTProbe.periodNs(baseRTTNs: UInt64(info.tcpi_min_rtt) * 1000, rtts: probing.pathProbeRTTs)
         var probe = pathProbes[key, default: PathRTTProbe()]
         let timeoutsBefore = probe.timeouts
-        let action = probe.check(nowNs: nowNs, periodNs: period, drained: drained, smoothedRTTNs: UInt64(info.tcpi_rtt) * 1000)
+        let action = probe.check(nowNs: nowNs, periodNs: period, drained: drained, smoothedRTTNs: UInt64(info.tcpi_rtt) * 1000,
+                                 graceNs: graceNs)
         stats.pathProbeTimeouts += UInt64(probe.timeouts - timeoutsBefore)
         pathProbes[key] = probe
         if action == .ping { pathProbeWanted = fd }

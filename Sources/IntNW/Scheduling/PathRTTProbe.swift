@@ -20,7 +20,7 @@ import Glibc
 /// reply queued ahead of the PING would read as path), then a PING goes on the connection. Its
 /// round trip, echoed by the peer at once, is the path's without background's queue; background
 /// resumes behind the PING after a short grace (so that the others draining in the same slot
-/// still find the interface empty). The link idles for about one round trip per drain, so the
+/// still find the interface empty; a millisecond when nobody else decides about background there). The link idles for about one round trip per drain, so the
 /// period is `periodRTTs` base RTTs, rounded up to a power of two seconds (1-8 s): at most about
 /// 1/`periodRTTs` of the link's time. A drain that cannot empty the queue within
 /// `drainTimeoutRTTs` smoothed RTTs (at least `minimumDrainTimeoutNs`) gives up until the next
@@ -50,6 +50,11 @@ struct PathRTTProbe {
     /// draining in the same slot look again within one re-check (10 ms) and must still find the
     /// interface drained to send their own.
     static let graceNs: UInt64 = 20_000_000
+    /// The grace when no other multisocket or process decides about background on the interface:
+    /// nobody else drains, and background sent behind the PING queues behind it (its round trip
+    /// is unchanged). The real drive's WiFi (1 s periods) idled 24 ms after every PING with the
+    /// full grace, about 2% of the link.
+    static let aloneGraceNs: UInt64 = 1_000_000
     static let minimumDrainTimeoutNs: UInt64 = 100_000_000
     static let maximumAgePeriods: UInt64 = 3
     /// The shortest and longest period, ns.
@@ -90,8 +95,10 @@ struct PathRTTProbe {
 
     /// At a decision: `drained` is whether no background of anyone's is in flight on the interface
     /// or waiting in this connection's buffers, and no foreground of anyone's is outstanding there;
-    /// `smoothedRTTNs` the connection's smoothed RTT.
-    mutating func check(nowNs: UInt64, periodNs: UInt64, drained: Bool, smoothedRTTNs: UInt64) -> Action {
+    /// `smoothedRTTNs` the connection's smoothed RTT; `graceNs` how long background stays held
+    /// after a PING (`graceNs`, or `aloneGraceNs` when nobody else drains).
+    mutating func check(nowNs: UInt64, periodNs: UInt64, drained: Bool, smoothedRTTNs: UInt64,
+                        graceNs: UInt64 = Self.graceNs) -> Action {
         guard periodNs > 0 else { return .none }
         if nowNs < graceUntilNs { return .hold }
         let slot = nowNs / periodNs
@@ -108,7 +115,7 @@ struct PathRTTProbe {
         if drained {
             slotDone = (slot, periodNs)
             drainStartNs = 0
-            graceUntilNs = nowNs + Self.graceNs
+            graceUntilNs = nowNs + max(1, graceNs)
             pings += 1
             samplePeriodNs = periodNs
             return .ping
