@@ -72,10 +72,10 @@ struct LinkRateTracker {
     private(set) var restored = 0
     /// Above 1: two sampled windows in a row that both showed queueing drop the measurements of
     /// the horizon more than this many times the larger of the two (the policy's
-    /// `delay-target:fall-margin`, `defaultFallMargin` by default; `fall=horizon`: 0). 0: off. Queueing evidence is only as good as
-    /// the policy's base RTT: a path that lengthened since its latest drain reads as queueing
-    /// too, and its windows deliver less (the real drive's cellular path: 1.3-1.5 x below the
-    /// estimate, where the link's fall gave 1.7-2.1 x per step).
+    /// `delay-target:fall-margin`, `defaultFallMargin` by default; `fall=horizon`: 0). 0: off.
+    /// Queueing evidence is only as good as the policy's base RTT: a path that lengthened since
+    /// its latest drain reads as queueing too, and its windows deliver less (the real drive's
+    /// cellular path: 1.3-1.5 x below the estimate, where the link's fall gave 1.7-2.1 x per step).
     var fallMargin = 0.0
     /// The latest sample (diagnostics): its window's bytes, length (ns) and rate, whether that
     /// window showed headroom (the largest gain, 0: none) or queueing, and the share of its

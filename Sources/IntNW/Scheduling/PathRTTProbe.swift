@@ -20,11 +20,12 @@ import Glibc
 /// reply queued ahead of the PING would read as path), then a PING goes on the connection. Its
 /// round trip, echoed by the peer at once, is the path's without background's queue; background
 /// resumes behind the PING after a short grace (so that the others draining in the same slot
-/// still find the interface empty; a millisecond when nobody else decides about background there). The link idles for about one round trip per drain, so the
-/// period is `periodRTTs` base RTTs, rounded up to a power of two seconds (1-8 s): at most about
-/// 1/`periodRTTs` of the link's time. A drain that cannot empty the queue within
-/// `drainTimeoutRTTs` smoothed RTTs (at least `minimumDrainTimeoutNs`) gives up until the next
-/// slot. The sample is used until `maximumAgePeriods` periods have passed without a new one.
+/// still find the interface empty; a millisecond when nobody else decides about background
+/// there). The link idles for about one round trip per drain, so the period is `periodRTTs`
+/// base RTTs, rounded up to a power of two seconds (1-8 s): at most about 1/`periodRTTs` of the
+/// link's time. A drain that cannot empty the queue within `drainTimeoutRTTs` smoothed RTTs (at
+/// least `minimumDrainTimeoutNs`) gives up until the next slot. The sample is used until
+/// `maximumAgePeriods` periods have passed without a new one.
 ///
 /// The sample only ever moves the base within [kernel minimum, smoothed RTT less one segment]: a
 /// path that shortened since (the smoothed RTT falls below the sample) and a peer that delays its
