@@ -326,13 +326,15 @@ final class BackgroundScheduler {
         // the PING on the 3G downlink read as 85-105 ms of path (bgscale, 8 BG sessions: samples of
         // 285-305 ms on the 200 ms path, and the base, the window and FG's wait grew with them).
         let foregroundOnInterface = elsewhere + perInterface[sharedKey, default: 0]
+        let drained = unacked <= PathRTTProbe.drainedBytes && userQueuedBytes <= PathRTTProbe.drainedBytes
+            && bgElsewhere <= PathRTTProbe.drainedBytes && foregroundOnInterface == 0
         // Nobody else decides about BG here: nobody else drains in this slot, and BG may follow
-        // the PING at once (`PathRTTProbe.aloneGraceNs`).
-        let drainsAlone = (budget?.backgroundWritersElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs) ?? 0) == 0
+        // the PING at once (`PathRTTProbe.aloneGraceNs`). Asked only when drained: the grace
+        // matters only at a PING, and a PING needs the interface drained.
+        let drainsAlone = drained
+            && (budget?.backgroundWritersElsewhere(owner: ObjectIdentifier(self), interface: sharedKey, nowNs: nowNs) ?? 0) == 0
         let grace = drainsAlone ? PathRTTProbe.aloneGraceNs : PathRTTProbe.graceNs
-        let probeAction = pathProbe(key: sharedKey, fd: fd, info: haveInfo ? info : nil, drained: unacked <= PathRTTProbe.drainedBytes
-                                    && userQueuedBytes <= PathRTTProbe.drainedBytes && bgElsewhere <= PathRTTProbe.drainedBytes
-                                    && foregroundOnInterface == 0, graceNs: grace, nowNs: nowNs)
+        let probeAction = pathProbe(key: sharedKey, fd: fd, info: haveInfo ? info : nil, drained: drained, graceNs: grace, nowNs: nowNs)
         let view = schedulingView(network, info: haveInfo ? info : nil, nowNs: nowNs)
         let probe = pathProbes[sharedKey]
         let pathRTTMicroseconds = probe?.pathRTTMicroseconds(nowNs: nowNs) ?? 0

@@ -295,9 +295,11 @@ struct LinkRateTracker {
         // undone at the next one if the path lengthened enough to explain it (`pathSampled`).
         if fallMargin > 1, queueingSeen, let previous = previousQueueingRate {
             let full = max(previous, rate)
-            let dropped = recent.filter { !$0.probe && $0.rate > full * fallMargin }
+            let limit = full * fallMargin
+            let noLongerGiven = { (r: (atNs: UInt64, rate: Double, probe: Bool)) in !r.probe && r.rate > limit }
+            let dropped = recent.filter(noLongerGiven)
             if !dropped.isEmpty {
-                recent.removeAll { !$0.probe && $0.rate > full * fallMargin }
+                recent.removeAll(where: noLongerGiven)
                 superseded += dropped.count
                 if suspended.isEmpty {
                     suspendedPathNs = pathNs
